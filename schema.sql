@@ -1,0 +1,59 @@
+-- The sqlitestream SQLite schema: the single source of truth for a new store.
+-- A new store runs this script in one transaction, then stamps PRAGMA application_id and
+-- PRAGMA user_version (see sqlitestream/_schema.py, which also holds the upgrade steps from
+-- older versions). Timestamps are INTEGER microseconds since the Unix epoch, UTC, so that
+-- comparisons are exact across time zones. JSON payloads are TEXT.
+-- schema-version: 2
+
+-- Saved session records (the log itself does not need them).
+CREATE TABLE sessions (
+    id                TEXT PRIMARY KEY NOT NULL,
+    agent_id          TEXT NOT NULL,
+    status            TEXT NOT NULL,
+    parent_session_id TEXT,
+    metadata          TEXT NOT NULL,
+    context           TEXT NOT NULL,
+    tags              TEXT NOT NULL,
+    created_at        INTEGER NOT NULL,
+    updated_at        INTEGER NOT NULL
+) STRICT;
+CREATE INDEX sessions_by_created ON sessions (created_at, id);
+
+CREATE TABLE runs (
+    id          TEXT PRIMARY KEY NOT NULL,
+    session_id  TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    status      TEXT NOT NULL,
+    input       TEXT,
+    output      TEXT,
+    error       TEXT,
+    metadata    TEXT NOT NULL,
+    turn_count  INTEGER NOT NULL,
+    token_usage TEXT NOT NULL,
+    started_at  INTEGER NOT NULL,
+    ended_at    INTEGER
+) STRICT;
+CREATE INDEX runs_by_session ON runs (session_id, started_at, id);
+-- Added in version 2: get_active_run reads only the running runs.
+CREATE INDEX runs_running ON runs (session_id, started_at) WHERE status = 'running';
+
+-- One row per session id that has ever had an event: its sequence counter. An append bumps
+-- latest_seq and inserts the event in the same IMMEDIATE transaction.
+CREATE TABLE streams (
+    session_id TEXT PRIMARY KEY NOT NULL,
+    latest_seq INTEGER NOT NULL CHECK (latest_seq >= 0)
+) STRICT, WITHOUT ROWID;
+
+-- The log, clustered by (session_id, seq) so a cursor page is one contiguous range read.
+CREATE TABLE events (
+    session_id TEXT NOT NULL,
+    seq        INTEGER NOT NULL CHECK (seq >= 1),
+    id         TEXT NOT NULL,
+    type       TEXT NOT NULL,
+    run_id     TEXT,
+    ts         INTEGER NOT NULL,
+    data       TEXT NOT NULL,
+    metadata   TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
+) STRICT, WITHOUT ROWID;
+-- Event ids are unique store-wide: the duplicate check is one index probe.
+CREATE UNIQUE INDEX events_by_id ON events (id);

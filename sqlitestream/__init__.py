@@ -1,0 +1,57 @@
+"""sqlitestream: durable, cursor-backed per-session event logs on embedded SQLite.
+
+Append events for a session; each gets the next per-session sequence number (1, 2, 3, ...).
+Read by cursor (``after``/``before``) or long-poll (``wait_timeout_ms``) from any thread or
+process. See the README for the guarantees and the API.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    ConflictError,
+    EventIdConflictError,
+    NotFoundError,
+    RunNotFoundError,
+    SchemaVersionError,
+    SequenceConflictError,
+    SessionNotFoundError,
+    SqliteStreamError,
+    StorageError,
+    StoreBusyError,
+    StoreClosedError,
+    ValidationError,
+)
+from .memory import InMemorySessionStore
+from .models import Event, EventType, Run, RunStatus, Session, SessionStatus
+from .sqlite import SQLiteSessionStore
+from .store import SessionStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    # records
+    "Event",
+    "EventType",
+    "Session",
+    "SessionStatus",
+    "Run",
+    "RunStatus",
+    # stores
+    "SessionStore",
+    "InMemorySessionStore",
+    "SQLiteSessionStore",
+    # errors
+    "SqliteStreamError",
+    "ValidationError",
+    "NotFoundError",
+    "SessionNotFoundError",
+    "RunNotFoundError",
+    "ConflictError",
+    "SequenceConflictError",
+    "EventIdConflictError",
+    "StorageError",
+    "StoreBusyError",
+    "SchemaVersionError",
+    "StoreClosedError",
+]

@@ -1,0 +1,125 @@
+"""SQLite connections: how we open them, the settings we apply, the one transaction helper,
+and the one place that turns apsw errors into sqlitestream errors.
+
+Settings are applied to the store's own connections only; nothing here touches apsw's
+process-global hooks, so a host application's other SQLite use is unaffected.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import apsw
+
+from .errors import SqliteStreamError, StorageError, StoreBusyError
+
+SYNCHRONOUS_LEVELS = {"normal": "NORMAL", "full": "FULL"}
+"""``synchronous`` choices. ``normal`` (WAL): a commit survives a process crash; ``full``: it
+also survives power loss or an OS crash, at the cost of an fsync per commit."""
+
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+"""Bytes the WAL file is truncated back to after a checkpoint, so it does not stay huge."""
+
+_BUSY_SLEEP_SECONDS = 0.0005
+"""Sleep between lock attempts. SQLite's default handler backs off to 100 ms sleeps and gave
+multi-second appends under two-process contention; short sleeps catch free windows."""
+
+
+def open_connection(path: str, *, readonly: bool) -> apsw.Connection:
+    flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+    with translating(f"open {path!r}"):
+        return apsw.Connection(path, flags=flags)
+
+
+def set_busy_handler(conn: apsw.Connection, busy_timeout_ms: int) -> None:
+    """Retry a locked database every 0.5 ms until ``busy_timeout_ms`` has passed."""
+    limit = busy_timeout_ms / 1000.0
+    started = 0.0
+
+    def retry(prior_calls: int) -> bool:
+        nonlocal started
+        now = time.monotonic()
+        if prior_calls == 0:
+            started = now
+        if now - started >= limit:
+            return False
+        time.sleep(_BUSY_SLEEP_SECONDS)
+        return True
+
+    conn.set_busy_handler(retry)
+
+
+def apply_settings(conn: apsw.Connection, *, synchronous: str, busy_timeout_ms: int) -> None:
+    """The per-connection settings every store connection gets (see the README)."""
+    set_busy_handler(conn, busy_timeout_ms)
+    level = SYNCHRONOUS_LEVELS[synchronous]  # never formatted from unchecked input
+    with translating("configure the connection"):
+        conn.pragma("foreign_keys", True)
+        conn.pragma("trusted_schema", False)
+        conn.pragma("synchronous", level)
+        conn.pragma("journal_size_limit", JOURNAL_SIZE_LIMIT)
+
+
+def enable_wal(conn: apsw.Connection) -> None:
+    """Switch the file to write-ahead logging (persistent; readers never block the writer)."""
+    with translating("switch the store to WAL mode"):
+        mode = conn.pragma("journal_mode", "wal")
+    if str(mode).lower() != "wal":
+        raise StorageError(f"could not switch the store to WAL mode (journal_mode is {mode!r})")
+
+
+def translate(exc: apsw.Error, action: str) -> StorageError:
+    """The sqlitestream error for an apsw error, keeping SQLite's result code."""
+    code = getattr(exc, "extendedresult", None) or getattr(exc, "result", None)
+    detail = str(exc).split(":", 1)[-1].strip() or type(exc).__name__
+    if isinstance(exc, (apsw.BusyError, apsw.LockedError)):
+        return StoreBusyError(
+            f"{action}: the store stayed locked by another connection past the busy timeout",
+            sqlite_code=code,
+        )
+    if isinstance(exc, apsw.FullError):
+        return StorageError(f"{action}: the disk or database is full ({detail})", sqlite_code=code)
+    if isinstance(exc, apsw.ReadOnlyError):
+        return StorageError(
+            f"{action}: the store file or its directory is read-only ({detail})", sqlite_code=code
+        )
+    if isinstance(exc, apsw.NotADBError):
+        return StorageError(f"{action}: the file is not a SQLite database", sqlite_code=code)
+    if isinstance(exc, apsw.CorruptError):
+        return StorageError(f"{action}: the database file is corrupt ({detail})", sqlite_code=code)
+    if isinstance(exc, apsw.CantOpenError):
+        return StorageError(f"{action}: cannot open the file ({detail})", sqlite_code=code)
+    if isinstance(exc, apsw.ConnectionClosedError):
+        return StorageError(f"{action}: the connection is closed", sqlite_code=code)
+    return StorageError(f"{action} failed: {type(exc).__name__}: {detail}", sqlite_code=code)
+
+
+@contextmanager
+def translating(action: str) -> Iterator[None]:
+    """Re-raise any apsw error from the block as a ``StorageError`` (the single translation)."""
+    try:
+        yield
+    except SqliteStreamError:
+        raise
+    except apsw.Error as exc:
+        raise translate(exc, action) from exc
+
+
+@contextmanager
+def transaction(conn: apsw.Connection, action: str) -> Iterator[apsw.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``; roll back and re-raise on any error.
+
+    The only code that begins, commits or rolls back. IMMEDIATE takes the write lock up front,
+    so a transaction never fails half way for lack of it.
+    """
+    with translating(action):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if not conn.getautocommit():  # SQLite may already have rolled back (e.g. disk full)
+                conn.execute("ROLLBACK")
+            raise

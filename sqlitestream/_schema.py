@@ -1,0 +1,121 @@
+"""Schema versions: create a new store from ``schema.sql``, upgrade an older one step by step,
+refuse a newer one or a file that is not a sqlitestream store, all before writing anything."""
+
+from __future__ import annotations
+
+import importlib.resources
+from dataclasses import dataclass
+from pathlib import Path
+
+import apsw
+
+from ._connection import transaction, translating
+from .errors import SchemaVersionError, StorageError
+
+APPLICATION_ID = 0x53715374  # "SqSt": marks the file as a sqlitestream store
+SCHEMA_VERSION = 2
+
+UPGRADES: dict[int, tuple[str, ...]] = {
+    # version N -> N+1; each step runs in one transaction with the version stamp.
+    1: ("CREATE INDEX runs_running ON runs (session_id, started_at) WHERE status = 'running'",),
+}
+"""Upgrade steps by the version they start from."""
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_HEADER_SIZE = 100
+
+
+def schema_sql() -> str:
+    """The canonical schema: packaged in the wheel, or ``schema.sql`` at the project root."""
+    packaged = importlib.resources.files("sqlitestream").joinpath("schema.sql")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class FileState:
+    application_id: int
+    user_version: int
+    object_count: int
+
+    @property
+    def is_blank(self) -> bool:
+        """A new or empty SQLite file that we may turn into a store."""
+        return self.application_id == 0 and self.user_version == 0 and self.object_count == 0
+
+
+def sniff_file(path: Path) -> None:
+    """Refuse a file that is not SQLite at all, without opening it through SQLite."""
+    if not path.exists():
+        return
+    if path.is_dir():
+        raise StorageError(f"{str(path)!r} is a directory, not a store file")
+    with path.open("rb") as handle:
+        header = handle.read(_HEADER_SIZE)
+    if not header:
+        return  # an empty file: a new store
+    if not header.startswith(_SQLITE_MAGIC[: len(header)]) or len(header) < _HEADER_SIZE:
+        raise StorageError(
+            f"{str(path)!r} is not a sqlitestream store: it is not a SQLite database "
+            "(the file was left unchanged)"
+        )
+
+
+def read_state(conn: apsw.Connection, path: str) -> FileState:
+    with translating(f"read the schema of {path!r}"):
+        return FileState(
+            application_id=int(conn.pragma("application_id")),
+            user_version=int(conn.pragma("user_version")),
+            object_count=int(conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()[0][0]),
+        )
+
+
+def check_state(state: FileState, path: str, *, readonly: bool) -> None:
+    """Raise unless the file is a store we can use as it is, or may create or upgrade."""
+    if state.is_blank:
+        if readonly:
+            raise StorageError(f"{path!r} is empty: not a sqlitestream store yet")
+        return
+    if state.application_id != APPLICATION_ID:
+        raise StorageError(
+            f"{path!r} is not a sqlitestream store: a SQLite database of another application "
+            f"(application_id={state.application_id:#x}); the file was left unchanged"
+        )
+    if state.user_version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{path!r} has schema version {state.user_version}, newer than this sqlitestream "
+            f"supports ({SCHEMA_VERSION}); upgrade the sqlitestream package. The file was left unchanged"
+        )
+    if state.user_version < 1:
+        raise SchemaVersionError(f"{path!r} has an invalid schema version {state.user_version}")
+    if readonly and state.user_version < SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{path!r} has schema version {state.user_version}; this sqlitestream needs "
+            f"{SCHEMA_VERSION}. Open it writable once (or run `sqlitestream migrate`) to upgrade"
+        )
+
+
+def pending_upgrades(version: int) -> list[int]:
+    """The versions an upgrade from ``version`` steps through, e.g. ``[1]`` for 1 -> 2."""
+    return list(range(version, SCHEMA_VERSION)) if version >= 1 else []
+
+
+def create_or_upgrade(conn: apsw.Connection, path: str) -> int:
+    """Bring the store to ``SCHEMA_VERSION``; returns the version it started from (0: new).
+
+    The state is re-read inside the write transaction, so two processes opening a new file at
+    once create the schema exactly once.
+    """
+    with transaction(conn, f"create or upgrade the schema of {path!r}"):
+        state = read_state(conn, path)
+        check_state(state, path, readonly=False)
+        if state.is_blank:
+            conn.execute(schema_sql())
+            conn.pragma("application_id", APPLICATION_ID)
+        else:
+            for version in pending_upgrades(state.user_version):
+                for statement in UPGRADES[version]:
+                    conn.execute(statement)
+        conn.pragma("user_version", SCHEMA_VERSION)
+    return 0 if state.is_blank else state.user_version

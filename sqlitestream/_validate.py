@@ -1,0 +1,150 @@
+"""Argument checks shared by the records and every store.
+
+Each check names the argument and the bad value in its ``ValidationError`` and returns the
+normalised value, so callers write ``x = check_...(x, "x")``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import ValidationError
+
+_MAX_DEPTH = 100
+_REPR_LIMIT = 80
+
+
+def describe(value: object) -> str:
+    """A short repr for error messages (long values are cut)."""
+    text = repr(value)
+    if len(text) > _REPR_LIMIT:
+        text = text[: _REPR_LIMIT - 3] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def check_id(value: object, name: str) -> str:
+    """An id: a non-empty ``str`` without NUL (ids are also file names and CLI arguments)."""
+    if type(value) is not str:
+        if isinstance(value, str):
+            value = str.__str__(value)
+        else:
+            raise ValidationError(f"{name} must be a non-empty string, got {describe(value)}")
+    if not value:
+        raise ValidationError(f"{name} must be a non-empty string, got ''")
+    if "\x00" in value:
+        raise ValidationError(f"{name} must not contain NUL characters, got {describe(value)}")
+    return value
+
+
+def check_optional_id(value: object, name: str) -> str | None:
+    return None if value is None else check_id(value, name)
+
+
+def check_int(value: object, name: str, *, minimum: int, allow_none: bool = True) -> int | None:
+    """An ``int`` (``bool`` refused) not below ``minimum``; ``None`` when allowed."""
+    if value is None:
+        if allow_none:
+            return None
+        raise ValidationError(f"{name} is required, got None")
+    if type(value) is not int:
+        raise ValidationError(f"{name} must be an int >= {minimum}, got {describe(value)}")
+    if value < minimum:
+        raise ValidationError(f"{name} must be >= {minimum}, got {value}")
+    if value > 2**63 - 1:
+        raise ValidationError(f"{name} must fit in 64 bits, got {value}")
+    return value
+
+
+def check_aware_datetime(value: object, name: str) -> datetime:
+    """A timezone-aware ``datetime``, returned in UTC."""
+    if not isinstance(value, datetime):
+        raise ValidationError(f"{name} must be a timezone-aware datetime, got {describe(value)}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationError(
+            f"{name} must be timezone-aware (naive datetimes are ambiguous), got {value.isoformat()}"
+        )
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError as exc:
+        raise ValidationError(f"{name} is out of range in UTC: {value.isoformat()}") from exc
+
+
+def check_choice(value: object, name: str, choices: type[Any]) -> Any:
+    """A member of the ``str`` enum ``choices``, given as a member or its string value."""
+    if isinstance(value, choices):
+        return value
+    if isinstance(value, str):
+        try:
+            return choices(value)
+        except ValueError:
+            pass
+    allowed = ", ".join(member.value for member in choices)
+    raise ValidationError(f"{name} must be one of: {allowed}; got {describe(value)}")
+
+
+def _normalise(value: Any, path: str, depth: int) -> Any:
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        if not math.isfinite(value):
+            raise ValidationError(f"{path} must be a finite number, got {value!r}")
+        return value
+    if depth >= _MAX_DEPTH:
+        raise ValidationError(f"{path} is nested more than {_MAX_DEPTH} levels deep")
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValidationError(f"{path} has a non-string key {describe(key)}")
+            key = str.__str__(key)
+            out[key] = _normalise(item, f"{path}[{key!r}]", depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_normalise(item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value)]
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return _normalise(float(value), path, depth)
+    raise ValidationError(f"{path} is not JSON-representable: {describe(value)}")
+
+
+def check_json_object(value: object, name: str) -> dict[str, Any]:
+    """A JSON object: a ``dict`` with ``str`` keys and JSON values, finite numbers only.
+
+    Returns a deep copy (tuples become lists), so later changes to the caller's dict do not
+    reach the stored record.
+    """
+    if not isinstance(value, dict):
+        raise ValidationError(f"{name} must be a dict (a JSON object), got {describe(value)}")
+    return _normalise(value, name, 0)  # type: ignore[no-any-return]
+
+
+def check_optional_json_object(value: object, name: str) -> dict[str, Any] | None:
+    return None if value is None else check_json_object(value, name)
+
+
+def encode_json(value: Any, name: str) -> str:
+    """Compact JSON text of an already normalised value."""
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except ValueError as exc:  # e.g. an int too large for int->str conversion
+        raise ValidationError(f"{name} cannot be encoded as JSON: {exc}") from exc
+
+
+def check_tags(value: object, name: str) -> list[str]:
+    if not isinstance(value, (list, tuple)):
+        raise ValidationError(f"{name} must be a list of strings, got {describe(value)}")
+    tags = []
+    for index, tag in enumerate(value):
+        if not isinstance(tag, str):
+            raise ValidationError(f"{name}[{index}] must be a string, got {describe(tag)}")
+        tags.append(str.__str__(tag))
+    return tags

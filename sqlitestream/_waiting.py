@@ -1,0 +1,114 @@
+"""Long-poll waiting: per-session wake-ups for threads blocked in ``get_events``.
+
+A waiter registers for its session *before* it re-runs its query, so an append that commits
+between the query and the wait still wakes it. Wake-ups are hints: a woken waiter re-queries
+with its cursor, and the query result is the only source of truth.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from .errors import StoreClosedError
+from .models import Event
+
+
+class _Waiter:
+    __slots__ = ("woken", "released")
+
+    def __init__(self) -> None:
+        self.woken = threading.Event()
+        self.released = False
+
+
+class WakeHub:
+    """Waiters grouped by session id; ``wake`` touches only the named sessions' waiters."""
+
+    def __init__(self, on_first_waiter: Callable[[], None] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[str, set[_Waiter]] = {}
+        self._closed = False
+        self._on_first_waiter = on_first_waiter
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def sessions(self) -> list[str]:
+        """The session ids someone is waiting on right now."""
+        with self._lock:
+            return list(self._waiters)
+
+    def has_waiters(self) -> bool:
+        return bool(self._waiters)
+
+    @contextmanager
+    def waiting(self, session_id: str) -> Iterator[_Waiter]:
+        waiter = _Waiter()
+        with self._lock:
+            if self._closed:
+                raise StoreClosedError("the store is closed")
+            first = not self._waiters
+            self._waiters.setdefault(session_id, set()).add(waiter)
+        if first and self._on_first_waiter is not None:
+            self._on_first_waiter()
+        try:
+            yield waiter
+        finally:
+            with self._lock:
+                group = self._waiters.get(session_id)
+                if group is not None:
+                    group.discard(waiter)
+                    if not group:
+                        del self._waiters[session_id]
+
+    def wake(self, session_ids: Iterator[str] | list[str] | set[str]) -> None:
+        if not self._waiters:  # the common case: nobody waits, no lock taken
+            return
+        with self._lock:
+            for session_id in session_ids:
+                for waiter in self._waiters.get(session_id, ()):
+                    waiter.woken.set()
+
+    def release(self, session_id: str) -> None:
+        """The session was deleted: its waiters return ``[]``."""
+        with self._lock:
+            for waiter in self._waiters.get(session_id, ()):
+                waiter.released = True
+                waiter.woken.set()
+
+    def close(self) -> None:
+        """The store is closing: every waiter raises ``StoreClosedError``."""
+        with self._lock:
+            self._closed = True
+            for group in self._waiters.values():
+                for waiter in group:
+                    waiter.woken.set()
+
+
+def long_poll(
+    hub: WakeHub, session_id: str, query: Callable[[], list[Event]], wait_seconds: float
+) -> list[Event]:
+    """Run ``query``; if empty and ``wait_seconds`` > 0, re-run it on each wake-up until it
+    returns events or the deadline passes."""
+    events = query()
+    if events or wait_seconds <= 0:
+        return events
+    deadline = time.monotonic() + wait_seconds
+    with hub.waiting(session_id) as waiter:
+        while True:
+            events = query()
+            if events:
+                return events
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            waiter.woken.wait(remaining)
+            waiter.woken.clear()
+            if hub.closed:
+                raise StoreClosedError("the store was closed while waiting for events")
+            if waiter.released:
+                return []

@@ -1,0 +1,129 @@
+"""Cross-process wake-ups for a SQLite file store.
+
+Commits by other processes do not pass through our in-process wake hub. While (and only while)
+someone in this process waits, one thread polls ``PRAGMA data_version`` on its own idle
+connection; when it changes, it reads the latest sequence of each waited-on session and wakes
+the sessions whose latest sequence moved (or releases those that were deleted). A connection
+with no open statement sees other processes' commits through the PRAGMA; apsw's
+``Connection.data_version()`` alone would not until the connection begins a read.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+
+import apsw
+
+from ._waiting import WakeHub
+
+_LATEST_OF = (
+    "SELECT session_id, latest_seq FROM streams WHERE session_id IN (SELECT value FROM json_each(?))"
+)
+_UNKNOWN = object()
+
+
+class DataVersionWatcher:
+    """One polling thread per store, started by the first waiter, gone ``linger_s`` after the
+    last waiter leaves (so an idle store does no background work)."""
+
+    def __init__(
+        self,
+        open_connection: Callable[[], apsw.Connection],
+        hub: WakeHub,
+        *,
+        interval_s: float,
+        linger_s: float = 0.5,
+    ) -> None:
+        self._open_connection = open_connection
+        self._hub = hub
+        self._interval_s = interval_s
+        self._linger_s = linger_s
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def ensure_running(self) -> None:
+        with self._lock:
+            if self._stop.is_set() or self.running:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="sqlitestream-watcher", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _run(self) -> None:
+        try:
+            conn = self._open_connection()
+        except Exception:
+            # Without a connection we cannot watch; wake everyone so waiters re-query and
+            # fall back to their timeouts rather than hang on a missed commit.
+            self._hub.wake(self._hub.sessions())
+            with self._lock:
+                self._thread = None
+            return
+        try:
+            self._poll(conn)
+        finally:
+            conn.close()
+
+    def _poll(self, conn: apsw.Connection) -> None:
+        last_version: object = None
+        known: dict[str, object] = {}
+        idle_since: float | None = None
+        while not self._stop.is_set():
+            sessions = self._hub.sessions()
+            if not sessions:
+                now = time.monotonic()
+                idle_since = idle_since if idle_since is not None else now
+                if now - idle_since >= self._linger_s:
+                    with self._lock:
+                        if not self._hub.has_waiters():
+                            self._thread = None
+                            return
+                self._stop.wait(self._interval_s)
+                continue
+            idle_since = None
+            try:
+                version = conn.pragma("data_version")
+                if version != last_version:
+                    last_version = version
+                    latest = dict(conn.execute(_LATEST_OF, (json.dumps(sessions),)).fetchall())
+                    self._wake_changed(sessions, latest, known)
+                    known = {session_id: latest.get(session_id) for session_id in sessions}
+            except apsw.Error:
+                # A transient read failure (e.g. the file is being checkpointed); wake waiters so
+                # they re-query and see the truth, then keep watching.
+                self._hub.wake(sessions)
+                last_version = None
+            self._stop.wait(self._interval_s)
+
+    def _wake_changed(
+        self, sessions: list[str], latest: dict[str, int], known: dict[str, object]
+    ) -> None:
+        changed = []
+        for session_id in sessions:
+            before = known.get(session_id, _UNKNOWN)
+            now = latest.get(session_id)
+            if before == now:
+                continue
+            if now is None and before is not _UNKNOWN:
+                self._hub.release(session_id)  # the session was deleted by another process
+            else:
+                changed.append(session_id)
+        if changed:
+            self._hub.wake(changed)

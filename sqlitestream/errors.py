@@ -1,0 +1,121 @@
+"""The exception tree: every error sqlitestream raises derives from :class:`SqliteStreamError`.
+
+Each class's docstring says what a caller can do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SqliteStreamError",
+    "ValidationError",
+    "NotFoundError",
+    "SessionNotFoundError",
+    "RunNotFoundError",
+    "ConflictError",
+    "SequenceConflictError",
+    "EventIdConflictError",
+    "StorageError",
+    "StoreBusyError",
+    "SchemaVersionError",
+    "StoreClosedError",
+]
+
+
+class SqliteStreamError(Exception):
+    """Root of every error raised by sqlitestream. Catch this to catch them all."""
+
+
+class ValidationError(SqliteStreamError, ValueError):
+    """An argument or a record field was wrong; the message names it and the bad value.
+
+    Nothing was written. Fix the call; retrying it unchanged fails the same way.
+    """
+
+
+class NotFoundError(SqliteStreamError, LookupError):
+    """The record asked for does not exist."""
+
+
+class SessionNotFoundError(NotFoundError):
+    """No saved session has this id. Save it with ``save_session`` first."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session not found: {session_id!r}")
+        self.session_id = session_id
+
+
+class RunNotFoundError(NotFoundError):
+    """No saved run has this id."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run not found: {run_id!r}")
+        self.run_id = run_id
+
+
+class ConflictError(SqliteStreamError):
+    """The write conflicts with what is already stored; nothing was written."""
+
+
+class SequenceConflictError(ConflictError):
+    """``expected_sequence`` did not match the session's latest sequence.
+
+    Another writer appended first. Re-read (``actual`` holds the latest sequence), decide again,
+    and retry with the new expectation.
+    """
+
+    def __init__(self, session_id: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"expected_sequence={expected} but session {session_id!r} is at sequence {actual}"
+        )
+        self.session_id = session_id
+        self.expected = expected
+        self.actual = actual
+
+
+class EventIdConflictError(ConflictError):
+    """The event id is already stored in another session; event ids are unique store-wide.
+
+    Use a fresh id (the default ``Event`` id is unique).
+    """
+
+    def __init__(self, event_id: str, session_id: str, existing_session_id: str) -> None:
+        super().__init__(
+            f"event id {event_id!r} (session {session_id!r}) is already stored "
+            f"in session {existing_session_id!r}"
+        )
+        self.event_id = event_id
+        self.session_id = session_id
+        self.existing_session_id = existing_session_id
+
+
+class StorageError(SqliteStreamError):
+    """The storage engine failed (disk full, I/O error, corrupt or foreign file, read-only file).
+
+    ``sqlite_code`` holds SQLite's (extended) result code when SQLite reported the failure, else
+    ``None``. The transaction was rolled back: nothing partial was written. Fix the cause (free
+    space, permissions) and retry; the store stays usable.
+    """
+
+    def __init__(self, message: str, *, sqlite_code: int | None = None) -> None:
+        super().__init__(message)
+        self.sqlite_code = sqlite_code
+
+
+class StoreBusyError(StorageError):
+    """Another connection held the write lock for longer than ``busy_timeout_ms``.
+
+    Nothing was written. Retry later, or raise ``busy_timeout_ms``.
+    """
+
+
+class SchemaVersionError(StorageError):
+    """The file's schema version is not one this code can use.
+
+    Either it is newer than this version of sqlitestream (upgrade the package), or it is older
+    and the store was opened read-only (open it writable, or run ``sqlitestream migrate``).
+    The file was not modified.
+    """
+
+
+class StoreClosedError(SqliteStreamError):
+    """The store was closed; open a new one. Also raised in a long-poll blocked when it closed."""

@@ -1,0 +1,330 @@
+"""The records: :class:`Event`, :class:`Session`, :class:`Run` and their enumerations.
+
+Records are frozen dataclasses, validated when built: a record that exists is a record a store
+accepts. JSON payloads (``data``, ``metadata``, ``context``, ``input``, ``output``, ``error``,
+``token_usage``) are deep-copied on construction; tuples come back as lists.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Any
+
+from ._validate import (
+    check_aware_datetime,
+    check_choice,
+    check_id,
+    check_int,
+    check_json_object,
+    check_optional_id,
+    check_optional_json_object,
+    check_tags,
+    encode_json,
+)
+from .errors import ValidationError
+
+__all__ = [
+    "EventType",
+    "SessionStatus",
+    "RunStatus",
+    "Event",
+    "Session",
+    "Run",
+    "new_id",
+    "utc_now",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class EventType(str, Enum):
+    """The 25 event types. ``Event(type=...)`` takes a member or its string value."""
+
+    SESSION_CREATED = "session_created"
+    SESSION_STARTED = "session_started"
+    SESSION_PAUSED = "session_paused"
+    SESSION_RESUMED = "session_resumed"
+    SESSION_COMPLETED = "session_completed"
+    SESSION_FAILED = "session_failed"
+    SESSION_CANCELLED = "session_cancelled"
+    RUN_STARTED = "run_started"
+    RUN_COMPLETED = "run_completed"
+    RUN_FAILED = "run_failed"
+    RUN_CANCELLED = "run_cancelled"
+    RUN_TIMEOUT = "run_timeout"
+    MESSAGE_SENT = "message_sent"
+    MESSAGE_RECEIVED = "message_received"
+    MESSAGE_STREAMED = "message_streamed"
+    TOOL_CALL_STARTED = "tool_call_started"
+    TOOL_CALL_COMPLETED = "tool_call_completed"
+    TOOL_CALL_FAILED = "tool_call_failed"
+    ERROR_OCCURRED = "error_occurred"
+    ERROR_RECOVERED = "error_recovered"
+    TOKEN_USAGE_UPDATED = "token_usage_updated"
+    TURN_COMPLETED = "turn_completed"
+    WORKSPACE_SNAPSHOT_TAKEN = "workspace_snapshot_taken"
+    WORKSPACE_DIFF_COMPUTED = "workspace_diff_computed"
+    POLICY_VIOLATION = "policy_violation"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class SessionStatus(str, Enum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class RunStatus(str, Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def new_id(prefix: str) -> str:
+    """``prefix`` + 32 lowercase hex: 12 hex of Unix milliseconds, then 80 random bits.
+
+    The leading time keeps ids of new records close together in an index.
+    """
+    return f"{prefix}{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+
+
+def utc_now() -> datetime:
+    """The current time as an aware UTC datetime."""
+    return datetime.now(timezone.utc)
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime (exact, no float rounding)."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _set(record: object, name: str, value: Any) -> None:
+    object.__setattr__(record, name, value)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a session's log.
+
+    ``sequence_number`` is ``None`` until a store assigns it: stored events carry 1, 2, 3, ...
+    per session. ``timestamp`` is when it happened (aware; kept to the microsecond; returned
+    in UTC), defaulting to now.
+    """
+
+    type: EventType
+    session_id: str
+    data: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None
+    id: str = field(default_factory=lambda: new_id("evt_"))
+    timestamp: datetime = field(default_factory=utc_now)
+    sequence_number: int | None = None
+    # Canonical JSON of (data, metadata), computed once while validating and reused on write.
+    _json: tuple[str, str] = field(default=("", ""), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _set(self, "type", check_choice(self.type, "type", EventType))
+        _set(self, "session_id", check_id(self.session_id, "session_id"))
+        data = check_json_object(self.data, "data")
+        metadata = check_json_object(self.metadata, "metadata")
+        _set(self, "data", data)
+        _set(self, "metadata", metadata)
+        _set(self, "run_id", check_optional_id(self.run_id, "run_id"))
+        _set(self, "id", check_id(self.id, "id"))
+        _set(self, "timestamp", check_aware_datetime(self.timestamp, "timestamp"))
+        _set(self, "sequence_number", check_int(self.sequence_number, "sequence_number", minimum=1))
+        _set(self, "_json", (encode_json(data, "data"), encode_json(metadata, "metadata")))
+
+    @classmethod
+    def _stored(
+        cls,
+        *,
+        type: EventType,
+        session_id: str,
+        data: dict[str, Any],
+        metadata: dict[str, Any],
+        run_id: str | None,
+        id: str,
+        timestamp: datetime,
+        sequence_number: int,
+        json_text: tuple[str, str],
+    ) -> Event:
+        """Build an event from values a store already validated (no re-validation)."""
+        event = object.__new__(cls)
+        _set(event, "type", type)
+        _set(event, "session_id", session_id)
+        _set(event, "data", data)
+        _set(event, "metadata", metadata)
+        _set(event, "run_id", run_id)
+        _set(event, "id", id)
+        _set(event, "timestamp", timestamp)
+        _set(event, "sequence_number", sequence_number)
+        _set(event, "_json", json_text)
+        return event
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (timestamp as ISO 8601 UTC); inverse of :meth:`from_dict`."""
+        return {
+            "id": self.id,
+            "session_id": self.session_id,
+            "sequence_number": self.sequence_number,
+            "type": self.type.value,
+            "run_id": self.run_id,
+            "timestamp": self.timestamp.isoformat(),
+            "data": self.data,
+            "metadata": self.metadata,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Event:
+        """Build an event from :meth:`to_dict` output (validated like any new event)."""
+        return cls(**_from_dict(raw, _EVENT_FIELDS, ("timestamp",), "event"))
+
+
+def parse_timestamp(value: object, name: str) -> datetime:
+    """An aware datetime from a datetime or an ISO 8601 string with an offset."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ValidationError(f"{name} is not an ISO 8601 timestamp: {value!r}") from exc
+    return check_aware_datetime(value, name)
+
+
+def _from_dict(raw: object, names: tuple[str, ...], times: tuple[str, ...], kind: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ValidationError(f"a {kind} record must be a JSON object, got {type(raw).__name__}")
+    fields = {name: raw[name] for name in names if name in raw}
+    for name in times:
+        if fields.get(name) is not None:
+            fields[name] = parse_timestamp(fields[name], name)
+    return fields
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A saved session: who runs it, its status, and free-form metadata and context."""
+
+    agent_id: str
+    id: str = field(default_factory=lambda: new_id("ses_"))
+    status: SessionStatus = SessionStatus.PENDING
+    parent_session_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    created_at: datetime = field(default_factory=utc_now)
+    updated_at: datetime = field(default_factory=utc_now)
+
+    def __post_init__(self) -> None:
+        _set(self, "agent_id", check_id(self.agent_id, "agent_id"))
+        _set(self, "id", check_id(self.id, "id"))
+        _set(self, "status", check_choice(self.status, "status", SessionStatus))
+        _set(self, "parent_session_id", check_optional_id(self.parent_session_id, "parent_session_id"))
+        _set(self, "metadata", check_json_object(self.metadata, "metadata"))
+        _set(self, "context", check_json_object(self.context, "context"))
+        _set(self, "tags", check_tags(self.tags, "tags"))
+        _set(self, "created_at", check_aware_datetime(self.created_at, "created_at"))
+        _set(self, "updated_at", check_aware_datetime(self.updated_at, "updated_at"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "agent_id": self.agent_id,
+            "status": self.status.value,
+            "parent_session_id": self.parent_session_id,
+            "metadata": self.metadata,
+            "context": self.context,
+            "tags": self.tags,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Session:
+        return cls(**_from_dict(raw, _SESSION_FIELDS, ("created_at", "updated_at"), "session"))
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One agent run inside a session: its input, outcome, token usage and timing."""
+
+    session_id: str
+    id: str = field(default_factory=lambda: new_id("run_"))
+    status: RunStatus = RunStatus.PENDING
+    input: dict[str, Any] | None = None
+    output: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    turn_count: int = 0
+    token_usage: dict[str, Any] = field(default_factory=dict)
+    started_at: datetime = field(default_factory=utc_now)
+    ended_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        _set(self, "session_id", check_id(self.session_id, "session_id"))
+        _set(self, "id", check_id(self.id, "id"))
+        _set(self, "status", check_choice(self.status, "status", RunStatus))
+        _set(self, "input", check_optional_json_object(self.input, "input"))
+        _set(self, "output", check_optional_json_object(self.output, "output"))
+        _set(self, "error", check_optional_json_object(self.error, "error"))
+        _set(self, "metadata", check_json_object(self.metadata, "metadata"))
+        _set(self, "turn_count", check_int(self.turn_count, "turn_count", minimum=0, allow_none=False))
+        _set(self, "token_usage", check_json_object(self.token_usage, "token_usage"))
+        _set(self, "started_at", check_aware_datetime(self.started_at, "started_at"))
+        ended_at = self.ended_at
+        _set(self, "ended_at", None if ended_at is None else check_aware_datetime(ended_at, "ended_at"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "session_id": self.session_id,
+            "status": self.status.value,
+            "input": self.input,
+            "output": self.output,
+            "error": self.error,
+            "metadata": self.metadata,
+            "turn_count": self.turn_count,
+            "token_usage": self.token_usage,
+            "started_at": self.started_at.isoformat(),
+            "ended_at": None if self.ended_at is None else self.ended_at.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Run:
+        return cls(**_from_dict(raw, _RUN_FIELDS, ("started_at", "ended_at"), "run"))
+
+
+_EVENT_FIELDS = (
+    "type", "session_id", "data", "metadata", "run_id", "id", "timestamp", "sequence_number",
+)
+_SESSION_FIELDS = (
+    "agent_id", "id", "status", "parent_session_id", "metadata", "context", "tags",
+    "created_at", "updated_at",
+)
+_RUN_FIELDS = (
+    "session_id", "id", "status", "input", "output", "error", "metadata", "turn_count",
+    "token_usage", "started_at", "ended_at",
+)

@@ -1,0 +1,624 @@
+"""``SQLiteSessionStore``: the contract on one embedded SQLite file (or ``":memory:"``).
+
+Writes go through one writer connection per store (serialised by a lock, each write one
+``BEGIN IMMEDIATE`` transaction); reads use a pool of read-only connections, so readers never
+wait for the writer (WAL). Several processes may open the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import apsw
+
+from . import _schema
+from ._connection import (
+    SYNCHRONOUS_LEVELS,
+    apply_settings,
+    enable_wal,
+    open_connection,
+    transaction,
+    translating,
+)
+from ._validate import check_choice, check_id, check_int, describe
+from ._waiting import WakeHub, long_poll
+from ._watcher import DataVersionWatcher
+from .errors import (
+    EventIdConflictError,
+    RunNotFoundError,
+    SequenceConflictError,
+    SessionNotFoundError,
+    StorageError,
+    StoreClosedError,
+    ValidationError,
+)
+from .models import (
+    Event,
+    EventType,
+    Run,
+    RunStatus,
+    Session,
+    SessionStatus,
+    from_micros,
+    to_micros,
+)
+from .store import (
+    DEFAULT_MAX_EVENT_BYTES,
+    EventFilter,
+    SessionStore,
+    check_event,
+    check_events,
+    check_max_event_bytes,
+    check_record,
+)
+
+__all__ = ["SQLiteSessionStore"]
+
+_EVENT_TYPES = {member.value: member for member in EventType}
+_EVENT_COLUMNS = "session_id, seq, id, type, run_id, ts, data, metadata"
+_SELECT_EVENT_BY_ID = f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?"
+_INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_BUMP_SEQUENCE = (
+    "INSERT INTO streams (session_id, latest_seq) VALUES (?, ?) "
+    "ON CONFLICT (session_id) DO UPDATE SET latest_seq = latest_seq + excluded.latest_seq "
+    "RETURNING latest_seq"
+)
+_LATEST_SEQUENCE = "SELECT latest_seq FROM streams WHERE session_id = ?"
+_SESSION_COLUMNS = (
+    "id, agent_id, status, parent_session_id, metadata, context, tags, created_at, updated_at"
+)
+_RUN_COLUMNS = (
+    "id, session_id, status, input, output, error, metadata, turn_count, token_usage, "
+    "started_at, ended_at"
+)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _loads(text: str) -> Any:
+    return {} if text == "{}" else json.loads(text)
+
+
+def _optional_dumps(value: Any) -> str | None:
+    return None if value is None else _dumps(value)
+
+
+def _optional_loads(text: str | None) -> Any:
+    return None if text is None else _loads(text)
+
+
+def _event_from_row(row: Sequence[Any]) -> Event:
+    session_id, seq, event_id, type_, run_id, ts, data, metadata = row
+    return Event._stored(
+        type=_EVENT_TYPES[type_],
+        session_id=session_id,
+        data=_loads(data),
+        metadata=_loads(metadata),
+        run_id=run_id,
+        id=event_id,
+        timestamp=from_micros(ts),
+        sequence_number=seq,
+        json_text=(data, metadata),
+    )
+
+
+def _event_row(event: Event, seq: int) -> tuple[Any, ...]:
+    return (
+        event.session_id,
+        seq,
+        event.id,
+        event.type.value,
+        event.run_id,
+        to_micros(event.timestamp),
+        event._json[0],
+        event._json[1],
+    )
+
+
+def _session_from_row(row: Sequence[Any]) -> Session:
+    return Session(
+        id=row[0],
+        agent_id=row[1],
+        status=row[2],
+        parent_session_id=row[3],
+        metadata=_loads(row[4]),
+        context=_loads(row[5]),
+        tags=json.loads(row[6]),
+        created_at=from_micros(row[7]),
+        updated_at=from_micros(row[8]),
+    )
+
+
+def _run_from_row(row: Sequence[Any]) -> Run:
+    return Run(
+        id=row[0],
+        session_id=row[1],
+        status=row[2],
+        input=_optional_loads(row[3]),
+        output=_optional_loads(row[4]),
+        error=_optional_loads(row[5]),
+        metadata=_loads(row[6]),
+        turn_count=row[7],
+        token_usage=_loads(row[8]),
+        started_at=from_micros(row[9]),
+        ended_at=None if row[10] is None else from_micros(row[10]),
+    )
+
+
+class SQLiteSessionStore(SessionStore):
+    """The session event store on a SQLite file.
+
+    Args:
+        path: the store file (created with its schema if missing or empty), or ``":memory:"``
+            for a private in-memory store (one process, not durable).
+        synchronous: ``"normal"`` (default): an acknowledged append survives a crash of the
+            process; ``"full"``: it also survives power loss or an OS crash (an fsync per commit).
+        busy_timeout_ms: how long a write waits for another process's write lock before
+            raising ``StoreBusyError``.
+        readonly: open an existing store for inspection: nothing is created or changed and
+            every write raises ``StorageError``.
+        max_event_bytes: the largest encoded ``data`` + ``metadata`` an event may carry.
+        poll_interval_ms: how often, while a long-poll is waiting, the store checks whether
+            another process committed (the in-process wake-up is immediate).
+
+    Opening refuses, without modifying it, a file that is not a sqlitestream store
+    (``StorageError``) or that has a newer schema version (``SchemaVersionError``); an older
+    version is upgraded in one transaction.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "normal",
+        busy_timeout_ms: int = 5000,
+        readonly: bool = False,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        poll_interval_ms: int = 2,
+    ) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise ValidationError(f"path must be a str or a path, got {describe(path)}")
+        path_text = os.fspath(path)
+        if not isinstance(path_text, str) or not path_text:
+            raise ValidationError(f"path must be a non-empty file path, got {describe(path)}")
+        if synchronous not in SYNCHRONOUS_LEVELS:
+            raise ValidationError(
+                f"synchronous must be one of {sorted(SYNCHRONOUS_LEVELS)}, got {describe(synchronous)}"
+            )
+        self._busy_timeout_ms = check_int(busy_timeout_ms, "busy_timeout_ms", minimum=0, allow_none=False) or 0
+        if type(readonly) is not bool:
+            raise ValidationError(f"readonly must be a bool, got {describe(readonly)}")
+        self._max_event_bytes = check_max_event_bytes(max_event_bytes)
+        interval = check_int(poll_interval_ms, "poll_interval_ms", minimum=1, allow_none=False) or 1
+        self._poll_interval_s = interval / 1000.0
+        self._synchronous = synchronous
+        self._readonly = readonly
+        self._in_memory = path_text == ":memory:"
+        if self._in_memory and readonly:
+            raise ValidationError("readonly=True needs a store file; ':memory:' starts empty")
+        self._path = path_text if self._in_memory else os.path.abspath(path_text)
+        self._closed = False
+        self._write_lock = threading.RLock()
+        self._pool_lock = threading.Lock()
+        self._idle_readers: list[apsw.Connection] = []
+        self._hub = WakeHub(on_first_waiter=self._on_first_waiter)
+        self._watcher: DataVersionWatcher | None = None
+        self._writer: apsw.Connection | None = None
+        self._upgraded_from: int | None = None
+        self._open()
+
+    # Opening ------------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        if self._in_memory:
+            self._writer = self._configured(open_connection(":memory:", readonly=False))
+            self._upgraded_from = _schema.create_or_upgrade(self._writer, self._path)
+            return
+        file = Path(self._path)
+        if self._readonly and not file.exists():
+            raise StorageError(f"no store at {self._path!r} (read-only open creates nothing)")
+        _schema.sniff_file(file)
+        conn = open_connection(self._path, readonly=self._readonly)
+        try:
+            apply_settings(conn, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms)
+            state = _schema.read_state(conn, self._path)
+            _schema.check_state(state, self._path, readonly=self._readonly)
+            if not self._readonly:
+                enable_wal(conn)
+                if state.user_version != _schema.SCHEMA_VERSION:
+                    self._upgraded_from = _schema.create_or_upgrade(conn, self._path)
+        except BaseException:
+            conn.close()
+            raise
+        if self._readonly:
+            self._idle_readers.append(conn)
+        else:
+            self._writer = conn
+        self._watcher = DataVersionWatcher(
+            self._open_reader, self._hub, interval_s=self._poll_interval_s
+        )
+
+    def _configured(self, conn: apsw.Connection) -> apsw.Connection:
+        try:
+            apply_settings(conn, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _open_reader(self) -> apsw.Connection:
+        return self._configured(open_connection(self._path, readonly=True))
+
+    def _on_first_waiter(self) -> None:
+        if self._watcher is not None:
+            self._watcher.ensure_running()
+
+    # Public facts about the store -----------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The absolute path of the store file, or ``":memory:"``."""
+        return self._path
+
+    @property
+    def readonly(self) -> bool:
+        return self._readonly
+
+    @property
+    def synchronous(self) -> str:
+        return self._synchronous
+
+    @property
+    def upgraded_from(self) -> int | None:
+        """The schema version this open created (0) or upgraded from; None if it was current."""
+        return self._upgraded_from
+
+    # Connections ----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"the store {self._path!r} is closed")
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[apsw.Connection]:
+        """The writer connection inside a write transaction (the only way anything writes)."""
+        with self._write_lock:
+            self._check_open()
+            if self._writer is None:
+                raise StorageError(f"cannot {action}: the store {self._path!r} was opened read-only")
+            with transaction(self._writer, action) as conn:
+                yield conn
+
+    @contextmanager
+    def _read(self, action: str) -> Iterator[apsw.Connection]:
+        self._check_open()
+        if self._in_memory:
+            with self._write_lock, translating(action):
+                self._check_open()
+                assert self._writer is not None
+                yield self._writer
+            return
+        with self._pool_lock:
+            conn = self._idle_readers.pop() if self._idle_readers else None
+        if conn is None:
+            conn = self._open_reader()
+        try:
+            with translating(action):
+                yield conn
+        finally:
+            with self._pool_lock:
+                if self._closed:
+                    conn.close()
+                else:
+                    self._idle_readers.append(conn)
+
+    def _fetch(self, action: str, sql: str, bindings: tuple[Any, ...] = ()) -> list[Any]:
+        with self._read(action) as conn:
+            return conn.execute(sql, bindings).fetchall()
+
+    # Sessions -------------------------------------------------------------------------------
+
+    def save_session(self, session: Session) -> None:
+        check_record(session, Session, "session")
+        row = (
+            session.id,
+            session.agent_id,
+            session.status.value,
+            session.parent_session_id,
+            _dumps(session.metadata),
+            _dumps(session.context),
+            _dumps(session.tags),
+            to_micros(session.created_at),
+            to_micros(session.updated_at),
+        )
+        with self._write("save a session") as conn:
+            conn.execute(
+                f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, "
+                "status = excluded.status, parent_session_id = excluded.parent_session_id, "
+                "metadata = excluded.metadata, context = excluded.context, tags = excluded.tags, "
+                "created_at = excluded.created_at, updated_at = excluded.updated_at",
+                row,
+            )
+
+    def get_session(self, session_id: str) -> Session:
+        session_id = check_id(session_id, "session_id")
+        rows = self._fetch(
+            "read a session", f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
+        )
+        if not rows:
+            raise SessionNotFoundError(session_id)
+        return _session_from_row(rows[0])
+
+    def list_sessions(
+        self,
+        *,
+        status: SessionStatus | str | None = None,
+        agent_id: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[Session]:
+        wanted_status = None if status is None else check_choice(status, "status", SessionStatus)
+        wanted_agent = None if agent_id is None else check_id(agent_id, "agent_id")
+        limit = check_int(limit, "limit", minimum=1)
+        offset = check_int(offset, "offset", minimum=0)
+        rows = self._fetch(
+            "list sessions",
+            f"SELECT {_SESSION_COLUMNS} FROM sessions "
+            "WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR agent_id = ?2) "
+            "ORDER BY created_at, id LIMIT ?3 OFFSET ?4",
+            (
+                None if wanted_status is None else wanted_status.value,
+                wanted_agent,
+                -1 if limit is None else limit,
+                offset or 0,
+            ),
+        )
+        return [_session_from_row(row) for row in rows]
+
+    def delete_session(self, session_id: str) -> None:
+        session_id = check_id(session_id, "session_id")
+        with self._write("delete a session") as conn:
+            conn.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
+            conn.execute("DELETE FROM streams WHERE session_id = ?", (session_id,))
+            conn.execute("DELETE FROM runs WHERE session_id = ?", (session_id,))
+            conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        self._hub.release(session_id)
+
+    # Runs -----------------------------------------------------------------------------------
+
+    def save_run(self, run: Run) -> None:
+        check_record(run, Run, "run")
+        row = (
+            run.id,
+            run.session_id,
+            run.status.value,
+            _optional_dumps(run.input),
+            _optional_dumps(run.output),
+            _optional_dumps(run.error),
+            _dumps(run.metadata),
+            run.turn_count,
+            _dumps(run.token_usage),
+            to_micros(run.started_at),
+            None if run.ended_at is None else to_micros(run.ended_at),
+        )
+        with self._write("save a run") as conn:
+            if not conn.execute("SELECT 1 FROM sessions WHERE id = ?", (run.session_id,)).fetchall():
+                raise SessionNotFoundError(run.session_id)
+            conn.execute(
+                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET session_id = excluded.session_id, "
+                "status = excluded.status, input = excluded.input, output = excluded.output, "
+                "error = excluded.error, metadata = excluded.metadata, "
+                "turn_count = excluded.turn_count, token_usage = excluded.token_usage, "
+                "started_at = excluded.started_at, ended_at = excluded.ended_at",
+                row,
+            )
+
+    def get_run(self, run_id: str) -> Run:
+        run_id = check_id(run_id, "run_id")
+        rows = self._fetch("read a run", f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            raise RunNotFoundError(run_id)
+        return _run_from_row(rows[0])
+
+    def list_runs(
+        self, session_id: str, *, status: RunStatus | str | None = None, limit: int | None = None
+    ) -> list[Run]:
+        session_id = check_id(session_id, "session_id")
+        wanted = None if status is None else check_choice(status, "status", RunStatus)
+        limit = check_int(limit, "limit", minimum=1)
+        rows = self._fetch(
+            "list runs",
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE session_id = ?1 AND (?2 IS NULL OR status = ?2) "
+            "ORDER BY started_at, id LIMIT ?3",
+            (session_id, None if wanted is None else wanted.value, -1 if limit is None else limit),
+        )
+        return [_run_from_row(row) for row in rows]
+
+    def get_active_run(self, session_id: str) -> Run | None:
+        session_id = check_id(session_id, "session_id")
+        rows = self._fetch(
+            "read the active run",
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE session_id = ? AND status = 'running' "
+            "ORDER BY started_at DESC, id DESC LIMIT 1",
+            (session_id,),
+        )
+        return _run_from_row(rows[0]) if rows else None
+
+    # Events ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _find(conn: apsw.Connection, event: Event) -> Event | None:
+        """The stored event with ``event.id``; ``EventIdConflictError`` if another session's."""
+        rows = conn.execute(_SELECT_EVENT_BY_ID, (event.id,)).fetchall()
+        if not rows:
+            return None
+        stored = _event_from_row(rows[0])
+        if stored.session_id != event.session_id:
+            raise EventIdConflictError(event.id, event.session_id, stored.session_id)
+        return stored
+
+    def append_event_with_sequence(
+        self, event: Event, *, expected_sequence: int | None = None
+    ) -> Event:
+        check_event(event, self._max_event_bytes)
+        expected_sequence = check_int(expected_sequence, "expected_sequence", minimum=0)
+        with self._write("append an event") as conn:
+            existing = self._find(conn, event)
+            if existing is not None:
+                return existing
+            (latest,) = conn.execute(_BUMP_SEQUENCE, (event.session_id, 1)).fetchall()[0]
+            if expected_sequence is not None and latest - 1 != expected_sequence:
+                raise SequenceConflictError(event.session_id, expected_sequence, latest - 1)
+            conn.execute(_INSERT_EVENT, _event_row(event, latest))
+        self._hub.wake((event.session_id,))
+        return _with_sequence(event, latest)
+
+    def append_events(self, events: Sequence[Event]) -> list[Event]:
+        batch = check_events(events, self._max_event_bytes)
+        if not batch:
+            self._check_open()
+            return []
+        results: list[Event | None] = [None] * len(batch)
+        with self._write("append a batch of events") as conn:
+            new: dict[str, int] = {}  # event id -> index in batch of its first occurrence
+            counts: dict[str, int] = {}
+            for index, event in enumerate(batch):
+                first = new.get(event.id)
+                if first is not None:
+                    if batch[first].session_id != event.session_id:
+                        raise EventIdConflictError(
+                            event.id, event.session_id, batch[first].session_id
+                        )
+                    continue
+                existing = self._find(conn, event)
+                if existing is not None:
+                    results[index] = existing
+                    continue
+                new[event.id] = index
+                counts[event.session_id] = counts.get(event.session_id, 0) + 1
+            next_seq = {}
+            for session_id, count in counts.items():
+                (latest,) = conn.execute(_BUMP_SEQUENCE, (session_id, count)).fetchall()[0]
+                next_seq[session_id] = latest - count + 1
+            rows = []
+            for event_id, index in new.items():
+                event = batch[index]
+                seq = next_seq[event.session_id]
+                next_seq[event.session_id] = seq + 1
+                rows.append(_event_row(event, seq))
+                results[index] = _with_sequence(event, seq)
+            if rows:
+                conn.executemany(_INSERT_EVENT, rows)
+        for index, event in enumerate(batch):
+            if results[index] is None:  # a repeat inside the batch: its first occurrence
+                results[index] = results[new[event.id]]
+        if counts:
+            self._hub.wake(counts.keys())
+        return results  # type: ignore[return-value]
+
+    def get_events(
+        self,
+        session_id: str,
+        *,
+        run_id: str | None = None,
+        type: EventType | str | None = None,
+        since: datetime | None = None,
+        after: int | None = None,
+        before: int | None = None,
+        limit: int | None = None,
+        wait_timeout_ms: int | None = None,
+    ) -> list[Event]:
+        query = EventFilter.build(
+            session_id,
+            run_id=run_id,
+            type=type,
+            since=since,
+            after=after,
+            before=before,
+            limit=limit,
+            wait_timeout_ms=wait_timeout_ms,
+        )
+        sql, bindings = _select_events(query)
+        self._check_open()
+
+        def run_query() -> list[Event]:
+            return [_event_from_row(row) for row in self._fetch("read events", sql, bindings)]
+
+        return long_poll(self._hub, query.session_id, run_query, query.wait_seconds)
+
+    def get_latest_sequence(self, session_id: str) -> int:
+        session_id = check_id(session_id, "session_id")
+        rows = self._fetch("read the latest sequence", _LATEST_SEQUENCE, (session_id,))
+        return rows[0][0] if rows else 0
+
+    # Lifecycle ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._hub.close()
+        if self._watcher is not None:
+            self._watcher.stop()
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+        with self._pool_lock:
+            idle, self._idle_readers = self._idle_readers, []
+        for conn in idle:
+            conn.close()
+
+    def __enter__(self) -> SQLiteSessionStore:
+        return self
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("read-only" if self._readonly else "open")
+        return f"SQLiteSessionStore({self._path!r}, synchronous={self._synchronous!r}, {state})"
+
+
+def _with_sequence(event: Event, seq: int) -> Event:
+    return Event._stored(
+        type=event.type,
+        session_id=event.session_id,
+        data=event.data,
+        metadata=event.metadata,
+        run_id=event.run_id,
+        id=event.id,
+        timestamp=event.timestamp,
+        sequence_number=seq,
+        json_text=event._json,
+    )
+
+
+_SELECT_CACHE: dict[tuple[bool, ...], str] = {}
+
+
+def _select_events(query: EventFilter) -> tuple[str, tuple[Any, ...]]:
+    """SQL for a filter, built only from fixed fragments; every value is a bound parameter."""
+    filters = (
+        ("seq > ?", query.after),
+        ("seq < ?", query.before),
+        ("run_id = ?", query.run_id),
+        ("type = ?", None if query.type is None else query.type.value),
+        ("ts >= ?", query.since_micros),
+    )
+    present = tuple(value is not None for _, value in filters)
+    sql = _SELECT_CACHE.get(present)
+    if sql is None:
+        where = "".join(f" AND {fragment}" for (fragment, _), used in zip(filters, present) if used)
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE session_id = ?{where} ORDER BY seq LIMIT ?"
+        _SELECT_CACHE[present] = sql
+    values = tuple(value for _, value in filters if value is not None)
+    return sql, (query.session_id, *values, -1 if query.limit is None else query.limit)
