@@ -1,0 +1,353 @@
+"""SQLite-specific behaviour: what a file must be before we touch it, schema versions,
+read-only opens, the connection settings, and several processes on one file."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+import stat
+import threading
+import time
+from pathlib import Path
+
+import apsw
+import pytest
+
+from sqlitestream import (
+    Event,
+    SchemaVersionError,
+    Session,
+    SQLiteSessionStore,
+    StorageError,
+    ValidationError,
+)
+from sqlitestream._schema import APPLICATION_ID, SCHEMA_VERSION, schema_sql
+
+# Files that are not (or not yet) stores --------------------------------------------------------
+
+
+def _refused_untouched(path: Path, error: type[Exception], match: str) -> None:
+    before = path.read_bytes()
+    siblings = sorted(p.name for p in path.parent.iterdir())
+    with pytest.raises(error, match=match):
+        SQLiteSessionStore(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == siblings
+
+
+def test_text_file_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes, not a database\n" * 10)
+    _refused_untouched(path, StorageError, "not a SQLite database")
+
+
+def test_other_applications_sqlite_file_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE contacts (name TEXT)")
+        conn.execute("INSERT INTO contacts VALUES ('ada')")
+    conn.close()
+    _refused_untouched(path, StorageError, "another application")
+
+
+def test_truncated_store_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    with SQLiteSessionStore(path) as store:
+        store.append_events([Event("message_sent", "s1", data={"x": "y" * 1000}) for _ in range(50)])
+    data = path.read_bytes()
+    path.write_bytes(data[:60])
+    _refused_untouched(path, StorageError, "not a SQLite database")
+
+
+def test_newer_schema_version_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    SQLiteSessionStore(path).close()
+    conn = apsw.Connection(str(path))
+    conn.pragma("user_version", SCHEMA_VERSION + 1)
+    conn.close()
+    _refused_untouched(path, SchemaVersionError, "newer")
+
+
+def test_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="directory"):
+        SQLiteSessionStore(tmp_path)
+
+
+def test_empty_file_becomes_a_store(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    path.touch()
+    with SQLiteSessionStore(path) as store:
+        assert store.upgraded_from == 0
+        store.append_event(Event("message_sent", "s1"))
+    conn = apsw.Connection(str(path))
+    assert conn.pragma("application_id") == APPLICATION_ID
+    assert conn.pragma("user_version") == SCHEMA_VERSION
+    conn.close()
+
+
+# Schema versions --------------------------------------------------------------------------------
+
+
+def _make_version_1(path: Path) -> None:
+    """A store as version 1 wrote it: the same tables without the ``runs_running`` index."""
+    with SQLiteSessionStore(path) as store:
+        store.save_session(Session(agent_id="a", id="s1"))
+        store.append_events([Event("message_sent", "s1"), Event("message_sent", "s1")])
+    conn = apsw.Connection(str(path))
+    conn.execute("DROP INDEX runs_running; PRAGMA user_version = 1;")
+    conn.close()
+
+
+def test_version_1_store_is_upgraded_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    _make_version_1(path)
+    with SQLiteSessionStore(path) as store:
+        assert store.upgraded_from == 1
+        assert store.get_latest_sequence("s1") == 2
+        assert store.get_session("s1").agent_id == "a"
+    conn = apsw.Connection(str(path))
+    assert conn.pragma("user_version") == SCHEMA_VERSION
+    assert conn.execute("SELECT count(*) FROM sqlite_schema WHERE name = 'runs_running'").fetchall() == [(1,)]
+    conn.close()
+
+
+def test_current_store_is_not_rewritten_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    SQLiteSessionStore(path).close()
+    with SQLiteSessionStore(path) as store:
+        assert store.upgraded_from is None
+
+
+def test_readonly_open_of_old_version_asks_for_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    _make_version_1(path)
+    with pytest.raises(SchemaVersionError, match="migrate"):
+        SQLiteSessionStore(path, readonly=True)
+
+
+def test_packaged_schema_is_the_canonical_file() -> None:
+    canonical = Path(__file__).resolve().parent.parent / "schema.sql"
+    assert schema_sql() == canonical.read_text(encoding="utf-8")
+    assert f"schema-version: {SCHEMA_VERSION}" in schema_sql()
+
+
+# Read-only opens --------------------------------------------------------------------------------
+
+
+def test_readonly_open_never_creates_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "missing.db"
+    with pytest.raises(StorageError, match="no store"):
+        SQLiteSessionStore(path, readonly=True)
+    assert not path.exists()
+
+
+def test_readonly_store_reads_and_refuses_writes(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    with SQLiteSessionStore(path) as store:
+        store.append_event(Event("message_sent", "s1"))
+    with SQLiteSessionStore(path, readonly=True) as reader:
+        assert [e.sequence_number for e in reader.get_events("s1")] == [1]
+        with pytest.raises(StorageError, match="read-only"):
+            reader.append_event(Event("message_sent", "s1"))
+    with SQLiteSessionStore(path) as store:
+        assert store.get_latest_sequence("s1") == 1
+
+
+def test_readonly_store_sees_a_live_writer(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    with SQLiteSessionStore(path) as writer, SQLiteSessionStore(path, readonly=True) as reader:
+        writer.append_event(Event("message_sent", "s1"))
+        assert reader.get_latest_sequence("s1") == 1
+        waiter = threading.Thread(
+            target=lambda: results.append(reader.get_events("s1", after=1, wait_timeout_ms=10_000))
+        )
+        results: list[list[Event]] = []
+        waiter.start()
+        writer.append_event(Event("message_sent", "s1", id="second"))
+        waiter.join(15)
+        assert [e.id for e in results[0]] == ["second"]
+
+
+# Constructor arguments --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"synchronous": "off"}, "synchronous"),
+        ({"synchronous": "NORMAL; DROP TABLE events"}, "synchronous"),
+        ({"busy_timeout_ms": -1}, "busy_timeout_ms"),
+        ({"busy_timeout_ms": "5"}, "busy_timeout_ms"),
+        ({"readonly": "yes"}, "readonly"),
+        ({"max_event_bytes": 0}, "max_event_bytes"),
+        ({"poll_interval_ms": 0}, "poll_interval_ms"),
+    ],
+)
+def test_bad_constructor_argument_raises_and_creates_nothing(
+    tmp_path: Path, kwargs: dict[str, object], argument: str
+) -> None:
+    with pytest.raises(ValidationError, match=argument):
+        SQLiteSessionStore(tmp_path / "events.db", **kwargs)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("path", [None, 3, "", b"events.db"])
+def test_bad_path_raises(path: object) -> None:
+    with pytest.raises(ValidationError, match="path"):
+        SQLiteSessionStore(path)  # type: ignore[arg-type]
+
+
+def test_memory_store_cannot_be_readonly() -> None:
+    with pytest.raises(ValidationError, match="readonly"):
+        SQLiteSessionStore(":memory:", readonly=True)
+
+
+def test_oversized_event_is_refused(tmp_path: Path) -> None:
+    with SQLiteSessionStore(tmp_path / "events.db", max_event_bytes=100) as store:
+        with pytest.raises(ValidationError, match="max_event_bytes"):
+            store.append_event(Event("message_sent", "s1", data={"text": "x" * 200}))
+        assert store.get_latest_sequence("s1") == 0
+        store.append_event(Event("message_sent", "s1", data={"text": "x" * 50}))
+
+
+# Connection settings ----------------------------------------------------------------------------
+
+
+def _writer_pragma(store: SQLiteSessionStore, name: str) -> object:
+    # Per-connection settings are only visible on the store's own connection.
+    conn = store._writer
+    assert conn is not None
+    return conn.pragma(name)
+
+
+@pytest.mark.parametrize(("level", "value"), [("normal", 1), ("full", 2)])
+def test_synchronous_level_is_applied(tmp_path: Path, level: str, value: int) -> None:
+    with SQLiteSessionStore(tmp_path / "events.db", synchronous=level) as store:
+        assert _writer_pragma(store, "synchronous") == value
+
+
+def test_connection_settings_are_applied(tmp_path: Path) -> None:
+    with SQLiteSessionStore(tmp_path / "events.db") as store:
+        assert _writer_pragma(store, "journal_mode") == "wal"
+        assert _writer_pragma(store, "foreign_keys") == 1
+        assert _writer_pragma(store, "trusted_schema") == 0
+        assert _writer_pragma(store, "journal_size_limit") == 64 * 1024 * 1024
+
+
+def test_wal_mode_persists_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    SQLiteSessionStore(path).close()
+    conn = apsw.Connection(str(path))
+    assert conn.pragma("journal_mode") == "wal"
+    conn.close()
+
+
+def test_settings_do_not_touch_other_connections(tmp_path: Path) -> None:
+    other = apsw.Connection(str(tmp_path / "other.db"))
+    before = (other.pragma("foreign_keys"), other.pragma("synchronous"))
+    with SQLiteSessionStore(tmp_path / "events.db", synchronous="full"):
+        pass
+    fresh = apsw.Connection(str(tmp_path / "fresh.db"))
+    assert (other.pragma("foreign_keys"), other.pragma("synchronous")) == before
+    assert fresh.pragma("foreign_keys") == 0
+    other.close()
+    fresh.close()
+
+
+def test_new_files_follow_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o077)
+    try:
+        with SQLiteSessionStore(tmp_path / "events.db") as store:
+            store.append_event(Event("message_sent", "s1"))
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    finally:
+        os.umask(old)
+    assert modes and all(mode & 0o077 == 0 for mode in modes.values()), modes
+
+
+# Several processes on one file ------------------------------------------------------------------
+
+
+def _append_worker(path: str, session_ids: list[str], count: int, start: object) -> None:
+    start.wait()  # type: ignore[attr-defined]
+    with SQLiteSessionStore(path) as store:
+        for index in range(count):
+            for session_id in session_ids:
+                store.append_event(Event("message_sent", session_id, data={"pid": os.getpid(), "i": index}))
+
+
+def test_processes_appending_get_gap_free_sequences(tmp_path: Path) -> None:
+    path = str(tmp_path / "events.db")
+    SQLiteSessionStore(path).close()
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    workers = [
+        ctx.Process(target=_append_worker, args=(path, ["shared", f"own{n}"], 40, start))
+        for n in range(3)
+    ]
+    for worker in workers:
+        worker.start()
+    start.set()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    with SQLiteSessionStore(path) as store:
+        assert [e.sequence_number for e in store.get_events("shared")] == list(range(1, 121))
+        assert store.get_latest_sequence("shared") == 120
+        for n in range(3):
+            own = store.get_events(f"own{n}")
+            assert [e.sequence_number for e in own] == list(range(1, 41))
+            assert [e.data["i"] for e in own] == list(range(40))
+
+
+def _follow_worker(path: str, session_id: str, expected: int, ready: object, out: object) -> None:
+    seen: list[int] = []
+    with SQLiteSessionStore(path) as store:
+        ready.set()  # type: ignore[attr-defined]
+        cursor = 0
+        deadline = time.monotonic() + 60
+        while len(seen) < expected and time.monotonic() < deadline:
+            for event in store.get_events(session_id, after=cursor, wait_timeout_ms=5000):
+                seen.append(event.sequence_number or 0)
+                cursor = event.sequence_number or 0
+    out.put(seen)  # type: ignore[attr-defined]
+
+
+def test_long_poll_wakes_on_another_process_append(tmp_path: Path) -> None:
+    path = str(tmp_path / "events.db")
+    SQLiteSessionStore(path).close()
+    ctx = multiprocessing.get_context("spawn")
+    ready, out = ctx.Event(), ctx.Queue()
+    follower = ctx.Process(target=_follow_worker, args=(path, "s1", 30, ready, out))
+    follower.start()
+    assert ready.wait(60)
+    with SQLiteSessionStore(path) as store:
+        for _ in range(30):
+            store.append_event(Event("message_sent", "s1"))
+    seen = out.get(timeout=90)
+    follower.join(30)
+    assert seen == list(range(1, 31))
+
+
+def test_watcher_runs_only_while_someone_waits(tmp_path: Path) -> None:
+    def watcher_alive() -> bool:
+        return any(t.name == "sqlitestream-watcher" for t in threading.enumerate())
+
+    def wait_until(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.01)
+        return condition()
+
+    with SQLiteSessionStore(tmp_path / "events.db") as store:
+        assert wait_until(lambda: not watcher_alive())
+        store.append_event(Event("message_sent", "s1"))
+        assert not watcher_alive()
+        waiter = threading.Thread(target=store.get_events, args=("s1",), kwargs={"after": 1, "wait_timeout_ms": 300})
+        waiter.start()
+        assert wait_until(watcher_alive)
+        waiter.join()
+        assert wait_until(lambda: not watcher_alive())
