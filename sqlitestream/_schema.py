@@ -67,7 +67,7 @@ def read_state(conn: apsw.Connection, path: str) -> FileState:
         return FileState(
             application_id=int(conn.pragma("application_id")),
             user_version=int(conn.pragma("user_version")),
-            object_count=int(conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()[0][0]),
+            object_count=int(conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()[0][0]),  # type: ignore[arg-type]
         )
 
 

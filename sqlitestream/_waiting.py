@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from .errors import StoreClosedError
@@ -65,7 +65,7 @@ class WakeHub:
                     if not group:
                         del self._waiters[session_id]
 
-    def wake(self, session_ids: Iterator[str] | list[str] | set[str]) -> None:
+    def wake(self, session_ids: Iterable[str]) -> None:
         if not self._waiters:  # the common case: nobody waits, no lock taken
             return
         with self._lock:

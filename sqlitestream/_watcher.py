@@ -102,7 +102,10 @@ class DataVersionWatcher:
                 version = conn.pragma("data_version")
                 if version != last_version:
                     last_version = version
-                    latest = dict(conn.execute(_LATEST_OF, (json.dumps(sessions),)).fetchall())
+                    latest: dict[str, int] = {
+                        str(row[0]): int(row[1])  # type: ignore[arg-type]
+                        for row in conn.execute(_LATEST_OF, (json.dumps(sessions),)).fetchall()
+                    }
                     self._wake_changed(sessions, latest, known)
                     known = {session_id: latest.get(session_id) for session_id in sessions}
             except apsw.Error:

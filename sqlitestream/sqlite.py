@@ -477,7 +477,7 @@ class SQLiteSessionStore(SessionStore):
             existing = self._find(conn, event)
             if existing is not None:
                 return existing
-            (latest,) = conn.execute(_BUMP_SEQUENCE, (event.session_id, 1)).fetchall()[0]
+            latest = _bump(conn, event.session_id, 1)
             if expected_sequence is not None and latest - 1 != expected_sequence:
                 raise SequenceConflictError(event.session_id, expected_sequence, latest - 1)
             conn.execute(_INSERT_EVENT, _event_row(event, latest))
@@ -507,9 +507,9 @@ class SQLiteSessionStore(SessionStore):
                     continue
                 new[event.id] = index
                 counts[event.session_id] = counts.get(event.session_id, 0) + 1
-            next_seq = {}
+            next_seq: dict[str, int] = {}
             for session_id, count in counts.items():
-                (latest,) = conn.execute(_BUMP_SEQUENCE, (session_id, count)).fetchall()[0]
+                latest = _bump(conn, session_id, count)
                 next_seq[session_id] = latest - count + 1
             rows = []
             for event_id, index in new.items():
@@ -560,7 +560,7 @@ class SQLiteSessionStore(SessionStore):
     def get_latest_sequence(self, session_id: str) -> int:
         session_id = check_id(session_id, "session_id")
         rows = self._fetch("read the latest sequence", _LATEST_SEQUENCE, (session_id,))
-        return rows[0][0] if rows else 0
+        return int(rows[0][0]) if rows else 0
 
     # Lifecycle ------------------------------------------------------------------------------
 
@@ -586,6 +586,11 @@ class SQLiteSessionStore(SessionStore):
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("read-only" if self._readonly else "open")
         return f"SQLiteSessionStore({self._path!r}, synchronous={self._synchronous!r}, {state})"
+
+
+def _bump(conn: apsw.Connection, session_id: str, count: int) -> int:
+    """Add ``count`` to the session's counter (creating it at 0) and return the new latest."""
+    return int(conn.execute(_BUMP_SEQUENCE, (session_id, count)).fetchall()[0][0])  # type: ignore[arg-type]
 
 
 def _with_sequence(event: Event, seq: int) -> Event:

@@ -118,7 +118,7 @@ class SessionStoreContract:
         session = Session(
             agent_id="agent",
             id="s1",
-            status="active",
+            status=SessionStatus.ACTIVE,
             parent_session_id="parent",
             metadata={"k": [1, 2.5, None, True]},
             context={"nested": {"x": "y"}},
@@ -132,7 +132,7 @@ class SessionStoreContract:
 
     def test_save_session_upserts(self, store: SessionStore) -> None:
         store.save_session(Session(agent_id="a", id="s1"))
-        store.save_session(Session(agent_id="a", id="s1", status="completed"))
+        store.save_session(Session(agent_id="a", id="s1", status=SessionStatus.COMPLETED))
         assert store.get_session("s1").status is SessionStatus.COMPLETED
         assert len(store.list_sessions()) == 1
 
@@ -153,7 +153,7 @@ class SessionStoreContract:
                 Session(
                     agent_id="even" if index % 2 == 0 else "odd",
                     id=f"s{index}",
-                    status="active" if index < 3 else "completed",
+                    status=SessionStatus.ACTIVE if index < 3 else SessionStatus.COMPLETED,
                     created_at=_T0 + timedelta(seconds=index),
                 )
             )
@@ -204,7 +204,7 @@ class SessionStoreContract:
         run = Run(
             session_id="s1",
             id="r1",
-            status="failed",
+            status=RunStatus.FAILED,
             input={"prompt": "hi"},
             output={"text": "x"},
             error={"code": "boom", "message": "bad"},
@@ -225,7 +225,7 @@ class SessionStoreContract:
     def test_save_run_upserts(self, store: SessionStore) -> None:
         store.save_session(Session(agent_id="a", id="s1"))
         store.save_run(Run(session_id="s1", id="r1"))
-        store.save_run(Run(session_id="s1", id="r1", status="completed", output={"ok": True}))
+        store.save_run(Run(session_id="s1", id="r1", status=RunStatus.COMPLETED, output={"ok": True}))
         run = store.get_run("r1")
         assert (run.status, run.output) == (RunStatus.COMPLETED, {"ok": True})
 
@@ -237,7 +237,7 @@ class SessionStoreContract:
         store.save_session(Session(agent_id="a", id="s1"))
         store.save_session(Session(agent_id="a", id="s2"))
         store.save_run(Run(session_id="s1", id="late", started_at=_T0 + timedelta(seconds=2)))
-        store.save_run(Run(session_id="s1", id="early", status="completed", started_at=_T0))
+        store.save_run(Run(session_id="s1", id="early", status=RunStatus.COMPLETED, started_at=_T0))
         store.save_run(Run(session_id="s1", id="mid", started_at=_T0 + timedelta(seconds=1)))
         store.save_run(Run(session_id="s2", id="other"))
         assert [r.id for r in store.list_runs("s1")] == ["early", "mid", "late"]
@@ -248,9 +248,9 @@ class SessionStoreContract:
     def test_active_run_is_read_after_write(self, store: SessionStore) -> None:
         store.save_session(Session(agent_id="a", id="s1"))
         assert store.get_active_run("s1") is None
-        store.save_run(Run(session_id="s1", id="r1", status="running"))
+        store.save_run(Run(session_id="s1", id="r1", status=RunStatus.RUNNING))
         assert store.get_active_run("s1") == store.get_run("r1")
-        store.save_run(Run(session_id="s1", id="r1", status="completed"))
+        store.save_run(Run(session_id="s1", id="r1", status=RunStatus.COMPLETED))
         assert store.get_active_run("s1") is None
 
     # Sequencing ------------------------------------------------------------------------------
