@@ -351,3 +351,23 @@ def test_watcher_runs_only_while_someone_waits(tmp_path: Path) -> None:
         assert wait_until(watcher_alive)
         waiter.join()
         assert wait_until(lambda: not watcher_alive())
+
+
+def test_installed_package_creates_a_store_outside_the_source_tree(tmp_path: Path) -> None:
+    """From another directory the import resolves to the installed package (in CI, the wheel
+    built by ``pip install .``), which must carry ``schema.sql``."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sqlitestream\n"
+        "from sqlitestream import SQLiteSessionStore, Event\n"
+        "with SQLiteSessionStore('events.db') as store:\n"
+        "    print(store.append_event_with_sequence(Event('message_sent', 's1')).sequence_number)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"
