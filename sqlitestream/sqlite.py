@@ -19,6 +19,7 @@ from typing import Any
 import apsw
 
 from . import _schema
+from ._admin import SQLiteAdminMixin
 from ._connection import (
     SYNCHRONOUS_LEVELS,
     apply_settings,
@@ -154,7 +155,7 @@ def _run_from_row(row: Sequence[Any]) -> Run:
     )
 
 
-class SQLiteSessionStore(SessionStore):
+class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
     """The session event store on a SQLite file.
 
     Args:
