@@ -1,0 +1,930 @@
+"""``SessionManager``: session and run lifecycles, adapter events, and cursor streaming.
+
+The manager persists everything through the store's sequenced appends, so any process can
+follow a session by cursor while another one runs it. It works with every ``SessionStore``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from ._validate import check_id, check_int, check_json_object, describe
+from .adapters import ProviderAdapter, ProviderError, RunOutcome, normalise_event_type
+from .errors import (
+    ConflictError,
+    SessionNotFoundError,
+    SqliteStreamError,
+    StorageError,
+    ValidationError,
+)
+from .models import (
+    Event,
+    EventType,
+    Run,
+    RunStatus,
+    Session,
+    SessionStatus,
+    new_id,
+    parse_timestamp,
+    utc_now,
+)
+from .store import EventFilter, SessionStore
+
+__all__ = ["SessionManager", "RunResult", "RunOnceResult", "EventCallback"]
+
+EventCallback = Callable[[Event], None]
+"""Called with each stored ``Event`` (sequence number set) right after it is appended."""
+
+_EVENT_DATA_KEYS = frozenset({"type", "data", "metadata", "timestamp", "status", "id"})
+_TERMINAL_SESSION = frozenset({SessionStatus.COMPLETED, SessionStatus.FAILED, SessionStatus.CANCELLED})
+_OPEN_SESSION = frozenset({SessionStatus.PENDING, SessionStatus.ACTIVE, SessionStatus.PAUSED})
+_ASYNC_WAIT_CHUNK_MS = 250
+"""Longest single store wait in ``astream_session_events``: a cancelled task's worker thread
+returns within this, so cancelling never leaves a thread blocked for a full long-poll."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """A completed run: the final ``run`` record, its output and token usage, and the events
+    ``execute_run`` appended (message_sent, then the adapter's), in sequence order."""
+
+    run: Run
+    output: dict[str, Any]
+    token_usage: dict[str, Any]
+    events: list[Event]
+
+    @property
+    def run_id(self) -> str:
+        return self.run.id
+
+    @property
+    def session_id(self) -> str:
+        return self.run.session_id
+
+
+@dataclass(frozen=True, slots=True)
+class RunOnceResult:
+    """A completed ``run_once``: every event it appended, session_created to session_completed."""
+
+    output: dict[str, Any]
+    token_usage: dict[str, Any]
+    events: list[Event]
+    session_id: str
+    run_id: str
+
+
+@dataclass
+class _Sink:
+    """Where a call's stored events go: its result list and the user's callback."""
+
+    callback: EventCallback | None = None
+    events: list[Event] = field(default_factory=list)
+
+    def deliver(self, event: Event) -> None:
+        self.events.append(event)
+        if self.callback is not None:
+            self.callback(event)
+
+
+@dataclass
+class _Execution:
+    """The state of one run executing in this manager, shared by emit, cancel and finish."""
+
+    run: Run
+    session: Session
+    sink: _Sink
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    cancelled: bool = False
+    finished: bool = False
+    saw_run_failed: bool = False
+    emitted: dict[str, Event] = field(default_factory=dict)
+    # The first failure inside emit: (error code, exception). It fails the run even if the
+    # adapter caught it.
+    emit_failure: tuple[str, BaseException] | None = None
+
+    def note_failure(self, code: str, exc: BaseException) -> None:
+        if self.emit_failure is None:
+            self.emit_failure = (code, exc)
+
+
+class SessionManager:
+    """Runs agent sessions through an adapter and records every step in ``store``.
+
+    ``adapter`` is optional for a manager that only reads or streams (or drives session
+    lifecycles with an explicit ``agent_id``). Every event the manager appends carries
+    ``metadata["provider"]`` = the adapter's name. One manager may be shared by threads.
+    """
+
+    def __init__(self, store: SessionStore, adapter: ProviderAdapter | None = None) -> None:
+        if not isinstance(store, SessionStore):
+            raise ValidationError(f"store must be a SessionStore, got {describe(store)}")
+        if adapter is not None:
+            _check_adapter(adapter)
+        self._store = store
+        self._adapter = adapter
+        self._lock = threading.Lock()
+        self._executions: dict[str, _Execution] = {}
+
+    @property
+    def store(self) -> SessionStore:
+        return self._store
+
+    @property
+    def adapter(self) -> ProviderAdapter | None:
+        return self._adapter
+
+    # Sessions -----------------------------------------------------------------------------
+
+    def start_session(
+        self,
+        agent_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        *,
+        session_id: str | None = None,
+    ) -> Session:
+        """Save a new pending session and append ``session_created`` (data ``{"provider"}``).
+
+        ``agent_id`` defaults to the adapter's name; ``metadata["provider"]`` is set to it.
+        ``session_id`` lets the caller choose the id (so another process can follow it before
+        it exists); an id already saved raises ``ConflictError`` and writes nothing.
+        """
+        return self._start_session(agent_id, metadata, context, tags, session_id, _Sink())
+
+    def activate_session(self, session_id: str) -> Session:
+        """Pending or paused -> active; appends ``session_started``."""
+        return self._transition(
+            session_id, SessionStatus.ACTIVE, EventType.SESSION_STARTED, {}, _Sink(),
+            allowed=frozenset({SessionStatus.PENDING, SessionStatus.PAUSED}),
+        )
+
+    def complete_session(self, session_id: str) -> Session:
+        """Any open status -> completed; appends ``session_completed``."""
+        return self._transition(
+            session_id, SessionStatus.COMPLETED, EventType.SESSION_COMPLETED, {}, _Sink()
+        )
+
+    def fail_session(self, session_id: str, error: BaseException | Mapping[str, Any] | str) -> Session:
+        """Any open status -> failed; appends ``session_failed`` with ``error_code`` and
+        ``error_message`` (from a ``ProviderError``, any exception, a ``{"code", "message"}``
+        dict, or a message string)."""
+        code, message, _ = _describe_error(error)
+        data = {"error_code": code, "error_message": message}
+        return self._transition(session_id, SessionStatus.FAILED, EventType.SESSION_FAILED, data, _Sink())
+
+    def _start_session(
+        self,
+        agent_id: str | None,
+        metadata: dict[str, Any] | None,
+        context: dict[str, Any] | None,
+        tags: list[str] | None,
+        session_id: str | None,
+        sink: _Sink,
+    ) -> Session:
+        provider = self._provider()
+        if agent_id is None:
+            if provider is None:
+                raise ValidationError("agent_id is required when the SessionManager has no adapter")
+            agent_id = provider
+        session_metadata = {} if metadata is None else check_json_object(metadata, "metadata")
+        if provider is not None:
+            session_metadata["provider"] = provider
+        session = Session(
+            agent_id=agent_id,
+            id=new_id("ses_") if session_id is None else check_id(session_id, "session_id"),
+            metadata=session_metadata,
+            context={} if context is None else context,
+            tags=[] if tags is None else tags,
+        )
+        if self._session_exists(session.id):
+            raise ConflictError(f"session {session.id!r} already exists")
+        self._store.save_session(session)
+        data = {} if provider is None else {"provider": provider}
+        self._append(self._event(EventType.SESSION_CREATED, session.id, None, data), sink)
+        return session
+
+    def _session_exists(self, session_id: str) -> bool:
+        try:
+            self._store.get_session(session_id)
+        except SessionNotFoundError:
+            return False
+        return True
+
+    def _transition(
+        self,
+        session_id: str,
+        status: SessionStatus,
+        event_type: EventType,
+        data: dict[str, Any],
+        sink: _Sink,
+        *,
+        allowed: frozenset[SessionStatus] = _OPEN_SESSION,
+    ) -> Session:
+        session = self._store.get_session(check_id(session_id, "session_id"))
+        if session.status not in allowed:
+            raise ConflictError(
+                f"session {session.id!r} is {session.status.value}; cannot make it {status.value}"
+            )
+        updated = replace(session, status=status, updated_at=utc_now())
+        self._store.save_session(updated)
+        self._append(self._event(event_type, session.id, None, data), sink)
+        return updated
+
+    # Runs ---------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        session_id: str,
+        input: Mapping[str, Any],
+        required_capabilities: Iterable[str] = (),
+        optional_capabilities: Iterable[str] = (),
+    ) -> Run:
+        """Save a pending run of an open session (no event is appended).
+
+        A required capability the adapter lacks raises ``ProviderError(code=
+        "missing_capabilities")``; missing optional ones are listed in the run's
+        ``metadata["missing_optional_capabilities"]``. Unknown session:
+        ``SessionNotFoundError``; a completed, failed or cancelled one: ``ConflictError``.
+        """
+        adapter = self._require_adapter()
+        run_input = _check_input(input)
+        required = _check_names(required_capabilities, "required_capabilities")
+        optional = _check_names(optional_capabilities, "optional_capabilities")
+        session = self._store.get_session(check_id(session_id, "session_id"))
+        if session.status in _TERMINAL_SESSION:
+            raise ConflictError(f"session {session.id!r} is {session.status.value}; start a new one")
+        available = set(adapter.capabilities())
+        missing = sorted(required - available)
+        if missing:
+            raise ProviderError(
+                f"adapter {adapter.name!r} lacks required capabilities: {', '.join(missing)}",
+                "missing_capabilities",
+                details={"missing": missing},
+            )
+        metadata: dict[str, Any] = {"provider": adapter.name}
+        missing_optional = sorted(optional - available)
+        if missing_optional:
+            metadata["missing_optional_capabilities"] = missing_optional
+        run = Run(session_id=session.id, input=run_input, metadata=metadata)
+        self._store.save_run(run)
+        return run
+
+    def execute_run(
+        self,
+        run_id: str,
+        event_callback: EventCallback | None = None,
+        adapter_opts: Mapping[str, Any] | None = None,
+    ) -> RunResult:
+        """Execute a pending run with the adapter and record it.
+
+        Appends the input messages as ``message_sent`` events, then each event the adapter
+        emits, in emit order; ``event_callback`` gets each stored event as it is appended. On
+        success the run ends ``completed`` with the outcome's output and token usage. On
+        failure the run ends ``failed`` (error ``code`` and ``message``), one ``run_failed`` is
+        appended (unless the adapter emitted one), and the error is raised: a
+        ``ProviderError``, the store's error if an append failed, ``ValidationError`` for bad
+        event data, or the callback's own exception. A run cancelled meanwhile raises
+        ``ProviderError(code="cancelled")``. A run that is not pending raises ``ConflictError``.
+        """
+        _check_callback(event_callback)
+        opts = _check_adapter_opts(adapter_opts)
+        self._require_adapter()
+        return self._execute(check_id(run_id, "run_id"), _Sink(event_callback), opts)
+
+    def run_once(
+        self,
+        input: Mapping[str, Any],
+        agent_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        event_callback: EventCallback | None = None,
+        adapter_opts: Mapping[str, Any] | None = None,
+        *,
+        session_id: str | None = None,
+    ) -> RunOnceResult:
+        """Start a session, run ``input`` once, and end the session.
+
+        Events: session_created, session_started, message_sent..., the adapter's events,
+        session_completed. On failure: the events so far, run_failed, session_failed, and the
+        error is raised (see :meth:`execute_run`); on cancellation: run_cancelled,
+        session_cancelled, and ``ProviderError(code="cancelled")``. ``event_callback`` gets
+        every event this call appends.
+        """
+        _check_callback(event_callback)
+        opts = _check_adapter_opts(adapter_opts)
+        self._require_adapter()
+        _check_input(input)  # before anything is written
+        sink = _Sink(event_callback)
+        session = self._start_session(agent_id, metadata, context, tags, session_id, sink)
+        run: Run | None = None
+        try:
+            self._transition(
+                session.id, SessionStatus.ACTIVE, EventType.SESSION_STARTED, {}, sink,
+                allowed=frozenset({SessionStatus.PENDING}),
+            )
+            run = self.start_run(session.id, input)
+            result = self._execute(run.id, sink, opts)
+        except BaseException as exc:
+            if isinstance(exc, ProviderError) and exc.code == "cancelled":
+                self._end_after_error(
+                    session.id, exc, SessionStatus.CANCELLED, EventType.SESSION_CANCELLED, {}, sink
+                )
+            else:
+                self._fail_after_error(session.id, exc, run, sink)
+            raise
+        self._transition(session.id, SessionStatus.COMPLETED, EventType.SESSION_COMPLETED, {}, sink)
+        return RunOnceResult(
+            output=result.output,
+            token_usage=result.token_usage,
+            events=list(sink.events),
+            session_id=session.id,
+            run_id=run.id,
+        )
+
+    def cancel_run(self, run_id: str) -> Run:
+        """Cancel a pending run, or a run executing in this manager, and append ``run_cancelled``.
+
+        The run ends ``cancelled``; for an executing run the adapter's ``cancel`` is called and
+        later events it emits are refused. Cancelling a cancelled run returns it unchanged.
+        A completed or failed run, or one executing in another manager or process, raises
+        ``ConflictError``.
+        """
+        run_id = check_id(run_id, "run_id")
+        with self._lock:
+            execution = self._executions.get(run_id)
+        if execution is not None:
+            with execution.lock:
+                if execution.cancelled:
+                    return execution.run
+                if not execution.finished:
+                    return self._cancel_executing(execution)
+        run = self._store.get_run(run_id)
+        if run.status is RunStatus.CANCELLED:
+            return run
+        if run.status is RunStatus.RUNNING:
+            raise ConflictError(
+                f"run {run_id!r} is executing in another SessionManager or process; cancel it there"
+            )
+        if run.status is not RunStatus.PENDING:
+            raise ConflictError(f"run {run_id!r} already ended {run.status.value}")
+        cancelled = replace(run, status=RunStatus.CANCELLED, ended_at=utc_now())
+        self._store.save_run(cancelled)
+        self._append(self._event(EventType.RUN_CANCELLED, run.session_id, run.id, {}), _Sink())
+        return cancelled
+
+    def _cancel_executing(self, execution: _Execution) -> Run:
+        """Called with ``execution.lock`` held, so no adapter event slips in between."""
+        execution.cancelled = True
+        run = replace(execution.run, status=RunStatus.CANCELLED, ended_at=utc_now())
+        execution.run = run
+        try:
+            self._store.save_run(run)
+            self._append(
+                self._event(EventType.RUN_CANCELLED, run.session_id, run.id, {}), execution.sink
+            )
+        finally:
+            adapter = self._require_adapter()
+            adapter.cancel(run.id)
+        return run
+
+    def _execute(self, run_id: str, sink: _Sink, adapter_opts: dict[str, Any]) -> RunResult:
+        adapter = self._require_adapter()
+        run = self._store.get_run(run_id)
+        if run.status is not RunStatus.PENDING:
+            raise ConflictError(f"run {run_id!r} is {run.status.value}; only a pending run can execute")
+        session = self._store.get_session(run.session_id)
+        first_event = len(sink.events)
+        with self._lock:
+            if run_id in self._executions:
+                raise ConflictError(f"run {run_id!r} is already executing")
+            run = replace(run, status=RunStatus.RUNNING, started_at=utc_now())
+            execution = _Execution(run=run, session=session, sink=sink)
+            self._executions[run_id] = execution
+        try:
+            self._store.save_run(run)
+            try:
+                with execution.lock:
+                    for role, content in _input_messages(run.input):
+                        data = {"role": role, "content": content}
+                        self._record(execution, self._event(EventType.MESSAGE_SENT, session.id, run.id, data))
+                    if execution.cancelled:
+                        raise ProviderError(f"run {run_id!r} was cancelled", "cancelled")
+                outcome = adapter.execute(run, session, self._emitter(execution), **adapter_opts)
+                if not isinstance(outcome, RunOutcome):
+                    raise ProviderError(
+                        f"adapter {adapter.name!r} returned {describe(outcome)}, not a RunOutcome",
+                        "adapter_error",
+                    )
+            except BaseException as exc:
+                raise self._finish_failed(execution, exc) from None
+            with execution.lock:
+                failure = execution.emit_failure
+                if not execution.cancelled and failure is None:
+                    execution.finished = True
+            if execution.cancelled:
+                raise ProviderError(f"run {run_id!r} was cancelled", "cancelled")
+            if failure is not None:
+                raise self._finish_failed(execution, failure[1]) from None
+            done = replace(
+                execution.run,
+                status=RunStatus.COMPLETED,
+                output=outcome.output,
+                token_usage=outcome.token_usage,
+                ended_at=utc_now(),
+            )
+            self._store.save_run(done)
+            return RunResult(done, done.output or {}, done.token_usage, sink.events[first_event:])
+        finally:
+            with self._lock:
+                self._executions.pop(run_id, None)
+
+    def _finish_failed(self, execution: _Execution, exc: BaseException) -> BaseException:
+        """Record the run's failure (unless it was cancelled) and return what to raise."""
+        with execution.lock:
+            execution.finished = True
+            if execution.cancelled:
+                return ProviderError(f"run {execution.run.id!r} was cancelled", "cancelled")
+            to_raise = exc
+            if execution.emit_failure is not None:
+                code, to_raise = execution.emit_failure
+                _, message, details = _describe_error(to_raise)
+            else:
+                code, message, details = _describe_error(exc)
+                if not isinstance(exc, SqliteStreamError) and isinstance(exc, Exception):
+                    to_raise = ProviderError(message, code)
+                    to_raise.__cause__ = exc
+        try:
+            error: dict[str, Any] = {"code": code, "message": message}
+            if details:
+                error["details"] = details
+            if not execution.saw_run_failed:
+                data = {"error_code": code, "error_message": message}
+                run = execution.run
+                self._append(self._event(EventType.RUN_FAILED, run.session_id, run.id, data), _Sink())
+            failed = replace(execution.run, status=RunStatus.FAILED, error=error, ended_at=utc_now())
+            self._store.save_run(failed)
+        except Exception as record_exc:  # never hide the run's own error behind this one
+            to_raise.add_note(f"recording the run failure also failed: {record_exc!r}")
+        return to_raise
+
+    def _emitter(self, execution: _Execution) -> Callable[[Mapping[str, Any]], Event]:
+        def emit(event_data: Mapping[str, Any]) -> Event:
+            with execution.lock:
+                run = execution.run
+                if execution.cancelled:
+                    raise ProviderError(f"run {run.id!r} was cancelled", "cancelled")
+                if execution.finished:
+                    raise ProviderError(f"run {run.id!r} already finished", "run_finished")
+                try:
+                    event = self._adapter_event(run, execution.session, event_data)
+                except ValidationError as exc:
+                    execution.note_failure("invalid_event", exc)
+                    raise
+                repeated = execution.emitted.get(event.id)
+                if repeated is not None:
+                    return repeated  # the adapter re-sent an id: recorded once, delivered once
+                return self._record(execution, event)
+
+        return emit
+
+    def _record(self, execution: _Execution, event: Event) -> Event:
+        """Append one event of an executing run and deliver it; a failure here fails the run
+        even if the adapter swallows the exception."""
+        try:
+            stored = self._store.append_event_with_sequence(event)
+        except SqliteStreamError as exc:
+            execution.note_failure("storage_error", exc)
+            raise
+        execution.emitted[stored.id] = stored
+        if stored.type is EventType.RUN_FAILED:
+            execution.saw_run_failed = True
+        try:
+            execution.sink.deliver(stored)
+        except BaseException as exc:
+            execution.note_failure("callback_error", exc)
+            raise
+        return stored
+
+    def _fail_after_error(self, session_id: str, exc: BaseException, run: Run | None, sink: _Sink) -> None:
+        code, message, _ = _describe_error(exc)
+        if run is not None:
+            try:  # the session's failure says what the run's record says
+                error = self._store.get_run(run.id).error or {}
+                code, message = str(error.get("code", code)), str(error.get("message", message))
+            except SqliteStreamError:
+                pass
+        data = {"error_code": code, "error_message": message}
+        self._end_after_error(session_id, exc, SessionStatus.FAILED, EventType.SESSION_FAILED, data, sink)
+
+    def _end_after_error(
+        self,
+        session_id: str,
+        exc: BaseException,
+        status: SessionStatus,
+        event_type: EventType,
+        data: dict[str, Any],
+        sink: _Sink,
+    ) -> None:
+        try:
+            self._transition(session_id, status, event_type, data, sink)
+        except Exception as record_exc:
+            exc.add_note(f"recording the session's end also failed: {record_exc!r}")
+
+    # Adapter events -----------------------------------------------------------------------
+
+    def handle_adapter_event(self, run: Run, session: Session, event_data: Mapping[str, Any]) -> Event:
+        """Build the stored event for one adapter event and append it; returns it stored.
+
+        The type is normalised (see ``normalise_event_type``; an unknown type is stored as
+        ``error_occurred`` with ``data["original_type"]``); an aware ``timestamp`` is kept
+        (a naive one raises ``ValidationError``), else it is now; ``metadata`` is merged into
+        the event's metadata and ``metadata["provider"]`` is always the adapter's name; a
+        top-level ``status`` is copied into the data unless the data has one.
+        """
+        if not isinstance(run, Run):
+            raise ValidationError(f"run must be a Run, got {describe(run)}")
+        if not isinstance(session, Session):
+            raise ValidationError(f"session must be a Session, got {describe(session)}")
+        return self._store.append_event_with_sequence(self._adapter_event(run, session, event_data))
+
+    def _adapter_event(self, run: Run, session: Session, event_data: Mapping[str, Any]) -> Event:
+        if run.session_id != session.id:
+            raise ValidationError(
+                f"run {run.id!r} belongs to session {run.session_id!r}, not {session.id!r}"
+            )
+        if not isinstance(event_data, Mapping):
+            raise ValidationError(f"event_data must be a dict, got {describe(event_data)}")
+        unknown = sorted(str(key) for key in event_data if key not in _EVENT_DATA_KEYS)
+        if unknown:
+            raise ValidationError(
+                f"event_data has unknown keys {unknown}; allowed: {sorted(_EVENT_DATA_KEYS)}"
+            )
+        if "type" not in event_data:
+            raise ValidationError("event_data['type'] is required")
+        raw_data = event_data.get("data")
+        data = {} if raw_data is None else check_json_object(raw_data, "event_data['data']")
+        status = event_data.get("status")
+        if status is not None:
+            data.setdefault("status", status)
+        else:
+            status = data.get("status")
+        event_type, original = normalise_event_type(event_data["type"], status=status)
+        if original is not None:
+            data["original_type"] = original
+        raw_metadata = event_data.get("metadata")
+        metadata = {} if raw_metadata is None else check_json_object(raw_metadata, "event_data['metadata']")
+        provider = self._provider()
+        if provider is not None:
+            metadata["provider"] = provider
+        raw_timestamp = event_data.get("timestamp")
+        timestamp = (
+            utc_now() if raw_timestamp is None else parse_timestamp(raw_timestamp, "event_data['timestamp']")
+        )
+        raw_id = event_data.get("id")
+        return Event(
+            type=event_type,
+            session_id=session.id,
+            run_id=run.id,
+            data=data,
+            metadata=metadata,
+            id=new_id("evt_") if raw_id is None else check_id(raw_id, "event_data['id']"),
+            timestamp=timestamp,
+        )
+
+    # Reading and streaming ----------------------------------------------------------------
+
+    def get_session_events(
+        self,
+        session_id: str,
+        *,
+        run_id: str | None = None,
+        type: EventType | str | None = None,
+        since: datetime | None = None,
+        after: int | None = None,
+        before: int | None = None,
+        limit: int | None = None,
+        wait_timeout_ms: int | None = None,
+    ) -> list[Event]:
+        """The store's ``get_events``, unchanged."""
+        return self._store.get_events(
+            session_id, run_id=run_id, type=type, since=since, after=after, before=before,
+            limit=limit, wait_timeout_ms=wait_timeout_ms,
+        )
+
+    def stream_session_events(
+        self,
+        session_id: str,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        poll_interval_ms: int = 250,
+        wait_timeout_ms: int | None = None,
+        run_id: str | None = None,
+        type: EventType | str | None = None,
+        since: datetime | None = None,
+        before: int | None = None,
+        follow: bool = True,
+    ) -> Iterator[Event]:
+        """The session's events after sequence ``after``, each exactly once, in sequence order.
+
+        Reads pages of up to ``limit``. To resume, pass the last sequence number you saw as
+        ``after``. With ``follow`` (default) the iterator waits for new events forever: with
+        ``wait_timeout_ms`` > 0 it long-polls the store (no busy loop); otherwise, or when the
+        store returns an empty page early (a store without long-poll), it sleeps
+        ``poll_interval_ms`` before asking again. With ``follow=False`` it stops once caught
+        up. It also stops once no event can pass ``before`` any more. Arguments are checked
+        when called (``ValidationError``); the iterator holds nothing between items, so
+        ``close()`` or dropping it releases everything.
+        """
+        cursor = _Cursor.build(
+            self._store, session_id, after=after, limit=limit, poll_interval_ms=poll_interval_ms,
+            wait_timeout_ms=wait_timeout_ms, run_id=run_id, type=type, since=since,
+            before=before, follow=follow,
+        )
+        return self._stream(cursor)
+
+    def _stream(self, cursor: _Cursor) -> Iterator[Event]:
+        while True:
+            wait_ms = cursor.wait_ms
+            started = time.monotonic()
+            page = self._store.get_events(**cursor.query(wait_ms))
+            for event in cursor.fresh(page):
+                yield event
+            if cursor.done(page):
+                return
+            if not page and cursor.returned_early(wait_ms, time.monotonic() - started):
+                time.sleep(cursor.poll_s)
+
+    def astream_session_events(
+        self,
+        session_id: str,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        poll_interval_ms: int = 250,
+        wait_timeout_ms: int | None = None,
+        run_id: str | None = None,
+        type: EventType | str | None = None,
+        since: datetime | None = None,
+        before: int | None = None,
+        follow: bool = True,
+    ) -> AsyncIterator[Event]:
+        """:meth:`stream_session_events` as an async iterator for asyncio applications.
+
+        Store calls run in a worker thread owned by this iterator, never on the event loop;
+        long-polls are made in waits of at most 250 ms, so cancelling the consuming task
+        ends the iteration at once and the worker thread within 250 ms. Close it with
+        ``contextlib.aclosing`` (or let the task be cancelled) to release the thread.
+        """
+        cursor = _Cursor.build(
+            self._store, session_id, after=after, limit=limit, poll_interval_ms=poll_interval_ms,
+            wait_timeout_ms=wait_timeout_ms, run_id=run_id, type=type, since=since,
+            before=before, follow=follow,
+        )
+        return self._astream(cursor)
+
+    async def _astream(self, cursor: _Cursor) -> AsyncIterator[Event]:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlitestream-astream")
+        try:
+            loop = asyncio.get_running_loop()
+            while True:
+                wait_ms = cursor.wait_ms
+                if wait_ms is not None:
+                    wait_ms = min(wait_ms, _ASYNC_WAIT_CHUNK_MS)
+                started = time.monotonic()
+                call = functools.partial(self._store.get_events, **cursor.query(wait_ms))
+                page = await loop.run_in_executor(executor, call)
+                for event in cursor.fresh(page):
+                    yield event
+                if cursor.done(page):
+                    return
+                if not page and cursor.returned_early(wait_ms, time.monotonic() - started):
+                    await asyncio.sleep(cursor.poll_s)
+        finally:
+            # Do not wait: a worker still inside a (bounded) store wait finishes on its own.
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    # Helpers ------------------------------------------------------------------------------
+
+    def _provider(self) -> str | None:
+        return None if self._adapter is None else self._adapter.name
+
+    def _require_adapter(self) -> ProviderAdapter:
+        if self._adapter is None:
+            raise ValidationError(
+                "adapter: this SessionManager has none; create it as SessionManager(store, adapter)"
+            )
+        return self._adapter
+
+    def _event(self, type: EventType, session_id: str, run_id: str | None, data: dict[str, Any]) -> Event:
+        provider = self._provider()
+        metadata = {} if provider is None else {"provider": provider}
+        return Event(type=type, session_id=session_id, run_id=run_id, data=data, metadata=metadata)
+
+    def _append(self, event: Event, sink: _Sink) -> Event:
+        stored = self._store.append_event_with_sequence(event)
+        sink.deliver(stored)
+        return stored
+
+
+@dataclass
+class _Cursor:
+    """A stream's validated query and its position, shared by the sync and async streams."""
+
+    session_id: str
+    after: int
+    limit: int
+    poll_s: float
+    wait_timeout_ms: int | None
+    filters: dict[str, Any]
+    before: int | None
+    follow: bool
+    store: SessionStore
+
+    @classmethod
+    def build(
+        cls,
+        store: SessionStore,
+        session_id: object,
+        *,
+        after: object,
+        limit: object,
+        poll_interval_ms: object,
+        wait_timeout_ms: object,
+        run_id: object,
+        type: object,
+        since: object,
+        before: object,
+        follow: object,
+    ) -> _Cursor:
+        query = EventFilter.build(
+            session_id, run_id=run_id, type=type, since=since, after=0 if after is None else after,
+            before=before, limit=limit, wait_timeout_ms=wait_timeout_ms,
+        )
+        if query.limit is None:
+            raise ValidationError("limit must be an int >= 1, got None")
+        poll = check_int(poll_interval_ms, "poll_interval_ms", minimum=1, allow_none=False)
+        if not isinstance(follow, bool):
+            raise ValidationError(f"follow must be a bool, got {describe(follow)}")
+        filters: dict[str, Any] = {}
+        if query.run_id is not None:
+            filters["run_id"] = query.run_id
+        if query.type is not None:
+            filters["type"] = query.type
+        if query.since is not None:
+            filters["since"] = query.since
+        if query.before is not None:
+            filters["before"] = query.before
+        return cls(
+            session_id=query.session_id,
+            after=query.after or 0,
+            limit=query.limit,
+            poll_s=(poll or 1) / 1000.0,
+            wait_timeout_ms=query.wait_timeout_ms or None,
+            filters=filters,
+            before=query.before,
+            follow=follow,
+            store=store,
+        )
+
+    @property
+    def wait_ms(self) -> int | None:
+        """How long the next store call may wait: only when following, in long-poll mode."""
+        return self.wait_timeout_ms if self.follow else None
+
+    def query(self, wait_ms: int | None) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "after": self.after,
+            "limit": self.limit,
+            "wait_timeout_ms": wait_ms,
+            **self.filters,
+        }
+
+    def fresh(self, page: list[Event]) -> Iterator[Event]:
+        """The page's events past the cursor, advancing it as each one is handed out (so a
+        store that repeats or reorders events still cannot make us deliver one twice)."""
+        for event in page:
+            seq = event.sequence_number or 0
+            if seq > self.after:
+                self.after = seq
+                yield event
+
+    def done(self, page: list[Event]) -> bool:
+        if not self.follow and len(page) < self.limit:
+            return True
+        if self.before is not None and not page:
+            # Sequences only grow: once the log reached before - 1, nothing more can match.
+            return self.store.get_latest_sequence(self.session_id) >= self.before - 1
+        return False
+
+    def returned_early(self, wait_ms: int | None, elapsed_s: float) -> bool:
+        """Whether an empty page came back without the store having waited (polling mode, or
+        a store that ignores ``wait_timeout_ms``): then the caller sleeps, never spins."""
+        return wait_ms is None or elapsed_s < wait_ms / 2000.0
+
+
+# Argument checks ----------------------------------------------------------------------------
+
+
+def _check_adapter(adapter: object) -> None:
+    name = getattr(adapter, "name", None)
+    if not isinstance(name, str) or not name:
+        raise ValidationError(f"adapter must have a non-empty str name, got {describe(adapter)}")
+    for method in ("capabilities", "execute", "cancel"):
+        if not callable(getattr(adapter, method, None)):
+            raise ValidationError(f"adapter {name!r} has no {method}() method")
+
+
+def _check_callback(callback: object) -> None:
+    if callback is not None and not callable(callback):
+        raise ValidationError(f"event_callback must be callable, got {describe(callback)}")
+
+
+def _check_adapter_opts(opts: object) -> dict[str, Any]:
+    if opts is None:
+        return {}
+    if not isinstance(opts, Mapping) or not all(isinstance(key, str) for key in opts):
+        raise ValidationError(f"adapter_opts must be a dict with str keys, got {describe(opts)}")
+    return dict(opts)
+
+
+def _check_names(names: object, argument: str) -> set[str]:
+    if isinstance(names, str) or not isinstance(names, Iterable):
+        raise ValidationError(f"{argument} must be a collection of strings, got {describe(names)}")
+    checked = set(names)
+    for name in checked:
+        if not isinstance(name, str):
+            raise ValidationError(f"{argument} must hold strings, got {describe(name)}")
+    return checked
+
+
+def _check_input(run_input: object) -> dict[str, Any]:
+    """A run input: a JSON object whose ``messages`` (if any) are role/content dicts and whose
+    ``prompt`` (if any) is a string."""
+    checked = check_json_object(run_input, "input")
+    messages = checked.get("messages")
+    if messages is not None:
+        if not isinstance(messages, list):
+            raise ValidationError(f"input['messages'] must be a list, got {describe(messages)}")
+        for index, message in enumerate(messages):
+            name = f"input['messages'][{index}]"
+            if not isinstance(message, dict):
+                raise ValidationError(f"{name} must be a dict with role and content, got {describe(message)}")
+            if not isinstance(message.get("role"), str) or not message["role"]:
+                raise ValidationError(f"{name}['role'] must be a non-empty string")
+            if "content" not in message:
+                raise ValidationError(f"{name}['content'] is required")
+    prompt = checked.get("prompt")
+    if prompt is not None and not isinstance(prompt, str):
+        raise ValidationError(f"input['prompt'] must be a string, got {describe(prompt)}")
+    return checked
+
+
+def _input_messages(run_input: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """(role, content) of each input message to record, empty contents skipped; a non-empty
+    ``prompt`` comes last as a user message."""
+    if not run_input:
+        return []
+    found = [
+        (message["role"], message["content"])
+        for message in run_input.get("messages") or []
+        if message.get("content") not in (None, "", [], {})
+    ]
+    prompt = run_input.get("prompt")
+    if isinstance(prompt, str) and prompt.strip():
+        found.append(("user", prompt))
+    return found
+
+
+def _describe_error(error: object) -> tuple[str, str, dict[str, Any]]:
+    """(code, message, details) for recording an error on a run or session."""
+    if isinstance(error, ProviderError):
+        return error.code, error.message, error.details
+    if isinstance(error, ValidationError):
+        return "validation_error", str(error), {}
+    if isinstance(error, StorageError):
+        return "storage_error", str(error), {}
+    if isinstance(error, SqliteStreamError):
+        return "provider_error", str(error), {}
+    if isinstance(error, Mapping):
+        code = error.get("code", "error")
+        message = error.get("message", "")
+        return str(code), str(message), {}
+    if isinstance(error, str):
+        return "error", error, {}
+    if isinstance(error, BaseException):
+        code = "adapter_error" if isinstance(error, Exception) else "interrupted"
+        text = str(error)
+        return code, f"{type(error).__name__}: {text}" if text else type(error).__name__, {}
+    raise ValidationError(f"error must be an exception, a dict or a str, got {describe(error)}")
