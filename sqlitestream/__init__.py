@@ -7,6 +7,14 @@ process. See the README for the guarantees and the API.
 
 from __future__ import annotations
 
+from .adapters import (
+    CommandAdapter,
+    ProviderAdapter,
+    ProviderError,
+    RunOutcome,
+    ScriptedAdapter,
+    normalise_event_type,
+)
 from .errors import (
     ConflictError,
     EventIdConflictError,
@@ -21,6 +29,7 @@ from .errors import (
     StoreClosedError,
     ValidationError,
 )
+from .manager import RunOnceResult, RunResult, SessionManager
 from .memory import InMemorySessionStore
 from .models import Event, EventType, Run, RunStatus, Session, SessionStatus
 from .sqlite import SQLiteSessionStore
@@ -41,6 +50,15 @@ __all__ = [
     "SessionStore",
     "InMemorySessionStore",
     "SQLiteSessionStore",
+    # manager and adapters
+    "SessionManager",
+    "RunResult",
+    "RunOnceResult",
+    "ProviderAdapter",
+    "RunOutcome",
+    "ScriptedAdapter",
+    "CommandAdapter",
+    "normalise_event_type",
     # errors
     "SqliteStreamError",
     "ValidationError",
@@ -54,4 +72,5 @@ __all__ = [
     "StoreBusyError",
     "SchemaVersionError",
     "StoreClosedError",
+    "ProviderError",
 ]
