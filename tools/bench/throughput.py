@@ -1,0 +1,311 @@
+"""In-process cases: single appends, batches, cursor pages, page latency across store sizes,
+``get_latest_sequence``, and the in-memory store against a naive list."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlitestream import InMemorySessionStore, SQLiteSessionStore
+
+from .bigstore import cached_store
+from .measure import CaseResult, Row, Stat, add_rows, interleave, percentile, ratio_stat
+from .peers import JetStream, RedisStreams, Unavailable, open_peer
+from .settings import Settings
+from .workloads import NaiveMemory, OurStore, RawApsw, RawSqlite3, session_name
+
+Factory = Callable[[Path], Any]
+
+
+def _open_all(
+    case: CaseResult, factories: dict[str, Factory], directory: Path
+) -> dict[str, Any]:
+    opened: dict[str, Any] = {}
+    for label, factory in factories.items():
+        path = directory / f"{label.replace(' ', '-')}.db"
+        try:
+            opened[label] = factory(path)
+        except Unavailable as exc:
+            case.skip(label, str(exc))
+    return opened
+
+
+def _close_all(opened: dict[str, Any]) -> None:
+    for target in opened.values():
+        target.close()
+
+
+def _rate(operation: Callable[[], object], count: int) -> float:
+    started = time.perf_counter()
+    operation()
+    return count / (time.perf_counter() - started)
+
+
+def _writers(synchronous: str, settings: Settings, *, with_servers: bool) -> dict[str, Factory]:
+    factories: dict[str, Factory] = {
+        "sqlitestream": lambda path: OurStore(SQLiteSessionStore(path, synchronous=synchronous, **settings.store_options())),
+        "raw apsw": lambda path: RawApsw(path, synchronous),
+        "raw sqlite3": lambda path: RawSqlite3(path, synchronous),
+    }
+    if settings.peers:
+        factories["eventsourcing"] = lambda path: open_peer("eventsourcing", path, synchronous)
+        factories["simplebroker"] = lambda path: open_peer("simplebroker", path, synchronous)
+        if with_servers:
+            factories["redis streams"] = lambda path: open_peer("redis", path, synchronous)
+            factories["nats jetstream"] = lambda path: open_peer("jetstream", path, synchronous)
+    return factories
+
+
+def _server_notes(opened: dict[str, Any]) -> dict[str, str]:
+    notes = {}
+    for target in opened.values():
+        if isinstance(target, RedisStreams):
+            notes[target.label] = f"server's own durability ({target.durability()})"
+        elif isinstance(target, JetStream):
+            notes[target.label] = "file storage, server's default fsync interval"
+    return notes
+
+
+def append_cases(settings: Settings) -> list[CaseResult]:
+    results = []
+    for synchronous, count in (("normal", settings.append_n), ("full", settings.append_full_n)):
+        case = CaseResult(
+            f"append-{synchronous}",
+            f"single-event appends, one transaction each, synchronous={synchronous} (events/s)",
+            baseline="raw apsw",
+        )
+        directory = settings.workdir / case.name
+        directory.mkdir(parents=True, exist_ok=True)
+        opened = _open_all(case, _writers(synchronous, settings, with_servers=synchronous == "normal"), directory)
+        try:
+            for target in opened.values():  # warm-up: caches, first pages, statement caches
+                target.append(max(1, count // 10))
+            samples = interleave(
+                {label: (lambda t=target: _rate(lambda: t.append(count), count)) for label, target in opened.items()},
+                settings.reps,
+            )
+            add_rows(case, samples, "events/s", baseline="raw apsw", notes=_server_notes(opened))
+        finally:
+            _close_all(opened)
+        _append_targets(case, synchronous)
+        results.append(case)
+    return results
+
+
+def _append_targets(case: CaseResult, synchronous: str) -> None:
+    ours = case.row("sqlitestream")
+    if ours is None or ours.ratio is None:
+        return
+    want = 0.8 if synchronous == "normal" else 0.9
+    case.target(f"append {synchronous}: >= {want}x raw apsw", ours.ratio.median, ours.ratio.median >= want, "x")
+    for peer in ("eventsourcing", "simplebroker"):
+        row = case.row(peer)
+        if row is not None:
+            ratio = ours.stat.median / row.stat.median
+            case.target(f"append {synchronous}: faster than {peer}", ratio, ratio > 1.0, "x")
+
+
+def batch_cases(settings: Settings) -> list[CaseResult]:
+    results = []
+    size, count = settings.batch_size, settings.batch_events
+    for synchronous in ("normal", "full"):
+        case = CaseResult(
+            f"batch-{synchronous}",
+            f"appends in batches of {size}, one transaction per batch, synchronous={synchronous} (events/s)",
+            baseline="raw apsw",
+        )
+        directory = settings.workdir / case.name
+        directory.mkdir(parents=True, exist_ok=True)
+        factories = _writers(synchronous, settings, with_servers=synchronous == "normal")
+        if "simplebroker" in factories:
+            del factories["simplebroker"]
+            case.skip("simplebroker", "no public batch-append API (Queue.write is one message per call)")
+        opened = _open_all(case, factories, directory)
+        try:
+            for target in opened.values():
+                target.append_batch(size * 2, size)
+            samples = interleave(
+                {
+                    label: (lambda t=target: _rate(lambda: t.append_batch(count, size), count))
+                    for label, target in opened.items()
+                },
+                settings.reps,
+            )
+            add_rows(case, samples, "events/s", baseline="raw apsw", notes=_server_notes(opened))
+        finally:
+            _close_all(opened)
+        ours = case.row("sqlitestream")
+        if ours is not None and ours.ratio is not None:
+            case.target(
+                f"batch-{size} {synchronous}: >= 0.7x raw apsw", ours.ratio.median, ours.ratio.median >= 0.7, "x"
+            )
+        results.append(case)
+    return results
+
+
+def read_cases(settings: Settings) -> list[CaseResult]:
+    count = settings.read_events
+    case = CaseResult(
+        "read",
+        f"cursor pages of 100 (decoded) walking a {count:,}-event session (events/s)",
+        baseline="raw apsw",
+    )
+    directory = settings.workdir / case.name
+    directory.mkdir(parents=True, exist_ok=True)
+    opened = _open_all(case, _writers("normal", settings, with_servers=True), directory)
+    try:
+        for target in opened.values():
+            target.append_batch(count, 100) if hasattr(target, "append_batch") else target.append(count)
+        for label, target in opened.items():
+            got = target.read_all("bench")
+            if got != count:
+                raise RuntimeError(f"{label} read {got} events, expected {count}")
+        samples = interleave(
+            {label: (lambda t=target: _rate(lambda: t.read_all("bench"), count)) for label, target in opened.items()},
+            settings.reps,
+        )
+        add_rows(case, samples, "events/s", baseline="raw apsw", notes=_server_notes(opened))
+    finally:
+        _close_all(opened)
+    ours = case.row("sqlitestream")
+    if ours is not None and ours.ratio is not None:
+        case.target("cursor page reads: >= 0.7x raw apsw", ours.ratio.median, ours.ratio.median >= 0.7, "x")
+        for peer in ("eventsourcing", "simplebroker"):
+            row = case.row(peer)
+            if row is not None:
+                ratio = ours.stat.median / row.stat.median
+                case.target(f"read: faster than {peer}", ratio, ratio > 1.0, "x")
+    return [case]
+
+
+def scale_cases(settings: Settings) -> list[CaseResult]:
+    case = CaseResult(
+        "read-scale",
+        "one cursor page (100, decoded) at a random session and offset, by store size (us/page)",
+        baseline="raw apsw",
+    )
+    medians: dict[str, float] = {}
+    rng = random.Random(6)
+    for sessions, per_session in settings.scale_sizes:
+        total = sessions * per_session
+        label = f"{total:,} events / {sessions:,} sessions"
+        path = cached_store(settings.cache_dir, sessions, per_session)
+        ours = OurStore(SQLiteSessionStore(path, readonly=True))
+        raw = RawApsw(path, "normal", readonly=True)
+        try:
+            probes = [
+                (session_name(rng.randrange(sessions)), rng.randrange(0, per_session - 100))
+                for _ in range(settings.scale_pages)
+            ]
+
+            def pages(target: Any) -> float:
+                timings = []
+                for session, after in probes:
+                    started = time.perf_counter_ns()
+                    got = target.read_page(session, after)
+                    timings.append((time.perf_counter_ns() - started) / 1000)
+                    if got != 100:
+                        raise RuntimeError(f"{label}: page after {after} of {session} had {got} events")
+                pages.p99.append(percentile(timings, 0.99))  # type: ignore[attr-defined]
+                return percentile(timings, 0.5)
+
+            pages.p99 = []  # type: ignore[attr-defined]
+            for target in (ours, raw):  # first touch of the file's pages is not what we measure
+                for session, after in probes[: min(len(probes), 200)]:
+                    target.read_page(session, after)
+            samples = interleave({"sqlitestream": lambda: pages(ours), "raw apsw": lambda: pages(raw)}, settings.reps)
+        finally:
+            ours.close()
+            raw.close()
+        for variant, values in samples.items():
+            base = samples["raw apsw"]
+            ratio = None if variant == "raw apsw" else ratio_stat(values, base, lower_is_better=True)
+            case.rows.append(Row(f"{variant} @ {label}", Stat.of(values), "us", ratio))
+        medians[f"{total}"] = Stat.of(samples["sqlitestream"]).median
+        case.notes.append(
+            f"{label}: p99 of page latency sqlitestream {max(pages.p99[0::2]):.0f} us, "  # type: ignore[attr-defined]
+            f"raw {max(pages.p99[1::2]):.0f} us (worst repetition)"  # type: ignore[attr-defined]
+        )
+    values = list(medians.values())
+    if len(values) >= 2:
+        growth = max(values) / values[0]
+        case.target(
+            "page latency flat across sizes (largest/smallest median <= 1.5)", growth, growth <= 1.5, "x"
+        )
+    for row in case.rows:
+        if row.label.startswith("sqlitestream") and row.ratio is not None:
+            case.target(f"page reads >= 0.7x raw ({row.label})", row.ratio.median, row.ratio.median >= 0.7, "x")
+    return [case]
+
+
+def latest_cases(settings: Settings) -> list[CaseResult]:
+    case = CaseResult("latest", "get_latest_sequence per call, in-process (us, median of calls)")
+    directory = settings.workdir / case.name
+    directory.mkdir(parents=True, exist_ok=True)
+    file_store = OurStore(SQLiteSessionStore(directory / "ours.db", **settings.store_options()))
+    memory_store = OurStore(InMemorySessionStore())
+    raw = RawApsw(directory / "ours.db", "normal")
+    try:
+        for target in (file_store, memory_store):
+            target.append_batch(100, 100)
+        calls = settings.latest_calls
+
+        def per_call(function: Callable[[str], int]) -> float:
+            timings = []
+            clock = time.perf_counter_ns
+            for _ in range(calls):
+                started = clock()
+                function("bench")
+                timings.append(clock() - started)
+            return percentile(timings, 0.5) / 1000
+
+        samples = interleave(
+            {
+                "sqlitestream (file)": lambda: per_call(file_store.store.get_latest_sequence),
+                "sqlitestream (memory)": lambda: per_call(memory_store.store.get_latest_sequence),
+                "raw apsw SELECT": lambda: per_call(raw.latest),
+            },
+            settings.reps,
+        )
+        add_rows(case, samples, "us")
+    finally:
+        file_store.close()
+        memory_store.close()
+        raw.close()
+    ours = case.row("sqlitestream (file)")
+    if ours is not None:
+        case.target("get_latest_sequence median <= 10 us", ours.stat.median, ours.stat.median <= 10, "us")
+    return [case]
+
+
+def memory_store_cases(settings: Settings) -> list[CaseResult]:
+    count = settings.read_events
+    results = []
+    append = CaseResult("memory-append", "InMemorySessionStore vs a naive list: single appends (events/s)", baseline="naive list")
+    read = CaseResult(
+        "memory-read", f"InMemorySessionStore vs a naive list: pages of 100 over a {count:,}-event session (events/s)",
+        baseline="naive list",
+    )
+    ours, naive = OurStore(InMemorySessionStore()), NaiveMemory()
+    try:
+        targets = {"sqlitestream memory": ours, "naive list": naive}
+        samples = interleave(
+            {label: (lambda t=t: _rate(lambda: t.append(settings.append_n), settings.append_n)) for label, t in targets.items()},
+            settings.reps,
+        )
+        add_rows(append, samples, "events/s", baseline="naive list")
+        for target in targets.values():
+            target.append(max(0, count - target.counter))
+        samples = interleave(
+            {label: (lambda t=t: _rate(lambda: t.read_all("bench"), t.counter)) for label, t in targets.items()},
+            settings.reps,
+        )
+        add_rows(read, samples, "events/s", baseline="naive list")
+    finally:
+        ours.close()
+        naive.close()
+    results.extend([append, read])
+    return results
