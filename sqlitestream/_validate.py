@@ -19,7 +19,10 @@ _REPR_LIMIT = 80
 
 def describe(value: object) -> str:
     """A short repr for error messages (long values are cut)."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except Exception:  # an int too long to print, or a broken __repr__: still name the type
+        text = f"<{type(value).__name__} object>"
     if len(text) > _REPR_LIMIT:
         text = text[: _REPR_LIMIT - 3] + "..."
     return f"{text} ({type(value).__name__})"
@@ -36,6 +39,20 @@ def check_id(value: object, name: str) -> str:
         raise ValidationError(f"{name} must be a non-empty string, got ''")
     if "\x00" in value:
         raise ValidationError(f"{name} must not contain NUL characters, got {describe(value)}")
+    return check_text(value, name)
+
+
+def check_text(value: str, name: str) -> str:
+    """A ``str`` that is valid Unicode text: a lone surrogate (e.g. from ``surrogateescape``
+    decoding) cannot be stored as UTF-8, so it is refused here rather than half way into a write."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValidationError(
+                f"{name} is not valid Unicode text (a lone surrogate at position {exc.start}), "
+                f"got {describe(value)}"
+            ) from None
     return value
 
 
@@ -85,10 +102,25 @@ def check_choice(value: object, name: str, choices: type[Any]) -> Any:
     raise ValidationError(f"{name} must be one of: {allowed}; got {describe(value)}")
 
 
+def _check_int_digits(value: int, path: str) -> int:
+    """A big int is valid JSON only if Python can write it out (``sys.set_int_max_str_digits``)."""
+    try:
+        int.__repr__(value)
+    except ValueError:
+        raise ValidationError(
+            f"{path} is an integer with too many digits to store ({value.bit_length()} bits)"
+        ) from None
+    return value
+
+
 def _normalise(value: Any, path: str, depth: int) -> Any:
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
+    if kind is str:
+        return check_text(value, path)
+    if kind is bool or value is None:
         return value
+    if kind is int:
+        return value if value.bit_length() <= 64 else _check_int_digits(value, path)
     if kind is float:
         if not math.isfinite(value):
             raise ValidationError(f"{path} must be a finite number, got {value!r}")
@@ -100,17 +132,17 @@ def _normalise(value: Any, path: str, depth: int) -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValidationError(f"{path} has a non-string key {describe(key)}")
-            key = str.__str__(key)
+            key = check_text(str.__str__(key), f"{path} key")
             out[key] = _normalise(item, f"{path}[{key!r}]", depth + 1)
         return out
     if isinstance(value, (list, tuple)):
         return [_normalise(item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value)]
     if isinstance(value, str):
-        return str.__str__(value)
+        return check_text(str.__str__(value), path)
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, int):
-        return int(value)
+        return _normalise(int(value), path, depth)
     if isinstance(value, float):
         return _normalise(float(value), path, depth)
     raise ValidationError(f"{path} is not JSON-representable: {describe(value)}")
@@ -146,5 +178,5 @@ def check_tags(value: object, name: str) -> list[str]:
     for index, tag in enumerate(value):
         if not isinstance(tag, str):
             raise ValidationError(f"{name}[{index}] must be a string, got {describe(tag)}")
-        tags.append(str.__str__(tag))
+        tags.append(check_text(str.__str__(tag), f"{name}[{index}]"))
     return tags

@@ -23,6 +23,7 @@ from ._validate import (
     check_optional_id,
     check_optional_json_object,
     check_tags,
+    describe,
     encode_json,
 )
 from .errors import ValidationError
@@ -218,6 +219,9 @@ def _from_dict(raw: object, names: tuple[str, ...], times: tuple[str, ...], kind
     if not isinstance(raw, dict):
         raise ValidationError(f"a {kind} record must be a JSON object, got {type(raw).__name__}")
     fields = {name: raw[name] for name in names if name in raw}
+    missing = [name for name in _REQUIRED[kind] if name not in fields]
+    if missing:
+        raise ValidationError(f"a {kind} record needs {', '.join(missing)}; got {describe(raw)}")
     for name in times:
         if fields.get(name) is not None:
             fields[name] = parse_timestamp(fields[name], name)
@@ -328,3 +332,4 @@ _RUN_FIELDS = (
     "session_id", "id", "status", "input", "output", "error", "metadata", "turn_count",
     "token_usage", "started_at", "ended_at",
 )
+_REQUIRED = {"event": ("type", "session_id"), "session": ("agent_id",), "run": ("session_id",)}

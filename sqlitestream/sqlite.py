@@ -28,7 +28,7 @@ from ._connection import (
     transaction,
     translating,
 )
-from ._validate import check_choice, check_id, check_int, describe
+from ._validate import check_choice, check_id, check_int, check_text, describe
 from ._waiting import WakeHub, long_poll
 from ._watcher import DataVersionWatcher
 from .errors import (
@@ -191,6 +191,9 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         path_text = os.fspath(path)
         if not isinstance(path_text, str) or not path_text:
             raise ValidationError(f"path must be a non-empty file path, got {describe(path)}")
+        if "\x00" in path_text:
+            raise ValidationError(f"path must not contain NUL characters, got {describe(path)}")
+        check_text(path_text, "path")  # SQLite takes the name as UTF-8
         if synchronous not in SYNCHRONOUS_LEVELS:
             raise ValidationError(
                 f"synchronous must be one of {sorted(SYNCHRONOUS_LEVELS)}, got {describe(synchronous)}"
