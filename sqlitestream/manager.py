@@ -10,7 +10,15 @@ import asyncio
 import functools
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -634,7 +642,7 @@ class SessionManager:
         since: datetime | None = None,
         before: int | None = None,
         follow: bool = True,
-    ) -> Iterator[Event]:
+    ) -> Generator[Event, None, None]:
         """The session's events after sequence ``after``, each exactly once, in sequence order.
 
         Reads pages of up to ``limit``. To resume, pass the last sequence number you saw as
@@ -653,7 +661,7 @@ class SessionManager:
         )
         return self._stream(cursor)
 
-    def _stream(self, cursor: _Cursor) -> Iterator[Event]:
+    def _stream(self, cursor: _Cursor) -> Generator[Event, None, None]:
         while True:
             wait_ms = cursor.wait_ms
             started = time.monotonic()
@@ -678,7 +686,7 @@ class SessionManager:
         since: datetime | None = None,
         before: int | None = None,
         follow: bool = True,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """:meth:`stream_session_events` as an async iterator for asyncio applications.
 
         Store calls run in a worker thread owned by this iterator, never on the event loop;
@@ -693,7 +701,7 @@ class SessionManager:
         )
         return self._astream(cursor)
 
-    async def _astream(self, cursor: _Cursor) -> AsyncIterator[Event]:
+    async def _astream(self, cursor: _Cursor) -> AsyncGenerator[Event, None]:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlitestream-astream")
         try:
             loop = asyncio.get_running_loop()
