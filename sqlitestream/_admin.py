@@ -229,6 +229,10 @@ def _upsert(table: str, columns: str) -> str:
     return f"INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET {updates}"
 
 
+def _all(conn: apsw.Connection, sql: str, bindings: tuple[Any, ...] = ()) -> list[Any]:
+    return conn.execute(sql, bindings).fetchall()
+
+
 def _file_size(path: str) -> int:
     try:
         return os.path.getsize(path)
@@ -287,7 +291,7 @@ class SQLiteAdminMixin(TransferMixin):
         numbers of saved sessions, runs, events and sequence counters (streams)."""
         with self._read("read the store's facts") as conn:
             # The counts come from one statement, so they agree with each other.
-            rows = conn.execute(_COUNTS).fetchall()
+            rows = _all(conn, _COUNTS)
             version = int(conn.pragma("user_version"))
             journal_mode = str(conn.pragma("journal_mode"))
         sessions, runs, events, streams = rows[0]
@@ -320,31 +324,31 @@ class SQLiteAdminMixin(TransferMixin):
         """
         findings: list[CheckFinding] = []
         with self._read("check the store") as conn:
-            for (message,) in conn.execute("PRAGMA integrity_check").fetchall():
+            for (message,) in _all(conn, "PRAGMA integrity_check"):
                 if message != "ok":
                     findings.append(CheckFinding("integrity", str(message)))
-            for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check").fetchall():
+            for table, rowid, parent, _ in _all(conn, "PRAGMA foreign_key_check"):
                 findings.append(
                     CheckFinding("foreign_key", f"{table} row {rowid} refers to a missing {parent} row")
                 )
-            for event_id, count in conn.execute(_DUPLICATE_IDS).fetchall():
+            for event_id, count in _all(conn, _DUPLICATE_IDS):
                 findings.append(CheckFinding("duplicate_id", f"event id {event_id!r} is stored {count} times"))
-            for session_id, seq, type_ in conn.execute(_BAD_TYPES, (_KNOWN_TYPES,)).fetchall():
+            for session_id, seq, type_ in _all(conn, _BAD_TYPES, (_KNOWN_TYPES,)):
                 findings.append(
                     CheckFinding("bad_type", f"event {seq} has unknown type {type_!r}", session_id)
                 )
-            for session_id, seq in conn.execute(_BAD_JSON).fetchall():
+            for session_id, seq in _all(conn, _BAD_JSON):
                 findings.append(
                     CheckFinding("bad_json", f"event {seq} has data or metadata that is not a JSON object", session_id)
                 )
-            sessions = [row[0] for row in conn.execute(_CHECKED_SESSIONS).fetchall()]
+            sessions = [row[0] for row in _all(conn, _CHECKED_SESSIONS)]
         events = 0
         for done, session_id in enumerate(sessions, 1):
             with self._read("check a session") as conn:
-                latest, count, low, high = conn.execute(_SESSION_FACTS, (session_id,)).fetchall()[0]
+                latest, count, low, high = _all(conn, _SESSION_FACTS, (session_id,))[0]
                 gap = None
                 if count and (low != 1 or high != count):
-                    gap_rows = conn.execute(_FIRST_GAP, (session_id, high)).fetchall()
+                    gap_rows = _all(conn, _FIRST_GAP, (session_id, high))
                     gap = 1 if low != 1 else (gap_rows[0][0] if gap_rows else None)
             events += count
             findings.extend(_session_findings(session_id, latest, count, low, high, gap))
@@ -449,7 +453,7 @@ class SQLiteAdminMixin(TransferMixin):
                     sqlite._SESSION_COLUMNS,
                     _session_row(session, sqlite._dumps),
                 )
-            if runs and not conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchall():
+            if runs and not _all(conn, "SELECT 1 FROM sessions WHERE id = ?", (session_id,)):
                 raise SessionNotFoundError(session_id)
             for run in runs:
                 outcome = _put(conn, "runs", sqlite._RUN_COLUMNS, _run_row(run, sqlite._dumps))
@@ -457,12 +461,12 @@ class SQLiteAdminMixin(TransferMixin):
             new: list[Event] = []
             skipped = 0
             if ordered:
-                latest_rows = conn.execute(sqlite._LATEST_SEQUENCE, (session_id,)).fetchall()
+                latest_rows = _all(conn, sqlite._LATEST_SEQUENCE, (session_id,))
                 stored = {
                     event_id: (owner, seq)
-                    for event_id, owner, seq in conn.execute(
-                        _STORED_IDS, (json.dumps([event.id for event in ordered]),)
-                    ).fetchall()
+                    for event_id, owner, seq in _all(
+                        conn, _STORED_IDS, (json.dumps([event.id for event in ordered]),)
+                    )
                 }
                 new, skipped = plan_event_import(
                     session_id, ordered, latest_rows[0][0] if latest_rows else 0, stored
@@ -532,7 +536,7 @@ def _session_findings(
 
 def _put(conn: apsw.Connection, table: str, columns: str, row: tuple[Any, ...]) -> str:
     """Insert or replace a record by id; 'added', 'updated' or 'unchanged'."""
-    stored = conn.execute(f"SELECT {columns} FROM {table} WHERE id = ?", (row[0],)).fetchall()
+    stored = _all(conn, f"SELECT {columns} FROM {table} WHERE id = ?", (row[0],))
     if stored and tuple(stored[0]) == row:
         return "unchanged"
     conn.execute(_upsert(table, columns), row)

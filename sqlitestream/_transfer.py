@@ -365,8 +365,8 @@ class TransferMixin(SessionStore):
 
         ``session_ids=None`` exports every session: each saved session and each session id
         with events, ordered by id. Named ids are exported in the order given; an id with
-        neither a saved record nor events raises ``SessionNotFoundError`` before any record is
-        produced. Each session's events are read page by page, so a session being appended to
+        neither a saved record nor events raises ``SessionNotFoundError`` from this call, before
+        any record is produced. Each session's events are read page by page, so a session being appended to
         while it is exported comes out up to some point, always gap-free from sequence 1.
         """
         if session_ids is None:
