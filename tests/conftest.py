@@ -1,0 +1,48 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+# PostgreSQL --------------------------------------------------------------------------------
+# The PostgreSQL tests read the server from SQLITESTREAM_PG_DSN (.ci/run sets it when a server
+# answers on 127.0.0.1:5432). Unset: they skip. Set but the server does not answer: they fail.
+
+PG_DSN_VARIABLE = "SQLITESTREAM_PG_DSN"
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    """The DSN of a reachable PostgreSQL server (skip without one configured)."""
+    dsn = os.environ.get(PG_DSN_VARIABLE)
+    if not dsn:
+        pytest.skip(f"set {PG_DSN_VARIABLE} to a PostgreSQL URL to run the PostgreSQL tests")
+    try:
+        import psycopg
+
+        psycopg.connect(dsn, connect_timeout=5).close()
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the server fails the tests
+        pytest.fail(f"{PG_DSN_VARIABLE} is set but PostgreSQL does not answer: {exc}", pytrace=False)
+    return dsn
+
+
+def drop_pg_schema(dsn: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def pg_schema(pg_dsn: str) -> Iterator[str]:
+    """A fresh schema name for one test (random, so concurrent test runs never meet), dropped
+    with everything in it afterwards."""
+    schema = f"sqlitestream_test_{secrets.token_hex(6)}"
+    try:
+        yield schema
+    finally:
+        drop_pg_schema(pg_dsn, schema)
