@@ -434,7 +434,10 @@ class SessionManager:
                         "adapter_error",
                     )
             except BaseException as exc:
-                raise self._finish_failed(execution, exc) from None
+                to_raise = self._finish_failed(execution, exc)
+                if to_raise is exc:
+                    raise
+                raise to_raise from exc
             with execution.lock:
                 failure = execution.emit_failure
                 if not execution.cancelled and failure is None:
@@ -442,7 +445,7 @@ class SessionManager:
             if execution.cancelled:
                 raise ProviderError(f"run {run_id!r} was cancelled", "cancelled")
             if failure is not None:
-                raise self._finish_failed(execution, failure[1]) from None
+                raise self._finish_failed(execution, failure[1])
             done = replace(
                 execution.run,
                 status=RunStatus.COMPLETED,
@@ -470,7 +473,6 @@ class SessionManager:
                 code, message, details = _describe_error(exc)
                 if not isinstance(exc, SqliteStreamError) and isinstance(exc, Exception):
                     to_raise = ProviderError(message, code)
-                    to_raise.__cause__ = exc
         try:
             error: dict[str, Any] = {"code": code, "message": message}
             if details:

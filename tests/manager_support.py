@@ -1,0 +1,137 @@
+"""Shared fixtures and helpers for the SessionManager, adapter and streaming tests.
+
+Test modules import the ``store`` fixture from here, so every manager test runs against the
+in-memory store and a SQLite file store without duplicating the test code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sqlitestream import Event, InMemorySessionStore, SessionStore, SQLiteSessionStore
+from sqlitestream.store import SessionStore as _Base
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+
+
+def make_store(kind: str, tmp_path: Path) -> SessionStore:
+    if kind == "memory":
+        return InMemorySessionStore()
+    return SQLiteSessionStore(tmp_path / "manager.db")
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionStore]:
+    opened = make_store(request.param, tmp_path)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def child_env() -> dict[str, str]:
+    """The environment for a child Python process that imports this source tree."""
+    env = dict(os.environ)
+    existing = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + existing if existing else "")
+    return env
+
+
+def script(name: str) -> list[str]:
+    """argv that runs ``tests/scripts/<name>`` with this interpreter."""
+    return [sys.executable, str(SCRIPTS / name)]
+
+
+def types(events: list[Event]) -> list[str]:
+    return [event.type.value for event in events]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll ``condition`` until true; fail the test if ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+class DelegatingStore(_Base):
+    """A store that forwards everything to ``inner``; subclasses override one behaviour."""
+
+    def __init__(self, inner: SessionStore) -> None:
+        self.inner = inner
+
+    def save_session(self, session: Any) -> None:
+        self.inner.save_session(session)
+
+    def get_session(self, session_id: str) -> Any:
+        return self.inner.get_session(session_id)
+
+    def list_sessions(self, **kwargs: Any) -> Any:
+        return self.inner.list_sessions(**kwargs)
+
+    def delete_session(self, session_id: str) -> None:
+        self.inner.delete_session(session_id)
+
+    def save_run(self, run: Any) -> None:
+        self.inner.save_run(run)
+
+    def get_run(self, run_id: str) -> Any:
+        return self.inner.get_run(run_id)
+
+    def list_runs(self, session_id: str, **kwargs: Any) -> Any:
+        return self.inner.list_runs(session_id, **kwargs)
+
+    def get_active_run(self, session_id: str) -> Any:
+        return self.inner.get_active_run(session_id)
+
+    def append_event_with_sequence(self, event: Event, *, expected_sequence: int | None = None) -> Event:
+        return self.inner.append_event_with_sequence(event, expected_sequence=expected_sequence)
+
+    def append_events(self, events: Any) -> list[Event]:
+        return self.inner.append_events(events)
+
+    def get_events(self, session_id: str, **kwargs: Any) -> list[Event]:
+        return self.inner.get_events(session_id, **kwargs)
+
+    def get_latest_sequence(self, session_id: str) -> int:
+        return self.inner.get_latest_sequence(session_id)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class RecordingStore(DelegatingStore):
+    """Records each ``get_events`` call: its keyword arguments, when it started, what it
+    returned. ``entered`` is set on every call (tests clear it to await the next one)."""
+
+    def __init__(self, inner: SessionStore, *, ignore_wait: bool = False) -> None:
+        super().__init__(inner)
+        self.ignore_wait = ignore_wait
+        self.calls: list[tuple[float, dict[str, Any], int]] = []
+        self.entered = threading.Event()
+        self._lock = threading.Lock()
+
+    def get_events(self, session_id: str, **kwargs: Any) -> list[Event]:
+        started = time.monotonic()
+        self.entered.set()
+        if self.ignore_wait:  # a store without long-poll: answers at once
+            page = self.inner.get_events(session_id, **{**kwargs, "wait_timeout_ms": None})
+        else:
+            page = self.inner.get_events(session_id, **kwargs)
+        with self._lock:
+            self.calls.append((started, dict(kwargs), len(page)))
+        return page
+
+    def call_count(self) -> int:
+        with self._lock:
+            return len(self.calls)
