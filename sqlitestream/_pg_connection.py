@@ -1,0 +1,299 @@
+"""PostgreSQL connections: the lazy psycopg import, the connection settings, a small
+thread-safe pool, the one place that turns psycopg errors into sqlitestream errors, and the
+one helper that runs work in a transaction with bounded retries.
+
+psycopg is optional (the ``postgres`` extra): nothing here imports it until a store is opened.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .errors import SqliteStreamError, StorageError, StoreBusyError, StoreClosedError, ValidationError
+
+if TYPE_CHECKING:
+    import psycopg
+
+    Connection = psycopg.Connection[tuple[Any, ...]]
+
+__all__ = ["MissingDependencyError", "load_psycopg", "Database", "redact_dsn"]
+
+T = TypeVar("T")
+
+INSTALL_HINT = 'pip install "sqlitestream[postgres]"'
+
+MAX_CONFLICT_ATTEMPTS = 8
+"""Attempts for a transaction that lost a race (serialization failure, deadlock, or a
+concurrent insert of the same event id). Each retry re-reads, so a lost race never shows up
+as a gap or a duplicate; after the last one the caller gets ``StoreBusyError``."""
+
+MAX_RECONNECT_ATTEMPTS = 2
+"""Attempts when the connection dropped (server restart, idle connection killed): one retry on
+a fresh connection. Every write is idempotent (upserts, event ids), so a retry after a commit
+whose acknowledgement was lost cannot store anything twice."""
+
+_RETRY_STATES = {
+    "40001": "a serialization failure",
+    "40P01": "a deadlock",
+    "23505": "a concurrent insert of the same key",
+}
+_BUSY_STATES = {
+    "55P03": "a lock was not available",
+    "57014": "the statement was cancelled (statement_timeout or lock_timeout?)",
+    "53300": "the server has too many connections",
+    "57P03": "the server is starting up or shutting down",
+}
+
+
+class MissingDependencyError(SqliteStreamError, ImportError):
+    """An optional dependency is not installed. The message names the extra to install."""
+
+
+def load_psycopg() -> ModuleType:
+    """The psycopg module, or ``MissingDependencyError`` naming the extra to install."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"the PostgreSQL store needs psycopg 3, which is not installed: {INSTALL_HINT}"
+        ) from exc
+    return psycopg
+
+
+def redact_dsn(dsn: str) -> str:
+    """The connection string without its password, for messages and ``repr``."""
+    psycopg = load_psycopg()
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "<unparsable DSN>"
+    params.pop("password", None)
+    return str(psycopg.conninfo.make_conninfo(**params))
+
+
+def _detail(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def translate(exc: BaseException, action: str) -> SqliteStreamError:
+    """The sqlitestream error for a psycopg (or text-encoding) error; SQLSTATE in the message."""
+    if isinstance(exc, UnicodeEncodeError):
+        return ValidationError(
+            f"{action}: a value holds text that is not valid Unicode (a lone surrogate?): {exc}"
+        )
+    sqlstate = getattr(exc, "sqlstate", None)
+    detail = _detail(exc)
+    if sqlstate in _RETRY_STATES:
+        return StoreBusyError(
+            f"{action}: gave up after {MAX_CONFLICT_ATTEMPTS} attempts, each lost to "
+            f"{_RETRY_STATES[sqlstate]} (SQLSTATE {sqlstate}): {detail}"
+        )
+    if sqlstate in _BUSY_STATES:
+        return StoreBusyError(f"{action}: {_BUSY_STATES[sqlstate]} (SQLSTATE {sqlstate}): {detail}")
+    if sqlstate is not None and sqlstate.startswith("53"):
+        return StorageError(f"{action}: the server is out of resources (SQLSTATE {sqlstate}): {detail}")
+    if sqlstate is not None and sqlstate.startswith(("08", "57P")):
+        return StorageError(f"{action}: lost the connection to PostgreSQL (SQLSTATE {sqlstate}): {detail}")
+    if sqlstate is None and type(exc).__name__ == "OperationalError":
+        return StorageError(f"{action}: lost or could not open the connection to PostgreSQL: {detail}")
+    state = f" (SQLSTATE {sqlstate})" if sqlstate else ""
+    return StorageError(f"{action} failed: {type(exc).__name__}{state}: {detail}")
+
+
+def _is_translatable(exc: BaseException) -> bool:
+    if isinstance(exc, UnicodeEncodeError):
+        return True
+    psycopg = load_psycopg()
+    return isinstance(exc, psycopg.Error)
+
+
+class ConnectionPool:
+    """At most ``max_size`` open connections, opened on demand and reused LIFO.
+
+    A thread that finds every connection lent out waits up to ``timeout_s`` for one, then gets
+    ``StoreBusyError``. Broken connections, and connections returned inside a transaction, are
+    closed instead of reused.
+    """
+
+    def __init__(self, connect: Callable[[], Connection], *, max_size: int, timeout_s: float) -> None:
+        self._connect = connect
+        self._max_size = max_size
+        self._timeout_s = timeout_s
+        self._cond = threading.Condition()
+        self._idle: list[Connection] = []
+        self._size = 0
+        self._pids: set[int] = set()
+        self._closed = False
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        conn = self._acquire()
+        try:
+            yield conn
+        finally:
+            self._release(conn)
+
+    def owns_backend(self, pid: int) -> bool:
+        """Whether ``pid`` is the server process of one of this pool's connections."""
+        with self._cond:
+            return pid in self._pids
+
+    def _acquire(self) -> Connection:
+        deadline = time.monotonic() + self._timeout_s
+        stale: list[Connection] = []
+        try:
+            with self._cond:
+                while True:
+                    if self._closed:
+                        raise StoreClosedError("the store is closed")
+                    while self._idle:
+                        conn = self._idle.pop()
+                        if conn.closed or conn.broken:
+                            self._forget(conn)
+                            stale.append(conn)
+                            continue
+                        return conn
+                    if self._size < self._max_size:
+                        self._size += 1
+                        break
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise StoreBusyError(
+                            f"all {self._max_size} connections of the store stayed in use for "
+                            f"{self._timeout_s:g} s; raise pool_size or pool_timeout_ms"
+                        )
+                    self._cond.wait(remaining)
+        finally:
+            for conn in stale:
+                conn.close()
+        try:
+            conn = self._connect()
+        except BaseException:
+            with self._cond:
+                self._size -= 1
+                self._cond.notify()
+            raise
+        with self._cond:
+            self._pids.add(conn.info.backend_pid)
+        return conn
+
+    def _forget(self, conn: Connection) -> None:
+        """Drop ``conn`` from the books (the caller holds the lock and closes it)."""
+        self._size -= 1
+        self._pids.discard(conn.info.backend_pid)
+        self._cond.notify()
+
+    def _release(self, conn: Connection) -> None:
+        idle = load_psycopg().pq.TransactionStatus.IDLE
+        with self._cond:
+            reusable = (
+                not self._closed
+                and not conn.closed
+                and not conn.broken
+                and conn.info.transaction_status == idle
+            )
+            if reusable:
+                self._idle.append(conn)
+                self._cond.notify()
+                return
+            self._forget(conn)
+        conn.close()
+
+    def discard_idle(self) -> None:
+        """Close every idle connection: after one was found dead, the others likely are too."""
+        with self._cond:
+            idle, self._idle = self._idle, []
+            for conn in idle:
+                self._forget(conn)
+        for conn in idle:
+            conn.close()
+
+    def close(self) -> None:
+        """Close idle connections now; lent ones are closed when returned."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self.discard_idle()
+
+
+class Database:
+    """A PostgreSQL server reached through one pool: ``run`` is the only way work is done."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        application_name: str,
+        pool_size: int,
+        pool_timeout_s: float,
+        connect_timeout_s: int,
+    ) -> None:
+        self._psycopg = load_psycopg()
+        self._dsn = dsn
+        self._application_name = application_name
+        self._connect_timeout_s = connect_timeout_s
+        self.pool = ConnectionPool(self.connect, max_size=pool_size, timeout_s=pool_timeout_s)
+
+    def connect(self) -> Connection:
+        """A new connection with the store's settings (see the README's PostgreSQL section).
+
+        ``autocommit``: a read is one statement with no BEGIN/COMMIT round trips; writes open
+        their transaction explicitly in :meth:`run`. ``application_name`` makes the store's
+        connections easy to find in ``pg_stat_activity``.
+        """
+        try:
+            conn: Connection = self._psycopg.connect(
+                self._dsn,
+                autocommit=True,
+                connect_timeout=self._connect_timeout_s,
+                application_name=self._application_name,
+            )
+        except self._psycopg.Error as exc:
+            raise StorageError(f"cannot connect to PostgreSQL: {_detail(exc)}") from exc
+        return conn
+
+    def run(self, action: str, work: Callable[[Connection], T], *, transaction: bool) -> T:
+        """``work(conn)`` on a pooled connection, inside one transaction if asked.
+
+        The transaction commits when ``work`` returns and rolls back when it raises. A lost race
+        (serialization failure, deadlock, concurrent insert of the same id) is retried up to
+        ``MAX_CONFLICT_ATTEMPTS`` times, a dropped connection once on a fresh one; anything
+        else, and the last failure, is raised as a ``SqliteStreamError``.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            with self.pool.connection() as conn:
+                try:
+                    if not transaction:
+                        return work(conn)
+                    with conn.transaction():
+                        return work(conn)
+                except SqliteStreamError:
+                    raise
+                except Exception as exc:
+                    if not _is_translatable(exc):
+                        raise
+                    error = translate(exc, action)
+                    lost = conn.broken or conn.closed
+                    sqlstate = getattr(exc, "sqlstate", None)
+                    if lost:
+                        self.pool.discard_idle()
+                        retry = attempt < MAX_RECONNECT_ATTEMPTS
+                    else:
+                        retry = sqlstate in _RETRY_STATES and attempt < MAX_CONFLICT_ATTEMPTS
+                    if not retry:
+                        raise error from exc
+            if not lost:
+                # Jittered exponential backoff so racing writers do not collide again in step.
+                time.sleep(random.uniform(0, 0.001 * 2 ** min(attempt, 6)))
+
+    def close(self) -> None:
+        self.pool.close()

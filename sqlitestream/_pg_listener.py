@@ -1,0 +1,233 @@
+"""Cross-node wake-ups for the PostgreSQL store: ``LISTEN``/``NOTIFY`` plus a slow fallback poll.
+
+Every append and delete sends a notification on the store's channel inside its own
+transaction, so it is delivered exactly when the write commits (and never if it rolls back).
+One thread per store object holds one listening connection; it turns each notification into
+a wake-up (or, for a delete, a release) of the waiters on the named session in the in-process
+:class:`WakeHub`. Notifications are hints: a woken waiter re-runs its query.
+
+Notifications can be lost: while the listening connection is down, or behind a connection
+pooler in transaction mode that does not forward them. So while someone waits, the thread also
+reads the waited-on sessions' latest sequences every ``fallback_interval_s`` and wakes those
+that moved (releases those that vanished). When the listener cannot connect, it wakes every
+waiter at that interval instead, and they poll through the store's pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import select
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._waiting import WakeHub
+
+if TYPE_CHECKING:
+    from ._pg_connection import Connection
+
+__all__ = ["NotificationListener", "channel_for", "payload", "APPEND_PAYLOAD_SQL"]
+
+_log = logging.getLogger("sqlitestream.postgres")
+
+_MAX_PLAIN_ID_BYTES = 1000
+"""Session ids up to this many UTF-8 bytes travel as they are; longer ones as a SHA-256, since
+a notification payload must stay under 8000 bytes."""
+
+APPEND_PAYLOAD_SQL = (
+    "CASE WHEN octet_length(session_id) <= 1000 THEN 'a:' || session_id "
+    "ELSE 'a#' || encode(sha256(convert_to(session_id, 'UTF8')), 'hex') END"
+)
+"""The append payload computed in SQL from a ``session_id`` column (same rule as
+:func:`payload`), so a batch notifies once per session without another round trip."""
+
+_RECONNECT_BACKOFF_S = (0.05, 0.2, 1.0, 5.0)
+
+
+def channel_for(schema: str) -> str:
+    return f"sqlitestream:{schema}"
+
+
+def _digest(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
+
+
+def payload(kind: str, session_id: str) -> str:
+    """The notification text: ``a`` (append) or ``d`` (delete), then ``:id`` or ``#sha256``."""
+    if len(session_id.encode("utf-8")) <= _MAX_PLAIN_ID_BYTES:
+        return f"{kind}:{session_id}"
+    return f"{kind}#{_digest(session_id)}"
+
+
+class NotificationListener:
+    """The listening thread of one store, started by its first long-poll and kept until close."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Connection],
+        schema: str,
+        hub: WakeHub,
+        *,
+        is_own_backend: Callable[[int], bool],
+        fallback_interval_s: float,
+    ) -> None:
+        self._connect = connect
+        self._schema = schema
+        self._channel = channel_for(schema)
+        self._hub = hub
+        self._is_own_backend = is_own_backend
+        self._interval_s = fallback_interval_s
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stopping = False
+        self._wake_r, self._wake_w = -1, -1
+
+    @property
+    def listening(self) -> bool:
+        """Whether the thread runs (it may be between connections)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def ensure_started(self, timeout_s: float) -> None:
+        """Start the thread if needed and wait until its first ``LISTEN`` succeeded or failed,
+        so a waiter that queries after this call cannot miss a notification sent after it."""
+        if self._ready.is_set():
+            return
+        with self._lock:
+            if self._thread is None and not self._stopping:
+                self._wake_r, self._wake_w = os.pipe()
+                self._thread = threading.Thread(
+                    target=self._run, name=f"sqlitestream-listen-{self._schema}", daemon=True
+                )
+                self._thread.start()
+        self._ready.wait(timeout_s)
+
+    def stop(self) -> None:
+        """Stop the thread and close its connection; waits for it to finish."""
+        with self._lock:
+            self._stopping = True
+            thread = self._thread
+        if thread is None:
+            return
+        os.write(self._wake_w, b"x")
+        thread.join()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    # The thread ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        conn: Connection | None = None
+        failures = 0
+        known: dict[str, int | None] = {}
+        next_check = time.monotonic() + self._interval_s
+        try:
+            while True:
+                if conn is None:
+                    conn = self._listen()
+                    if conn is None:
+                        failures += 1
+                    elif failures:
+                        # Notifications sent while we were disconnected are gone: re-query all.
+                        _log.info("sqlitestream: LISTEN connection re-established")
+                        self._hub.wake(self._hub.sessions())
+                        failures = 0
+                    self._ready.set()
+                now = time.monotonic()
+                timeout = max(0.0, next_check - now)
+                if conn is None:
+                    backoff = _RECONNECT_BACKOFF_S[min(failures, len(_RECONNECT_BACKOFF_S)) - 1]
+                    timeout = min(timeout, backoff)
+                fds = [self._wake_r] if conn is None else [self._wake_r, conn.fileno()]
+                readable, _, _ = select.select(fds, [], [], timeout)
+                if self._wake_r in readable:
+                    return
+                if conn is not None and readable:
+                    conn = self._drain(conn)
+                    failures = failures if conn is not None else 1
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + self._interval_s
+                    if self._hub.has_waiters():
+                        had_connection = conn is not None
+                        conn, known = self._fallback(conn, known)
+                        failures = 1 if had_connection and conn is None else failures
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _listen(self) -> Connection | None:
+        conn: Connection | None = None
+        try:
+            conn = self._connect()
+            conn.execute(f'LISTEN "{self._channel}"')
+            return conn
+        except Exception as exc:  # a background thread: log, retry later, never raise
+            _log.warning("sqlitestream: cannot LISTEN for wake-ups (%s); polling instead", exc)
+            if conn is not None:
+                conn.close()
+            return None
+
+    def _drain(self, conn: Connection) -> Connection | None:
+        """Dispatch the notifications that arrived; None if the connection broke."""
+        try:
+            for note in conn.notifies(timeout=0):
+                if not self._is_own_backend(note.pid):  # our own appends woke waiters already
+                    self._dispatch(note.payload)
+            return conn
+        except Exception as exc:
+            _log.warning("sqlitestream: lost the LISTEN connection (%s); reconnecting", exc)
+            conn.close()
+            self._hub.wake(self._hub.sessions())
+            return None
+
+    def _dispatch(self, text: str) -> None:
+        kind, marker, rest = text[:1], text[1:2], text[2:]
+        if marker == ":":
+            targets = [rest]
+        elif marker == "#":
+            targets = [sid for sid in self._hub.sessions() if _digest(sid) == rest]
+        else:
+            return
+        if kind == "d":
+            for session_id in targets:
+                self._hub.release(session_id)
+        else:
+            self._hub.wake(targets)
+
+    def _fallback(
+        self, conn: Connection | None, known: dict[str, int | None]
+    ) -> tuple[Connection | None, dict[str, int | None]]:
+        """Wake waited-on sessions whose latest sequence moved since the last check (and, the
+        first time a session is seen, wake it once: a notification may already be lost)."""
+        sessions = self._hub.sessions()
+        if conn is None:
+            self._hub.wake(sessions)
+            return None, {}
+        try:
+            rows: list[Any] = conn.execute(
+                f'SELECT session_id, latest_seq FROM "{self._schema}".streams '
+                "WHERE session_id = ANY(%s)",
+                (sessions,),
+            ).fetchall()
+        except Exception as exc:
+            _log.warning("sqlitestream: fallback poll failed (%s)", exc)
+            self._hub.wake(sessions)
+            if conn.broken or conn.closed:
+                conn.close()
+                return None, {}
+            return conn, {}
+        latest: dict[str, int | None] = {str(row[0]): int(row[1]) for row in rows}
+        for session_id in sessions:
+            now = latest.get(session_id)
+            if session_id in known and known[session_id] == now:
+                continue
+            if now is None and known.get(session_id) is not None:
+                self._hub.release(session_id)  # deleted, and the notification was lost
+            else:
+                self._hub.wake([session_id])
+        # Notifications read from the socket during the query wait in psycopg's backlog.
+        return self._drain(conn), {session_id: latest.get(session_id) for session_id in sessions}

@@ -1,0 +1,124 @@
+"""PostgreSQL schema versions: create a store's schema from ``postgres_schema.sql``, upgrade an
+older one step by step, refuse a newer one or a schema whose tables are not ours, all in one
+transaction that changes nothing when it refuses."""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from typing import TYPE_CHECKING
+
+from ._validate import describe
+from .errors import SchemaVersionError, StorageError, ValidationError
+
+if TYPE_CHECKING:
+    from ._pg_connection import Connection
+
+SCHEMA_VERSION = 1
+
+UPGRADES: dict[int, tuple[str, ...]] = {}
+"""Upgrade steps by the version they start from (N -> N+1), run with search_path set to the
+store's schema, in the same transaction as the new version stamp."""
+
+TABLES = ("sessions", "runs", "streams", "events", "schema_version")
+
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
+MAX_SCHEMA_NAME = 48
+"""Schema names are short enough that the notification channel ``sqlitestream:<schema>`` fits
+PostgreSQL's 63-byte identifier limit."""
+
+
+def check_schema_name(value: object) -> str:
+    """A schema name safe to quote into SQL: lowercase letters, digits and ``_``, 1-48 chars,
+    not starting with a digit or ``pg_`` (reserved by PostgreSQL)."""
+    if not isinstance(value, str) or not _SCHEMA_NAME.fullmatch(value) or value.startswith("pg_"):
+        raise ValidationError(
+            "schema must be 1-48 lowercase letters, digits or '_', not starting with a digit "
+            f"or 'pg_', got {describe(value)}"
+        )
+    return value
+
+
+def quoted(schema: str) -> str:
+    """The schema as an SQL identifier (``check_schema_name`` already ruled out quotes)."""
+    return f'"{schema}"'
+
+
+def schema_sql() -> str:
+    return importlib.resources.files("sqlitestream").joinpath("postgres_schema.sql").read_text(
+        encoding="utf-8"
+    )
+
+
+def read_version(conn: Connection, schema: str) -> int | None:
+    """The stamped version, or None when the schema has no version table yet."""
+    row = conn.execute("SELECT to_regclass(%s)", (f"{quoted(schema)}.schema_version",)).fetchone()
+    if row is None or row[0] is None:
+        return None
+    row = conn.execute(f"SELECT version FROM {quoted(schema)}.schema_version").fetchone()
+    if row is None:
+        raise SchemaVersionError(f"schema {schema!r} has an empty schema_version table")
+    return int(row[0])
+
+
+def check_version(version: int, schema: str) -> None:
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"schema {schema!r} has sqlitestream schema version {version}, newer than this "
+            f"sqlitestream supports ({SCHEMA_VERSION}); upgrade the sqlitestream package. "
+            "Nothing was changed"
+        )
+    if version < 1:
+        raise SchemaVersionError(f"schema {schema!r} has an invalid schema version {version}")
+
+
+def _foreign_tables(conn: Connection, schema: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = %s AND table_name = ANY(%s) ORDER BY table_name",
+        (schema, list(TABLES)),
+    ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def needs_work(conn: Connection, schema: str) -> bool:
+    """Whether the schema must be created or upgraded (a quick read, no lock); raises
+    ``SchemaVersionError`` for a version this code cannot use."""
+    version = read_version(conn, schema)
+    if version is None:
+        return True
+    check_version(version, schema)
+    return version < SCHEMA_VERSION
+
+
+def create_or_upgrade(conn: Connection, schema: str) -> int | None:
+    """Bring ``schema`` to ``SCHEMA_VERSION`` inside the caller's transaction; the version it
+    started from (0: created), or None if another opener got there first.
+
+    A transaction-scoped advisory lock makes concurrent openers (several app nodes starting
+    at once) create or upgrade the schema exactly once.
+    """
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"sqlitestream:{schema}",))
+    version = read_version(conn, schema)
+    if version is not None:
+        check_version(version, schema)
+        if version == SCHEMA_VERSION:
+            return None
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted(schema)}")
+    conn.execute(f"SET LOCAL search_path TO {quoted(schema)}")
+    if version is None:
+        clashing = _foreign_tables(conn, schema)
+        if clashing:
+            raise StorageError(
+                f"schema {schema!r} already has tables named {', '.join(clashing)} that are not "
+                "a sqlitestream store (no schema_version stamp); choose another schema. "
+                "Nothing was changed"
+            )
+        conn.execute(schema_sql())
+        conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
+        return 0
+    for step in range(version, SCHEMA_VERSION):
+        for statement in UPGRADES[step]:
+            conn.execute(statement)
+    conn.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION,))
+    return version

@@ -1,0 +1,640 @@
+"""``PostgresSessionStore``: the same contract on a shared PostgreSQL server, for apps that run
+on several nodes writing and following the same sessions.
+
+Needs psycopg 3 (``pip install "sqlitestream[postgres]"``); this module imports without it and
+opening a store then raises :class:`MissingDependencyError`. Every write is one transaction;
+an append locks its session's counter row, so sequences stay gap-free across any number of
+connections, processes and hosts. Long-polls wake on ``LISTEN``/``NOTIFY`` (see
+:mod:`sqlitestream._pg_listener`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from . import _pg_schema
+from ._pg_connection import Database, MissingDependencyError, redact_dsn
+from ._pg_listener import APPEND_PAYLOAD_SQL, NotificationListener, channel_for, payload
+from ._pg_schema import check_schema_name, quoted
+from ._validate import check_choice, check_id, check_int, describe
+from ._waiting import WakeHub, long_poll
+from .errors import (
+    EventIdConflictError,
+    RunNotFoundError,
+    SequenceConflictError,
+    SessionNotFoundError,
+    StorageError,
+    StoreClosedError,
+    ValidationError,
+)
+from .models import Event, EventType, Run, RunStatus, Session, SessionStatus
+from .store import (
+    DEFAULT_MAX_EVENT_BYTES,
+    EventFilter,
+    SessionStore,
+    check_event,
+    check_events,
+    check_max_event_bytes,
+    check_record,
+)
+
+if TYPE_CHECKING:
+    from ._pg_connection import Connection
+
+__all__ = ["PostgresSessionStore", "MissingDependencyError", "DEFAULT_SCHEMA"]
+
+DEFAULT_SCHEMA = "sqlitestream"
+"""The PostgreSQL schema a store lives in unless told otherwise: its own namespace, so its
+tables never collide with an application's tables in ``public``."""
+
+_EVENT_TYPES = {member.value: member for member in EventType}
+_EVENT_COLUMNS = "session_id, seq, id, type, run_id, ts, data, metadata"
+_SESSION_COLUMNS = (
+    "id, agent_id, status, parent_session_id, metadata, context, tags, created_at, updated_at"
+)
+_RUN_COLUMNS = (
+    "id, session_id, status, input, output, error, metadata, turn_count, token_usage, "
+    "started_at, ended_at"
+)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _loads(text: str) -> Any:
+    return {} if text == "{}" else json.loads(text)
+
+
+def _optional_dumps(value: Any) -> str | None:
+    return None if value is None else _dumps(value)
+
+
+def _optional_loads(text: str | None) -> Any:
+    return None if text is None else _loads(text)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is timezone.utc else moment.astimezone(timezone.utc)
+
+
+def _event_from_row(row: Sequence[Any]) -> Event:
+    session_id, seq, event_id, type_, run_id, ts, data, metadata = row
+    return Event._stored(
+        type=_EVENT_TYPES[type_],
+        session_id=session_id,
+        data=_loads(data),
+        metadata=_loads(metadata),
+        run_id=run_id,
+        id=event_id,
+        timestamp=_utc(ts),
+        sequence_number=seq,
+        json_text=(data, metadata),
+    )
+
+
+def _with_sequence(event: Event, seq: int) -> Event:
+    return Event._stored(
+        type=event.type,
+        session_id=event.session_id,
+        data=event.data,
+        metadata=event.metadata,
+        run_id=event.run_id,
+        id=event.id,
+        timestamp=event.timestamp,
+        sequence_number=seq,
+        json_text=event._json,
+    )
+
+
+def _session_from_row(row: Sequence[Any]) -> Session:
+    return Session(
+        id=row[0],
+        agent_id=row[1],
+        status=row[2],
+        parent_session_id=row[3],
+        metadata=_loads(row[4]),
+        context=_loads(row[5]),
+        tags=json.loads(row[6]),
+        created_at=_utc(row[7]),
+        updated_at=_utc(row[8]),
+    )
+
+
+def _run_from_row(row: Sequence[Any]) -> Run:
+    return Run(
+        id=row[0],
+        session_id=row[1],
+        status=row[2],
+        input=_optional_loads(row[3]),
+        output=_optional_loads(row[4]),
+        error=_optional_loads(row[5]),
+        metadata=_loads(row[6]),
+        turn_count=row[7],
+        token_usage=_loads(row[8]),
+        started_at=_utc(row[9]),
+        ended_at=None if row[10] is None else _utc(row[10]),
+    )
+
+
+class _Sql:
+    """The store's statements, with its (validated, quoted) schema name filled in once."""
+
+    def __init__(self, schema: str) -> None:
+        s = quoted(schema)
+        self.events, self.streams, self.sessions, self.runs = (
+            f"{s}.events", f"{s}.streams", f"{s}.sessions", f"{s}.runs"
+        )
+        self.event_by_id = f"SELECT {_EVENT_COLUMNS} FROM {s}.events WHERE id = %s"
+        self.events_by_ids = f"SELECT {_EVENT_COLUMNS} FROM {s}.events WHERE id = ANY(%s)"
+        # The common append: bump the counter (locking its row until commit), insert the event
+        # with the new number, and notify, in one statement and one round trip.
+        self.append = (
+            f"WITH bump AS (INSERT INTO {s}.streams AS c (session_id, latest_seq) VALUES (%s, 1) "
+            "ON CONFLICT (session_id) DO UPDATE SET latest_seq = c.latest_seq + 1 "
+            "RETURNING latest_seq) "
+            f"INSERT INTO {s}.events ({_EVENT_COLUMNS}) "
+            "SELECT %s, latest_seq, %s, %s, %s, %s, %s, %s FROM bump "
+            f"RETURNING seq, pg_notify(%s, {APPEND_PAYLOAD_SQL})"
+        )
+        self.bump = (
+            f"INSERT INTO {s}.streams AS c (session_id, latest_seq) "
+            "SELECT * FROM unnest(%s::text[], %s::bigint[]) "
+            "ON CONFLICT (session_id) DO UPDATE SET latest_seq = c.latest_seq + excluded.latest_seq "
+            f"RETURNING session_id, latest_seq, pg_notify(%s, {APPEND_PAYLOAD_SQL})"
+        )
+        self.insert_event = (
+            f"INSERT INTO {s}.events ({_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        )
+        self.insert_events = (
+            f"INSERT INTO {s}.events ({_EVENT_COLUMNS}) SELECT * FROM unnest(%s::text[], "
+            "%s::bigint[], %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], "
+            "%s::text[])"
+        )
+        self.latest = f"SELECT latest_seq FROM {s}.streams WHERE session_id = %s"
+        # Taking the counter row (creating it if need be) first makes a delete wait for
+        # in-flight appends of the session and makes later appends wait for the delete.
+        self.lock_counter = (
+            f"INSERT INTO {s}.streams AS c (session_id, latest_seq) VALUES (%s, 0) "
+            "ON CONFLICT (session_id) DO UPDATE SET latest_seq = c.latest_seq"
+        )
+        self.select_cache: dict[tuple[bool, ...], str] = {}
+
+
+class PostgresSessionStore(SessionStore):
+    """The session event store on a PostgreSQL server (psycopg 3).
+
+    Args:
+        dsn: a libpq connection string or ``postgresql://`` URL. Several store objects, in any
+            number of processes on any number of hosts, may use the same server and schema.
+        schema: the PostgreSQL schema holding the store's tables (created, with the tables, on
+            first open): 1-48 lowercase letters, digits or ``_``.
+        pool_size: the most connections this store object opens for its calls (the long-poll
+            listener uses one more). Size it for the threads that call the store at once.
+        pool_timeout_ms: how long a call waits for a free connection before ``StoreBusyError``.
+        connect_timeout_s: how long opening one connection may take.
+        application_name: shown in ``pg_stat_activity`` for every connection of the store.
+        max_event_bytes: the largest encoded ``data`` + ``metadata`` an event may carry.
+        fallback_poll_ms: while a long-poll waits, how often the store also checks the waited
+            sessions in case a notification was lost (the notification itself wakes at once).
+
+    Opening refuses, without changing anything, a schema stamped with a newer version
+    (``SchemaVersionError``) or holding same-named tables that are not a store
+    (``StorageError``); an older version is upgraded in one transaction.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        pool_size: int = 10,
+        pool_timeout_ms: int = 30_000,
+        connect_timeout_s: int = 10,
+        application_name: str = "sqlitestream",
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        fallback_poll_ms: int = 1000,
+    ) -> None:
+        if not isinstance(dsn, str) or not dsn.strip():
+            raise ValidationError(f"dsn must be a non-empty connection string, got {describe(dsn)}")
+        self._schema = check_schema_name(schema)
+        size = check_int(pool_size, "pool_size", minimum=1, allow_none=False) or 1
+        pool_timeout = check_int(pool_timeout_ms, "pool_timeout_ms", minimum=0, allow_none=False) or 0
+        connect_timeout = check_int(connect_timeout_s, "connect_timeout_s", minimum=1, allow_none=False) or 1
+        if not isinstance(application_name, str) or "\x00" in application_name:
+            raise ValidationError(f"application_name must be a string, got {describe(application_name)}")
+        self._max_event_bytes = check_max_event_bytes(max_event_bytes)
+        fallback = check_int(fallback_poll_ms, "fallback_poll_ms", minimum=10, allow_none=False) or 10
+        self._connect_timeout_s = float(connect_timeout)
+        self._db = Database(
+            dsn,
+            application_name=application_name,
+            pool_size=size,
+            pool_timeout_s=pool_timeout / 1000.0,
+            connect_timeout_s=connect_timeout,
+        )
+        self._dsn = redact_dsn(dsn)
+        self._channel = channel_for(self._schema)
+        self._sql = _Sql(self._schema)
+        self._closed = False
+        self._hub = WakeHub()
+        self._listener = NotificationListener(
+            self._db.connect,
+            self._schema,
+            self._hub,
+            is_own_backend=self._db.pool.owns_backend,
+            fallback_interval_s=fallback / 1000.0,
+        )
+        try:
+            self._upgraded_from = self._open()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _open(self) -> int | None:
+        def check(conn: Connection) -> bool:
+            (encoding,) = conn.execute("SHOW server_encoding").fetchone() or ("?",)
+            if encoding != "UTF8":
+                raise StorageError(
+                    f"the database encoding is {encoding}; sqlitestream needs a UTF8 database"
+                )
+            return _pg_schema.needs_work(conn, self._schema)
+
+        if not self._db.run("open the store", check, transaction=False):
+            return None
+        return self._db.run(
+            f"create or upgrade the schema {self._schema!r}",
+            lambda conn: _pg_schema.create_or_upgrade(conn, self._schema),
+            transaction=True,
+        )
+
+    # Public facts about the store -----------------------------------------------------------
+
+    @property
+    def dsn(self) -> str:
+        """The connection string without its password."""
+        return self._dsn
+
+    @property
+    def schema(self) -> str:
+        return self._schema
+
+    @property
+    def upgraded_from(self) -> int | None:
+        """The schema version this open created (0) or upgraded from; None if it was current."""
+        return self._upgraded_from
+
+    # Running statements ---------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"the store {self._dsn!r} (schema {self._schema!r}) is closed")
+
+    def _fetch(self, action: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        self._check_open()
+        return self._db.run(action, lambda conn: conn.execute(sql, params).fetchall(), transaction=False)
+
+    # Sessions -------------------------------------------------------------------------------
+
+    def save_session(self, session: Session) -> None:
+        check_record(session, Session, "session")
+        row = (
+            session.id,
+            session.agent_id,
+            session.status.value,
+            session.parent_session_id,
+            _dumps(session.metadata),
+            _dumps(session.context),
+            _dumps(session.tags),
+            session.created_at,
+            session.updated_at,
+        )
+        sql = (
+            f"INSERT INTO {self._sql.sessions} ({_SESSION_COLUMNS}) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, "
+            "status = excluded.status, parent_session_id = excluded.parent_session_id, "
+            "metadata = excluded.metadata, context = excluded.context, tags = excluded.tags, "
+            "created_at = excluded.created_at, updated_at = excluded.updated_at"
+        )
+        self._check_open()
+        self._db.run("save a session", lambda conn: conn.execute(sql, row), transaction=False)
+
+    def get_session(self, session_id: str) -> Session:
+        session_id = check_id(session_id, "session_id")
+        rows = self._fetch(
+            "read a session",
+            f"SELECT {_SESSION_COLUMNS} FROM {self._sql.sessions} WHERE id = %s",
+            (session_id,),
+        )
+        if not rows:
+            raise SessionNotFoundError(session_id)
+        return _session_from_row(rows[0])
+
+    def list_sessions(
+        self,
+        *,
+        status: SessionStatus | str | None = None,
+        agent_id: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[Session]:
+        wanted_status = None if status is None else check_choice(status, "status", SessionStatus)
+        wanted_agent = None if agent_id is None else check_id(agent_id, "agent_id")
+        limit = check_int(limit, "limit", minimum=1)
+        offset = check_int(offset, "offset", minimum=0)
+        rows = self._fetch(
+            "list sessions",
+            f"SELECT {_SESSION_COLUMNS} FROM {self._sql.sessions} "
+            "WHERE (%s::text IS NULL OR status = %s) AND (%s::text IS NULL OR agent_id = %s) "
+            "ORDER BY created_at, id LIMIT %s OFFSET %s",
+            (
+                None if wanted_status is None else wanted_status.value,
+                None if wanted_status is None else wanted_status.value,
+                wanted_agent,
+                wanted_agent,
+                limit,
+                offset or 0,
+            ),
+        )
+        return [_session_from_row(row) for row in rows]
+
+    def delete_session(self, session_id: str) -> None:
+        session_id = check_id(session_id, "session_id")
+        sql = self._sql
+        note = payload("d", session_id)
+
+        def delete(conn: Connection) -> None:
+            conn.execute(sql.lock_counter, (session_id,))
+            conn.execute(f"DELETE FROM {sql.events} WHERE session_id = %s", (session_id,))
+            conn.execute(f"DELETE FROM {sql.runs} WHERE session_id = %s", (session_id,))
+            conn.execute(f"DELETE FROM {sql.sessions} WHERE id = %s", (session_id,))
+            conn.execute(f"DELETE FROM {sql.streams} WHERE session_id = %s", (session_id,))
+            conn.execute("SELECT pg_notify(%s, %s)", (self._channel, note))
+
+        self._check_open()
+        self._db.run("delete a session", delete, transaction=True)
+        self._hub.release(session_id)
+
+    # Runs -----------------------------------------------------------------------------------
+
+    def save_run(self, run: Run) -> None:
+        check_record(run, Run, "run")
+        row = (
+            run.id,
+            run.session_id,
+            run.status.value,
+            _optional_dumps(run.input),
+            _optional_dumps(run.output),
+            _optional_dumps(run.error),
+            _dumps(run.metadata),
+            run.turn_count,
+            _dumps(run.token_usage),
+            run.started_at,
+            run.ended_at,
+        )
+        sql = self._sql
+
+        def save(conn: Connection) -> None:
+            # FOR KEY SHARE: the session cannot be deleted until this transaction ends.
+            found = conn.execute(
+                f"SELECT 1 FROM {sql.sessions} WHERE id = %s FOR KEY SHARE", (run.session_id,)
+            ).fetchone()
+            if found is None:
+                raise SessionNotFoundError(run.session_id)
+            conn.execute(
+                f"INSERT INTO {sql.runs} ({_RUN_COLUMNS}) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (id) DO UPDATE SET session_id = excluded.session_id, "
+                "status = excluded.status, input = excluded.input, output = excluded.output, "
+                "error = excluded.error, metadata = excluded.metadata, "
+                "turn_count = excluded.turn_count, token_usage = excluded.token_usage, "
+                "started_at = excluded.started_at, ended_at = excluded.ended_at",
+                row,
+            )
+
+        self._check_open()
+        self._db.run("save a run", save, transaction=True)
+
+    def get_run(self, run_id: str) -> Run:
+        run_id = check_id(run_id, "run_id")
+        rows = self._fetch(
+            "read a run", f"SELECT {_RUN_COLUMNS} FROM {self._sql.runs} WHERE id = %s", (run_id,)
+        )
+        if not rows:
+            raise RunNotFoundError(run_id)
+        return _run_from_row(rows[0])
+
+    def list_runs(
+        self, session_id: str, *, status: RunStatus | str | None = None, limit: int | None = None
+    ) -> list[Run]:
+        session_id = check_id(session_id, "session_id")
+        wanted = None if status is None else check_choice(status, "status", RunStatus)
+        limit = check_int(limit, "limit", minimum=1)
+        value = None if wanted is None else wanted.value
+        rows = self._fetch(
+            "list runs",
+            f"SELECT {_RUN_COLUMNS} FROM {self._sql.runs} "
+            "WHERE session_id = %s AND (%s::text IS NULL OR status = %s) "
+            "ORDER BY started_at, id LIMIT %s",
+            (session_id, value, value, limit),
+        )
+        return [_run_from_row(row) for row in rows]
+
+    def get_active_run(self, session_id: str) -> Run | None:
+        session_id = check_id(session_id, "session_id")
+        rows = self._fetch(
+            "read the active run",
+            f"SELECT {_RUN_COLUMNS} FROM {self._sql.runs} WHERE session_id = %s "
+            "AND status = 'running' ORDER BY started_at DESC, id DESC LIMIT 1",
+            (session_id,),
+        )
+        return _run_from_row(rows[0]) if rows else None
+
+    # Events ---------------------------------------------------------------------------------
+
+    def _find(self, conn: Connection, event: Event) -> Event | None:
+        """The stored event with ``event.id``; ``EventIdConflictError`` if another session's."""
+        row = conn.execute(self._sql.event_by_id, (event.id,)).fetchone()
+        if row is None:
+            return None
+        stored = _event_from_row(row)
+        if stored.session_id != event.session_id:
+            raise EventIdConflictError(event.id, event.session_id, stored.session_id)
+        return stored
+
+    def _event_values(self, event: Event) -> tuple[Any, ...]:
+        return (
+            event.id,
+            event.type.value,
+            event.run_id,
+            event.timestamp,
+            event._json[0],
+            event._json[1],
+        )
+
+    def append_event_with_sequence(
+        self, event: Event, *, expected_sequence: int | None = None
+    ) -> Event:
+        check_event(event, self._max_event_bytes)
+        expected_sequence = check_int(expected_sequence, "expected_sequence", minimum=0)
+        sql = self._sql
+        values = self._event_values(event)
+
+        def append(conn: Connection) -> Event:
+            # A racing transaction may store the same id after this check; it then fails on
+            # the unique index, rolls back, and Database.run retries, finding it here.
+            existing = self._find(conn, event)
+            if existing is not None:
+                return existing
+            if expected_sequence is None:
+                row = conn.execute(
+                    sql.append, (event.session_id, event.session_id, *values, self._channel)
+                ).fetchone()
+                assert row is not None
+                return _with_sequence(event, int(row[0]))
+            bumped = conn.execute(sql.bump, ([event.session_id], [1], self._channel)).fetchone()
+            assert bumped is not None
+            latest = int(bumped[1])
+            if latest - 1 != expected_sequence:
+                raise SequenceConflictError(event.session_id, expected_sequence, latest - 1)
+            event_id, type_, run_id, ts, data, metadata = values
+            conn.execute(
+                sql.insert_event,
+                (event.session_id, latest, event_id, type_, run_id, ts, data, metadata),
+            )
+            return _with_sequence(event, latest)
+
+        self._check_open()
+        stored = self._db.run("append an event", append, transaction=True)
+        self._hub.wake((event.session_id,))
+        return stored
+
+    def append_events(self, events: Sequence[Event]) -> list[Event]:
+        batch = check_events(events, self._max_event_bytes)
+        self._check_open()
+        if not batch:
+            return []
+        sql = self._sql
+
+        def append(conn: Connection) -> tuple[list[Event], list[str]]:
+            stored = {
+                row[2]: _event_from_row(row)
+                for row in conn.execute(sql.events_by_ids, (list({e.id for e in batch}),)).fetchall()
+            }
+            first: dict[str, Event] = {}  # event id -> its first occurrence among new events
+            counts: dict[str, int] = {}
+            for event in batch:
+                original = stored.get(event.id) or first.get(event.id)
+                if original is not None:
+                    if original.session_id != event.session_id:
+                        raise EventIdConflictError(event.id, event.session_id, original.session_id)
+                    continue
+                first[event.id] = event
+                counts[event.session_id] = counts.get(event.session_id, 0) + 1
+            if not counts:
+                return [stored[event.id] for event in batch], []
+            # Sorted, so that batches touching the same sessions lock them in the same order.
+            sessions = sorted(counts)
+            next_seq: dict[str, int] = {}
+            for session_id, latest, _ in conn.execute(
+                sql.bump, (sessions, [counts[s] for s in sessions], self._channel)
+            ).fetchall():
+                next_seq[session_id] = int(latest) - counts[session_id] + 1
+            columns: list[list[Any]] = [[] for _ in range(8)]
+            for event_id, event in first.items():
+                seq = next_seq[event.session_id]
+                next_seq[event.session_id] = seq + 1
+                stored[event_id] = _with_sequence(event, seq)
+                for column, value in zip(
+                    columns,
+                    (event.session_id, seq, event_id, event.type.value, event.run_id,
+                     event.timestamp, event._json[0], event._json[1]),
+                ):
+                    column.append(value)
+            conn.execute(sql.insert_events, columns)
+            return [stored[event.id] for event in batch], sessions
+
+        results, touched = self._db.run("append a batch of events", append, transaction=True)
+        if touched:
+            self._hub.wake(touched)
+        return results
+
+    def get_events(
+        self,
+        session_id: str,
+        *,
+        run_id: str | None = None,
+        type: EventType | str | None = None,
+        since: datetime | None = None,
+        after: int | None = None,
+        before: int | None = None,
+        limit: int | None = None,
+        wait_timeout_ms: int | None = None,
+    ) -> list[Event]:
+        query = EventFilter.build(
+            session_id,
+            run_id=run_id,
+            type=type,
+            since=since,
+            after=after,
+            before=before,
+            limit=limit,
+            wait_timeout_ms=wait_timeout_ms,
+        )
+        sql, params = self._select_events(query)
+        self._check_open()
+
+        def run_query() -> list[Event]:
+            return [_event_from_row(row) for row in self._fetch("read events", sql, params)]
+
+        if query.wait_seconds > 0:
+            # Listen before the waiter's first re-query, so no notification can slip between.
+            self._listener.ensure_started(self._connect_timeout_s)
+        return long_poll(self._hub, query.session_id, run_query, query.wait_seconds)
+
+    def _select_events(self, query: EventFilter) -> tuple[str, tuple[Any, ...]]:
+        """SQL for a filter, built only from fixed fragments; every value is a bound parameter."""
+        filters = (
+            ("seq > %s", query.after),
+            ("seq < %s", query.before),
+            ("run_id = %s", query.run_id),
+            ("type = %s", None if query.type is None else query.type.value),
+            ("ts >= %s", query.since),
+        )
+        present = tuple(value is not None for _, value in filters)
+        sql = self._sql.select_cache.get(present)
+        if sql is None:
+            where = "".join(f" AND {fragment}" for (fragment, _), used in zip(filters, present) if used)
+            sql = (
+                f"SELECT {_EVENT_COLUMNS} FROM {self._sql.events} WHERE session_id = %s{where} "
+                "ORDER BY seq LIMIT %s"
+            )
+            self._sql.select_cache[present] = sql
+        values = tuple(value for _, value in filters if value is not None)
+        return sql, (query.session_id, *values, query.limit)
+
+    def get_latest_sequence(self, session_id: str) -> int:
+        session_id = check_id(session_id, "session_id")
+        rows = self._fetch("read the latest sequence", self._sql.latest, (session_id,))
+        return int(rows[0][0]) if rows else 0
+
+    # Lifecycle ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._hub.close()
+        self._listener.stop()
+        self._db.close()
+
+    def __enter__(self) -> PostgresSessionStore:
+        return self
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"PostgresSessionStore({self._dsn!r}, schema={self._schema!r}, {state})"

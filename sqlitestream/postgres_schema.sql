@@ -1,0 +1,72 @@
+-- The sqlitestream PostgreSQL schema, version 1: the single source of truth for a new store.
+-- sqlitestream/_pg_schema.py runs this script in one transaction with search_path set to the
+-- store's schema (default "sqlitestream"), then stamps schema_version.
+--
+-- Choices, mirroring the SQLite schema where PostgreSQL allows:
+-- * Ids use COLLATE "C": byte order, the same order SQLite gives, and cheaper index compares.
+-- * Timestamps are timestamptz (microsecond precision, the same as the records).
+-- * JSON payloads are text holding the exact JSON that was appended, not jsonb: jsonb cannot
+--   hold "\u0000" in a string and rewrites numbers such as 1e300 (which would come back as an
+--   int), and the contract promises that what goes in comes back equal. Query them with
+--   data::jsonb when needed.
+-- schema-version: 1
+
+-- Saved session records (the log itself does not need them).
+CREATE TABLE sessions (
+    id                text COLLATE "C" PRIMARY KEY,
+    agent_id          text COLLATE "C" NOT NULL,
+    status            text NOT NULL,
+    parent_session_id text COLLATE "C",
+    metadata          text NOT NULL,
+    context           text NOT NULL,
+    tags              text NOT NULL,
+    created_at        timestamptz NOT NULL,
+    updated_at        timestamptz NOT NULL
+);
+CREATE INDEX sessions_by_created ON sessions (created_at, id);
+
+CREATE TABLE runs (
+    id          text COLLATE "C" PRIMARY KEY,
+    session_id  text COLLATE "C" NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    status      text NOT NULL,
+    input       text,
+    output      text,
+    error       text,
+    metadata    text NOT NULL,
+    turn_count  bigint NOT NULL,
+    token_usage text NOT NULL,
+    started_at  timestamptz NOT NULL,
+    ended_at    timestamptz
+);
+CREATE INDEX runs_by_session ON runs (session_id, started_at, id);
+CREATE INDEX runs_running ON runs (session_id, started_at) WHERE status = 'running';
+
+-- One row per session id that has ever had an event: its sequence counter. Every append
+-- locks this row (INSERT ... ON CONFLICT DO UPDATE) for the rest of its transaction, which is
+-- what makes sequences gap-free across any number of connections and hosts.
+CREATE TABLE streams (
+    session_id text COLLATE "C" PRIMARY KEY,
+    latest_seq bigint NOT NULL CHECK (latest_seq >= 0)
+);
+
+-- The log. The primary key makes a cursor page one index range scan.
+CREATE TABLE events (
+    session_id text COLLATE "C" NOT NULL,
+    seq        bigint NOT NULL CHECK (seq >= 1),
+    id         text COLLATE "C" NOT NULL,
+    type       text NOT NULL,
+    run_id     text COLLATE "C",
+    ts         timestamptz NOT NULL,
+    data       text NOT NULL,
+    metadata   text NOT NULL,
+    PRIMARY KEY (session_id, seq)
+);
+-- Event ids are unique store-wide: the duplicate check is one index probe, and two
+-- transactions racing to store the same id cannot both succeed.
+CREATE UNIQUE INDEX events_by_id ON events (id);
+
+-- Exactly one row: the schema version of this store.
+CREATE TABLE schema_version (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    version  integer NOT NULL
+);
