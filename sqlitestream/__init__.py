@@ -7,6 +7,8 @@ process. See the README for the guarantees and the API.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .adapters import (
     CommandAdapter,
     ProviderAdapter,
@@ -35,6 +37,9 @@ from .models import Event, EventType, Run, RunStatus, Session, SessionStatus
 from .sqlite import SQLiteSessionStore
 from .store import SessionStore
 
+if TYPE_CHECKING:
+    from .postgres import PostgresSessionStore
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -50,6 +55,7 @@ __all__ = [
     "SessionStore",
     "InMemorySessionStore",
     "SQLiteSessionStore",
+    "PostgresSessionStore",
     # manager and adapters
     "SessionManager",
     "RunResult",
@@ -74,3 +80,13 @@ __all__ = [
     "StoreClosedError",
     "ProviderError",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The PostgreSQL store is loaded on first use, so importing sqlitestream never needs psycopg
+    # (psycopg itself is only imported when a PostgresSessionStore is opened).
+    if name == "PostgresSessionStore":
+        from .postgres import PostgresSessionStore
+
+        return PostgresSessionStore
+    raise AttributeError(f"module 'sqlitestream' has no attribute {name!r}")
