@@ -1,0 +1,481 @@
+"""Crash test: SIGKILL writer processes at random moments and prove nothing acknowledged is lost.
+
+Each round starts ``--writers`` OS processes that append to the same store (single events,
+batches, or both) and report every acknowledged event (id, session, sequence) on stdout the
+moment ``append_*`` returns. The parent kills each writer with SIGKILL at an independent random
+moment, then checks the file:
+
+* the store opens and ``PRAGMA integrity_check`` is ``ok``;
+* every acknowledged event is present with the sequence it was acknowledged with;
+* each session's sequences are exactly 1..latest, and the stored latest sequence is the maximum;
+* every batch is all there or not there at all, contiguous per session, in input order;
+* no writer saw an error (a busy error or anything else) before it was killed.
+
+Upgrade rounds kill a process while it opens a version-1 store (the upgrade step) and check
+the file is either the old or the new version, never in between, with its data intact.
+
+    python tools/crashtest.py --rounds 200 --upgrade-rounds 50 --writers 2 --seed 7
+
+prints a summary and exits 1 on any violation. ``tests/test_crash.py`` runs a few rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import apsw
+
+import sqlitestream
+from sqlitestream import Event, Session, SQLiteSessionStore
+
+MODES = ("single", "batch", "mixed")
+SYNCHRONOUS = ("normal", "full")
+_PACKAGE_ROOT = str(Path(sqlitestream.__file__).resolve().parent.parent)
+
+
+# The writer process -----------------------------------------------------------------------------
+
+
+def _emit(line: str) -> None:
+    # One write per line (shorter lines than PIPE_BUF are atomic); a line cut off by the kill
+    # has no newline and is ignored by the parent.
+    os.write(1, (line + "\n").encode())
+
+
+def writer_main(path: str, name: str, mode: str, synchronous: str, sessions: int, seed: int) -> None:
+    """Append forever (until killed), reporting each acknowledged event as a JSON line."""
+    rng = random.Random(seed)
+    try:
+        store = SQLiteSessionStore(path, synchronous=synchronous, busy_timeout_ms=20_000)
+    except Exception as exc:  # reported, then the parent counts it as a violation
+        _emit(json.dumps({"error": f"open: {type(exc).__name__}: {exc}"}))
+        return
+    _emit(json.dumps({"ready": name}))
+    counter = 0
+    while True:
+        batch = mode == "batch" or (mode == "mixed" and rng.random() < 0.5)
+        size = rng.randint(2, 12) if batch else 1
+        batch_id = f"{name}-{counter}"
+        events = []
+        for index in range(size):
+            counter += 1
+            events.append(
+                Event(
+                    "message_sent",
+                    f"s{rng.randrange(sessions)}",
+                    id=f"{name}-e{counter}",
+                    data={"pad": "x" * rng.randrange(0, 3000), "i": counter},
+                    metadata={"batch": batch_id, "size": size, "index": index} if batch else {},
+                )
+            )
+        try:
+            if batch:
+                stored = store.append_events(events)
+            else:
+                stored = [store.append_event_with_sequence(events[0])]
+        except Exception as exc:
+            _emit(json.dumps({"error": f"append: {type(exc).__name__}: {exc}"}))
+            return
+        _emit(json.dumps({"acked": [[e.id, e.session_id, e.sequence_number] for e in stored]}))
+
+
+def upgrader_main(path: str) -> None:
+    """Open (and so upgrade) a store, then append until killed."""
+    _emit(json.dumps({"ready": "upgrader"}))
+    try:
+        store = SQLiteSessionStore(path)
+    except Exception as exc:
+        _emit(json.dumps({"error": f"open: {type(exc).__name__}: {exc}"}))
+        return
+    _emit(json.dumps({"opened": store.upgraded_from}))
+    counter = 0
+    while True:
+        counter += 1
+        stored = store.append_event_with_sequence(Event("message_sent", "up", id=f"up-{counter}"))
+        _emit(json.dumps({"acked": [[stored.id, stored.session_id, stored.sequence_number]]}))
+
+
+# The parent -------------------------------------------------------------------------------------
+
+
+class Child:
+    """A child process whose stdout lines are collected by a reader thread."""
+
+    def __init__(self, args: list[str]) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        self.messages: list[dict[str, Any]] = []
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            if not raw.endswith(b"\n"):
+                break  # cut off by the kill: never acknowledged
+            message = json.loads(raw)
+            self.messages.append(message)
+            if "ready" in message or "error" in message:
+                self._ready.set()
+        self._ready.set()
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        return self._ready.wait(timeout) and any("ready" in m for m in self.messages)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self._reader.join()
+        assert self.process.stderr is not None
+        self.stderr = self.process.stderr.read().decode(errors="replace")
+        self.process.stderr.close()
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+    def acked(self) -> Iterable[tuple[str, str, int]]:
+        for message in self.messages:
+            for event_id, session_id, seq in message.get("acked", ()):
+                yield event_id, session_id, seq
+
+    def errors(self) -> list[str]:
+        return [m["error"] for m in self.messages if "error" in m]
+
+
+@dataclass
+class Summary:
+    rounds: int = 0
+    kills: int = 0
+    acknowledged: int = 0
+    committed_unacknowledged: int = 0
+    stored: int = 0
+    batches_seen: int = 0
+    upgrade_rounds: int = 0
+    upgrade_killed_before_commit: int = 0
+    upgrade_killed_after_commit: int = 0
+    violations: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return [
+            f"kill rounds: {self.rounds} ({self.kills} writer processes killed)",
+            f"events acknowledged: {self.acknowledged}; committed but killed before acknowledging: "
+            f"{self.committed_unacknowledged}; stored in total: {self.stored}",
+            f"batches found whole: {self.batches_seen}",
+            f"upgrade rounds: {self.upgrade_rounds} (killed still at version 1: "
+            f"{self.upgrade_killed_before_commit}, after the upgrade committed: "
+            f"{self.upgrade_killed_after_commit})",
+            f"violations: {len(self.violations)}",
+            *(f"  {v}" for v in self.violations[:50]),
+        ]
+
+
+def integrity(path: Path) -> list[str]:
+    """``PRAGMA integrity_check`` rows other than ``ok``, on a connection of our own."""
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        rows = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+        return [] if rows == ["ok"] else rows
+    finally:
+        conn.close()
+
+
+def check_store(path: Path, acked: dict[str, tuple[str, int]], prefix: str = "") -> tuple[list[str], dict[str, Any]]:
+    """Every invariant of the file after a crash: (violations, facts)."""
+    violations: list[str] = []
+    facts: dict[str, Any] = {"stored": 0, "batches": 0, "unacked": 0}
+    try:
+        store = SQLiteSessionStore(path)
+    except Exception as exc:
+        return [f"{prefix}the store did not open: {type(exc).__name__}: {exc}"], facts
+    try:
+        violations += [f"{prefix}integrity_check: {row}" for row in integrity(path)]
+        conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            counters = dict(conn.execute("SELECT session_id, latest_seq FROM streams").fetchall())
+            sessions_with_events = {r[0] for r in conn.execute("SELECT DISTINCT session_id FROM events")}
+        finally:
+            conn.close()
+        stored_at: dict[str, tuple[str, int]] = {}
+        batches: dict[str, list[Event]] = {}
+        for session_id in sorted(set(counters) | sessions_with_events):
+            events = store.get_events(session_id)
+            seqs = [e.sequence_number for e in events]
+            if seqs != list(range(1, len(seqs) + 1)):
+                violations.append(f"{prefix}session {session_id}: sequences are not 1..N: {_gaps(seqs)}")
+            latest = store.get_latest_sequence(session_id)
+            if latest != (seqs[-1] if seqs else 0):
+                violations.append(
+                    f"{prefix}session {session_id}: stored latest sequence {latest} != max {seqs[-1] if seqs else 0}"
+                )
+            for event in events:
+                stored_at[event.id] = (event.session_id, event.sequence_number or 0)
+                if "batch" in event.metadata:
+                    batches.setdefault(event.metadata["batch"], []).append(event)
+        for event_id, where in acked.items():
+            found = stored_at.get(event_id)
+            if found is None:
+                violations.append(f"{prefix}acknowledged event {event_id} {where} is missing")
+            elif found != where:
+                violations.append(f"{prefix}acknowledged event {event_id} was {where}, is now {found}")
+        for batch_id, members in batches.items():
+            size = members[0].metadata["size"]
+            indexes = sorted(e.metadata["index"] for e in members)
+            if indexes != list(range(size)):
+                violations.append(f"{prefix}batch {batch_id} is partial: {len(members)} of {size} events")
+                continue
+            by_index = sorted(members, key=lambda e: e.metadata["index"])
+            for session_id in {e.session_id for e in members}:
+                seqs = [e.sequence_number or 0 for e in by_index if e.session_id == session_id]
+                if seqs != list(range(seqs[0], seqs[0] + len(seqs))):
+                    violations.append(f"{prefix}batch {batch_id} is not contiguous in {session_id}: {seqs}")
+        facts = {"stored": len(stored_at), "batches": len(batches), "unacked": len(set(stored_at) - set(acked))}
+    finally:
+        store.close()
+    return violations, facts
+
+
+def _gaps(seqs: list[Any]) -> str:
+    text = str(seqs[:20])
+    return text if len(seqs) <= 20 else text[:-1] + f", ... ({len(seqs)} in all)]"
+
+
+def kill_round(
+    path: Path,
+    acked: dict[str, tuple[str, int]],
+    *,
+    round_no: int,
+    writers: int,
+    mode: str,
+    synchronous: str,
+    sessions: int,
+    max_delay_s: float,
+    rng: random.Random,
+) -> tuple[list[str], dict[str, Any]]:
+    """One round: start the writers, kill each at a random moment, check the file."""
+    children = [
+        Child(["writer", str(path), f"r{round_no}w{n}", mode, synchronous, str(sessions), str(rng.randrange(2**32))])
+        for n in range(writers)
+    ]
+    violations = []
+    for child in children:
+        if not child.wait_ready():
+            violations.append(f"round {round_no}: a writer did not start: {child.errors()}")
+    kill_at = sorted((rng.uniform(0, max_delay_s), n) for n in range(writers))
+    started = time.monotonic()
+    for at, n in kill_at:
+        time.sleep(max(0.0, started + at - time.monotonic()))
+        children[n].kill()
+    for child in children:
+        violations += [f"round {round_no}: a writer failed before the kill: {e}" for e in child.errors()]
+        if child.process.returncode != -signal.SIGKILL:
+            violations.append(f"round {round_no}: a writer exited by itself ({child.process.returncode}): {child.stderr[-500:]}")
+        for event_id, session_id, seq in child.acked():
+            acked[event_id] = (session_id, seq)
+    found, facts = check_store(path, acked, prefix=f"round {round_no} ({mode}, {synchronous}): ")
+    return violations + found, facts
+
+
+# Upgrade rounds ---------------------------------------------------------------------------------
+
+_UPGRADE_INDEX = "runs_running"
+
+
+def make_version_1_store(path: Path, runs: int) -> dict[str, Any]:
+    """A store at schema version 1 (version 2 without the ``runs_running`` index) with data."""
+    with SQLiteSessionStore(path) as store:
+        store.save_session(Session(agent_id="a", id="s-up"))
+        store.append_events([Event("message_sent", "up", id=f"seed-{n}") for n in range(50)])
+    conn = apsw.Connection(str(path))
+    try:
+        with conn:
+            conn.executemany(
+                "INSERT INTO runs (id, session_id, status, metadata, turn_count, token_usage, started_at) "
+                "VALUES (?, 's-up', ?, '{}', 0, '{}', ?)",
+                ((f"run-{n}", "running" if n % 2 else "completed", n) for n in range(runs)),
+            )
+            conn.execute(f"DROP INDEX {_UPGRADE_INDEX}")
+            conn.pragma("user_version", 1)
+    finally:
+        conn.close()
+    return file_facts(path)
+
+
+def file_facts(path: Path) -> dict[str, Any]:
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        return {
+            "version": conn.pragma("user_version"),
+            "index": bool(
+                conn.execute("SELECT 1 FROM sqlite_schema WHERE name = ?", (_UPGRADE_INDEX,)).fetchall()
+            ),
+            "runs": conn.execute("SELECT count(*) FROM runs").fetchall()[0][0],
+            "seed_events": conn.execute("SELECT count(*) FROM events WHERE id LIKE 'seed-%'").fetchall()[0][0],
+        }
+    finally:
+        conn.close()
+
+
+def upgrade_round(
+    template: Path, workdir: Path, round_no: int, max_delay_s: float, rng: random.Random
+) -> tuple[list[str], bool]:
+    """Kill a process while it upgrades a copy of ``template``; (violations, upgrade committed)."""
+    path = workdir / f"upgrade-{round_no}.db"
+    shutil.copyfile(template, path)
+    before = file_facts(path)
+    child = Child(["upgrade", str(path)])
+    prefix = f"upgrade round {round_no}: "
+    if not child.wait_ready():
+        return [prefix + f"the upgrader did not start: {child.errors()}"], False
+    time.sleep(rng.uniform(0, max_delay_s))
+    child.kill()
+    violations = [prefix + e for e in child.errors()]
+    violations += [prefix + f"integrity_check: {row}" for row in integrity(path)]
+    after = file_facts(path)
+    if after["version"] not in (1, 2) or after["index"] != (after["version"] == 2):
+        violations.append(prefix + f"the file is between versions: {after}")
+    if (after["runs"], after["seed_events"]) != (before["runs"], before["seed_events"]):
+        violations.append(prefix + f"data changed: {before} -> {after}")
+    committed = after["version"] == 2
+    acked = {event_id: (session_id, seq) for event_id, session_id, seq in child.acked()}
+    with SQLiteSessionStore(path) as store:
+        expected_from = None if committed else 1
+        if store.upgraded_from != expected_from:
+            violations.append(prefix + f"reopen upgraded_from={store.upgraded_from}, expected {expected_from}")
+    found, _ = check_store(path, acked, prefix=prefix)
+    final = file_facts(path)
+    if (final["version"], final["index"], final["runs"]) != (2, True, before["runs"]):
+        violations.append(prefix + f"after reopening: {final}")
+    path.unlink()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return violations + found, committed
+
+
+# Entry points -----------------------------------------------------------------------------------
+
+
+def run(
+    workdir: Path,
+    *,
+    rounds: int,
+    upgrade_rounds: int,
+    writers: int = 2,
+    sessions: int = 3,
+    modes: tuple[str, ...] = MODES,
+    synchronous: tuple[str, ...] = SYNCHRONOUS,
+    max_delay_s: float = 0.3,
+    upgrade_runs: int = 100_000,
+    seed: int = 0,
+    progress: bool = False,
+) -> Summary:
+    """Run the kill rounds on one store file in ``workdir``, then the upgrade rounds."""
+    rng = random.Random(seed)
+    summary = Summary()
+    path = workdir / "crash.db"
+    acked: dict[str, tuple[str, int]] = {}
+    for round_no in range(rounds):
+        mode = modes[round_no % len(modes)]
+        level = synchronous[(round_no // len(modes)) % len(synchronous)]
+        violations, facts = kill_round(
+            path, acked, round_no=round_no, writers=writers, mode=mode, synchronous=level,
+            sessions=sessions, max_delay_s=max_delay_s, rng=rng,
+        )
+        summary.rounds += 1
+        summary.kills += writers
+        summary.violations += violations
+        summary.stored, summary.batches_seen = facts["stored"], facts["batches"]
+        summary.committed_unacknowledged = facts["unacked"]
+        if progress:
+            print(f"round {round_no}: {mode}/{level} acked={len(acked)} stored={facts['stored']} violations={len(violations)}", flush=True)
+    summary.acknowledged = len(acked)
+    if upgrade_rounds:
+        template = workdir / "version-1.db"
+        make_version_1_store(template, upgrade_runs)
+        timing = workdir / "timing.db"
+        shutil.copyfile(template, timing)
+        started = time.monotonic()
+        SQLiteSessionStore(timing).close()
+        upgrade_s = time.monotonic() - started
+        timing.unlink()
+        for round_no in range(upgrade_rounds):
+            # Kill anywhere from before the upgrade begins to as long again after it would end.
+            violations, committed = upgrade_round(template, workdir, round_no, 2 * upgrade_s, rng)
+            summary.upgrade_rounds += 1
+            summary.violations += violations
+            if committed:
+                summary.upgrade_killed_after_commit += 1
+            else:
+                summary.upgrade_killed_before_commit += 1
+            if progress:
+                print(f"upgrade round {round_no}: committed={committed} violations={len(violations)}", flush=True)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=100, help="kill rounds (default 100)")
+    parser.add_argument("--upgrade-rounds", type=int, default=20, help="kills during a schema upgrade (default 20)")
+    parser.add_argument("--writers", type=int, default=2, help="writer processes per round (default 2)")
+    parser.add_argument("--sessions", type=int, default=3, help="session ids the writers share (default 3)")
+    parser.add_argument("--mode", choices=[*MODES, "all"], default="all", help="single appends, batches, or both")
+    parser.add_argument("--synchronous", choices=[*SYNCHRONOUS, "both"], default="both")
+    parser.add_argument("--max-delay-ms", type=int, default=300, help="latest kill after the writers start")
+    parser.add_argument("--upgrade-runs", type=int, default=100_000, help="runs in the version-1 store")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
+    parser.add_argument("--dir", type=Path, default=None, help="work directory (default: a temporary one)")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    seed = args.seed if args.seed is not None else random.randrange(2**32)
+    workdir = args.dir or Path(tempfile.mkdtemp(prefix="sqlitestream-crash-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    summary = run(
+        workdir,
+        rounds=args.rounds,
+        upgrade_rounds=args.upgrade_rounds,
+        writers=args.writers,
+        sessions=args.sessions,
+        modes=MODES if args.mode == "all" else (args.mode,),
+        synchronous=SYNCHRONOUS if args.synchronous == "both" else (args.synchronous,),
+        max_delay_s=args.max_delay_ms / 1000.0,
+        upgrade_runs=args.upgrade_runs,
+        seed=seed,
+        progress=not args.quiet,
+    )
+    print(f"crashtest seed={seed} dir={workdir} in {time.monotonic() - started:.1f} s")
+    for line in summary.lines():
+        print(line)
+    if not summary.violations and args.dir is None:
+        shutil.rmtree(workdir)
+    return 1 if summary.violations else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "writer":
+        _, _, path, name, mode, synchronous, sessions, seed = sys.argv
+        writer_main(path, name, mode, synchronous, int(sessions), int(seed))
+    elif len(sys.argv) > 1 and sys.argv[1] == "upgrade":
+        upgrader_main(sys.argv[2])
+    else:
+        sys.exit(main())
