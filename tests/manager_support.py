@@ -1,7 +1,8 @@
 """Shared fixtures and helpers for the SessionManager, adapter and streaming tests.
 
-Test modules import the ``store`` fixture from here, so every manager test runs against the
-in-memory store and a SQLite file store without duplicating the test code.
+Each test module declares a three-line ``store`` fixture over ``STORE_KINDS`` with
+``open_store``, so every manager test runs against the in-memory store and a SQLite file store
+without duplicating the test code.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from sqlitestream import Event, InMemorySessionStore, SessionStore, SQLiteSessionStore
 from sqlitestream.store import SessionStore as _Base
@@ -29,9 +28,12 @@ def make_store(kind: str, tmp_path: Path) -> SessionStore:
     return SQLiteSessionStore(tmp_path / "manager.db")
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionStore]:
-    opened = make_store(request.param, tmp_path)
+STORE_KINDS = ["memory", "sqlite"]
+
+
+def open_store(kind: str, tmp_path: Path) -> Iterator[SessionStore]:
+    """Body of each test module's ``store`` fixture (parametrized over ``STORE_KINDS``)."""
+    opened = make_store(kind, tmp_path)
     try:
         yield opened
     finally:

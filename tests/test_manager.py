@@ -4,11 +4,13 @@ cancellation. Every test runs against the in-memory store and a SQLite file stor
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
-from manager_support import DelegatingStore, store, types, wait_until  # noqa: F401  (fixture)
+from manager_support import STORE_KINDS, DelegatingStore, open_store, types, wait_until
 
 from sqlitestream import (
     ConflictError,
@@ -50,6 +52,11 @@ SUCCESS_TYPES = [
     "run_completed",
 ]
 OUTCOME = RunOutcome(output={"text": "Hello"}, token_usage={"input_tokens": 3, "output_tokens": 2})
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionStore]:
+    yield from open_store(request.param, tmp_path)
 
 
 def manager_with(store: SessionStore, events: list[dict[str, Any]] = SUCCESS_SCRIPT, **kwargs: Any) -> SessionManager:
