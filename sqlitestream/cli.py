@@ -1,0 +1,825 @@
+"""The ``sqlitestream`` command: inspect, follow, append to, export/import, check and migrate a
+store. A thin client: every command calls the public library API (the ``SessionStore``
+contract plus the SQLite store's administration methods).
+
+Exit codes: 0 success; 1 an error (one ``Error: ...`` line on stderr) or problems found by
+``check``; 2 a usage error; 130 interrupted (Ctrl-C); 141 the output pipe was closed early
+(``... | head``). No command prints a traceback (set ``SQLITESTREAM_DEBUG=1`` to see one for
+an unexpected error).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from . import __version__
+from .errors import SqliteStreamError
+
+if TYPE_CHECKING:
+    from ._cli_format import Column, Writer
+    from .models import Event
+    from .sqlite import SQLiteSessionStore
+
+__all__ = ["cli", "main"]
+
+DEFAULT_DB = "sqlitestream.db"
+DB_ENV = "SQLITESTREAM_DB"
+_PAGE = 1000
+_FOLLOW_WAIT_MS = 30_000
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class _Config:
+    db: str
+
+
+class _Group(click.Group):
+    """The command group; turns every failure inside a command into an exit code and at most
+    one ``Error:`` line, so no traceback reaches the user."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
+            return result
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except SqliteStreamError as exc:
+            raise click.ClickException(_one_line(exc)) from None
+        except KeyboardInterrupt:
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:
+            _silence_stdout()
+            raise click.exceptions.Exit(EXIT_BROKEN_PIPE) from None
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            raise click.ClickException(f"{exc.strerror or exc}{where}") from None
+        except Exception as exc:
+            if os.environ.get("SQLITESTREAM_DEBUG"):
+                raise
+            raise click.ClickException(
+                f"unexpected {type(exc).__name__}: {exc} (set SQLITESTREAM_DEBUG=1 to see where)"
+            ) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join([str(exc), *getattr(exc, "__notes__", [])])
+    return " ".join(text.split())
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass  # no real file descriptor (e.g. output captured in a test)
+
+
+# Shared options ------------------------------------------------------------------------------
+
+
+def format_option(func: F) -> F:
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "json", "jsonl"]),
+        default="table",
+        show_default=True,
+        help="table: aligned, cut to the terminal width; json: one array; jsonl: one object "
+        "per line (lossless).",
+    )(func)
+
+
+def progress_option(func: F) -> F:
+    return click.option(
+        "--progress/--no-progress",
+        default=None,
+        help="Show progress on stderr (default: only when stderr is a terminal).",
+    )(func)
+
+
+def _writer(fmt: str, columns: tuple[Column, ...], *, header: bool = True) -> Writer:
+    from ._cli_format import make_writer
+
+    return make_writer(fmt, columns, header=header)
+
+
+def _open_store(*, readonly: bool, create: bool = False) -> SQLiteSessionStore:
+    """The store named by ``--db``, closed when the command ends.
+
+    A store that does not exist is never created unless ``create``: read-only commands and
+    ``delete-session`` say so and exit 1.
+    """
+    from .sqlite import SQLiteSessionStore
+
+    ctx = click.get_current_context()
+    db = ctx.find_object(_Config).db  # type: ignore[union-attr]
+    if not create and db != ":memory:" and not os.path.exists(db):
+        raise click.ClickException(
+            f"no store at {db} (nothing was created; `sqlitestream --db {db} init` creates one)"
+        )
+    store = SQLiteSessionStore(db, readonly=readonly)
+    ctx.call_on_close(store.close)
+    return store
+
+
+def _note(message: str) -> None:
+    click.echo(message, err=True)
+
+
+# The group -----------------------------------------------------------------------------------
+
+
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False),
+    default=DEFAULT_DB,
+    show_default=True,
+    envvar=DB_ENV,
+    show_envvar=True,
+    help="The store file.",
+)
+@click.version_option(__version__, "--version", prog_name="sqlitestream")
+@click.pass_context
+def cli(ctx: click.Context, db: str) -> None:
+    """Inspect, follow, append to, export/import, check and migrate a sqlitestream store.
+
+    The store is the SQLite file given by --db (before the command) or $SQLITESTREAM_DB.
+    Commands that only read never create or change it, and work while other processes write.
+
+    \b
+    Example:
+      sqlitestream --db events.db tail s1 --follow
+    """
+    ctx.obj = _Config(db=db)
+
+
+# Schema ---------------------------------------------------------------------------------------
+
+
+@cli.command()
+def init() -> None:
+    """Create the store, or upgrade its schema; print the schema version.
+
+    \b
+    Example:
+      sqlitestream --db events.db init
+    """
+    store = _open_store(readonly=False, create=True)
+    version = store.store_info().schema_version
+    if store.upgraded_from == 0:
+        click.echo(f"created store {store.path} (schema version {version})")
+    elif store.upgraded_from is None:
+        click.echo(f"store {store.path} is up to date (schema version {version})")
+    else:
+        click.echo(
+            f"upgraded store {store.path} from schema version {store.upgraded_from} to {version}"
+        )
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Only show the pending upgrades.")
+@click.option("--no-backup", is_flag=True, help="Do not write a backup copy first.")
+@click.option(
+    "--backup",
+    "backup_path",
+    type=click.Path(dir_okay=False),
+    help="Where to write the backup (default: DB.schema-vN.bak next to the store).",
+)
+@click.pass_obj
+def migrate(config: _Config, dry_run: bool, no_backup: bool, backup_path: str | None) -> None:
+    """Show and apply pending schema upgrades, writing a backup copy first.
+
+    The backup is a consistent copy of the store as it was (refused if the backup file already
+    exists). A store newer than this sqlitestream is refused and left unchanged.
+
+    \b
+    Example:
+      sqlitestream --db events.db migrate --dry-run
+      sqlitestream --db events.db migrate
+    """
+    from .sqlite import SQLiteSessionStore
+
+    if no_backup and backup_path is not None:
+        raise click.UsageError("--backup and --no-backup exclude each other")
+    status = SQLiteSessionStore.inspect_schema(config.db)
+    click.echo(
+        f"store {status.path}: schema version {status.version}; "
+        f"this sqlitestream uses version {status.code_version}"
+    )
+    if status.up_to_date:
+        click.echo("nothing to upgrade")
+        return
+    for step in status.pending:
+        click.echo(f"upgrade {step.from_version} -> {step.to_version}:")
+        for statement in step.statements:
+            click.echo(f"  {statement};")
+    if dry_run:
+        click.echo("dry run: nothing was changed")
+        return
+    if not no_backup and backup_path is None:
+        backup_path = f"{status.path}.schema-v{status.version}.bak"
+    result = SQLiteSessionStore.migrate_schema(
+        config.db, backup_path=None if no_backup else backup_path
+    )
+    if result.backup_path is not None:
+        click.echo(f"backup written to {result.backup_path}")
+    click.echo(f"upgraded to schema version {result.to_version}")
+
+
+# Inspecting -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@format_option
+def info(fmt: str) -> None:
+    """Path, file and WAL size, schema version, journal mode, synchronous level, and the numbers
+    of sessions, runs, events and streams (session ids with events).
+
+    \b
+    Example:
+      sqlitestream --db events.db info --format json
+    """
+    from ._cli_format import FIELD_COLUMNS
+
+    facts = _open_store(readonly=True).store_info().to_dict()
+    writer = _writer(fmt, FIELD_COLUMNS, header=False)
+    if fmt == "table":
+        writer.write({"field": key, "value": value} for key, value in facts.items())
+    else:
+        writer.write([facts])
+    writer.close()
+
+
+@cli.command()
+@click.option("--status", help="Only saved sessions with this status (e.g. active).")
+@click.option("--agent", help="Only saved sessions of this agent id.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many rows.")
+@format_option
+def sessions(status: str | None, agent: str | None, limit: int | None, fmt: str) -> None:
+    """Saved sessions, and every session id in the log, with event count and latest sequence.
+
+    Saved sessions come first (oldest first), then ids that only have events. With --status
+    or --agent only saved sessions are listed.
+
+    \b
+    Example:
+      sqlitestream --db events.db sessions --status active --format jsonl
+    """
+    from ._cli_format import SESSION_COLUMNS
+
+    store = _open_store(readonly=True)
+    saved = store.list_sessions(status=status, agent_id=agent)
+    streams = {stream.session_id: stream for stream in store.list_streams()}
+    rows: list[dict[str, Any]] = []
+    for session in saved:
+        stream = streams.pop(session.id, None)
+        rows.append(_session_row(session.to_dict(), stream, saved=True))
+    if status is None and agent is None:
+        for session_id, stream in streams.items():
+            rows.append(_session_row({"id": session_id}, stream, saved=False))
+    if limit is not None:
+        rows = rows[:limit]
+    writer = _writer(fmt, SESSION_COLUMNS)
+    writer.write(rows)
+    writer.close()
+    if not rows and fmt == "table":
+        _note("no sessions")
+
+
+def _session_row(record: dict[str, Any], stream: Any, *, saved: bool) -> dict[str, Any]:
+    blank = dict.fromkeys(
+        ("agent_id", "status", "parent_session_id", "metadata", "context", "tags", "created_at",
+         "updated_at"),
+    )
+    return {
+        **blank,
+        **record,
+        "saved": saved,
+        "event_count": 0 if stream is None else stream.event_count,
+        "latest_sequence": 0 if stream is None else stream.latest_sequence,
+        "last_event_at": None if stream is None else stream.to_dict()["last_event_at"],
+    }
+
+
+@cli.command()
+@click.argument("session_id")
+@click.option("--status", help="Only runs with this status (e.g. running).")
+@format_option
+def runs(session_id: str, status: str | None, fmt: str) -> None:
+    """The session's runs, oldest first.
+
+    \b
+    Example:
+      sqlitestream --db events.db runs s1 --status failed
+    """
+    from ._cli_format import RUN_COLUMNS
+
+    found = _open_store(readonly=True).list_runs(session_id, status=status)
+    writer = _writer(fmt, RUN_COLUMNS)
+    writer.write(run.to_dict() for run in found)
+    writer.close()
+    if not found and fmt == "table":
+        _note("no runs")
+
+
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time, e.g. 2026-05-01T12:00:00Z", param_hint="--since"
+        ) from None
+    if moment.tzinfo is None:
+        raise click.BadParameter(
+            f"{value!r} has no UTC offset; add one, e.g. 2026-05-01T12:00:00Z", param_hint="--since"
+        )
+    return moment
+
+
+@cli.command()
+@click.argument("session_id")
+@click.option("--after", type=int, help="Only events with sequence number > N.")
+@click.option("--before", type=int, help="Only events with sequence number < N.")
+@click.option("--run-id", help="Only events of this run.")
+@click.option("--type", "type_", help="Only events of this type (e.g. message_sent).")
+@click.option("--since", help="Only events at or after this ISO 8601 time (with an offset).")
+@click.option("--limit", type=int, help="At most N events.")
+@format_option
+def events(
+    session_id: str,
+    after: int | None,
+    before: int | None,
+    run_id: str | None,
+    type_: str | None,
+    since: str | None,
+    limit: int | None,
+    fmt: str,
+) -> None:
+    """The session's events, oldest first, filtered exactly like the store's get_events.
+
+    \b
+    Example:
+      sqlitestream --db events.db events s1 --after 100 --limit 50 --format jsonl
+    """
+    from ._cli_format import EVENT_COLUMNS
+
+    store = _open_store(readonly=True)
+    filters: dict[str, Any] = {"run_id": run_id, "type": type_, "since": _since(since)}
+    writer = _writer(fmt, EVENT_COLUMNS)
+    printed = 0
+    cursor = after
+    while True:
+        if limit is None:
+            size = _PAGE
+        elif limit < 1:
+            size = limit  # the store refuses it with its own message
+        else:
+            size = min(_PAGE, limit - printed)
+        page = store.get_events(session_id, after=cursor, before=before, limit=size, **filters)
+        writer.write(event.to_dict() for event in page)
+        printed += len(page)
+        if len(page) < size or (limit is not None and printed >= limit):
+            break
+        cursor = page[-1].sequence_number
+    writer.close()
+    if printed == 0 and fmt == "table":
+        _note("no events")
+
+
+@cli.command()
+@click.argument("session_id")
+def latest(session_id: str) -> None:
+    """Print the session's latest sequence number (0 when it has no events).
+
+    \b
+    Example:
+      sqlitestream --db events.db latest s1
+    """
+    click.echo(_open_store(readonly=True).get_latest_sequence(session_id))
+
+
+@cli.command()
+@click.argument("session_id")
+@click.option("-n", "--lines", "count", type=click.IntRange(min=0), default=10, show_default=True,
+              help="How many of the latest events to print first.")
+@click.option("--after", type=int, help="Only events with sequence number > N.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new events until interrupted.")
+@click.option("--wait-ms", type=click.IntRange(min=0),
+              help="Long-poll timeout of each read (with --follow; default 30000). Without "
+              "--follow: wait up to MS for a first event when there is none yet.")
+@click.option("--type", "type_", help="Only events of this type.")
+@click.option("--run-id", help="Only events of this run.")
+@format_option
+def tail(
+    session_id: str,
+    count: int,
+    after: int | None,
+    follow: bool,
+    wait_ms: int | None,
+    type_: str | None,
+    run_id: str | None,
+    fmt: str,
+) -> None:
+    """The session's last N events; with --follow, then every new event as it is appended.
+
+    Following uses the store's long-poll (no busy polling) and sees appends from any process;
+    each event is flushed as it is printed, so it works in a pipe. Ctrl-C ends it (exit 130).
+
+    \b
+    Example:
+      sqlitestream --db events.db tail s1 -n 5 --follow --format jsonl
+    """
+    from ._cli_format import EVENT_COLUMNS
+
+    if follow and fmt == "json":
+        raise click.UsageError("--follow prints events as they come: use --format jsonl or table")
+    store = _open_store(readonly=True)
+    filters: dict[str, Any] = {"type": type_, "run_id": run_id}
+    # Let the store validate the arguments up front (before=1 matches nothing).
+    store.get_events(session_id, after=after, before=1, **filters)
+    top = store.get_latest_sequence(session_id)
+    floor = after or 0
+    writer = _writer(fmt, EVENT_COLUMNS)
+    shown = _last_events(store, session_id, count, floor, top, filters)
+    writer.write(event.to_dict() for event in shown)
+    cursor = max(floor, top)
+    if follow:
+        wait = _FOLLOW_WAIT_MS if wait_ms is None else wait_ms
+        for event in _follow(store, session_id, cursor, wait, filters):
+            writer.write([event.to_dict()])
+    elif wait_ms and not shown and count:
+        arrived = store.get_events(session_id, after=cursor, limit=count, wait_timeout_ms=wait_ms, **filters)
+        writer.write(event.to_dict() for event in arrived)
+    writer.close()
+
+
+def _last_events(
+    store: SQLiteSessionStore,
+    session_id: str,
+    count: int,
+    floor: int,
+    top: int,
+    filters: dict[str, Any],
+) -> list[Event]:
+    """The last ``count`` matching events in (floor, top], read backwards in growing windows
+    (the store reads forwards only, and a filter may match few events)."""
+    found: list[Event] = []
+    upper = top + 1  # "before" is exclusive
+    window = max(count, 100)
+    while count and upper - 1 > floor and len(found) < count:
+        lower = max(floor, upper - 1 - window)
+        found = store.get_events(session_id, after=lower, before=upper, **filters) + found
+        upper = lower + 1
+        window *= 4
+    return found[-count:] if count else []
+
+
+def _follow(
+    store: SQLiteSessionStore, session_id: str, cursor: int, wait_ms: int, filters: dict[str, Any]
+) -> Iterator[Event]:
+    while True:
+        page = store.get_events(
+            session_id, after=cursor, limit=_PAGE, wait_timeout_ms=wait_ms, **filters
+        )
+        if page:
+            yield from page
+            cursor = page[-1].sequence_number or cursor
+        elif store.get_latest_sequence(session_id) < cursor:
+            _note(f"session {session_id} was deleted or restarted; following it from sequence 1")
+            cursor = 0
+
+
+# Writing --------------------------------------------------------------------------------------
+
+
+def _json_object(value: str | None, option: str) -> dict[str, Any] | None:
+    """The JSON object given to --data/--metadata: inline, @FILE, or - (stdin)."""
+    import json
+
+    if value is None:
+        return None
+    if value == "-":
+        text = sys.stdin.read()
+    elif value.startswith("@"):
+        try:
+            with open(value[1:], encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {value[1:]}: {exc.strerror}", param_hint=option) from None
+    else:
+        text = value
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=option) from None
+    if not isinstance(parsed, dict):
+        raise click.BadParameter(
+            f"must be a JSON object ({{...}}), got a JSON {type(parsed).__name__}", param_hint=option
+        )
+    return parsed
+
+
+@cli.command()
+@click.argument("session_id")
+@click.option("--type", "type_", required=True, help="The event type (e.g. message_sent).")
+@click.option("--data", help="The event data: a JSON object, @FILE, or - for stdin.")
+@click.option("--metadata", help="The event metadata: a JSON object, @FILE, or - for stdin.")
+@click.option("--run-id", help="The run the event belongs to.")
+@click.option("--id", "event_id", help="The event id (default: a new unique id).")
+@click.option("--expected-sequence", type=int,
+              help="Append only if the session's latest sequence is N (0: empty).")
+@format_option
+def append(
+    session_id: str,
+    type_: str,
+    data: str | None,
+    metadata: str | None,
+    run_id: str | None,
+    event_id: str | None,
+    expected_sequence: int | None,
+    fmt: str,
+) -> None:
+    """Append one event and print it as stored, with its sequence number.
+
+    An id that the session already holds prints the original event and writes nothing. Bad
+    JSON, an unknown type or a failed --expected-sequence write nothing. Creates the store if
+    it does not exist.
+
+    \b
+    Example:
+      sqlitestream --db events.db append s1 --type message_sent --data '{"text": "hi"}'
+    """
+    from ._cli_format import EVENT_COLUMNS
+    from .models import Event
+
+    if data == "-" and metadata == "-":
+        raise click.UsageError("only one of --data and --metadata can read stdin")
+    fields: dict[str, Any] = {
+        "data": _json_object(data, "--data") or {},
+        "metadata": _json_object(metadata, "--metadata") or {},
+        "run_id": run_id,
+    }
+    if event_id is not None:
+        fields["id"] = event_id
+    event = Event(type=type_, session_id=session_id, **fields)  # type: ignore[arg-type]
+    store = _open_store(readonly=False, create=True)
+    stored = store.append_event_with_sequence(event, expected_sequence=expected_sequence)
+    writer = _writer(fmt, EVENT_COLUMNS)
+    writer.write([stored.to_dict()])
+    writer.close()
+
+
+@cli.command("delete-session")
+@click.argument("session_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete_session(session_id: str, yes: bool) -> None:
+    """Delete a session: its saved record, runs, events and sequence counter.
+
+    \b
+    Example:
+      sqlitestream --db events.db delete-session s1 --yes
+    """
+    from .errors import SessionNotFoundError
+
+    store = _open_store(readonly=False)
+    try:
+        saved = store.get_session(session_id) is not None
+    except SessionNotFoundError:
+        saved = False
+    streams = store.list_streams([session_id])
+    events_count = streams[0].event_count if streams else 0
+    runs_count = len(store.list_runs(session_id))
+    if not saved and not events_count and not runs_count:
+        raise click.ClickException(f"no session {session_id} in the store; nothing was deleted")
+    what = f"{'its saved record, ' if saved else ''}{runs_count} run(s) and {events_count} event(s)"
+    if not yes and not click.confirm(f"Delete session {session_id}: {what}?", err=True):
+        raise click.ClickException("not confirmed; nothing was deleted")
+    store.delete_session(session_id)
+    click.echo(f"deleted session {session_id}: {what}")
+
+
+# Export and import ------------------------------------------------------------------------------
+
+
+@cli.command("export")
+@click.argument("session_ids", nargs=-1)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
+              help="Write to this file instead of stdout (replaced only when complete).")
+@progress_option
+def export_(session_ids: tuple[str, ...], output: str, progress: bool | None) -> None:
+    """Write sessions, runs and events as JSON lines: the lossless export format.
+
+    With no SESSION_IDS, every session in the store (saved or only in the log). See the README
+    for the format; `sqlitestream import` loads it.
+
+    \b
+    Example:
+      sqlitestream --db events.db export -o backup.jsonl
+      sqlitestream --db events.db export s1 s2 | gzip > two.jsonl.gz
+    """
+    from ._cli_format import Progress, dumps
+
+    store = _open_store(readonly=True)
+    wanted = list(session_ids) or None
+    records = store.export_records(wanted)
+    total = sum(stream.event_count for stream in store.list_streams(wanted))
+    bar = Progress("exporting events", total, enabled=progress)
+
+    def lines() -> Iterator[bytes]:
+        for record in records:
+            if record["kind"] == "event":
+                bar.update()
+            yield (dumps(record) + "\n").encode("utf-8")
+
+    try:
+        if output == "-":
+            _write_stdout(lines())
+        else:
+            _write_file(output, lines())
+    finally:
+        bar.finish()
+
+
+def _write_stdout(chunks: Iterable[bytes]) -> None:
+    stream = sys.stdout.buffer
+    batch: list[bytes] = []
+    for chunk in chunks:
+        batch.append(chunk)
+        if len(batch) >= _PAGE:
+            stream.write(b"".join(batch))
+            batch.clear()
+    stream.write(b"".join(batch))
+    stream.flush()
+
+
+def _write_file(path: str, chunks: Iterable[bytes]) -> None:
+    """Write to a temporary file next to ``path`` and rename it: never a half-written export."""
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=".export-", dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+@cli.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@progress_option
+def import_(file: str, progress: bool | None) -> None:
+    """Load an export (FILE, or - for stdin) into the store, creating the store if needed.
+
+    Idempotent: events already present by id are skipped and counted. Each session is
+    imported atomically with its sequence numbers; the first conflict stops the import (the
+    sessions before it stay imported).
+
+    \b
+    Example:
+      sqlitestream --db restored.db import backup.jsonl
+    """
+    if file == "-":
+        source = sys.stdin.buffer
+        size = None
+    else:
+        try:
+            source = open(file, "rb")  # noqa: SIM115 - closed by the context below
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {file}: {exc.strerror}", param_hint="FILE") from None
+        click.get_current_context().call_on_close(source.close)
+        size = os.fstat(source.fileno()).st_size
+    from ._cli_format import Progress
+
+    store = _open_store(readonly=False, create=True)
+    bar = Progress("importing (bytes)" if size is not None else "importing (lines)", size, enabled=progress)
+
+    def records() -> Iterator[Any]:
+        import json
+
+        for number, line in enumerate(source, 1):
+            bar.update(len(line) if size is not None else 1)
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except ValueError as exc:
+                raise _bad_line(number, exc) from None
+
+    try:
+        report = store.import_records(records())
+    finally:
+        bar.finish()
+    click.echo(
+        f"imported {len(report.sessions)} session(s): "
+        f"session records {report.sessions_added} added, {report.sessions_updated} updated, "
+        f"{report.sessions_unchanged} unchanged; "
+        f"runs {report.runs_added} added, {report.runs_updated} updated, "
+        f"{report.runs_unchanged} unchanged; "
+        f"events {report.events_added} added, {report.events_skipped} skipped (already present)"
+    )
+
+
+def _bad_line(number: int, exc: Exception) -> SqliteStreamError:
+    from .errors import ValidationError
+
+    return ValidationError(f"line {number} is not JSON: {exc}")
+
+
+# Checking -------------------------------------------------------------------------------------
+
+
+@cli.command()
+@format_option
+@progress_option
+def check(fmt: str, progress: bool | None) -> None:
+    """Check the store: SQLite's integrity check plus the log's invariants for every session
+    (sequences exactly 1..latest, the stored latest sequence equal to the highest, event ids
+    unique). Prints what it finds; exits 1 when anything is wrong.
+
+    \b
+    Example:
+      sqlitestream --db events.db check
+    """
+    from ._cli_format import FINDING_COLUMNS, Progress
+
+    store = _open_store(readonly=True)
+    bar: Progress | None = None
+
+    def on_progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = Progress("checking sessions", total, enabled=progress)
+        bar.update()
+
+    try:
+        report = store.check_integrity(on_progress=on_progress)
+    finally:
+        if bar is not None:
+            bar.finish()
+    writer = _writer(fmt, FINDING_COLUMNS)
+    if fmt == "table":
+        writer.write(finding.to_dict() for finding in report.findings)
+        summary = f"{report.sessions_checked} session(s), {report.events_checked} event(s) checked"
+        click.echo(f"ok: {summary}" if report.ok else f"{len(report.findings)} problem(s): {summary}")
+    else:
+        writer.write([report.to_dict()])
+    writer.close()
+    if not report.ok:
+        raise click.ClickException(f"the store has {len(report.findings)} problem(s)")
+
+
+# The demo -------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--events", "count", type=int, default=None, help="How many agent events to emit.")
+@click.option("--interval-ms", type=int, default=None, help="Pause between emitted events.")
+@click.pass_obj
+def demo(config: _Config, count: int | None, interval_ms: int | None) -> None:
+    """Run the main job: a second process records an agent session through SessionManager
+    while this one follows it live, printing each event with its sequence number and how
+    long after its append it was seen; then a summary with wake latencies.
+
+    Creates the store (--db) if needed.
+
+    \b
+    Example:
+      sqlitestream demo --events 20
+    """
+    from .demo import run_demo
+
+    options: dict[str, Any] = {}
+    if count is not None:
+        options["events"] = count
+    if interval_ms is not None:
+        options["interval_ms"] = interval_ms
+    run_demo(config.db, echo=click.echo, **options)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console-script entry point (``sqlitestream``, ``python -m sqlitestream``)."""
+    cli.main(args=argv, prog_name="sqlitestream")
