@@ -1,0 +1,315 @@
+"""Long-poll under load: thousands of waiting threads on many sessions all wake with the right
+events (appended here or by another process); deleting a session releases its waiters with
+``[]``; closing the store makes them raise ``StoreClosedError``; timeouts are never cut short;
+and a store nobody waits on runs no background thread."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sqlitestream
+from sqlitestream import (
+    Event,
+    InMemorySessionStore,
+    SessionStore,
+    SQLiteSessionStore,
+    StoreClosedError,
+)
+
+WAITERS = 1500
+SESSIONS = 300
+LONG = 60_000  # ms: a waiter that needs this long has missed its wake-up
+WATCHER = "sqlitestream-watcher"
+
+
+@pytest.fixture(autouse=True)
+def small_thread_stacks() -> Iterator[None]:
+    old = threading.stack_size(256 * 1024)
+    try:
+        yield
+    finally:
+        threading.stack_size(old)
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def _watcher_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == WATCHER]
+
+
+class Waiters:
+    """Threads each running one ``get_events`` call; results and errors kept by index."""
+
+    def __init__(self, calls: list[Callable[[], list[Event]]]) -> None:
+        self.results: list[Any] = [None] * len(calls)
+        self.returned_at: list[float] = [0.0] * len(calls)
+        self.started = threading.Semaphore(0)
+
+        def run(index: int, call: Callable[[], list[Event]]) -> None:
+            self.started.release()
+            try:
+                self.results[index] = call()
+            except BaseException as exc:  # checked by the test
+                self.results[index] = exc
+            self.returned_at[index] = time.monotonic()
+
+        self.threads = [threading.Thread(target=run, args=(i, c), daemon=True) for i, c in enumerate(calls)]
+        for thread in self.threads:
+            thread.start()
+        for _ in calls:
+            self.started.acquire()
+
+    def join(self, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self.threads)
+
+    def alive(self) -> int:
+        return sum(thread.is_alive() for thread in self.threads)
+
+
+def _append_in_another_process(path: Path, session_ids: list[str], type_: str = "message_sent") -> None:
+    code = (
+        "import sys; from sqlitestream import Event, SQLiteSessionStore\n"
+        "with SQLiteSessionStore(sys.argv[1]) as store:\n"
+        "    store.append_events([Event(sys.argv[2], s, id=f'{s}-{sys.argv[2]}-x') for s in sys.argv[3:]])\n"
+    )
+    _run_python(code, str(path), type_, *session_ids)
+
+
+def _delete_in_another_process(path: Path, session_id: str) -> None:
+    code = (
+        "import sys; from sqlitestream import SQLiteSessionStore\n"
+        "with SQLiteSessionStore(sys.argv[1]) as store:\n"
+        "    store.delete_session(sys.argv[2])\n"
+    )
+    _run_python(code, str(path), session_id)
+
+
+def _run_python(code: str, *args: str) -> None:
+    env = dict(os.environ)
+    root = str(Path(sqlitestream.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    subprocess.run([sys.executable, "-c", code, *args], check=True, env=env, timeout=60)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionStore]:
+    made: SessionStore = (
+        InMemorySessionStore() if request.param == "memory" else SQLiteSessionStore(tmp_path / "events.db")
+    )
+    yield made
+    made.close()
+
+
+# Waking -------------------------------------------------------------------------------------------
+
+
+def _waiter_calls(store: SessionStore) -> list[Callable[[], list[Event]]]:
+    """Five waiters per session with different filters: any type, one type, one run, a limit,
+    and a cursor past the first event."""
+    calls: list[Callable[[], list[Event]]] = []
+    for index in range(WAITERS):
+        session_id = f"s{index % SESSIONS}"
+        kind = (index // SESSIONS) % 5
+        if kind == 0:
+            calls.append(lambda s=session_id: store.get_events(s, after=0, wait_timeout_ms=LONG))
+        elif kind == 1:
+            calls.append(lambda s=session_id: store.get_events(s, type="message_received", wait_timeout_ms=LONG))
+        elif kind == 2:
+            calls.append(lambda s=session_id: store.get_events(s, run_id="r2", wait_timeout_ms=LONG))
+        elif kind == 3:
+            calls.append(lambda s=session_id: store.get_events(s, limit=1, wait_timeout_ms=LONG))
+        else:
+            calls.append(lambda s=session_id: store.get_events(s, after=1, wait_timeout_ms=LONG))
+    return calls
+
+
+def _check_woken(waiters: Waiters) -> None:
+    for index, result in enumerate(waiters.results):
+        session_id = f"s{index % SESSIONS}"
+        kind = (index // SESSIONS) % 5
+        assert isinstance(result, list), (index, result)
+        expected_ids = {
+            0: [f"{session_id}-message_sent-x"],
+            1: [f"{session_id}-message_received-x"],
+            2: [f"{session_id}-message_received-x"],
+            3: [f"{session_id}-message_sent-x"],
+            4: [f"{session_id}-message_received-x"],
+        }[kind]
+        assert [e.id for e in result] == expected_ids, (index, kind, [e.id for e in result])
+        assert all(e.session_id == session_id for e in result)
+
+
+def test_thousands_of_waiters_wake_with_the_right_events(store: SessionStore) -> None:
+    waiters = Waiters(_waiter_calls(store))
+    started = time.monotonic()
+    store.append_events([Event("message_sent", f"s{n}", id=f"s{n}-message_sent-x", run_id="r1") for n in range(SESSIONS)])
+    assert _wait_until(lambda: waiters.alive() == WAITERS - 2 * SESSIONS)  # kinds 0 and 3 woke
+    store.append_events(
+        [Event("message_received", f"s{n}", id=f"s{n}-message_received-x", run_id="r2") for n in range(SESSIONS)]
+    )
+    assert waiters.join()
+    _check_woken(waiters)
+    print(f"\n{WAITERS} waiters: last returned {max(waiters.returned_at) - started:.3f} s after the first append")
+
+
+def test_thousands_of_waiters_wake_on_another_process_appending(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    with SQLiteSessionStore(path) as store:
+        waiters = Waiters(_waiter_calls(store))
+        assert _wait_until(lambda: len(_watcher_threads()) == 1)
+        started = time.monotonic()
+        sessions = [f"s{n}" for n in range(SESSIONS)]
+        _append_in_another_process(path, sessions, "message_sent")
+        assert _wait_until(lambda: waiters.alive() == WAITERS - 2 * SESSIONS)
+        code = (
+            "import sys; from sqlitestream import Event, SQLiteSessionStore\n"
+            "with SQLiteSessionStore(sys.argv[1]) as store:\n"
+            "    store.append_events([Event('message_received', s, id=f'{s}-message_received-x', run_id='r2')"
+            " for s in sys.argv[2:]])\n"
+        )
+        _run_python(code, str(path), *sessions)
+        assert waiters.join()
+        _check_woken(waiters)
+        print(f"\ncross-process: last of {WAITERS} waiters returned {max(waiters.returned_at) - started:.3f} s after the first append began")
+        assert len(_watcher_threads()) <= 1
+    assert _wait_until(lambda: not _watcher_threads())
+
+
+# Releasing ----------------------------------------------------------------------------------------
+
+
+def test_deleting_a_session_releases_only_its_waiters(store: SessionStore) -> None:
+    store.append_events([Event("message_sent", s) for s in ("doomed", "kept")])
+    doomed = Waiters([lambda: store.get_events("doomed", after=1, wait_timeout_ms=LONG)] * 300)
+    kept = Waiters([lambda: store.get_events("kept", after=1, wait_timeout_ms=LONG)] * 300)
+    store.delete_session("doomed")
+    assert doomed.join()
+    assert doomed.results == [[]] * 300
+    assert kept.alive() == 300  # still waiting: their session was not deleted
+    store.append_event(Event("message_sent", "kept", id="k2"))
+    assert kept.join()
+    assert all([e.id for e in result] == ["k2"] for result in kept.results)
+
+
+def test_a_session_deleted_by_another_process_releases_waiters(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    with SQLiteSessionStore(path) as store:
+        store.append_events([Event("message_sent", s) for s in ("doomed", "kept")])
+        doomed = Waiters([lambda: store.get_events("doomed", after=1, wait_timeout_ms=LONG)] * 200)
+        kept = Waiters([lambda: store.get_events("kept", after=1, wait_timeout_ms=LONG)] * 200)
+        assert _wait_until(lambda: len(_watcher_threads()) == 1)
+        _delete_in_another_process(path, "doomed")
+        assert doomed.join()
+        assert doomed.results == [[]] * 200
+        assert kept.alive() == 200
+        _append_in_another_process(path, ["kept"])
+        assert kept.join()
+        assert all([e.id for e in result] == ["kept-message_sent-x"] for result in kept.results)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_closing_the_store_releases_every_waiter_with_store_closed(tmp_path: Path, kind: str) -> None:
+    store: SessionStore = InMemorySessionStore() if kind == "memory" else SQLiteSessionStore(tmp_path / "e.db")
+    waiters = Waiters(
+        [lambda n=n: store.get_events(f"s{n % 50}", after=n % 3, wait_timeout_ms=LONG) for n in range(1000)]
+    )
+    closer = threading.Thread(target=store.close)
+    closer.start()
+    closer.join(60)
+    assert not closer.is_alive(), "close() hung with waiters blocked"
+    assert waiters.join()
+    assert all(isinstance(result, StoreClosedError) for result in waiters.results), {
+        type(r).__name__ for r in waiters.results
+    }
+    with pytest.raises(StoreClosedError):
+        store.get_events("s1", wait_timeout_ms=10)
+    assert _wait_until(lambda: not _watcher_threads())
+
+
+# Timeouts -----------------------------------------------------------------------------------------
+
+
+def test_timeouts_are_never_cut_short_under_load(store: SessionStore) -> None:
+    """Waiters whose filter never matches return [] no earlier than their timeout, while
+    appends to their own session (other types) and to other sessions wake them spuriously."""
+    timeouts = [50 + (n % 8) * 50 for n in range(400)]
+    stop = threading.Event()
+
+    def churn() -> None:
+        count = 0
+        while not stop.is_set():
+            count += 1
+            store.append_events(
+                [Event("message_sent", f"t{count % 20}"), Event("message_sent", "other", run_id="x")]
+            )
+
+    churner = threading.Thread(target=churn)
+    churner.start()
+    began: list[float] = [0.0] * len(timeouts)
+
+    def call(index: int) -> list[Event]:
+        began[index] = time.monotonic()
+        return store.get_events(f"t{index % 20}", type="policy_violation", wait_timeout_ms=timeouts[index])
+
+    try:
+        waiters = Waiters([lambda i=i: call(i) for i in range(len(timeouts))])
+        assert waiters.join()
+    finally:
+        stop.set()
+        churner.join()
+    overruns = []
+    for index, result in enumerate(waiters.results):
+        assert result == [], (index, result)
+        elapsed = waiters.returned_at[index] - began[index]
+        assert elapsed >= timeouts[index] / 1000.0, (index, elapsed, timeouts[index])
+        overruns.append(elapsed - timeouts[index] / 1000.0)
+    print(f"\ntimeouts under load: worst overrun {max(overruns) * 1000:.1f} ms over {len(overruns)} waiters")
+
+
+# Idle ---------------------------------------------------------------------------------------------
+
+
+def test_idle_store_has_no_polling_thread_even_after_heavy_waiting(tmp_path: Path) -> None:
+    with SQLiteSessionStore(tmp_path / "events.db") as store:
+        assert not _watcher_threads()
+        store.append_event(Event("message_sent", "s1"))
+        store.get_events("s1", after=1, wait_timeout_ms=0)
+        store.get_events("s1", after=1)
+        assert not _watcher_threads()  # queries that do not wait start nothing
+        for _ in range(2):  # waiters come and go; the watcher follows them
+            waiters = Waiters([lambda: store.get_events("s1", after=1, wait_timeout_ms=200)] * 500)
+            assert len(_watcher_threads()) <= 1
+            assert waiters.join()
+            assert waiters.results == [[]] * 500
+            assert _wait_until(lambda: not _watcher_threads(), timeout=10)
+        other_threads = [t.name for t in threading.enumerate() if "sqlitestream" in t.name]
+        assert other_threads == []
+
+
+def test_memory_store_never_starts_a_thread() -> None:
+    before = set(threading.enumerate())
+    with InMemorySessionStore() as store:
+        store.append_event(Event("message_sent", "s1"))
+        waiters = Waiters([lambda: store.get_events("s1", after=1, wait_timeout_ms=100)] * 50)
+        assert waiters.join()
+        started = set(threading.enumerate()) - before - set(waiters.threads)
+    assert started == set()
