@@ -60,8 +60,9 @@ class Writer(Protocol):
 class TableWriter:
     """Aligned columns under a header, each line cut to the terminal width.
 
-    Column widths come from the first batch and only grow, so rows printed one at a time
-    (``tail --follow``) stay aligned with the header.
+    Column widths come from the first batch, so rows printed one at a time (``tail
+    --follow``) stay aligned with the header; a later, longer value in a column that is never
+    cut (a sequence number) widens it rather than being cut.
     """
 
     def __init__(
@@ -87,6 +88,12 @@ class TableWriter:
             self._widths = self._fit(natural)
             if self._header:
                 lines.append(self._line(headers))
+        else:
+            # Later rows (tail --follow) may hold longer numbers: fixed columns grow, never cut.
+            for index, column in enumerate(self._columns):
+                if not column.shrink:
+                    wanted = max(len(row[index]) for row in rows)
+                    self._widths[index] = max(self._widths[index], wanted)
         lines.extend(self._line(row) for row in rows)
         self._out.write("\n".join(lines) + "\n")
         self._out.flush()
@@ -119,7 +126,9 @@ class TableWriter:
             if len(text) > width:
                 text = text[: max(width - 1, 0)] + _ELLIPSIS
             parts.append(text if index == last else text.ljust(width))
-        return _GAP.join(parts).rstrip()
+        line = _GAP.join(parts).rstrip()
+        # When even the narrowest columns do not fit, the line is cut rather than wrapped.
+        return line if len(line) <= self._width else line[: self._width - 1] + _ELLIPSIS
 
 
 class JsonWriter:
@@ -177,11 +186,16 @@ def _cell(value: str) -> str:
 
 
 def _time(value: Any) -> str:
-    """'2026-03-01 12:00:00.123' (UTC, milliseconds) from an ISO 8601 UTC string."""
+    """'2026-03-01 12:00:00.123' (UTC, milliseconds) from an ISO 8601 string."""
     if not value:
         return ""
-    text = str(value)
-    return text[:10] + " " + text[11:23] if len(text) >= 23 else text.replace("T", " ")
+    from datetime import datetime, timezone
+
+    try:
+        moment = datetime.fromisoformat(str(value)).astimezone(timezone.utc)
+    except ValueError:
+        return str(value)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:23]
 
 
 def _text(key: str) -> Callable[[dict[str, Any]], str]:

@@ -612,8 +612,14 @@ def delete_session(session_id: str, yes: bool) -> None:
     if not saved and not events_count and not runs_count:
         raise click.ClickException(f"no session {session_id} in the store; nothing was deleted")
     what = f"{'its saved record, ' if saved else ''}{runs_count} run(s) and {events_count} event(s)"
-    if not yes and not click.confirm(f"Delete session {session_id}: {what}?", err=True):
-        raise click.ClickException("not confirmed; nothing was deleted")
+    if not yes:
+        try:
+            confirmed = click.confirm(f"Delete session {session_id}: {what}?", err=True)
+        except click.Abort:  # no answer (end of input)
+            click.echo(err=True)
+            confirmed = False
+        if not confirmed:
+            raise click.ClickException("not confirmed; nothing was deleted")
     store.delete_session(session_id)
     click.echo(f"deleted session {session_id}: {what}")
 
