@@ -115,8 +115,10 @@ def transaction(conn: apsw.Connection, action: str) -> Iterator[apsw.Connection]
     so a transaction never fails half way for lack of it.
     """
     with translating(action):
-        conn.execute("BEGIN IMMEDIATE")
+        # BEGIN sits inside the try so that an exception arriving just after it (a signal's
+        # KeyboardInterrupt) still rolls back instead of leaving the write lock held for good.
         try:
+            conn.execute("BEGIN IMMEDIATE")
             yield conn
             conn.execute("COMMIT")
         except BaseException:
