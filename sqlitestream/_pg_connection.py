@@ -15,14 +15,20 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import SqliteStreamError, StorageError, StoreBusyError, StoreClosedError, ValidationError
+from .errors import (
+    SqliteStreamError,
+    StorageError,
+    StoreBusyError,
+    StoreClosedError,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
     import psycopg
 
     Connection = psycopg.Connection[tuple[Any, ...]]
 
-__all__ = ["MissingDependencyError", "load_psycopg", "Database", "redact_dsn"]
+__all__ = ["Database", "MissingDependencyError", "load_psycopg", "redact_dsn"]
 
 T = TypeVar("T")
 
@@ -259,19 +265,33 @@ class Database:
             raise StorageError(f"cannot connect to PostgreSQL: {_detail(exc)}") from exc
         return conn
 
-    def run(self, action: str, work: Callable[[Connection], T], *, transaction: bool) -> T:
+    def run(
+        self,
+        action: str,
+        work: Callable[[Connection], T],
+        *,
+        transaction: bool,
+        exclusive: str | None = None,
+    ) -> T:
         """``work(conn)`` on a pooled connection, inside one transaction if asked.
 
         The transaction commits when ``work`` returns and rolls back when it raises. A lost race
         (serialization failure, deadlock, concurrent insert of the same id) is retried up to
         ``MAX_CONFLICT_ATTEMPTS`` times, a dropped connection once on a fresh one; anything
         else, and the last failure, is raised as a ``SqliteStreamError``.
+
+        ``exclusive`` names an advisory lock held around the whole transaction: runs with the
+        same name, from any connection or host, happen one after the other. It is taken before
+        BEGIN so that the transaction starts after the previous holder committed and sees its
+        catalog changes (a lock taken inside a transaction can leave stale catalog caches).
         """
         attempt = 0
         while True:
             attempt += 1
             with self.pool.connection() as conn:
                 try:
+                    if exclusive is not None:
+                        return self._exclusively(conn, exclusive, work, transaction)
                     if not transaction:
                         return work(conn)
                     with conn.transaction():
@@ -294,6 +314,18 @@ class Database:
             if not lost:
                 # Jittered exponential backoff so racing writers do not collide again in step.
                 time.sleep(random.uniform(0, 0.001 * 2 ** min(attempt, 6)))
+
+    @staticmethod
+    def _exclusively(conn: Connection, name: str, work: Callable[[Connection], T], transaction: bool) -> T:
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
+        try:
+            if not transaction:
+                return work(conn)
+            with conn.transaction():
+                return work(conn)
+        finally:
+            if not conn.broken:  # a dropped connection has released the lock already
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
 
     def close(self) -> None:
         self.pool.close()

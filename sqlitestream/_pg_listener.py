@@ -29,7 +29,7 @@ from ._waiting import WakeHub
 if TYPE_CHECKING:
     from ._pg_connection import Connection
 
-__all__ = ["NotificationListener", "channel_for", "payload", "APPEND_PAYLOAD_SQL"]
+__all__ = ["APPEND_PAYLOAD_SQL", "NotificationListener", "channel_for", "payload"]
 
 _log = logging.getLogger("sqlitestream.postgres")
 
@@ -165,7 +165,7 @@ class NotificationListener:
             conn = self._connect()
             conn.execute(f'LISTEN "{self._channel}"')
             return conn
-        except Exception as exc:  # a background thread: log, retry later, never raise
+        except Exception as exc:  # noqa: BLE001 - a background thread: log, retry later, never raise
             _log.warning("sqlitestream: cannot LISTEN for wake-ups (%s); polling instead", exc)
             if conn is not None:
                 conn.close()
@@ -178,7 +178,7 @@ class NotificationListener:
                 if not self._is_own_backend(note.pid):  # our own appends woke waiters already
                     self._dispatch(note.payload)
             return conn
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a background thread: reconnect, never raise
             _log.warning("sqlitestream: lost the LISTEN connection (%s); reconnecting", exc)
             conn.close()
             self._hub.wake(self._hub.sessions())
@@ -213,7 +213,7 @@ class NotificationListener:
                 "WHERE session_id = ANY(%s)",
                 (sessions,),
             ).fetchall()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a background thread: wake all, never raise
             _log.warning("sqlitestream: fallback poll failed (%s)", exc)
             self._hub.wake(sessions)
             if conn.broken or conn.closed:

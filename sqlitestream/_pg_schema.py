@@ -81,6 +81,11 @@ def _foreign_tables(conn: Connection, schema: str) -> list[str]:
     return [str(row[0]) for row in rows]
 
 
+def lock_name(schema: str) -> str:
+    """The advisory lock that serialises creating and upgrading ``schema``."""
+    return f"sqlitestream:{schema}"
+
+
 def needs_work(conn: Connection, schema: str) -> bool:
     """Whether the schema must be created or upgraded (a quick read, no lock); raises
     ``SchemaVersionError`` for a version this code cannot use."""
@@ -95,10 +100,9 @@ def create_or_upgrade(conn: Connection, schema: str) -> int | None:
     """Bring ``schema`` to ``SCHEMA_VERSION`` inside the caller's transaction; the version it
     started from (0: created), or None if another opener got there first.
 
-    A transaction-scoped advisory lock makes concurrent openers (several app nodes starting
-    at once) create or upgrade the schema exactly once.
+    Run it under the advisory lock :func:`lock_name` names, so that concurrent openers
+    (several app nodes starting at once) create or upgrade the schema exactly once.
     """
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"sqlitestream:{schema}",))
     version = read_version(conn, schema)
     if version is not None:
         check_version(version, schema)

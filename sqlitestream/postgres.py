@@ -10,14 +10,28 @@ connections, processes and hosts. Long-polls wake on ``LISTEN``/``NOTIFY`` (see
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Self
 
 from . import _pg_schema
+from ._pg_admin import PostgresAdminMixin, PostgresStoreInfo
 from ._pg_connection import Database, MissingDependencyError, redact_dsn
 from ._pg_listener import APPEND_PAYLOAD_SQL, NotificationListener, channel_for, payload
+from ._pg_rows import (
+    EVENT_COLUMNS,
+    RUN_COLUMNS,
+    SESSION_COLUMNS,
+    UNNEST_EVENTS,
+    event_columns,
+    event_from_row,
+    event_values,
+    run_from_row,
+    run_row,
+    session_from_row,
+    session_row,
+    with_sequence,
+)
 from ._pg_schema import check_schema_name, quoted
 from ._validate import check_choice, check_id, check_int, describe
 from ._waiting import WakeHub, long_poll
@@ -44,101 +58,11 @@ from .store import (
 if TYPE_CHECKING:
     from ._pg_connection import Connection
 
-__all__ = ["PostgresSessionStore", "MissingDependencyError", "DEFAULT_SCHEMA"]
+__all__ = ["DEFAULT_SCHEMA", "MissingDependencyError", "PostgresSessionStore", "PostgresStoreInfo"]
 
 DEFAULT_SCHEMA = "sqlitestream"
 """The PostgreSQL schema a store lives in unless told otherwise: its own namespace, so its
 tables never collide with an application's tables in ``public``."""
-
-_EVENT_TYPES = {member.value: member for member in EventType}
-_EVENT_COLUMNS = "session_id, seq, id, type, run_id, ts, data, metadata"
-_SESSION_COLUMNS = (
-    "id, agent_id, status, parent_session_id, metadata, context, tags, created_at, updated_at"
-)
-_RUN_COLUMNS = (
-    "id, session_id, status, input, output, error, metadata, turn_count, token_usage, "
-    "started_at, ended_at"
-)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _loads(text: str) -> Any:
-    return {} if text == "{}" else json.loads(text)
-
-
-def _optional_dumps(value: Any) -> str | None:
-    return None if value is None else _dumps(value)
-
-
-def _optional_loads(text: str | None) -> Any:
-    return None if text is None else _loads(text)
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is timezone.utc else moment.astimezone(timezone.utc)
-
-
-def _event_from_row(row: Sequence[Any]) -> Event:
-    session_id, seq, event_id, type_, run_id, ts, data, metadata = row
-    return Event._stored(
-        type=_EVENT_TYPES[type_],
-        session_id=session_id,
-        data=_loads(data),
-        metadata=_loads(metadata),
-        run_id=run_id,
-        id=event_id,
-        timestamp=_utc(ts),
-        sequence_number=seq,
-        json_text=(data, metadata),
-    )
-
-
-def _with_sequence(event: Event, seq: int) -> Event:
-    return Event._stored(
-        type=event.type,
-        session_id=event.session_id,
-        data=event.data,
-        metadata=event.metadata,
-        run_id=event.run_id,
-        id=event.id,
-        timestamp=event.timestamp,
-        sequence_number=seq,
-        json_text=event._json,
-    )
-
-
-def _session_from_row(row: Sequence[Any]) -> Session:
-    return Session(
-        id=row[0],
-        agent_id=row[1],
-        status=row[2],
-        parent_session_id=row[3],
-        metadata=_loads(row[4]),
-        context=_loads(row[5]),
-        tags=json.loads(row[6]),
-        created_at=_utc(row[7]),
-        updated_at=_utc(row[8]),
-    )
-
-
-def _run_from_row(row: Sequence[Any]) -> Run:
-    return Run(
-        id=row[0],
-        session_id=row[1],
-        status=row[2],
-        input=_optional_loads(row[3]),
-        output=_optional_loads(row[4]),
-        error=_optional_loads(row[5]),
-        metadata=_loads(row[6]),
-        turn_count=row[7],
-        token_usage=_loads(row[8]),
-        started_at=_utc(row[9]),
-        ended_at=None if row[10] is None else _utc(row[10]),
-    )
-
 
 class _Sql:
     """The store's statements, with its (validated, quoted) schema name filled in once."""
@@ -148,15 +72,15 @@ class _Sql:
         self.events, self.streams, self.sessions, self.runs = (
             f"{s}.events", f"{s}.streams", f"{s}.sessions", f"{s}.runs"
         )
-        self.event_by_id = f"SELECT {_EVENT_COLUMNS} FROM {s}.events WHERE id = %s"
-        self.events_by_ids = f"SELECT {_EVENT_COLUMNS} FROM {s}.events WHERE id = ANY(%s)"
+        self.event_by_id = f"SELECT {EVENT_COLUMNS} FROM {s}.events WHERE id = %s"
+        self.events_by_ids = f"SELECT {EVENT_COLUMNS} FROM {s}.events WHERE id = ANY(%s)"
         # The common append: bump the counter (locking its row until commit), insert the event
         # with the new number, and notify, in one statement and one round trip.
         self.append = (
             f"WITH bump AS (INSERT INTO {s}.streams AS c (session_id, latest_seq) VALUES (%s, 1) "
             "ON CONFLICT (session_id) DO UPDATE SET latest_seq = c.latest_seq + 1 "
             "RETURNING latest_seq) "
-            f"INSERT INTO {s}.events ({_EVENT_COLUMNS}) "
+            f"INSERT INTO {s}.events ({EVENT_COLUMNS}) "
             "SELECT %s, latest_seq, %s, %s, %s, %s, %s, %s FROM bump "
             f"RETURNING seq, pg_notify(%s, {APPEND_PAYLOAD_SQL})"
         )
@@ -167,13 +91,9 @@ class _Sql:
             f"RETURNING session_id, latest_seq, pg_notify(%s, {APPEND_PAYLOAD_SQL})"
         )
         self.insert_event = (
-            f"INSERT INTO {s}.events ({_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            f"INSERT INTO {s}.events ({EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
         )
-        self.insert_events = (
-            f"INSERT INTO {s}.events ({_EVENT_COLUMNS}) SELECT * FROM unnest(%s::text[], "
-            "%s::bigint[], %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], "
-            "%s::text[])"
-        )
+        self.insert_events = f"INSERT INTO {s}.events ({EVENT_COLUMNS}) {UNNEST_EVENTS}"
         self.latest = f"SELECT latest_seq FROM {s}.streams WHERE session_id = %s"
         # Taking the counter row (creating it if need be) first makes a delete wait for
         # in-flight appends of the session and makes later appends wait for the delete.
@@ -184,7 +104,7 @@ class _Sql:
         self.select_cache: dict[tuple[bool, ...], str] = {}
 
 
-class PostgresSessionStore(SessionStore):
+class PostgresSessionStore(PostgresAdminMixin, SessionStore):
     """The session event store on a PostgreSQL server (psycopg 3).
 
     Args:
@@ -269,6 +189,7 @@ class PostgresSessionStore(SessionStore):
             f"create or upgrade the schema {self._schema!r}",
             lambda conn: _pg_schema.create_or_upgrade(conn, self._schema),
             transaction=True,
+            exclusive=_pg_schema.lock_name(self._schema),
         )
 
     # Public facts about the store -----------------------------------------------------------
@@ -301,19 +222,9 @@ class PostgresSessionStore(SessionStore):
 
     def save_session(self, session: Session) -> None:
         check_record(session, Session, "session")
-        row = (
-            session.id,
-            session.agent_id,
-            session.status.value,
-            session.parent_session_id,
-            _dumps(session.metadata),
-            _dumps(session.context),
-            _dumps(session.tags),
-            session.created_at,
-            session.updated_at,
-        )
+        row = session_row(session)
         sql = (
-            f"INSERT INTO {self._sql.sessions} ({_SESSION_COLUMNS}) "
+            f"INSERT INTO {self._sql.sessions} ({SESSION_COLUMNS}) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, "
             "status = excluded.status, parent_session_id = excluded.parent_session_id, "
@@ -327,12 +238,12 @@ class PostgresSessionStore(SessionStore):
         session_id = check_id(session_id, "session_id")
         rows = self._fetch(
             "read a session",
-            f"SELECT {_SESSION_COLUMNS} FROM {self._sql.sessions} WHERE id = %s",
+            f"SELECT {SESSION_COLUMNS} FROM {self._sql.sessions} WHERE id = %s",
             (session_id,),
         )
         if not rows:
             raise SessionNotFoundError(session_id)
-        return _session_from_row(rows[0])
+        return session_from_row(rows[0])
 
     def list_sessions(
         self,
@@ -348,7 +259,7 @@ class PostgresSessionStore(SessionStore):
         offset = check_int(offset, "offset", minimum=0)
         rows = self._fetch(
             "list sessions",
-            f"SELECT {_SESSION_COLUMNS} FROM {self._sql.sessions} "
+            f"SELECT {SESSION_COLUMNS} FROM {self._sql.sessions} "
             "WHERE (%s::text IS NULL OR status = %s) AND (%s::text IS NULL OR agent_id = %s) "
             "ORDER BY created_at, id LIMIT %s OFFSET %s",
             (
@@ -360,7 +271,7 @@ class PostgresSessionStore(SessionStore):
                 offset or 0,
             ),
         )
-        return [_session_from_row(row) for row in rows]
+        return [session_from_row(row) for row in rows]
 
     def delete_session(self, session_id: str) -> None:
         session_id = check_id(session_id, "session_id")
@@ -383,19 +294,7 @@ class PostgresSessionStore(SessionStore):
 
     def save_run(self, run: Run) -> None:
         check_record(run, Run, "run")
-        row = (
-            run.id,
-            run.session_id,
-            run.status.value,
-            _optional_dumps(run.input),
-            _optional_dumps(run.output),
-            _optional_dumps(run.error),
-            _dumps(run.metadata),
-            run.turn_count,
-            _dumps(run.token_usage),
-            run.started_at,
-            run.ended_at,
-        )
+        row = run_row(run)
         sql = self._sql
 
         def save(conn: Connection) -> None:
@@ -406,7 +305,7 @@ class PostgresSessionStore(SessionStore):
             if found is None:
                 raise SessionNotFoundError(run.session_id)
             conn.execute(
-                f"INSERT INTO {sql.runs} ({_RUN_COLUMNS}) "
+                f"INSERT INTO {sql.runs} ({RUN_COLUMNS}) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (id) DO UPDATE SET session_id = excluded.session_id, "
                 "status = excluded.status, input = excluded.input, output = excluded.output, "
@@ -422,11 +321,11 @@ class PostgresSessionStore(SessionStore):
     def get_run(self, run_id: str) -> Run:
         run_id = check_id(run_id, "run_id")
         rows = self._fetch(
-            "read a run", f"SELECT {_RUN_COLUMNS} FROM {self._sql.runs} WHERE id = %s", (run_id,)
+            "read a run", f"SELECT {RUN_COLUMNS} FROM {self._sql.runs} WHERE id = %s", (run_id,)
         )
         if not rows:
             raise RunNotFoundError(run_id)
-        return _run_from_row(rows[0])
+        return run_from_row(rows[0])
 
     def list_runs(
         self, session_id: str, *, status: RunStatus | str | None = None, limit: int | None = None
@@ -437,22 +336,22 @@ class PostgresSessionStore(SessionStore):
         value = None if wanted is None else wanted.value
         rows = self._fetch(
             "list runs",
-            f"SELECT {_RUN_COLUMNS} FROM {self._sql.runs} "
+            f"SELECT {RUN_COLUMNS} FROM {self._sql.runs} "
             "WHERE session_id = %s AND (%s::text IS NULL OR status = %s) "
             "ORDER BY started_at, id LIMIT %s",
             (session_id, value, value, limit),
         )
-        return [_run_from_row(row) for row in rows]
+        return [run_from_row(row) for row in rows]
 
     def get_active_run(self, session_id: str) -> Run | None:
         session_id = check_id(session_id, "session_id")
         rows = self._fetch(
             "read the active run",
-            f"SELECT {_RUN_COLUMNS} FROM {self._sql.runs} WHERE session_id = %s "
+            f"SELECT {RUN_COLUMNS} FROM {self._sql.runs} WHERE session_id = %s "
             "AND status = 'running' ORDER BY started_at DESC, id DESC LIMIT 1",
             (session_id,),
         )
-        return _run_from_row(rows[0]) if rows else None
+        return run_from_row(rows[0]) if rows else None
 
     # Events ---------------------------------------------------------------------------------
 
@@ -461,20 +360,10 @@ class PostgresSessionStore(SessionStore):
         row = conn.execute(self._sql.event_by_id, (event.id,)).fetchone()
         if row is None:
             return None
-        stored = _event_from_row(row)
+        stored = event_from_row(row)
         if stored.session_id != event.session_id:
             raise EventIdConflictError(event.id, event.session_id, stored.session_id)
         return stored
-
-    def _event_values(self, event: Event) -> tuple[Any, ...]:
-        return (
-            event.id,
-            event.type.value,
-            event.run_id,
-            event.timestamp,
-            event._json[0],
-            event._json[1],
-        )
 
     def append_event_with_sequence(
         self, event: Event, *, expected_sequence: int | None = None
@@ -482,7 +371,7 @@ class PostgresSessionStore(SessionStore):
         check_event(event, self._max_event_bytes)
         expected_sequence = check_int(expected_sequence, "expected_sequence", minimum=0)
         sql = self._sql
-        values = self._event_values(event)
+        values = event_values(event, 0)[2:]  # the columns after session_id and seq
 
         def append(conn: Connection) -> Event:
             # A racing transaction may store the same id after this check; it then fails on
@@ -495,18 +384,14 @@ class PostgresSessionStore(SessionStore):
                     sql.append, (event.session_id, event.session_id, *values, self._channel)
                 ).fetchone()
                 assert row is not None
-                return _with_sequence(event, int(row[0]))
+                return with_sequence(event, int(row[0]))
             bumped = conn.execute(sql.bump, ([event.session_id], [1], self._channel)).fetchone()
             assert bumped is not None
             latest = int(bumped[1])
             if latest - 1 != expected_sequence:
                 raise SequenceConflictError(event.session_id, expected_sequence, latest - 1)
-            event_id, type_, run_id, ts, data, metadata = values
-            conn.execute(
-                sql.insert_event,
-                (event.session_id, latest, event_id, type_, run_id, ts, data, metadata),
-            )
-            return _with_sequence(event, latest)
+            conn.execute(sql.insert_event, event_values(event, latest))
+            return with_sequence(event, latest)
 
         self._check_open()
         stored = self._db.run("append an event", append, transaction=True)
@@ -522,7 +407,7 @@ class PostgresSessionStore(SessionStore):
 
         def append(conn: Connection) -> tuple[list[Event], list[str]]:
             stored = {
-                row[2]: _event_from_row(row)
+                row[2]: event_from_row(row)
                 for row in conn.execute(sql.events_by_ids, (list({e.id for e in batch}),)).fetchall()
             }
             first: dict[str, Event] = {}  # event id -> its first occurrence among new events
@@ -544,18 +429,13 @@ class PostgresSessionStore(SessionStore):
                 sql.bump, (sessions, [counts[s] for s in sessions], self._channel)
             ).fetchall():
                 next_seq[session_id] = int(latest) - counts[session_id] + 1
-            columns: list[list[Any]] = [[] for _ in range(8)]
+            rows = []
             for event_id, event in first.items():
                 seq = next_seq[event.session_id]
                 next_seq[event.session_id] = seq + 1
-                stored[event_id] = _with_sequence(event, seq)
-                for column, value in zip(
-                    columns,
-                    (event.session_id, seq, event_id, event.type.value, event.run_id,
-                     event.timestamp, event._json[0], event._json[1]),
-                ):
-                    column.append(value)
-            conn.execute(sql.insert_events, columns)
+                stored[event_id] = with_sequence(event, seq)
+                rows.append(event_values(event, seq))
+            conn.execute(sql.insert_events, event_columns(rows))
             return [stored[event.id] for event in batch], sessions
 
         results, touched = self._db.run("append a batch of events", append, transaction=True)
@@ -589,7 +469,7 @@ class PostgresSessionStore(SessionStore):
         self._check_open()
 
         def run_query() -> list[Event]:
-            return [_event_from_row(row) for row in self._fetch("read events", sql, params)]
+            return [event_from_row(row) for row in self._fetch("read events", sql, params)]
 
         if query.wait_seconds > 0:
             # Listen before the waiter's first re-query, so no notification can slip between.
@@ -610,7 +490,7 @@ class PostgresSessionStore(SessionStore):
         if sql is None:
             where = "".join(f" AND {fragment}" for (fragment, _), used in zip(filters, present) if used)
             sql = (
-                f"SELECT {_EVENT_COLUMNS} FROM {self._sql.events} WHERE session_id = %s{where} "
+                f"SELECT {EVENT_COLUMNS} FROM {self._sql.events} WHERE session_id = %s{where} "
                 "ORDER BY seq LIMIT %s"
             )
             self._sql.select_cache[present] = sql
@@ -632,7 +512,7 @@ class PostgresSessionStore(SessionStore):
         self._listener.stop()
         self._db.close()
 
-    def __enter__(self) -> PostgresSessionStore:
+    def __enter__(self) -> Self:
         return self
 
     def __repr__(self) -> str:

@@ -1,0 +1,488 @@
+"""PostgreSQL-specific behaviour of PostgresSessionStore beyond the shared contract: opening and
+schema versions, cross-store wake-ups (NOTIFY and the fallback poll), races between
+connections, lost connections, the pool, and errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from sqlitestream import (
+    Event,
+    EventIdConflictError,
+    SchemaVersionError,
+    Session,
+    SessionStore,
+    StorageError,
+    ValidationError,
+)
+from sqlitestream.postgres import PostgresSessionStore
+
+pytestmark = pytest.mark.usefixtures("pg_dsn")
+
+DEADLINE = 30.0  # seconds a background step may take before the test fails
+
+
+def _event(session_id: str = "s1", **fields: Any) -> Event:
+    return Event(type="message_sent", session_id=session_id, **fields)  # type: ignore[arg-type]
+
+
+def _sql(dsn: str, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cursor = conn.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+class _Background:
+    """A call on another thread; ``result()`` waits for it with a deadline."""
+
+    def __init__(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self._done = threading.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._value = target(*args, **kwargs)
+            except BaseException as exc:  # handed to the test thread
+                self._error = exc
+            finally:
+                self._done.set()
+
+        threading.Thread(target=run, daemon=True).start()
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def result(self, timeout: float = DEADLINE) -> Any:
+        assert self._done.wait(timeout), "background call did not finish in time"
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _wait_for_waiter(dsn: str, application_name: str) -> None:
+    """Block until the store named ``application_name`` has its LISTEN connection up."""
+    deadline = threading.Event()
+    for _ in range(int(DEADLINE / 0.01)):
+        rows = _sql(
+            dsn,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND query LIKE 'LISTEN%%'",
+            (application_name,),
+        )
+        if rows[0][0]:
+            return
+        deadline.wait(0.01)
+    raise AssertionError("the store never started listening")
+
+
+@pytest.fixture
+def open_store(pg_dsn: str, pg_schema: str) -> Iterator[Callable[..., PostgresSessionStore]]:
+    """Opens stores on the test's schema (each its own pool: separate 'nodes'); closes them all."""
+    opened: list[PostgresSessionStore] = []
+
+    def open_(**options: Any) -> PostgresSessionStore:
+        store = PostgresSessionStore(pg_dsn, schema=pg_schema, **options)
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        store.close()
+
+
+# Opening and schema versions ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("schema", ["", "Upper", "1abc", "pg_x", 'a"b', "a b", "x" * 49, None, 5])
+def test_bad_schema_name_raises_naming_it(pg_dsn: str, schema: Any) -> None:
+    with pytest.raises(ValidationError, match="schema"):
+        PostgresSessionStore(pg_dsn, schema=schema)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("pool_size", 0), ("pool_size", True), ("pool_timeout_ms", -1), ("connect_timeout_s", 0),
+     ("fallback_poll_ms", 1), ("max_event_bytes", 0), ("application_name", 3)],
+)
+def test_bad_option_raises_naming_it(pg_dsn: str, option: str, value: Any) -> None:
+    with pytest.raises(ValidationError, match=option):
+        PostgresSessionStore(pg_dsn, **{option: value})
+
+
+@pytest.mark.parametrize("dsn", ["", "   ", None, b"postgresql://x"])
+def test_bad_dsn_raises_naming_it(dsn: Any) -> None:
+    with pytest.raises(ValidationError, match="dsn"):
+        PostgresSessionStore(dsn)
+
+
+def test_unreachable_server_raises_storage_error() -> None:
+    with pytest.raises(StorageError, match="cannot connect to PostgreSQL") as caught:
+        PostgresSessionStore("postgresql://postgres@127.0.0.1:1/test", connect_timeout_s=2)
+    assert not isinstance(caught.value, psycopg.Error)
+
+
+def test_first_open_creates_the_schema_and_later_opens_do_not(
+    pg_dsn: str, pg_schema: str, open_store: Callable[..., PostgresSessionStore]
+) -> None:
+    assert open_store().upgraded_from == 0
+    assert open_store().upgraded_from is None
+    tables = _sql(
+        pg_dsn,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1",
+        (pg_schema,),
+    )
+    assert [row[0] for row in tables] == ["events", "runs", "schema_version", "sessions", "streams"]
+    assert _sql(pg_dsn, f'SELECT version FROM "{pg_schema}".schema_version') == [(1,)]
+
+
+def test_newer_schema_version_is_refused_unchanged(
+    pg_dsn: str, pg_schema: str, open_store: Callable[..., PostgresSessionStore]
+) -> None:
+    open_store().append_event(_event(id="kept"))
+    _sql(pg_dsn, f'UPDATE "{pg_schema}".schema_version SET version = 99')
+    with pytest.raises(SchemaVersionError, match="99"):
+        PostgresSessionStore(pg_dsn, schema=pg_schema)
+    assert _sql(pg_dsn, f'SELECT version FROM "{pg_schema}".schema_version') == [(99,)]
+    assert _sql(pg_dsn, f'SELECT id FROM "{pg_schema}".events') == [("kept",)]
+
+
+def test_schema_with_foreign_tables_is_refused_unchanged(pg_dsn: str, pg_schema: str) -> None:
+    _sql(pg_dsn, f'CREATE SCHEMA "{pg_schema}"')
+    _sql(pg_dsn, f'CREATE TABLE "{pg_schema}".events (x int)')
+    with pytest.raises(StorageError, match="events"):
+        PostgresSessionStore(pg_dsn, schema=pg_schema)
+    tables = _sql(
+        pg_dsn, "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (pg_schema,)
+    )
+    assert tables == [("events",)]
+
+
+def test_concurrent_first_opens_create_the_schema_once(pg_dsn: str, pg_schema: str) -> None:
+    barrier = threading.Barrier(6)
+    outcomes: list[Any] = []
+    lock = threading.Lock()
+
+    def open_one() -> None:
+        barrier.wait()
+        try:
+            with PostgresSessionStore(pg_dsn, schema=pg_schema) as store:
+                result: Any = store.upgraded_from
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            result = exc
+        with lock:
+            outcomes.append(result)
+
+    workers = [threading.Thread(target=open_one) for _ in range(6)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert sorted(outcomes, key=repr) == [0] + [None] * 5
+    assert _sql(pg_dsn, f'SELECT count(*) FROM "{pg_schema}".schema_version') == [(1,)]
+
+
+def test_repr_and_dsn_hide_the_password(pg_dsn: str, pg_schema: str) -> None:
+    params = psycopg.conninfo.conninfo_to_dict(pg_dsn)
+    params["password"] = "s3cret-pw"
+    # trust auth ignores the password, so the store opens; it must not show it anywhere.
+    with PostgresSessionStore(psycopg.conninfo.make_conninfo(**params), schema=pg_schema) as store:
+        assert "s3cret-pw" not in repr(store) and "s3cret-pw" not in store.dsn
+        assert pg_schema in repr(store)
+
+
+def test_psycopg_missing_gives_a_clear_error_naming_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "import sqlitestream\n"
+        "from sqlitestream.postgres import PostgresSessionStore, MissingDependencyError\n"
+        "assert sqlitestream.PostgresSessionStore is PostgresSessionStore\n"
+        "try:\n"
+        "    PostgresSessionStore('postgresql://localhost/test')\n"
+        "except sqlitestream.SqliteStreamError as exc:\n"
+        "    assert isinstance(exc, MissingDependencyError)\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    assert result.returncode == 0, result.stderr
+    assert 'pip install "sqlitestream[postgres]"' in result.stdout
+
+
+# Ids and order -----------------------------------------------------------------------------
+
+
+def test_sessions_with_equal_times_list_in_byte_order_like_sqlite(
+    open_store: Callable[..., PostgresSessionStore],
+) -> None:
+    store = open_store()
+    ids = ["b", "B", "é", "a", "Z", "a b", "ä", "_", "10", "9"]
+    when = Session(agent_id="x").created_at
+    for session_id in ids:
+        store.save_session(Session(agent_id="x", id=session_id, created_at=when))
+    assert [s.id for s in store.list_sessions()] == sorted(ids, key=lambda text: text.encode())
+
+
+# Races between connections and store objects ------------------------------------------------
+
+
+def test_two_stores_append_gap_free_to_the_same_sessions(
+    open_store: Callable[..., PostgresSessionStore],
+) -> None:
+    stores = [open_store(pool_size=4), open_store(pool_size=4)]
+    threads_per_store, rounds = 4, 15
+    barrier = threading.Barrier(len(stores) * threads_per_store)
+    errors: list[BaseException] = []
+
+    def work(store: SessionStore, worker: int) -> None:
+        barrier.wait()
+        try:
+            for index in range(rounds):
+                if index % 3 == 0:
+                    store.append_events(
+                        [_event("a", id=f"{worker}-{index}-a"), _event("b", id=f"{worker}-{index}-b")]
+                    )
+                else:
+                    store.append_event(_event("a" if index % 2 else "b", id=f"{worker}-{index}"))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    workers = [
+        threading.Thread(target=work, args=(store, slot * 10 + n))
+        for slot, store in enumerate(stores)
+        for n in range(threads_per_store)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    for session_id in ("a", "b"):
+        seqs = [e.sequence_number for e in stores[0].get_events(session_id)]
+        assert seqs == list(range(1, len(seqs) + 1))
+        assert stores[1].get_latest_sequence(session_id) == len(seqs)
+    total = len(stores[0].get_events("a")) + len(stores[0].get_events("b"))
+    assert total == len(workers) * (rounds + rounds // 3)
+    assert stores[0].check_integrity().ok
+
+
+def test_same_new_id_raced_into_two_sessions_is_stored_once(
+    open_store: Callable[..., PostgresSessionStore],
+) -> None:
+    stores = [open_store(), open_store()]
+    for round_ in range(20):
+        barrier = threading.Barrier(2)
+
+        def attempt(store: SessionStore, session_id: str, rnd: int = round_) -> Any:
+            barrier.wait()
+            try:
+                return store.append_event_with_sequence(_event(session_id, id=f"x{rnd}"))
+            except EventIdConflictError as exc:
+                return exc
+
+        calls = [_Background(attempt, stores[0], "s1"), _Background(attempt, stores[1], "s2")]
+        outcomes = [call.result() for call in calls]
+        winners = [o for o in outcomes if isinstance(o, Event)]
+        assert len(winners) == 1
+        assert sum(isinstance(o, EventIdConflictError) for o in outcomes) == 1
+    for session_id in ("s1", "s2"):
+        seqs = [e.sequence_number for e in stores[0].get_events(session_id)]
+        assert seqs == list(range(1, len(seqs) + 1))
+    assert stores[0].get_latest_sequence("s1") + stores[0].get_latest_sequence("s2") == 20
+
+
+def test_same_new_id_raced_into_one_session_returns_one_event(
+    open_store: Callable[..., PostgresSessionStore],
+) -> None:
+    stores = [open_store(), open_store()]
+    for round_ in range(20):
+        barrier = threading.Barrier(2)
+
+        def attempt(store: SessionStore, rnd: int = round_) -> Event:
+            barrier.wait()
+            return store.append_event_with_sequence(_event(id=f"same{rnd}", data={"by": id(store)}))
+
+        calls = [_Background(attempt, store) for store in stores]
+        first, second = (call.result() for call in calls)
+        assert first == second
+    assert [e.sequence_number for e in stores[0].get_events("s1")] == list(range(1, 21))
+
+
+def test_delete_racing_appends_leaves_a_consistent_log(
+    open_store: Callable[..., PostgresSessionStore],
+) -> None:
+    writer, deleter = open_store(), open_store()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def append() -> None:
+        try:
+            while not stop.is_set():
+                writer.append_events([_event(), _event()])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    appender = threading.Thread(target=append)
+    appender.start()
+    try:
+        for _ in range(15):
+            deleter.delete_session("s1")
+    finally:
+        stop.set()
+        appender.join()
+    assert errors == []
+    report = deleter.check_integrity()
+    assert report.ok, report.findings
+    seqs = [e.sequence_number for e in deleter.get_events("s1")]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+# Long-poll across store objects ------------------------------------------------------------
+
+
+def test_notify_wakes_a_follower_in_another_store(
+    pg_dsn: str, open_store: Callable[..., PostgresSessionStore]
+) -> None:
+    # The follower's fallback poll is slower than the test deadline: only NOTIFY can wake it.
+    follower = open_store(fallback_poll_ms=600_000, application_name="st-follower-1")
+    writer = open_store()
+    waiter = _Background(follower.get_events, "s1", wait_timeout_ms=int(DEADLINE * 1000))
+    _wait_for_waiter(pg_dsn, "st-follower-1")
+    writer.append_events([_event("other"), _event("s1", id="wake")])
+    assert [e.id for e in waiter.result()] == ["wake"]
+
+
+def test_notify_wakes_followers_of_very_long_session_ids(
+    pg_dsn: str, open_store: Callable[..., PostgresSessionStore]
+) -> None:
+    long_id = "ü" * 5000  # 10,000 UTF-8 bytes: more than a notification payload may carry
+    follower = open_store(fallback_poll_ms=600_000, application_name="st-follower-2")
+    writer = open_store()
+    waiter = _Background(follower.get_events, long_id, wait_timeout_ms=int(DEADLINE * 1000))
+    _wait_for_waiter(pg_dsn, "st-follower-2")
+    writer.append_event(_event(long_id, id="long"))
+    assert [e.id for e in waiter.result()] == ["long"]
+
+
+def test_delete_in_another_store_releases_its_waiters(
+    pg_dsn: str, open_store: Callable[..., PostgresSessionStore]
+) -> None:
+    follower = open_store(fallback_poll_ms=600_000, application_name="st-follower-3")
+    writer = open_store()
+    writer.append_event(_event())
+    waiter = _Background(follower.get_events, "s1", after=1, wait_timeout_ms=int(DEADLINE * 1000))
+    _wait_for_waiter(pg_dsn, "st-follower-3")
+    writer.delete_session("s1")
+    assert waiter.result() == []
+
+
+def test_fallback_poll_wakes_on_writes_that_sent_no_notification(
+    pg_dsn: str, pg_schema: str, open_store: Callable[..., PostgresSessionStore]
+) -> None:
+    follower = open_store(fallback_poll_ms=50)
+    follower.append_event(_event())
+    waiter = _Background(follower.get_events, "s1", after=1, wait_timeout_ms=int(DEADLINE * 1000))
+    # Another program writes the tables directly, without NOTIFY (a lost notification).
+    with psycopg.connect(pg_dsn, autocommit=True) as conn, conn.transaction():
+        conn.execute(f'UPDATE "{pg_schema}".streams SET latest_seq = 2 WHERE session_id = %s', ("s1",))
+        conn.execute(
+            f'INSERT INTO "{pg_schema}".events (session_id, seq, id, type, ts, data, metadata) '
+            "VALUES ('s1', 2, 'silent', 'message_sent', now(), '{}', '{}')"
+        )
+    assert [e.id for e in waiter.result()] == ["silent"]
+
+
+def test_a_waiting_follower_holds_no_pooled_connection(
+    open_store: Callable[..., PostgresSessionStore],
+) -> None:
+    store = open_store(pool_size=1, pool_timeout_ms=5_000)
+    waiters = [
+        _Background(store.get_events, f"s{n}", wait_timeout_ms=int(DEADLINE * 1000)) for n in range(3)
+    ]
+    for n in range(3):
+        store.append_event(_event(f"s{n}", id=f"e{n}"))
+    assert [[e.id for e in waiter.result()] for waiter in waiters] == [["e0"], ["e1"], ["e2"]]
+
+
+def test_connections_stay_within_pool_size_plus_listener(
+    pg_dsn: str, open_store: Callable[..., PostgresSessionStore]
+) -> None:
+    store = open_store(pool_size=2, application_name="st-pool-size")
+    barrier = threading.Barrier(6)
+
+    def work(n: int) -> None:
+        barrier.wait()
+        for index in range(10):
+            store.append_event(_event(f"p{n}", id=f"p{n}-{index}"))
+            store.get_events(f"p{n}", after=index)
+
+    waiter = _Background(store.get_events, "idle", wait_timeout_ms=int(DEADLINE * 1000))
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    (count,) = _sql(pg_dsn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'st-pool-size'")[0]
+    assert 1 <= count <= 3
+    store.append_event(_event("idle"))
+    assert len(waiter.result()) == 1
+
+
+# Lost connections --------------------------------------------------------------------------
+
+
+def _kill_backends(dsn: str, application_name: str) -> int:
+    rows = _sql(
+        dsn,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+        (application_name,),
+    )
+    return len(rows)
+
+
+def test_lost_connections_are_reestablished(
+    pg_dsn: str, open_store: Callable[..., PostgresSessionStore]
+) -> None:
+    store = open_store(application_name="st-killed")
+    barrier = threading.Barrier(3)
+
+    def warm() -> None:  # several pooled connections, all to be killed
+        barrier.wait()
+        store.append_event(_event())
+
+    workers = [threading.Thread(target=warm) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert _kill_backends(pg_dsn, "st-killed") >= 1
+    assert store.append_event_with_sequence(_event()).sequence_number == 4
+    assert [e.sequence_number for e in store.get_events("s1")] == [1, 2, 3, 4]
+    _kill_backends(pg_dsn, "st-killed")
+    store.save_session(Session(agent_id="a", id="s1"))
+    assert store.get_session("s1").agent_id == "a"
+
+
+def test_follower_survives_losing_its_listen_connection(
+    pg_dsn: str, open_store: Callable[..., PostgresSessionStore]
+) -> None:
+    follower = open_store(fallback_poll_ms=600_000, application_name="st-relisten")
+    writer = open_store()
+    first = _Background(follower.get_events, "s1", wait_timeout_ms=int(DEADLINE * 1000))
+    _wait_for_waiter(pg_dsn, "st-relisten")
+    _kill_backends(pg_dsn, "st-relisten")
+    _wait_for_waiter(pg_dsn, "st-relisten")  # listening again on a new connection
+    writer.append_event(_event(id="after-reconnect"))
+    assert [e.id for e in first.result()] == ["after-reconnect"]
+    second = _Background(follower.get_events, "s1", after=1, wait_timeout_ms=int(DEADLINE * 1000))
+    writer.append_event(_event(id="next"))
+    assert [e.id for e in second.result()] == ["next"]
