@@ -51,7 +51,7 @@ class _Background:
         def run() -> None:
             try:
                 self._value = target(*args, **kwargs)
-            except BaseException as exc:  # handed to the test thread
+            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
                 self._error = exc
             finally:
                 self._done.set()
@@ -282,8 +282,10 @@ def test_same_new_id_raced_into_two_sessions_is_stored_once(
     for round_ in range(20):
         barrier = threading.Barrier(2)
 
-        def attempt(store: SessionStore, session_id: str, rnd: int = round_) -> Any:
-            barrier.wait()
+        def attempt(
+            store: SessionStore, session_id: str, rnd: int = round_, gate: threading.Barrier = barrier
+        ) -> Any:
+            gate.wait()
             try:
                 return store.append_event_with_sequence(_event(session_id, id=f"x{rnd}"))
             except EventIdConflictError as exc:
@@ -307,8 +309,8 @@ def test_same_new_id_raced_into_one_session_returns_one_event(
     for round_ in range(20):
         barrier = threading.Barrier(2)
 
-        def attempt(store: SessionStore, rnd: int = round_) -> Event:
-            barrier.wait()
+        def attempt(store: SessionStore, rnd: int = round_, gate: threading.Barrier = barrier) -> Event:
+            gate.wait()
             return store.append_event_with_sequence(_event(id=f"same{rnd}", data={"by": id(store)}))
 
         calls = [_Background(attempt, store) for store in stores]
