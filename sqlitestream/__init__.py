@@ -9,14 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .adapters import (
-    CommandAdapter,
-    ProviderAdapter,
-    ProviderError,
-    RunOutcome,
-    ScriptedAdapter,
-    normalise_event_type,
-)
 from .errors import (
     ConflictError,
     EventIdConflictError,
@@ -31,14 +23,22 @@ from .errors import (
     StoreClosedError,
     ValidationError,
 )
-from .manager import RunOnceResult, RunResult, SessionManager
-from .memory import InMemorySessionStore
-from .models import Event, EventType, Run, RunStatus, Session, SessionStatus
-from .sqlite import SQLiteSessionStore
-from .store import SessionStore
 
 if TYPE_CHECKING:
+    from .adapters import (
+        CommandAdapter,
+        ProviderAdapter,
+        ProviderError,
+        RunOutcome,
+        ScriptedAdapter,
+        normalise_event_type,
+    )
+    from .manager import RunOnceResult, RunResult, SessionManager
+    from .memory import InMemorySessionStore
+    from .models import Event, EventType, Run, RunStatus, Session, SessionStatus
     from .postgres import PostgresSessionStore
+    from .sqlite import SQLiteSessionStore
+    from .store import SessionStore
 
 __version__ = "0.1.0"
 
@@ -82,11 +82,42 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    # The PostgreSQL store is loaded on first use, so importing sqlitestream never needs psycopg
-    # (psycopg itself is only imported when a PostgresSessionStore is opened).
-    if name == "PostgresSessionStore":
-        from .postgres import PostgresSessionStore
+# Everything but the errors is loaded on first use (PEP 562), so `import sqlitestream` and the
+# CLI start quickly: the manager pulls in asyncio and subprocess, the SQLite store apsw, and the
+# PostgreSQL store psycopg (only imported when a PostgresSessionStore is opened).
+_LAZY = {
+    "CommandAdapter": "adapters",
+    "ProviderAdapter": "adapters",
+    "ProviderError": "adapters",
+    "RunOutcome": "adapters",
+    "ScriptedAdapter": "adapters",
+    "normalise_event_type": "adapters",
+    "RunOnceResult": "manager",
+    "RunResult": "manager",
+    "SessionManager": "manager",
+    "InMemorySessionStore": "memory",
+    "Event": "models",
+    "EventType": "models",
+    "Run": "models",
+    "RunStatus": "models",
+    "Session": "models",
+    "SessionStatus": "models",
+    "PostgresSessionStore": "postgres",
+    "SQLiteSessionStore": "sqlite",
+    "SessionStore": "store",
+}
 
-        return PostgresSessionStore
-    raise AttributeError(f"module 'sqlitestream' has no attribute {name!r}")
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sqlitestream' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
