@@ -370,11 +370,7 @@ class SessionManager:
         with self._lock:
             execution = self._executions.get(run_id)
         if execution is not None:
-            with execution.lock:
-                if execution.cancelled:
-                    return execution.run
-                if not execution.finished:
-                    return self._cancel_executing(execution)
+            return self._cancel_executing(execution)
         run = self._store.get_run(run_id)
         if run.status is RunStatus.CANCELLED:
             return run
@@ -390,19 +386,27 @@ class SessionManager:
         return cancelled
 
     def _cancel_executing(self, execution: _Execution) -> Run:
-        """Called with ``execution.lock`` held, so no adapter event slips in between."""
-        execution.cancelled = True
-        run = replace(execution.run, status=RunStatus.CANCELLED, ended_at=utc_now())
-        execution.run = run
+        marked = False
         try:
-            self._store.save_run(run)
-            self._append(
-                self._event(EventType.RUN_CANCELLED, run.session_id, run.id, {}), execution.sink
-            )
+            # Under the execution's lock, so no adapter event slips in between the cancel
+            # and its run_cancelled event.
+            with execution.lock:
+                if execution.cancelled:
+                    return execution.run
+                if execution.finished:
+                    raise ConflictError(f"run {execution.run.id!r} already finished executing")
+                execution.cancelled = marked = True
+                run = replace(execution.run, status=RunStatus.CANCELLED, ended_at=utc_now())
+                execution.run = run
+                self._store.save_run(run)
+                self._append(
+                    self._event(EventType.RUN_CANCELLED, run.session_id, run.id, {}), execution.sink
+                )
+            return run
         finally:
-            adapter = self._require_adapter()
-            adapter.cancel(run.id)
-        return run
+            if marked:
+                # Outside the lock: an adapter's cancel may wait for its execute to wind down.
+                self._require_adapter().cancel(execution.run.id)
 
     def _execute(self, run_id: str, sink: _Sink, adapter_opts: dict[str, Any]) -> RunResult:
         adapter = self._require_adapter()

@@ -601,3 +601,75 @@ def test_concurrent_runs_in_one_session_keep_gap_free_sequences(store: SessionSt
     for run in runs:
         assert types(store.get_events(session.id, run_id=run.id)) == ["message_sent", *SUCCESS_TYPES]
     wait_until(lambda: all(store.get_run(run.id).status is RunStatus.COMPLETED for run in runs))
+
+
+def test_cancel_from_the_event_callback_stops_the_run(store: SessionStore) -> None:
+    manager = manager_with(store, [{"type": "run_started"}, {"type": "delta"}, {"type": "delta"}])
+
+    def callback(event: Event) -> None:
+        if event.type is EventType.RUN_STARTED:
+            manager.cancel_run(event.run_id or "")
+
+    with pytest.raises(ProviderError) as raised:
+        manager.run_once({"prompt": "x"}, event_callback=callback)
+
+    assert raised.value.code == "cancelled"
+    [session] = store.list_sessions()
+    assert types(store.get_events(session.id))[-3:] == ["run_started", "run_cancelled", "session_cancelled"]
+
+
+class _PoliteAdapter:
+    """Emits until cancelled; its cancel() waits until execute has wound down."""
+
+    name = "polite"
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.stopped = threading.Event()
+        self.emitting = threading.Event()
+
+    def capabilities(self) -> set[str]:
+        return {"chat"}
+
+    def execute(self, run: Run, session: Session, emit: Any, **opts: Any) -> RunOutcome:
+        try:
+            while not self.stop.is_set():
+                try:
+                    emit({"type": "delta"})
+                except ProviderError:
+                    break
+                self.emitting.set()
+            raise ProviderError("stopped", "cancelled")
+        finally:
+            self.stopped.set()
+
+    def cancel(self, run_id: str) -> None:
+        self.stop.set()
+        self.stopped.wait()
+
+
+def test_an_adapter_whose_cancel_waits_for_execute_does_not_deadlock(store: SessionStore) -> None:
+    adapter = _PoliteAdapter()
+    manager = SessionManager(store, adapter)
+    session = manager.start_session()
+    run = manager.start_run(session.id, {"prompt": "x"})
+    errors: list[BaseException] = []
+
+    def execute() -> None:
+        try:
+            manager.execute_run(run.id)
+        except ProviderError as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=execute, daemon=True)
+    worker.start()
+    assert adapter.emitting.wait(10)
+    canceller = threading.Thread(target=manager.cancel_run, args=(run.id,), daemon=True)
+    canceller.start()
+    canceller.join(30)
+    worker.join(30)
+
+    assert not canceller.is_alive() and not worker.is_alive()
+    assert [exc.code for exc in errors] == ["cancelled"]  # type: ignore[attr-defined]
+    assert store.get_run(run.id).status is RunStatus.CANCELLED
+    assert types(store.get_events(session.id))[-1] == "run_cancelled"
