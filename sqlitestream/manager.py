@@ -112,6 +112,7 @@ class _Execution:
     cancelled: bool = False
     finished: bool = False
     saw_run_failed: bool = False
+    # Events stored under an id the adapter chose, so a re-sent id is delivered only once.
     emitted: dict[str, Event] = field(default_factory=dict)
     # The first failure inside emit: (error code, exception). It fails the run even if the
     # adapter caught it.
@@ -503,10 +504,14 @@ class SessionManager:
                 except ValidationError as exc:
                     execution.note_failure("invalid_event", exc)
                     raise
+                if event_data.get("id") is None:
+                    return self._record(execution, event)
                 repeated = execution.emitted.get(event.id)
                 if repeated is not None:
                     return repeated  # the adapter re-sent an id: recorded once, delivered once
-                return self._record(execution, event)
+                stored = self._record(execution, event)
+                execution.emitted[event.id] = stored
+                return stored
 
         return emit
 
@@ -518,7 +523,6 @@ class SessionManager:
         except SqliteStreamError as exc:
             execution.note_failure("storage_error", exc)
             raise
-        execution.emitted[stored.id] = stored
         if stored.type is EventType.RUN_FAILED:
             execution.saw_run_failed = True
         try:
