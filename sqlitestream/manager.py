@@ -7,7 +7,6 @@ follow a session by cursor while another one runs it. It works with every ``Sess
 from __future__ import annotations
 
 import asyncio
-import functools
 import threading
 import time
 from collections.abc import (
@@ -674,10 +673,10 @@ class SessionManager:
         while True:
             wait_ms = cursor.wait_ms
             started = time.monotonic()
-            page = self._store.get_events(**cursor.query(wait_ms))
+            page, over = cursor.read(wait_ms)
             for event in cursor.fresh(page):
                 yield event
-            if cursor.done(page):
+            if over:
                 return
             if not page and cursor.returned_early(wait_ms, time.monotonic() - started):
                 time.sleep(cursor.poll_s)
@@ -719,11 +718,10 @@ class SessionManager:
                 if wait_ms is not None:
                     wait_ms = min(wait_ms, _ASYNC_WAIT_CHUNK_MS)
                 started = time.monotonic()
-                call = functools.partial(self._store.get_events, **cursor.query(wait_ms))
-                page = await loop.run_in_executor(executor, call)
+                page, over = await loop.run_in_executor(executor, cursor.read, wait_ms)
                 for event in cursor.fresh(page):
                     yield event
-                if cursor.done(page):
+                if over:
                     return
                 if not page and cursor.returned_early(wait_ms, time.monotonic() - started):
                     await asyncio.sleep(cursor.poll_s)
@@ -819,14 +817,18 @@ class _Cursor:
         """How long the next store call may wait: only when following, in long-poll mode."""
         return self.wait_timeout_ms if self.follow else None
 
-    def query(self, wait_ms: int | None) -> dict[str, Any]:
-        return {
-            "session_id": self.session_id,
-            "after": self.after,
-            "limit": self.limit,
-            "wait_timeout_ms": wait_ms,
-            **self.filters,
-        }
+    def read(self, wait_ms: int | None) -> tuple[list[Event], bool]:
+        """The next page from the store, and whether the stream ends after it. Blocking: the
+        async stream runs it in its worker thread."""
+        page = self.store.get_events(
+            self.session_id, after=self.after, limit=self.limit, wait_timeout_ms=wait_ms, **self.filters
+        )
+        if not self.follow and len(page) < self.limit:
+            return page, True
+        if self.before is not None and not page:
+            # Sequences only grow: once the log reached before - 1, nothing more can match.
+            return page, self.store.get_latest_sequence(self.session_id) >= self.before - 1
+        return page, False
 
     def fresh(self, page: list[Event]) -> Iterator[Event]:
         """The page's events past the cursor, advancing it as each one is handed out (so a
@@ -836,14 +838,6 @@ class _Cursor:
             if seq > self.after:
                 self.after = seq
                 yield event
-
-    def done(self, page: list[Event]) -> bool:
-        if not self.follow and len(page) < self.limit:
-            return True
-        if self.before is not None and not page:
-            # Sequences only grow: once the log reached before - 1, nothing more can match.
-            return self.store.get_latest_sequence(self.session_id) >= self.before - 1
-        return False
 
     def returned_early(self, wait_ms: int | None, elapsed_s: float) -> bool:
         """Whether an empty page came back without the store having waited (polling mode, or
