@@ -7,7 +7,9 @@ process-global hooks, so a host application's other SQLite use is unaffected.
 
 from __future__ import annotations
 
+import os
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -27,10 +29,34 @@ _BUSY_SLEEP_SECONDS = 0.0005
 multi-second appends under two-process contention; short sleeps catch free windows."""
 
 
-def open_connection(path: str, *, readonly: bool) -> apsw.Connection:
+def open_connection(path: str, *, readonly: bool, immutable: bool = False) -> apsw.Connection:
+    """A connection to ``path``; ``immutable`` (read-only) reads the file as it is, without
+    the -wal and -shm files that SQLite would otherwise need (see :func:`frozen_location`)."""
     flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+    target = path
+    if immutable:
+        flags = apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI
+        target = f"file:{urllib.parse.quote(path)}?immutable=1"
     with translating(f"open {path!r}"):
-        return apsw.Connection(path, flags=flags)
+        return apsw.Connection(target, flags=flags)
+
+
+def frozen_location(path: str) -> bool:
+    """Whether ``path`` sits in a directory this process cannot write (a read-only mount or
+    directory) with no -wal file holding commits beside it.
+
+    SQLite reads a WAL-mode file only through its -shm file, which it cannot create there, so a
+    read-only open must read the file as immutable. That is exact: with no -wal file there is
+    nothing beyond the file itself, and no writer can work in a directory where it cannot
+    create its -wal (a writer reaching the file through another, writable mount is not seen).
+    """
+    directory = os.path.dirname(path) or "."
+    if os.access(directory, os.W_OK):
+        return False
+    try:
+        return os.stat(f"{path}-wal").st_size == 0
+    except FileNotFoundError:
+        return True
 
 
 def set_busy_handler(conn: apsw.Connection, busy_timeout_ms: int) -> None:

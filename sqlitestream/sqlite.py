@@ -24,6 +24,7 @@ from ._connection import (
     SYNCHRONOUS_LEVELS,
     apply_settings,
     enable_wal,
+    frozen_location,
     open_connection,
     transaction,
     translating,
@@ -34,6 +35,7 @@ from ._watcher import DataVersionWatcher
 from .errors import (
     EventIdConflictError,
     RunNotFoundError,
+    SchemaVersionError,
     SequenceConflictError,
     SessionNotFoundError,
     StorageError,
@@ -166,7 +168,8 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         busy_timeout_ms: how long a write waits for another process's write lock before
             raising ``StoreBusyError``.
         readonly: open an existing store for inspection: nothing is created or changed and
-            every write raises ``StorageError``.
+            every write raises ``StorageError``. This also reads a store in a read-only
+            directory or on read-only media, where a writable open fails with ``StorageError``.
         max_event_bytes: the largest encoded ``data`` + ``metadata`` an event may carry.
         poll_interval_ms: how often, while a long-poll is waiting, the store checks whether
             another process committed (the in-process wake-up is immediate).
@@ -218,6 +221,7 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         self._watcher: DataVersionWatcher | None = None
         self._writer: apsw.Connection | None = None
         self._upgraded_from: int | None = None
+        self._immutable = False  # a read-only open of a store in a read-only directory
         self._open()
 
     # Opening ------------------------------------------------------------------------------
@@ -231,7 +235,12 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         if self._readonly and not file.exists():
             raise StorageError(f"no store at {self._path!r} (read-only open creates nothing)")
         _schema.sniff_file(file)
-        conn = open_connection(self._path, readonly=self._readonly)
+        self._immutable = self._readonly and frozen_location(self._path)
+        try:
+            conn = open_connection(self._path, readonly=self._readonly, immutable=self._immutable)
+        except StorageError as exc:
+            self._explain_unwritable(exc)
+            raise
         try:
             apply_settings(conn, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms)
             state = _schema.read_state(conn, self._path)
@@ -240,8 +249,10 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
                 enable_wal(conn)
                 if state.user_version != _schema.SCHEMA_VERSION:
                     self._upgraded_from = _schema.create_or_upgrade(conn, self._path)
-        except BaseException:
+        except BaseException as exc:
             conn.close()
+            if isinstance(exc, StorageError):
+                self._explain_unwritable(exc)
             raise
         if self._readonly:
             self._idle_readers.append(conn)
@@ -250,6 +261,18 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         self._watcher = DataVersionWatcher(
             self._open_reader, self._hub, interval_s=self._poll_interval_s
         )
+
+    def _explain_unwritable(self, exc: StorageError) -> None:
+        """A writable open in a directory we cannot write fails deep inside SQLite with a
+        vague message; say what is wrong and what to do instead."""
+        if self._readonly or isinstance(exc, SchemaVersionError):
+            return
+        if not os.access(os.path.dirname(self._path), os.W_OK):
+            raise StorageError(
+                f"cannot open {self._path!r} for writing: its directory is read-only (a store "
+                "creates its -wal and -shm files beside it); open it with readonly=True to read it",
+                sqlite_code=exc.sqlite_code,
+            ) from exc
 
     def _configured(self, conn: apsw.Connection) -> apsw.Connection:
         try:
@@ -260,7 +283,7 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         return conn
 
     def _open_reader(self) -> apsw.Connection:
-        return self._configured(open_connection(self._path, readonly=True))
+        return self._configured(open_connection(self._path, readonly=True, immutable=self._immutable))
 
     def _on_first_waiter(self) -> None:
         if self._watcher is not None:
