@@ -11,11 +11,14 @@ import errno
 import linecache
 import os
 import pwd
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -520,6 +523,13 @@ def _as_unprivileged_user(check: Callable[[], None]) -> None:
         nobody = pwd.getpwnam("nobody")
     except KeyError:
         pytest.skip("no user 'nobody' to drop privileges to")
+    # Fork only with no other thread alive: a lock another thread held at the fork would stay
+    # held for good in the child.
+    deadline = time.monotonic() + 10
+    while threading.active_count() > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if threading.active_count() > 1:
+        pytest.skip(f"threads still running, forking is unsafe: {threading.enumerate()}")
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: no pytest machinery past this point
@@ -534,10 +544,20 @@ def _as_unprivileged_user(check: Callable[[], None]) -> None:
         os.write(write_end, message)
         os._exit(0)
     os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        report = pipe.read().decode()
+    chunks = []
+    deadline = time.monotonic() + 120
+    with os.fdopen(read_end, "rb", buffering=0) as pipe:
+        while time.monotonic() < deadline:
+            if select.select([pipe], [], [], 1.0)[0]:
+                chunk = pipe.read(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        else:
+            os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
-    assert report == ""
+    assert time.monotonic() < deadline, "the unprivileged child did not finish"
+    assert b"".join(chunks).decode() == ""
 
 
 @pytest.fixture
