@@ -269,9 +269,9 @@ def info(fmt: str) -> None:
 
 
 @cli.command()
-@click.option("--status", help="Only saved sessions with this status (e.g. active).")
-@click.option("--agent", help="Only saved sessions of this agent id.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most this many rows.")
+@click.option("--status", metavar="STATUS", help="Only saved sessions with this status (e.g. active).")
+@click.option("--agent", metavar="AGENT_ID", help="Only saved sessions of this agent id.")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most this many rows.")
 @format_option
 def sessions(status: str | None, agent: str | None, limit: int | None, fmt: str) -> None:
     """Saved sessions, and every session id in the log, with event count and latest sequence.
@@ -321,7 +321,7 @@ def _session_row(record: dict[str, Any], stream: Any, *, saved: bool) -> dict[st
 
 @cli.command()
 @click.argument("session_id")
-@click.option("--status", help="Only runs with this status (e.g. running).")
+@click.option("--status", metavar="STATUS", help="Only runs with this status (e.g. running).")
 @format_option
 def runs(session_id: str, status: str | None, fmt: str) -> None:
     """The session's runs, oldest first.
@@ -358,12 +358,12 @@ def _since(value: str | None) -> datetime | None:
 
 @cli.command()
 @click.argument("session_id")
-@click.option("--after", type=int, help="Only events with sequence number > N.")
-@click.option("--before", type=int, help="Only events with sequence number < N.")
-@click.option("--run-id", help="Only events of this run.")
-@click.option("--type", "type_", help="Only events of this type (e.g. message_sent).")
-@click.option("--since", help="Only events at or after this ISO 8601 time (with an offset).")
-@click.option("--limit", type=int, help="At most N events.")
+@click.option("--after", type=int, metavar="N", help="Only events with sequence number > N.")
+@click.option("--before", type=int, metavar="N", help="Only events with sequence number < N.")
+@click.option("--run-id", metavar="RUN_ID", help="Only events of this run.")
+@click.option("--type", "type_", metavar="TYPE", help="Only events of this type (e.g. message_sent).")
+@click.option("--since", metavar="TIME", help="Only events at or after this ISO 8601 time (with an offset).")
+@click.option("--limit", type=int, metavar="N", help="At most N events.")
 @format_option
 def events(
     session_id: str,
@@ -420,15 +420,15 @@ def latest(session_id: str) -> None:
 
 @cli.command()
 @click.argument("session_id")
-@click.option("-n", "--lines", "count", type=click.IntRange(min=0), default=10, show_default=True,
+@click.option("-n", "--lines", "count", type=click.IntRange(min=0), default=10, show_default=True, metavar="N",
               help="How many of the latest events to print first.")
-@click.option("--after", type=int, help="Only events with sequence number > N.")
+@click.option("--after", type=int, metavar="N", help="Only events with sequence number > N.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new events until interrupted.")
-@click.option("--wait-ms", type=click.IntRange(min=0),
+@click.option("--wait-ms", type=click.IntRange(min=0), metavar="MS",
               help="Long-poll timeout of each read (with --follow; default 30000). Without "
               "--follow: wait up to MS for a first event when there is none yet.")
-@click.option("--type", "type_", help="Only events of this type.")
-@click.option("--run-id", help="Only events of this run.")
+@click.option("--type", "type_", metavar="TYPE", help="Only events of this type.")
+@click.option("--run-id", metavar="RUN_ID", help="Only events of this run.")
 @format_option
 def tail(
     session_id: str,
@@ -541,12 +541,12 @@ def _json_object(value: str | None, option: str) -> dict[str, Any] | None:
 
 @cli.command()
 @click.argument("session_id")
-@click.option("--type", "type_", required=True, help="The event type (e.g. message_sent).")
-@click.option("--data", help="The event data: a JSON object, @FILE, or - for stdin.")
-@click.option("--metadata", help="The event metadata: a JSON object, @FILE, or - for stdin.")
-@click.option("--run-id", help="The run the event belongs to.")
-@click.option("--id", "event_id", help="The event id (default: a new unique id).")
-@click.option("--expected-sequence", type=int,
+@click.option("--type", "type_", required=True, metavar="TYPE", help="The event type (e.g. message_sent).")
+@click.option("--data", metavar="JSON|@FILE|-", help="The event data: a JSON object, @FILE, or - for stdin.")
+@click.option("--metadata", metavar="JSON|@FILE|-", help="The event metadata: a JSON object, @FILE, or - for stdin.")
+@click.option("--run-id", metavar="RUN_ID", help="The run the event belongs to.")
+@click.option("--id", "event_id", metavar="ID", help="The event id (default: a new unique id).")
+@click.option("--expected-sequence", type=int, metavar="N",
               help="Append only if the session's latest sequence is N (0: empty).")
 @format_option
 def append(
@@ -802,8 +802,8 @@ def check(fmt: str, progress: bool | None) -> None:
 
 
 @cli.command()
-@click.option("--events", "count", type=int, default=None, help="How many agent events to emit.")
-@click.option("--interval-ms", type=int, default=None, help="Pause between emitted events.")
+@click.option("--events", "count", type=int, default=None, metavar="N", help="How many agent events to emit.")
+@click.option("--interval-ms", type=int, default=None, metavar="MS", help="Pause between emitted events.")
 @click.pass_obj
 def demo(config: _Config, count: int | None, interval_ms: int | None) -> None:
     """Run the main job: a second process records an agent session through SessionManager
