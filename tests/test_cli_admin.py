@@ -185,9 +185,7 @@ def test_check_finds_a_sequence_gap(store: SQLiteSessionStore, tmp_path: Path) -
     raw(tmp_path / "store.db", "DELETE FROM events WHERE session_id = 's1' AND seq = 3")
     report = _check(tmp_path / "store.db")
     assert not report.ok
-    assert _kinds(report) == [("sequence_gap", "s1"), ("latest_mismatch", "s1")] or _kinds(report) == [
-        ("sequence_gap", "s1")
-    ]
+    assert _kinds(report) == [("sequence_gap", "s1")]
     assert "sequence 3 is missing" in report.findings[0].message
 
 
@@ -287,7 +285,7 @@ def test_check_is_correct_while_another_process_appends(store: SQLiteSessionStor
         writer.join(30)
     assert writer.exitcode == 0
     assert all(report.ok for report in reports), [r.findings for r in reports if not r.ok]
-    assert reports[-1].events_checked > reports[0].events_checked or reports[-1].events_checked > 7
+    assert reports[-1].events_checked > 7  # the writer's events were there and checked
 
 
 # Schema inspection and migration ---------------------------------------------------------------
