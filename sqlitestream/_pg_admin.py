@@ -143,6 +143,13 @@ class PostgresAdminMixin(TransferMixin):
             if count or latest
         ]
 
+    def schema_version(self) -> int:
+        """The schema version stamped in the store's schema."""
+        ((version,),) = self._fetch(
+            "read the schema version", f"SELECT version FROM {self._table('schema_version')}"
+        )
+        return int(version)
+
     def store_info(self) -> PostgresStoreInfo:
         """Server and schema versions, the durability setting, the tables' size, and the
         numbers of saved sessions, runs, events and sequence counters (streams)."""

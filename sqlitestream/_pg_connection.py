@@ -49,6 +49,7 @@ _RETRY_STATES = {
     "40P01": "a deadlock",
     "23505": "a concurrent insert of the same key",
 }
+_READ_ONLY_STATE = "25006"
 _BUSY_STATES = {
     "55P03": "a lock was not available",
     "57014": "the statement was cancelled (statement_timeout or lock_timeout?)",
@@ -101,6 +102,8 @@ def translate(exc: BaseException, action: str) -> SqliteStreamError:
             f"{action}: gave up after {MAX_CONFLICT_ATTEMPTS} attempts, each lost to "
             f"{_RETRY_STATES[sqlstate]} (SQLSTATE {sqlstate}): {detail}"
         )
+    if sqlstate == _READ_ONLY_STATE:
+        return StorageError(f"cannot {action}: the store was opened read-only")
     if sqlstate in _BUSY_STATES:
         return StoreBusyError(f"{action}: {_BUSY_STATES[sqlstate]} (SQLSTATE {sqlstate}): {detail}")
     if sqlstate is not None and sqlstate.startswith("53"):
@@ -240,8 +243,10 @@ class Database:
         pool_size: int,
         pool_timeout_s: float,
         connect_timeout_s: int,
+        readonly: bool = False,
     ) -> None:
         self._psycopg = load_psycopg()
+        self._readonly = readonly
         self._dsn = dsn
         self._application_name = application_name
         self._connect_timeout_s = connect_timeout_s
@@ -252,7 +257,8 @@ class Database:
 
         ``autocommit``: a read is one statement with no BEGIN/COMMIT round trips; writes open
         their transaction explicitly in :meth:`run`. ``application_name`` makes the store's
-        connections easy to find in ``pg_stat_activity``.
+        connections easy to find in ``pg_stat_activity``. A read-only store's sessions have
+        ``default_transaction_read_only`` on, so the server itself refuses any write.
         """
         try:
             conn: Connection = self._psycopg.connect(
@@ -263,6 +269,12 @@ class Database:
             )
         except self._psycopg.Error as exc:
             raise StorageError(f"cannot connect to PostgreSQL: {_detail(exc)}") from exc
+        if self._readonly:
+            try:
+                conn.execute("SET default_transaction_read_only = on")
+            except self._psycopg.Error as exc:
+                conn.close()
+                raise translate(exc, "configure a read-only connection") from exc
         return conn
 
     def run(

@@ -86,14 +86,33 @@ def lock_name(schema: str) -> str:
     return f"sqlitestream:{schema}"
 
 
-def needs_work(conn: Connection, schema: str) -> bool:
-    """Whether the schema must be created or upgraded (a quick read, no lock); raises
-    ``SchemaVersionError`` for a version this code cannot use."""
+def check_usable(conn: Connection, schema: str, *, readonly: bool, create: bool) -> bool:
+    """Whether the schema must be created or upgraded (a quick read, no lock).
+
+    Raises ``SchemaVersionError`` for a version this code cannot use (newer; or older when
+    ``readonly``), and ``StorageError`` when there is no store and ``readonly`` or not
+    ``create``.
+    """
     version = read_version(conn, schema)
     if version is None:
+        if readonly or not create:
+            raise StorageError(
+                f"no sqlitestream store in schema {schema!r} (nothing was created; "
+                "`sqlitestream --db URL init` creates one)"
+            )
         return True
     check_version(version, schema)
+    if readonly and version < SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"schema {schema!r} has sqlitestream schema version {version}; this sqlitestream "
+            f"needs {SCHEMA_VERSION}. Open it writable once (or run `sqlitestream migrate`)"
+        )
     return version < SCHEMA_VERSION
+
+
+def pending_upgrades(version: int) -> list[int]:
+    """The versions an upgrade from ``version`` steps through (empty when current)."""
+    return list(range(version, SCHEMA_VERSION)) if version >= 1 else []
 
 
 def create_or_upgrade(conn: Connection, schema: str) -> int | None:
@@ -121,7 +140,7 @@ def create_or_upgrade(conn: Connection, schema: str) -> int | None:
         conn.execute(schema_sql())
         conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
         return 0
-    for step in range(version, SCHEMA_VERSION):
+    for step in pending_upgrades(version):
         for statement in UPGRADES[step]:
             conn.execute(statement)
     conn.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION,))

@@ -25,7 +25,10 @@ from .errors import SqliteStreamError
 if TYPE_CHECKING:
     from ._cli_format import Column, Writer
     from .models import Event
+    from .postgres import PostgresSessionStore
     from .sqlite import SQLiteSessionStore
+
+    Store = SQLiteSessionStore | PostgresSessionStore
 
 __all__ = ["cli", "main"]
 
@@ -117,22 +120,31 @@ def _writer(fmt: str, columns: tuple[Column, ...], *, header: bool = True) -> Wr
     return make_writer(fmt, columns, header=header)
 
 
-def _open_store(*, readonly: bool, create: bool = False) -> SQLiteSessionStore:
+def _open_store(*, readonly: bool, create: bool = False) -> Store:
     """The store named by ``--db``, closed when the command ends.
 
     A store that does not exist is never created unless ``create``: read-only commands and
     ``delete-session`` say so and exit 1.
     """
+    return _open_location(click.get_current_context().find_object(_Config).db, readonly=readonly, create=create)  # type: ignore[union-attr]
+
+
+def _open_location(db: str, *, readonly: bool, create: bool = False) -> Store:
+    """The store at ``db`` (a SQLite file, or a ``postgresql://`` URL with an optional
+    ``schema`` parameter), closed when the command ends; created only if ``create``."""
+    from ._pg_url import is_postgres_url, open_postgres
     from .sqlite import SQLiteSessionStore
 
-    ctx = click.get_current_context()
-    db = ctx.find_object(_Config).db  # type: ignore[union-attr]
-    if not create and db != ":memory:" and not os.path.exists(db):
-        raise click.ClickException(
-            f"no store at {db} (nothing was created; `sqlitestream --db {db} init` creates one)"
-        )
-    store = SQLiteSessionStore(db, readonly=readonly)
-    ctx.call_on_close(store.close)
+    store: Store
+    if is_postgres_url(db):
+        store = open_postgres(db, readonly=readonly, create=create)
+    else:
+        if not create and db != ":memory:" and not os.path.exists(db):
+            raise click.ClickException(
+                f"no store at {db} (nothing was created; `sqlitestream --db {db} init` creates one)"
+            )
+        store = SQLiteSessionStore(db, readonly=readonly)
+    click.get_current_context().call_on_close(store.close)
     return store
 
 
@@ -154,14 +166,15 @@ def _note(message: str) -> None:
     show_default=True,
     envvar=DB_ENV,
     show_envvar=True,
-    help="The store file.",
+    help="The store: a SQLite file, or a postgresql:// URL (optionally with ?schema=NAME).",
 )
 @click.version_option(__version__, "--version", prog_name="sqlitestream")
 @click.pass_context
 def cli(ctx: click.Context, db: str) -> None:
     """Inspect, follow, append to, export/import, check and migrate a sqlitestream store.
 
-    The store is the SQLite file given by --db (before the command) or $SQLITESTREAM_DB.
+    The store is the SQLite file or postgresql:// URL given by --db (before the command) or
+    $SQLITESTREAM_DB.
     Commands that only read never create or change it, and work while other processes write.
 
     \b
@@ -215,11 +228,14 @@ def migrate(config: _Config, dry_run: bool, no_backup: bool, backup_path: str | 
       sqlitestream --db events.db migrate --dry-run
       sqlitestream --db events.db migrate
     """
+    from ._pg_url import PostgresSchemas, is_postgres_url
     from .sqlite import SQLiteSessionStore
 
     if no_backup and backup_path is not None:
         raise click.UsageError("--backup and --no-backup exclude each other")
-    status = SQLiteSessionStore.inspect_schema(config.db)
+    postgres = is_postgres_url(config.db)
+    schemas = PostgresSchemas if postgres else SQLiteSessionStore
+    status = schemas.inspect_schema(config.db)
     click.echo(
         f"store {status.path}: schema version {status.version}; "
         f"this sqlitestream uses version {status.code_version}"
@@ -234,9 +250,11 @@ def migrate(config: _Config, dry_run: bool, no_backup: bool, backup_path: str | 
     if dry_run:
         click.echo("dry run: nothing was changed")
         return
+    if postgres and backup_path is None:
+        no_backup = True  # PostgreSQL: back up with pg_dump first (see the README)
     if not no_backup and backup_path is None:
         backup_path = f"{status.path}.schema-v{status.version}.bak"
-    result = SQLiteSessionStore.migrate_schema(
+    result = schemas.migrate_schema(
         config.db, backup_path=None if no_backup else backup_path
     )
     if result.backup_path is not None:
@@ -474,7 +492,7 @@ def tail(
 
 
 def _last_events(
-    store: SQLiteSessionStore,
+    store: Store,
     session_id: str,
     count: int,
     floor: int,
@@ -495,7 +513,7 @@ def _last_events(
 
 
 def _follow(
-    store: SQLiteSessionStore, session_id: str, cursor: int, wait_ms: int, filters: dict[str, Any]
+    store: Store, session_id: str, cursor: int, wait_ms: int, filters: dict[str, Any]
 ) -> Iterator[Event]:
     while True:
         page = store.get_events(
@@ -753,6 +771,46 @@ def _bad_line(number: int, exc: Exception) -> SqliteStreamError:
     from .errors import ValidationError
 
     return ValidationError(f"line {number} is not JSON: {exc}")
+
+
+@cli.command()
+@click.option("--from", "source", required=True, metavar="SRC",
+              help="The store to copy from: a SQLite file or a postgresql:// URL.")
+@click.option("--to", "target", required=True, metavar="DST",
+              help="The store to copy into (created if needed): a SQLite file or a postgresql:// URL.")
+@progress_option
+def copy(source: str, target: str, progress: bool | None) -> None:
+    """Copy every session, run and event from SRC into DST, e.g. from SQLite to PostgreSQL.
+
+    Ids, payloads, timestamps and sequence numbers are kept exactly. Idempotent: a re-run
+    copies nothing twice (events already in DST by id are skipped and counted); each session
+    is copied atomically, and the first conflict stops the copy. --db is not used.
+
+    \b
+    Example:
+      sqlitestream copy --from events.db --to postgresql://app@db.internal/app
+      sqlitestream copy --from 'postgresql://app@db.internal/app?schema=agents' --to back.db
+    """
+    from ._cli_format import Progress
+
+    src = _open_location(source, readonly=True)
+    dst = _open_location(target, readonly=False, create=True)
+    bar = Progress("copying events", sum(s.event_count for s in src.list_streams()), enabled=progress)
+    try:
+        report = dst.import_records(
+            src.export_records(),
+            on_session=lambda done: bar.update(done.events_added + done.events_skipped),
+        )
+    finally:
+        bar.finish()
+    click.echo(
+        f"copied {len(report.sessions)} session(s) from {src.path} to {dst.path}: "
+        f"session records {report.sessions_added} added, {report.sessions_updated} updated, "
+        f"{report.sessions_unchanged} unchanged; "
+        f"runs {report.runs_added} added, {report.runs_updated} updated, "
+        f"{report.runs_unchanged} unchanged; "
+        f"events {report.events_added} added, {report.events_skipped} skipped (already present)"
+    )
 
 
 # Checking -------------------------------------------------------------------------------------

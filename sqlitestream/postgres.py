@@ -33,6 +33,7 @@ from ._pg_rows import (
     with_sequence,
 )
 from ._pg_schema import check_schema_name, quoted
+from ._pg_url import display_url
 from ._validate import check_choice, check_id, check_int, describe
 from ._waiting import WakeHub, long_poll
 from .errors import (
@@ -120,6 +121,10 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
         max_event_bytes: the largest encoded ``data`` + ``metadata`` an event may carry.
         fallback_poll_ms: while a long-poll waits, how often the store also checks the waited
             sessions in case a notification was lost (the notification itself wakes at once).
+        readonly: inspect an existing store: nothing is created or upgraded, and the server
+            refuses every write (``StorageError``).
+        create: when the schema holds no store yet, create it (default) or raise
+            ``StorageError``.
 
     Opening refuses, without changing anything, a schema stamped with a newer version
     (``SchemaVersionError``) or holding same-named tables that are not a store
@@ -137,6 +142,8 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
         application_name: str = "sqlitestream",
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         fallback_poll_ms: int = 1000,
+        readonly: bool = False,
+        create: bool = True,
     ) -> None:
         if not isinstance(dsn, str) or not dsn.strip():
             raise ValidationError(f"dsn must be a non-empty connection string, got {describe(dsn)}")
@@ -148,6 +155,11 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
             raise ValidationError(f"application_name must be a string, got {describe(application_name)}")
         self._max_event_bytes = check_max_event_bytes(max_event_bytes)
         fallback = check_int(fallback_poll_ms, "fallback_poll_ms", minimum=10, allow_none=False) or 10
+        for name, flag in (("readonly", readonly), ("create", create)):
+            if type(flag) is not bool:
+                raise ValidationError(f"{name} must be a bool, got {describe(flag)}")
+        self._readonly = readonly
+        self._create = create
         self._connect_timeout_s = float(connect_timeout)
         self._db = Database(
             dsn,
@@ -155,8 +167,10 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
             pool_size=size,
             pool_timeout_s=pool_timeout / 1000.0,
             connect_timeout_s=connect_timeout,
+            readonly=readonly,
         )
         self._dsn = redact_dsn(dsn)
+        self._location = display_url(dsn, self._schema)
         self._channel = channel_for(self._schema)
         self._sql = _Sql(self._schema)
         self._closed = False
@@ -181,7 +195,9 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
                 raise StorageError(
                     f"the database encoding is {encoding}; sqlitestream needs a UTF8 database"
                 )
-            return _pg_schema.needs_work(conn, self._schema)
+            return _pg_schema.check_usable(
+                conn, self._schema, readonly=self._readonly, create=self._create
+            )
 
         if not self._db.run("open the store", check, transaction=False):
             return None
@@ -202,6 +218,16 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
     @property
     def schema(self) -> str:
         return self._schema
+
+    @property
+    def path(self) -> str:
+        """Where the store is, as a ``postgresql://`` URL without the password and with a
+        ``schema`` parameter: what ``--db`` takes on the command line."""
+        return self._location
+
+    @property
+    def readonly(self) -> bool:
+        return self._readonly
 
     @property
     def upgraded_from(self) -> int | None:
@@ -516,5 +542,5 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
         return self
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"PostgresSessionStore({self._dsn!r}, schema={self._schema!r}, {state})"
+        state = "closed" if self._closed else ("read-only" if self._readonly else "open")
+        return f"PostgresSessionStore({self._location!r}, {state})"
