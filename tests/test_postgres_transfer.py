@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from sqlitestream.postgres import PostgresSessionStore
 pytestmark = pytest.mark.usefixtures("pg_dsn")
 
 ROOT = Path(__file__).resolve().parent.parent
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def _url(dsn: str, schema: str) -> str:
