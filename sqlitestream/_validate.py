@@ -14,6 +14,9 @@ from typing import Any
 from .errors import ValidationError
 
 _MAX_DEPTH = 100
+# One encoder for every write: json.dumps with options builds a new encoder on each call.
+_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+_decode = json.JSONDecoder().decode
 _REPR_LIMIT = 80
 
 
@@ -77,6 +80,8 @@ def check_int(value: object, name: str, *, minimum: int, allow_none: bool = True
 
 def check_aware_datetime(value: object, name: str) -> datetime:
     """A timezone-aware ``datetime``, returned in UTC."""
+    if type(value) is datetime and value.tzinfo is timezone.utc:
+        return value  # already what we return (the default timestamps are built this way)
     if not isinstance(value, datetime):
         raise ValidationError(f"{name} must be a timezone-aware datetime, got {describe(value)}")
     if value.tzinfo is None or value.utcoffset() is None:
@@ -154,9 +159,45 @@ def check_json_object(value: object, name: str) -> dict[str, Any]:
     Returns a deep copy (tuples become lists), so later changes to the caller's dict do not
     reach the stored record.
     """
+    return json_object_with_text(value, name)[0]
+
+
+def json_object_with_text(value: object, name: str) -> tuple[dict[str, Any], str]:
+    """:func:`check_json_object`'s copy together with its compact JSON text (as
+    :func:`encode_json` writes it).
+
+    The common case runs at C speed: encode, decode the text back as the copy, and accept it
+    when the copy equals the input (so no key was coerced to a string), no container count
+    could exceed the depth limit and the text is valid Unicode. Anything else (tuples, odd
+    keys, NaN, lone surrogates, deep or cyclic values) takes the walk in ``_normalise``, which
+    gives the same copy or names the offending value.
+    """
+    if type(value) is dict:
+        if not value:
+            return {}, "{}"
+        try:
+            text = _encode(value)
+        except (TypeError, ValueError, RecursionError):
+            pass
+        else:
+            if text.count("{") + text.count("[") <= _MAX_DEPTH and _is_text(text):
+                copy = _decode(text)
+                if copy == value:
+                    return copy, text
     if not isinstance(value, dict):
         raise ValidationError(f"{name} must be a dict (a JSON object), got {describe(value)}")
-    return _normalise(value, name, 0)  # type: ignore[no-any-return]
+    copy = _normalise(value, name, 0)
+    return copy, encode_json(copy, name)
+
+
+def _is_text(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_optional_json_object(value: object, name: str) -> dict[str, Any] | None:
@@ -166,7 +207,7 @@ def check_optional_json_object(value: object, name: str) -> dict[str, Any] | Non
 def encode_json(value: Any, name: str) -> str:
     """Compact JSON text of an already normalised value."""
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return _encode(value)
     except ValueError as exc:  # e.g. an int too large for int->str conversion
         raise ValidationError(f"{name} cannot be encoded as JSON: {exc}") from exc
 

@@ -24,7 +24,7 @@ from ._validate import (
     check_optional_json_object,
     check_tags,
     describe,
-    encode_json,
+    json_object_with_text,
 )
 from .errors import ValidationError
 
@@ -122,8 +122,8 @@ def from_micros(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
 
 
-def _set(record: object, name: str, value: Any) -> None:
-    object.__setattr__(record, name, value)
+# Frozen records set their own fields through object.__setattr__; bound once, called directly.
+_set = object.__setattr__
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,15 +149,15 @@ class Event:
     def __post_init__(self) -> None:
         _set(self, "type", check_choice(self.type, "type", EventType))
         _set(self, "session_id", check_id(self.session_id, "session_id"))
-        data = check_json_object(self.data, "data")
-        metadata = check_json_object(self.metadata, "metadata")
+        data, data_text = json_object_with_text(self.data, "data")
+        metadata, metadata_text = json_object_with_text(self.metadata, "metadata")
         _set(self, "data", data)
         _set(self, "metadata", metadata)
         _set(self, "run_id", check_optional_id(self.run_id, "run_id"))
         _set(self, "id", check_id(self.id, "id"))
         _set(self, "timestamp", check_aware_datetime(self.timestamp, "timestamp"))
         _set(self, "sequence_number", check_int(self.sequence_number, "sequence_number", minimum=1))
-        _set(self, "_json", (encode_json(data, "data"), encode_json(metadata, "metadata")))
+        _set(self, "_json", (data_text, metadata_text))
 
     @classmethod
     def _stored(
