@@ -75,15 +75,21 @@ class _Sql:
         )
         self.event_by_id = f"SELECT {EVENT_COLUMNS} FROM {s}.events WHERE id = %s"
         self.events_by_ids = f"SELECT {EVENT_COLUMNS} FROM {s}.events WHERE id = ANY(%s)"
-        # The common append: bump the counter (locking its row until commit), insert the event
-        # with the new number, and notify, in one statement and one round trip.
+        # The common append, as ONE statement (its own transaction, one round trip): look the
+        # id up; only if it is new, bump the counter (locking its row until commit) and insert
+        # the event with the new number, notifying in the same transaction. A concurrent
+        # insert of the same id is caught by the unique index; Database.run retries and the
+        # lookup then finds it. Result: the new number, or the stored event's columns.
         self.append = (
-            f"WITH bump AS (INSERT INTO {s}.streams AS c (session_id, latest_seq) VALUES (%s, 1) "
+            f"WITH existing AS (SELECT {EVENT_COLUMNS} FROM {s}.events WHERE id = %s), "
+            f"bump AS (INSERT INTO {s}.streams AS c (session_id, latest_seq) "
+            "SELECT %s, 1 WHERE NOT EXISTS (SELECT 1 FROM existing) "
             "ON CONFLICT (session_id) DO UPDATE SET latest_seq = c.latest_seq + 1 "
-            "RETURNING latest_seq) "
-            f"INSERT INTO {s}.events ({EVENT_COLUMNS}) "
+            "RETURNING latest_seq), "
+            f"inserted AS (INSERT INTO {s}.events ({EVENT_COLUMNS}) "
             "SELECT %s, latest_seq, %s, %s, %s, %s, %s, %s FROM bump "
-            f"RETURNING seq, pg_notify(%s, {APPEND_PAYLOAD_SQL})"
+            f"RETURNING seq, pg_notify(%s, {APPEND_PAYLOAD_SQL})) "
+            "SELECT (SELECT seq FROM inserted), e.* FROM (SELECT 1) AS one LEFT JOIN existing AS e ON true"
         )
         self.bump = (
             f"INSERT INTO {s}.streams AS c (session_id, latest_seq) "
@@ -384,9 +390,11 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
     def _find(self, conn: Connection, event: Event) -> Event | None:
         """The stored event with ``event.id``; ``EventIdConflictError`` if another session's."""
         row = conn.execute(self._sql.event_by_id, (event.id,)).fetchone()
-        if row is None:
-            return None
-        stored = event_from_row(row)
+        return None if row is None else self._original(event, event_from_row(row))
+
+    @staticmethod
+    def _original(event: Event, stored: Event) -> Event:
+        """``stored``, the event already holding ``event.id``, if it is in the same session."""
         if stored.session_id != event.session_id:
             raise EventIdConflictError(event.id, event.session_id, stored.session_id)
         return stored
@@ -400,27 +408,36 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
         values = event_values(event, 0)[2:]  # the columns after session_id and seq
 
         def append(conn: Connection) -> Event:
+            row = conn.execute(
+                sql.append, (event.id, event.session_id, event.session_id, *values, self._channel)
+            ).fetchone()
+            assert row is not None
+            if row[0] is not None:
+                return with_sequence(event, int(row[0]))
+            return self._original(event, event_from_row(row[1:]))
+
+        def append_expecting(conn: Connection, expected: int) -> Event:
             # A racing transaction may store the same id after this check; it then fails on
             # the unique index, rolls back, and Database.run retries, finding it here.
             existing = self._find(conn, event)
             if existing is not None:
                 return existing
-            if expected_sequence is None:
-                row = conn.execute(
-                    sql.append, (event.session_id, event.session_id, *values, self._channel)
-                ).fetchone()
-                assert row is not None
-                return with_sequence(event, int(row[0]))
             bumped = conn.execute(sql.bump, ([event.session_id], [1], self._channel)).fetchone()
             assert bumped is not None
             latest = int(bumped[1])
-            if latest - 1 != expected_sequence:
-                raise SequenceConflictError(event.session_id, expected_sequence, latest - 1)
+            if latest - 1 != expected:
+                raise SequenceConflictError(event.session_id, expected, latest - 1)
             conn.execute(sql.insert_event, event_values(event, latest))
             return with_sequence(event, latest)
 
         self._check_open()
-        stored = self._db.run("append an event", append, transaction=True)
+        if expected_sequence is None:
+            stored = self._db.run("append an event", append, transaction=False)
+        else:
+            expected = expected_sequence
+            stored = self._db.run(
+                "append an event", lambda conn: append_expecting(conn, expected), transaction=True
+            )
         self._hub.wake((event.session_id,))
         return stored
 
