@@ -1,0 +1,323 @@
+"""Model-based test: a hypothesis state machine drives a store with random sessions, runs,
+appends (with duplicates and expected sequences), batches, deletes, queries and (for the SQLite
+file) close-and-reopen, and checks every answer against a plain-Python model of the contract."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from sqlitestream import (
+    Event,
+    EventIdConflictError,
+    InMemorySessionStore,
+    Run,
+    RunNotFoundError,
+    SequenceConflictError,
+    Session,
+    SessionNotFoundError,
+    SessionStore,
+    SQLiteSessionStore,
+)
+
+T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+PLUS5 = timezone(timedelta(hours=5))
+
+session_ids = st.sampled_from(["s1", "s2", "s3", "s'%_"])
+event_ids = st.sampled_from([f"e{n}" for n in range(8)])
+run_ids = st.sampled_from(["r1", "r2", "r3"])
+types = st.sampled_from(["message_sent", "message_received", "tool_call_started"])
+session_statuses = st.sampled_from(["pending", "active", "completed"])
+statuses = st.sampled_from(["pending", "running", "completed"])
+moments = st.integers(min_value=0, max_value=5).map(lambda n: T0 + timedelta(seconds=n))
+aware_moments = st.one_of(moments, moments.map(lambda t: t.astimezone(PLUS5)))
+payloads = st.dictionaries(
+    st.sampled_from(["a", "b", "\x00", "%"]),
+    st.one_of(st.integers(-5, 5), st.text(max_size=5), st.none(), st.booleans()),
+    max_size=3,
+)
+
+
+@dataclass
+class Model:
+    """The contract in a few lines of Python."""
+
+    sessions: dict[str, Session] = field(default_factory=dict)
+    runs: dict[str, Run] = field(default_factory=dict)
+    logs: dict[str, list[Event]] = field(default_factory=dict)
+
+    def owner(self, event_id: str) -> str | None:
+        for session_id, log in self.logs.items():
+            if any(e.id == event_id for e in log):
+                return session_id
+        return None
+
+    def find(self, event_id: str) -> Event | None:
+        for log in self.logs.values():
+            for event in log:
+                if event.id == event_id:
+                    return event
+        return None
+
+    def latest(self, session_id: str) -> int:
+        return len(self.logs.get(session_id, []))
+
+    def store(self, event: Event) -> Event:
+        log = self.logs.setdefault(event.session_id, [])
+        stored = Event(
+            type=event.type,
+            session_id=event.session_id,
+            data=event.data,
+            metadata=event.metadata,
+            run_id=event.run_id,
+            id=event.id,
+            timestamp=event.timestamp,
+            sequence_number=len(log) + 1,
+        )
+        log.append(stored)
+        return stored
+
+
+def _key(event: Event) -> tuple[Any, ...]:
+    return (event.id, event.session_id, event.sequence_number, event.type, event.run_id, event.timestamp, event.data, event.metadata)
+
+
+class StoreMachine(RuleBasedStateMachine):
+    kind = "memory"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = Model()
+        self.dir: Path | None = None
+        if self.kind == "file":
+            self.dir = Path(tempfile.mkdtemp(prefix="sqlitestream-model-"))
+        self.store = self.open()
+
+    def open(self) -> SessionStore:
+        if self.kind == "memory":
+            return InMemorySessionStore()
+        if self.kind == "sqlite-memory":
+            return SQLiteSessionStore(":memory:")
+        assert self.dir is not None
+        return SQLiteSessionStore(self.dir / "events.db")
+
+    def teardown(self) -> None:
+        self.store.close()
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # Sessions and runs ----------------------------------------------------------------------
+
+    @rule(session_id=session_ids, agent=st.sampled_from(["a1", "a2"]), status=session_statuses, created=moments, meta=payloads)
+    def save_session(self, session_id: str, agent: str, status: str, created: datetime, meta: dict[str, Any]) -> None:
+        session = Session(agent_id=agent, id=session_id, status=status, created_at=created, updated_at=created, metadata=meta)
+        self.store.save_session(session)
+        self.model.sessions[session_id] = session
+
+    @rule(run_id=run_ids, session_id=session_ids, status=statuses, started=aware_moments)
+    def save_run(self, run_id: str, session_id: str, status: str, started: datetime) -> None:
+        run = Run(session_id=session_id, id=run_id, status=status, started_at=started)
+        if session_id not in self.model.sessions:
+            with pytest.raises(SessionNotFoundError):
+                self.store.save_run(run)
+            return
+        self.store.save_run(run)
+        self.model.runs[run_id] = run
+
+    @rule(session_id=session_ids, now=st.integers(0, 3))
+    def delete_session(self, session_id: str, now: int) -> None:
+        if now:  # deletes are rarer than the rest, so that logs grow
+            return
+        self.store.delete_session(session_id)
+        self.model.sessions.pop(session_id, None)
+        self.model.logs.pop(session_id, None)
+        for run_id in [r.id for r in self.model.runs.values() if r.session_id == session_id]:
+            del self.model.runs[run_id]
+
+    @rule(session_id=session_ids)
+    def get_session(self, session_id: str) -> None:
+        if session_id in self.model.sessions:
+            assert self.store.get_session(session_id) == self.model.sessions[session_id]
+        else:
+            with pytest.raises(SessionNotFoundError):
+                self.store.get_session(session_id)
+
+    @rule(
+        status=st.one_of(st.none(), session_statuses),
+        agent=st.one_of(st.none(), st.sampled_from(["a1", "a2"])),
+        limit=st.one_of(st.none(), st.integers(1, 4)),
+        offset=st.one_of(st.none(), st.integers(0, 4)),
+    )
+    def list_sessions(self, status: str | None, agent: str | None, limit: int | None, offset: int | None) -> None:
+        expected = sorted(
+            (s for s in self.model.sessions.values()
+             if (status is None or s.status.value == status) and (agent is None or s.agent_id == agent)),
+            key=lambda s: (s.created_at, s.id),
+        )
+        start = offset or 0
+        expected = expected[start : None if limit is None else start + limit]
+        assert self.store.list_sessions(status=status, agent_id=agent, limit=limit, offset=offset) == expected
+
+    @rule(session_id=session_ids, status=st.one_of(st.none(), statuses), run_id=run_ids)
+    def read_runs(self, session_id: str, status: str | None, run_id: str) -> None:
+        runs = sorted(
+            (r for r in self.model.runs.values() if r.session_id == session_id and (status is None or r.status.value == status)),
+            key=lambda r: (r.started_at, r.id),
+        )
+        assert self.store.list_runs(session_id, status=status) == runs
+        running = [r for r in sorted(self.model.runs.values(), key=lambda r: (r.started_at, r.id))
+                   if r.session_id == session_id and r.status.value == "running"]
+        assert self.store.get_active_run(session_id) == (running[-1] if running else None)
+        if run_id in self.model.runs:
+            assert self.store.get_run(run_id) == self.model.runs[run_id]
+        else:
+            with pytest.raises(RunNotFoundError):
+                self.store.get_run(run_id)
+
+    # Events ---------------------------------------------------------------------------------
+
+    def _event(self, session_id: str, event_id: str, type_: str, run_id: str | None, at: datetime, data: dict[str, Any]) -> Event:
+        return Event(type_, session_id, id=event_id, run_id=run_id, timestamp=at, data=data, metadata={"m": event_id})
+
+    @rule(
+        session_id=session_ids,
+        event_id=st.one_of(event_ids, st.uuids().map(str)),
+        type_=types,
+        run_id=st.one_of(st.none(), run_ids),
+        at=aware_moments,
+        data=payloads,
+        expected=st.one_of(st.none(), st.integers(0, 6), st.just("latest")),
+    )
+    def append(self, session_id: str, event_id: str, type_: str, run_id: str | None, at: datetime,
+               data: dict[str, Any], expected: int | str | None) -> None:
+        event = self._event(session_id, event_id, type_, run_id, at, data)
+        expected_seq = self.model.latest(session_id) if expected == "latest" else expected
+        assert expected_seq is None or isinstance(expected_seq, int)
+        owner = self.model.owner(event_id)
+        if owner is not None and owner != session_id:
+            with pytest.raises(EventIdConflictError):
+                self.store.append_event_with_sequence(event, expected_sequence=expected_seq)
+            return
+        if owner == session_id:  # a duplicate: the original, whatever expected_sequence says
+            original = self.model.find(event_id)
+            assert original is not None
+            got = self.store.append_event_with_sequence(event, expected_sequence=expected_seq)
+            assert _key(got) == _key(original)
+            return
+        if expected_seq is not None and expected_seq != self.model.latest(session_id):
+            with pytest.raises(SequenceConflictError) as caught:
+                self.store.append_event_with_sequence(event, expected_sequence=expected_seq)
+            assert caught.value.actual == self.model.latest(session_id)
+            return
+        got = self.store.append_event_with_sequence(event, expected_sequence=expected_seq)
+        assert _key(got) == _key(self.model.store(event))
+
+    @rule(session_id=session_ids, count=st.integers(1, 6), type_=types)
+    def append_several(self, session_id: str, count: int, type_: str) -> None:
+        """Fresh ids one at a time: the common case, so that logs get long."""
+        for _ in range(count):
+            event = Event(type_, session_id, timestamp=T0)
+            got = self.store.append_event_with_sequence(event)
+            assert _key(got) == _key(self.model.store(event))
+
+    @rule(items=st.lists(
+        st.tuples(session_ids, st.one_of(event_ids, st.uuids().map(str)), types, st.one_of(st.none(), run_ids), aware_moments),
+        max_size=10,
+    ))
+    def append_batch(self, items: list[tuple[str, str, str, str | None, datetime]]) -> None:
+        batch = [self._event(s, i, t, r, at, {"n": n}) for n, (s, i, t, r, at) in enumerate(items)]
+        first_session: dict[str, str] = {}
+        conflict = False
+        for event in batch:
+            owner = self.model.owner(event.id) or first_session.setdefault(event.id, event.session_id)
+            if owner != event.session_id:
+                conflict = True
+        if conflict:
+            before = {s: list(log) for s, log in self.model.logs.items()}
+            with pytest.raises(EventIdConflictError):
+                self.store.append_events(batch)
+            assert self.model.logs == before
+            return
+        expected = []
+        for event in batch:
+            existing = self.model.find(event.id)
+            expected.append(existing if existing is not None else self.model.store(event))
+        got = self.store.append_events(batch)
+        assert [_key(e) for e in got] == [_key(e) for e in expected]
+
+    @rule(
+        session_id=session_ids,
+        data=st.data(),
+        limit=st.one_of(st.none(), st.integers(1, 5)),
+        type_=st.one_of(st.none(), st.none(), types),
+        run_id=st.one_of(st.none(), st.none(), run_ids),
+        since=st.one_of(st.none(), st.none(), aware_moments),
+    )
+    def query(self, session_id: str, data: st.DataObject, limit: int | None,
+              type_: str | None, run_id: str | None, since: datetime | None) -> None:
+        size = self.model.latest(session_id)
+        cursor = st.one_of(st.none(), st.integers(0, size + 2))  # mostly inside the log
+        after, before = data.draw(cursor, label="after"), data.draw(cursor, label="before")
+        expected = [
+            e for e in self.model.logs.get(session_id, [])
+            if (after is None or (e.sequence_number or 0) > after)
+            and (before is None or (e.sequence_number or 0) < before)
+            and (type_ is None or e.type.value == type_)
+            and (run_id is None or e.run_id == run_id)
+            and (since is None or e.timestamp >= since)
+        ][:limit]
+        log = self.model.logs.get(session_id, [])
+        event(f"query: log of {min(len(log), 5)}{'+' if len(log) > 5 else ''} events, "
+              f"cursor {'inside' if after and after <= len(log) else 'outside'}, {len(expected)} match")
+        got = self.store.get_events(session_id, after=after, before=before, limit=limit, type=type_, run_id=run_id, since=since)
+        assert [_key(e) for e in got] == [_key(e) for e in expected]
+
+    # Lifecycle ------------------------------------------------------------------------------
+
+    @precondition(lambda self: self.kind == "file")
+    @rule()
+    def reopen(self) -> None:
+        self.store.close()
+        self.store = self.open()
+
+    @invariant()
+    def latest_sequences_match(self) -> None:
+        for session_id in ["s1", "s2", "s3", "s'%_"]:
+            assert self.store.get_latest_sequence(session_id) == self.model.latest(session_id)
+
+
+_SETTINGS = settings(
+    max_examples=40,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+class MemoryMachine(StoreMachine):
+    kind = "memory"
+
+
+class SQLiteMemoryMachine(StoreMachine):
+    kind = "sqlite-memory"
+
+
+class SQLiteFileMachine(StoreMachine):
+    kind = "file"
+
+
+TestInMemoryStoreAgainstModel = MemoryMachine.TestCase
+TestInMemoryStoreAgainstModel.settings = _SETTINGS
+TestSQLiteMemoryStoreAgainstModel = SQLiteMemoryMachine.TestCase
+TestSQLiteMemoryStoreAgainstModel.settings = _SETTINGS
+TestSQLiteFileStoreAgainstModel = SQLiteFileMachine.TestCase
+TestSQLiteFileStoreAgainstModel.settings = settings(_SETTINGS, max_examples=60)
