@@ -64,6 +64,8 @@ from .store import (
 
 __all__ = ["SQLiteSessionStore"]
 
+_MAX_READERS = 16
+"""Read connections a store keeps at most; each holds file descriptors and a page cache."""
 _EVENT_TYPES = {member.value: member for member in EventType}
 _EVENT_COLUMNS = "session_id, seq, id, type, run_id, ts, data, metadata"
 _SELECT_EVENT_BY_ID = f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?"
@@ -217,6 +219,7 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         self._write_lock = threading.RLock()
         self._pool_lock = threading.Lock()
         self._idle_readers: list[apsw.Connection] = []
+        self._reader_slots = threading.BoundedSemaphore(_MAX_READERS)
         self._hub = WakeHub(on_first_waiter=self._on_first_waiter)
         self._watcher: DataVersionWatcher | None = None
         self._writer: apsw.Connection | None = None
@@ -334,19 +337,23 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
                 assert self._writer is not None
                 yield self._writer
             return
-        with self._pool_lock:
-            conn = self._idle_readers.pop() if self._idle_readers else None
-        if conn is None:
-            conn = self._open_reader()
-        try:
-            with translating(action):
-                yield conn
-        finally:
+        # A bounded pool: thousands of threads long-polling at once must not open a connection
+        # (and its file descriptors) each; extra readers wait for a free one.
+        with self._reader_slots:
+            self._check_open()
             with self._pool_lock:
-                if self._closed:
-                    conn.close()
-                else:
-                    self._idle_readers.append(conn)
+                conn = self._idle_readers.pop() if self._idle_readers else None
+            if conn is None:
+                conn = self._open_reader()
+            try:
+                with translating(action):
+                    yield conn
+            finally:
+                with self._pool_lock:
+                    if self._closed:
+                        conn.close()
+                    else:
+                        self._idle_readers.append(conn)
 
     def _fetch(self, action: str, sql: str, bindings: tuple[Any, ...] = ()) -> list[Any]:
         with self._read(action) as conn:
