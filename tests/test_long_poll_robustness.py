@@ -313,3 +313,42 @@ def test_memory_store_never_starts_a_thread() -> None:
         assert waiters.join()
         started = set(threading.enumerate()) - before - set(waiters.threads)
     assert started == set()
+
+
+_MANY_WAITERS_UNDER_FD_LIMIT = """
+import resource, sys, threading
+from sqlitestream import Event, SQLiteSessionStore
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+threading.stack_size(256 * 1024)
+waiters, sessions = int(sys.argv[2]), int(sys.argv[3])
+with SQLiteSessionStore(sys.argv[1]) as store:
+    results = [None] * waiters
+    def wait(i):
+        try:
+            results[i] = [e.id for e in store.get_events(f"s{i % sessions}", wait_timeout_ms=60_000)]
+        except Exception as exc:
+            results[i] = f"{type(exc).__name__}: {exc}"
+    threads = [threading.Thread(target=wait, args=(i,)) for i in range(waiters)]
+    for t in threads:
+        t.start()
+    store.append_events([Event("message_sent", f"s{n}", id=f"e{n}") for n in range(sessions)])
+    for t in threads:
+        t.join()
+bad = [r for i, r in enumerate(results) if r != [f"e{i % sessions}"]]
+print(len(bad), bad[:3])
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_NOFILE is POSIX")
+def test_thousands_of_waiters_fit_in_a_small_file_descriptor_limit(tmp_path: Path) -> None:
+    """2000 waiters on 2000 sessions in a process allowed only 256 open files: every read
+    connection costs descriptors, so the store must not open one per waiting thread."""
+    env = dict(os.environ)
+    root = str(Path(sqlitestream.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-c", _MANY_WAITERS_UNDER_FD_LIMIT, str(tmp_path / "events.db"), "2000", "2000"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("0 []"), result.stdout
