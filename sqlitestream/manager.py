@@ -6,23 +6,20 @@ follow a session by cursor while another one runs it. It works with every ``Sess
 
 from __future__ import annotations
 
-import asyncio
 import threading
-import time
 from collections.abc import (
     AsyncGenerator,
     Callable,
     Generator,
     Iterable,
-    Iterator,
     Mapping,
 )
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from ._validate import check_id, check_int, check_json_object, describe
+from . import _streaming
+from ._validate import check_id, check_json_object, describe
 from .adapters import ProviderAdapter, ProviderError, RunOutcome, normalise_event_type
 from .errors import (
     ConflictError,
@@ -42,7 +39,7 @@ from .models import (
     parse_timestamp,
     utc_now,
 )
-from .store import EventFilter, SessionStore
+from .store import SessionStore
 
 __all__ = ["SessionManager", "RunResult", "RunOnceResult", "EventCallback"]
 
@@ -52,9 +49,6 @@ EventCallback = Callable[[Event], None]
 _EVENT_DATA_KEYS = frozenset({"type", "data", "metadata", "timestamp", "status", "id"})
 _TERMINAL_SESSION = frozenset({SessionStatus.COMPLETED, SessionStatus.FAILED, SessionStatus.CANCELLED})
 _OPEN_SESSION = frozenset({SessionStatus.PENDING, SessionStatus.ACTIVE, SessionStatus.PAUSED})
-_ASYNC_WAIT_CHUNK_MS = 250
-"""Longest single store wait in ``astream_session_events``: a cancelled task's worker thread
-returns within this, so cancelling never leaves a thread blocked for a full long-poll."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -662,24 +656,12 @@ class SessionManager:
         when called (``ValidationError``); the iterator holds nothing between items, so
         ``close()`` or dropping it releases everything.
         """
-        cursor = _Cursor.build(
+        cursor = _streaming.Cursor.build(
             self._store, session_id, after=after, limit=limit, poll_interval_ms=poll_interval_ms,
             wait_timeout_ms=wait_timeout_ms, run_id=run_id, type=type, since=since,
             before=before, follow=follow,
         )
-        return self._stream(cursor)
-
-    def _stream(self, cursor: _Cursor) -> Generator[Event, None, None]:
-        while True:
-            wait_ms = cursor.wait_ms
-            started = time.monotonic()
-            page, over = cursor.read(wait_ms)
-            for event in cursor.fresh(page):
-                yield event
-            if over:
-                return
-            if not page and cursor.returned_early(wait_ms, time.monotonic() - started):
-                time.sleep(cursor.poll_s)
+        return _streaming.follow(cursor)
 
     def astream_session_events(
         self,
@@ -702,32 +684,12 @@ class SessionManager:
         ends the iteration at once and the worker thread within 250 ms. Close it with
         ``contextlib.aclosing`` (or let the task be cancelled) to release the thread.
         """
-        cursor = _Cursor.build(
+        cursor = _streaming.Cursor.build(
             self._store, session_id, after=after, limit=limit, poll_interval_ms=poll_interval_ms,
             wait_timeout_ms=wait_timeout_ms, run_id=run_id, type=type, since=since,
             before=before, follow=follow,
         )
-        return self._astream(cursor)
-
-    async def _astream(self, cursor: _Cursor) -> AsyncGenerator[Event, None]:
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlitestream-astream")
-        try:
-            loop = asyncio.get_running_loop()
-            while True:
-                wait_ms = cursor.wait_ms
-                if wait_ms is not None:
-                    wait_ms = min(wait_ms, _ASYNC_WAIT_CHUNK_MS)
-                started = time.monotonic()
-                page, over = await loop.run_in_executor(executor, cursor.read, wait_ms)
-                for event in cursor.fresh(page):
-                    yield event
-                if over:
-                    return
-                if not page and cursor.returned_early(wait_ms, time.monotonic() - started):
-                    await asyncio.sleep(cursor.poll_s)
-        finally:
-            # Do not wait: a worker still inside a (bounded) store wait finishes on its own.
-            executor.shutdown(wait=False, cancel_futures=True)
+        return _streaming.afollow(cursor)
 
     # Helpers ------------------------------------------------------------------------------
 
@@ -750,99 +712,6 @@ class SessionManager:
         stored = self._store.append_event_with_sequence(event)
         sink.deliver(stored)
         return stored
-
-
-@dataclass
-class _Cursor:
-    """A stream's validated query and its position, shared by the sync and async streams."""
-
-    session_id: str
-    after: int
-    limit: int
-    poll_s: float
-    wait_timeout_ms: int | None
-    filters: dict[str, Any]
-    before: int | None
-    follow: bool
-    store: SessionStore
-
-    @classmethod
-    def build(
-        cls,
-        store: SessionStore,
-        session_id: object,
-        *,
-        after: object,
-        limit: object,
-        poll_interval_ms: object,
-        wait_timeout_ms: object,
-        run_id: object,
-        type: object,
-        since: object,
-        before: object,
-        follow: object,
-    ) -> _Cursor:
-        query = EventFilter.build(
-            session_id, run_id=run_id, type=type, since=since, after=0 if after is None else after,
-            before=before, limit=limit, wait_timeout_ms=wait_timeout_ms,
-        )
-        if query.limit is None:
-            raise ValidationError("limit must be an int >= 1, got None")
-        poll = check_int(poll_interval_ms, "poll_interval_ms", minimum=1, allow_none=False)
-        if not isinstance(follow, bool):
-            raise ValidationError(f"follow must be a bool, got {describe(follow)}")
-        filters: dict[str, Any] = {}
-        if query.run_id is not None:
-            filters["run_id"] = query.run_id
-        if query.type is not None:
-            filters["type"] = query.type
-        if query.since is not None:
-            filters["since"] = query.since
-        if query.before is not None:
-            filters["before"] = query.before
-        return cls(
-            session_id=query.session_id,
-            after=query.after or 0,
-            limit=query.limit,
-            poll_s=(poll or 1) / 1000.0,
-            wait_timeout_ms=query.wait_timeout_ms or None,
-            filters=filters,
-            before=query.before,
-            follow=follow,
-            store=store,
-        )
-
-    @property
-    def wait_ms(self) -> int | None:
-        """How long the next store call may wait: only when following, in long-poll mode."""
-        return self.wait_timeout_ms if self.follow else None
-
-    def read(self, wait_ms: int | None) -> tuple[list[Event], bool]:
-        """The next page from the store, and whether the stream ends after it. Blocking: the
-        async stream runs it in its worker thread."""
-        page = self.store.get_events(
-            self.session_id, after=self.after, limit=self.limit, wait_timeout_ms=wait_ms, **self.filters
-        )
-        if not self.follow and len(page) < self.limit:
-            return page, True
-        if self.before is not None and not page:
-            # Sequences only grow: once the log reached before - 1, nothing more can match.
-            return page, self.store.get_latest_sequence(self.session_id) >= self.before - 1
-        return page, False
-
-    def fresh(self, page: list[Event]) -> Iterator[Event]:
-        """The page's events past the cursor, advancing it as each one is handed out (so a
-        store that repeats or reorders events still cannot make us deliver one twice)."""
-        for event in page:
-            seq = event.sequence_number or 0
-            if seq > self.after:
-                self.after = seq
-                yield event
-
-    def returned_early(self, wait_ms: int | None, elapsed_s: float) -> bool:
-        """Whether an empty page came back without the store having waited (polling mode, or
-        a store that ignores ``wait_timeout_ms``): then the caller sleeps, never spins."""
-        return wait_ms is None or elapsed_s < wait_ms / 2000.0
 
 
 # Argument checks ----------------------------------------------------------------------------

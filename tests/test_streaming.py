@@ -8,7 +8,8 @@ import contextlib
 import json
 import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -232,8 +233,7 @@ def test_async_follow_does_not_block_the_event_loop(store: SessionStore) -> None
 
         async def write() -> None:
             for _ in range(3):
-                while not recording.entered.is_set():
-                    await asyncio.sleep(0.001)
+                await until(recording.entered.is_set, "the stream to call the store")
                 recording.entered.clear()
                 await asyncio.sleep(0.01)  # let the stream settle into its wait
                 append(store, "s", 1)
@@ -242,6 +242,15 @@ def test_async_follow_does_not_block_the_event_loop(store: SessionStore) -> None
         return received
 
     assert seqs(asyncio.run(scenario())) == [1, 2, 3]
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Await ``condition`` without blocking the loop; fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.001)
 
 
 def _astream_threads() -> list[threading.Thread]:
@@ -258,8 +267,7 @@ def test_cancelling_an_async_follower_ends_it_and_its_thread(store: SessionStore
                 pass
 
         task = asyncio.create_task(follow())
-        while not recording.entered.is_set():
-            await asyncio.sleep(0.001)
+        await until(lambda: recording.entered.is_set() or task.done(), "the stream to call the store")
         task.cancel()
         try:
             await asyncio.wait_for(task, timeout=10)
@@ -280,8 +288,7 @@ def test_async_fallback_sleeps_when_the_store_ignores_long_poll() -> None:
         stream = SessionManager(recording).astream_session_events("s", poll_interval_ms=40, wait_timeout_ms=60_000)
         async with contextlib.aclosing(stream):
             next_event = asyncio.ensure_future(stream.__anext__())
-            while recording.call_count() < 5:
-                await asyncio.sleep(0.005)
+            await until(lambda: recording.call_count() >= 5 or next_event.done(), "five empty polls")
             append(inner, "s", 1)
             return [await asyncio.wait_for(next_event, timeout=30)]
 
