@@ -348,7 +348,7 @@ def test_thousands_of_waiters_fit_in_a_small_file_descriptor_limit(tmp_path: Pat
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     result = subprocess.run(
         [sys.executable, "-c", _MANY_WAITERS_UNDER_FD_LIMIT, str(tmp_path / "events.db"), "2000", "2000"],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True, text=True, env=env, timeout=300, check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("0 []"), result.stdout

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, settings
+from hypothesis import HealthCheck, settings
+from hypothesis import event as note
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -276,7 +277,7 @@ class StoreMachine(RuleBasedStateMachine):
             and (since is None or e.timestamp >= since)
         ][:limit]
         log = self.model.logs.get(session_id, [])
-        event(f"query: log of {min(len(log), 5)}{'+' if len(log) > 5 else ''} events, "
+        note(f"query: log of {min(len(log), 5)}{'+' if len(log) > 5 else ''} events, "
               f"cursor {'inside' if after and after <= len(log) else 'outside'}, {len(expected)} match")
         got = self.store.get_events(session_id, after=after, before=before, limit=limit, type=type_, run_id=run_id, since=since)
         assert [_key(e) for e in got] == [_key(e) for e in expected]

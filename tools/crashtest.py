@@ -39,7 +39,11 @@ from typing import Any
 
 import apsw
 
-import sqlitestream
+try:
+    import sqlitestream
+except ImportError:  # run from a checkout without installing: use the source tree
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import sqlitestream
 from sqlitestream import Event, Session, SQLiteSessionStore
 
 MODES = ("single", "batch", "mixed")
@@ -156,8 +160,7 @@ class Child:
 
     def acked(self) -> Iterable[tuple[str, str, int]]:
         for message in self.messages:
-            for event_id, session_id, seq in message.get("acked", ()):
-                yield event_id, session_id, seq
+            yield from ((event_id, session_id, seq) for event_id, session_id, seq in message.get("acked", ()))
 
     def errors(self) -> list[str]:
         return [m["error"] for m in self.messages if "error" in m]
@@ -179,12 +182,16 @@ class Summary:
     def lines(self) -> list[str]:
         return [
             f"kill rounds: {self.rounds} ({self.kills} writer processes killed)",
-            f"events acknowledged: {self.acknowledged}; committed but killed before acknowledging: "
-            f"{self.committed_unacknowledged}; stored in total: {self.stored}",
+            (
+                f"events acknowledged: {self.acknowledged}; committed but killed before acknowledging: "
+                f"{self.committed_unacknowledged}; stored in total: {self.stored}"
+            ),
             f"batches found whole: {self.batches_seen}",
-            f"upgrade rounds: {self.upgrade_rounds} (killed still at version 1: "
-            f"{self.upgrade_killed_before_commit}, after the upgrade committed: "
-            f"{self.upgrade_killed_after_commit})",
+            (
+                f"upgrade rounds: {self.upgrade_rounds} (killed still at version 1: "
+                f"{self.upgrade_killed_before_commit}, after the upgrade committed: "
+                f"{self.upgrade_killed_after_commit})"
+            ),
             f"violations: {len(self.violations)}",
             *(f"  {v}" for v in self.violations[:50]),
         ]

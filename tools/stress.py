@@ -38,7 +38,11 @@ from typing import Any
 
 import apsw
 
-import sqlitestream
+try:
+    import sqlitestream
+except ImportError:  # run from a checkout without installing: use the source tree
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import sqlitestream
 from sqlitestream import Event, SequenceConflictError, SQLiteSessionStore
 
 _PACKAGE_ROOT = str(Path(sqlitestream.__file__).resolve().parent.parent)
@@ -229,10 +233,15 @@ class Report:
 
     def lines(self) -> list[str]:
         return [
-            f"events appended: {self.events} in {self.appends} calls over {self.seconds:.2f} s "
-            f"({self.events / self.seconds if self.seconds else 0:.0f} events/s); reader queries: {self.reads}",
-            f"append latency: median {self.median_latency_ms:.2f} ms, p99 {self.p99_latency_ms:.2f} ms, "
-            f"worst {self.worst_latency_ms:.2f} ms",
+            (
+                f"events appended: {self.events} in {self.appends} calls over {self.seconds:.2f} s "
+                f"({self.events / self.seconds if self.seconds else 0:.0f} events/s); "
+                f"reader queries: {self.reads}"
+            ),
+            (
+                f"append latency: median {self.median_latency_ms:.2f} ms, "
+                f"p99 {self.p99_latency_ms:.2f} ms, worst {self.worst_latency_ms:.2f} ms"
+            ),
             f"violations: {len(self.violations)}",
             *(f"  {v}" for v in self.violations[:50]),
         ]
