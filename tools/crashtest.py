@@ -9,6 +9,8 @@ moment, then checks the file:
 * every acknowledged event is present with the sequence it was acknowledged with;
 * each session's sequences are exactly 1..latest, and the stored latest sequence is the maximum;
 * every batch is all there or not there at all, contiguous per session, in input order;
+* a session delete (mixed mode) is whole: an acknowledged one left nothing, one cut short by
+  the kill left the session, its run, its events and its counter all there or all gone;
 * no writer saw an error (a busy error or anything else) before it was killed.
 
 Upgrade rounds kill a process while it opens a version-1 store (the upgrade step) and check
@@ -44,7 +46,7 @@ try:
 except ImportError:  # run from a checkout without installing: use the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import sqlitestream
-from sqlitestream import Event, Session, SQLiteSessionStore
+from sqlitestream import Event, Run, Session, SessionNotFoundError, SQLiteSessionStore
 
 MODES = ("single", "batch", "mixed")
 SYNCHRONOUS = ("normal", "full")
@@ -71,6 +73,14 @@ def writer_main(path: str, name: str, mode: str, synchronous: str, sessions: int
     _emit(json.dumps({"ready": name}))
     counter = 0
     while True:
+        if mode == "mixed" and rng.random() < 0.1:
+            counter += 1
+            try:
+                _delete_cycle(store, f"d-{name}-{counter}")
+            except Exception as exc:
+                _emit(json.dumps({"error": f"delete cycle: {type(exc).__name__}: {exc}"}))
+                return
+            continue
         batch = mode == "batch" or (mode == "mixed" and rng.random() < 0.5)
         size = rng.randint(2, 12) if batch else 1
         batch_id = f"{name}-{counter}"
@@ -95,6 +105,17 @@ def writer_main(path: str, name: str, mode: str, synchronous: str, sessions: int
             _emit(json.dumps({"error": f"append: {type(exc).__name__}: {exc}"}))
             return
         _emit(json.dumps({"acked": [[e.id, e.session_id, e.sequence_number] for e in stored]}))
+
+
+def _delete_cycle(store: SQLiteSessionStore, session_id: str) -> None:
+    """A saved session with a run and three events, then deleted: reported step by step."""
+    store.save_session(Session(agent_id="crash", id=session_id))
+    store.save_run(Run(session_id=session_id, id=f"{session_id}-run"))
+    stored = store.append_events([Event("message_sent", session_id, id=f"{session_id}-{n}") for n in range(3)])
+    _emit(json.dumps({"acked": [[e.id, e.session_id, e.sequence_number] for e in stored]}))
+    _emit(json.dumps({"deleting": session_id}))
+    store.delete_session(session_id)
+    _emit(json.dumps({"deleted": session_id}))
 
 
 def upgrader_main(path: str) -> None:
@@ -162,6 +183,12 @@ class Child:
         for message in self.messages:
             yield from ((event_id, session_id, seq) for event_id, session_id, seq in message.get("acked", ()))
 
+    def deletes(self) -> dict[str, bool]:
+        """Sessions whose delete was attempted: True if the delete was acknowledged."""
+        attempted = {m["deleting"]: False for m in self.messages if "deleting" in m}
+        attempted.update({m["deleted"]: True for m in self.messages if "deleted" in m})
+        return attempted
+
     def errors(self) -> list[str]:
         return [m["error"] for m in self.messages if "error" in m]
 
@@ -174,6 +201,8 @@ class Summary:
     committed_unacknowledged: int = 0
     stored: int = 0
     batches_seen: int = 0
+    deletes_acknowledged: int = 0
+    deletes_interrupted: int = 0
     upgrade_rounds: int = 0
     upgrade_killed_before_commit: int = 0
     upgrade_killed_after_commit: int = 0
@@ -186,7 +215,8 @@ class Summary:
                 f"events acknowledged: {self.acknowledged}; committed but killed before acknowledging: "
                 f"{self.committed_unacknowledged}; stored in total: {self.stored}"
             ),
-            f"batches found whole: {self.batches_seen}",
+            f"batches found whole: {self.batches_seen}; session deletes acknowledged: "
+            f"{self.deletes_acknowledged}, cut short by a kill: {self.deletes_interrupted}",
             (
                 f"upgrade rounds: {self.upgrade_rounds} (killed still at version 1: "
                 f"{self.upgrade_killed_before_commit}, after the upgrade committed: "
@@ -207,8 +237,15 @@ def integrity(path: Path) -> list[str]:
         conn.close()
 
 
-def check_store(path: Path, acked: dict[str, tuple[str, int]], prefix: str = "") -> tuple[list[str], dict[str, Any]]:
-    """Every invariant of the file after a crash: (violations, facts)."""
+def check_store(
+    path: Path,
+    acked: dict[str, tuple[str, int]],
+    prefix: str = "",
+    deletes: dict[str, bool] | None = None,
+) -> tuple[list[str], dict[str, Any]]:
+    """Every invariant of the file after a crash: (violations, facts). ``deletes`` maps each
+    session whose deletion was attempted to whether it was acknowledged."""
+    deletes = deletes or {}
     violations: list[str] = []
     facts: dict[str, Any] = {"stored": 0, "batches": 0, "unacked": 0}
     try:
@@ -239,7 +276,22 @@ def check_store(path: Path, acked: dict[str, tuple[str, int]], prefix: str = "")
                 stored_at[event.id] = (event.session_id, event.sequence_number or 0)
                 if "batch" in event.metadata:
                     batches.setdefault(event.metadata["batch"], []).append(event)
+        gone = set()
+        for session_id, acknowledged in deletes.items():
+            parts = {
+                "session": _saved(store, session_id),
+                "runs": bool(store.list_runs(session_id)),
+                "events": bool(store.get_events(session_id)),
+                "counter": store.get_latest_sequence(session_id) > 0,
+            }
+            if not any(parts.values()):
+                gone.add(session_id)
+            elif acknowledged or not all(parts.values()):
+                state = "acknowledged" if acknowledged else "interrupted"
+                violations.append(f"{prefix}{state} delete of {session_id} left {parts}")
         for event_id, where in acked.items():
+            if where[0] in gone:
+                continue
             found = stored_at.get(event_id)
             if found is None:
                 violations.append(f"{prefix}acknowledged event {event_id} {where} is missing")
@@ -262,6 +314,14 @@ def check_store(path: Path, acked: dict[str, tuple[str, int]], prefix: str = "")
     return violations, facts
 
 
+def _saved(store: SQLiteSessionStore, session_id: str) -> bool:
+    try:
+        store.get_session(session_id)
+    except SessionNotFoundError:
+        return False
+    return True
+
+
 def _gaps(seqs: list[Any]) -> str:
     text = str(seqs[:20])
     return text if len(seqs) <= 20 else text[:-1] + f", ... ({len(seqs)} in all)]"
@@ -270,6 +330,7 @@ def _gaps(seqs: list[Any]) -> str:
 def kill_round(
     path: Path,
     acked: dict[str, tuple[str, int]],
+    deletes: dict[str, bool],
     *,
     round_no: int,
     writers: int,
@@ -299,7 +360,8 @@ def kill_round(
             violations.append(f"round {round_no}: a writer exited by itself ({child.process.returncode}): {child.stderr[-500:]}")
         for event_id, session_id, seq in child.acked():
             acked[event_id] = (session_id, seq)
-    found, facts = check_store(path, acked, prefix=f"round {round_no} ({mode}, {synchronous}): ")
+        deletes.update(child.deletes())
+    found, facts = check_store(path, acked, prefix=f"round {round_no} ({mode}, {synchronous}): ", deletes=deletes)
     return violations + found, facts
 
 
@@ -401,11 +463,12 @@ def run(
     summary = Summary()
     path = workdir / "crash.db"
     acked: dict[str, tuple[str, int]] = {}
+    deletes: dict[str, bool] = {}
     for round_no in range(rounds):
         mode = modes[round_no % len(modes)]
         level = synchronous[(round_no // len(modes)) % len(synchronous)]
         violations, facts = kill_round(
-            path, acked, round_no=round_no, writers=writers, mode=mode, synchronous=level,
+            path, acked, deletes, round_no=round_no, writers=writers, mode=mode, synchronous=level,
             sessions=sessions, max_delay_s=max_delay_s, rng=rng,
         )
         summary.rounds += 1
@@ -416,6 +479,8 @@ def run(
         if progress:
             print(f"round {round_no}: {mode}/{level} acked={len(acked)} stored={facts['stored']} violations={len(violations)}", flush=True)
     summary.acknowledged = len(acked)
+    summary.deletes_acknowledged = sum(deletes.values())
+    summary.deletes_interrupted = len(deletes) - summary.deletes_acknowledged
     if upgrade_rounds:
         template = workdir / "version-1.db"
         make_version_1_store(template, upgrade_runs)
