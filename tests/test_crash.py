@@ -50,7 +50,7 @@ def test_killed_writers_lose_no_acknowledged_event(tmp_path: Path, synchronous: 
     assert summary.violations == []
     assert summary.rounds == 4 and summary.kills == 8
     assert summary.acknowledged > 0 and summary.batches_seen > 0
-    assert summary.stored > 0 and summary.deletes_acknowledged > 0
+    assert summary.stored > 0
 
 
 def test_kill_during_schema_upgrade_leaves_old_or_new_version(tmp_path: Path) -> None:
