@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import apsw
 
-from .errors import SqliteStreamError, StorageError, StoreBusyError
+from .errors import StorageError, StoreBusyError
 
 SYNCHRONOUS_LEVELS = {"normal": "NORMAL", "full": "FULL"}
 """``synchronous`` choices. ``normal`` (WAL): a commit survives a process crash; ``full``: it
@@ -122,15 +122,25 @@ def translate(exc: apsw.Error, action: str) -> StorageError:
     return StorageError(f"{action} failed: {type(exc).__name__}: {detail}", sqlite_code=code)
 
 
-@contextmanager
-def translating(action: str) -> Iterator[None]:
-    """Re-raise any apsw error from the block as a ``StorageError`` (the single translation)."""
-    try:
-        yield
-    except SqliteStreamError:
-        raise
-    except apsw.Error as exc:
-        raise translate(exc, action) from exc
+class translating:
+    """Re-raise any apsw error from the block as a ``StorageError`` (the single translation).
+
+    A small class rather than a generator context manager: it wraps every read, and the
+    class costs a fraction of a generator's set-up (it holds nothing that would need the
+    clean-up a dropped generator gets).
+    """
+
+    __slots__ = ("action",)
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        if isinstance(exc, apsw.Error):
+            raise translate(exc, self.action) from exc
 
 
 @contextmanager
@@ -138,11 +148,17 @@ def transaction(conn: apsw.Connection, action: str) -> Iterator[apsw.Connection]
     """``BEGIN IMMEDIATE`` ... ``COMMIT``; roll back and re-raise on any error.
 
     The only code that begins, commits or rolls back. IMMEDIATE takes the write lock up front,
-    so a transaction never fails half way for lack of it.
+    so a transaction never fails half way for lack of it. apsw errors leave it translated
+    (see :func:`translate`).
+
+    A generator on purpose: if an exception (a signal's KeyboardInterrupt) strikes after
+    ``BEGIN`` but before the caller's ``with`` block holds it, dropping the suspended generator
+    still runs the rollback below. The translation is inlined rather than a nested context
+    manager because every append pays for each layer.
     """
-    with translating(action):
-        # BEGIN sits inside the try so that an exception arriving just after it (a signal's
-        # KeyboardInterrupt) still rolls back instead of leaving the write lock held for good.
+    try:
+        # BEGIN sits inside the try so that an exception arriving just after it still rolls
+        # back instead of leaving the write lock held for good.
         try:
             conn.execute("BEGIN IMMEDIATE")
             yield conn
@@ -151,3 +167,5 @@ def transaction(conn: apsw.Connection, action: str) -> Iterator[apsw.Connection]
             if not conn.getautocommit():  # SQLite may already have rolled back (e.g. disk full)
                 conn.execute("ROLLBACK")
             raise
+    except apsw.Error as exc:
+        raise translate(exc, action) from exc
