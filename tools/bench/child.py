@@ -59,6 +59,17 @@ def wake_writer(kind: str, db: str, session: str, seed: int) -> None:
             client.xadd(session, {"t": str(stamp)})
 
         close = client.close
+    elif kind == "postgres":
+        from sqlitestream._pg_url import open_postgres
+
+        pg_store = open_postgres(db)  # db: a postgresql:// location with its schema
+
+        def append(stamp: int) -> None:
+            pg_store.append_event_with_sequence(
+                Event(type=EventType.MESSAGE_SENT, session_id=session, data={"t": stamp})
+            )
+
+        close = pg_store.close
     else:
         raise SystemExit(f"unknown writer kind {kind!r}")
     _emit({"ready": True})

@@ -208,6 +208,13 @@ def wake_cases(settings: Settings) -> list[CaseResult]:
         except Unavailable as exc:
             case.skip("redis", str(exc))
     try:
+        from .postgres import check_available, cross_postgres
+
+        check_available()
+        runs["sqlitestream postgres cross-process"] = lambda rep: cross_postgres("cross", per_rep, rep, _Writer)
+    except Unavailable as exc:
+        case.skip("sqlitestream postgres", str(exc))
+    try:
         names = list(runs)
         for rep in range(settings.reps):
             shift = rep % len(names)

@@ -14,6 +14,7 @@ from sqlitestream import InMemorySessionStore, SQLiteSessionStore
 from .bigstore import cached_store
 from .measure import CaseResult, Row, Stat, add_rows, interleave, percentile, ratio_stat
 from .peers import JetStream, RedisStreams, Unavailable, open_peer
+from .postgres import PostgresOurs
 from .settings import Settings
 from .workloads import NaiveMemory, OurStore, RawApsw, RawSqlite3, session_name
 
@@ -56,6 +57,8 @@ def _writers(synchronous: str, settings: Settings, *, with_servers: bool) -> dic
         if with_servers:
             factories["redis streams"] = lambda path: open_peer("redis", path, synchronous)
             factories["nats jetstream"] = lambda path: open_peer("jetstream", path, synchronous)
+    if with_servers:
+        factories["sqlitestream postgres"] = lambda path: PostgresOurs(path, synchronous)
     return factories
 
 
@@ -66,6 +69,8 @@ def _server_notes(opened: dict[str, Any]) -> dict[str, str]:
             notes[target.label] = f"server's own durability ({target.durability()})"
         elif isinstance(target, JetStream):
             notes[target.label] = "file storage, server's default fsync interval"
+        elif isinstance(target, PostgresOurs):
+            notes[target.label] = target.durability()
     return notes
 
 

@@ -1,0 +1,97 @@
+"""sqlitestream's PostgreSQL store in the benchmark: the same append, batch and read work as
+the SQLite store (through ``OurStore``), and cross-process wake latency through LISTEN/NOTIFY.
+
+The server is ``$SQLITESTREAM_PG_DSN`` (default: the local test server). Each measurement gets
+its own schema, dropped afterwards. Without psycopg or a server, the rows are skipped with a
+one-line reason (``Unavailable``), like the other servers' rows.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from .peers import Unavailable
+from .streaming import follow
+from .workloads import OurStore
+
+PG_DSN = os.environ.get("SQLITESTREAM_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def new_location() -> str:
+    """A store location on a fresh schema (see ``sqlitestream._pg_url``)."""
+    separator = "&" if "?" in PG_DSN else "?"
+    return f"{PG_DSN}{separator}schema=bench_{secrets.token_hex(5)}"
+
+
+def open_location(location: str) -> Any:
+    try:
+        from sqlitestream._pg_url import open_postgres
+        from sqlitestream.errors import SqliteStreamError
+    except ImportError as exc:  # pragma: no cover - an old checkout
+        raise Unavailable(f"no PostgreSQL store in this sqlitestream ({exc})") from None
+    try:
+        return open_postgres(location)
+    except SqliteStreamError as exc:
+        raise Unavailable(f"PostgreSQL at {PG_DSN} unusable: {exc}".splitlines()[0]) from None
+
+
+def drop(location: str) -> None:
+    import psycopg
+
+    from sqlitestream._pg_url import split_location
+
+    dsn, schema = split_location(location)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def check_available() -> None:
+    """``Unavailable`` unless a store can be opened on the server."""
+    location = new_location()
+    open_location(location).close()
+    drop(location)
+
+
+class PostgresOurs(OurStore):
+    """``PostgresSessionStore`` driven exactly like the SQLite store; durability is the
+    server's ``synchronous_commit`` (the ``synchronous`` argument does not apply)."""
+
+    label = "sqlitestream postgres"
+
+    def __init__(self, path: Path, synchronous: str, session: str = "bench") -> None:
+        self.location = new_location()
+        super().__init__(open_location(self.location), session)
+
+    def durability(self) -> str:
+        return f"synchronous_commit={self.store.store_info().synchronous_commit}, localhost server"
+
+    def close(self) -> None:
+        super().close()
+        drop(self.location)
+
+
+def cross_postgres(session: str, count: int, seed: int, writer_class: Any) -> list[float]:
+    """Milliseconds from a writer process's append (stamped in the event) to this process's
+    long-poll holding it, both on their own PostgresSessionStore."""
+    location = new_location()
+    store = open_location(location)
+    writer = writer_class("postgres", location, session, seed)
+    try:
+        stream, _ = follow(store, session, after=store.get_latest_sequence(session), wait_timeout_ms=10_000)
+        samples = []
+        for _ in range(count):
+            writer.go()
+            event = next(stream)
+            samples.append((time.time_ns() - event.data["t"]) / 1e6)
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+        return samples
+    finally:
+        writer.close()
+        store.close()
+        drop(location)
