@@ -9,14 +9,56 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Any
 
 from .errors import ValidationError
 
 _MAX_DEPTH = 100
-# One encoder for every write: json.dumps with options builds a new encoder on each call.
-_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
-_decode = json.JSONDecoder().decode
+
+
+def _refuse(value: object) -> object:
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _make_codec() -> tuple[Callable[[Any], str], Callable[[str], Any]]:
+    """One compact, strict encoder and one decoder, built once: ``json.dumps``/``loads`` with
+    options build a new encoder per call and wrap the C scanner in Python. Our texts are
+    compact (no whitespace), so the C scanner's ``(value, end)`` is the whole answer. Falls
+    back to the documented API where the C accelerators are missing or differ."""
+    slow = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    loads = json.JSONDecoder().decode
+    try:
+        from json.encoder import c_make_encoder, encode_basestring
+        from json.scanner import c_make_scanner
+
+        if c_make_encoder is None or c_make_scanner is None:
+            raise ImportError("no C accelerator")
+        # markers=None: no shared cycle-detection state between calls or threads; a cyclic
+        # value ends in RecursionError instead, which the caller treats like any refusal.
+        c_encode = c_make_encoder(None, _refuse, encode_basestring, None, ":", ",", False, False, False)
+        scan = c_make_scanner(json.JSONDecoder())
+        if "".join(c_encode({"a": [1, 2.5, "é", None, True]}, 0)) != '{"a":[1,2.5,"é",null,true]}':
+            raise ImportError("unexpected C encoder behaviour")
+    except (ImportError, TypeError):
+        return slow.encode, loads
+
+    def encode(value: Any) -> str:
+        return "".join(c_encode(value, 0))
+
+    def decode(text: str) -> Any:
+        try:
+            value, end = scan(text, 0)
+        except StopIteration:  # not JSON at its start (e.g. whitespace): the full decoder judges
+            return loads(text)
+        if end != len(text):  # not one of our compact texts: let the full decoder judge
+            return loads(text)
+        return value
+
+    return encode, decode
+
+
+_encode, _decode = _make_codec()
 _REPR_LIMIT = 80
 
 

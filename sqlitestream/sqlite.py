@@ -29,7 +29,7 @@ from ._connection import (
     transaction,
     translating,
 )
-from ._validate import check_choice, check_id, check_int, check_text, describe
+from ._validate import _decode, check_choice, check_id, check_int, check_text, describe
 from ._waiting import WakeHub, long_poll
 from ._watcher import DataVersionWatcher
 from .errors import (
@@ -90,7 +90,9 @@ def _dumps(value: Any) -> str:
 
 
 def _loads(text: str) -> Any:
-    return {} if text == "{}" else json.loads(text)
+    # _decode: the C scanner called directly (json.loads adds two regex passes and three
+    # Python calls per value, a measurable share of a page read).
+    return {} if text == "{}" else _decode(text)
 
 
 def _optional_dumps(value: Any) -> str | None:
