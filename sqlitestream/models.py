@@ -7,7 +7,7 @@ accepts. JSON payloads (``data``, ``metadata``, ``context``, ``input``, ``output
 
 from __future__ import annotations
 
-import secrets
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -104,7 +104,8 @@ def new_id(prefix: str) -> str:
 
     The leading time keeps ids of new records close together in an index.
     """
-    return f"{prefix}{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+    # os.urandom is what secrets.token_hex uses, without its two Python-level calls.
+    return f"{prefix}{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 def utc_now() -> datetime:
