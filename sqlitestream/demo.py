@@ -21,14 +21,18 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ._pg_url import is_postgres_url, open_postgres
 from ._validate import check_id, check_int, describe
 from .adapters import RunOutcome, ScriptedAdapter
 from .errors import SqliteStreamError, StoreClosedError, ValidationError
 from .manager import SessionManager
 from .models import Event, EventType, new_id, utc_now
 from .sqlite import SQLiteSessionStore
+
+if TYPE_CHECKING:
+    from .postgres import PostgresSessionStore
 
 __all__ = ["DemoSummary", "run_demo", "main"]
 
@@ -107,11 +111,13 @@ def run_demo(
     session_id = new_id("ses_")
     # Create the file and its schema here, before the writer starts, so the two processes
     # never race to create it.
-    with SQLiteSessionStore(db_path) as store:
+    with _open_store(db_path) as store:
         path = store.path
         echo(f"store {path}")
         echo(f"session {session_id}: recorded by a writer process, followed live by this one")
-        writer = _Writer(path, session_id, events, interval_ms, on_early_exit=store.close)
+        # A PostgreSQL URL is passed on as given: store.path has no password.
+        target = os.fspath(db_path) if is_postgres_url(os.fspath(db_path)) else path
+        writer = _Writer(target, session_id, events, interval_ms, on_early_exit=store.close)
         try:
             latencies = _follow(SessionManager(store), session_id, echo)
         except BaseException as exc:
@@ -219,6 +225,13 @@ class _Writer:
         return f"exit code {self._proc.returncode}" + (f": {tail}" if tail else "")
 
 
+def _open_store(db_path: str | os.PathLike[str]) -> SQLiteSessionStore | PostgresSessionStore:
+    """A SQLite file, or a PostgreSQL store for a ``postgresql://`` URL (``?schema=`` allowed)."""
+    if is_postgres_url(os.fspath(db_path)):
+        return open_postgres(os.fspath(db_path))
+    return SQLiteSessionStore(db_path)
+
+
 def _child_env() -> dict[str, str]:
     """This environment, with the directory holding this package first on PYTHONPATH, so the
     writer runs the same sqlitestream as this process (installed or from a source tree)."""
@@ -237,7 +250,7 @@ def _write(db_path: str, session_id: str, events: int, interval_ms: int) -> None
         delay_ms=interval_ms,
         outcome=RunOutcome(output={"text": "done"}, token_usage={"input_tokens": 12}),
     )
-    with SQLiteSessionStore(db_path) as store:
+    with _open_store(db_path) as store:
         SessionManager(store, adapter).run_once(
             {"prompt": "Explain how this event log works."},
             session_id=session_id,

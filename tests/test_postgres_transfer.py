@@ -195,3 +195,11 @@ def test_copy_runs_as_a_real_process(pg_dsn: str, pg_schema: str, tmp_path: Path
     )
     assert result.returncode == 0, result.stderr
     assert "events 41 added" in result.stdout
+
+
+def test_demo_runs_on_a_postgresql_url(pg_dsn: str, pg_schema: str) -> None:
+    output = ok(run("--db", _url(pg_dsn, pg_schema), "demo", "--events", "5", "--interval-ms", "0")).output
+    assert "events followed across processes" in output
+    with PostgresSessionStore(pg_dsn, schema=pg_schema) as store:
+        (stream,) = store.list_streams()
+        assert stream.event_count == stream.latest_sequence >= 5
