@@ -98,7 +98,9 @@ class NotificationListener:
         if self._ready.is_set():
             return
         with self._lock:
-            if self._thread is None and not self._stopping:
+            if self._stopping:
+                return  # the store is closing; the waiter will see StoreClosedError
+            if self._thread is None:
                 self._wake_r, self._wake_w = os.pipe()
                 self._thread = threading.Thread(
                     target=self._run, name=f"sqlitestream-listen-{self._schema}", daemon=True
@@ -111,6 +113,7 @@ class NotificationListener:
         with self._lock:
             self._stopping = True
             thread = self._thread
+        self._ready.set()  # release callers still waiting in ensure_started
         if thread is None:
             return
         os.write(self._wake_w, b"x")
