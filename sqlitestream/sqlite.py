@@ -176,7 +176,9 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
             directory or on read-only media, where a writable open fails with ``StorageError``.
         max_event_bytes: the largest encoded ``data`` + ``metadata`` an event may carry.
         poll_interval_ms: how often, while a long-poll is waiting, the store checks whether
-            another process committed (the in-process wake-up is immediate).
+            another process committed (the in-process wake-up is immediate). On Linux a write
+            to the store's WAL file wakes the check at once (inotify) and this timed check only
+            runs every ``max(poll_interval_ms, 50)`` ms as the fallback.
 
     Opening refuses, without modifying it, a file that is not a sqlitestream store
     (``StorageError``) or that has a newer schema version (``SchemaVersionError``); an older
@@ -264,7 +266,10 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         else:
             self._writer = conn
         self._watcher = DataVersionWatcher(
-            self._open_reader, self._hub, interval_s=self._poll_interval_s
+            self._open_reader,
+            self._hub,
+            interval_s=self._poll_interval_s,
+            wal_path=self._path + "-wal",
         )
 
     def _explain_unwritable(self, exc: StorageError) -> None:
