@@ -3,7 +3,6 @@ refuse a newer one or a file that is not a sqlitestream store, all before writin
 
 from __future__ import annotations
 
-import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,8 @@ _HEADER_SIZE = 100
 
 def schema_sql() -> str:
     """The canonical schema: packaged in the wheel, or ``schema.sql`` at the project root."""
+    import importlib.resources  # only when a store is created or upgraded: it costs start-up time
+
     packaged = importlib.resources.files("sqlitestream").joinpath("schema.sql")
     if packaged.is_file():
         return packaged.read_text(encoding="utf-8")

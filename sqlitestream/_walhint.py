@@ -9,10 +9,13 @@ libc symbol, no more watches) ``WalHint.open`` returns None and the watcher poll
 
 from __future__ import annotations
 
-import ctypes
 import os
 import select
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ctypes
 
 _IN_NONBLOCK = 0o4000
 _IN_CLOEXEC = 0o2000000
@@ -43,6 +46,8 @@ class WalHint:
         """The hint for ``wal_path``, or None where inotify cannot be used."""
         if not sys.platform.startswith("linux"):
             return None
+        import ctypes  # here, not at import: only a waiting store needs it (CLI start-up)
+
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             init, add = libc.inotify_init1, libc.inotify_add_watch
