@@ -599,7 +599,7 @@ def append(
     }
     if event_id is not None:
         fields["id"] = event_id
-    event = Event(type=type_, session_id=session_id, **fields)  # type: ignore[arg-type]
+    event = Event(type=type_, session_id=session_id, **fields)
     store = _open_store(readonly=False, create=True)
     stored = store.append_event_with_sequence(event, expected_sequence=expected_sequence)
     writer = _writer(fmt, EVENT_COLUMNS)

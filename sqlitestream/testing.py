@@ -42,7 +42,7 @@ _T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 def _event(session_id: str = "s1", type: str = "message_sent", **fields: Any) -> Event:
-    return Event(type=type, session_id=session_id, **fields)  # type: ignore[arg-type]
+    return Event(type=type, session_id=session_id, **fields)
 
 
 def _seqs(events: list[Event]) -> list[int | None]:
