@@ -150,10 +150,12 @@ def _cross_simplebroker(db: Path, session: str, count: int, seed: int) -> list[f
 def _cross_redis(key: str, count: int, seed: int) -> list[float]:
     redis = _import("redis", "redis")
     _reachable(REDIS_ADDRESS)
-    client = redis.Redis(host=REDIS_ADDRESS[0], port=REDIS_ADDRESS[1])
+    client = redis.Redis(host=REDIS_ADDRESS[0], port=REDIS_ADDRESS[1], socket_timeout=60)
+    client.delete(key)
     writer = _Writer("redis", "-", key, seed)
     try:
-        last = "$"
+        # From the last id seen, never "$": the writer may add before XREAD reaches the server.
+        last = "0-0"
         samples = []
         for _ in range(count):
             writer.go()

@@ -60,7 +60,7 @@ class Settings:
             cache_dir=cache_dir,
             reps=7,
             append_n=3_000,
-            append_full_n=300,
+            append_full_n=1_000,
             batch_events=20_000,
             batch_size=100,
             read_events=20_000,
