@@ -29,9 +29,13 @@ def _make_codec() -> tuple[Callable[[Any], str], Callable[[str], Any]]:
     slow = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     loads = json.JSONDecoder().decode
     try:
-        from json.encoder import c_make_encoder, encode_basestring
-        from json.scanner import c_make_scanner
+        from json import encoder as json_encoder
+        from json import scanner as json_scanner
 
+        # Undocumented module attributes (None without the _json accelerator), hence getattr.
+        c_make_encoder = getattr(json_encoder, "c_make_encoder", None)
+        c_make_scanner = getattr(json_scanner, "c_make_scanner", None)
+        encode_basestring = json_encoder.encode_basestring
         if c_make_encoder is None or c_make_scanner is None:
             raise ImportError("no C accelerator")
         # markers=None: no shared cycle-detection state between calls or threads; a cyclic
