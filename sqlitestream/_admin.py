@@ -33,7 +33,8 @@ from ._transfer import (
 )
 from ._validate import check_id, describe
 from .errors import SessionNotFoundError, StorageError, ValidationError
-from .models import Event, EventType, Run, Session, from_micros, to_micros
+from ._rows import RUN_COLUMNS, SESSION_COLUMNS
+from .models import Event, EventType, Run, Session, from_micros
 from .store import check_event, check_record
 
 if TYPE_CHECKING:
@@ -450,13 +451,13 @@ class SQLiteAdminMixin(TransferMixin):
                 session_outcome = _put(
                     conn,
                     "sessions",
-                    sqlite._SESSION_COLUMNS,
-                    _session_row(session, sqlite._dumps),
+                    SESSION_COLUMNS,
+                    sqlite._ROWS.session_row(session),
                 )
             if runs and not _all(conn, "SELECT 1 FROM sessions WHERE id = ?", (session_id,)):
                 raise SessionNotFoundError(session_id)
             for run in runs:
-                outcome = _put(conn, "runs", sqlite._RUN_COLUMNS, _run_row(run, sqlite._dumps))
+                outcome = _put(conn, "runs", RUN_COLUMNS, sqlite._ROWS.run_row(run))
                 runs_outcome[outcome] += 1
             new: list[Event] = []
             skipped = 0
@@ -474,7 +475,7 @@ class SQLiteAdminMixin(TransferMixin):
                 if new:
                     conn.executemany(
                         sqlite._INSERT_EVENT,
-                        [sqlite._event_row(event, event.sequence_number) for event in new],
+                        [sqlite._ROWS.event_row(event, event.sequence_number) for event in new],
                     )
                     conn.execute(_SET_LATEST, (session_id, new[-1].sequence_number))
         if new:
@@ -541,35 +542,3 @@ def _put(conn: apsw.Connection, table: str, columns: str, row: tuple[Any, ...]) 
         return "unchanged"
     conn.execute(_upsert(table, columns), row)
     return "updated" if stored else "added"
-
-
-def _session_row(session: Session, dumps: Callable[[Any], str]) -> tuple[Any, ...]:
-    # In the order of sqlite._SESSION_COLUMNS.
-    return (
-        session.id,
-        session.agent_id,
-        session.status.value,
-        session.parent_session_id,
-        dumps(session.metadata),
-        dumps(session.context),
-        dumps(session.tags),
-        to_micros(session.created_at),
-        to_micros(session.updated_at),
-    )
-
-
-def _run_row(run: Run, dumps: Callable[[Any], str]) -> tuple[Any, ...]:
-    # In the order of sqlite._RUN_COLUMNS.
-    return (
-        run.id,
-        run.session_id,
-        run.status.value,
-        None if run.input is None else dumps(run.input),
-        None if run.output is None else dumps(run.output),
-        None if run.error is None else dumps(run.error),
-        dumps(run.metadata),
-        run.turn_count,
-        dumps(run.token_usage),
-        to_micros(run.started_at),
-        None if run.ended_at is None else to_micros(run.ended_at),
-    )

@@ -7,7 +7,6 @@ wait for the writer (WAL). Several processes may open the same file.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -29,7 +28,8 @@ from ._connection import (
     transaction,
     translating,
 )
-from ._validate import _decode, check_choice, check_id, check_int, check_text, describe
+from ._rows import EVENT_COLUMNS, RUN_COLUMNS, SESSION_COLUMNS, RowCodec, with_sequence
+from ._validate import check_choice, check_id, check_int, check_text, describe
 from ._waiting import WakeHub, long_poll
 from ._watcher import DataVersionWatcher
 from .errors import (
@@ -66,99 +66,17 @@ __all__ = ["SQLiteSessionStore"]
 
 _MAX_READERS = 16
 """Read connections a store keeps at most; each holds file descriptors and a page cache."""
-_EVENT_TYPES = {member.value: member for member in EventType}
-_EVENT_COLUMNS = "session_id, seq, id, type, run_id, ts, data, metadata"
-_SELECT_EVENT_BY_ID = f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?"
-_INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_SELECT_EVENT_BY_ID = f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ?"
+_INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 _BUMP_SEQUENCE = (
     "INSERT INTO streams (session_id, latest_seq) VALUES (?, ?) "
     "ON CONFLICT (session_id) DO UPDATE SET latest_seq = latest_seq + excluded.latest_seq "
     "RETURNING latest_seq"
 )
 _LATEST_SEQUENCE = "SELECT latest_seq FROM streams WHERE session_id = ?"
-_SESSION_COLUMNS = (
-    "id, agent_id, status, parent_session_id, metadata, context, tags, created_at, updated_at"
-)
-_RUN_COLUMNS = (
-    "id, session_id, status, input, output, error, metadata, turn_count, token_usage, "
-    "started_at, ended_at"
-)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _loads(text: str) -> Any:
-    # _decode: the C scanner called directly (json.loads adds two regex passes and three
-    # Python calls per value, a measurable share of a page read).
-    return {} if text == "{}" else _decode(text)
-
-
-def _optional_dumps(value: Any) -> str | None:
-    return None if value is None else _dumps(value)
-
-
-def _optional_loads(text: str | None) -> Any:
-    return None if text is None else _loads(text)
-
-
-def _event_from_row(row: Sequence[Any]) -> Event:
-    session_id, seq, event_id, type_, run_id, ts, data, metadata = row
-    return Event._stored(
-        type=_EVENT_TYPES[type_],
-        session_id=session_id,
-        data=_loads(data),
-        metadata=_loads(metadata),
-        run_id=run_id,
-        id=event_id,
-        timestamp=from_micros(ts),
-        sequence_number=seq,
-        json_text=(data, metadata),
-    )
-
-
-def _event_row(event: Event, seq: int) -> tuple[Any, ...]:
-    return (
-        event.session_id,
-        seq,
-        event.id,
-        event.type.value,
-        event.run_id,
-        to_micros(event.timestamp),
-        event._json[0],
-        event._json[1],
-    )
-
-
-def _session_from_row(row: Sequence[Any]) -> Session:
-    return Session(
-        id=row[0],
-        agent_id=row[1],
-        status=row[2],
-        parent_session_id=row[3],
-        metadata=_loads(row[4]),
-        context=_loads(row[5]),
-        tags=json.loads(row[6]),
-        created_at=from_micros(row[7]),
-        updated_at=from_micros(row[8]),
-    )
-
-
-def _run_from_row(row: Sequence[Any]) -> Run:
-    return Run(
-        id=row[0],
-        session_id=row[1],
-        status=row[2],
-        input=_optional_loads(row[3]),
-        output=_optional_loads(row[4]),
-        error=_optional_loads(row[5]),
-        metadata=_loads(row[6]),
-        turn_count=row[7],
-        token_usage=_loads(row[8]),
-        started_at=from_micros(row[9]),
-        ended_at=None if row[10] is None else from_micros(row[10]),
-    )
+_ROWS = RowCodec(to_micros, from_micros)
 
 
 class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
@@ -370,20 +288,10 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
 
     def save_session(self, session: Session) -> None:
         check_record(session, Session, "session")
-        row = (
-            session.id,
-            session.agent_id,
-            session.status.value,
-            session.parent_session_id,
-            _dumps(session.metadata),
-            _dumps(session.context),
-            _dumps(session.tags),
-            to_micros(session.created_at),
-            to_micros(session.updated_at),
-        )
+        row = _ROWS.session_row(session)
         with self._write("save a session") as conn:
             conn.execute(
-                f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, "
                 "status = excluded.status, parent_session_id = excluded.parent_session_id, "
                 "metadata = excluded.metadata, context = excluded.context, tags = excluded.tags, "
@@ -394,11 +302,11 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
     def get_session(self, session_id: str) -> Session:
         session_id = check_id(session_id, "session_id")
         rows = self._fetch(
-            "read a session", f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
+            "read a session", f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
         )
         if not rows:
             raise SessionNotFoundError(session_id)
-        return _session_from_row(rows[0])
+        return _ROWS.session_from_row(rows[0])
 
     def list_sessions(
         self,
@@ -414,7 +322,7 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         offset = check_int(offset, "offset", minimum=0)
         rows = self._fetch(
             "list sessions",
-            f"SELECT {_SESSION_COLUMNS} FROM sessions "
+            f"SELECT {SESSION_COLUMNS} FROM sessions "
             "WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR agent_id = ?2) "
             "ORDER BY created_at, id LIMIT ?3 OFFSET ?4",
             (
@@ -424,7 +332,7 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
                 offset or 0,
             ),
         )
-        return [_session_from_row(row) for row in rows]
+        return [_ROWS.session_from_row(row) for row in rows]
 
     def delete_session(self, session_id: str) -> None:
         session_id = check_id(session_id, "session_id")
@@ -439,24 +347,12 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
 
     def save_run(self, run: Run) -> None:
         check_record(run, Run, "run")
-        row = (
-            run.id,
-            run.session_id,
-            run.status.value,
-            _optional_dumps(run.input),
-            _optional_dumps(run.output),
-            _optional_dumps(run.error),
-            _dumps(run.metadata),
-            run.turn_count,
-            _dumps(run.token_usage),
-            to_micros(run.started_at),
-            None if run.ended_at is None else to_micros(run.ended_at),
-        )
+        row = _ROWS.run_row(run)
         with self._write("save a run") as conn:
             if not conn.execute("SELECT 1 FROM sessions WHERE id = ?", (run.session_id,)).fetchall():
                 raise SessionNotFoundError(run.session_id)
             conn.execute(
-                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET session_id = excluded.session_id, "
                 "status = excluded.status, input = excluded.input, output = excluded.output, "
                 "error = excluded.error, metadata = excluded.metadata, "
@@ -467,10 +363,10 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
 
     def get_run(self, run_id: str) -> Run:
         run_id = check_id(run_id, "run_id")
-        rows = self._fetch("read a run", f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        rows = self._fetch("read a run", f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
         if not rows:
             raise RunNotFoundError(run_id)
-        return _run_from_row(rows[0])
+        return _ROWS.run_from_row(rows[0])
 
     def list_runs(
         self, session_id: str, *, status: RunStatus | str | None = None, limit: int | None = None
@@ -480,21 +376,21 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         limit = check_int(limit, "limit", minimum=1)
         rows = self._fetch(
             "list runs",
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE session_id = ?1 AND (?2 IS NULL OR status = ?2) "
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE session_id = ?1 AND (?2 IS NULL OR status = ?2) "
             "ORDER BY started_at, id LIMIT ?3",
             (session_id, None if wanted is None else wanted.value, -1 if limit is None else limit),
         )
-        return [_run_from_row(row) for row in rows]
+        return [_ROWS.run_from_row(row) for row in rows]
 
     def get_active_run(self, session_id: str) -> Run | None:
         session_id = check_id(session_id, "session_id")
         rows = self._fetch(
             "read the active run",
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE session_id = ? AND status = 'running' "
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE session_id = ? AND status = 'running' "
             "ORDER BY started_at DESC, id DESC LIMIT 1",
             (session_id,),
         )
-        return _run_from_row(rows[0]) if rows else None
+        return _ROWS.run_from_row(rows[0]) if rows else None
 
     # Events ---------------------------------------------------------------------------------
 
@@ -504,7 +400,7 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         rows = conn.execute(_SELECT_EVENT_BY_ID, (event.id,)).fetchall()
         if not rows:
             return None
-        stored = _event_from_row(rows[0])
+        stored = _ROWS.event_from_row(rows[0])
         if stored.session_id != event.session_id:
             raise EventIdConflictError(event.id, event.session_id, stored.session_id)
         return stored
@@ -521,9 +417,9 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
             latest = _bump(conn, event.session_id, 1)
             if expected_sequence is not None and latest - 1 != expected_sequence:
                 raise SequenceConflictError(event.session_id, expected_sequence, latest - 1)
-            conn.execute(_INSERT_EVENT, _event_row(event, latest))
+            conn.execute(_INSERT_EVENT, _ROWS.event_row(event, latest))
         self._hub.wake((event.session_id,))
-        return _with_sequence(event, latest)
+        return with_sequence(event, latest)
 
     def append_events(self, events: Sequence[Event]) -> list[Event]:
         batch = check_events(events, self._max_event_bytes)
@@ -557,8 +453,8 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
                 event = batch[index]
                 seq = next_seq[event.session_id]
                 next_seq[event.session_id] = seq + 1
-                rows.append(_event_row(event, seq))
-                results[index] = _with_sequence(event, seq)
+                rows.append(_ROWS.event_row(event, seq))
+                results[index] = with_sequence(event, seq)
             if rows:
                 conn.executemany(_INSERT_EVENT, rows)
         for index, event in enumerate(batch):
@@ -594,7 +490,7 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         self._check_open()
 
         def run_query() -> list[Event]:
-            return [_event_from_row(row) for row in self._fetch("read events", sql, bindings)]
+            return [_ROWS.event_from_row(row) for row in self._fetch("read events", sql, bindings)]
 
         return long_poll(self._hub, query.session_id, run_query, query.wait_seconds)
 
@@ -634,20 +530,6 @@ def _bump(conn: apsw.Connection, session_id: str, count: int) -> int:
     return int(conn.execute(_BUMP_SEQUENCE, (session_id, count)).fetchall()[0][0])  # type: ignore[arg-type]
 
 
-def _with_sequence(event: Event, seq: int) -> Event:
-    return Event._stored(
-        type=event.type,
-        session_id=event.session_id,
-        data=event.data,
-        metadata=event.metadata,
-        run_id=event.run_id,
-        id=event.id,
-        timestamp=event.timestamp,
-        sequence_number=seq,
-        json_text=event._json,
-    )
-
-
 _SELECT_CACHE: dict[tuple[bool, ...], str] = {}
 
 
@@ -664,7 +546,7 @@ def _select_events(query: EventFilter) -> tuple[str, tuple[Any, ...]]:
     sql = _SELECT_CACHE.get(present)
     if sql is None:
         where = "".join(f" AND {fragment}" for (fragment, _), used in zip(filters, present) if used)
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE session_id = ?{where} ORDER BY seq LIMIT ?"
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE session_id = ?{where} ORDER BY seq LIMIT ?"
         _SELECT_CACHE[present] = sql
     values = tuple(value for _, value in filters if value is not None)
     return sql, (query.session_id, *values, -1 if query.limit is None else query.limit)
