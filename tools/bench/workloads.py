@@ -135,7 +135,77 @@ def _decode(row: Any) -> tuple[Any, ...]:
     return (session_id, seq, event_id, type_, run_id, ts, json.loads(data), json.loads(metadata))
 
 
-class RawApsw:
+class _RawTransactions:
+    """The hand-written append, batch and page loops, on any DB-API-like connection whose
+    ``execute`` returns an iterable cursor with ``fetchall`` (apsw and stdlib sqlite3 alike)."""
+
+    conn: Any
+    session: str
+    counter: int
+
+    def append(self, n: int) -> None:
+        execute, session = self.conn.execute, self.session
+        start = self.counter
+        for i in range(start, start + n):
+            event_id = new_event_id()
+            data, metadata = dumps(payload(i)), dumps({})
+            execute("BEGIN IMMEDIATE")
+            try:
+                if execute(_DUPLICATE, (event_id,)).fetchall():
+                    raise RuntimeError("duplicate")
+                rows = execute(_LATEST, (session,)).fetchall()
+                seq = (rows[0][0] if rows else 0) + 1
+                execute(_INSERT, (session, seq, event_id, "message_sent", None, now_micros(), data, metadata))
+                execute(_SET_LATEST, (session, seq))
+                execute("COMMIT")
+            except BaseException:
+                execute("ROLLBACK")
+                raise
+        self.counter += n
+
+    def append_batch(self, n: int, size: int) -> None:
+        execute, session = self.conn.execute, self.session
+        for start in range(self.counter, self.counter + n, size):
+            ids = [new_event_id() for _ in range(size)]
+            bodies = [(dumps(payload(i)), dumps({})) for i in range(start, start + size)]
+            execute("BEGIN IMMEDIATE")
+            try:
+                for event_id in ids:
+                    if execute(_DUPLICATE, (event_id,)).fetchall():
+                        raise RuntimeError("duplicate")
+                rows = execute(_LATEST, (session,)).fetchall()
+                latest = rows[0][0] if rows else 0
+                ts = now_micros()
+                self.conn.executemany(
+                    _INSERT,
+                    [
+                        (session, latest + k + 1, ids[k], "message_sent", None, ts, *bodies[k])
+                        for k in range(size)
+                    ],
+                )
+                execute(_SET_LATEST, (session, latest + size))
+                execute("COMMIT")
+            except BaseException:
+                execute("ROLLBACK")
+                raise
+        self.counter += n
+
+    def read_all(self, session: str) -> int:
+        cursor = 0
+        count = 0
+        execute = self.conn.execute
+        while True:
+            page = [_decode(row) for row in execute(_PAGE, (session, cursor, PAGE))]
+            if not page:
+                return count
+            count += len(page)
+            cursor = page[-1][1]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class RawApsw(_RawTransactions):
     """The same transaction as an append, written by hand against apsw."""
 
     label = "raw apsw"
@@ -151,64 +221,6 @@ class RawApsw:
         self.session = session
         self.counter = 0
 
-    def append(self, n: int) -> None:
-        execute, session = self.conn.execute, self.session
-        start = self.counter
-        for i in range(start, start + n):
-            event_id = new_event_id()
-            data, metadata = dumps(payload(i)), dumps({})
-            execute("BEGIN IMMEDIATE")
-            try:
-                if execute(_DUPLICATE, (event_id,)).fetchall():
-                    raise RuntimeError("duplicate")
-                rows = execute(_LATEST, (session,)).fetchall()
-                seq = (rows[0][0] if rows else 0) + 1
-                execute(_INSERT, (session, seq, event_id, "message_sent", None, now_micros(), data, metadata))
-                execute(_SET_LATEST, (session, seq))
-                execute("COMMIT")
-            except BaseException:
-                execute("ROLLBACK")
-                raise
-        self.counter += n
-
-    def append_batch(self, n: int, size: int) -> None:
-        execute, session = self.conn.execute, self.session
-        for start in range(self.counter, self.counter + n, size):
-            ids = [new_event_id() for _ in range(size)]
-            bodies = [(dumps(payload(i)), dumps({})) for i in range(start, start + size)]
-            execute("BEGIN IMMEDIATE")
-            try:
-                for event_id in ids:
-                    if execute(_DUPLICATE, (event_id,)).fetchall():
-                        raise RuntimeError("duplicate")
-                rows = execute(_LATEST, (session,)).fetchall()
-                latest = rows[0][0] if rows else 0
-                ts = now_micros()
-                self.conn.executemany(
-                    _INSERT,
-                    [
-                        (session, latest + k + 1, ids[k], "message_sent", None, ts, *bodies[k])
-                        for k in range(size)
-                    ],
-                )
-                execute(_SET_LATEST, (session, latest + size))
-                execute("COMMIT")
-            except BaseException:
-                execute("ROLLBACK")
-                raise
-        self.counter += n
-
-    def read_all(self, session: str) -> int:
-        cursor = 0
-        count = 0
-        execute = self.conn.execute
-        while True:
-            page = [_decode(row) for row in execute(_PAGE, (session, cursor, PAGE))]
-            if not page:
-                return count
-            count += len(page)
-            cursor = page[-1][1]
-
     def read_page(self, session: str, after: int) -> int:
         return len([_decode(row) for row in self.conn.execute(_PAGE, (session, after, PAGE))])
 
@@ -216,14 +228,11 @@ class RawApsw:
         rows = self.conn.execute(_LATEST, (session,)).fetchall()
         return rows[0][0] if rows else 0
 
-    def close(self) -> None:
-        self.conn.close()
-
 
 # The same on the stdlib sqlite3 module ------------------------------------------------------
 
 
-class RawSqlite3:
+class RawSqlite3(_RawTransactions):
     """The same transaction on the standard library's sqlite3 (autocommit, explicit BEGIN)."""
 
     label = "raw sqlite3"
@@ -236,67 +245,6 @@ class RawSqlite3:
             self.conn.executescript("BEGIN;" + schema_sql() + ";COMMIT;")
         self.session = session
         self.counter = 0
-
-    def append(self, n: int) -> None:
-        execute, session = self.conn.execute, self.session
-        start = self.counter
-        for i in range(start, start + n):
-            event_id = new_event_id()
-            data, metadata = dumps(payload(i)), dumps({})
-            execute("BEGIN IMMEDIATE")
-            try:
-                if execute(_DUPLICATE, (event_id,)).fetchall():
-                    raise RuntimeError("duplicate")
-                rows = execute(_LATEST, (session,)).fetchall()
-                seq = (rows[0][0] if rows else 0) + 1
-                execute(_INSERT, (session, seq, event_id, "message_sent", None, now_micros(), data, metadata))
-                execute(_SET_LATEST, (session, seq))
-                execute("COMMIT")
-            except BaseException:
-                execute("ROLLBACK")
-                raise
-        self.counter += n
-
-    def append_batch(self, n: int, size: int) -> None:
-        execute, session = self.conn.execute, self.session
-        for start in range(self.counter, self.counter + n, size):
-            ids = [new_event_id() for _ in range(size)]
-            bodies = [(dumps(payload(i)), dumps({})) for i in range(start, start + size)]
-            execute("BEGIN IMMEDIATE")
-            try:
-                for event_id in ids:
-                    if execute(_DUPLICATE, (event_id,)).fetchall():
-                        raise RuntimeError("duplicate")
-                rows = execute(_LATEST, (session,)).fetchall()
-                latest = rows[0][0] if rows else 0
-                ts = now_micros()
-                self.conn.executemany(
-                    _INSERT,
-                    [
-                        (session, latest + k + 1, ids[k], "message_sent", None, ts, *bodies[k])
-                        for k in range(size)
-                    ],
-                )
-                execute(_SET_LATEST, (session, latest + size))
-                execute("COMMIT")
-            except BaseException:
-                execute("ROLLBACK")
-                raise
-        self.counter += n
-
-    def read_all(self, session: str) -> int:
-        cursor = 0
-        count = 0
-        execute = self.conn.execute
-        while True:
-            page = [_decode(row) for row in execute(_PAGE, (session, cursor, PAGE))]
-            if not page:
-                return count
-            count += len(page)
-            cursor = page[-1][1]
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 # The anchor design's naive in-memory store --------------------------------------------------
