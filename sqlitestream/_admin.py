@@ -491,7 +491,6 @@ class SQLiteAdminMixin(TransferMixin):
         )
 
 
-
 def _store_file(path: object) -> str:
     if not isinstance(path, (str, os.PathLike)):
         raise ValidationError(f"path must be a str or a path, got {describe(path)}")
