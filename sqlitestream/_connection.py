@@ -65,35 +65,51 @@ def frozen_location(path: str) -> bool:
         return True
 
 
-def set_busy_handler(conn: apsw.Connection, busy_timeout_ms: int) -> None:
+class BusyRetry:
     """Retry a locked database with short, jittered, growing sleeps (0.1 ms up to 2 ms) until
-    ``busy_timeout_ms`` has passed."""
-    limit = busy_timeout_ms / 1000.0
-    started = 0.0
+    ``busy_timeout_ms`` has passed since the first retry, or until :attr:`deadline` (a
+    ``time.monotonic()`` value) when one is set.
 
-    def retry(prior_calls: int) -> bool:
-        nonlocal started
+    The store sets ``deadline`` before every write transaction: already passed for a first
+    attempt that must not wait, or counting the time spent waiting for the side lock (see
+    ``_sidelock``) against the same busy timeout."""
+
+    __slots__ = ("limit", "deadline", "_until")
+
+    def __init__(self, busy_timeout_ms: int) -> None:
+        self.limit = busy_timeout_ms / 1000.0
+        self.deadline: float | None = None
+        self._until = 0.0
+
+    def __call__(self, prior_calls: int) -> bool:
         now = time.monotonic()
         if prior_calls == 0:
-            started = now
-        if now - started >= limit:
+            self._until = now + self.limit if self.deadline is None else self.deadline
+        if now >= self._until:
             return False
         backoff = min(_BUSY_MAX_SLEEP_SECONDS, _BUSY_FIRST_SLEEP_SECONDS * (1 << min(prior_calls, 5)))
         time.sleep(backoff * (0.5 + random.random()))
         return True
 
+
+def set_busy_handler(conn: apsw.Connection, busy_timeout_ms: int) -> BusyRetry:
+    """Install a :class:`BusyRetry` on ``conn`` and return it."""
+    retry = BusyRetry(busy_timeout_ms)
     conn.set_busy_handler(retry)
+    return retry
 
 
-def apply_settings(conn: apsw.Connection, *, synchronous: str, busy_timeout_ms: int) -> None:
-    """The per-connection settings every store connection gets (see the README)."""
-    set_busy_handler(conn, busy_timeout_ms)
+def apply_settings(conn: apsw.Connection, *, synchronous: str, busy_timeout_ms: int) -> BusyRetry:
+    """The per-connection settings every store connection gets (see the README); returns the
+    connection's busy handler."""
+    retry = set_busy_handler(conn, busy_timeout_ms)
     level = SYNCHRONOUS_LEVELS[synchronous]  # never formatted from unchecked input
     with translating("configure the connection"):
         conn.pragma("foreign_keys", True)
         conn.pragma("trusted_schema", False)
         conn.pragma("synchronous", level)
         conn.pragma("journal_size_limit", JOURNAL_SIZE_LIMIT)
+    return retry
 
 
 def enable_wal(conn: apsw.Connection) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -20,6 +21,7 @@ import apsw
 from . import _schema
 from ._admin import SQLiteAdminMixin
 from ._connection import (
+    BusyRetry,
     SYNCHRONOUS_LEVELS,
     apply_settings,
     enable_wal,
@@ -29,6 +31,7 @@ from ._connection import (
     translating,
 )
 from ._rows import EVENT_COLUMNS, RUN_COLUMNS, SESSION_COLUMNS, RowCodec, with_sequence
+from ._sidelock import SideLock
 from ._validate import check_choice, check_id, check_int, check_text, describe
 from ._waiting import WakeHub, long_poll
 from ._watcher import DataVersionWatcher
@@ -39,6 +42,7 @@ from .errors import (
     SequenceConflictError,
     SessionNotFoundError,
     StorageError,
+    StoreBusyError,
     StoreClosedError,
     ValidationError,
 )
@@ -145,6 +149,8 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         self._hub = WakeHub(on_first_waiter=self._on_first_waiter)
         self._watcher: DataVersionWatcher | None = None
         self._writer: apsw.Connection | None = None
+        self._writer_busy: BusyRetry | None = None
+        self._side_lock: SideLock | None = None  # writable file stores only
         self._upgraded_from: int | None = None
         self._immutable = False  # a read-only open of a store in a read-only directory
         self._open()
@@ -167,7 +173,7 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
             self._explain_unwritable(exc)
             raise
         try:
-            apply_settings(conn, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms)
+            busy = apply_settings(conn, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms)
             state = _schema.read_state(conn, self._path)
             _schema.check_state(state, self._path, readonly=self._readonly)
             if not self._readonly:
@@ -183,6 +189,13 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
             self._idle_readers.append(conn)
         else:
             self._writer = conn
+            self._writer_busy = busy
+            try:
+                # The store file's mode, as SQLite gives its -wal and -shm files.
+                mode = os.stat(self._path).st_mode & 0o666
+                self._side_lock = SideLock(self._path + "-lock", mode)
+            except OSError:  # only a fairness aid (see _sidelock): write without it
+                self._side_lock = None
         self._watcher = DataVersionWatcher(
             self._open_reader,
             self._hub,
@@ -250,8 +263,14 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
             self._check_open()
             if self._writer is None:
                 raise StorageError(f"cannot {action}: the store {self._path!r} was opened read-only")
-            with transaction(self._writer, action) as conn:
-                yield conn
+            side, busy = self._side_lock, self._writer_busy
+            if side is None or busy is None:
+                with transaction(self._writer, action) as conn:
+                    yield conn
+            else:
+                timeout_s = self._busy_timeout_ms / 1000.0
+                with _queued_transaction(self._writer, action, side, busy, timeout_s) as conn:
+                    yield conn
 
     @contextmanager
     def _read(self, action: str) -> Iterator[apsw.Connection]:
@@ -512,6 +531,9 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
+            if self._side_lock is not None:
+                self._side_lock.close()
+                self._side_lock = None
         with self._pool_lock:
             idle, self._idle_readers = self._idle_readers, []
         for conn in idle:
@@ -523,6 +545,44 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("read-only" if self._readonly else "open")
         return f"SQLiteSessionStore({self._path!r}, synchronous={self._synchronous!r}, {state})"
+
+
+@contextmanager
+def _queued_transaction(
+    conn: apsw.Connection, action: str, side: SideLock, busy: BusyRetry, timeout_s: float
+) -> Iterator[apsw.Connection]:
+    """A write transaction that queues on the side lock (see ``_sidelock``) when contended.
+
+    Uncontended, the side lock would only cost time, so SQLite's lock is tried first without
+    waiting; only when another writer holds it does this wait for the side lock (at most
+    ``timeout_s``; not taken in time, it goes on without it) and then for SQLite's lock, with
+    the side-lock wait counted against the same busy timeout.
+
+    A function of its own, not inline in ``_write``: an interrupt striking a ``try`` line
+    escapes an enclosing ``with`` (the write lock) without running its exit.
+    """
+    started = time.monotonic()
+    began = False
+    try:
+        busy.deadline = 0.0
+        with transaction(conn, action) as first:
+            began = True
+            yield first
+        return
+    except StoreBusyError:
+        if began:
+            raise
+    try:
+        side.acquire(timeout_s)
+        busy.deadline = started + timeout_s
+        with transaction(conn, action) as queued:
+            yield queued
+    finally:
+        # Released twice, the first on the ``try`` line itself (a separate ``try:`` line could
+        # be struck by an interrupt before either release runs): an interrupt striking one
+        # release still leaves the other. Releasing is harmless when not held.
+        try: side.release()  # noqa: E701
+        finally: side.release()  # noqa: E701
 
 
 def _bump(conn: apsw.Connection, session_id: str, count: int) -> int:

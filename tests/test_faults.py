@@ -540,9 +540,12 @@ def test_store_on_read_only_medium_reads_with_readonly_open(ro_mount: Path) -> N
 
 
 def test_writable_open_on_read_only_medium_is_a_clear_error(ro_mount: Path) -> None:
+    # The store file and the side lock file its earlier writable opens left (see _sidelock).
+    before = sorted(p.name for p in ro_mount.parent.iterdir())
+    assert before == ["events.db", "events.db-lock"]
     with pytest.raises(StorageError, match="read-only"):
         SQLiteSessionStore(ro_mount)
-    assert sorted(p.name for p in ro_mount.parent.iterdir()) == ["events.db"]
+    assert sorted(p.name for p in ro_mount.parent.iterdir()) == before
 
 
 def _as_unprivileged_user(check: Callable[[], None]) -> None:
@@ -633,6 +636,7 @@ def test_read_only_directory_reads_with_readonly_open(nobody_dir: Path) -> None:
     path = nobody_dir / "events.db"
     nobody_dir.chmod(0o555)
     before = path.read_bytes()
+    listing = sorted(p.name for p in nobody_dir.iterdir())  # the store and its side lock file
 
     def check() -> None:
         _reads_work_and_writes_fail(path, readonly=True)
@@ -645,4 +649,4 @@ def test_read_only_directory_reads_with_readonly_open(nobody_dir: Path) -> None:
 
     _as_unprivileged_user(check)
     assert path.read_bytes() == before
-    assert sorted(p.name for p in nobody_dir.iterdir()) == ["events.db"]
+    assert sorted(p.name for p in nobody_dir.iterdir()) == listing

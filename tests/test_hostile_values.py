@@ -214,7 +214,7 @@ def test_store_files_follow_the_umask_and_are_never_world_writable(tmp_path: Pat
                 modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
     finally:
         os.umask(old)
-    assert set(modes) == {"events.db", "events.db-wal", "events.db-shm"}
+    assert set(modes) == {"events.db", "events.db-wal", "events.db-shm", "events.db-lock"}
     for name, mode in modes.items():
         assert mode & umask == 0, (name, oct(mode))
         assert mode & stat.S_IWOTH == 0, (name, oct(mode))
@@ -232,7 +232,8 @@ def test_opening_an_existing_store_keeps_its_permissions(tmp_path: Path) -> None
             modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
     finally:
         os.umask(old)
-    assert modes == {"events.db": 0o600, "events.db-wal": 0o600, "events.db-shm": 0o600}
+    # The side lock file is kept between opens: it has the mode of its creation (the first open).
+    assert modes == {"events.db": 0o600, "events.db-wal": 0o600, "events.db-shm": 0o600, "events.db-lock": 0o644}
 
 
 # Code ------------------------------------------------------------------------------------------
