@@ -31,13 +31,12 @@ from ._transfer import (
     SessionImport,
     StreamInfo,
     TransferMixin,
-    check_import_events,
+    check_session_import,
     plan_event_import,
 )
 from ._validate import check_id, describe
 from .errors import SessionNotFoundError, ValidationError
 from .models import Event, EventType, Run, Session
-from .store import check_event, check_record
 
 if TYPE_CHECKING:
     from ._pg_connection import Connection, Database
@@ -285,20 +284,9 @@ class PostgresAdminMixin(TransferMixin):
     ) -> SessionImport:
         """See :meth:`TransferMixin.import_session`; here one transaction that holds the
         session's counter row, so concurrent appends wait for it and cannot interleave."""
-        session_id = check_id(session_id, "session_id")
-        if session is not None:
-            check_record(session, Session, "session")
-            if session.id != session_id:
-                raise ValidationError(f"session {session.id!r} is not session_id {session_id!r}")
-        for index, run in enumerate(runs):
-            check_record(run, Run, f"runs[{index}]")
-            if run.session_id != session_id:
-                raise ValidationError(
-                    f"run {run.id!r} belongs to session {run.session_id!r}, not {session_id!r}"
-                )
-        ordered = check_import_events(session_id, events)
-        for event in ordered:
-            check_event(event, self._max_event_bytes)
+        session_id, ordered = check_session_import(
+            session_id, session, runs, events, self._max_event_bytes
+        )
         sessions_t, runs_t = self._table("sessions"), self._table("runs")
         events_t, streams_t = self._table("events"), self._table("streams")
 

@@ -38,7 +38,8 @@ from .errors import (
     ValidationError,
 )
 from .models import Event, Run, Session
-from .store import SessionStore
+from ._validate import check_id
+from .store import SessionStore, check_event, check_record
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -167,6 +168,33 @@ class ImportReport:
             "events_skipped": self.events_skipped,
             "sessions": [item.to_dict() for item in self.sessions],
         }
+
+
+def check_session_import(
+    session_id: object,
+    session: Session | None,
+    runs: Sequence[Run],
+    events: Sequence[Event],
+    max_event_bytes: int,
+) -> tuple[str, list[Event]]:
+    """Validate ``import_session``'s arguments (shared by every store): the session and runs
+    must belong to ``session_id``, the events as :func:`check_import_events` says and within
+    ``max_event_bytes``. Returns the checked id and the events in sequence order."""
+    checked_id = check_id(session_id, "session_id")
+    if session is not None:
+        check_record(session, Session, "session")
+        if session.id != checked_id:
+            raise ValidationError(f"session {session.id!r} is not session_id {checked_id!r}")
+    for index, run in enumerate(runs):
+        check_record(run, Run, f"runs[{index}]")
+        if run.session_id != checked_id:
+            raise ValidationError(
+                f"run {run.id!r} belongs to session {run.session_id!r}, not {checked_id!r}"
+            )
+    ordered = check_import_events(checked_id, events)
+    for event in ordered:
+        check_event(event, max_event_bytes)
+    return checked_id, ordered
 
 
 def check_import_events(session_id: str, events: Sequence[Event]) -> list[Event]:
