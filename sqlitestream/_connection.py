@@ -112,10 +112,23 @@ def apply_settings(conn: apsw.Connection, *, synchronous: str, busy_timeout_ms: 
     return retry
 
 
-def enable_wal(conn: apsw.Connection) -> None:
-    """Switch the file to write-ahead logging (persistent; readers never block the writer)."""
-    with translating("switch the store to WAL mode"):
-        mode = conn.pragma("journal_mode", "wal")
+def enable_wal(conn: apsw.Connection, busy_timeout_ms: int) -> None:
+    """Switch the file to write-ahead logging (persistent; readers never block the writer).
+
+    Switching needs an exclusive lock, and when another process is opening the same new file at
+    that moment SQLite can answer busy at once, without calling the busy handler (waiting could
+    deadlock two lock upgrades); so this retries on its own until ``busy_timeout_ms`` has passed.
+    """
+    deadline = time.monotonic() + busy_timeout_ms / 1000.0
+    while True:
+        try:
+            with translating("switch the store to WAL mode"):
+                mode = conn.pragma("journal_mode", "wal")
+            break
+        except StoreBusyError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(_BUSY_MAX_SLEEP_SECONDS * random.random())
     if str(mode).lower() != "wal":
         raise StorageError(f"could not switch the store to WAL mode (journal_mode is {mode!r})")
 

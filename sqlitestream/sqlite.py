@@ -177,7 +177,7 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
             state = _schema.read_state(conn, self._path)
             _schema.check_state(state, self._path, readonly=self._readonly)
             if not self._readonly:
-                enable_wal(conn)
+                enable_wal(conn, self._busy_timeout_ms)
                 if state.user_version != _schema.SCHEMA_VERSION:
                     self._upgraded_from = _schema.create_or_upgrade(conn, self._path)
         except BaseException as exc:

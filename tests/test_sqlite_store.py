@@ -371,3 +371,31 @@ def test_installed_package_creates_a_store_outside_the_source_tree(tmp_path: Pat
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1"
+
+
+def _open_and_append(path: str, start: object, out: object) -> None:
+    start.wait()  # type: ignore[attr-defined]
+    try:
+        with SQLiteSessionStore(path) as store:
+            store.append_event(Event("message_sent", "s1"))
+        out.put("ok")  # type: ignore[attr-defined]
+    except Exception as exc:  # reported to the parent, which asserts on it
+        out.put(f"{type(exc).__name__}: {exc}")  # type: ignore[attr-defined]
+
+
+def test_processes_creating_the_same_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """Several processes opening one brand-new file together: one creates the schema and
+    switches to WAL, the others wait for it (no StoreBusyError within the busy timeout)."""
+    path = str(tmp_path / "events.db")
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    workers = [ctx.Process(target=_open_and_append, args=(path, start, out)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    start.set()
+    results = [out.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(60)
+    assert results == ["ok"] * 4
+    with SQLiteSessionStore(path) as store:
+        assert [e.sequence_number for e in store.get_events("s1")] == [1, 2, 3, 4]
