@@ -11,12 +11,14 @@ import os
 import random
 import time
 import urllib.parse
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Generator
+from typing import Generic, TypeVar
 
 import apsw
 
 from .errors import StorageError, StoreBusyError
+
+T = TypeVar("T")
 
 SYNCHRONOUS_LEVELS = {"normal": "NORMAL", "full": "FULL"}
 """``synchronous`` choices. ``normal`` (WAL): a commit survives a process crash; ``full``: it
@@ -180,29 +182,81 @@ class translating:
             raise translate(exc, self.action) from exc
 
 
-@contextmanager
-def transaction(conn: apsw.Connection, action: str) -> Iterator[apsw.Connection]:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``; roll back and re-raise on any error.
+def transaction_steps(
+    conn: apsw.Connection, action: str, *, give_up_when_busy: bool = False
+) -> Generator[apsw.Connection, None, bool]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` as a generator: it yields the connection once, inside
+    the transaction, and commits when resumed; an exception thrown in (or dropping the
+    suspended generator) rolls back. apsw errors leave it translated (see :func:`translate`).
 
     The only code that begins, commits or rolls back. IMMEDIATE takes the write lock up front,
-    so a transaction never fails half way for lack of it. apsw errors leave it translated
-    (see :func:`translate`).
+    so a transaction never fails half way for lack of it. With ``give_up_when_busy`` a busy
+    ``BEGIN`` yields nothing and returns ``False`` (the caller queues and tries again);
+    otherwise it returns ``True`` once committed.
 
     A generator on purpose: if an exception (a signal's KeyboardInterrupt) strikes after
     ``BEGIN`` but before the caller's ``with`` block holds it, dropping the suspended generator
-    still runs the rollback below. The translation is inlined rather than a nested context
-    manager because every append pays for each layer.
+    still runs the rollback below. Used through :func:`transaction` or ``yield from``.
     """
+    began = False
     try:
         # BEGIN sits inside the try so that an exception arriving just after it still rolls
         # back instead of leaving the write lock held for good.
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            yield conn
-            conn.execute("COMMIT")
+            began = _begin(conn, give_up_when_busy)
+            if began:
+                yield conn
+                conn.execute("COMMIT")
         except BaseException:
             if not conn.getautocommit():  # SQLite may already have rolled back (e.g. disk full)
                 conn.execute("ROLLBACK")
             raise
     except apsw.Error as exc:
         raise translate(exc, action) from exc
+    return began
+
+
+def _begin(conn: apsw.Connection, give_up_when_busy: bool) -> bool:
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except apsw.BusyError:
+        if give_up_when_busy:
+            return False
+        raise
+    return True
+
+
+def transaction(conn: apsw.Connection, action: str) -> GeneratorContext[apsw.Connection]:
+    """``with transaction(conn, action) as conn:`` one write transaction (see
+    :func:`transaction_steps`)."""
+    return GeneratorContext(transaction_steps(conn, action))
+
+
+class GeneratorContext(Generic[T]):
+    """``contextlib.contextmanager`` for our own generators, at half its cost per ``with``
+    (every append pays for it): the generator yields exactly once and either finishes or
+    re-raises what is thrown into it.
+
+    Dropping it with the generator still suspended (an exception struck between entering the
+    generator and entering the ``with`` block) closes the generator, which runs its clean-up.
+    """
+
+    __slots__ = ("_steps",)
+
+    def __init__(self, steps: Generator[T, None, object]) -> None:
+        self._steps = steps
+
+    def __enter__(self) -> T:
+        return next(self._steps)
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> bool:
+        if exc is None:
+            next(self._steps, None)  # resumes it once more: it commits and finishes
+            return False
+        try:
+            self._steps.throw(exc)
+        except StopIteration:  # the generator handled the exception
+            return True
+        raise RuntimeError("a transaction generator yielded twice")
+
+

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +27,8 @@ from ._connection import (
     enable_wal,
     frozen_location,
     open_connection,
-    transaction,
+    GeneratorContext,
+    transaction_steps,
     translating,
 )
 from ._rows import EVENT_COLUMNS, RUN_COLUMNS, SESSION_COLUMNS, RowCodec, with_sequence
@@ -256,21 +257,32 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         if self._closed:
             raise StoreClosedError(f"the store {self._path!r} is closed")
 
-    @contextmanager
-    def _write(self, action: str) -> Iterator[apsw.Connection]:
+    def _write(self, action: str) -> GeneratorContext[apsw.Connection]:
         """The writer connection inside a write transaction (the only way anything writes)."""
+        return GeneratorContext(self._locked_transaction(action))
+
+    def _locked_transaction(self, action: str) -> Generator[apsw.Connection, None, None]:
+        # The write lock is held here and the transaction's try blocks live in other frames:
+        # on CPython 3.11 an exception raised at a ``try:`` line nested in a ``with`` (or in
+        # another ``try``) skips that outer block's exit, which would leave the lock held.
         with self._write_lock:
-            self._check_open()
-            if self._writer is None:
-                raise StorageError(f"cannot {action}: the store {self._path!r} was opened read-only")
-            side, busy = self._side_lock, self._writer_busy
-            if side is None or busy is None:
-                with transaction(self._writer, action) as conn:
-                    yield conn
-            else:
-                timeout_s = self._busy_timeout_ms / 1000.0
-                with _queued_transaction(self._writer, action, side, busy, timeout_s) as conn:
-                    yield conn
+            yield from self._transaction(action)
+
+    def _transaction(self, action: str) -> Generator[apsw.Connection, None, None]:
+        self._check_open()
+        conn = self._writer
+        if conn is None:
+            raise StorageError(f"cannot {action}: the store {self._path!r} was opened read-only")
+        side, busy = self._side_lock, self._writer_busy
+        if side is None or busy is None:
+            yield from transaction_steps(conn, action)
+            return
+        # Uncontended, the side lock would only cost time: SQLite's lock is tried first
+        # without waiting, and only a busy first attempt queues (see _queued_transaction).
+        busy.deadline = 0.0
+        began = yield from transaction_steps(conn, action, give_up_when_busy=True)
+        if not began:
+            yield from _queued_transaction(conn, action, side, busy, self._busy_timeout_ms / 1000.0)
 
     @contextmanager
     def _read(self, action: str) -> Iterator[apsw.Connection]:
@@ -547,36 +559,18 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         return f"SQLiteSessionStore({self._path!r}, synchronous={self._synchronous!r}, {state})"
 
 
-@contextmanager
 def _queued_transaction(
     conn: apsw.Connection, action: str, side: SideLock, busy: BusyRetry, timeout_s: float
-) -> Iterator[apsw.Connection]:
-    """A write transaction that queues on the side lock (see ``_sidelock``) when contended.
-
-    Uncontended, the side lock would only cost time, so SQLite's lock is tried first without
-    waiting; only when another writer holds it does this wait for the side lock (at most
-    ``timeout_s``; not taken in time, it goes on without it) and then for SQLite's lock, with
-    the side-lock wait counted against the same busy timeout.
-
-    A function of its own, not inline in ``_write``: an interrupt striking a ``try`` line
-    escapes an enclosing ``with`` (the write lock) without running its exit.
+) -> Generator[apsw.Connection, None, None]:
+    """A write transaction after a busy first attempt: it waits for the side lock (see
+    ``_sidelock``; at most ``timeout_s``, and not taken in time it goes on without it) and
+    then for SQLite's lock, with the side-lock wait counted against the same busy timeout.
     """
     started = time.monotonic()
-    began = False
-    try:
-        busy.deadline = 0.0
-        with transaction(conn, action) as first:
-            began = True
-            yield first
-        return
-    except StoreBusyError:
-        if began:
-            raise
     try:
         side.acquire(timeout_s)
         busy.deadline = started + timeout_s
-        with transaction(conn, action) as queued:
-            yield queued
+        yield from transaction_steps(conn, action)
     finally:
         # Released twice, the first on the ``try`` line itself (a separate ``try:`` line could
         # be struck by an interrupt before either release runs): an interrupt striking one
