@@ -73,11 +73,13 @@ _MAX_READERS = 16
 """Read connections a store keeps at most; each holds file descriptors and a page cache."""
 _SELECT_EVENT_BY_ID = f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ?"
 _INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_NEW_EVENT = _INSERT_EVENT + " ON CONFLICT DO NOTHING"
 _BUMP_SEQUENCE = (
     "INSERT INTO streams (session_id, latest_seq) VALUES (?, ?) "
     "ON CONFLICT (session_id) DO UPDATE SET latest_seq = latest_seq + excluded.latest_seq "
     "RETURNING latest_seq"
 )
+_UNBUMP_SEQUENCE = "UPDATE streams SET latest_seq = latest_seq - 1 WHERE session_id = ?"
 _LATEST_SEQUENCE = "SELECT latest_seq FROM streams WHERE session_id = ?"
 
 
@@ -442,15 +444,27 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         check_event(event, self._max_event_bytes)
         expected_sequence = check_int(expected_sequence, "expected_sequence", minimum=0)
         with self._write("append an event") as conn:
-            existing = self._find(conn, event)
-            if existing is not None:
-                return existing
+            # Optimistic: the id is almost always new, so the insert itself is the duplicate
+            # check (one statement fewer than probing first); a taken id undoes the bump.
             latest = _bump(conn, event.session_id, 1)
+            conn.execute(_INSERT_NEW_EVENT, _ROWS.event_row(event, latest))
+            if not conn.changes():
+                conn.execute(_UNBUMP_SEQUENCE, (event.session_id,))
+                return self._stored_as(conn, event)
             if expected_sequence is not None and latest - 1 != expected_sequence:
                 raise SequenceConflictError(event.session_id, expected_sequence, latest - 1)
-            conn.execute(_INSERT_EVENT, _ROWS.event_row(event, latest))
         self._hub.wake((event.session_id,))
         return with_sequence(event, latest)
+
+    def _stored_as(self, conn: apsw.Connection, event: Event) -> Event:
+        """The event stored under ``event.id``, which an insert just found taken."""
+        stored = self._find(conn, event)
+        if stored is None:  # the insert met another constraint: the counter is behind the log
+            raise StorageError(
+                f"append an event: the sequence counter of session {event.session_id!r} is "
+                f"behind its events; run 'sqlitestream check {self._path}'"
+            )
+        return stored
 
     def append_events(self, events: Sequence[Event]) -> list[Event]:
         batch = check_events(events, self._max_event_bytes)

@@ -24,6 +24,25 @@ from sqlitestream import (
 )
 from sqlitestream._schema import APPLICATION_ID, SCHEMA_VERSION, schema_sql
 
+# Appends on a damaged counter --------------------------------------------------------------------
+
+
+def test_append_on_a_counter_behind_the_log_is_a_clear_error_and_writes_nothing(tmp_path: Path) -> None:
+    """A counter edited behind the store's back makes the next sequence number one that is
+    taken: the append says so and names the fix, and nothing is written."""
+    path = tmp_path / "events.db"
+    with SQLiteSessionStore(path) as store:
+        store.append_events([Event("message_sent", "s1", id=f"e{i}") for i in range(3)])
+    conn = apsw.Connection(str(path))
+    conn.execute("UPDATE streams SET latest_seq = 1 WHERE session_id = 's1'")
+    conn.close()
+    with SQLiteSessionStore(path) as store:
+        with pytest.raises(StorageError, match="counter of session 's1' is behind its events.*sqlitestream check"):
+            store.append_event_with_sequence(Event("message_sent", "s1", id="new"))
+        assert [e.id for e in store.get_events("s1")] == ["e0", "e1", "e2"]
+        assert store.get_latest_sequence("s1") == 1
+
+
 # Files that are not (or not yet) stores --------------------------------------------------------
 
 
