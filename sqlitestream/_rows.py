@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from ._validate import _decode
-from .models import Event, EventType, Run, Session
+from .models import Event, EventType, Run, Session, stored_event
 
 EVENT_COLUMNS = "session_id, seq, id, type, run_id, ts, data, metadata"
 SESSION_COLUMNS = (
@@ -47,16 +47,16 @@ def optional_loads(text: str | None) -> Any:
 
 def with_sequence(event: Event, seq: int) -> Event:
     """``event`` as stored with sequence number ``seq`` (no re-validation)."""
-    return Event._stored(
-        type=event.type,
-        session_id=event.session_id,
-        data=event.data,
-        metadata=event.metadata,
-        run_id=event.run_id,
-        id=event.id,
-        timestamp=event.timestamp,
-        sequence_number=seq,
-        json_text=event._json,
+    return stored_event(
+        event.type,
+        event.session_id,
+        event.data,
+        event.metadata,
+        event.run_id,
+        event.id,
+        event.timestamp,
+        seq,
+        event._json,
     )
 
 
@@ -84,16 +84,16 @@ class RowCodec:
 
     def event_from_row(self, row: Sequence[Any]) -> Event:
         session_id, seq, event_id, type_, run_id, ts, data, metadata = row
-        return Event._stored(
-            type=_EVENT_TYPES[type_],
-            session_id=session_id,
-            data=loads(data),
-            metadata=loads(metadata),
-            run_id=run_id,
-            id=event_id,
-            timestamp=self._from_db(ts),
-            sequence_number=seq,
-            json_text=(data, metadata),
+        return stored_event(
+            _EVENT_TYPES[type_],
+            session_id,
+            loads(data),
+            loads(metadata),
+            run_id,
+            event_id,
+            self._from_db(ts),
+            seq,
+            (data, metadata),
         )
 
     def session_row(self, session: Session) -> tuple[Any, ...]:

@@ -22,7 +22,7 @@ from .errors import (
     SessionNotFoundError,
     StoreClosedError,
 )
-from .models import Event, EventType, Run, RunStatus, Session, SessionStatus
+from .models import Event, EventType, Run, RunStatus, Session, SessionStatus, stored_event
 from .store import (
     DEFAULT_MAX_EVENT_BYTES,
     EventFilter,
@@ -163,16 +163,16 @@ class InMemorySessionStore(SessionStore):
         stream = self._streams.get(event.session_id)
         if stream is None:
             stream = self._streams[event.session_id] = _Stream()
-        stored = Event._stored(
-            type=event.type,
-            session_id=event.session_id,
-            data=event.data,
-            metadata=event.metadata,
-            run_id=event.run_id,
-            id=event.id,
-            timestamp=event.timestamp,
-            sequence_number=len(stream.events) + 1,
-            json_text=event._json,
+        stored = stored_event(
+            event.type,
+            event.session_id,
+            event.data,
+            event.metadata,
+            event.run_id,
+            event.id,
+            event.timestamp,
+            len(stream.events) + 1,
+            event._json,
         )
         stream.events.append(stored)
         self._event_index[stored.id] = stored
@@ -284,15 +284,15 @@ class InMemorySessionStore(SessionStore):
 
 def _copy(event: Event) -> Event:
     """A copy whose payload dicts the caller may mutate without touching the store."""
-    return Event._stored(
-        type=event.type,
-        session_id=event.session_id,
-        data=json.loads(event._json[0]),
-        metadata=json.loads(event._json[1]),
-        run_id=event.run_id,
-        id=event.id,
-        timestamp=event.timestamp,
-        sequence_number=event.sequence_number or 0,
-        json_text=event._json,
+    return stored_event(
+        event.type,
+        event.session_id,
+        json.loads(event._json[0]),
+        json.loads(event._json[1]),
+        event.run_id,
+        event.id,
+        event.timestamp,
+        event.sequence_number or 0,
+        event._json,
     )
 

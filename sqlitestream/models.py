@@ -121,7 +121,8 @@ def to_micros(moment: datetime) -> int:
 
 
 def from_micros(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
+    # Positional: timedelta's keyword parsing is a third of this call, once per event read.
+    return _EPOCH + timedelta(0, 0, micros)
 
 
 # Frozen records set their own fields through object.__setattr__; bound once, called directly.
@@ -178,44 +179,17 @@ class Event:
         metadata, metadata_text = (
             ({}, "{}") if metadata is _UNSET else json_object_with_text(metadata, "metadata")
         )
-        _set(self, "type", type)
-        _set(self, "session_id", session_id)
-        _set(self, "data", data)
-        _set(self, "metadata", metadata)
-        _set(self, "run_id", None if run_id is None else check_id(run_id, "run_id"))
-        _set(self, "id", new_id("evt_") if id is _UNSET else check_id(id, "id"))
-        _set(self, "timestamp", utc_now() if timestamp is _UNSET else check_aware_datetime(timestamp, "timestamp"))
+        _set_type(self, type)
+        _set_session_id(self, session_id)
+        _set_data(self, data)
+        _set_metadata(self, metadata)
+        _set_run_id(self, None if run_id is None else check_id(run_id, "run_id"))
+        _set_id(self, new_id("evt_") if id is _UNSET else check_id(id, "id"))
+        _set_timestamp(self, utc_now() if timestamp is _UNSET else check_aware_datetime(timestamp, "timestamp"))
         if sequence_number is not None:
             sequence_number = check_int(sequence_number, "sequence_number", minimum=1)
-        _set(self, "sequence_number", sequence_number)
-        _set(self, "_json", (data_text, metadata_text))
-
-    @classmethod
-    def _stored(
-        cls,
-        *,
-        type: EventType,
-        session_id: str,
-        data: dict[str, Any],
-        metadata: dict[str, Any],
-        run_id: str | None,
-        id: str,
-        timestamp: datetime,
-        sequence_number: int,
-        json_text: tuple[str, str],
-    ) -> Event:
-        """Build an event from values a store already validated (no re-validation)."""
-        event = object.__new__(cls)
-        _set(event, "type", type)
-        _set(event, "session_id", session_id)
-        _set(event, "data", data)
-        _set(event, "metadata", metadata)
-        _set(event, "run_id", run_id)
-        _set(event, "id", id)
-        _set(event, "timestamp", timestamp)
-        _set(event, "sequence_number", sequence_number)
-        _set(event, "_json", json_text)
-        return event
+        _set_sequence_number(self, sequence_number)
+        _set_json(self, (data_text, metadata_text))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (timestamp as ISO 8601 UTC); inverse of :meth:`from_dict`."""
@@ -257,6 +231,62 @@ def _from_dict(raw: object, names: tuple[str, ...], times: tuple[str, ...], kind
         if fields.get(name) is not None:
             fields[name] = parse_timestamp(fields[name], name)
     return fields
+
+
+# Event's fields are set through their slot descriptors, bound once: a frozen dataclass's
+# object.__setattr__ looks each name up, and an append or a page read sets nine of them per
+# event (measured: 1.0 us -> 0.6 us per event).
+(
+    _set_type,
+    _set_session_id,
+    _set_data,
+    _set_metadata,
+    _set_run_id,
+    _set_id,
+    _set_timestamp,
+    _set_sequence_number,
+    _set_json,
+) = (
+    Event.__dict__[name].__set__
+    for name in (
+        "type",
+        "session_id",
+        "data",
+        "metadata",
+        "run_id",
+        "id",
+        "timestamp",
+        "sequence_number",
+        "_json",
+    )
+)
+_new_event = Event.__new__
+
+
+def stored_event(
+    type: EventType,
+    session_id: str,
+    data: dict[str, Any],
+    metadata: dict[str, Any],
+    run_id: str | None,
+    id: str,
+    timestamp: datetime,
+    sequence_number: int,
+    json_text: tuple[str, str],
+) -> Event:
+    """An event from values a store already validated (no re-validation); positional in the
+    field order on the hot paths."""
+    event = _new_event(Event)
+    _set_type(event, type)
+    _set_session_id(event, session_id)
+    _set_data(event, data)
+    _set_metadata(event, metadata)
+    _set_run_id(event, run_id)
+    _set_id(event, id)
+    _set_timestamp(event, timestamp)
+    _set_sequence_number(event, sequence_number)
+    _set_json(event, json_text)
+    return event
 
 
 @dataclass(frozen=True, slots=True)
