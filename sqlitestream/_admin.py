@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _schema
 from ._connection import open_connection, translating
+from ._rows import RUN_COLUMNS, SESSION_COLUMNS
 from ._transfer import (
     ImportReport,
     SessionImport,
@@ -33,7 +34,6 @@ from ._transfer import (
 )
 from ._validate import check_id, describe
 from .errors import SessionNotFoundError, StorageError, ValidationError
-from ._rows import RUN_COLUMNS, SESSION_COLUMNS
 from .models import Event, EventType, Run, Session, from_micros
 
 if TYPE_CHECKING:

@@ -11,15 +11,24 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ._rows import EVENT_COLUMNS, RUN_COLUMNS, SESSION_COLUMNS, RowCodec, with_sequence
+from ._rows import (
+    EVENT_COLUMNS,
+    PAGE_COLUMNS,
+    RUN_COLUMNS,
+    SESSION_COLUMNS,
+    RowCodec,
+    with_sequence,
+)
 
 __all__ = [
     "EVENT_COLUMNS",
+    "PAGE_COLUMNS",
     "RUN_COLUMNS",
     "SESSION_COLUMNS",
     "UNNEST_EVENTS",
     "event_columns",
     "event_from_row",
+    "events_from_page",
     "event_values",
     "run_from_row",
     "run_row",
@@ -54,6 +63,7 @@ def event_columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
 _ROWS = RowCodec(lambda moment: moment, utc)
 event_values = _ROWS.event_row
 event_from_row = _ROWS.event_from_row
+events_from_page = _ROWS.events_from_page
 session_row = _ROWS.session_row
 session_from_row = _ROWS.session_from_row
 run_row = _ROWS.run_row

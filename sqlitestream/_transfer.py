@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ._validate import check_id
 from .errors import (
     ConflictError,
     EventIdConflictError,
@@ -38,7 +39,6 @@ from .errors import (
     ValidationError,
 )
 from .models import Event, Run, Session
-from ._validate import check_id
 from .store import SessionStore, check_event, check_record
 
 __all__ = [

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from collections.abc import Callable
+from itertools import repeat
 from typing import Any
 
 from .errors import ValidationError
@@ -21,9 +22,12 @@ def _refuse(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _make_codec() -> tuple[Callable[[Any], str], Callable[[str], Any]]:
-    """One compact, strict encoder and one decoder, built once: ``json.dumps``/``loads`` with
-    options build a new encoder per call and wrap the C scanner in Python. Our texts are
+def _make_codec() -> tuple[
+    Callable[[Any], str], Callable[[str], Any], Callable[[Sequence[str]], list[Any]]
+]:
+    """One compact, strict encoder, one decoder and one many-texts decoder, built once:
+    ``json.dumps``/``loads`` with options build a new encoder per call and wrap the C scanner
+    in Python. Our texts are
     compact (no whitespace), so the C scanner's ``(value, end)`` is the whole answer. Falls
     back to the documented API where the C accelerators are missing or differ."""
     slow = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
@@ -45,7 +49,7 @@ def _make_codec() -> tuple[Callable[[Any], str], Callable[[str], Any]]:
         if "".join(c_encode({"a": [1, 2.5, "é", None, True]}, 0)) != '{"a":[1,2.5,"é",null,true]}':
             raise ImportError("unexpected C encoder behaviour")
     except (ImportError, TypeError):
-        return slow.encode, loads
+        return slow.encode, loads, lambda texts: [loads(text) for text in texts]
 
     def encode(value: Any) -> str:
         return "".join(c_encode(value, 0))
@@ -59,10 +63,21 @@ def _make_codec() -> tuple[Callable[[Any], str], Callable[[str], Any]]:
             return loads(text)
         return value
 
-    return encode, decode
+    def decode_many(texts: Sequence[str]) -> list[Any]:
+        # The scanner mapped over the texts in C, no Python frame per text; a text the
+        # scanner stops short on (not one of ours) or cannot read sends them all to decode.
+        try:
+            found = list(map(scan, texts, repeat(0)))  # a StopIteration ends the list early
+        except ValueError:
+            found = []
+        if len(found) == len(texts) and [end for _, end in found] == list(map(len, texts)):
+            return [value for value, _ in found]
+        return [decode(text) for text in texts]
+
+    return encode, decode, decode_many
 
 
-_encode, _decode = _make_codec()
+_encode, _decode, decode_many = _make_codec()
 _REPR_LIMIT = 80
 
 

@@ -4,7 +4,14 @@
 
 from __future__ import annotations
 
-from ._admin import CheckFinding, CheckReport, MigrationResult, SchemaStatus, SchemaStep, StoreInfo
+from ._admin import (
+    CheckFinding,
+    CheckReport,
+    MigrationResult,
+    SchemaStatus,
+    SchemaStep,
+    StoreInfo,
+)
 from ._transfer import ImportReport, SessionImport, StreamInfo
 
 __all__ = [

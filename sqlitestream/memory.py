@@ -22,7 +22,15 @@ from .errors import (
     SessionNotFoundError,
     StoreClosedError,
 )
-from .models import Event, EventType, Run, RunStatus, Session, SessionStatus, stored_event
+from .models import (
+    Event,
+    EventType,
+    Run,
+    RunStatus,
+    Session,
+    SessionStatus,
+    stored_event,
+)
 from .store import (
     DEFAULT_MAX_EVENT_BYTES,
     EventFilter,

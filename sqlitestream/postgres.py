@@ -20,12 +20,14 @@ from ._pg_connection import Database, MissingDependencyError, redact_dsn
 from ._pg_listener import APPEND_PAYLOAD_SQL, NotificationListener, channel_for, payload
 from ._pg_rows import (
     EVENT_COLUMNS,
+    PAGE_COLUMNS,
     RUN_COLUMNS,
     SESSION_COLUMNS,
     UNNEST_EVENTS,
     event_columns,
     event_from_row,
     event_values,
+    events_from_page,
     run_from_row,
     run_row,
     session_from_row,
@@ -512,7 +514,7 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
         self._check_open()
 
         def run_query() -> list[Event]:
-            return [event_from_row(row) for row in self._fetch("read events", sql, params)]
+            return events_from_page(query.session_id, self._fetch("read events", sql, params))
 
         if query.wait_seconds > 0:
             # Listen before the waiter's first re-query, so no notification can slip between.
@@ -533,7 +535,7 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
         if sql is None:
             where = "".join(f" AND {fragment}" for (fragment, _), used in zip(filters, present) if used)
             sql = (
-                f"SELECT {EVENT_COLUMNS} FROM {self._sql.events} WHERE session_id = %s{where} "
+                f"SELECT {PAGE_COLUMNS} FROM {self._sql.events} WHERE session_id = %s{where} "
                 "ORDER BY seq LIMIT %s"
             )
             self._sql.select_cache[present] = sql

@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Generator, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Generator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,17 +20,25 @@ import apsw
 from . import _schema
 from ._admin import SQLiteAdminMixin
 from ._connection import (
-    BusyRetry,
     SYNCHRONOUS_LEVELS,
+    BusyRetry,
+    GeneratorContext,
     apply_settings,
     enable_wal,
     frozen_location,
     open_connection,
-    GeneratorContext,
     transaction_steps,
+    translate,
     translating,
 )
-from ._rows import EVENT_COLUMNS, RUN_COLUMNS, SESSION_COLUMNS, RowCodec, with_sequence
+from ._rows import (
+    EVENT_COLUMNS,
+    PAGE_COLUMNS,
+    RUN_COLUMNS,
+    SESSION_COLUMNS,
+    RowCodec,
+    with_sequence,
+)
 from ._sidelock import SideLock
 from ._validate import check_choice, check_id, check_int, check_text, describe
 from ._waiting import WakeHub, long_poll
@@ -43,7 +50,6 @@ from .errors import (
     SequenceConflictError,
     SessionNotFoundError,
     StorageError,
-    StoreBusyError,
     StoreClosedError,
     ValidationError,
 )
@@ -55,6 +61,7 @@ from .models import (
     Session,
     SessionStatus,
     from_micros,
+    from_micros_many,
     to_micros,
 )
 from .store import (
@@ -83,7 +90,7 @@ _UNBUMP_SEQUENCE = "UPDATE streams SET latest_seq = latest_seq - 1 WHERE session
 _LATEST_SEQUENCE = "SELECT latest_seq FROM streams WHERE session_id = ?"
 
 
-_ROWS = RowCodec(to_micros, from_micros)
+_ROWS = RowCodec(to_micros, from_micros, from_micros_many)
 
 
 class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
@@ -148,7 +155,8 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         self._write_lock = threading.RLock()
         self._pool_lock = threading.Lock()
         self._idle_readers: list[apsw.Connection] = []
-        self._reader_slots = threading.BoundedSemaphore(_MAX_READERS)
+        self._reader_returned = threading.Condition(self._pool_lock)
+        self._reader_count = 0  # read connections open, idle or borrowed
         self._hub = WakeHub(on_first_waiter=self._on_first_waiter)
         self._watcher: DataVersionWatcher | None = None
         self._writer: apsw.Connection | None = None
@@ -190,6 +198,7 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
             raise
         if self._readonly:
             self._idle_readers.append(conn)
+            self._reader_count = 1
         else:
             self._writer = conn
             self._writer_busy = busy
@@ -286,8 +295,11 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         if not began:
             yield from _queued_transaction(conn, action, side, busy, self._busy_timeout_ms / 1000.0)
 
-    @contextmanager
-    def _read(self, action: str) -> Iterator[apsw.Connection]:
+    def _read(self, action: str) -> GeneratorContext[apsw.Connection]:
+        """A connection to read with, its apsw errors translated."""
+        return GeneratorContext(self._reading(action))
+
+    def _reading(self, action: str) -> Generator[apsw.Connection, None, None]:
         self._check_open()
         if self._in_memory:
             with self._write_lock, translating(action):
@@ -295,27 +307,60 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
                 assert self._writer is not None
                 yield self._writer
             return
-        # A bounded pool: thousands of threads long-polling at once must not open a connection
-        # (and its file descriptors) each; extra readers wait for a free one.
-        with self._reader_slots:
-            self._check_open()
-            with self._pool_lock:
-                conn = self._idle_readers.pop() if self._idle_readers else None
-            if conn is None:
-                conn = self._open_reader()
-            try:
-                with translating(action):
-                    yield conn
-            finally:
-                with self._pool_lock:
-                    if self._closed:
-                        conn.close()
-                    else:
-                        self._idle_readers.append(conn)
+        conn: apsw.Connection | None = None
+        try:
+            conn = self._borrow_reader()
+            with translating(action):
+                yield conn
+        finally:
+            if conn is not None:
+                self._give_back(conn)
 
     def _fetch(self, action: str, sql: str, bindings: tuple[Any, ...] = ()) -> list[Any]:
-        with self._read(action) as conn:
+        """All rows of one query (the path every page read and latest-sequence read takes,
+        written out rather than through :meth:`_read`'s generator)."""
+        if self._in_memory:
+            with self._read(action) as writer:
+                return writer.execute(sql, bindings).fetchall()
+        conn: apsw.Connection | None = None
+        try:
+            conn = self._borrow_reader()
             return conn.execute(sql, bindings).fetchall()
+        except apsw.Error as exc:
+            raise translate(exc, action) from exc
+        finally:
+            if conn is not None:
+                self._give_back(conn)
+
+    def _borrow_reader(self) -> apsw.Connection:
+        """An idle read connection, or a new one while fewer than ``_MAX_READERS`` exist:
+        thousands of threads long-polling at once must not open a connection (and its file
+        descriptors) each, so extra readers wait for one to come back."""
+        with self._pool_lock:
+            while True:
+                self._check_open()
+                if self._idle_readers:
+                    return self._idle_readers.pop()
+                if self._reader_count < _MAX_READERS:
+                    self._reader_count += 1
+                    break
+                self._reader_returned.wait()
+        try:
+            return self._open_reader()
+        except BaseException:
+            self._give_back(None)
+            raise
+
+    def _give_back(self, conn: apsw.Connection | None) -> None:
+        """Return a borrowed connection to the pool (``None``: one that failed to open)."""
+        with self._pool_lock:
+            if conn is None or self._closed:
+                self._reader_count -= 1
+                if conn is not None:
+                    conn.close()
+            else:
+                self._idle_readers.append(conn)
+            self._reader_returned.notify()
 
     # Sessions -------------------------------------------------------------------------------
 
@@ -535,7 +580,7 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         self._check_open()
 
         def run_query() -> list[Event]:
-            return [_ROWS.event_from_row(row) for row in self._fetch("read events", sql, bindings)]
+            return _ROWS.events_from_page(query.session_id, self._fetch("read events", sql, bindings))
 
         return long_poll(self._hub, query.session_id, run_query, query.wait_seconds)
 
@@ -562,6 +607,8 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
                 self._side_lock = None
         with self._pool_lock:
             idle, self._idle_readers = self._idle_readers, []
+            self._reader_count -= len(idle)
+            self._reader_returned.notify_all()  # waiting readers see the store closed
         for conn in idle:
             conn.close()
 
@@ -614,7 +661,7 @@ def _select_events(query: EventFilter) -> tuple[str, tuple[Any, ...]]:
     sql = _SELECT_CACHE.get(present)
     if sql is None:
         where = "".join(f" AND {fragment}" for (fragment, _), used in zip(filters, present) if used)
-        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE session_id = ?{where} ORDER BY seq LIMIT ?"
+        sql = f"SELECT {PAGE_COLUMNS} FROM events WHERE session_id = ?{where} ORDER BY seq LIMIT ?"
         _SELECT_CACHE[present] = sql
     values = tuple(value for _, value in filters if value is not None)
     return sql, (query.session_id, *values, -1 if query.limit is None else query.limit)

@@ -9,10 +9,13 @@ import sqlite3
 import stat
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import apsw
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sqlitestream import (
     Event,
@@ -41,6 +44,64 @@ def test_append_on_a_counter_behind_the_log_is_a_clear_error_and_writes_nothing(
             store.append_event_with_sequence(Event("message_sent", "s1", id="new"))
         assert [e.id for e in store.get_events("s1")] == ["e0", "e1", "e2"]
         assert store.get_latest_sequence("s1") == 1
+
+
+# Pages read back exactly ---------------------------------------------------------------------------
+
+_EDGE_TIMES = [
+    datetime.min.replace(tzinfo=timezone.utc),
+    datetime.max.replace(tzinfo=timezone.utc),
+    datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=timezone.utc),
+    datetime(1970, 1, 1, tzinfo=timezone.utc),
+    # Either side of the magnitude where page reads switch timestamp conversion (2**32 s).
+    datetime(2106, 2, 7, 6, 28, 15, 999_999, tzinfo=timezone.utc),
+    datetime(2106, 2, 7, 6, 28, 16, tzinfo=timezone.utc),
+    datetime(1833, 11, 24, 17, 31, 44, 1, tzinfo=timezone.utc),
+    datetime(2026, 11, 29, 14, 0, 0, 500_000, tzinfo=timezone.utc),
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    moments=st.lists(
+        st.one_of(
+            st.sampled_from(_EDGE_TIMES),
+            st.datetimes(timezones=st.just(timezone.utc)),
+            st.datetimes(
+                min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(timezone.utc)
+            ),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_page_reads_return_every_timestamp_to_the_microsecond(tmp_path: Path, moments: list[datetime]) -> None:
+    path = tmp_path / f"times-{len(list(tmp_path.iterdir()))}.db"
+    with SQLiteSessionStore(path) as store:
+        store.append_events([Event("message_sent", "s", timestamp=moment) for moment in moments])
+        read = store.get_events("s")
+        assert [e.timestamp for e in read] == moments
+        assert all(e.timestamp.tzinfo is timezone.utc for e in read)
+        assert [e.timestamp for e in store.get_events("s", after=len(moments) // 2, limit=3)] == moments[
+            len(moments) // 2 : len(moments) // 2 + 3
+        ]
+
+
+def test_payloads_written_by_other_tools_read_back_whatever_their_spacing(tmp_path: Path) -> None:
+    """JSON text another SQLite client wrote (spaces, escapes) decodes like our own compact text,
+    also when it shares a page with ours."""
+    path = tmp_path / "events.db"
+    with SQLiteSessionStore(path) as store:
+        store.append_events([Event("message_sent", "s", id=f"e{i}", data={"i": i}) for i in range(4)])
+    conn = apsw.Connection(str(path))
+    conn.execute("""UPDATE events SET data = ' { "i" : 1 , "s": "\\u00e9" } ', metadata = '{ }' WHERE id = 'e1'""")
+    conn.execute("""UPDATE events SET data = '{"i":2}  ' WHERE id = 'e2'""")
+    conn.close()
+    with SQLiteSessionStore(path) as store:
+        events = store.get_events("s")
+        assert [e.data for e in events] == [{"i": 0}, {"i": 1, "s": "é"}, {"i": 2}, {"i": 3}]
+        assert [e.metadata for e in events] == [{}, {}, {}, {}]
+        assert store.get_events("s", after=1, limit=1)[0].data == {"i": 1, "s": "é"}
 
 
 # Files that are not (or not yet) stores --------------------------------------------------------
