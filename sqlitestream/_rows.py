@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from itertools import repeat
 from typing import Any
 
 from ._validate import _decode, decode_many
-from .models import Event, EventType, Run, Session, stored_event
+from .models import Event, EventType, Run, Session, stored_event, stored_events
 
 EVENT_COLUMNS = "session_id, seq, id, type, run_id, ts, data, metadata"
 PAGE_COLUMNS = "seq, id, type, run_id, ts, data, metadata"
@@ -95,27 +96,26 @@ class RowCodec:
     def events_from_page(self, session_id: str, rows: Sequence[Sequence[Any]]) -> list[Event]:
         """One session's rows in ``PAGE_COLUMNS`` order as events.
 
-        A page read spends most of its time here, so it works column by column: the JSON
-        texts and the timestamps are converted in C loops (:func:`decode_many`, the codec's
-        ``times_from_db``), leaving one Python call per event (measured on a 100-event page:
-        3.3 -> 2.9 us per event)."""
+        A page read spends most of its time here, so it works column by column, each column
+        converted in a C loop: the JSON texts (:func:`decode_many`), the timestamps (the
+        codec's ``times_from_db``) and the events' fields (:func:`stored_events`). Measured on
+        100-event pages: 3.3 us -> 2.8 us per event."""
         if not rows:
             return []
         seqs, ids, types, run_ids, times, datas, metadatas = zip(*rows)
-        build, members = stored_event, _EVENT_TYPES
-        return [
-            build(members[type_], session_id, data, metadata, run_id, event_id, moment, seq, texts)
-            for seq, event_id, type_, run_id, moment, data, metadata, texts in zip(
-                seqs,
-                ids,
-                types,
-                run_ids,
-                self._many_from_db(times),
-                decode_many(datas),
-                decode_many(metadatas),
-                zip(datas, metadatas),
-            )
-        ]
+        count = len(rows)
+        return stored_events(
+            count,
+            map(_EVENT_TYPES.__getitem__, types),
+            repeat(session_id, count),
+            decode_many(datas),
+            decode_many(metadatas),
+            run_ids,
+            ids,
+            self._many_from_db(times),
+            seqs,
+            zip(datas, metadatas),
+        )
 
     def session_row(self, session: Session) -> tuple[Any, ...]:
         """The session's row, in ``SESSION_COLUMNS`` order."""

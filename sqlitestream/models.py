@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
@@ -260,17 +261,7 @@ def _from_dict(raw: object, names: tuple[str, ...], times: tuple[str, ...], kind
 # Event's fields are set through their slot descriptors, bound once: a frozen dataclass's
 # object.__setattr__ looks each name up, and an append or a page read sets nine of them per
 # event (measured: 1.0 us -> 0.6 us per event).
-(
-    _set_type,
-    _set_session_id,
-    _set_data,
-    _set_metadata,
-    _set_run_id,
-    _set_id,
-    _set_timestamp,
-    _set_sequence_number,
-    _set_json,
-) = (
+_EVENT_SETTERS = tuple(
     Event.__dict__[name].__set__
     for name in (
         "type",
@@ -284,7 +275,19 @@ def _from_dict(raw: object, names: tuple[str, ...], times: tuple[str, ...], kind
         "_json",
     )
 )
+(
+    _set_type,
+    _set_session_id,
+    _set_data,
+    _set_metadata,
+    _set_run_id,
+    _set_id,
+    _set_timestamp,
+    _set_sequence_number,
+    _set_json,
+) = _EVENT_SETTERS
 _new_event = Event.__new__
+_consume = deque[None](maxlen=0).extend  # runs an iterator to its end, keeping nothing
 
 
 def stored_event(
@@ -311,6 +314,16 @@ def stored_event(
     _set_sequence_number(event, sequence_number)
     _set_json(event, json_text)
     return event
+
+
+def stored_events(count: int, *columns: Iterable[Any]) -> list[Event]:
+    """``count`` events from validated values given column by column, in :func:`stored_event`'s
+    argument order: each field is set for all events in one C loop (``map`` over its slot
+    setter), with no Python call per event, for a page read."""
+    events = list(map(_new_event, repeat(Event, count)))
+    for setter, values in zip(_EVENT_SETTERS, columns, strict=True):
+        _consume(map(setter, events, values))
+    return events
 
 
 @dataclass(frozen=True, slots=True)
