@@ -198,31 +198,24 @@ def transaction_steps(
     ``BEGIN`` but before the caller's ``with`` block holds it, dropping the suspended generator
     still runs the rollback below. Used through :func:`transaction` or ``yield from``.
     """
-    began = False
     try:
         # BEGIN sits inside the try so that an exception arriving just after it still rolls
         # back instead of leaving the write lock held for good.
         try:
-            began = _begin(conn, give_up_when_busy)
-            if began:
-                yield conn
-                conn.execute("COMMIT")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except apsw.BusyError:
+                if give_up_when_busy:
+                    return False
+                raise
+            yield conn
+            conn.execute("COMMIT")
         except BaseException:
             if not conn.getautocommit():  # SQLite may already have rolled back (e.g. disk full)
                 conn.execute("ROLLBACK")
             raise
     except apsw.Error as exc:
         raise translate(exc, action) from exc
-    return began
-
-
-def _begin(conn: apsw.Connection, give_up_when_busy: bool) -> bool:
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-    except apsw.BusyError:
-        if give_up_when_busy:
-            return False
-        raise
     return True
 
 

@@ -273,27 +273,24 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         return GeneratorContext(self._locked_transaction(action))
 
     def _locked_transaction(self, action: str) -> Generator[apsw.Connection, None, None]:
-        # The write lock is held here and the transaction's try blocks live in other frames:
-        # on CPython 3.11 an exception raised at a ``try:`` line nested in a ``with`` (or in
-        # another ``try``) skips that outer block's exit, which would leave the lock held.
+        # The write lock is held here and the transaction's try blocks live in another frame
+        # (transaction_steps): on CPython 3.11 an exception raised at a ``try:`` line nested
+        # in a ``with`` skips that ``with``'s exit, which would leave the lock held.
         with self._write_lock:
-            yield from self._transaction(action)
-
-    def _transaction(self, action: str) -> Generator[apsw.Connection, None, None]:
-        self._check_open()
-        conn = self._writer
-        if conn is None:
-            raise StorageError(f"cannot {action}: the store {self._path!r} was opened read-only")
-        side, busy = self._side_lock, self._writer_busy
-        if side is None or busy is None:
-            yield from transaction_steps(conn, action)
-            return
-        # Uncontended, the side lock would only cost time: SQLite's lock is tried first
-        # without waiting, and only a busy first attempt queues (see _queued_transaction).
-        busy.deadline = 0.0
-        began = yield from transaction_steps(conn, action, give_up_when_busy=True)
-        if not began:
-            yield from _queued_transaction(conn, action, side, busy, self._busy_timeout_ms / 1000.0)
+            self._check_open()
+            conn = self._writer
+            if conn is None:
+                raise StorageError(f"cannot {action}: the store {self._path!r} was opened read-only")
+            side, busy = self._side_lock, self._writer_busy
+            if side is None or busy is None:
+                yield from transaction_steps(conn, action)
+                return
+            # Uncontended, the side lock would only cost time: SQLite's lock is tried first
+            # without waiting, and only a busy first attempt queues (_queued_transaction).
+            busy.deadline = 0.0
+            began = yield from transaction_steps(conn, action, give_up_when_busy=True)
+            if not began:
+                yield from _queued_transaction(conn, action, side, busy, self._busy_timeout_ms / 1000.0)
 
     def _read(self, action: str) -> GeneratorContext[apsw.Connection]:
         """A connection to read with, its apsw errors translated."""
@@ -491,7 +488,7 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         with self._write("append an event") as conn:
             # Optimistic: the id is almost always new, so the insert itself is the duplicate
             # check (one statement fewer than probing first); a taken id undoes the bump.
-            latest = _bump(conn, event.session_id, 1)
+            latest: int = conn.execute(_BUMP_SEQUENCE, (event.session_id, 1)).get
             conn.execute(_INSERT_NEW_EVENT, _ROWS.event_row(event, latest))
             if not conn.changes():
                 conn.execute(_UNBUMP_SEQUENCE, (event.session_id,))
