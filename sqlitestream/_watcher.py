@@ -17,6 +17,7 @@ source of truth; the hint only decides when to look.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -30,8 +31,10 @@ _LATEST_OF = (
     "SELECT session_id, latest_seq FROM streams WHERE session_id IN (SELECT value FROM json_each(?))"
 )
 _UNKNOWN = object()
+_yield_cpu = getattr(os, "sched_yield", lambda: time.sleep(0))
 _HINTED_FALLBACK_S = 0.05  # the timed poll while the WAL hint is armed
 _BURST_S = 0.005  # after a hint, how long to keep looking for the commit to become visible
+_BURST_SPIN_S = 0.0005  # the first part of it: re-check after only yielding the CPU
 _BURST_STEP_S = 0.0002
 
 
@@ -113,7 +116,7 @@ class DataVersionWatcher:
         last_version: object = None
         known: dict[str, object] = {}
         idle_since: float | None = None
-        burst_until = 0.0
+        spin_until = burst_until = 0.0
         while not self._stop.is_set():
             sessions = self._hub.sessions()
             if not sessions:
@@ -147,12 +150,21 @@ class DataVersionWatcher:
             if hint is None:
                 self._stop.wait(self._interval_s)
                 continue
-            if not changed and time.monotonic() < burst_until:
-                time.sleep(_BURST_STEP_S)  # the WAL was written; its commit is not visible yet
-                continue
+            if not changed and burst_until:
+                # The WAL was written; its commit is not visible yet. It usually is within
+                # microseconds (the writer publishes it right after its last frame), far less
+                # than a sleep's timer slack, so first only yield the CPU between checks.
+                now = time.monotonic()
+                if now < spin_until:
+                    _yield_cpu()
+                    continue
+                if now < burst_until:
+                    time.sleep(_BURST_STEP_S)
+                    continue
             burst_until = 0.0
             if hint.wait(self._fallback_s):
-                burst_until = time.monotonic() + _BURST_S
+                now = time.monotonic()
+                spin_until, burst_until = now + _BURST_SPIN_S, now + _BURST_S
 
     def _wake_changed(
         self, sessions: list[str], latest: dict[str, int], known: dict[str, object]
