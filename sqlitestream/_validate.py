@@ -11,11 +11,13 @@ import math
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 from .errors import ValidationError
 
 _MAX_DEPTH = 100
+_first, _second = itemgetter(0), itemgetter(1)
 
 
 def _refuse(value: object) -> object:
@@ -66,12 +68,15 @@ def _make_codec() -> tuple[
     def decode_many(texts: Sequence[str]) -> list[Any]:
         # The scanner mapped over the texts in C, no Python frame per text; a text the
         # scanner stops short on (not one of ours) or cannot read sends them all to decode.
+        count = len(texts)
+        if texts.count("{}") == count:  # e.g. a page of events without metadata
+            return [{} for _ in range(count)]
         try:
             found = list(map(scan, texts, repeat(0)))  # a StopIteration ends the list early
         except ValueError:
             found = []
-        if len(found) == len(texts) and [end for _, end in found] == list(map(len, texts)):
-            return [value for value, _ in found]
+        if len(found) == count and list(map(_second, found)) == list(map(len, texts)):
+            return list(map(_first, found))
         return [decode(text) for text in texts]
 
     return encode, decode, decode_many
