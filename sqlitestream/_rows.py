@@ -14,6 +14,7 @@ from itertools import repeat
 from typing import Any
 
 from ._validate import _decode, decode_many
+from .errors import StorageError
 from .models import Event, EventType, Run, Session, stored_event, stored_events
 
 EVENT_COLUMNS = "session_id, seq, id, type, run_id, ts, data, metadata"
@@ -63,6 +64,29 @@ def with_sequence(event: Event, seq: int) -> Event:
     )
 
 
+_DAMAGE = (ValueError, KeyError, TypeError, OverflowError, RecursionError)
+"""What converting a stored row raises when the row holds what no writer of ours stores (bad
+JSON, an unknown event type, an out-of-range time; ValidationError is a ValueError)."""
+
+
+def _objects(values: list[Any]) -> list[dict[str, Any]]:
+    """``values``, all of them JSON objects (``ValueError`` otherwise)."""
+    if values and set(map(type, values)) != {dict}:
+        raise ValueError("not a JSON object")
+    return values
+
+
+def _decode_object(text: str) -> dict[str, Any]:
+    return _objects([_decode(text)])[0]
+
+
+def _damaged(what: str, part: str, cause: BaseException) -> StorageError:
+    return StorageError(
+        f"the stored {what} cannot be read: its {part} is damaged ({type(cause).__name__}: "
+        f"{cause}); 'sqlitestream check' lists every damaged row"
+    )
+
+
 class RowCodec:
     """Row <-> record conversion for one store's timestamp representation."""
 
@@ -104,18 +128,40 @@ class RowCodec:
             return []
         seqs, ids, types, run_ids, times, datas, metadatas = zip(*rows)
         count = len(rows)
-        return stored_events(
-            count,
-            map(_EVENT_TYPES.__getitem__, types),
-            repeat(session_id, count),
-            decode_many(datas),
-            decode_many(metadatas),
-            run_ids,
-            ids,
-            self._many_from_db(times),
-            seqs,
-            zip(datas, metadatas),
-        )
+        try:
+            return stored_events(
+                count,
+                map(_EVENT_TYPES.__getitem__, types),
+                repeat(session_id, count),
+                _objects(decode_many(datas)),
+                _objects(decode_many(metadatas)),
+                run_ids,
+                ids,
+                self._many_from_db(times),
+                seqs,
+                zip(datas, metadatas),
+            )
+        except _DAMAGE as exc:
+            raise self._damaged_event(session_id, rows, exc) from exc
+
+    def _damaged_event(
+        self, session_id: str, rows: Sequence[Sequence[Any]], exc: BaseException
+    ) -> StorageError:
+        """The error for a page holding a row that no writer of ours could have stored (edited
+        behind the store's back or damaged): it names the first such row."""
+        for seq, event_id, type_, _run_id, ts, data, metadata in rows:
+            for part, convert, value in (
+                ("type", _EVENT_TYPES.__getitem__, type_),
+                ("timestamp", self._from_db, ts),
+                ("data", _decode_object, data),
+                ("metadata", _decode_object, metadata),
+            ):
+                try:
+                    convert(value)
+                except _DAMAGE as cause:
+                    where = f"event {event_id!r} (sequence {seq} of session {session_id!r})"
+                    return _damaged(where, part, cause)
+        return _damaged(f"a page of session {session_id!r}", "a column", exc)
 
     def session_row(self, session: Session) -> tuple[Any, ...]:
         """The session's row, in ``SESSION_COLUMNS`` order."""
@@ -132,6 +178,12 @@ class RowCodec:
         )
 
     def session_from_row(self, row: Sequence[Any]) -> Session:
+        try:
+            return self._session_from_row(row)
+        except _DAMAGE as exc:
+            raise _damaged(f"session {row[0]!r}", "a column", exc) from exc
+
+    def _session_from_row(self, row: Sequence[Any]) -> Session:
         return Session(
             id=row[0],
             agent_id=row[1],
@@ -161,6 +213,12 @@ class RowCodec:
         )
 
     def run_from_row(self, row: Sequence[Any]) -> Run:
+        try:
+            return self._run_from_row(row)
+        except _DAMAGE as exc:
+            raise _damaged(f"run {row[0]!r}", "a column", exc) from exc
+
+    def _run_from_row(self, row: Sequence[Any]) -> Run:
         return Run(
             id=row[0],
             session_id=row[1],

@@ -668,6 +668,15 @@ def test_check_of_a_broken_store_exits_1(db: Path) -> None:
     ]
 
 
+def test_reading_a_damaged_event_is_one_line_pointing_at_check(db: Path) -> None:
+    conn = apsw.Connection(str(db))
+    conn.execute("UPDATE events SET data = '{oops' WHERE session_id = 's1' AND seq = 2")
+    conn.close()
+    error(run(db, "events", "s1"), 1, r"event .* \(sequence 2 of session 's1'\).*data is damaged.*sqlitestream check")
+    result = error(run(db, "check"), 1, "problem")
+    assert "s1" in result.stdout
+
+
 def test_check_progress_only_when_asked(db: Path) -> None:
     assert ok(run(db, "check")).stderr == ""
     assert "checking sessions 3/3 (100%) done" in ok(run(db, "check", "--progress")).stderr

@@ -104,6 +104,46 @@ def test_payloads_written_by_other_tools_read_back_whatever_their_spacing(tmp_pa
         assert store.get_events("s", after=1, limit=1)[0].data == {"i": 1, "s": "é"}
 
 
+@pytest.mark.parametrize(
+    ("column", "value", "part"),
+    [
+        ("data", "{not json", "data"),
+        ("metadata", "[1, 2]", "metadata"),
+        ("type", "no_such_type", "type"),
+        ("ts", 10**18, "timestamp"),
+    ],
+)
+def test_a_damaged_event_row_is_a_storage_error_naming_it(
+    tmp_path: Path, column: str, value: object, part: str
+) -> None:
+    """A row edited behind the store's back is reported as damaged storage, naming the event
+    and what to run, never as a raw decoding error; the other pages still read."""
+    path = tmp_path / "events.db"
+    with SQLiteSessionStore(path) as store:
+        store.append_events([Event("message_sent", "s", id=f"e{i}", data={"i": i}) for i in range(4)])
+    conn = apsw.Connection(str(path))
+    conn.execute(f"UPDATE events SET {column} = ? WHERE id = 'e2'", (value,))
+    conn.close()
+    with SQLiteSessionStore(path) as store:
+        pattern = f"event 'e2' \\(sequence 3 of session 's'\\).*its {part} is damaged.*sqlitestream check"
+        with pytest.raises(StorageError, match=pattern):
+            store.get_events("s")
+        assert [e.id for e in store.get_events("s", limit=2)] == ["e0", "e1"]
+        assert [e.id for e in store.get_events("s", after=3)] == ["e3"]
+
+
+def test_a_damaged_session_row_is_a_storage_error(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    with SQLiteSessionStore(path) as store:
+        store.save_session(Session(agent_id="a", id="s1"))
+    conn = apsw.Connection(str(path))
+    conn.execute("UPDATE sessions SET context = '{oops' WHERE id = 's1'")
+    conn.close()
+    with SQLiteSessionStore(path) as store:
+        with pytest.raises(StorageError, match="session 's1' cannot be read.*damaged"):
+            store.get_session("s1")
+
+
 # Files that are not (or not yet) stores --------------------------------------------------------
 
 
