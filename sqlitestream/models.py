@@ -130,7 +130,7 @@ def from_micros(micros: int) -> datetime:
 
 
 _FLOAT_EXACT_MICROS = (1 << 32) * 1_000_000
-"""Below this magnitude (about the year 2106) ``micros / 1e6`` seconds is within half a
+"""Below this (about the year 2106) ``micros / 1e6`` seconds is within half a
 microsecond of the truth (a double's spacing there is under 1e-6 s), so
 ``datetime.fromtimestamp`` rounds it back to exactly ``micros``."""
 
@@ -139,10 +139,12 @@ def from_micros_many(micros: Sequence[int]) -> list[datetime]:
     """``[from_micros(m) for m in micros]`` in C loops (``map``), for a page of events.
 
     A page read converts a timestamp per event and a Python-level call each was a tenth of
-    the read; within :data:`_FLOAT_EXACT_MICROS` the float route is exact (tested against
-    :func:`from_micros` over the whole range), outside it each value takes the exact route.
+    the read; from 1970 to :data:`_FLOAT_EXACT_MICROS` the float route is exact (tested
+    through page reads over the whole datetime range), outside it each value takes the exact
+    route.
     """
-    if micros and -_FLOAT_EXACT_MICROS < min(micros) and max(micros) < _FLOAT_EXACT_MICROS:
+    # From 1970 only: some platforms' fromtimestamp refuses times before the epoch.
+    if micros and 0 <= min(micros) and max(micros) < _FLOAT_EXACT_MICROS:
         return list(map(_from_timestamp, map(truediv, micros, repeat(1e6)), repeat(timezone.utc)))
     return [from_micros(value) for value in micros]
 
