@@ -28,8 +28,13 @@ from ._waiting import WakeHub
 from ._walhint import WalHint
 
 _LATEST_OF = (
-    "SELECT session_id, latest_seq FROM streams WHERE session_id IN (SELECT value FROM json_each(?))"
+    "SELECT s.session_id, s.latest_seq, e.id FROM streams AS s LEFT JOIN events AS e "
+    "ON e.session_id = s.session_id AND e.seq = s.latest_seq "
+    "WHERE s.session_id IN (SELECT value FROM json_each(?))"
 )
+_ID_AT = "SELECT id FROM events WHERE session_id = ? AND seq = ?"
+_Tip = tuple[int, "str | None"]
+"""A session's latest sequence and the id of the event stored there."""
 _UNKNOWN = object()
 _yield_cpu = getattr(os, "sched_yield", lambda: time.sleep(0))
 _HINTED_FALLBACK_S = 0.05  # the timed poll while the WAL hint is armed
@@ -136,11 +141,11 @@ class DataVersionWatcher:
                 if version != last_version:
                     changed = last_version is not None
                     last_version = version
-                    latest: dict[str, int] = {
-                        str(row[0]): int(row[1])  # type: ignore[arg-type]
-                        for row in conn.execute(_LATEST_OF, (json.dumps(sessions),)).fetchall()
+                    latest: dict[str, _Tip] = {
+                        str(session_id): (int(seq), None if tip_id is None else str(tip_id))
+                        for session_id, seq, tip_id in conn.execute(_LATEST_OF, (json.dumps(sessions),))
                     }
-                    self._wake_changed(sessions, latest, known)
+                    self._wake_changed(conn, sessions, latest, known)
                     known = {session_id: latest.get(session_id) for session_id in sessions}
             except apsw.Error:
                 # A transient read failure (e.g. the file is being checkpointed); wake waiters so
@@ -167,7 +172,11 @@ class DataVersionWatcher:
                 spin_until, burst_until = now + _BURST_SPIN_S, now + _BURST_S
 
     def _wake_changed(
-        self, sessions: list[str], latest: dict[str, int], known: dict[str, object]
+        self,
+        conn: apsw.Connection,
+        sessions: list[str],
+        latest: dict[str, _Tip],
+        known: dict[str, object],
     ) -> None:
         changed = []
         for session_id in sessions:
@@ -175,9 +184,25 @@ class DataVersionWatcher:
             now = latest.get(session_id)
             if before == now:
                 continue
-            if now is None and before is not _UNKNOWN:
-                self._hub.release(session_id)  # the session was deleted by another process
+            if before is _UNKNOWN or before is None:
+                changed.append(session_id)  # first sight of it, or its first events
+            elif now is None or _replaced(conn, session_id, before, now):  # type: ignore[arg-type]
+                # Deleted by another process (and maybe refilled since the last look): its
+                # waiters return [] as they do when this process deletes it.
+                self._hub.release(session_id)
             else:
                 changed.append(session_id)
         if changed:
             self._hub.wake(changed)
+
+
+def _replaced(conn: apsw.Connection, session_id: str, before: _Tip, now: _Tip) -> bool:
+    """Whether the session was deleted and written again between two looks: the event once
+    at its old latest sequence is gone or another (a log only grows otherwise)."""
+    old_seq, old_id = before
+    if now[0] < old_seq:
+        return True
+    if now[0] == old_seq:
+        return now[1] != old_id
+    rows = conn.execute(_ID_AT, (session_id, old_seq)).fetchall()
+    return not rows or rows[0][0] != old_id

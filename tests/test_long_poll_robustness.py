@@ -226,6 +226,45 @@ def test_a_session_deleted_by_another_process_releases_waiters(tmp_path: Path) -
         assert all([e.id for e in result] == ["kept-message_sent-x"] for result in kept.results)
 
 
+def _replace_in_another_process(path: Path, session_id: str, events: int) -> None:
+    """Delete the session and write ``events`` new ones in ONE transaction, as a delete and a
+    refill that both land between two looks of the watcher would appear."""
+    code = (
+        "import sys, apsw\n"
+        "conn = apsw.Connection(sys.argv[1]); s = sys.argv[2]; n = int(sys.argv[3])\n"
+        "conn.execute('BEGIN IMMEDIATE')\n"
+        "conn.execute('DELETE FROM events WHERE session_id = ?', (s,))\n"
+        "for seq in range(1, n + 1):\n"
+        "    conn.execute(\"INSERT INTO events VALUES (?, ?, ?, 'message_sent', NULL, 0, '{}', '{}')\","
+        " (s, seq, f'{s}-new-{seq}'))\n"
+        "conn.execute('UPDATE streams SET latest_seq = ? WHERE session_id = ?', (n, s))\n"
+        "conn.execute('COMMIT')\n"
+    )
+    _run_python(code, str(path), session_id, str(events))
+
+
+@pytest.mark.parametrize("refilled_to", [1, 2, 4])
+def test_a_session_replaced_by_another_process_between_looks_releases_waiters(
+    tmp_path: Path, refilled_to: int
+) -> None:
+    """Deleted and written again (to fewer, as many, or more events) between two looks of the
+    watcher: the waiters are released with [] as a delete releases them, not left to time out
+    (as many events) or handed events of the new log (more)."""
+    path = tmp_path / "events.db"
+    with SQLiteSessionStore(path) as store:
+        store.append_events([Event("message_sent", s) for s in ("doomed", "doomed", "kept")])
+        doomed = Waiters([lambda: store.get_events("doomed", after=2, wait_timeout_ms=LONG)] * 20)
+        kept = Waiters([lambda: store.get_events("kept", after=1, wait_timeout_ms=LONG)] * 20)
+        assert _wait_until(lambda: len(_watcher_threads()) == 1)
+        _replace_in_another_process(path, "doomed", refilled_to)
+        assert doomed.join()
+        assert doomed.results == [[]] * 20
+        assert kept.alive() == 20
+        _append_in_another_process(path, ["kept"])
+        assert kept.join()
+        assert [e.id for e in store.get_events("doomed")] == [f"doomed-new-{i}" for i in range(1, refilled_to + 1)]
+
+
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 def test_closing_the_store_releases_every_waiter_with_store_closed(tmp_path: Path, kind: str) -> None:
     store: SessionStore = InMemorySessionStore() if kind == "memory" else SQLiteSessionStore(tmp_path / "e.db")
