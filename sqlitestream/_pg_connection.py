@@ -90,7 +90,8 @@ def _detail(exc: BaseException) -> str:
 
 
 def translate(exc: BaseException, action: str) -> SqliteStreamError:
-    """The sqlitestream error for a psycopg (or text-encoding) error; SQLSTATE in the message."""
+    """The sqlitestream error for a psycopg (or text-encoding) error; the SQLSTATE is in the
+    message and in ``StorageError.sqlstate``."""
     if isinstance(exc, UnicodeEncodeError):
         return ValidationError(
             f"{action}: a value holds text that is not valid Unicode (a lone surrogate?): {exc}"
@@ -100,20 +101,28 @@ def translate(exc: BaseException, action: str) -> SqliteStreamError:
     if sqlstate in _RETRY_STATES:
         return StoreBusyError(
             f"{action}: gave up after {MAX_CONFLICT_ATTEMPTS} attempts, each lost to "
-            f"{_RETRY_STATES[sqlstate]} (SQLSTATE {sqlstate}): {detail}"
+            f"{_RETRY_STATES[sqlstate]} (SQLSTATE {sqlstate}): {detail}",
+            sqlstate=sqlstate,
         )
     if sqlstate == _READ_ONLY_STATE:
-        return StorageError(f"cannot {action}: the store was opened read-only")
+        return StorageError(f"cannot {action}: the store was opened read-only", sqlstate=sqlstate)
     if sqlstate in _BUSY_STATES:
-        return StoreBusyError(f"{action}: {_BUSY_STATES[sqlstate]} (SQLSTATE {sqlstate}): {detail}")
+        return StoreBusyError(
+            f"{action}: {_BUSY_STATES[sqlstate]} (SQLSTATE {sqlstate}): {detail}", sqlstate=sqlstate
+        )
     if sqlstate is not None and sqlstate.startswith("53"):
-        return StorageError(f"{action}: the server is out of resources (SQLSTATE {sqlstate}): {detail}")
+        return StorageError(
+            f"{action}: the server is out of resources (SQLSTATE {sqlstate}): {detail}", sqlstate=sqlstate
+        )
     if sqlstate is not None and sqlstate.startswith(("08", "57P")):
-        return StorageError(f"{action}: lost the connection to PostgreSQL (SQLSTATE {sqlstate}): {detail}")
+        return StorageError(
+            f"{action}: lost the connection to PostgreSQL (SQLSTATE {sqlstate}): {detail}",
+            sqlstate=sqlstate,
+        )
     if sqlstate is None and type(exc).__name__ == "OperationalError":
         return StorageError(f"{action}: lost or could not open the connection to PostgreSQL: {detail}")
     state = f" (SQLSTATE {sqlstate})" if sqlstate else ""
-    return StorageError(f"{action} failed: {type(exc).__name__}{state}: {detail}")
+    return StorageError(f"{action} failed: {type(exc).__name__}{state}: {detail}", sqlstate=sqlstate)
 
 
 def _is_translatable(exc: BaseException) -> bool:

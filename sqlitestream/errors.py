@@ -91,14 +91,18 @@ class EventIdConflictError(ConflictError):
 class StorageError(SqliteStreamError):
     """The storage engine failed (disk full, I/O error, corrupt or foreign file, read-only file).
 
-    ``sqlite_code`` holds SQLite's (extended) result code when SQLite reported the failure, else
-    ``None``. The transaction was rolled back: nothing partial was written. Fix the cause (free
-    space, permissions) and retry; the store stays usable.
+    ``sqlite_code`` holds SQLite's (extended) result code when SQLite reported the failure, and
+    ``sqlstate`` PostgreSQL's five-character SQLSTATE when the server did; each is ``None``
+    otherwise. The transaction was rolled back: nothing partial was written. Fix the cause
+    (free space, permissions) and retry; the store stays usable.
     """
 
-    def __init__(self, message: str, *, sqlite_code: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, sqlite_code: int | None = None, sqlstate: str | None = None
+    ) -> None:
         super().__init__(message)
         self.sqlite_code = sqlite_code
+        self.sqlstate = sqlstate
 
 
 class StoreBusyError(StorageError):

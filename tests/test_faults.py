@@ -310,6 +310,7 @@ def test_full_disk_raises_storage_error_writes_nothing_and_recovers(small_fs: Pa
     assert len(failures) >= 5, "the disk never filled up"
     assert all(not isinstance(exc, StoreBusyError) for exc in failures)
     assert all(exc.sqlite_code is not None and exc.sqlite_code & 0xFF == _SQLITE_FULL for exc in failures)
+    assert all(exc.sqlstate is None for exc in failures)  # a PostgreSQL field
     assert all("full" in str(exc) for exc in failures)
 
     stored = {e.id for sid in ("s0", "s1") for e in store.get_events(sid)}  # reads work while full

@@ -121,8 +121,10 @@ def test_readonly_store_reads_and_refuses_every_write(
             lambda: reader.delete_session("s1"),
         ]
         for write in writes:
-            with pytest.raises(StorageError, match="read-only"):
+            with pytest.raises(StorageError, match="read-only") as caught:
                 write()
+            assert caught.value.sqlstate == "25006"  # read_only_sql_transaction, from the server
+            assert caught.value.sqlite_code is None
     assert store.get_latest_sequence("s1") == 1
 
 
