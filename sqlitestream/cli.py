@@ -10,153 +10,41 @@ an unexpected error).
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__
-from .errors import SqliteStreamError
+from ._cli_common import (
+    DB_ENV,
+    DEFAULT_DB,
+    PAGE,
+    CommandGroup,
+    Config,
+    format_option,
+    note,
+    open_store,
+    output_writer,
+    progress_option,
+)
+from ._cli_transfer import copy, export_, import_
 
 if TYPE_CHECKING:
-    from ._cli_format import Column, Writer
+    from ._cli_common import Store
     from .models import Event
-    from .postgres import PostgresSessionStore
-    from .sqlite import SQLiteSessionStore
-
-    Store = SQLiteSessionStore | PostgresSessionStore
 
 __all__ = ["cli", "main"]
 
-DEFAULT_DB = "sqlitestream.db"
-DB_ENV = "SQLITESTREAM_DB"
-_PAGE = 1000
 _FOLLOW_WAIT_MS = 30_000
-EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclass(frozen=True)
-class _Config:
-    db: str
-
-
-class _Group(click.Group):
-    """The command group; turns every failure inside a command into an exit code and at most
-    one ``Error:`` line, so no traceback reaches the user."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            result = super().invoke(ctx)
-            sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
-            return result
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise
-        except SqliteStreamError as exc:
-            raise click.ClickException(_one_line(exc)) from None
-        except KeyboardInterrupt:
-            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
-        except BrokenPipeError:
-            _silence_stdout()
-            raise click.exceptions.Exit(EXIT_BROKEN_PIPE) from None
-        except OSError as exc:
-            where = f": {exc.filename}" if exc.filename else ""
-            raise click.ClickException(f"{exc.strerror or exc}{where}") from None
-        except Exception as exc:
-            if os.environ.get("SQLITESTREAM_DEBUG"):
-                raise
-            raise click.ClickException(
-                f"unexpected {type(exc).__name__}: {exc} (set SQLITESTREAM_DEBUG=1 to see where)"
-            ) from None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join([str(exc), *getattr(exc, "__notes__", [])])
-    return " ".join(text.split())
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass  # no real file descriptor (e.g. output captured in a test)
-
-
-# Shared options ------------------------------------------------------------------------------
-
-
-def format_option(func: F) -> F:
-    return click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(["table", "json", "jsonl"]),
-        default="table",
-        show_default=True,
-        help="table: aligned, cut to the terminal width; json: one array; jsonl: one object "
-        "per line (lossless).",
-    )(func)
-
-
-def progress_option(func: F) -> F:
-    return click.option(
-        "--progress/--no-progress",
-        default=None,
-        help="Show progress on stderr (default: only when stderr is a terminal).",
-    )(func)
-
-
-def _writer(fmt: str, columns: tuple[Column, ...], *, header: bool = True) -> Writer:
-    from ._cli_format import make_writer
-
-    return make_writer(fmt, columns, header=header)
-
-
-def _open_store(*, readonly: bool, create: bool = False) -> Store:
-    """The store named by ``--db``, closed when the command ends.
-
-    A store that does not exist is never created unless ``create``: read-only commands and
-    ``delete-session`` say so and exit 1.
-    """
-    return _open_location(click.get_current_context().find_object(_Config).db, readonly=readonly, create=create)  # type: ignore[union-attr]
-
-
-def _open_location(db: str, *, readonly: bool, create: bool = False) -> Store:
-    """The store at ``db`` (a SQLite file, or a ``postgresql://`` URL with an optional
-    ``schema`` parameter), closed when the command ends; created only if ``create``."""
-    from ._pg_url import is_postgres_url, open_postgres
-    from .sqlite import SQLiteSessionStore
-
-    store: Store
-    if is_postgres_url(db):
-        store = open_postgres(db, readonly=readonly, create=create)
-    else:
-        if not create and db != ":memory:" and not os.path.exists(db):
-            raise click.ClickException(
-                f"no store at {db} (nothing was created; `sqlitestream --db {db} init` creates one)"
-            )
-        store = SQLiteSessionStore(db, readonly=readonly)
-    click.get_current_context().call_on_close(store.close)
-    return store
-
-
-def _note(message: str) -> None:
-    click.echo(message, err=True)
-
 
 # The group -----------------------------------------------------------------------------------
 
 
 @click.group(
-    cls=_Group,
+    cls=CommandGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.option(
@@ -181,7 +69,7 @@ def cli(ctx: click.Context, db: str) -> None:
     Example:
       sqlitestream --db events.db tail s1 --follow
     """
-    ctx.obj = _Config(db=db)
+    ctx.obj = Config(db=db)
 
 
 # Schema ---------------------------------------------------------------------------------------
@@ -195,7 +83,7 @@ def init() -> None:
     Example:
       sqlitestream --db events.db init
     """
-    store = _open_store(readonly=False, create=True)
+    store = open_store(readonly=False, create=True)
     version = store.store_info().schema_version
     if store.upgraded_from == 0:
         click.echo(f"created store {store.path} (schema version {version})")
@@ -217,7 +105,7 @@ def init() -> None:
     help="Where to write the backup (default: DB.schema-vN.bak next to the store).",
 )
 @click.pass_obj
-def migrate(config: _Config, dry_run: bool, no_backup: bool, backup_path: str | None) -> None:
+def migrate(config: Config, dry_run: bool, no_backup: bool, backup_path: str | None) -> None:
     """Show and apply pending schema upgrades, writing a backup copy first.
 
     The backup is a consistent copy of the store as it was (refused if the backup file already
@@ -277,8 +165,8 @@ def info(fmt: str) -> None:
     """
     from ._cli_format import FIELD_COLUMNS
 
-    facts = _open_store(readonly=True).store_info().to_dict()
-    writer = _writer(fmt, FIELD_COLUMNS, header=False)
+    facts = open_store(readonly=True).store_info().to_dict()
+    writer = output_writer(fmt, FIELD_COLUMNS, header=False)
     if fmt == "table":
         writer.write({"field": key, "value": value} for key, value in facts.items())
     else:
@@ -303,7 +191,7 @@ def sessions(status: str | None, agent: str | None, limit: int | None, fmt: str)
     """
     from ._cli_format import SESSION_COLUMNS
 
-    store = _open_store(readonly=True)
+    store = open_store(readonly=True)
     saved = store.list_sessions(status=status, agent_id=agent)
     streams = {stream.session_id: stream for stream in store.list_streams()}
     rows: list[dict[str, Any]] = []
@@ -315,11 +203,11 @@ def sessions(status: str | None, agent: str | None, limit: int | None, fmt: str)
             rows.append(_session_row({"id": session_id}, stream, saved=False))
     if limit is not None:
         rows = rows[:limit]
-    writer = _writer(fmt, SESSION_COLUMNS)
+    writer = output_writer(fmt, SESSION_COLUMNS)
     writer.write(rows)
     writer.close()
     if not rows and fmt == "table":
-        _note("no sessions")
+        note("no sessions")
 
 
 def _session_row(record: dict[str, Any], stream: Any, *, saved: bool) -> dict[str, Any]:
@@ -350,12 +238,12 @@ def runs(session_id: str, status: str | None, fmt: str) -> None:
     """
     from ._cli_format import RUN_COLUMNS
 
-    found = _open_store(readonly=True).list_runs(session_id, status=status)
-    writer = _writer(fmt, RUN_COLUMNS)
+    found = open_store(readonly=True).list_runs(session_id, status=status)
+    writer = output_writer(fmt, RUN_COLUMNS)
     writer.write(run.to_dict() for run in found)
     writer.close()
     if not found and fmt == "table":
-        _note("no runs")
+        note("no runs")
 
 
 def _since(value: str | None) -> datetime | None:
@@ -401,18 +289,18 @@ def events(
     """
     from ._cli_format import EVENT_COLUMNS
 
-    store = _open_store(readonly=True)
+    store = open_store(readonly=True)
     filters: dict[str, Any] = {"run_id": run_id, "type": type_, "since": _since(since)}
-    writer = _writer(fmt, EVENT_COLUMNS)
+    writer = output_writer(fmt, EVENT_COLUMNS)
     printed = 0
     cursor = after
     while True:
         if limit is None:
-            size = _PAGE
+            size = PAGE
         elif limit < 1:
             size = limit  # the store refuses it with its own message
         else:
-            size = min(_PAGE, limit - printed)
+            size = min(PAGE, limit - printed)
         page = store.get_events(session_id, after=cursor, before=before, limit=size, **filters)
         writer.write(event.to_dict() for event in page)
         printed += len(page)
@@ -421,7 +309,7 @@ def events(
         cursor = page[-1].sequence_number
     writer.close()
     if printed == 0 and fmt == "table":
-        _note("no events")
+        note("no events")
 
 
 @cli.command()
@@ -433,7 +321,7 @@ def latest(session_id: str) -> None:
     Example:
       sqlitestream --db events.db latest s1
     """
-    click.echo(_open_store(readonly=True).get_latest_sequence(session_id))
+    click.echo(open_store(readonly=True).get_latest_sequence(session_id))
 
 
 @cli.command()
@@ -471,13 +359,13 @@ def tail(
 
     if follow and fmt == "json":
         raise click.UsageError("--follow prints events as they come: use --format jsonl or table")
-    store = _open_store(readonly=True)
+    store = open_store(readonly=True)
     filters: dict[str, Any] = {"type": type_, "run_id": run_id}
     # Let the store validate the arguments up front (before=1 matches nothing).
     store.get_events(session_id, after=after, before=1, **filters)
     top = store.get_latest_sequence(session_id)
     floor = after or 0
-    writer = _writer(fmt, EVENT_COLUMNS)
+    writer = output_writer(fmt, EVENT_COLUMNS)
     shown = _last_events(store, session_id, count, floor, top, filters)
     writer.write(event.to_dict() for event in shown)
     cursor = max(floor, top)
@@ -517,13 +405,13 @@ def _follow(
 ) -> Iterator[Event]:
     while True:
         page = store.get_events(
-            session_id, after=cursor, limit=_PAGE, wait_timeout_ms=wait_ms, **filters
+            session_id, after=cursor, limit=PAGE, wait_timeout_ms=wait_ms, **filters
         )
         if page:
             yield from page
             cursor = page[-1].sequence_number or cursor
         elif store.get_latest_sequence(session_id) < cursor:
-            _note(f"session {session_id} was deleted or restarted; following it from sequence 1")
+            note(f"session {session_id} was deleted or restarted; following it from sequence 1")
             cursor = 0
 
 
@@ -600,9 +488,9 @@ def append(
     if event_id is not None:
         fields["id"] = event_id
     event = Event(type=type_, session_id=session_id, **fields)
-    store = _open_store(readonly=False, create=True)
+    store = open_store(readonly=False, create=True)
     stored = store.append_event_with_sequence(event, expected_sequence=expected_sequence)
-    writer = _writer(fmt, EVENT_COLUMNS)
+    writer = output_writer(fmt, EVENT_COLUMNS)
     writer.write([stored.to_dict()])
     writer.close()
 
@@ -619,7 +507,7 @@ def delete_session(session_id: str, yes: bool) -> None:
     """
     from .errors import SessionNotFoundError
 
-    store = _open_store(readonly=False)
+    store = open_store(readonly=False)
     try:
         saved = store.get_session(session_id) is not None
     except SessionNotFoundError:
@@ -642,177 +530,6 @@ def delete_session(session_id: str, yes: bool) -> None:
     click.echo(f"deleted session {session_id}: {what}")
 
 
-# Export and import ------------------------------------------------------------------------------
-
-
-@cli.command("export")
-@click.argument("session_ids", nargs=-1)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
-              help="Write to this file instead of stdout (replaced only when complete).")
-@progress_option
-def export_(session_ids: tuple[str, ...], output: str, progress: bool | None) -> None:
-    """Write sessions, runs and events as JSON lines: the lossless export format.
-
-    With no SESSION_IDS, every session in the store (saved or only in the log). See the README
-    for the format; `sqlitestream import` loads it.
-
-    \b
-    Example:
-      sqlitestream --db events.db export -o backup.jsonl
-      sqlitestream --db events.db export s1 s2 | gzip > two.jsonl.gz
-    """
-    from ._cli_format import Progress, dumps
-
-    store = _open_store(readonly=True)
-    wanted = list(session_ids) or None
-    records = store.export_records(wanted)
-    total = sum(stream.event_count for stream in store.list_streams(wanted))
-    bar = Progress("exporting events", total, enabled=progress)
-
-    def lines() -> Iterator[bytes]:
-        for record in records:
-            if record["kind"] == "event":
-                bar.update()
-            yield (dumps(record) + "\n").encode("utf-8")
-
-    try:
-        if output == "-":
-            _write_stdout(lines())
-        else:
-            _write_file(output, lines())
-    finally:
-        bar.finish()
-
-
-def _write_stdout(chunks: Iterable[bytes]) -> None:
-    stream = sys.stdout.buffer
-    batch: list[bytes] = []
-    for chunk in chunks:
-        batch.append(chunk)
-        if len(batch) >= _PAGE:
-            stream.write(b"".join(batch))
-            batch.clear()
-    stream.write(b"".join(batch))
-    stream.flush()
-
-
-def _write_file(path: str, chunks: Iterable[bytes]) -> None:
-    """Write to a temporary file next to ``path`` and rename it: never a half-written export."""
-    import tempfile
-
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".export-", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            for chunk in chunks:
-                out.write(chunk)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
-@cli.command("import")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-@progress_option
-def import_(file: str, progress: bool | None) -> None:
-    """Load an export (FILE, or - for stdin) into the store, creating the store if needed.
-
-    Idempotent: events already present by id are skipped and counted. Each session is
-    imported atomically with its sequence numbers; the first conflict stops the import (the
-    sessions before it stay imported).
-
-    \b
-    Example:
-      sqlitestream --db restored.db import backup.jsonl
-    """
-    if file == "-":
-        source = sys.stdin.buffer
-        size = None
-    else:
-        try:
-            source = open(file, "rb")  # noqa: SIM115 - closed by the context below
-        except OSError as exc:
-            raise click.BadParameter(f"cannot read {file}: {exc.strerror}", param_hint="FILE") from None
-        click.get_current_context().call_on_close(source.close)
-        size = os.fstat(source.fileno()).st_size
-    from ._cli_format import Progress
-
-    store = _open_store(readonly=False, create=True)
-    bar = Progress("importing (bytes)" if size is not None else "importing (lines)", size, enabled=progress)
-
-    def records() -> Iterator[Any]:
-        import json
-
-        for number, line in enumerate(source, 1):
-            bar.update(len(line) if size is not None else 1)
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except ValueError as exc:
-                raise _bad_line(number, exc) from None
-
-    try:
-        report = store.import_records(records())
-    finally:
-        bar.finish()
-    click.echo(
-        f"imported {len(report.sessions)} session(s): "
-        f"session records {report.sessions_added} added, {report.sessions_updated} updated, "
-        f"{report.sessions_unchanged} unchanged; "
-        f"runs {report.runs_added} added, {report.runs_updated} updated, "
-        f"{report.runs_unchanged} unchanged; "
-        f"events {report.events_added} added, {report.events_skipped} skipped (already present)"
-    )
-
-
-def _bad_line(number: int, exc: Exception) -> SqliteStreamError:
-    from .errors import ValidationError
-
-    return ValidationError(f"line {number} is not JSON: {exc}")
-
-
-@cli.command()
-@click.option("--from", "source", required=True, metavar="SRC",
-              help="The store to copy from: a SQLite file or a postgresql:// URL.")
-@click.option("--to", "target", required=True, metavar="DST",
-              help="The store to copy into (created if needed): a SQLite file or a postgresql:// URL.")
-@progress_option
-def copy(source: str, target: str, progress: bool | None) -> None:
-    """Copy every session, run and event from SRC into DST, e.g. from SQLite to PostgreSQL.
-
-    Ids, payloads, timestamps and sequence numbers are kept exactly. Idempotent: a re-run
-    copies nothing twice (events already in DST by id are skipped and counted); each session
-    is copied atomically, and the first conflict stops the copy. --db is not used.
-
-    \b
-    Example:
-      sqlitestream copy --from events.db --to postgresql://app@db.internal/app
-      sqlitestream copy --from 'postgresql://app@db.internal/app?schema=agents' --to back.db
-    """
-    from ._cli_format import Progress
-
-    src = _open_location(source, readonly=True)
-    dst = _open_location(target, readonly=False, create=True)
-    bar = Progress("copying events", sum(s.event_count for s in src.list_streams()), enabled=progress)
-    try:
-        report = dst.import_records(
-            src.export_records(),
-            on_session=lambda done: bar.update(done.events_added + done.events_skipped),
-        )
-    finally:
-        bar.finish()
-    click.echo(
-        f"copied {len(report.sessions)} session(s) from {src.path} to {dst.path}: "
-        f"session records {report.sessions_added} added, {report.sessions_updated} updated, "
-        f"{report.sessions_unchanged} unchanged; "
-        f"runs {report.runs_added} added, {report.runs_updated} updated, "
-        f"{report.runs_unchanged} unchanged; "
-        f"events {report.events_added} added, {report.events_skipped} skipped (already present)"
-    )
-
-
 # Checking -------------------------------------------------------------------------------------
 
 
@@ -830,7 +547,7 @@ def check(fmt: str, progress: bool | None) -> None:
     """
     from ._cli_format import FINDING_COLUMNS, Progress
 
-    store = _open_store(readonly=True)
+    store = open_store(readonly=True)
     bar: Progress | None = None
 
     def on_progress(done: int, total: int) -> None:
@@ -844,7 +561,7 @@ def check(fmt: str, progress: bool | None) -> None:
     finally:
         if bar is not None:
             bar.finish()
-    writer = _writer(fmt, FINDING_COLUMNS)
+    writer = output_writer(fmt, FINDING_COLUMNS)
     if fmt == "table":
         writer.write(finding.to_dict() for finding in report.findings)
         summary = f"{report.sessions_checked} session(s), {report.events_checked} event(s) checked"
@@ -863,7 +580,7 @@ def check(fmt: str, progress: bool | None) -> None:
 @click.option("--events", "count", type=int, default=None, metavar="N", help="How many agent events to emit.")
 @click.option("--interval-ms", type=int, default=None, metavar="MS", help="Pause between emitted events.")
 @click.pass_obj
-def demo(config: _Config, count: int | None, interval_ms: int | None) -> None:
+def demo(config: Config, count: int | None, interval_ms: int | None) -> None:
     """Run the main job: a second process records an agent session through SessionManager
     while this one follows it live, printing each event with its sequence number and how
     long after its append it was seen; then a summary with wake latencies.
@@ -882,6 +599,10 @@ def demo(config: _Config, count: int | None, interval_ms: int | None) -> None:
     if interval_ms is not None:
         options["interval_ms"] = interval_ms
     run_demo(config.db, echo=click.echo, **options)
+
+
+for _command in (export_, import_, copy):
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:
