@@ -439,6 +439,43 @@ def test_connections_stay_within_pool_size_plus_listener(
     assert len(waiter.result()) == 1
 
 
+def _wait_until_waiting_on_a_lock(dsn: str, application_name: str) -> None:
+    for _ in range(int(DEADLINE / 0.01)):
+        rows = _sql(
+            dsn,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'",
+            (application_name,),
+        )
+        if rows[0][0]:
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("the store's transaction never waited for the lock")
+
+
+def test_a_batch_that_loses_a_deadlock_is_retried_and_stored_once(
+    pg_dsn: str, pg_schema: str, open_store: Callable[..., PostgresSessionStore]
+) -> None:
+    """Another client holds s2's counter and then asks for s1's while our batch holds s1's and
+    waits for s2's: PostgreSQL breaks the deadlock by aborting the batch (it waited first, so
+    its deadlock check runs first). The store retries the whole transaction, which then stores
+    the batch exactly once, with the next sequence numbers."""
+    store = open_store(application_name="deadlock-victim")
+    store.append_events([_event("s1", id="a1"), _event("s2", id="a2")])
+    lock_counter = f'UPDATE "{pg_schema}".streams SET latest_seq = latest_seq WHERE session_id = %s'
+    with psycopg.connect(pg_dsn) as other:
+        other.execute(lock_counter, ("s2",))
+        batch = _Background(store.append_events, [_event("s1", id="b1"), _event("s2", id="b2")])
+        _wait_until_waiting_on_a_lock(pg_dsn, "deadlock-victim")
+        # Closes the cycle. Returning at all means PostgreSQL aborted the batch's transaction
+        # (the other way round, this raises DeadlockDetected and the test fails).
+        other.execute(lock_counter, ("s1",))
+        other.commit()
+    assert [(e.id, e.sequence_number) for e in batch.result()] == [("b1", 2), ("b2", 2)]
+    assert [e.id for e in store.get_events("s1")] == ["a1", "b1"]
+    assert [e.id for e in store.get_events("s2")] == ["a2", "b2"]
+    assert (store.get_latest_sequence("s1"), store.get_latest_sequence("s2")) == (2, 2)
+
+
 # Lost connections --------------------------------------------------------------------------
 
 
