@@ -202,6 +202,8 @@ def _replaced(conn: apsw.Connection, session_id: str, before: _Tip, now: _Tip) -
     old_seq, old_id = before
     if now[0] < old_seq:
         return True
+    if old_id is None:  # no event at the tip to compare (a damaged log): treat it as growth
+        return False
     if now[0] == old_seq:
         return now[1] != old_id
     rows = conn.execute(_ID_AT, (session_id, old_seq)).fetchall()
