@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import apsw
 import pytest
 
 import sqlitestream
@@ -263,6 +264,23 @@ def test_a_session_replaced_by_another_process_between_looks_releases_waiters(
         _append_in_another_process(path, ["kept"])
         assert kept.join()
         assert [e.id for e in store.get_events("doomed")] == [f"doomed-new-{i}" for i in range(1, refilled_to + 1)]
+
+
+def test_a_counter_ahead_of_its_log_still_wakes_waiters_with_new_events(tmp_path: Path) -> None:
+    """A damaged log whose counter points past its last event (no event at the tip to compare)
+    is not taken for a replaced session: another process's append wakes the waiters with it."""
+    path = tmp_path / "events.db"
+    with SQLiteSessionStore(path) as store:
+        store.append_events([Event("message_sent", "s", id=f"e{i}") for i in range(2)])
+    conn = apsw.Connection(str(path))
+    conn.execute("UPDATE streams SET latest_seq = 3 WHERE session_id = 's'")
+    conn.close()
+    with SQLiteSessionStore(path) as store:
+        waiters = Waiters([lambda: store.get_events("s", after=3, wait_timeout_ms=LONG)] * 5)
+        assert _wait_until(lambda: len(_watcher_threads()) == 1)
+        _append_in_another_process(path, ["s"])
+        assert waiters.join()
+        assert [[(e.id, e.sequence_number) for e in r] for r in waiters.results] == [[("s-message_sent-x", 4)]] * 5
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
