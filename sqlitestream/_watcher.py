@@ -3,7 +3,8 @@
 Commits by other processes do not pass through our in-process wake hub. While (and only while)
 someone in this process waits, one thread polls ``PRAGMA data_version`` on its own idle
 connection; when it changes, it reads the latest sequence of each waited-on session and wakes
-the sessions whose latest sequence moved (or releases those that were deleted). A connection
+the sessions whose latest sequence moved (or releases those that were deleted, or deleted and
+written again: their first event changed). A connection
 with no open statement sees other processes' commits through the PRAGMA; apsw's
 ``Connection.data_version()`` alone would not until the connection begins a read.
 
@@ -29,12 +30,12 @@ from ._walhint import WalHint
 
 _LATEST_OF = (
     "SELECT s.session_id, s.latest_seq, e.id FROM streams AS s LEFT JOIN events AS e "
-    "ON e.session_id = s.session_id AND e.seq = s.latest_seq "
+    "ON e.session_id = s.session_id AND e.seq = 1 "
     "WHERE s.session_id IN (SELECT value FROM json_each(?))"
 )
-_ID_AT = "SELECT id FROM events WHERE session_id = ? AND seq = ?"
 _Tip = tuple[int, "str | None"]
-"""A session's latest sequence and the id of the event stored there."""
+"""A session's latest sequence and the id of its first event: a log only grows, so a first
+event that changed means the session was deleted and written again."""
 _UNKNOWN = object()
 _yield_cpu = getattr(os, "sched_yield", lambda: time.sleep(0))
 _HINTED_FALLBACK_S = 0.05  # the timed poll while the WAL hint is armed
@@ -145,7 +146,7 @@ class DataVersionWatcher:
                         str(session_id): (int(seq), None if tip_id is None else str(tip_id))
                         for session_id, seq, tip_id in conn.execute(_LATEST_OF, (json.dumps(sessions),))
                     }
-                    self._wake_changed(conn, sessions, latest, known)
+                    self._wake_changed(sessions, latest, known)
                     known = {session_id: latest.get(session_id) for session_id in sessions}
             except apsw.Error:
                 # A transient read failure (e.g. the file is being checkpointed); wake waiters so
@@ -172,11 +173,7 @@ class DataVersionWatcher:
                 spin_until, burst_until = now + _BURST_SPIN_S, now + _BURST_S
 
     def _wake_changed(
-        self,
-        conn: apsw.Connection,
-        sessions: list[str],
-        latest: dict[str, _Tip],
-        known: dict[str, object],
+        self, sessions: list[str], latest: dict[str, _Tip], known: dict[str, object]
     ) -> None:
         changed = []
         for session_id in sessions:
@@ -186,7 +183,7 @@ class DataVersionWatcher:
                 continue
             if before is _UNKNOWN or before is None:
                 changed.append(session_id)  # first sight of it, or its first events
-            elif now is None or _replaced(conn, session_id, before, now):  # type: ignore[arg-type]
+            elif now is None or _replaced(before, now):  # type: ignore[arg-type]
                 # Deleted by another process (and maybe refilled since the last look): its
                 # waiters return [] as they do when this process deletes it.
                 self._hub.release(session_id)
@@ -196,15 +193,8 @@ class DataVersionWatcher:
             self._hub.wake(changed)
 
 
-def _replaced(conn: apsw.Connection, session_id: str, before: _Tip, now: _Tip) -> bool:
-    """Whether the session was deleted and written again between two looks: the event once
-    at its old latest sequence is gone or another (a log only grows otherwise)."""
-    old_seq, old_id = before
-    if now[0] < old_seq:
-        return True
-    if old_id is None:  # no event at the tip to compare (a damaged log): treat it as growth
-        return False
-    if now[0] == old_seq:
-        return now[1] != old_id
-    rows = conn.execute(_ID_AT, (session_id, old_seq)).fetchall()
-    return not rows or rows[0][0] != old_id
+def _replaced(before: _Tip, now: _Tip) -> bool:
+    """Whether the session was deleted and written again between two looks: its counter went
+    down or its first event is another one. With no first event to compare (a damaged log),
+    only the counter tells."""
+    return now[0] < before[0] or (before[1] is not None and now[1] != before[1])
