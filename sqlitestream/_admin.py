@@ -433,7 +433,7 @@ class SQLiteAdminMixin(TransferMixin):
         )
         sqlite = _sqlite()
         session_outcome = None
-        runs_outcome = {"added": 0, "updated": 0, "unchanged": 0}
+        runs_outcome: list[str] = []
         with self._write("import a session") as conn:
             if session is not None:
                 session_outcome = _put(
@@ -446,7 +446,7 @@ class SQLiteAdminMixin(TransferMixin):
                 raise SessionNotFoundError(session_id)
             for run in runs:
                 outcome = _put(conn, "runs", RUN_COLUMNS, sqlite._ROWS.run_row(run))
-                runs_outcome[outcome] += 1
+                runs_outcome.append(outcome)
             new: list[Event] = []
             skipped = 0
             if ordered:
@@ -468,15 +468,7 @@ class SQLiteAdminMixin(TransferMixin):
                     conn.execute(_SET_LATEST, (session_id, new[-1].sequence_number))
         if new:
             self._hub.wake((session_id,))
-        return SessionImport(
-            session_id=session_id,
-            session=session_outcome,
-            runs_added=runs_outcome["added"],
-            runs_updated=runs_outcome["updated"],
-            runs_unchanged=runs_outcome["unchanged"],
-            events_added=len(new),
-            events_skipped=skipped,
-        )
+        return SessionImport.counted(session_id, session_outcome, runs_outcome, len(new), skipped)
 
 
 def _store_file(path: object) -> str:

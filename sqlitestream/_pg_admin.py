@@ -303,11 +303,11 @@ class PostgresAdminMixin(TransferMixin):
             )
             return "updated" if stored is not None else "added"
 
-        def work(conn: Connection) -> tuple[str | None, dict[str, int], list[Event], int]:
+        def work(conn: Connection) -> tuple[str | None, list[str], list[Event], int]:
             outcome = None
             if session is not None:
                 outcome = put(conn, sessions_t, SESSION_COLUMNS, session_row(session))
-            runs_done = {"added": 0, "updated": 0, "unchanged": 0}
+            runs_done: list[str] = []
             if runs:
                 found = conn.execute(
                     f"SELECT 1 FROM {sessions_t} WHERE id = %s FOR KEY SHARE", (session_id,)
@@ -315,7 +315,7 @@ class PostgresAdminMixin(TransferMixin):
                 if found is None:
                     raise SessionNotFoundError(session_id)
             for run in runs:
-                runs_done[put(conn, runs_t, RUN_COLUMNS, run_row(run))] += 1
+                runs_done.append(put(conn, runs_t, RUN_COLUMNS, run_row(run)))
             if not ordered:
                 return outcome, runs_done, [], 0
             (latest,) = conn.execute(
@@ -347,15 +347,7 @@ class PostgresAdminMixin(TransferMixin):
         outcome, runs_done, new, skipped = self._db.run("import a session", work, transaction=True)
         if new:
             self._hub.wake((session_id,))
-        return SessionImport(
-            session_id=session_id,
-            session=outcome,
-            runs_added=runs_done["added"],
-            runs_updated=runs_done["updated"],
-            runs_unchanged=runs_done["unchanged"],
-            events_added=len(new),
-            events_skipped=skipped,
-        )
+        return SessionImport.counted(session_id, outcome, runs_done, len(new), skipped)
 
 
 def _is_json_object(text: str) -> bool:

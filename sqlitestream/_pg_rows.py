@@ -17,8 +17,8 @@ from ._rows import (
     RUN_COLUMNS,
     SESSION_COLUMNS,
     RowCodec,
-    with_sequence,
 )
+from .models import with_sequence
 
 __all__ = [
     "EVENT_COLUMNS",

@@ -15,7 +15,13 @@ from typing import Any
 
 from ._validate import _decode, decode_many
 from .errors import StorageError
-from .models import Event, EventType, Run, Session, stored_event, stored_events
+from .models import (
+    Event,
+    EventType,
+    Run,
+    Session,
+    stored_events,
+)
 
 EVENT_COLUMNS = "session_id, seq, id, type, run_id, ts, data, metadata"
 PAGE_COLUMNS = "seq, id, type, run_id, ts, data, metadata"
@@ -47,21 +53,6 @@ def optional_dumps(value: Any) -> str | None:
 
 def optional_loads(text: str | None) -> Any:
     return None if text is None else loads(text)
-
-
-def with_sequence(event: Event, seq: int) -> Event:
-    """``event`` as stored with sequence number ``seq`` (no re-validation)."""
-    return stored_event(
-        event.type,
-        event.session_id,
-        event.data,
-        event.metadata,
-        event.run_id,
-        event.id,
-        event.timestamp,
-        seq,
-        event._json,
-    )
 
 
 _DAMAGE = (ValueError, KeyError, TypeError, OverflowError, RecursionError)
@@ -179,22 +170,19 @@ class RowCodec:
 
     def session_from_row(self, row: Sequence[Any]) -> Session:
         try:
-            return self._session_from_row(row)
+            return Session(
+                id=row[0],
+                agent_id=row[1],
+                status=row[2],
+                parent_session_id=row[3],
+                metadata=loads(row[4]),
+                context=loads(row[5]),
+                tags=json.loads(row[6]),
+                created_at=self._from_db(row[7]),
+                updated_at=self._from_db(row[8]),
+            )
         except _DAMAGE as exc:
             raise _damaged(f"session {row[0]!r}", "a column", exc) from exc
-
-    def _session_from_row(self, row: Sequence[Any]) -> Session:
-        return Session(
-            id=row[0],
-            agent_id=row[1],
-            status=row[2],
-            parent_session_id=row[3],
-            metadata=loads(row[4]),
-            context=loads(row[5]),
-            tags=json.loads(row[6]),
-            created_at=self._from_db(row[7]),
-            updated_at=self._from_db(row[8]),
-        )
 
     def run_row(self, run: Run) -> tuple[Any, ...]:
         """The run's row, in ``RUN_COLUMNS`` order."""
@@ -214,21 +202,18 @@ class RowCodec:
 
     def run_from_row(self, row: Sequence[Any]) -> Run:
         try:
-            return self._run_from_row(row)
+            return Run(
+                id=row[0],
+                session_id=row[1],
+                status=row[2],
+                input=optional_loads(row[3]),
+                output=optional_loads(row[4]),
+                error=optional_loads(row[5]),
+                metadata=loads(row[6]),
+                turn_count=row[7],
+                token_usage=loads(row[8]),
+                started_at=self._from_db(row[9]),
+                ended_at=None if row[10] is None else self._from_db(row[10]),
+            )
         except _DAMAGE as exc:
             raise _damaged(f"run {row[0]!r}", "a column", exc) from exc
-
-    def _run_from_row(self, row: Sequence[Any]) -> Run:
-        return Run(
-            id=row[0],
-            session_id=row[1],
-            status=row[2],
-            input=optional_loads(row[3]),
-            output=optional_loads(row[4]),
-            error=optional_loads(row[5]),
-            metadata=loads(row[6]),
-            turn_count=row[7],
-            token_usage=loads(row[8]),
-            started_at=self._from_db(row[9]),
-            ended_at=None if row[10] is None else self._from_db(row[10]),
-        )

@@ -100,6 +100,26 @@ class SessionImport:
     events_added: int = 0
     events_skipped: int = 0
 
+    @classmethod
+    def counted(
+        cls,
+        session_id: str,
+        session: str | None,
+        runs: Sequence[str],
+        events_added: int,
+        events_skipped: int,
+    ) -> SessionImport:
+        """The result from each run's outcome (``"added"``, ``"updated"`` or ``"unchanged"``)."""
+        return cls(
+            session_id=session_id,
+            session=session,
+            runs_added=runs.count("added"),
+            runs_updated=runs.count("updated"),
+            runs_unchanged=runs.count("unchanged"),
+            events_added=events_added,
+            events_skipped=events_skipped,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "session_id": self.session_id,

@@ -30,6 +30,7 @@ from .models import (
     Session,
     SessionStatus,
     stored_event,
+    with_sequence,
 )
 from .store import (
     DEFAULT_MAX_EVENT_BYTES,
@@ -171,17 +172,7 @@ class InMemorySessionStore(SessionStore):
         stream = self._streams.get(event.session_id)
         if stream is None:
             stream = self._streams[event.session_id] = _Stream()
-        stored = stored_event(
-            event.type,
-            event.session_id,
-            event.data,
-            event.metadata,
-            event.run_id,
-            event.id,
-            event.timestamp,
-            len(stream.events) + 1,
-            event._json,
-        )
+        stored = with_sequence(event, len(stream.events) + 1)
         stream.events.append(stored)
         self._event_index[stored.id] = stored
         return stored

@@ -318,6 +318,21 @@ def stored_event(
     return event
 
 
+def with_sequence(event: Event, seq: int) -> Event:
+    """``event`` as stored with sequence number ``seq`` (no re-validation)."""
+    return stored_event(
+        event.type,
+        event.session_id,
+        event.data,
+        event.metadata,
+        event.run_id,
+        event.id,
+        event.timestamp,
+        seq,
+        event._json,
+    )
+
+
 def stored_events(count: int, *columns: Iterable[Any]) -> list[Event]:
     """``count`` events from validated values given column by column, in :func:`stored_event`'s
     argument order: each field is set for all events in one C loop (``map`` over its slot

@@ -37,7 +37,6 @@ from ._rows import (
     RUN_COLUMNS,
     SESSION_COLUMNS,
     RowCodec,
-    with_sequence,
 )
 from ._sidelock import SideLock
 from ._validate import check_choice, check_id, check_int, check_text, describe
@@ -63,6 +62,7 @@ from .models import (
     from_micros,
     from_micros_many,
     to_micros,
+    with_sequence,
 )
 from .store import (
     DEFAULT_MAX_EVENT_BYTES,
