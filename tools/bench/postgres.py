@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 
 from .peers import Unavailable
-from .streaming import follow
+from .streaming import timed_wakes
 from .workloads import OurStore
 
 PG_DSN = os.environ.get("SQLITESTREAM_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -81,16 +80,7 @@ def cross_postgres(session: str, count: int, seed: int, writer_class: Any) -> li
     store = open_location(location)
     writer = writer_class("postgres", location, session, seed)
     try:
-        stream, _ = follow(store, session, after=store.get_latest_sequence(session), wait_timeout_ms=10_000)
-        samples = []
-        for _ in range(count):
-            writer.go()
-            event = next(stream)
-            samples.append((time.time_ns() - event.data["t"]) / 1e6)
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()
-        return samples
+        return timed_wakes(store, session, writer, count)[0]
     finally:
         writer.close()
         store.close()

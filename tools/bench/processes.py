@@ -22,7 +22,7 @@ from .bigstore import cached_store
 from .measure import CaseResult, Row, Stat, add_rows, percentile
 from .peers import REDIS_ADDRESS, Unavailable, _import, _reachable
 from .settings import Settings
-from .streaming import follow
+from .streaming import follow, timed_wakes
 from .workloads import RawApsw
 
 _ROOT = Path(__file__).resolve().parents[2]
@@ -106,17 +106,8 @@ def _cross_ours(db: Path, session: str, count: int, seed: int, options: dict[str
     store = SQLiteSessionStore(db, **options)
     writer = _Writer("sqlitestream", str(db), session, seed)
     try:
-        after = store.get_latest_sequence(session)
-        stream, how = follow(store, session, after=after, wait_timeout_ms=10_000)
+        samples, how = timed_wakes(store, session, writer, count)
         _cross_ours.how = how  # type: ignore[attr-defined]
-        samples = []
-        for _ in range(count):
-            writer.go()
-            event = next(stream)
-            samples.append((time.time_ns() - event.data["t"]) / 1e6)
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()
         return samples
     finally:
         writer.close()

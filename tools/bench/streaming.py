@@ -3,6 +3,7 @@ it, else a long-poll loop on the store's ``get_events`` (the same wait underneat
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,3 +34,19 @@ def follow(store: Any, session: str, *, after: int, wait_timeout_ms: int) -> tup
             f"store.get_events long-poll (SessionManager unusable: {type(exc).__name__}: {exc})"
         )
     return iter(stream), "SessionManager.stream_session_events"
+
+
+def timed_wakes(store: Any, session: str, writer: Any, count: int) -> tuple[list[float], str]:
+    """Milliseconds from each append a writer process makes on ``writer.go()`` (its
+    ``time.time_ns()`` stamped in the event as ``t``) to this process's follower holding it;
+    and how the follower follows."""
+    stream, how = follow(store, session, after=store.get_latest_sequence(session), wait_timeout_ms=10_000)
+    samples = []
+    for _ in range(count):
+        writer.go()
+        event = next(stream)
+        samples.append((time.time_ns() - event.data["t"]) / 1e6)
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
+    return samples, how
