@@ -102,8 +102,8 @@ _LAZY = {
     "RunStatus": "models",
     "Session": "models",
     "SessionStatus": "models",
-    "PostgresSessionStore": "postgres",
-    "SQLiteSessionStore": "sqlite",
+    "PostgresSessionStore": "postgres.store",
+    "SQLiteSessionStore": "sqlite.store",
     "SessionStore": "store",
 }
 

@@ -1,6 +1,6 @@
 """``python -m sqlitestream``: the command-line interface."""
 
-from .cli import main
+from sqlitestream.cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol, runtime_checkable
 
-from ._validate import check_int, check_json_object, describe
-from .errors import SqliteStreamError, ValidationError
-from .models import Event, EventType, Run, Session
+from sqlitestream._core.validate import check_int, check_json_object, describe
+from sqlitestream.errors import SqliteStreamError, ValidationError
+from sqlitestream.models import Event, EventType, Run, Session
 
 __all__ = [
     "ProviderError",

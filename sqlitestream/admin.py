@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ._admin import (
+from sqlitestream.sqlite.admin import (
     CheckFinding,
     CheckReport,
     MigrationResult,
@@ -12,7 +12,7 @@ from ._admin import (
     SchemaStep,
     StoreInfo,
 )
-from ._transfer import ImportReport, SessionImport, StreamInfo
+from sqlitestream._core.transfer import ImportReport, SessionImport, StreamInfo
 
 __all__ = [
     "CheckFinding",

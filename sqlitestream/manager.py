@@ -18,17 +18,17 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from . import _streaming
-from ._validate import check_id, check_json_object, describe
-from .adapters import ProviderAdapter, ProviderError, RunOutcome, normalise_event_type
-from .errors import (
+from sqlitestream import streaming as _streaming
+from sqlitestream._core.validate import check_id, check_json_object, describe
+from sqlitestream.adapters import ProviderAdapter, ProviderError, RunOutcome, normalise_event_type
+from sqlitestream.errors import (
     ConflictError,
     SessionNotFoundError,
     SqliteStreamError,
     StorageError,
     ValidationError,
 )
-from .models import (
+from sqlitestream.models import (
     Event,
     EventType,
     Run,
@@ -39,7 +39,7 @@ from .models import (
     parse_timestamp,
     utc_now,
 )
-from .store import SessionStore
+from sqlitestream.store import SessionStore
 
 __all__ = ["SessionManager", "RunResult", "RunOnceResult", "EventCallback"]
 

@@ -13,16 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from ._validate import check_choice, check_id, check_int
-from ._waiting import WakeHub, long_poll
-from .errors import (
+from sqlitestream._core.validate import check_choice, check_id, check_int
+from sqlitestream._core.waiting import WakeHub, long_poll
+from sqlitestream.errors import (
     EventIdConflictError,
     RunNotFoundError,
     SequenceConflictError,
     SessionNotFoundError,
     StoreClosedError,
 )
-from .models import (
+from sqlitestream.models import (
     Event,
     EventType,
     Run,
@@ -32,7 +32,7 @@ from .models import (
     stored_event,
     with_sequence,
 )
-from .store import (
+from sqlitestream.store import (
     DEFAULT_MAX_EVENT_BYTES,
     EventFilter,
     SessionStore,

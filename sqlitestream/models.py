@@ -18,7 +18,7 @@ from itertools import repeat
 from operator import truediv
 from typing import Any
 
-from ._validate import (
+from sqlitestream._core.validate import (
     check_aware_datetime,
     check_choice,
     check_id,
@@ -30,7 +30,7 @@ from ._validate import (
     describe,
     json_object_with_text,
 )
-from .errors import ValidationError
+from sqlitestream.errors import ValidationError
 
 __all__ = [
     "EventType",

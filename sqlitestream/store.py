@@ -13,9 +13,9 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from ._validate import check_aware_datetime, check_choice, check_id, check_int, describe
-from .errors import ValidationError
-from .models import Event, EventType, Run, RunStatus, Session, SessionStatus, to_micros
+from sqlitestream._core.validate import check_aware_datetime, check_choice, check_id, check_int, describe
+from sqlitestream.errors import ValidationError
+from sqlitestream.models import Event, EventType, Run, RunStatus, Session, SessionStatus, to_micros
 
 __all__ = ["SessionStore", "EventFilter", "DEFAULT_MAX_EVENT_BYTES"]
 

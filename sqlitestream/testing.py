@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from .errors import (
+from sqlitestream.errors import (
     EventIdConflictError,
     RunNotFoundError,
     SequenceConflictError,
@@ -33,8 +33,8 @@ from .errors import (
     StoreClosedError,
     ValidationError,
 )
-from .models import Event, EventType, Run, RunStatus, Session, SessionStatus
-from .store import SessionStore
+from sqlitestream.models import Event, EventType, Run, RunStatus, Session, SessionStatus
+from sqlitestream.store import SessionStore
 
 __all__ = ["SessionStoreContract"]
 

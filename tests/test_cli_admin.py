@@ -25,7 +25,7 @@ from sqlitestream import (
     StorageError,
     ValidationError,
 )
-from sqlitestream._admin import CheckReport
+from sqlitestream.admin import CheckReport
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
 

@@ -10,7 +10,7 @@ import pytest
 from manager_support import child_env
 
 from sqlitestream import SQLiteSessionStore, ValidationError
-from sqlitestream.demo import DemoSummary, demo_script, run_demo
+from sqlitestream.cli.demo import DemoSummary, demo_script, run_demo
 
 
 def test_demo_follows_every_event_of_the_writer_process(tmp_path: Path) -> None:
@@ -47,7 +47,7 @@ def test_demo_reuses_an_existing_store_with_a_new_session(tmp_path: Path) -> Non
 
 def test_python_dash_m_runs_the_demo(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "sqlitestream.demo", "--db", str(tmp_path / "d.db"), "--events", "5", "--interval-ms", "5"],
+        [sys.executable, "-m", "sqlitestream.cli.demo", "--db", str(tmp_path / "d.db"), "--events", "5", "--interval-ms", "5"],
         capture_output=True, text=True, env=child_env(), cwd=tmp_path, timeout=120, check=False,
     )
 
@@ -59,7 +59,7 @@ def test_python_dash_m_runs_the_demo(tmp_path: Path) -> None:
 def test_writer_side_reports_errors_without_a_traceback(tmp_path: Path) -> None:
     db = tmp_path / "d.db"
     SQLiteSessionStore(db).close()
-    argv = [sys.executable, "-m", "sqlitestream.demo", "--writer", "--db", str(db), "--session-id", "s1", "--events", "5"]
+    argv = [sys.executable, "-m", "sqlitestream.cli.demo", "--writer", "--db", str(db), "--session-id", "s1", "--events", "5"]
     first = subprocess.run(argv, capture_output=True, text=True, env=child_env(), timeout=120, check=False)
     again = subprocess.run(argv, capture_output=True, text=True, env=child_env(), timeout=120, check=False)
 

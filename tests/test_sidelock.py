@@ -255,7 +255,7 @@ def test_interrupt_at_every_line_of_a_contended_write_leaves_nothing_held(tmp_pa
             assert outcome and isinstance(outcome[0], Event), f"after an interrupt at {where}: {outcome!r}"
         else:
             pytest.fail("the write never finished")
-        assert any("_sidelock.py" in where for where in struck), struck
+        assert any("sidelock.py" in where for where in struck), struck
         _gap_free(store, ["s1", "probe", "probe2"])
     finally:
         contention.close()

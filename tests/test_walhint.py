@@ -1,4 +1,4 @@
-"""The Linux WAL-file wake-up hint behind cross-process long-polls (sqlitestream._walhint).
+"""The Linux WAL-file wake-up hint behind cross-process long-polls (sqlitestream.sqlite.walhint).
 
 The hint only decides when the watcher looks; whether a commit happened is always read from
 PRAGMA data_version, which the cross-process streaming and long-poll tests cover end to end.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sqlitestream._walhint import WalHint
+from sqlitestream.sqlite.walhint import WalHint
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux-only")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import apsw
 
 from sqlitestream import SQLiteSessionStore
-from sqlitestream._schema import SCHEMA_VERSION
+from sqlitestream.sqlite.schema import SCHEMA_VERSION
 
 from .workloads import _INSERT, dumps, payload, session_name
 

@@ -60,7 +60,7 @@ def wake_writer(kind: str, db: str, session: str, seed: int) -> None:
 
         close = client.close
     elif kind == "postgres":
-        from sqlitestream._pg_url import open_postgres
+        from sqlitestream.postgres.url import open_postgres
 
         pg_store = open_postgres(db)  # db: a postgresql:// location with its schema
 

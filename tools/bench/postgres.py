@@ -21,14 +21,14 @@ PG_DSN = os.environ.get("SQLITESTREAM_PG_DSN", "postgresql://postgres@127.0.0.1:
 
 
 def new_location() -> str:
-    """A store location on a fresh schema (see ``sqlitestream._pg_url``)."""
+    """A store location on a fresh schema (see ``sqlitestream.postgres.url``)."""
     separator = "&" if "?" in PG_DSN else "?"
     return f"{PG_DSN}{separator}schema=bench_{secrets.token_hex(5)}"
 
 
 def open_location(location: str) -> Any:
     try:
-        from sqlitestream._pg_url import open_postgres
+        from sqlitestream.postgres.url import open_postgres
         from sqlitestream.errors import SqliteStreamError
     except ImportError as exc:  # pragma: no cover - an old checkout
         raise Unavailable(f"no PostgreSQL store in this sqlitestream ({exc})") from None
@@ -41,7 +41,7 @@ def open_location(location: str) -> Any:
 def drop(location: str) -> None:
     import psycopg
 
-    from sqlitestream._pg_url import split_location
+    from sqlitestream.postgres.url import split_location
 
     dsn, schema = split_location(location)
     with psycopg.connect(dsn, autocommit=True) as conn:

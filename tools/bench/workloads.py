@@ -20,7 +20,7 @@ from typing import Any
 import apsw
 
 from sqlitestream import Event, EventType, InMemorySessionStore, SQLiteSessionStore
-from sqlitestream._schema import schema_sql
+from sqlitestream.sqlite.schema import schema_sql
 
 PAGE = 100
 TEXT = "The quick brown fox jumps over the lazy dog; an agent's message of ordinary size."

@@ -14,7 +14,7 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
-from .errors import ValidationError
+from sqlitestream.errors import ValidationError
 
 _MAX_DEPTH = 100
 _first, _second = itemgetter(0), itemgetter(1)

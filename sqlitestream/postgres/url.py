@@ -14,12 +14,12 @@ import os
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from ._validate import describe
-from .errors import ValidationError
+from sqlitestream._core.validate import describe
+from sqlitestream.errors import ValidationError
 
 if TYPE_CHECKING:
-    from ._admin import MigrationResult, SchemaStatus
-    from .postgres import PostgresSessionStore
+    from sqlitestream.sqlite.admin import MigrationResult, SchemaStatus
+    from sqlitestream.postgres.store import PostgresSessionStore
 
 __all__ = ["PostgresSchemas", "display_url", "is_postgres_url", "open_postgres", "split_location"]
 
@@ -47,7 +47,7 @@ def split_location(location: str) -> tuple[str, str | None]:
 
 def display_url(dsn: str, schema: str) -> str:
     """The store's location as a URL without the password, with its ``schema`` parameter."""
-    from ._pg_connection import load_psycopg
+    from sqlitestream.postgres.connection import load_psycopg
 
     psycopg = load_psycopg()
     try:
@@ -67,7 +67,7 @@ def display_url(dsn: str, schema: str) -> str:
 
 def open_postgres(location: str, *, readonly: bool = False, create: bool = True) -> PostgresSessionStore:
     """Open the PostgreSQL store at a location URL (see the module docs)."""
-    from .postgres import DEFAULT_SCHEMA, PostgresSessionStore
+    from sqlitestream.postgres.store import DEFAULT_SCHEMA, PostgresSessionStore
 
     dsn, schema = split_location(location)
     return PostgresSessionStore(
@@ -83,8 +83,8 @@ class PostgresSchemas:
     def inspect_schema(location: str | os.PathLike[str]) -> SchemaStatus:
         """The schema version of the store at ``location`` and the upgrades it is missing;
         reads without creating or changing anything."""
-        from . import _pg_schema
-        from ._admin import SchemaStatus, SchemaStep
+        from sqlitestream.postgres import schema as _pg_schema
+        from sqlitestream.sqlite.admin import SchemaStatus, SchemaStep
 
         with open_postgres(os.fspath(location), readonly=True, create=False) as store:
             version = store.schema_version()
@@ -104,7 +104,7 @@ class PostgresSchemas:
         pending upgrades, ``backup_path`` is refused (``ValidationError``); back up with
         ``pg_dump --schema=NAME`` (or ``sqlitestream export``) first.
         """
-        from ._admin import MigrationResult
+        from sqlitestream.sqlite.admin import MigrationResult
 
         status = PostgresSchemas.inspect_schema(location)
         if status.up_to_date:

@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 
 import apsw
 
-from .errors import StorageError, StoreBusyError
+from sqlitestream.errors import StorageError, StoreBusyError
 
 T = TypeVar("T")
 

@@ -2,7 +2,7 @@
 timestamptz timestamps, plus the array form a batch insert takes.
 
 JSON payloads are stored as the exact compact text the records encode to (see
-``postgres_schema.sql`` for why not jsonb); timestamps as timestamptz, read back in UTC.
+``schema.sql`` for why not jsonb); timestamps as timestamptz, read back in UTC.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ._rows import (
+from sqlitestream._core.rows import (
     EVENT_COLUMNS,
     PAGE_COLUMNS,
     RUN_COLUMNS,
     SESSION_COLUMNS,
     RowCodec,
 )
-from .models import with_sequence
+from sqlitestream.models import with_sequence
 
 __all__ = [
     "EVENT_COLUMNS",

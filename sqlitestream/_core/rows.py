@@ -13,9 +13,9 @@ from datetime import datetime
 from itertools import repeat
 from typing import Any
 
-from ._validate import _decode, decode_many
-from .errors import StorageError
-from .models import (
+from sqlitestream._core.validate import _decode, decode_many
+from sqlitestream.errors import StorageError
+from sqlitestream.models import (
     Event,
     EventType,
     Run,

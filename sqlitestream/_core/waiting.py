@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
-from .errors import StoreClosedError
-from .models import Event
+from sqlitestream.errors import StoreClosedError
+from sqlitestream.models import Event
 
 
 class _Waiter:

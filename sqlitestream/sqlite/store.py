@@ -17,9 +17,9 @@ from typing import Any
 
 import apsw
 
-from . import _schema
-from ._admin import SQLiteAdminMixin
-from ._connection import (
+from sqlitestream.sqlite import schema as _schema
+from sqlitestream.sqlite.admin import SQLiteAdminMixin
+from sqlitestream.sqlite.connection import (
     SYNCHRONOUS_LEVELS,
     BusyRetry,
     GeneratorContext,
@@ -31,18 +31,18 @@ from ._connection import (
     translate,
     translating,
 )
-from ._rows import (
+from sqlitestream._core.rows import (
     EVENT_COLUMNS,
     PAGE_COLUMNS,
     RUN_COLUMNS,
     SESSION_COLUMNS,
     RowCodec,
 )
-from ._sidelock import SideLock
-from ._validate import check_choice, check_id, check_int, check_text, describe
-from ._waiting import WakeHub, long_poll
-from ._watcher import DataVersionWatcher
-from .errors import (
+from sqlitestream.sqlite.sidelock import SideLock
+from sqlitestream._core.validate import check_choice, check_id, check_int, check_text, describe
+from sqlitestream._core.waiting import WakeHub, long_poll
+from sqlitestream.sqlite.watcher import DataVersionWatcher
+from sqlitestream.errors import (
     EventIdConflictError,
     RunNotFoundError,
     SchemaVersionError,
@@ -52,7 +52,7 @@ from .errors import (
     StoreClosedError,
     ValidationError,
 )
-from .models import (
+from sqlitestream.models import (
     Event,
     EventType,
     Run,
@@ -64,7 +64,7 @@ from .models import (
     to_micros,
     with_sequence,
 )
-from .store import (
+from sqlitestream.store import (
     DEFAULT_MAX_EVENT_BYTES,
     EventFilter,
     SessionStore,

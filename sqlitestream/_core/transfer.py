@@ -30,16 +30,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ._validate import check_id
-from .errors import (
+from sqlitestream._core.validate import check_id
+from sqlitestream.errors import (
     ConflictError,
     EventIdConflictError,
     SessionNotFoundError,
     SqliteStreamError,
     ValidationError,
 )
-from .models import Event, Run, Session
-from .store import SessionStore, check_event, check_record
+from sqlitestream.models import Event, Run, Session
+from sqlitestream.store import SessionStore, check_event, check_record
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -307,7 +307,7 @@ def plan_event_import(
 
 def header_record() -> dict[str, Any]:
     """The first record of an export."""
-    from . import __version__
+    from sqlitestream import __version__
 
     return {
         "kind": "header",

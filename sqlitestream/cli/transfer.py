@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from ._cli_common import PAGE, open_location, open_store, progress_option
-from .errors import SqliteStreamError
+from sqlitestream.cli.common import PAGE, open_location, open_store, progress_option
+from sqlitestream.errors import SqliteStreamError
 
 # Export and import ------------------------------------------------------------------------------
 
@@ -33,7 +33,7 @@ def export_(session_ids: tuple[str, ...], output: str, progress: bool | None) ->
       sqlitestream --db events.db export -o backup.jsonl
       sqlitestream --db events.db export s1 s2 | gzip > two.jsonl.gz
     """
-    from ._cli_format import Progress, dumps
+    from sqlitestream.cli.output import Progress, dumps
 
     store = open_store(readonly=True)
     wanted = list(session_ids) or None
@@ -108,7 +108,7 @@ def import_(file: str, progress: bool | None) -> None:
             raise click.BadParameter(f"cannot read {file}: {exc.strerror}", param_hint="FILE") from None
         click.get_current_context().call_on_close(source.close)
         size = os.fstat(source.fileno()).st_size
-    from ._cli_format import Progress
+    from sqlitestream.cli.output import Progress
 
     store = open_store(readonly=False, create=True)
     bar = Progress("importing (bytes)" if size is not None else "importing (lines)", size, enabled=progress)
@@ -140,7 +140,7 @@ def import_(file: str, progress: bool | None) -> None:
 
 
 def _bad_line(number: int, exc: Exception) -> SqliteStreamError:
-    from .errors import ValidationError
+    from sqlitestream.errors import ValidationError
 
     return ValidationError(f"line {number} is not JSON: {exc}")
 
@@ -163,7 +163,7 @@ def copy(source: str, target: str, progress: bool | None) -> None:
       sqlitestream copy --from events.db --to postgresql://app@db.internal/app
       sqlitestream copy --from 'postgresql://app@db.internal/app?schema=agents' --to back.db
     """
-    from ._cli_format import Progress
+    from sqlitestream.cli.output import Progress
 
     src = open_location(source, readonly=True)
     dst = open_location(target, readonly=False, create=True)

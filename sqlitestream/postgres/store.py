@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
 
-from . import _pg_schema
-from ._pg_admin import PostgresAdminMixin, PostgresStoreInfo
-from ._pg_connection import Database, MissingDependencyError, redact_dsn
-from ._pg_listener import APPEND_PAYLOAD_SQL, NotificationListener, channel_for, payload
-from ._pg_rows import (
+from sqlitestream.postgres import schema as _pg_schema
+from sqlitestream.postgres.admin import PostgresAdminMixin, PostgresStoreInfo
+from sqlitestream.postgres.connection import Database, MissingDependencyError, redact_dsn
+from sqlitestream.postgres.listener import APPEND_PAYLOAD_SQL, NotificationListener, channel_for, payload
+from sqlitestream.postgres.rows import (
     EVENT_COLUMNS,
     PAGE_COLUMNS,
     RUN_COLUMNS,
@@ -34,11 +34,11 @@ from ._pg_rows import (
     session_row,
     with_sequence,
 )
-from ._pg_schema import check_schema_name, quoted
-from ._pg_url import display_url
-from ._validate import check_choice, check_id, check_int, describe
-from ._waiting import WakeHub, long_poll
-from .errors import (
+from sqlitestream.postgres.schema import check_schema_name, quoted
+from sqlitestream.postgres.url import display_url
+from sqlitestream._core.validate import check_choice, check_id, check_int, describe
+from sqlitestream._core.waiting import WakeHub, long_poll
+from sqlitestream.errors import (
     EventIdConflictError,
     RunNotFoundError,
     SequenceConflictError,
@@ -47,8 +47,8 @@ from .errors import (
     StoreClosedError,
     ValidationError,
 )
-from .models import Event, EventType, Run, RunStatus, Session, SessionStatus
-from .store import (
+from sqlitestream.models import Event, EventType, Run, RunStatus, Session, SessionStatus
+from sqlitestream.store import (
     DEFAULT_MAX_EVENT_BYTES,
     EventFilter,
     SessionStore,
@@ -59,7 +59,7 @@ from .store import (
 )
 
 if TYPE_CHECKING:
-    from ._pg_connection import Connection
+    from sqlitestream.postgres.connection import Connection
 
 __all__ = ["DEFAULT_SCHEMA", "MissingDependencyError", "PostgresSessionStore", "PostgresStoreInfo"]
 

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .errors import SqliteStreamError
+from sqlitestream.errors import SqliteStreamError
 
 if TYPE_CHECKING:
-    from ._cli_format import Column, Writer
-    from .postgres import PostgresSessionStore
-    from .sqlite import SQLiteSessionStore
+    from sqlitestream.cli.output import Column, Writer
+    from sqlitestream.postgres.store import PostgresSessionStore
+    from sqlitestream.sqlite.store import SQLiteSessionStore
 
     Store = SQLiteSessionStore | PostgresSessionStore
 
@@ -103,7 +103,7 @@ def progress_option(func: F) -> F:
 
 
 def output_writer(fmt: str, columns: tuple[Column, ...], *, header: bool = True) -> Writer:
-    from ._cli_format import make_writer
+    from sqlitestream.cli.output import make_writer
 
     return make_writer(fmt, columns, header=header)
 
@@ -120,8 +120,8 @@ def open_store(*, readonly: bool, create: bool = False) -> Store:
 def open_location(db: str, *, readonly: bool, create: bool = False) -> Store:
     """The store at ``db`` (a SQLite file, or a ``postgresql://`` URL with an optional
     ``schema`` parameter), closed when the command ends; created only if ``create``."""
-    from ._pg_url import is_postgres_url, open_postgres
-    from .sqlite import SQLiteSessionStore
+    from sqlitestream.postgres.url import is_postgres_url, open_postgres
+    from sqlitestream.sqlite.store import SQLiteSessionStore
 
     store: Store
     if is_postgres_url(db):

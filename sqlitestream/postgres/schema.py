@@ -1,18 +1,18 @@
-"""PostgreSQL schema versions: create a store's schema from ``postgres_schema.sql``, upgrade an
+"""PostgreSQL schema versions: create a store's schema from ``schema.sql``, upgrade an
 older one step by step, refuse a newer one or a schema whose tables are not ours, all in one
 transaction that changes nothing when it refuses."""
 
 from __future__ import annotations
 
-import importlib.resources
+from pathlib import Path
 import re
 from typing import TYPE_CHECKING
 
-from ._validate import describe
-from .errors import SchemaVersionError, StorageError, ValidationError
+from sqlitestream._core.validate import describe
+from sqlitestream.errors import SchemaVersionError, StorageError, ValidationError
 
 if TYPE_CHECKING:
-    from ._pg_connection import Connection
+    from sqlitestream.postgres.connection import Connection
 
 SCHEMA_VERSION = 1
 
@@ -45,9 +45,8 @@ def quoted(schema: str) -> str:
 
 
 def schema_sql() -> str:
-    return importlib.resources.files("sqlitestream").joinpath("postgres_schema.sql").read_text(
-        encoding="utf-8"
-    )
+    """The canonical schema, ``schema.sql`` beside this module (shipped in the wheel)."""
+    return (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
 
 
 def read_version(conn: Connection, schema: str) -> int | None:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import (
+from sqlitestream.errors import (
     SqliteStreamError,
     StorageError,
     StoreBusyError,

@@ -24,10 +24,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._waiting import WakeHub
+from sqlitestream._core.waiting import WakeHub
 
 if TYPE_CHECKING:
-    from ._pg_connection import Connection
+    from sqlitestream.postgres.connection import Connection
 
 __all__ = ["APPEND_PAYLOAD_SQL", "NotificationListener", "channel_for", "payload"]
 

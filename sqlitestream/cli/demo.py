@@ -1,13 +1,13 @@
 """The main job, runnable: one process records an agent session, another follows it live.
 
 ``run_demo()`` opens (or creates) a store file, generates a session id, and starts a second OS
-process (``python -m sqlitestream.demo --writer ...``) that runs that session through
+process (``python -m sqlitestream.cli.demo --writer ...``) that runs that session through
 ``SessionManager`` with a ``ScriptedAdapter`` emitting events over a few seconds. Meanwhile
 this process follows the session with the long-poll stream and prints each event as it
 arrives: its sequence number and how long after its append it was seen (the writer stamps
 each event's timestamp right before appending it). Then it prints a summary.
 
-``python -m sqlitestream.demo [--db PATH] [--events N] [--interval-ms MS]`` runs it directly.
+``python -m sqlitestream.cli.demo [--db PATH] [--events N] [--interval-ms MS]`` runs it directly.
 """
 
 from __future__ import annotations
@@ -23,16 +23,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._pg_url import is_postgres_url, open_postgres
-from ._validate import check_id, check_int, describe
-from .adapters import RunOutcome, ScriptedAdapter
-from .errors import SqliteStreamError, StoreClosedError, ValidationError
-from .manager import SessionManager
-from .models import Event, EventType, new_id, utc_now
-from .sqlite import SQLiteSessionStore
+from sqlitestream.postgres.url import is_postgres_url, open_postgres
+from sqlitestream._core.validate import check_id, check_int, describe
+from sqlitestream.adapters import RunOutcome, ScriptedAdapter
+from sqlitestream.errors import SqliteStreamError, StoreClosedError, ValidationError
+from sqlitestream.manager import SessionManager
+from sqlitestream.models import Event, EventType, new_id, utc_now
+from sqlitestream.sqlite.store import SQLiteSessionStore
 
 if TYPE_CHECKING:
-    from .postgres import PostgresSessionStore
+    from sqlitestream.postgres.store import PostgresSessionStore
 
 __all__ = ["DemoSummary", "run_demo", "main"]
 
@@ -188,7 +188,7 @@ class _Writer:
         on_early_exit: Callable[[], None],
     ) -> None:
         argv = [
-            sys.executable, "-m", "sqlitestream.demo", "--writer", "--db", db_path,
+            sys.executable, "-m", "sqlitestream.cli.demo", "--writer", "--db", db_path,
             "--session-id", session_id, "--events", str(events), "--interval-ms", str(interval_ms),
         ]
         self._stderr = ""
@@ -259,8 +259,8 @@ def _write(db_path: str, session_id: str, events: int, interval_ms: int) -> None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m sqlitestream.demo``: run the demo (or, with ``--writer``, its writer side)."""
-    parser = argparse.ArgumentParser(prog="python -m sqlitestream.demo", description=__doc__.split("\n")[0])
+    """``python -m sqlitestream.cli.demo``: run the demo (or, with ``--writer``, its writer side)."""
+    parser = argparse.ArgumentParser(prog="python -m sqlitestream.cli.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--db", default="sqlitestream.db", help="store file (created if missing)")
     parser.add_argument("--events", type=int, default=DEFAULT_EVENTS, help="agent events to emit")
     parser.add_argument("--interval-ms", type=int, default=DEFAULT_INTERVAL_MS, help="pause between events")

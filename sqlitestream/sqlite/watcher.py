@@ -25,8 +25,8 @@ from collections.abc import Callable
 
 import apsw
 
-from ._waiting import WakeHub
-from ._walhint import WalHint
+from sqlitestream._core.waiting import WakeHub
+from sqlitestream.sqlite.walhint import WalHint
 
 _LATEST_OF = (
     "SELECT s.session_id, s.latest_seq, e.id FROM streams AS s LEFT JOIN events AS e "

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._admin import CheckFinding, CheckReport, _session_findings
-from ._pg_listener import payload
-from ._pg_rows import (
+from sqlitestream.sqlite.admin import CheckFinding, CheckReport, _session_findings
+from sqlitestream.postgres.listener import payload
+from sqlitestream.postgres.rows import (
     EVENT_COLUMNS,
     RUN_COLUMNS,
     SESSION_COLUMNS,
@@ -27,20 +27,20 @@ from ._pg_rows import (
     session_row,
     utc,
 )
-from ._transfer import (
+from sqlitestream._core.transfer import (
     SessionImport,
     StreamInfo,
     TransferMixin,
     check_session_import,
     plan_event_import,
 )
-from ._validate import check_id, describe
-from .errors import SessionNotFoundError, ValidationError
-from .models import Event, EventType, Run, Session
+from sqlitestream._core.validate import check_id, describe
+from sqlitestream.errors import SessionNotFoundError, ValidationError
+from sqlitestream.models import Event, EventType, Run, Session
 
 if TYPE_CHECKING:
-    from ._pg_connection import Connection, Database
-    from ._waiting import WakeHub
+    from sqlitestream.postgres.connection import Connection, Database
+    from sqlitestream._core.waiting import WakeHub
 
 __all__ = ["PostgresAdminMixin", "PostgresStoreInfo"]
 

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import __version__
-from ._cli_common import (
+from sqlitestream import __version__
+from sqlitestream.cli.common import (
     DB_ENV,
     DEFAULT_DB,
     PAGE,
@@ -30,11 +30,11 @@ from ._cli_common import (
     output_writer,
     progress_option,
 )
-from ._cli_transfer import copy, export_, import_
+from sqlitestream.cli.transfer import copy, export_, import_
 
 if TYPE_CHECKING:
-    from ._cli_common import Store
-    from .models import Event
+    from sqlitestream.cli.common import Store
+    from sqlitestream.models import Event
 
 __all__ = ["cli", "main"]
 
@@ -116,8 +116,8 @@ def migrate(config: Config, dry_run: bool, no_backup: bool, backup_path: str | N
       sqlitestream --db events.db migrate --dry-run
       sqlitestream --db events.db migrate
     """
-    from ._pg_url import PostgresSchemas, is_postgres_url
-    from .sqlite import SQLiteSessionStore
+    from sqlitestream.postgres.url import PostgresSchemas, is_postgres_url
+    from sqlitestream.sqlite.store import SQLiteSessionStore
 
     if no_backup and backup_path is not None:
         raise click.UsageError("--backup and --no-backup exclude each other")
@@ -163,7 +163,7 @@ def info(fmt: str) -> None:
     Example:
       sqlitestream --db events.db info --format json
     """
-    from ._cli_format import FIELD_COLUMNS
+    from sqlitestream.cli.output import FIELD_COLUMNS
 
     facts = open_store(readonly=True).store_info().to_dict()
     writer = output_writer(fmt, FIELD_COLUMNS, header=False)
@@ -189,7 +189,7 @@ def sessions(status: str | None, agent: str | None, limit: int | None, fmt: str)
     Example:
       sqlitestream --db events.db sessions --status active --format jsonl
     """
-    from ._cli_format import SESSION_COLUMNS
+    from sqlitestream.cli.output import SESSION_COLUMNS
 
     store = open_store(readonly=True)
     saved = store.list_sessions(status=status, agent_id=agent)
@@ -236,7 +236,7 @@ def runs(session_id: str, status: str | None, fmt: str) -> None:
     Example:
       sqlitestream --db events.db runs s1 --status failed
     """
-    from ._cli_format import RUN_COLUMNS
+    from sqlitestream.cli.output import RUN_COLUMNS
 
     found = open_store(readonly=True).list_runs(session_id, status=status)
     writer = output_writer(fmt, RUN_COLUMNS)
@@ -287,7 +287,7 @@ def events(
     Example:
       sqlitestream --db events.db events s1 --after 100 --limit 50 --format jsonl
     """
-    from ._cli_format import EVENT_COLUMNS
+    from sqlitestream.cli.output import EVENT_COLUMNS
 
     store = open_store(readonly=True)
     filters: dict[str, Any] = {"run_id": run_id, "type": type_, "since": _since(since)}
@@ -355,7 +355,7 @@ def tail(
     Example:
       sqlitestream --db events.db tail s1 -n 5 --follow --format jsonl
     """
-    from ._cli_format import EVENT_COLUMNS
+    from sqlitestream.cli.output import EVENT_COLUMNS
 
     if follow and fmt == "json":
         raise click.UsageError("--follow prints events as they come: use --format jsonl or table")
@@ -475,8 +475,8 @@ def append(
     Example:
       sqlitestream --db events.db append s1 --type message_sent --data '{"text": "hi"}'
     """
-    from ._cli_format import EVENT_COLUMNS
-    from .models import Event
+    from sqlitestream.cli.output import EVENT_COLUMNS
+    from sqlitestream.models import Event
 
     if data == "-" and metadata == "-":
         raise click.UsageError("only one of --data and --metadata can read stdin")
@@ -505,7 +505,7 @@ def delete_session(session_id: str, yes: bool) -> None:
     Example:
       sqlitestream --db events.db delete-session s1 --yes
     """
-    from .errors import SessionNotFoundError
+    from sqlitestream.errors import SessionNotFoundError
 
     store = open_store(readonly=False)
     try:
@@ -545,7 +545,7 @@ def check(fmt: str, progress: bool | None) -> None:
     Example:
       sqlitestream --db events.db check
     """
-    from ._cli_format import FINDING_COLUMNS, Progress
+    from sqlitestream.cli.output import FINDING_COLUMNS, Progress
 
     store = open_store(readonly=True)
     bar: Progress | None = None
@@ -591,7 +591,7 @@ def demo(config: Config, count: int | None, interval_ms: int | None) -> None:
     Example:
       sqlitestream demo --events 20
     """
-    from .demo import run_demo
+    from sqlitestream.cli.demo import run_demo
 
     options: dict[str, Any] = {}
     if count is not None:

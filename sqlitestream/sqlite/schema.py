@@ -8,8 +8,8 @@ from pathlib import Path
 
 import apsw
 
-from ._connection import transaction, translating
-from .errors import SchemaVersionError, StorageError
+from sqlitestream.sqlite.connection import transaction, translating
+from sqlitestream.errors import SchemaVersionError, StorageError
 
 APPLICATION_ID = 0x53715374  # "SqSt": marks the file as a sqlitestream store
 SCHEMA_VERSION = 2
@@ -25,13 +25,8 @@ _HEADER_SIZE = 100
 
 
 def schema_sql() -> str:
-    """The canonical schema: packaged in the wheel, or ``schema.sql`` at the project root."""
-    import importlib.resources  # only when a store is created or upgraded: it costs start-up time
-
-    packaged = importlib.resources.files("sqlitestream").joinpath("schema.sql")
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    return (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
+    """The canonical schema, ``schema.sql`` beside this module (shipped in the wheel)."""
+    return (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ._validate import check_int, describe
-from .errors import ValidationError
-from .models import Event
-from .store import EventFilter, SessionStore
+from sqlitestream._core.validate import check_int, describe
+from sqlitestream.errors import ValidationError
+from sqlitestream.models import Event
+from sqlitestream.store import EventFilter, SessionStore
 
 ASYNC_WAIT_CHUNK_MS = 250
 """Longest single store wait in the async stream: a cancelled task's worker thread returns

@@ -21,10 +21,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from . import _schema
-from ._connection import open_connection, translating
-from ._rows import RUN_COLUMNS, SESSION_COLUMNS
-from ._transfer import (
+from sqlitestream.sqlite import schema as _schema
+from sqlitestream.sqlite.connection import open_connection, translating
+from sqlitestream._core.rows import RUN_COLUMNS, SESSION_COLUMNS
+from sqlitestream._core.transfer import (
     ImportReport,
     SessionImport,
     StreamInfo,
@@ -32,14 +32,14 @@ from ._transfer import (
     check_session_import,
     plan_event_import,
 )
-from ._validate import check_id, describe
-from .errors import SessionNotFoundError, StorageError, ValidationError
-from .models import Event, EventType, Run, Session, from_micros
+from sqlitestream._core.validate import check_id, describe
+from sqlitestream.errors import SessionNotFoundError, StorageError, ValidationError
+from sqlitestream.models import Event, EventType, Run, Session, from_micros
 
 if TYPE_CHECKING:
     import apsw
 
-    from ._waiting import WakeHub
+    from sqlitestream._core.waiting import WakeHub
 
 __all__ = [
     "SQLiteAdminMixin",
@@ -217,7 +217,7 @@ _SET_LATEST = (
 
 def _sqlite() -> ModuleType:
     # sqlite.py imports this module to build its class, so its helpers are looked up at call time.
-    from . import sqlite
+    from sqlitestream.sqlite import store as sqlite
 
     return sqlite
 
