@@ -23,7 +23,6 @@ from sqlitestream._core.validate import check_id, check_json_object, describe
 from sqlitestream.adapters import ProviderAdapter, ProviderError, RunOutcome, normalise_event_type
 from sqlitestream.errors import (
     ConflictError,
-    SessionNotFoundError,
     SqliteStreamError,
     StorageError,
     ValidationError,
@@ -206,19 +205,10 @@ class SessionManager:
             context={} if context is None else context,
             tags=[] if tags is None else tags,
         )
-        if self._session_exists(session.id):
-            raise ConflictError(f"session {session.id!r} already exists")
-        self._store.save_session(session)
+        self._store.create_session(session)
         data = {} if provider is None else {"provider": provider}
         self._append(self._event(EventType.SESSION_CREATED, session.id, None, data), sink)
         return session
-
-    def _session_exists(self, session_id: str) -> bool:
-        try:
-            self._store.get_session(session_id)
-        except SessionNotFoundError:
-            return False
-        return True
 
     def _transition(
         self,

@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlitestream._core.validate import check_choice, check_id, check_int
 from sqlitestream._core.waiting import WakeHub, long_poll
 from sqlitestream.errors import (
+    ConflictError,
     EventIdConflictError,
     RunNotFoundError,
     SequenceConflictError,
@@ -68,6 +69,14 @@ class InMemorySessionStore(SessionStore):
             raise StoreClosedError("the store is closed")
 
     # Sessions -----------------------------------------------------------------------------
+
+    def create_session(self, session: Session) -> None:
+        check_record(session, Session, "session")
+        with self._lock:
+            self._check_open()
+            if session.id in self._sessions:
+                raise ConflictError(f"session {session.id!r} already exists")
+            self._sessions[session.id] = replace(session)
 
     def save_session(self, session: Session) -> None:
         check_record(session, Session, "session")

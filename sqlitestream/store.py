@@ -138,6 +138,15 @@ class SessionStore(abc.ABC):
     # Sessions -----------------------------------------------------------------------------
 
     @abc.abstractmethod
+    def create_session(self, session: Session) -> None:
+        """Insert the session record, atomically refusing an id that is already saved.
+
+        If a session with ``session.id`` is saved (by this or any other process), raises
+        ``ConflictError`` and writes nothing: of any number of concurrent creates of one id,
+        exactly one succeeds. Events appended under the id before it was saved do not count.
+        """
+
+    @abc.abstractmethod
     def save_session(self, session: Session) -> None:
         """Insert or replace the session record with ``session.id``."""
 

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from sqlitestream.errors import (
+    ConflictError,
     EventIdConflictError,
     RunNotFoundError,
     SequenceConflictError,
@@ -135,6 +136,39 @@ class SessionStoreContract:
         store.save_session(Session(agent_id="a", id="s1", status=SessionStatus.COMPLETED))
         assert store.get_session("s1").status is SessionStatus.COMPLETED
         assert len(store.list_sessions()) == 1
+
+    def test_create_session_refuses_a_saved_id_and_writes_nothing(self, store: SessionStore) -> None:
+        store.create_session(Session(agent_id="first", id="s1"))
+        with pytest.raises(ConflictError, match="s1"):
+            store.create_session(Session(agent_id="second", id="s1", status=SessionStatus.ACTIVE))
+        stored = store.get_session("s1")
+        assert (stored.agent_id, stored.status) == ("first", SessionStatus.PENDING)
+        assert len(store.list_sessions()) == 1
+
+    def test_create_session_ignores_events_under_an_unsaved_id(self, store: SessionStore) -> None:
+        store.append_event_with_sequence(Event(EventType.MESSAGE_SENT, "s1"))
+        store.create_session(Session(agent_id="a", id="s1"))
+        assert store.get_session("s1").agent_id == "a"
+
+    def test_concurrent_creates_of_one_id_have_one_winner(self, store: SessionStore) -> None:
+        threads = 8
+        start = threading.Barrier(threads)
+        outcomes: list[str] = []
+
+        def create(agent: int) -> None:
+            start.wait()
+            try:
+                store.create_session(Session(agent_id=f"agent-{agent}", id="s1"))
+                outcomes.append("created")
+            except ConflictError:
+                outcomes.append("conflict")
+
+        workers = [threading.Thread(target=create, args=(n,)) for n in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert sorted(outcomes) == ["conflict"] * (threads - 1) + ["created"]
 
     def test_get_unknown_session_raises(self, store: SessionStore) -> None:
         with pytest.raises(SessionNotFoundError):

@@ -72,6 +72,9 @@ class DelegatingStore(_Base):
     def __init__(self, inner: SessionStore) -> None:
         self.inner = inner
 
+    def create_session(self, session: Any) -> None:
+        self.inner.create_session(session)
+
     def save_session(self, session: Any) -> None:
         self.inner.save_session(session)
 

@@ -153,3 +153,40 @@ def test_short_busy_timeout_gives_busy_error_or_success_never_partial(tmp_path: 
     stored = {e.id for e in events}
     assert stored == set(acked)
     assert all(not stored & set(batch) for batch in failed)
+
+
+_START_SESSION = """
+import sys, time
+from sqlitestream import ConflictError, ScriptedAdapter, SessionManager, SQLiteSessionStore
+path, start_at, agent = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+with SQLiteSessionStore(path) as store:
+    manager = SessionManager(store, ScriptedAdapter([], name="fake"))
+    while time.time() < start_at:
+        pass
+    try:
+        manager.start_session(agent_id=agent, session_id="ses-shared")
+        print("created")
+    except ConflictError:
+        print("conflict")
+"""
+
+
+def test_processes_starting_one_session_id_have_exactly_one_winner(tmp_path: Path) -> None:
+    import subprocess
+
+    path = tmp_path / "race.db"
+    SQLiteSessionStore(path).close()  # created up front, so the race is only over the session
+    start_at = time.time() + 1.0
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _START_SESSION, str(path), str(start_at), f"agent-{n}"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(6)
+    ]
+    outcomes = sorted(child.communicate(timeout=60)[0].strip() for child in children)
+    assert [child.returncode for child in children] == [0] * 6
+    assert outcomes == ["conflict"] * 5 + ["created"]
+    with SQLiteSessionStore(path) as store:
+        assert len(store.get_events("ses-shared")) == 1

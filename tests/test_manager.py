@@ -434,6 +434,42 @@ def test_chosen_session_id_is_used_and_cannot_be_reused(store: SessionStore) -> 
     assert len(store.get_events("ses-fixed")) == 1
 
 
+class _CreatedMeanwhile(DelegatingStore):
+    """A store on which another manager creates the same session id right after this one's
+    first look at the store (as another process can, between any two calls)."""
+
+    def __init__(self, inner: SessionStore, rival: SessionManager) -> None:
+        super().__init__(inner)
+        self.rival: SessionManager | None = rival
+
+    def _rival_acts(self) -> None:
+        rival, self.rival = self.rival, None
+        if rival is not None:
+            rival.start_session(agent_id="rival", session_id="ses-race")
+
+    def get_session(self, session_id: str) -> Any:
+        try:
+            return super().get_session(session_id)
+        finally:
+            self._rival_acts()
+
+    def create_session(self, session: Any) -> None:
+        self._rival_acts()
+        super().create_session(session)
+
+    def save_session(self, session: Any) -> None:
+        self._rival_acts()
+        super().save_session(session)
+
+
+def test_start_session_loses_cleanly_to_a_rival_creating_the_same_id(store: SessionStore) -> None:
+    racing = _CreatedMeanwhile(store, manager_with(store))
+    with pytest.raises(ConflictError, match="ses-race"):
+        manager_with(racing).start_session(agent_id="late", session_id="ses-race")
+    assert store.get_session("ses-race").agent_id == "rival"
+    assert types(store.get_events("ses-race")) == ["session_created"]
+
+
 def test_start_run_of_unknown_session_raises_not_found(store: SessionStore) -> None:
     with pytest.raises(SessionNotFoundError):
         manager_with(store).start_run("no-such-session", {"prompt": "x"})

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from sqlitestream import (
+    ConflictError,
     Event,
     EventIdConflictError,
     InMemorySessionStore,
@@ -122,6 +123,16 @@ class StoreMachine(RuleBasedStateMachine):
     def save_session(self, session_id: str, agent: str, status: str, created: datetime, meta: dict[str, Any]) -> None:
         session = Session(agent_id=agent, id=session_id, status=status, created_at=created, updated_at=created, metadata=meta)
         self.store.save_session(session)
+        self.model.sessions[session_id] = session
+
+    @rule(session_id=session_ids, agent=st.sampled_from(["a1", "a2"]), created=moments)
+    def create_session(self, session_id: str, agent: str, created: datetime) -> None:
+        session = Session(agent_id=agent, id=session_id, created_at=created, updated_at=created)
+        if session_id in self.model.sessions:
+            with pytest.raises(ConflictError):
+                self.store.create_session(session)
+            return
+        self.store.create_session(session)
         self.model.sessions[session_id] = session
 
     @rule(run_id=run_ids, session_id=session_ids, status=statuses, started=aware_moments)

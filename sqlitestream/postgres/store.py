@@ -39,6 +39,7 @@ from sqlitestream.postgres.url import display_url
 from sqlitestream._core.validate import check_choice, check_id, check_int, describe
 from sqlitestream._core.waiting import WakeHub, long_poll
 from sqlitestream.errors import (
+    ConflictError,
     EventIdConflictError,
     RunNotFoundError,
     SequenceConflictError,
@@ -253,6 +254,20 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
         return self._db.run(action, lambda conn: conn.execute(sql, params).fetchall(), transaction=False)
 
     # Sessions -------------------------------------------------------------------------------
+
+    def create_session(self, session: Session) -> None:
+        check_record(session, Session, "session")
+        row = session_row(session)
+        sql = (
+            f"INSERT INTO {self._sql.sessions} ({SESSION_COLUMNS}) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING"
+        )
+        self._check_open()
+        created = self._db.run(
+            "create a session", lambda conn: conn.execute(sql, row).rowcount, transaction=False
+        )
+        if not created:
+            raise ConflictError(f"session {session.id!r} already exists")
 
     def save_session(self, session: Session) -> None:
         check_record(session, Session, "session")

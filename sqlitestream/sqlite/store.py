@@ -43,6 +43,7 @@ from sqlitestream._core.validate import check_choice, check_id, check_int, check
 from sqlitestream._core.waiting import WakeHub, long_poll
 from sqlitestream.sqlite.watcher import DataVersionWatcher
 from sqlitestream.errors import (
+    ConflictError,
     EventIdConflictError,
     RunNotFoundError,
     SchemaVersionError,
@@ -360,6 +361,18 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
             self._reader_returned.notify()
 
     # Sessions -------------------------------------------------------------------------------
+
+    def create_session(self, session: Session) -> None:
+        check_record(session, Session, "session")
+        row = _ROWS.session_row(session)
+        with self._write("create a session") as conn:
+            conn.execute(
+                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO NOTHING",
+                row,
+            )
+            if not conn.changes():
+                raise ConflictError(f"session {session.id!r} already exists")
 
     def save_session(self, session: Session) -> None:
         check_record(session, Session, "session")
