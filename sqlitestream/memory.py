@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from sqlitestream._core.batch import plan_batch
 from sqlitestream._core.validate import check_choice, check_id, check_int
 from sqlitestream._core.waiting import WakeHub, long_poll
 from sqlitestream.errors import (
@@ -177,14 +178,12 @@ class InMemorySessionStore(SessionStore):
             raise EventIdConflictError(event.id, event.session_id, stored.session_id)
         return stored
 
-    def _store(self, event: Event) -> Event:
-        stream = self._streams.get(event.session_id)
+    def _keep(self, stored: Event) -> None:
+        stream = self._streams.get(stored.session_id)
         if stream is None:
-            stream = self._streams[event.session_id] = _Stream()
-        stored = with_sequence(event, len(stream.events) + 1)
+            stream = self._streams[stored.session_id] = _Stream()
         stream.events.append(stored)
         self._event_index[stored.id] = stored
-        return stored
 
     def append_event_with_sequence(
         self, event: Event, *, expected_sequence: int | None = None
@@ -200,7 +199,8 @@ class InMemorySessionStore(SessionStore):
                 latest = self._latest(event.session_id)
                 if latest != expected_sequence:
                     raise SequenceConflictError(event.session_id, expected_sequence, latest)
-            stored = self._store(event)
+            stored = with_sequence(event, self._latest(event.session_id) + 1)
+            self._keep(stored)
         self._hub.wake([stored.session_id])
         return _copy(stored)
 
@@ -208,23 +208,15 @@ class InMemorySessionStore(SessionStore):
         batch = check_events(events, self._max_event_bytes)
         with self._lock:
             self._check_open()
-            # Check every id before storing anything: all or nothing.
-            seen: dict[str, Event] = {}
-            for event in batch:
-                earlier = seen.get(event.id)
-                if earlier is not None and earlier.session_id != event.session_id:
-                    raise EventIdConflictError(event.id, event.session_id, earlier.session_id)
-                self._existing(event)
-                seen.setdefault(event.id, event)
-            results: list[Event] = []
-            stored_now: dict[str, Event] = {}
-            for event in batch:
-                stored = self._event_index.get(event.id) or stored_now.get(event.id)
-                if stored is None:
-                    stored = stored_now[event.id] = self._store(event)
-                results.append(stored)
-        self._hub.wake({event.session_id for event in stored_now.values()})
-        return [_copy(event) for event in results]
+            index = self._event_index
+            plan = plan_batch(batch, {event.id: index[event.id] for event in batch if event.id in index})
+            numbered = plan.numbered(
+                {session_id: self._latest(session_id) + count for session_id, count in plan.counts.items()}
+            )
+            for stored in numbered:
+                self._keep(stored)
+        self._hub.wake(plan.counts.keys())
+        return [_copy(event) for event in plan.results(numbered)]
 
     def _latest(self, session_id: str) -> int:
         stream = self._streams.get(session_id)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
 
+from sqlitestream._core.batch import plan_batch
 from sqlitestream.postgres import schema as _pg_schema
 from sqlitestream.postgres.admin import PostgresAdminMixin, PostgresStoreInfo
 from sqlitestream.postgres.connection import Database, MissingDependencyError, redact_dsn
@@ -466,37 +467,19 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
         sql = self._sql
 
         def append(conn: Connection) -> tuple[list[Event], list[str]]:
-            stored = {
-                row[2]: event_from_row(row)
-                for row in conn.execute(sql.events_by_ids, (list({e.id for e in batch}),)).fetchall()
-            }
-            first: dict[str, Event] = {}  # event id -> its first occurrence among new events
-            counts: dict[str, int] = {}
-            for event in batch:
-                original = stored.get(event.id) or first.get(event.id)
-                if original is not None:
-                    if original.session_id != event.session_id:
-                        raise EventIdConflictError(event.id, event.session_id, original.session_id)
-                    continue
-                first[event.id] = event
-                counts[event.session_id] = counts.get(event.session_id, 0) + 1
-            if not counts:
-                return [stored[event.id] for event in batch], []
-            # Sorted, so that batches touching the same sessions lock them in the same order.
-            sessions = sorted(counts)
-            next_seq: dict[str, int] = {}
-            for session_id, latest, _ in conn.execute(
-                sql.bump, (sessions, [counts[s] for s in sessions], self._channel)
-            ).fetchall():
-                next_seq[session_id] = int(latest) - counts[session_id] + 1
-            rows = []
-            for event_id, event in first.items():
-                seq = next_seq[event.session_id]
-                next_seq[event.session_id] = seq + 1
-                stored[event_id] = with_sequence(event, seq)
-                rows.append(event_values(event, seq))
+            ids = list({event.id for event in batch})
+            stored = {row[2]: event_from_row(row) for row in conn.execute(sql.events_by_ids, (ids,))}
+            plan = plan_batch(batch, stored)
+            if not plan.counts:
+                return plan.results([]), []
+            sessions = list(plan.counts)
+            bumped = conn.execute(
+                sql.bump, (sessions, [plan.counts[s] for s in sessions], self._channel)
+            ).fetchall()
+            numbered = plan.numbered({session_id: int(latest) for session_id, latest, _ in bumped})
+            rows = [event_values(event, event.sequence_number) for event in numbered]  # type: ignore[arg-type]
             conn.execute(sql.insert_events, event_columns(rows))
-            return [stored[event.id] for event in batch], sessions
+            return plan.results(numbered), sessions
 
         results, touched = self._db.run("append a batch of events", append, transaction=True)
         if touched:

@@ -7,6 +7,7 @@ wait for the writer (WAL). Several processes may open the same file.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -31,6 +32,7 @@ from sqlitestream.sqlite.connection import (
     translate,
     translating,
 )
+from sqlitestream._core.batch import plan_batch
 from sqlitestream._core.rows import (
     EVENT_COLUMNS,
     PAGE_COLUMNS,
@@ -80,6 +82,9 @@ __all__ = ["SQLiteSessionStore"]
 _MAX_READERS = 16
 """Read connections a store keeps at most; each holds file descriptors and a page cache."""
 _SELECT_EVENT_BY_ID = f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ?"
+_SELECT_EVENTS_BY_IDS = (
+    f"SELECT {EVENT_COLUMNS} FROM events WHERE id IN (SELECT value FROM json_each(?))"
+)
 _INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_NEW_EVENT = _INSERT_EVENT + " ON CONFLICT DO NOTHING"
 _BUMP_SEQUENCE = (
@@ -526,43 +531,15 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         if not batch:
             self._check_open()
             return []
-        results: list[Event | None] = [None] * len(batch)
         with self._write("append a batch of events") as conn:
-            new: dict[str, int] = {}  # event id -> index in batch of its first occurrence
-            counts: dict[str, int] = {}
-            for index, event in enumerate(batch):
-                first = new.get(event.id)
-                if first is not None:
-                    if batch[first].session_id != event.session_id:
-                        raise EventIdConflictError(
-                            event.id, event.session_id, batch[first].session_id
-                        )
-                    continue
-                existing = self._find(conn, event)
-                if existing is not None:
-                    results[index] = existing
-                    continue
-                new[event.id] = index
-                counts[event.session_id] = counts.get(event.session_id, 0) + 1
-            next_seq: dict[str, int] = {}
-            for session_id, count in counts.items():
-                latest = _bump(conn, session_id, count)
-                next_seq[session_id] = latest - count + 1
-            rows = []
-            for event_id, index in new.items():
-                event = batch[index]
-                seq = next_seq[event.session_id]
-                next_seq[event.session_id] = seq + 1
-                rows.append(_ROWS.event_row(event, seq))
-                results[index] = with_sequence(event, seq)
-            if rows:
-                conn.executemany(_INSERT_EVENT, rows)
-        for index, event in enumerate(batch):
-            if results[index] is None:  # a repeat inside the batch: its first occurrence
-                results[index] = results[new[event.id]]
-        if counts:
-            self._hub.wake(counts.keys())
-        return results  # type: ignore[return-value]
+            plan = plan_batch(batch, _stored_with_ids(conn, batch))
+            latest = {session_id: _bump(conn, session_id, count) for session_id, count in plan.counts.items()}
+            numbered = plan.numbered(latest)
+            if numbered:
+                conn.executemany(_INSERT_EVENT, [_ROWS.event_row(event, event.sequence_number) for event in numbered])  # type: ignore[arg-type]
+        if plan.counts:
+            self._hub.wake(plan.counts.keys())
+        return plan.results(numbered)
 
     def get_events(
         self,
@@ -648,6 +625,12 @@ def _queued_transaction(
         # release still leaves the other. Releasing is harmless when not held.
         try: side.release()  # noqa: E701
         finally: side.release()  # noqa: E701
+
+
+def _stored_with_ids(conn: apsw.Connection, batch: Sequence[Event]) -> dict[str, Event]:
+    """The stored events holding any of the batch's ids, by id (one query)."""
+    ids = json.dumps(list({event.id for event in batch}))
+    return {row[2]: _ROWS.event_from_row(row) for row in conn.execute(_SELECT_EVENTS_BY_IDS, (ids,))}
 
 
 def _bump(conn: apsw.Connection, session_id: str, count: int) -> int:
