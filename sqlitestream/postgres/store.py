@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
 
 from sqlitestream._core.batch import plan_batch
+from sqlitestream._core.sql import EventQueries, create, upsert
 from sqlitestream.postgres import schema as _pg_schema
 from sqlitestream.postgres.admin import PostgresAdminMixin, PostgresStoreInfo
 from sqlitestream.postgres.connection import Database, MissingDependencyError, redact_dsn
@@ -112,7 +113,10 @@ class _Sql:
             f"INSERT INTO {s}.streams AS c (session_id, latest_seq) VALUES (%s, 0) "
             "ON CONFLICT (session_id) DO UPDATE SET latest_seq = c.latest_seq"
         )
-        self.select_cache: dict[tuple[bool, ...], str] = {}
+        self.create_session = create(f"{s}.sessions", SESSION_COLUMNS, "%s")
+        self.save_session = upsert(f"{s}.sessions", SESSION_COLUMNS, "%s")
+        self.save_run = upsert(f"{s}.runs", RUN_COLUMNS, "%s")
+        self.pages = EventQueries(f"{s}.events", PAGE_COLUMNS, "%s", lambda moment: moment)
 
 
 class PostgresSessionStore(PostgresAdminMixin, SessionStore):
@@ -259,10 +263,7 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
     def create_session(self, session: Session) -> None:
         check_record(session, Session, "session")
         row = session_row(session)
-        sql = (
-            f"INSERT INTO {self._sql.sessions} ({SESSION_COLUMNS}) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING"
-        )
+        sql = self._sql.create_session
         self._check_open()
         created = self._db.run(
             "create a session", lambda conn: conn.execute(sql, row).rowcount, transaction=False
@@ -273,14 +274,7 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
     def save_session(self, session: Session) -> None:
         check_record(session, Session, "session")
         row = session_row(session)
-        sql = (
-            f"INSERT INTO {self._sql.sessions} ({SESSION_COLUMNS}) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, "
-            "status = excluded.status, parent_session_id = excluded.parent_session_id, "
-            "metadata = excluded.metadata, context = excluded.context, tags = excluded.tags, "
-            "created_at = excluded.created_at, updated_at = excluded.updated_at"
-        )
+        sql = self._sql.save_session
         self._check_open()
         self._db.run("save a session", lambda conn: conn.execute(sql, row), transaction=False)
 
@@ -354,16 +348,7 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
             ).fetchone()
             if found is None:
                 raise SessionNotFoundError(run.session_id)
-            conn.execute(
-                f"INSERT INTO {sql.runs} ({RUN_COLUMNS}) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (id) DO UPDATE SET session_id = excluded.session_id, "
-                "status = excluded.status, input = excluded.input, output = excluded.output, "
-                "error = excluded.error, metadata = excluded.metadata, "
-                "turn_count = excluded.turn_count, token_usage = excluded.token_usage, "
-                "started_at = excluded.started_at, ended_at = excluded.ended_at",
-                row,
-            )
+            conn.execute(sql.save_run, row)
 
         self._check_open()
         self._db.run("save a run", save, transaction=True)
@@ -508,7 +493,7 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
             limit=limit,
             wait_timeout_ms=wait_timeout_ms,
         )
-        sql, params = self._select_events(query)
+        sql, params = self._sql.pages.page(query, no_limit=None)
         self._check_open()
 
         def run_query() -> list[Event]:
@@ -518,27 +503,6 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
             # Listen before the waiter's first re-query, so no notification can slip between.
             self._listener.ensure_started(self._connect_timeout_s)
         return long_poll(self._hub, query.session_id, run_query, query.wait_seconds)
-
-    def _select_events(self, query: EventFilter) -> tuple[str, tuple[Any, ...]]:
-        """SQL for a filter, built only from fixed fragments; every value is a bound parameter."""
-        filters = (
-            ("seq > %s", query.after),
-            ("seq < %s", query.before),
-            ("run_id = %s", query.run_id),
-            ("type = %s", None if query.type is None else query.type.value),
-            ("ts >= %s", query.since),
-        )
-        present = tuple(value is not None for _, value in filters)
-        sql = self._sql.select_cache.get(present)
-        if sql is None:
-            where = "".join(f" AND {fragment}" for (fragment, _), used in zip(filters, present) if used)
-            sql = (
-                f"SELECT {PAGE_COLUMNS} FROM {self._sql.events} WHERE session_id = %s{where} "
-                "ORDER BY seq LIMIT %s"
-            )
-            self._sql.select_cache[present] = sql
-        values = tuple(value for _, value in filters if value is not None)
-        return sql, (query.session_id, *values, query.limit)
 
     def get_latest_sequence(self, session_id: str) -> int:
         session_id = check_id(session_id, "session_id")

@@ -32,6 +32,7 @@ from sqlitestream.sqlite.connection import (
     translate,
     translating,
 )
+from sqlitestream._core.sql import EventQueries, create, insert, upsert
 from sqlitestream._core.batch import plan_batch
 from sqlitestream._core.rows import (
     EVENT_COLUMNS,
@@ -85,7 +86,7 @@ _SELECT_EVENT_BY_ID = f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ?"
 _SELECT_EVENTS_BY_IDS = (
     f"SELECT {EVENT_COLUMNS} FROM events WHERE id IN (SELECT value FROM json_each(?))"
 )
-_INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_EVENT = insert("events", EVENT_COLUMNS, "?")
 _INSERT_NEW_EVENT = _INSERT_EVENT + " ON CONFLICT DO NOTHING"
 _BUMP_SEQUENCE = (
     "INSERT INTO streams (session_id, latest_seq) VALUES (?, ?) "
@@ -94,6 +95,10 @@ _BUMP_SEQUENCE = (
 )
 _UNBUMP_SEQUENCE = "UPDATE streams SET latest_seq = latest_seq - 1 WHERE session_id = ?"
 _LATEST_SEQUENCE = "SELECT latest_seq FROM streams WHERE session_id = ?"
+_CREATE_SESSION = create("sessions", SESSION_COLUMNS, "?")
+_SAVE_SESSION = upsert("sessions", SESSION_COLUMNS, "?")
+_SAVE_RUN = upsert("runs", RUN_COLUMNS, "?")
+_PAGES = EventQueries("events", PAGE_COLUMNS, "?", to_micros)
 
 
 _ROWS = RowCodec(to_micros, from_micros, from_micros_many)
@@ -371,11 +376,7 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         check_record(session, Session, "session")
         row = _ROWS.session_row(session)
         with self._write("create a session") as conn:
-            conn.execute(
-                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (id) DO NOTHING",
-                row,
-            )
+            conn.execute(_CREATE_SESSION, row)
             if not conn.changes():
                 raise ConflictError(f"session {session.id!r} already exists")
 
@@ -383,14 +384,7 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         check_record(session, Session, "session")
         row = _ROWS.session_row(session)
         with self._write("save a session") as conn:
-            conn.execute(
-                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, "
-                "status = excluded.status, parent_session_id = excluded.parent_session_id, "
-                "metadata = excluded.metadata, context = excluded.context, tags = excluded.tags, "
-                "created_at = excluded.created_at, updated_at = excluded.updated_at",
-                row,
-            )
+            conn.execute(_SAVE_SESSION, row)
 
     def get_session(self, session_id: str) -> Session:
         session_id = check_id(session_id, "session_id")
@@ -444,15 +438,7 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         with self._write("save a run") as conn:
             if not conn.execute("SELECT 1 FROM sessions WHERE id = ?", (run.session_id,)).fetchall():
                 raise SessionNotFoundError(run.session_id)
-            conn.execute(
-                f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET session_id = excluded.session_id, "
-                "status = excluded.status, input = excluded.input, output = excluded.output, "
-                "error = excluded.error, metadata = excluded.metadata, "
-                "turn_count = excluded.turn_count, token_usage = excluded.token_usage, "
-                "started_at = excluded.started_at, ended_at = excluded.ended_at",
-                row,
-            )
+            conn.execute(_SAVE_RUN, row)
 
     def get_run(self, run_id: str) -> Run:
         run_id = check_id(run_id, "run_id")
@@ -533,10 +519,11 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
             return []
         with self._write("append a batch of events") as conn:
             plan = plan_batch(batch, _stored_with_ids(conn, batch))
-            latest = {session_id: _bump(conn, session_id, count) for session_id, count in plan.counts.items()}
+            latest = {session: _bump(conn, session, count) for session, count in plan.counts.items()}
             numbered = plan.numbered(latest)
             if numbered:
-                conn.executemany(_INSERT_EVENT, [_ROWS.event_row(event, event.sequence_number) for event in numbered])  # type: ignore[arg-type]
+                rows = [_ROWS.event_row(event, event.sequence_number) for event in numbered]  # type: ignore[arg-type]
+                conn.executemany(_INSERT_EVENT, rows)
         if plan.counts:
             self._hub.wake(plan.counts.keys())
         return plan.results(numbered)
@@ -563,7 +550,7 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
             limit=limit,
             wait_timeout_ms=wait_timeout_ms,
         )
-        sql, bindings = _select_events(query)
+        sql, bindings = _PAGES.page(query, no_limit=-1)
         self._check_open()
 
         def run_query() -> list[Event]:
@@ -636,25 +623,3 @@ def _stored_with_ids(conn: apsw.Connection, batch: Sequence[Event]) -> dict[str,
 def _bump(conn: apsw.Connection, session_id: str, count: int) -> int:
     """Add ``count`` to the session's counter (creating it at 0) and return the new latest."""
     return int(conn.execute(_BUMP_SEQUENCE, (session_id, count)).fetchall()[0][0])  # type: ignore[arg-type]
-
-
-_SELECT_CACHE: dict[tuple[bool, ...], str] = {}
-
-
-def _select_events(query: EventFilter) -> tuple[str, tuple[Any, ...]]:
-    """SQL for a filter, built only from fixed fragments; every value is a bound parameter."""
-    filters = (
-        ("seq > ?", query.after),
-        ("seq < ?", query.before),
-        ("run_id = ?", query.run_id),
-        ("type = ?", None if query.type is None else query.type.value),
-        ("ts >= ?", query.since_micros),
-    )
-    present = tuple(value is not None for _, value in filters)
-    sql = _SELECT_CACHE.get(present)
-    if sql is None:
-        where = "".join(f" AND {fragment}" for (fragment, _), used in zip(filters, present) if used)
-        sql = f"SELECT {PAGE_COLUMNS} FROM events WHERE session_id = ?{where} ORDER BY seq LIMIT ?"
-        _SELECT_CACHE[present] = sql
-    values = tuple(value for _, value in filters if value is not None)
-    return sql, (query.session_id, *values, -1 if query.limit is None else query.limit)
