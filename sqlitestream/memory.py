@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlitestream._core.transfer import plan_event_import
 from sqlitestream._core.validate import check_choice, check_id, check_int, describe
+from sqlitestream._core.waiting import WakeHub, long_poll
 from sqlitestream.admin import (
     AdminStore,
     CheckFinding,
@@ -26,7 +27,6 @@ from sqlitestream.admin import (
     check_session_import,
     sequence_findings,
 )
-from sqlitestream._core.waiting import WakeHub, long_poll
 from sqlitestream.errors import (
     EventIdConflictError,
     RunNotFoundError,

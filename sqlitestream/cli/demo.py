@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlitestream.adapters import RunOutcome, ScriptedAdapter
 from sqlitestream.errors import SqliteStreamError, StoreClosedError, ValidationError
+from sqlitestream.locations import is_postgres_location, open_store
 from sqlitestream.manager import SessionManager
 from sqlitestream.models import Event, EventType, new_id, utc_now
-from sqlitestream.locations import is_postgres_location, open_store
 
 if TYPE_CHECKING:
     from sqlitestream.admin import AdminStore

@@ -118,7 +118,11 @@ def migrate(config: Config, dry_run: bool, no_backup: bool, backup_path: str | N
       sqlitestream --db events.db migrate --dry-run
       sqlitestream --db events.db migrate
     """
-    from sqlitestream.locations import inspect_schema, is_postgres_location, migrate_schema
+    from sqlitestream.locations import (
+        inspect_schema,
+        is_postgres_location,
+        migrate_schema,
+    )
 
     if no_backup and backup_path is not None:
         raise click.UsageError("--backup and --no-backup exclude each other")

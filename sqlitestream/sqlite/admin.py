@@ -17,7 +17,12 @@ from typing import Any
 
 import apsw
 
-from sqlitestream._core.rows import EVENT_COLUMNS, RUN_COLUMNS, SESSION_COLUMNS, RowCodec
+from sqlitestream._core.rows import (
+    EVENT_COLUMNS,
+    RUN_COLUMNS,
+    SESSION_COLUMNS,
+    RowCodec,
+)
 from sqlitestream._core.transfer import plan_event_import
 from sqlitestream._core.validate import check_id, describe
 from sqlitestream.admin import (
@@ -31,7 +36,15 @@ from sqlitestream.admin import (
     sequence_findings,
 )
 from sqlitestream.errors import SessionNotFoundError, ValidationError
-from sqlitestream.models import Event, EventType, Run, Session, from_micros, from_micros_many, to_micros
+from sqlitestream.models import (
+    Event,
+    EventType,
+    Run,
+    Session,
+    from_micros,
+    from_micros_many,
+    to_micros,
+)
 
 __all__ = ["Fetch", "Read", "check_integrity", "import_session", "list_streams", "store_info"]
 

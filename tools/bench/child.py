@@ -17,7 +17,13 @@ import threading
 import time
 from typing import Any
 
-from sqlitestream import Event, EventType, SQLiteSessionStore, StoreBusyError, StoreClosedError
+from sqlitestream import (
+    Event,
+    EventType,
+    SQLiteSessionStore,
+    StoreBusyError,
+    StoreClosedError,
+)
 
 
 def _emit(result: dict[str, Any]) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import secrets
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .peers import Unavailable
 from .streaming import timed_wakes
