@@ -9,107 +9,126 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import (
-    ConflictError,
-    EventIdConflictError,
-    NotFoundError,
-    RunNotFoundError,
-    SchemaVersionError,
-    SequenceConflictError,
-    SessionNotFoundError,
-    SqliteStreamError,
-    StorageError,
-    StoreBusyError,
-    StoreClosedError,
-    ValidationError,
-)
-
-if TYPE_CHECKING:
-    from .adapters import (
-        CommandAdapter,
-        ProviderAdapter,
-        ProviderError,
-        RunOutcome,
-        ScriptedAdapter,
-        normalise_event_type,
-    )
-    from .manager import RunOnceResult, RunResult, SessionManager
-    from .memory import InMemorySessionStore
-    from .models import Event, EventType, Run, RunStatus, Session, SessionStatus
-    from .postgres import PostgresSessionStore
-    from .sqlite import SQLiteSessionStore
-    from .store import SessionStore
-
 __version__ = "0.1.0"
 
-__all__ = [
-    "__version__",
+# The public names and the module each comes from: the one list that ``__all__``, the lazy
+# look-up and ``dir()`` are built from (tests/test_public_api.py checks the TYPE_CHECKING block
+# below against it). Names are loaded on first use (PEP 562), so `import sqlitestream` and the
+# CLI start quickly: the manager pulls in asyncio and subprocess, the SQLite store apsw, and
+# the PostgreSQL store psycopg (only when a PostgresSessionStore is opened).
+_PUBLIC: dict[str, str] = {
     # records
-    "Event",
-    "EventType",
-    "Session",
-    "SessionStatus",
-    "Run",
-    "RunStatus",
-    # stores
-    "SessionStore",
-    "InMemorySessionStore",
-    "SQLiteSessionStore",
-    "PostgresSessionStore",
-    # manager and adapters
-    "SessionManager",
-    "RunResult",
-    "RunOnceResult",
-    "ProviderAdapter",
-    "RunOutcome",
-    "ScriptedAdapter",
-    "CommandAdapter",
-    "normalise_event_type",
-    # errors
-    "SqliteStreamError",
-    "ValidationError",
-    "NotFoundError",
-    "SessionNotFoundError",
-    "RunNotFoundError",
-    "ConflictError",
-    "SequenceConflictError",
-    "EventIdConflictError",
-    "StorageError",
-    "StoreBusyError",
-    "SchemaVersionError",
-    "StoreClosedError",
-    "ProviderError",
-]
-
-
-# Everything but the errors is loaded on first use (PEP 562), so `import sqlitestream` and the
-# CLI start quickly: the manager pulls in asyncio and subprocess, the SQLite store apsw, and the
-# PostgreSQL store psycopg (only imported when a PostgresSessionStore is opened).
-_LAZY = {
-    "CommandAdapter": "adapters",
-    "ProviderAdapter": "adapters",
-    "ProviderError": "adapters",
-    "RunOutcome": "adapters",
-    "ScriptedAdapter": "adapters",
-    "normalise_event_type": "adapters",
-    "RunOnceResult": "manager",
-    "RunResult": "manager",
-    "SessionManager": "manager",
-    "InMemorySessionStore": "memory",
     "Event": "models",
     "EventType": "models",
-    "Run": "models",
-    "RunStatus": "models",
     "Session": "models",
     "SessionStatus": "models",
-    "PostgresSessionStore": "postgres.store",
-    "SQLiteSessionStore": "sqlite.store",
+    "Run": "models",
+    "RunStatus": "models",
+    # stores and opening them by location
     "SessionStore": "store",
+    "AdminStore": "admin",
+    "InMemorySessionStore": "memory",
+    "SQLiteSessionStore": "sqlite",
+    "PostgresSessionStore": "postgres",
+    "open_store": "locations",
+    "inspect_schema": "locations",
+    "migrate_schema": "locations",
+    # administration results and callbacks
+    "StreamInfo": "admin",
+    "StoreInfo": "admin",
+    "CheckFinding": "admin",
+    "CheckReport": "admin",
+    "SchemaStep": "admin",
+    "SchemaStatus": "admin",
+    "MigrationResult": "admin",
+    "SessionImport": "admin",
+    "ImportReport": "admin",
+    "ProgressCallback": "admin",
+    "SessionImportCallback": "admin",
+    # manager and adapters
+    "SessionManager": "manager",
+    "RunResult": "manager",
+    "RunOnceResult": "manager",
+    "EventCallback": "manager",
+    "ProviderAdapter": "adapters",
+    "RunOutcome": "adapters",
+    "ScriptedAdapter": "adapters",
+    "CommandAdapter": "adapters",
+    "Emit": "adapters",
+    "normalise_event_type": "adapters",
+    # errors
+    "SqliteStreamError": "errors",
+    "ValidationError": "errors",
+    "NotFoundError": "errors",
+    "SessionNotFoundError": "errors",
+    "RunNotFoundError": "errors",
+    "ConflictError": "errors",
+    "SequenceConflictError": "errors",
+    "EventIdConflictError": "errors",
+    "StorageError": "errors",
+    "StoreBusyError": "errors",
+    "SchemaVersionError": "errors",
+    "StoreClosedError": "errors",
+    "MissingDependencyError": "errors",
+    "ProviderError": "errors",
 }
+
+__all__ = ["__version__", *_PUBLIC]
+
+if TYPE_CHECKING:  # for type checkers only; must list exactly _PUBLIC (a test checks it)
+    from .adapters import CommandAdapter as CommandAdapter
+    from .adapters import Emit as Emit
+    from .adapters import ProviderAdapter as ProviderAdapter
+    from .adapters import RunOutcome as RunOutcome
+    from .adapters import ScriptedAdapter as ScriptedAdapter
+    from .adapters import normalise_event_type as normalise_event_type
+    from .admin import AdminStore as AdminStore
+    from .admin import CheckFinding as CheckFinding
+    from .admin import CheckReport as CheckReport
+    from .admin import ImportReport as ImportReport
+    from .admin import MigrationResult as MigrationResult
+    from .admin import ProgressCallback as ProgressCallback
+    from .admin import SchemaStatus as SchemaStatus
+    from .admin import SchemaStep as SchemaStep
+    from .admin import SessionImport as SessionImport
+    from .admin import SessionImportCallback as SessionImportCallback
+    from .admin import StoreInfo as StoreInfo
+    from .admin import StreamInfo as StreamInfo
+    from .errors import ConflictError as ConflictError
+    from .errors import EventIdConflictError as EventIdConflictError
+    from .errors import MissingDependencyError as MissingDependencyError
+    from .errors import NotFoundError as NotFoundError
+    from .errors import ProviderError as ProviderError
+    from .errors import RunNotFoundError as RunNotFoundError
+    from .errors import SchemaVersionError as SchemaVersionError
+    from .errors import SequenceConflictError as SequenceConflictError
+    from .errors import SessionNotFoundError as SessionNotFoundError
+    from .errors import SqliteStreamError as SqliteStreamError
+    from .errors import StorageError as StorageError
+    from .errors import StoreBusyError as StoreBusyError
+    from .errors import StoreClosedError as StoreClosedError
+    from .errors import ValidationError as ValidationError
+    from .locations import inspect_schema as inspect_schema
+    from .locations import migrate_schema as migrate_schema
+    from .locations import open_store as open_store
+    from .manager import EventCallback as EventCallback
+    from .manager import RunOnceResult as RunOnceResult
+    from .manager import RunResult as RunResult
+    from .manager import SessionManager as SessionManager
+    from .memory import InMemorySessionStore as InMemorySessionStore
+    from .models import Event as Event
+    from .models import EventType as EventType
+    from .models import Run as Run
+    from .models import RunStatus as RunStatus
+    from .models import Session as Session
+    from .models import SessionStatus as SessionStatus
+    from .postgres import PostgresSessionStore as PostgresSessionStore
+    from .sqlite import SQLiteSessionStore as SQLiteSessionStore
+    from .store import SessionStore as SessionStore
 
 
 def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
+    module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module 'sqlitestream' has no attribute {name!r}")
     from importlib import import_module

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Protocol, runtime_checkable
 
 from sqlitestream._core.validate import check_int, check_json_object, describe
-from sqlitestream.errors import SqliteStreamError, ValidationError
+from sqlitestream.errors import ProviderError, SqliteStreamError, ValidationError
 from sqlitestream.models import Event, EventType, Run, Session
 
 __all__ = [
@@ -35,25 +35,6 @@ __all__ = [
     "EVENT_TYPE_ALIASES",
     "normalise_event_type",
 ]
-
-
-class ProviderError(SqliteStreamError):
-    """The adapter (the provider running the agent) failed, or the run was cancelled.
-
-    ``code`` says why in a stable, machine-readable word (``provider_error`` by default;
-    ``cancelled``, ``command_failed``, ``command_not_found``, ``missing_capabilities``,
-    ``adapter_error`` are used by sqlitestream itself); ``details`` carries JSON facts (for a
-    command: ``exit_code`` and ``stderr_tail``). The failure is recorded on the run before this
-    is raised; retry with a new run.
-    """
-
-    def __init__(
-        self, message: str, code: str = "provider_error", *, details: Mapping[str, Any] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.details: dict[str, Any] = dict(details or {})
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,27 +1,578 @@
-"""Result types of the stores' inspection and transfer methods (``list_streams``,
-``store_info``, ``check_integrity``, ``inspect_schema``, ``migrate_schema``,
-``export_records``/``import_records``), for type hints in code that calls them."""
+"""The administration contract, :class:`AdminStore`, and every result type it returns.
+
+:class:`AdminStore` extends the :class:`~sqlitestream.SessionStore` contract with what a tool
+needs to look after a store: what is in the log (:meth:`~AdminStore.list_streams`), facts
+about the store (:meth:`~AdminStore.store_info`), an integrity check
+(:meth:`~AdminStore.check_integrity`), and moving the contents in and out
+(:meth:`~AdminStore.export_records`, :meth:`~AdminStore.import_records`, built on the one
+backend-specific step :meth:`~AdminStore.import_session`). Every store sqlitestream ships
+implements it, so any two of them copy to each other: ``dst.import_records(src.export_records())``.
+
+Schema inspection and migration work on a *location* rather than on an open store (opening a
+store upgrades it): see :func:`sqlitestream.inspect_schema` and
+:func:`sqlitestream.migrate_schema`, which return :class:`SchemaStatus` and
+:class:`MigrationResult`.
+
+The docstrings here are the specification: the contract tests check every store against them.
+"""
 
 from __future__ import annotations
 
-from sqlitestream.sqlite.admin import (
-    CheckFinding,
-    CheckReport,
-    MigrationResult,
-    SchemaStatus,
-    SchemaStep,
-    StoreInfo,
+import abc
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlitestream._core.transfer import (
+    PAGE,
+    SessionRecords,
+    check_import_events,
+    header_record,
+    parse_record,
 )
-from sqlitestream._core.transfer import ImportReport, SessionImport, StreamInfo
+from sqlitestream._core.validate import check_id
+from sqlitestream.errors import SessionNotFoundError, SqliteStreamError, ValidationError
+from sqlitestream.models import Event, Run, Session
+from sqlitestream.store import SessionStore, check_event, check_record
 
 __all__ = [
+    "AdminStore",
     "CheckFinding",
     "CheckReport",
     "ImportReport",
     "MigrationResult",
+    "ProgressCallback",
     "SchemaStatus",
     "SchemaStep",
     "SessionImport",
+    "SessionImportCallback",
     "StoreInfo",
     "StreamInfo",
+    "check_session_import",
+    "sequence_findings",
 ]
+
+ProgressCallback = Callable[[int, int], None]
+"""``on_progress(done, total)``: called by :meth:`AdminStore.check_integrity` after each session."""
+
+
+# Result types ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """One session id present in the log: how many events it holds and its latest sequence.
+
+    ``latest_sequence`` is the store's sequence counter for the session; in a healthy store it
+    equals ``event_count``. ``last_event_at`` is the newest event timestamp (None if no events).
+    """
+
+    session_id: str
+    event_count: int
+    latest_sequence: int
+    last_event_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "event_count": self.event_count,
+            "latest_sequence": self.latest_sequence,
+            "last_event_at": None if self.last_event_at is None else self.last_event_at.isoformat(),
+        }
+
+
+_BACKEND_FIELDS = {
+    "sqlite": ("file_bytes", "wal_bytes", "journal_mode", "synchronous"),
+    "postgres": ("dsn", "schema", "server_version", "synchronous_commit", "table_bytes"),
+    "memory": (),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StoreInfo:
+    """Facts about a store, the counts read in one snapshot.
+
+    Every backend fills the first fields: ``backend`` (``"sqlite"``, ``"postgres"`` or
+    ``"memory"``), ``path`` (the store's location as :attr:`AdminStore.path` gives it),
+    ``schema_version`` (None for the in-memory store, which has no schema), and the numbers of
+    saved ``sessions`` and ``runs``, stored ``events`` and sequence counters (``streams``).
+
+    The rest belong to one backend and are None for the others.
+
+    - SQLite: ``file_bytes`` and ``wal_bytes``, the sizes of the database file and its
+      write-ahead log (0 when there is none; None for ``":memory:"``); ``journal_mode``;
+      ``synchronous``, the level this store object writes with (a per-connection setting, not
+      stored in the file).
+    - PostgreSQL: ``dsn`` (without the password), the PostgreSQL ``schema``,
+      ``server_version``, ``synchronous_commit`` (the server setting that decides whether an
+      acknowledged commit survives a server crash: ``on``, it does), ``table_bytes`` (the
+      on-disk size of the store's tables and indexes).
+    """
+
+    backend: str
+    path: str
+    schema_version: int | None
+    sessions: int
+    runs: int
+    events: int
+    streams: int
+    file_bytes: int | None = None
+    wal_bytes: int | None = None
+    journal_mode: str | None = None
+    synchronous: str | None = None
+    dsn: str | None = None
+    schema: str | None = None
+    server_version: str | None = None
+    synchronous_commit: str | None = None
+    table_bytes: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The backend-neutral fields, then this backend's own (each backend's set is fixed)."""
+        neutral = ("backend", "path", "schema_version", "sessions", "runs", "events", "streams")
+        names = neutral + _BACKEND_FIELDS.get(self.backend, ())
+        return {name: getattr(self, name) for name in names}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckFinding:
+    """One problem found by :meth:`AdminStore.check_integrity`.
+
+    ``kind`` is one of: ``integrity`` (the storage engine's own check, SQLite's ``PRAGMA
+    integrity_check``), ``foreign_key`` (a run whose session record is missing),
+    ``sequence_gap`` (a session's sequence numbers are not exactly 1..N), ``latest_mismatch``
+    (the stored latest sequence is not the highest event's), ``missing_counter`` (events
+    without a sequence counter), ``duplicate_id`` (an event id stored twice), ``bad_type`` (an
+    unknown event type), ``bad_json`` (a payload that is not a JSON object). ``session_id``
+    names the session when the problem is in one.
+    """
+
+    kind: str
+    message: str
+    session_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "session_id": self.session_id, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """The result of :meth:`AdminStore.check_integrity`; ``ok`` when nothing was found."""
+
+    findings: tuple[CheckFinding, ...]
+    sessions_checked: int
+    events_checked: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "sessions_checked": self.sessions_checked,
+            "events_checked": self.events_checked,
+            "findings": [finding.to_dict() for finding in self.findings],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaStep:
+    """One schema upgrade: from ``from_version`` to ``from_version + 1``, its SQL statements."""
+
+    from_version: int
+    to_version: int
+    statements: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaStatus:
+    """A store's schema version, the version this code uses, and the steps between."""
+
+    path: str
+    version: int
+    code_version: int
+    pending: tuple[SchemaStep, ...]
+
+    @property
+    def up_to_date(self) -> bool:
+        return not self.pending
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationResult:
+    """What :func:`sqlitestream.migrate_schema` did; ``backup_path`` is where the backup was
+    written, None if none was (none asked for, or nothing to upgrade)."""
+
+    path: str
+    from_version: int
+    to_version: int
+    backup_path: str | None
+
+    @property
+    def upgraded(self) -> bool:
+        return self.from_version != self.to_version
+
+
+@dataclass(frozen=True, slots=True)
+class SessionImport:
+    """What importing one session's records did.
+
+    ``session`` is ``"added"``, ``"updated"`` or ``"unchanged"`` for the session record, or
+    ``None`` when the import had no record for the session (a log-only session). Runs are
+    counted the same way; events are ``added`` (new ids, with their sequence numbers) or
+    ``skipped`` (already stored by id at the same sequence number).
+    """
+
+    session_id: str
+    session: str | None = None
+    runs_added: int = 0
+    runs_updated: int = 0
+    runs_unchanged: int = 0
+    events_added: int = 0
+    events_skipped: int = 0
+
+    @classmethod
+    def counted(
+        cls,
+        session_id: str,
+        session: str | None,
+        runs: Sequence[str],
+        events_added: int,
+        events_skipped: int,
+    ) -> SessionImport:
+        """The result from each run's outcome (``"added"``, ``"updated"`` or ``"unchanged"``)."""
+        return cls(
+            session_id=session_id,
+            session=session,
+            runs_added=runs.count("added"),
+            runs_updated=runs.count("updated"),
+            runs_unchanged=runs.count("unchanged"),
+            events_added=events_added,
+            events_skipped=events_skipped,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "session": self.session,
+            "runs_added": self.runs_added,
+            "runs_updated": self.runs_updated,
+            "runs_unchanged": self.runs_unchanged,
+            "events_added": self.events_added,
+            "events_skipped": self.events_skipped,
+        }
+
+
+SessionImportCallback = Callable[[SessionImport], None]
+"""``on_session(result)``: called by :meth:`AdminStore.import_records` after each session."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What :meth:`AdminStore.import_records` did, per session and in total."""
+
+    sessions: tuple[SessionImport, ...]
+
+    def _sum(self, name: str) -> int:
+        return sum(getattr(item, name) for item in self.sessions)
+
+    def _records(self, outcome: str) -> int:
+        return sum(1 for item in self.sessions if item.session == outcome)
+
+    @property
+    def sessions_added(self) -> int:
+        return self._records("added")
+
+    @property
+    def sessions_updated(self) -> int:
+        return self._records("updated")
+
+    @property
+    def sessions_unchanged(self) -> int:
+        return self._records("unchanged")
+
+    @property
+    def runs_added(self) -> int:
+        return self._sum("runs_added")
+
+    @property
+    def runs_updated(self) -> int:
+        return self._sum("runs_updated")
+
+    @property
+    def runs_unchanged(self) -> int:
+        return self._sum("runs_unchanged")
+
+    @property
+    def events_added(self) -> int:
+        return self._sum("events_added")
+
+    @property
+    def events_skipped(self) -> int:
+        return self._sum("events_skipped")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sessions_added": self.sessions_added,
+            "sessions_updated": self.sessions_updated,
+            "sessions_unchanged": self.sessions_unchanged,
+            "runs_added": self.runs_added,
+            "runs_updated": self.runs_updated,
+            "runs_unchanged": self.runs_unchanged,
+            "events_added": self.events_added,
+            "events_skipped": self.events_skipped,
+            "sessions": [item.to_dict() for item in self.sessions],
+        }
+
+
+# Shared rules for implementations ----------------------------------------------------------
+
+
+def sequence_findings(
+    session_id: str,
+    latest: int | None,
+    count: int,
+    low: int | None,
+    high: int | None,
+    gap: int | None,
+) -> Iterator[CheckFinding]:
+    """The findings for one session from facts read in one snapshot: its stored ``latest``
+    sequence (None without a counter), how many events it holds (``count``), their lowest and
+    highest sequence numbers, and the first missing sequence number (``gap``, if known)."""
+    if count == 0:
+        if latest:
+            yield CheckFinding(
+                "latest_mismatch",
+                f"the stored latest sequence is {latest} but the session has no events",
+                session_id,
+            )
+        return
+    if low != 1 or high != count:
+        where = f"; sequence {gap} is missing" if gap is not None else ""
+        yield CheckFinding(
+            "sequence_gap",
+            f"{count} events hold sequences {low}..{high}, not exactly 1..{count}{where}",
+            session_id,
+        )
+    if latest is None:
+        yield CheckFinding(
+            "missing_counter",
+            f"{count} events but no stored latest sequence (the next append would reuse 1)",
+            session_id,
+        )
+    elif latest != high:
+        yield CheckFinding(
+            "latest_mismatch",
+            f"the stored latest sequence is {latest} but the highest event sequence is {high}",
+            session_id,
+        )
+
+
+def check_session_import(
+    session_id: object,
+    session: Session | None,
+    runs: Sequence[Run],
+    events: Sequence[Event],
+    max_event_bytes: int,
+) -> tuple[str, list[Event]]:
+    """Validate :meth:`AdminStore.import_session`'s arguments (every store calls this first):
+    the session and runs must belong to ``session_id``, the events must be importable (see
+    ``check_import_events``: contiguous sequence numbers, no repeats) and within
+    ``max_event_bytes``. Returns the checked id and the events in sequence order."""
+    checked_id = check_id(session_id, "session_id")
+    if session is not None:
+        check_record(session, Session, "session")
+        if session.id != checked_id:
+            raise ValidationError(f"session {session.id!r} is not session_id {checked_id!r}")
+    for index, run in enumerate(runs):
+        check_record(run, Run, f"runs[{index}]")
+        if run.session_id != checked_id:
+            raise ValidationError(
+                f"run {run.id!r} belongs to session {run.session_id!r}, not {checked_id!r}"
+            )
+    ordered = check_import_events(checked_id, events)
+    for event in ordered:
+        check_event(event, max_event_bytes)
+    return checked_id, ordered
+
+
+# The contract --------------------------------------------------------------------------------
+
+
+class AdminStore(SessionStore):
+    """A :class:`~sqlitestream.SessionStore` that can also be inspected, checked, exported and
+    imported. Every method here works on a read-only store except :meth:`import_session` and
+    :meth:`import_records`, which write."""
+
+    @property
+    @abc.abstractmethod
+    def path(self) -> str:
+        """Where the store is: an absolute file path, ``":memory:"``, or a ``postgresql://``
+        URL without the password (what :func:`sqlitestream.open_store` takes)."""
+
+    @property
+    @abc.abstractmethod
+    def readonly(self) -> bool:
+        """Whether the store was opened read-only (every write then raises ``StorageError``)."""
+
+    @property
+    @abc.abstractmethod
+    def upgraded_from(self) -> int | None:
+        """The schema version this open created (0) or upgraded from; None if it was current
+        (always None for a store without a schema)."""
+
+    @abc.abstractmethod
+    def list_streams(self, session_ids: Iterable[str] | None = None) -> list[StreamInfo]:
+        """Every session id with events (or a sequence counter) in the log, ordered by id
+        (code point order), with its event count, latest sequence and newest event time.
+
+        ``session_ids`` restricts the answer to those ids (ids without events are left out;
+        a single string is refused with ``ValidationError``). The list is read in one
+        consistent snapshot. Counting reads every event's key, so this takes time proportional
+        to the size of the log.
+        """
+
+    @abc.abstractmethod
+    def store_info(self) -> StoreInfo:
+        """Facts about the store (see :class:`StoreInfo`), the counts read in one snapshot."""
+
+    @abc.abstractmethod
+    def check_integrity(self, *, on_progress: ProgressCallback | None = None) -> CheckReport:
+        """The storage engine's own check where it has one, plus the log's invariants.
+
+        For every session id in the log: its sequence numbers are exactly 1..N with no gaps,
+        and its stored latest sequence equals N; store-wide: event ids are unique, every event
+        has a known type and JSON-object payloads, every run's session is saved. Each session
+        is checked in one snapshot, so the check is correct while others append. Read-only.
+        ``on_progress(done, total)`` is called after each session. Each kind of store-wide
+        finding is reported for at most 100 rows.
+        """
+
+    @abc.abstractmethod
+    def import_session(
+        self,
+        session_id: str,
+        *,
+        session: Session | None = None,
+        runs: Sequence[Run] = (),
+        events: Sequence[Event] = (),
+    ) -> SessionImport:
+        """Store one session's exported records in one transaction: all of them or nothing.
+
+        ``session`` (its id must be ``session_id``) and ``runs`` are inserted or replaced like
+        ``save_session``/``save_run``, the session first; a record equal to the stored one is
+        left alone and counted unchanged. ``events`` keep their ids, timestamps, payloads and
+        sequence numbers exactly: each is either already stored by id at the same sequence
+        number (skipped, counted) or continues the session's log with the next sequence number.
+        Anything else raises a ``ConflictError`` (``EventIdConflictError`` for an id stored in
+        another session) and writes nothing; so do bad records (``ValidationError``). Long-poll
+        waiters on the session are woken when events are added.
+        """
+
+    # Export ---------------------------------------------------------------------------------
+
+    def export_records(self, session_ids: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
+        """The store's contents as export records (the format: ``sqlitestream._core.transfer``
+        and the README), header first.
+
+        ``session_ids=None`` exports every session: each saved session and each session id
+        with events, ordered by id. Named ids are exported in the order given; an id with
+        neither a saved record nor events raises ``SessionNotFoundError`` from this call,
+        before any record is produced. Each session's events are read page by page, so a
+        session being appended to while it is exported comes out up to some point, always
+        gap-free from sequence 1.
+        """
+        if session_ids is None:
+            ids = sorted(
+                {session.id for session in self.list_sessions()}
+                | {stream.session_id for stream in self.list_streams()}
+            )
+        else:
+            if isinstance(session_ids, str):
+                raise ValidationError("session_ids must be a list of ids, not one string")
+            ids = list(dict.fromkeys(session_ids))
+            with_events = {stream.session_id for stream in self.list_streams(ids)}
+            for session_id in ids:
+                if session_id not in with_events:
+                    self.get_session(session_id)  # SessionNotFoundError if it is nowhere
+        return self._export(ids)
+
+    def _export(self, ids: list[str]) -> Iterator[dict[str, Any]]:
+        from sqlitestream import __version__
+
+        yield header_record(__version__)
+        for session_id in ids:
+            try:
+                yield {"kind": "session", **self.get_session(session_id).to_dict()}
+            except SessionNotFoundError:
+                pass  # a log-only session
+            for run in self.list_runs(session_id):
+                yield {"kind": "run", **run.to_dict()}
+            after = 0
+            while True:
+                page = self.get_events(session_id, after=after, limit=PAGE)
+                for event in page:
+                    yield {"kind": "event", **event.to_dict()}
+                if len(page) < PAGE:
+                    break
+                after = page[-1].sequence_number or after
+
+    # Import ---------------------------------------------------------------------------------
+
+    def import_records(
+        self,
+        records: Iterable[Mapping[str, Any]],
+        *,
+        on_session: SessionImportCallback | None = None,
+    ) -> ImportReport:
+        """Load export records (as produced by :meth:`export_records`), one session at a time.
+
+        Consecutive records of the same session id are imported together by
+        :meth:`import_session`: atomically, idempotently (an event already present by id is
+        skipped and counted), keeping sequence numbers. ``on_session`` is called after each
+        session is committed. The first bad record or conflict stops the import with its
+        error (``ValidationError`` naming the record number, ``ConflictError``, ...); the
+        sessions before it stay imported, nothing of the failing session is written, and a
+        note on the exception (``exc.__notes__``) says so.
+        """
+        done: list[SessionImport] = []
+        group: SessionRecords | None = None
+
+        def flush(group: SessionRecords) -> None:
+            result = self.import_session(
+                group.session_id,
+                session=group.session,
+                runs=list(group.runs.values()),
+                events=group.events,
+            )
+            done.append(result)
+            if on_session is not None:
+                on_session(result)
+
+        number = 0
+        try:
+            for number, raw in enumerate(records, 1):
+                kind, record = parse_record(raw, number)
+                if record is None:
+                    continue
+                session_id = record.id if isinstance(record, Session) else record.session_id
+                if group is None or group.session_id != session_id:
+                    if group is not None:
+                        flush(group)
+                    group = SessionRecords(session_id, number)
+                group.add(number, kind, record)
+            if group is not None:
+                flush(group)
+        except SqliteStreamError as exc:
+            where = (
+                f"session {group.session_id!r} (records {group.first}-{group.last})"
+                if group is not None
+                else f"record {number}"
+            )
+            exc.add_note(
+                f"import stopped at {where}: nothing of it was written; "
+                f"{len(done)} session(s) before it were imported"
+            )
+            raise
+        return ImportReport(tuple(done))

@@ -5,6 +5,9 @@ Each class's docstring says what a caller can do about it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 __all__ = [
     "SqliteStreamError",
     "ValidationError",
@@ -18,6 +21,8 @@ __all__ = [
     "StoreBusyError",
     "SchemaVersionError",
     "StoreClosedError",
+    "MissingDependencyError",
+    "ProviderError",
 ]
 
 
@@ -123,3 +128,26 @@ class SchemaVersionError(StorageError):
 
 class StoreClosedError(SqliteStreamError):
     """The store was closed; open a new one. Also raised in a long-poll blocked when it closed."""
+
+
+class MissingDependencyError(SqliteStreamError, ImportError):
+    """An optional dependency is not installed. The message names the extra to install."""
+
+
+class ProviderError(SqliteStreamError):
+    """The adapter (the provider running the agent) failed, or the run was cancelled.
+
+    ``code`` says why in a stable, machine-readable word (``provider_error`` by default;
+    ``cancelled``, ``command_failed``, ``command_not_found``, ``missing_capabilities``,
+    ``adapter_error`` are used by sqlitestream itself); ``details`` carries JSON facts (for a
+    command: ``exit_code`` and ``stderr_tail``). The failure is recorded on the run before this
+    is raised; retry with a new run.
+    """
+
+    def __init__(
+        self, message: str, code: str = "provider_error", *, details: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.details: dict[str, Any] = dict(details or {})

@@ -9,13 +9,25 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlitestream._core.batch import plan_batch
-from sqlitestream._core.validate import check_choice, check_id, check_int
+from sqlitestream._core.transfer import plan_event_import
+from sqlitestream._core.validate import check_choice, check_id, check_int, describe
 from sqlitestream._core.waiting import WakeHub, long_poll
+from sqlitestream.admin import (
+    AdminStore,
+    CheckFinding,
+    CheckReport,
+    ProgressCallback,
+    SessionImport,
+    StoreInfo,
+    StreamInfo,
+    check_session_import,
+    sequence_findings,
+)
 from sqlitestream.errors import (
     ConflictError,
     EventIdConflictError,
@@ -23,6 +35,7 @@ from sqlitestream.errors import (
     SequenceConflictError,
     SessionNotFoundError,
     StoreClosedError,
+    ValidationError,
 )
 from sqlitestream.models import (
     Event,
@@ -37,7 +50,6 @@ from sqlitestream.models import (
 from sqlitestream.store import (
     DEFAULT_MAX_EVENT_BYTES,
     EventFilter,
-    SessionStore,
     check_event,
     check_events,
     check_max_event_bytes,
@@ -52,8 +64,9 @@ class _Stream:
     events: list[Event] = field(default_factory=list)
 
 
-class InMemorySessionStore(SessionStore):
-    """The whole contract, long-poll included, held in this process's memory."""
+class InMemorySessionStore(AdminStore):
+    """The whole contract, long-poll and administration included, held in this process's
+    memory. Its :attr:`path` is ``"<memory>"`` (no location opens it: construct it)."""
 
     def __init__(self, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._max_event_bytes = check_max_event_bytes(max_event_bytes)
@@ -280,6 +293,127 @@ class InMemorySessionStore(SessionStore):
         with self._lock:
             self._closed = True
         self._hub.close()
+
+    # Administration (the AdminStore contract) -------------------------------------------
+
+    @property
+    def path(self) -> str:
+        return "<memory>"
+
+    @property
+    def readonly(self) -> bool:
+        return False
+
+    @property
+    def upgraded_from(self) -> int | None:
+        return None
+
+    def list_streams(self, session_ids: Iterable[str] | None = None) -> list[StreamInfo]:
+        if session_ids is not None:
+            if isinstance(session_ids, str) or not isinstance(session_ids, Iterable):
+                raise ValidationError(f"session_ids must be a list of ids, got {describe(session_ids)}")
+            wanted = {check_id(session_id, "session_ids[]") for session_id in session_ids}
+        with self._lock:
+            self._check_open()
+            found = [
+                StreamInfo(
+                    session_id=session_id,
+                    event_count=len(stream.events),
+                    latest_sequence=len(stream.events),
+                    last_event_at=max(event.timestamp for event in stream.events),
+                )
+                for session_id, stream in self._streams.items()
+                if stream.events and (session_ids is None or session_id in wanted)
+            ]
+        return sorted(found, key=lambda stream: stream.session_id)
+
+    def store_info(self) -> StoreInfo:
+        """See :class:`~sqlitestream.admin.StoreInfo`; no schema, so ``schema_version`` is None."""
+        with self._lock:
+            self._check_open()
+            streams = sum(1 for stream in self._streams.values() if stream.events)
+            return StoreInfo(
+                backend="memory",
+                path=self.path,
+                schema_version=None,
+                sessions=len(self._sessions),
+                runs=len(self._runs),
+                events=len(self._event_index),
+                streams=streams,
+            )
+
+    def check_integrity(self, *, on_progress: ProgressCallback | None = None) -> CheckReport:
+        """See :meth:`AdminStore.check_integrity`; the whole check is one snapshot."""
+        with self._lock:
+            self._check_open()
+            findings = [
+                CheckFinding("foreign_key", f"run {run.id!r} refers to a missing session", run.session_id)
+                for run in self._runs.values()
+                if run.session_id not in self._sessions
+            ]
+            facts = []
+            for session_id in sorted(self._streams):
+                sequences = [event.sequence_number or 0 for event in self._streams[session_id].events]
+                facts.append((session_id, sequences))
+        events = 0
+        for done, (session_id, sequences) in enumerate(facts, 1):
+            count = len(sequences)
+            events += count
+            missing = sorted(set(range(1, count + 1)) - set(sequences))
+            findings.extend(
+                sequence_findings(
+                    session_id,
+                    count or None,
+                    count,
+                    min(sequences, default=None),
+                    max(sequences, default=None),
+                    missing[0] if missing else None,
+                )
+            )
+            if on_progress is not None:
+                on_progress(done, len(facts))
+        return CheckReport(tuple(findings), sessions_checked=len(facts), events_checked=events)
+
+    def import_session(
+        self,
+        session_id: str,
+        *,
+        session: Session | None = None,
+        runs: Sequence[Run] = (),
+        events: Sequence[Event] = (),
+    ) -> SessionImport:
+        """See :meth:`AdminStore.import_session`; everything is decided before anything is
+        stored, under the store's lock, so a refused import leaves no trace."""
+        session_id, ordered = check_session_import(
+            session_id, session, runs, events, self._max_event_bytes
+        )
+        with self._lock:
+            self._check_open()
+            session_outcome = None if session is None else _outcome(self._sessions.get(session_id), session)
+            if runs and session is None and session_id not in self._sessions:
+                raise SessionNotFoundError(session_id)
+            runs_outcome = [_outcome(self._runs.get(run.id), run) for run in runs]
+            stored = {
+                event.id: (found.session_id, found.sequence_number or 0)
+                for event in ordered
+                if (found := self._event_index.get(event.id)) is not None
+            }
+            new, skipped = plan_event_import(session_id, ordered, self._latest(session_id), stored)
+            if session is not None:
+                self._sessions[session_id] = replace(session)
+            for run in runs:
+                self._runs[run.id] = replace(run)
+            for event in new:
+                self._keep(_copy(event))
+        if new:
+            self._hub.wake([session_id])
+        return SessionImport.counted(session_id, session_outcome, runs_outcome, len(new), skipped)
+
+
+def _outcome(stored: Session | Run | None, record: Session | Run) -> str:
+    if stored is None:
+        return "added"
+    return "unchanged" if stored == record else "updated"
 
 
 def _copy(event: Event) -> Event:

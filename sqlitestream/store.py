@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from sqlitestream._core.validate import check_aware_datetime, check_choice, check_id, check_int, describe
 from sqlitestream.errors import ValidationError
@@ -276,7 +276,7 @@ class SessionStore(abc.ABC):
     def close(self) -> None:
         """Release all resources; idempotent. Later calls raise ``StoreClosedError``."""
 
-    def __enter__(self) -> SessionStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -14,7 +14,7 @@ import apsw
 import pytest
 from click.testing import CliRunner, Result
 
-from sqlitestream import Event, Run, Session, SQLiteSessionStore, __version__
+from sqlitestream import Event, Run, Session, SQLiteSessionStore, __version__, inspect_schema
 from sqlitestream.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -180,7 +180,7 @@ def test_init_creates_then_reports_up_to_date(tmp_path: Path) -> None:
 def test_init_upgrades_an_old_store(tmp_path: Path) -> None:
     make_v1(tmp_path / "old.db")
     assert "from schema version 1 to 2" in ok(run(tmp_path / "old.db", "init")).stdout
-    assert SQLiteSessionStore.inspect_schema(tmp_path / "old.db").version == 2
+    assert inspect_schema(tmp_path / "old.db").version == 2
 
 
 def test_init_refuses_a_foreign_file(tmp_path: Path) -> None:
@@ -193,7 +193,7 @@ def test_migrate_dry_run_shows_the_steps_and_changes_nothing(tmp_path: Path) -> 
     result = ok(run(tmp_path / "old.db", "migrate", "--dry-run"))
     assert "schema version 1" in result.stdout and "upgrade 1 -> 2" in result.stdout
     assert "CREATE INDEX runs_running" in result.stdout and "nothing was changed" in result.stdout
-    assert SQLiteSessionStore.inspect_schema(tmp_path / "old.db").version == 1
+    assert inspect_schema(tmp_path / "old.db").version == 1
     assert not list(tmp_path.glob("*.bak"))
 
 
@@ -203,8 +203,8 @@ def test_migrate_writes_a_backup_then_upgrades(tmp_path: Path) -> None:
     backup = tmp_path / "old.db.schema-v1.bak"
     assert f"backup written to {backup}" in result.stdout
     assert "upgraded to schema version 2" in result.stdout
-    assert SQLiteSessionStore.inspect_schema(tmp_path / "old.db").version == 2
-    assert SQLiteSessionStore.inspect_schema(backup).version == 1
+    assert inspect_schema(tmp_path / "old.db").version == 2
+    assert inspect_schema(backup).version == 1
     assert "nothing to upgrade" in ok(run(tmp_path / "old.db", "migrate")).stdout
 
 
@@ -212,7 +212,7 @@ def test_migrate_refuses_to_overwrite_a_backup(tmp_path: Path) -> None:
     make_v1(tmp_path / "old.db")
     (tmp_path / "old.db.schema-v1.bak").write_text("precious")
     error(run(tmp_path / "old.db", "migrate"), 1, "already exists")
-    assert SQLiteSessionStore.inspect_schema(tmp_path / "old.db").version == 1
+    assert inspect_schema(tmp_path / "old.db").version == 1
     assert (tmp_path / "old.db.schema-v1.bak").read_text() == "precious"
 
 
@@ -220,7 +220,7 @@ def test_migrate_with_a_backup_path_or_without_a_backup(tmp_path: Path) -> None:
     make_v1(tmp_path / "a.db")
     make_v1(tmp_path / "b.db")
     ok(run(tmp_path / "a.db", "migrate", "--backup", str(tmp_path / "a-backup.db")))
-    assert SQLiteSessionStore.inspect_schema(tmp_path / "a-backup.db").version == 1
+    assert inspect_schema(tmp_path / "a-backup.db").version == 1
     result = ok(run(tmp_path / "b.db", "migrate", "--no-backup"))
     assert "backup written" not in result.stdout and "upgraded to schema version 2" in result.stdout
     assert not list(tmp_path.glob("b.db.*.bak"))

@@ -14,6 +14,8 @@ import apsw
 import pytest
 
 from sqlitestream import (
+    inspect_schema,
+    migrate_schema,
     ConflictError,
     Event,
     EventIdConflictError,
@@ -299,24 +301,24 @@ def make_v1(path: Path) -> None:
 
 
 def test_inspect_schema_of_a_current_store(store: SQLiteSessionStore, tmp_path: Path) -> None:
-    status = SQLiteSessionStore.inspect_schema(tmp_path / "store.db")
+    status = inspect_schema(tmp_path / "store.db")
     assert (status.version, status.code_version, status.pending, status.up_to_date) == (2, 2, (), True)
 
 
 def test_inspect_schema_of_an_old_store_lists_steps_and_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     make_v1(path)
-    status = SQLiteSessionStore.inspect_schema(path)
+    status = inspect_schema(path)
     assert status.version == 1 and not status.up_to_date
     assert [(step.from_version, step.to_version) for step in status.pending] == [(1, 2)]
     assert "runs_running" in status.pending[0].statements[0]
-    assert SQLiteSessionStore.inspect_schema(path).version == 1
+    assert inspect_schema(path).version == 1
 
 
 def test_inspect_schema_refuses_a_newer_file(store: SQLiteSessionStore, tmp_path: Path) -> None:
     raw(tmp_path / "store.db", "PRAGMA user_version = 99")
     with pytest.raises(SchemaVersionError, match="newer"):
-        SQLiteSessionStore.inspect_schema(tmp_path / "store.db")
+        inspect_schema(tmp_path / "store.db")
 
 
 @pytest.mark.parametrize("content", [None, b"", b"hello, not a database" * 10])
@@ -327,7 +329,7 @@ def test_inspect_schema_refuses_what_is_not_a_store_and_creates_nothing(
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(StorageError):
-        SQLiteSessionStore.inspect_schema(path)
+        inspect_schema(path)
     assert path.exists() == (content is not None)
     if content is not None:
         assert path.read_bytes() == content
@@ -336,15 +338,15 @@ def test_inspect_schema_refuses_what_is_not_a_store_and_creates_nothing(
 def test_migrate_schema_writes_a_backup_then_upgrades(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     make_v1(path)
-    result = SQLiteSessionStore.migrate_schema(path, backup_path=tmp_path / "backup.db")
+    result = migrate_schema(path, backup_path=tmp_path / "backup.db")
     assert (result.from_version, result.to_version, result.upgraded) == (1, 2, True)
     assert result.backup_path == str(tmp_path / "backup.db")
-    assert SQLiteSessionStore.inspect_schema(path).up_to_date
-    assert SQLiteSessionStore.inspect_schema(tmp_path / "backup.db").version == 1
+    assert inspect_schema(path).up_to_date
+    assert inspect_schema(tmp_path / "backup.db").version == 1
     with SQLiteSessionStore(path, readonly=True) as reader:
         assert reader.get_active_run("s1") is None
         assert reader.get_latest_sequence("s1") == 5
-    SQLiteSessionStore.migrate_schema(tmp_path / "backup.db")
+    migrate_schema(tmp_path / "backup.db")
     with SQLiteSessionStore(tmp_path / "backup.db", readonly=True) as backup:
         assert snapshot(backup) == _snapshot_of(path)
 
@@ -359,27 +361,27 @@ def test_migrate_schema_refuses_an_existing_backup_file(tmp_path: Path) -> None:
     make_v1(path)
     (tmp_path / "backup.db").write_text("keep me")
     with pytest.raises(ValidationError, match="already exists"):
-        SQLiteSessionStore.migrate_schema(path, backup_path=tmp_path / "backup.db")
-    assert SQLiteSessionStore.inspect_schema(path).version == 1
+        migrate_schema(path, backup_path=tmp_path / "backup.db")
+    assert inspect_schema(path).version == 1
     assert (tmp_path / "backup.db").read_text() == "keep me"
 
 
 def test_migrate_schema_of_a_current_store_does_nothing(store: SQLiteSessionStore, tmp_path: Path) -> None:
-    result = SQLiteSessionStore.migrate_schema(tmp_path / "store.db", backup_path=tmp_path / "b.db")
+    result = migrate_schema(tmp_path / "store.db", backup_path=tmp_path / "b.db")
     assert not result.upgraded and result.backup_path is None
     assert not (tmp_path / "b.db").exists()
 
 
 def test_migrate_schema_never_creates_a_store(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="no store"):
-        SQLiteSessionStore.migrate_schema(tmp_path / "missing.db")
+        migrate_schema(tmp_path / "missing.db")
     assert not (tmp_path / "missing.db").exists()
 
 
 def test_migrate_schema_refuses_a_newer_file_unchanged(store: SQLiteSessionStore, tmp_path: Path) -> None:
     raw(tmp_path / "store.db", "PRAGMA user_version = 3")
     with pytest.raises(SchemaVersionError):
-        SQLiteSessionStore.migrate_schema(tmp_path / "store.db", backup_path=tmp_path / "b.db")
+        migrate_schema(tmp_path / "store.db", backup_path=tmp_path / "b.db")
     assert not (tmp_path / "b.db").exists()
 
 

@@ -109,8 +109,8 @@ def test_bad_schema_name_raises_naming_it(pg_dsn: str, schema: Any) -> None:
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("pool_size", 0), ("pool_size", True), ("pool_timeout_ms", -1), ("connect_timeout_s", 0),
-     ("fallback_poll_ms", 1), ("max_event_bytes", 0), ("application_name", 3)],
+    [("pool_size", 0), ("pool_size", True), ("pool_timeout_ms", -1), ("connect_timeout_ms", 999),
+     ("poll_interval_ms", 1), ("max_event_bytes", 0), ("application_name", 3)],
 )
 def test_bad_option_raises_naming_it(pg_dsn: str, option: str, value: Any) -> None:
     with pytest.raises(ValidationError, match=option):
@@ -125,7 +125,7 @@ def test_bad_dsn_raises_naming_it(dsn: Any) -> None:
 
 def test_unreachable_server_raises_storage_error() -> None:
     with pytest.raises(StorageError, match="cannot connect to PostgreSQL") as caught:
-        PostgresSessionStore("postgresql://postgres@127.0.0.1:1/test", connect_timeout_s=2)
+        PostgresSessionStore("postgresql://postgres@127.0.0.1:1/test", connect_timeout_ms=2000)
     assert not isinstance(caught.value, psycopg.Error)
 
 
@@ -355,7 +355,7 @@ def test_notify_wakes_a_follower_in_another_store(
     pg_dsn: str, open_store: Callable[..., PostgresSessionStore]
 ) -> None:
     # The follower's fallback poll is slower than the test deadline: only NOTIFY can wake it.
-    follower = open_store(fallback_poll_ms=600_000, application_name="st-follower-1")
+    follower = open_store(poll_interval_ms=600_000, application_name="st-follower-1")
     writer = open_store()
     waiter = _Background(follower.get_events, "s1", wait_timeout_ms=int(DEADLINE * 1000))
     _wait_for_waiter(pg_dsn, "st-follower-1")
@@ -367,7 +367,7 @@ def test_notify_wakes_followers_of_very_long_session_ids(
     pg_dsn: str, open_store: Callable[..., PostgresSessionStore]
 ) -> None:
     long_id = "ü" * 5000  # 10,000 UTF-8 bytes: more than a notification payload may carry
-    follower = open_store(fallback_poll_ms=600_000, application_name="st-follower-2")
+    follower = open_store(poll_interval_ms=600_000, application_name="st-follower-2")
     writer = open_store()
     waiter = _Background(follower.get_events, long_id, wait_timeout_ms=int(DEADLINE * 1000))
     _wait_for_waiter(pg_dsn, "st-follower-2")
@@ -378,7 +378,7 @@ def test_notify_wakes_followers_of_very_long_session_ids(
 def test_delete_in_another_store_releases_its_waiters(
     pg_dsn: str, open_store: Callable[..., PostgresSessionStore]
 ) -> None:
-    follower = open_store(fallback_poll_ms=600_000, application_name="st-follower-3")
+    follower = open_store(poll_interval_ms=600_000, application_name="st-follower-3")
     writer = open_store()
     writer.append_event(_event())
     waiter = _Background(follower.get_events, "s1", after=1, wait_timeout_ms=int(DEADLINE * 1000))
@@ -390,7 +390,7 @@ def test_delete_in_another_store_releases_its_waiters(
 def test_fallback_poll_wakes_on_writes_that_sent_no_notification(
     pg_dsn: str, pg_schema: str, open_store: Callable[..., PostgresSessionStore]
 ) -> None:
-    follower = open_store(fallback_poll_ms=50)
+    follower = open_store(poll_interval_ms=50)
     follower.append_event(_event())
     waiter = _Background(follower.get_events, "s1", after=1, wait_timeout_ms=int(DEADLINE * 1000))
     # Another program writes the tables directly, without NOTIFY (a lost notification).
@@ -514,7 +514,7 @@ def test_lost_connections_are_reestablished(
 def test_follower_survives_losing_its_listen_connection(
     pg_dsn: str, open_store: Callable[..., PostgresSessionStore]
 ) -> None:
-    follower = open_store(fallback_poll_ms=600_000, application_name="st-relisten")
+    follower = open_store(poll_interval_ms=600_000, application_name="st-relisten")
     writer = open_store()
     first = _Background(follower.get_events, "s1", wait_timeout_ms=int(DEADLINE * 1000))
     _wait_for_waiter(pg_dsn, "st-relisten")

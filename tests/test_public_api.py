@@ -40,3 +40,68 @@ def test_package_ships_type_information() -> None:
     from pathlib import Path
 
     assert (Path(sqlitestream.__file__).parent / "py.typed").exists()
+
+
+def test_type_checking_imports_list_exactly_the_public_names() -> None:
+    """The TYPE_CHECKING block of ``__init__`` (what type checkers see) and the name table
+    (what runs) must not drift apart."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(sqlitestream.__file__).read_text(encoding="utf-8"))
+    block = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+    )
+    seen: dict[str, str] = {}
+    for node in block.body:
+        assert isinstance(node, ast.ImportFrom) and node.level == 1, ast.dump(node)
+        for alias in node.names:
+            assert alias.asname == alias.name, f"{alias.name} must be re-exported as itself"
+            seen[alias.name] = str(node.module)
+    assert seen == sqlitestream._PUBLIC
+
+
+def test_all_and_dir_come_from_the_name_table() -> None:
+    assert sqlitestream.__all__ == ["__version__", *sqlitestream._PUBLIC]
+    assert set(sqlitestream.__all__) <= set(dir(sqlitestream))
+
+
+@pytest.mark.parametrize("name", sorted(sqlitestream._PUBLIC))
+def test_each_public_name_comes_from_its_module(name: str) -> None:
+    module = importlib.import_module(f"sqlitestream.{sqlitestream._PUBLIC[name]}")
+    assert getattr(sqlitestream, name) is getattr(module, name)
+
+
+def test_errors_keep_working_from_their_old_modules() -> None:
+    from sqlitestream.adapters import ProviderError
+    from sqlitestream.postgres import MissingDependencyError
+
+    assert ProviderError is sqlitestream.ProviderError
+    assert MissingDependencyError is sqlitestream.MissingDependencyError
+
+
+def test_every_store_implements_the_admin_contract() -> None:
+    for store in (
+        sqlitestream.InMemorySessionStore,
+        sqlitestream.SQLiteSessionStore,
+        sqlitestream.PostgresSessionStore,
+    ):
+        assert issubclass(store, sqlitestream.AdminStore), store
+        assert not getattr(store, "__abstractmethods__", None), store
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    """No import cycle among the package's modules (type-only imports aside: they never run)."""
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph("sqlitestream", exclude_type_checking_imports=True)
+    cycles = []
+    for importer in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(importer)):
+            if importer.startswith(imported + ".") or imported.startswith(importer + "."):
+                continue  # a package and its own modules
+            chain = graph.find_shortest_chain(importer=imported, imported=importer)
+            if chain is not None:
+                cycles.append(" -> ".join((importer, *chain)))
+    assert not cycles, "\n".join(cycles)

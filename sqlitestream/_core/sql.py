@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlitestream.store import EventFilter
+if TYPE_CHECKING:
+    from sqlitestream.store import EventFilter
 
 
 def _names(columns: str) -> list[str]:

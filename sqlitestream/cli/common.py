@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from sqlitestream.cli.output import FORMATS
 from sqlitestream.errors import SqliteStreamError
 
 if TYPE_CHECKING:
+    from sqlitestream.admin import AdminStore
     from sqlitestream.cli.output import Column, Writer
-    from sqlitestream.postgres.store import PostgresSessionStore
-    from sqlitestream.sqlite.store import SQLiteSessionStore
 
-    Store = SQLiteSessionStore | PostgresSessionStore
+    Store = AdminStore
 
 DEFAULT_DB = "sqlitestream.db"
 DB_ENV = "SQLITESTREAM_DB"
@@ -86,7 +86,7 @@ def format_option(func: F) -> F:
     return click.option(
         "--format",
         "fmt",
-        type=click.Choice(["table", "json", "jsonl"]),
+        type=click.Choice(FORMATS),
         default="table",
         show_default=True,
         help="table: aligned, cut to the terminal width; json: one array; jsonl: one object "
@@ -120,18 +120,9 @@ def open_store(*, readonly: bool, create: bool = False) -> Store:
 def open_location(db: str, *, readonly: bool, create: bool = False) -> Store:
     """The store at ``db`` (a SQLite file, or a ``postgresql://`` URL with an optional
     ``schema`` parameter), closed when the command ends; created only if ``create``."""
-    from sqlitestream.postgres.url import is_postgres_url, open_postgres
-    from sqlitestream.sqlite.store import SQLiteSessionStore
+    from sqlitestream.locations import open_store as open_at
 
-    store: Store
-    if is_postgres_url(db):
-        store = open_postgres(db, readonly=readonly, create=create)
-    else:
-        if not create and db != ":memory:" and not os.path.exists(db):
-            raise click.ClickException(
-                f"no store at {db} (nothing was created; `sqlitestream --db {db} init` creates one)"
-            )
-        store = SQLiteSessionStore(db, readonly=readonly)
+    store = open_at(db, readonly=readonly, create=create)
     click.get_current_context().call_on_close(store.close)
     return store
 

@@ -23,16 +23,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlitestream.postgres.url import is_postgres_url, open_postgres
-from sqlitestream._core.validate import check_id, check_int, describe
 from sqlitestream.adapters import RunOutcome, ScriptedAdapter
 from sqlitestream.errors import SqliteStreamError, StoreClosedError, ValidationError
+from sqlitestream.locations import is_postgres_location, open_store
 from sqlitestream.manager import SessionManager
 from sqlitestream.models import Event, EventType, new_id, utc_now
-from sqlitestream.sqlite.store import SQLiteSessionStore
 
 if TYPE_CHECKING:
-    from sqlitestream.postgres.store import PostgresSessionStore
+    from sqlitestream.admin import AdminStore
 
 __all__ = ["DemoSummary", "run_demo", "main"]
 
@@ -104,10 +102,10 @@ def run_demo(
     ``echo`` is one event as seen, then a summary. Raises ``SqliteStreamError`` if the writer
     process fails (its exit code and stderr tail in the message).
     """
-    events = check_int(events, "events", minimum=_MIN_EVENTS, allow_none=False) or _MIN_EVENTS
-    interval_ms = check_int(interval_ms, "interval_ms", minimum=0, allow_none=False) or 0
+    events = _whole(events, "events", _MIN_EVENTS)
+    interval_ms = _whole(interval_ms, "interval_ms", 0)
     if not callable(echo):
-        raise ValidationError(f"echo must be callable, got {describe(echo)}")
+        raise ValidationError(f"echo must be callable, got {type(echo).__name__}")
     session_id = new_id("ses_")
     # Create the file and its schema here, before the writer starts, so the two processes
     # never race to create it.
@@ -116,7 +114,7 @@ def run_demo(
         echo(f"store {path}")
         echo(f"session {session_id}: recorded by a writer process, followed live by this one")
         # A PostgreSQL URL is passed on as given: store.path has no password.
-        target = os.fspath(db_path) if is_postgres_url(os.fspath(db_path)) else path
+        target = os.fspath(db_path) if is_postgres_location(os.fspath(db_path)) else path
         writer = _Writer(target, session_id, events, interval_ms, on_early_exit=store.close)
         try:
             latencies = _follow(SessionManager(store), session_id, echo)
@@ -225,11 +223,17 @@ class _Writer:
         return f"exit code {self._proc.returncode}" + (f": {tail}" if tail else "")
 
 
-def _open_store(db_path: str | os.PathLike[str]) -> SQLiteSessionStore | PostgresSessionStore:
+def _open_store(db_path: str | os.PathLike[str]) -> AdminStore:
     """A SQLite file, or a PostgreSQL store for a ``postgresql://`` URL (``?schema=`` allowed)."""
-    if is_postgres_url(os.fspath(db_path)):
-        return open_postgres(os.fspath(db_path))
-    return SQLiteSessionStore(db_path)
+    return open_store(db_path)
+
+
+def _whole(value: object, name: str, minimum: int) -> int:
+    if type(value) is not int:
+        raise ValidationError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValidationError(f"{name} must be >= {minimum}, got {value}")
+    return value
 
 
 def _child_env() -> dict[str, str]:
@@ -269,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.writer:
-            _write(args.db, check_id(args.session_id, "--session-id"), args.events, args.interval_ms)
+            _write(args.db, args.session_id, args.events, args.interval_ms)
         else:
             run_demo(args.db, events=args.events, interval_ms=args.interval_ms)
     except SqliteStreamError as exc:

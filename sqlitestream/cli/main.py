@@ -106,24 +106,32 @@ def init() -> None:
 )
 @click.pass_obj
 def migrate(config: Config, dry_run: bool, no_backup: bool, backup_path: str | None) -> None:
-    """Show and apply pending schema upgrades, writing a backup copy first.
+    """Show and apply pending schema upgrades, writing a backup copy of a SQLite file first.
 
-    The backup is a consistent copy of the store as it was (refused if the backup file already
-    exists). A store newer than this sqlitestream is refused and left unchanged.
+    The backup is a consistent copy of the file as it was (refused if the backup file already
+    exists). A PostgreSQL store is not backed up to a file (--backup is refused): run
+    pg_dump --schema=NAME first. A store newer than this sqlitestream is refused and left
+    unchanged.
 
     \b
     Example:
       sqlitestream --db events.db migrate --dry-run
       sqlitestream --db events.db migrate
     """
-    from sqlitestream.postgres.url import PostgresSchemas, is_postgres_url
-    from sqlitestream.sqlite.store import SQLiteSessionStore
+    from sqlitestream.locations import (
+        inspect_schema,
+        is_postgres_location,
+        migrate_schema,
+    )
 
     if no_backup and backup_path is not None:
         raise click.UsageError("--backup and --no-backup exclude each other")
-    postgres = is_postgres_url(config.db)
-    schemas = PostgresSchemas if postgres else SQLiteSessionStore
-    status = schemas.inspect_schema(config.db)
+    postgres = is_postgres_location(config.db)
+    if postgres and backup_path is not None:
+        raise click.UsageError(
+            "--backup: a PostgreSQL store is not backed up to a file; run pg_dump --schema=NAME first"
+        )
+    status = inspect_schema(config.db)
     click.echo(
         f"store {status.path}: schema version {status.version}; "
         f"this sqlitestream uses version {status.code_version}"
@@ -138,13 +146,12 @@ def migrate(config: Config, dry_run: bool, no_backup: bool, backup_path: str | N
     if dry_run:
         click.echo("dry run: nothing was changed")
         return
-    if postgres and backup_path is None:
-        no_backup = True  # PostgreSQL: back up with pg_dump first (see the README)
+    if postgres:
+        no_backup = True
+        note("no backup written: back up a PostgreSQL store with pg_dump --schema=NAME first")
     if not no_backup and backup_path is None:
         backup_path = f"{status.path}.schema-v{status.version}.bak"
-    result = schemas.migrate_schema(
-        config.db, backup_path=None if no_backup else backup_path
-    )
+    result = migrate_schema(config.db, backup_path=None if no_backup else backup_path)
     if result.backup_path is not None:
         click.echo(f"backup written to {result.backup_path}")
     click.echo(f"upgraded to schema version {result.to_version}")
@@ -509,7 +516,8 @@ def delete_session(session_id: str, yes: bool) -> None:
 
     store = open_store(readonly=False)
     try:
-        saved = store.get_session(session_id) is not None
+        store.get_session(session_id)
+        saved = True
     except SessionNotFoundError:
         saved = False
     streams = store.list_streams([session_id])

@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlitestream.errors import (
+    MissingDependencyError,
     SqliteStreamError,
     StorageError,
     StoreBusyError,
@@ -56,10 +57,6 @@ _BUSY_STATES = {
     "53300": "the server has too many connections",
     "57P03": "the server is starting up or shutting down",
 }
-
-
-class MissingDependencyError(SqliteStreamError, ImportError):
-    """An optional dependency is not installed. The message names the extra to install."""
 
 
 def load_psycopg() -> ModuleType:

@@ -86,12 +86,6 @@ class NotificationListener:
         self._stopping = False
         self._wake_r, self._wake_w = -1, -1
 
-    @property
-    def listening(self) -> bool:
-        """Whether the thread runs (it may be between connections)."""
-        thread = self._thread
-        return thread is not None and thread.is_alive()
-
     def ensure_started(self, timeout_s: float) -> None:
         """Start the thread if needed and wait until its first ``LISTEN`` succeeded or failed,
         so a waiter that queries after this call cannot miss a notification sent after it."""

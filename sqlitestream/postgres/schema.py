@@ -22,19 +22,19 @@ store's schema, in the same transaction as the new version stamp."""
 
 TABLES = ("sessions", "runs", "streams", "events", "schema_version")
 
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 MAX_SCHEMA_NAME = 48
 """Schema names are short enough that the notification channel ``sqlitestream:<schema>`` fits
 PostgreSQL's 63-byte identifier limit."""
+_SCHEMA_NAME = re.compile(rf"[a-z_][a-z0-9_]{{0,{MAX_SCHEMA_NAME - 1}}}")
 
 
 def check_schema_name(value: object) -> str:
-    """A schema name safe to quote into SQL: lowercase letters, digits and ``_``, 1-48 chars,
-    not starting with a digit or ``pg_`` (reserved by PostgreSQL)."""
+    """A schema name safe to quote into SQL: lowercase letters, digits and ``_``, 1 to
+    ``MAX_SCHEMA_NAME`` chars, not starting with a digit or ``pg_`` (reserved by PostgreSQL)."""
     if not isinstance(value, str) or not _SCHEMA_NAME.fullmatch(value) or value.startswith("pg_"):
         raise ValidationError(
-            "schema must be 1-48 lowercase letters, digits or '_', not starting with a digit "
-            f"or 'pg_', got {describe(value)}"
+            f"schema must be 1-{MAX_SCHEMA_NAME} lowercase letters, digits or '_', not starting "
+            f"with a digit or 'pg_', got {describe(value)}"
         )
     return value
 

@@ -10,14 +10,15 @@ connections, processes and hosts. Long-polls wake on ``LISTEN``/``NOTIFY`` (see
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlitestream._core.batch import plan_batch
 from sqlitestream._core.sql import EventQueries, create, upsert
 from sqlitestream.postgres import schema as _pg_schema
-from sqlitestream.postgres.admin import PostgresAdminMixin, PostgresStoreInfo
+from sqlitestream.postgres import admin as _admin
 from sqlitestream.postgres.connection import Database, MissingDependencyError, redact_dsn
 from sqlitestream.postgres.listener import APPEND_PAYLOAD_SQL, NotificationListener, channel_for, payload
 from sqlitestream.postgres.rows import (
@@ -40,6 +41,14 @@ from sqlitestream.postgres.schema import check_schema_name, quoted
 from sqlitestream.postgres.url import display_url
 from sqlitestream._core.validate import check_choice, check_id, check_int, describe
 from sqlitestream._core.waiting import WakeHub, long_poll
+from sqlitestream.admin import (
+    AdminStore,
+    CheckReport,
+    ProgressCallback,
+    SessionImport,
+    StoreInfo,
+    StreamInfo,
+)
 from sqlitestream.errors import (
     ConflictError,
     EventIdConflictError,
@@ -54,7 +63,6 @@ from sqlitestream.models import Event, EventType, Run, RunStatus, Session, Sessi
 from sqlitestream.store import (
     DEFAULT_MAX_EVENT_BYTES,
     EventFilter,
-    SessionStore,
     check_event,
     check_events,
     check_max_event_bytes,
@@ -64,7 +72,9 @@ from sqlitestream.store import (
 if TYPE_CHECKING:
     from sqlitestream.postgres.connection import Connection
 
-__all__ = ["DEFAULT_SCHEMA", "MissingDependencyError", "PostgresSessionStore", "PostgresStoreInfo"]
+__all__ = ["DEFAULT_SCHEMA", "MissingDependencyError", "PostgresSessionStore"]
+
+T = TypeVar("T")
 
 DEFAULT_SCHEMA = "sqlitestream"
 """The PostgreSQL schema a store lives in unless told otherwise: its own namespace, so its
@@ -119,7 +129,7 @@ class _Sql:
         self.pages = EventQueries(f"{s}.events", PAGE_COLUMNS, "%s", lambda moment: moment)
 
 
-class PostgresSessionStore(PostgresAdminMixin, SessionStore):
+class PostgresSessionStore(AdminStore):
     """The session event store on a PostgreSQL server (psycopg 3).
 
     Args:
@@ -130,11 +140,13 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
         pool_size: the most connections this store object opens for its calls (the long-poll
             listener uses one more). Size it for the threads that call the store at once.
         pool_timeout_ms: how long a call waits for a free connection before ``StoreBusyError``.
-        connect_timeout_s: how long opening one connection may take.
+        connect_timeout_ms: how long opening one connection may take (libpq counts whole
+            seconds: rounded up, at least 1000).
         application_name: shown in ``pg_stat_activity`` for every connection of the store.
         max_event_bytes: the largest encoded ``data`` + ``metadata`` an event may carry.
-        fallback_poll_ms: while a long-poll waits, how often the store also checks the waited
-            sessions in case a notification was lost (the notification itself wakes at once).
+        poll_interval_ms: while a long-poll waits, how often the store also checks the waited
+            sessions in case a notification was lost (the notification itself wakes at once);
+            at least 10.
         readonly: inspect an existing store: nothing is created or upgraded, and the server
             refuses every write (``StorageError``).
         create: when the schema holds no store yet, create it (default) or raise
@@ -152,10 +164,10 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
         schema: str = DEFAULT_SCHEMA,
         pool_size: int = 10,
         pool_timeout_ms: int = 30_000,
-        connect_timeout_s: int = 10,
+        connect_timeout_ms: int = 10_000,
         application_name: str = "sqlitestream",
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-        fallback_poll_ms: int = 1000,
+        poll_interval_ms: int = 1000,
         readonly: bool = False,
         create: bool = True,
     ) -> None:
@@ -164,23 +176,23 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
         self._schema = check_schema_name(schema)
         size = check_int(pool_size, "pool_size", minimum=1, allow_none=False) or 1
         pool_timeout = check_int(pool_timeout_ms, "pool_timeout_ms", minimum=0, allow_none=False) or 0
-        connect_timeout = check_int(connect_timeout_s, "connect_timeout_s", minimum=1, allow_none=False) or 1
+        connect_timeout = check_int(connect_timeout_ms, "connect_timeout_ms", minimum=1000, allow_none=False) or 1000
         if not isinstance(application_name, str) or "\x00" in application_name:
             raise ValidationError(f"application_name must be a string, got {describe(application_name)}")
         self._max_event_bytes = check_max_event_bytes(max_event_bytes)
-        fallback = check_int(fallback_poll_ms, "fallback_poll_ms", minimum=10, allow_none=False) or 10
+        fallback = check_int(poll_interval_ms, "poll_interval_ms", minimum=10, allow_none=False) or 10
         for name, flag in (("readonly", readonly), ("create", create)):
             if type(flag) is not bool:
                 raise ValidationError(f"{name} must be a bool, got {describe(flag)}")
         self._readonly = readonly
         self._create = create
-        self._connect_timeout_s = float(connect_timeout)
+        self._connect_timeout_s = connect_timeout / 1000.0
         self._db = Database(
             dsn,
             application_name=application_name,
             pool_size=size,
             pool_timeout_s=pool_timeout / 1000.0,
-            connect_timeout_s=connect_timeout,
+            connect_timeout_s=math.ceil(connect_timeout / 1000),
             readonly=readonly,
         )
         self._dsn = redact_dsn(dsn)
@@ -519,8 +531,52 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
         self._listener.stop()
         self._db.close()
 
-    def __enter__(self) -> Self:
-        return self
+    # Administration (the AdminStore contract) -----------------------------------------------
+
+    def _transact(self, action: str, work: Callable[[Connection], T]) -> T:
+        self._check_open()
+        return self._db.run(action, work, transaction=True)
+
+    def list_streams(self, session_ids: Iterable[str] | None = None) -> list[StreamInfo]:
+        return _admin.list_streams(self._fetch, self._schema, session_ids)
+
+    def schema_version(self) -> int:
+        """The schema version stamped in the store's schema."""
+        return _admin.schema_version(self._fetch, self._schema)
+
+    def store_info(self) -> StoreInfo:
+        """See :class:`~sqlitestream.admin.StoreInfo`; here with the server's version, its
+        ``synchronous_commit`` setting and the tables' size."""
+        return _admin.store_info(self._fetch, self._schema, path=self._location, dsn=self._dsn)
+
+    def check_integrity(self, *, on_progress: ProgressCallback | None = None) -> CheckReport:
+        """See :meth:`AdminStore.check_integrity`; PostgreSQL checks its own pages (``amcheck``
+        is the tool for that), so here only the log's invariants."""
+        return _admin.check_integrity(self._fetch, self._transact, self._schema, on_progress)
+
+    def import_session(
+        self,
+        session_id: str,
+        *,
+        session: Session | None = None,
+        runs: Sequence[Run] = (),
+        events: Sequence[Event] = (),
+    ) -> SessionImport:
+        """See :meth:`AdminStore.import_session`; here one transaction that holds the
+        session's counter row, so concurrent appends wait for it and cannot interleave."""
+        result = _admin.import_session(
+            self._transact,
+            self._schema,
+            self._channel,
+            self._max_event_bytes,
+            session_id,
+            session=session,
+            runs=runs,
+            events=events,
+        )
+        if result.events_added:
+            self._hub.wake((result.session_id,))
+        return result
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("read-only" if self._readonly else "open")

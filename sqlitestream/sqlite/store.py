@@ -11,15 +11,15 @@ import json
 import os
 import threading
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import apsw
 
 from sqlitestream.sqlite import schema as _schema
-from sqlitestream.sqlite.admin import SQLiteAdminMixin
+from sqlitestream.sqlite import admin as _admin
 from sqlitestream.sqlite.connection import (
     SYNCHRONOUS_LEVELS,
     BusyRetry,
@@ -45,6 +45,14 @@ from sqlitestream.sqlite.sidelock import SideLock
 from sqlitestream._core.validate import check_choice, check_id, check_int, check_text, describe
 from sqlitestream._core.waiting import WakeHub, long_poll
 from sqlitestream.sqlite.watcher import DataVersionWatcher
+from sqlitestream.admin import (
+    AdminStore,
+    CheckReport,
+    ProgressCallback,
+    SessionImport,
+    StoreInfo,
+    StreamInfo,
+)
 from sqlitestream.errors import (
     ConflictError,
     EventIdConflictError,
@@ -71,7 +79,6 @@ from sqlitestream.models import (
 from sqlitestream.store import (
     DEFAULT_MAX_EVENT_BYTES,
     EventFilter,
-    SessionStore,
     check_event,
     check_events,
     check_max_event_bytes,
@@ -104,7 +111,7 @@ _PAGES = EventQueries("events", PAGE_COLUMNS, "?", to_micros)
 _ROWS = RowCodec(to_micros, from_micros, from_micros_many)
 
 
-class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
+class SQLiteSessionStore(AdminStore):
     """The session event store on a SQLite file.
 
     Args:
@@ -117,6 +124,9 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         readonly: open an existing store for inspection: nothing is created or changed and
             every write raises ``StorageError``. This also reads a store in a read-only
             directory or on read-only media, where a writable open fails with ``StorageError``.
+        create: when there is no store at ``path`` (no file, or an empty one), create it
+            (default) or raise ``StorageError`` without creating anything. A ``":memory:"``
+            store is always new.
         max_event_bytes: the largest encoded ``data`` + ``metadata`` an event may carry.
         poll_interval_ms: how often, while a long-poll is waiting, the store checks whether
             another process committed (the in-process wake-up is immediate). On Linux a write
@@ -128,6 +138,14 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
     version is upgraded in one transaction.
     """
 
+    SCHEMA_VERSION: ClassVar[int] = _schema.SCHEMA_VERSION
+    """The schema version (``PRAGMA user_version``) this code creates and upgrades files to."""
+
+    @staticmethod
+    def schema_sql() -> str:
+        """The SQL that creates an empty store's tables at :attr:`SCHEMA_VERSION`."""
+        return _schema.schema_sql()
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -137,6 +155,7 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         readonly: bool = False,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         poll_interval_ms: int = 2,
+        create: bool = True,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise ValidationError(f"path must be a str or a path, got {describe(path)}")
@@ -151,8 +170,9 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
                 f"synchronous must be one of {sorted(SYNCHRONOUS_LEVELS)}, got {describe(synchronous)}"
             )
         self._busy_timeout_ms = check_int(busy_timeout_ms, "busy_timeout_ms", minimum=0, allow_none=False) or 0
-        if type(readonly) is not bool:
-            raise ValidationError(f"readonly must be a bool, got {describe(readonly)}")
+        for name, flag in (("readonly", readonly), ("create", create)):
+            if type(flag) is not bool:
+                raise ValidationError(f"{name} must be a bool, got {describe(flag)}")
         self._max_event_bytes = check_max_event_bytes(max_event_bytes)
         interval = check_int(poll_interval_ms, "poll_interval_ms", minimum=1, allow_none=False) or 1
         self._poll_interval_s = interval / 1000.0
@@ -175,6 +195,11 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         self._side_lock: SideLock | None = None  # writable file stores only
         self._upgraded_from: int | None = None
         self._immutable = False  # a read-only open of a store in a read-only directory
+        if not (create or readonly or self._in_memory) and _no_store_at(self._path):
+            raise StorageError(
+                f"no store at {self._path!r} (create=False: nothing was created; "
+                f"`sqlitestream --db {self._path} init` creates one)"
+            )
         self._open()
 
     # Opening ------------------------------------------------------------------------------
@@ -586,12 +611,48 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         for conn in idle:
             conn.close()
 
-    def __enter__(self) -> SQLiteSessionStore:
-        return self
+    # Administration (the AdminStore contract) -----------------------------------------------
+
+    def list_streams(self, session_ids: Iterable[str] | None = None) -> list[StreamInfo]:
+        return _admin.list_streams(self._fetch, session_ids)
+
+    def store_info(self) -> StoreInfo:
+        """See :class:`~sqlitestream.admin.StoreInfo`; here with the file's sizes, journal mode
+        and this store object's synchronous level."""
+        return _admin.store_info(
+            self._read, path=self._path, in_memory=self._in_memory, synchronous=self._synchronous
+        )
+
+    def check_integrity(self, *, on_progress: ProgressCallback | None = None) -> CheckReport:
+        """See :meth:`AdminStore.check_integrity`; here with SQLite's ``PRAGMA integrity_check``."""
+        return _admin.check_integrity(self._read, on_progress)
+
+    def import_session(
+        self,
+        session_id: str,
+        *,
+        session: Session | None = None,
+        runs: Sequence[Run] = (),
+        events: Sequence[Event] = (),
+    ) -> SessionImport:
+        """See :meth:`AdminStore.import_session`; here one ``BEGIN IMMEDIATE`` transaction."""
+        result = _admin.import_session(
+            self._write, self._max_event_bytes, session_id, session=session, runs=runs, events=events
+        )
+        if result.events_added:
+            self._hub.wake((result.session_id,))
+        return result
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("read-only" if self._readonly else "open")
         return f"SQLiteSessionStore({self._path!r}, synchronous={self._synchronous!r}, {state})"
+
+
+def _no_store_at(path: str) -> bool:
+    try:
+        return os.path.getsize(path) == 0
+    except FileNotFoundError:
+        return True
 
 
 def _queued_transaction(

@@ -13,7 +13,6 @@ from pathlib import Path
 import apsw
 
 from sqlitestream import SQLiteSessionStore
-from sqlitestream.sqlite.schema import SCHEMA_VERSION
 
 from .workloads import _INSERT, dumps, payload, session_name
 
@@ -25,7 +24,7 @@ def cached_store(cache_dir: Path, sessions: int, per_session: int) -> Path:
     """A store with ``sessions`` sessions named ``s00000``... of ``per_session`` events each,
     built once per schema version and reused."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"events-{sessions}x{per_session}-v{SCHEMA_VERSION}.db"
+    path = cache_dir / f"events-{sessions}x{per_session}-v{SQLiteSessionStore.SCHEMA_VERSION}.db"
     if path.exists():
         return path
     partial = path.with_suffix(".partial")

@@ -17,7 +17,13 @@ import threading
 import time
 from typing import Any
 
-from sqlitestream import Event, EventType, SQLiteSessionStore, StoreBusyError, StoreClosedError
+from sqlitestream import (
+    Event,
+    EventType,
+    SQLiteSessionStore,
+    StoreBusyError,
+    StoreClosedError,
+)
 
 
 def _emit(result: dict[str, Any]) -> None:
@@ -60,9 +66,9 @@ def wake_writer(kind: str, db: str, session: str, seed: int) -> None:
 
         close = client.close
     elif kind == "postgres":
-        from sqlitestream.postgres.url import open_postgres
+        from sqlitestream import open_store
 
-        pg_store = open_postgres(db)  # db: a postgresql:// location with its schema
+        pg_store = open_store(db)  # db: a postgresql:// location with its schema
 
         def append(stamp: int) -> None:
             pg_store.append_event_with_sequence(

@@ -12,6 +12,7 @@ import os
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .peers import Unavailable
 from .streaming import timed_wakes
@@ -21,19 +22,18 @@ PG_DSN = os.environ.get("SQLITESTREAM_PG_DSN", "postgresql://postgres@127.0.0.1:
 
 
 def new_location() -> str:
-    """A store location on a fresh schema (see ``sqlitestream.postgres.url``)."""
+    """A store location on a fresh schema (a ``postgresql://`` URL, see ``sqlitestream.open_store``)."""
     separator = "&" if "?" in PG_DSN else "?"
     return f"{PG_DSN}{separator}schema=bench_{secrets.token_hex(5)}"
 
 
 def open_location(location: str) -> Any:
     try:
-        from sqlitestream.postgres.url import open_postgres
-        from sqlitestream.errors import SqliteStreamError
+        from sqlitestream import SqliteStreamError, open_store
     except ImportError as exc:  # pragma: no cover - an old checkout
         raise Unavailable(f"no PostgreSQL store in this sqlitestream ({exc})") from None
     try:
-        return open_postgres(location)
+        return open_store(location)
     except SqliteStreamError as exc:
         raise Unavailable(f"PostgreSQL at {PG_DSN} unusable: {exc}".splitlines()[0]) from None
 
@@ -41,9 +41,10 @@ def open_location(location: str) -> Any:
 def drop(location: str) -> None:
     import psycopg
 
-    from sqlitestream.postgres.url import split_location
-
-    dsn, schema = split_location(location)
+    parts = urlsplit(location)
+    params = parse_qsl(parts.query, keep_blank_values=True)
+    schema = dict(params)["schema"]
+    dsn = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in params if k != "schema"])))
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 

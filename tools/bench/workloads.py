@@ -20,7 +20,6 @@ from typing import Any
 import apsw
 
 from sqlitestream import Event, EventType, InMemorySessionStore, SQLiteSessionStore
-from sqlitestream.sqlite.schema import schema_sql
 
 PAGE = 100
 TEXT = "The quick brown fox jumps over the lazy dog; an agent's message of ordinary size."
@@ -126,7 +125,7 @@ def create_schema_apsw(conn: apsw.Connection) -> None:
     """The store's own schema.sql (the raw baselines write the same tables and indexes)."""
     conn.execute("BEGIN IMMEDIATE")  # several processes may race to create it
     if not conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'events'").fetchall():
-        conn.execute(schema_sql())
+        conn.execute(SQLiteSessionStore.schema_sql())
     conn.execute("COMMIT")
 
 
@@ -242,7 +241,7 @@ class RawSqlite3(_RawTransactions):
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
         if not self.conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'events'").fetchall():
-            self.conn.executescript("BEGIN;" + schema_sql() + ";COMMIT;")
+            self.conn.executescript("BEGIN;" + SQLiteSessionStore.schema_sql() + ";COMMIT;")
         self.session = session
         self.counter = 0
 
