@@ -283,6 +283,11 @@ class InMemorySessionStore(AdminStore):
                         break
             return found
 
+    def _wait_hub(self) -> WakeHub:
+        """See :mod:`sqlitestream._core.waiting`."""
+        self._check_open()
+        return self._hub
+
     def get_latest_sequence(self, session_id: str) -> int:
         session_id = check_id(session_id, "session_id")
         with self._lock:

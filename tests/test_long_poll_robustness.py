@@ -409,3 +409,25 @@ def test_thousands_of_waiters_fit_in_a_small_file_descriptor_limit(tmp_path: Pat
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("0 []"), result.stdout
+
+
+def test_a_session_replaced_while_nobody_waited_does_not_release_its_next_waiter(tmp_path: Path) -> None:
+    """The watcher remembers a session's tip after its waiters leave; if another process
+    deletes and refills it meanwhile, the next waiter (who queried the new log) must get the
+    next event, not an early ``[]`` as if the delete had happened during its wait."""
+    path = tmp_path / "events.db"
+    with SQLiteSessionStore(path) as store:
+        keeper = Waiters([lambda: store.get_events("keep-watching", wait_timeout_ms=LONG)])
+        first = Waiters([lambda: store.get_events("s", wait_timeout_ms=LONG)])
+        _append_in_another_process(path, ["s"])  # the watcher sees s at sequence 1
+        assert first.join() and len(first.results[0]) == 1
+        _delete_in_another_process(path, "s")
+        _append_in_another_process(path, ["s"], "tool_call_started")
+        _append_in_another_process(path, ["s"], "tool_call_completed")
+        assert store.get_latest_sequence("s") == 2
+        late = Waiters([lambda: store.get_events("s", after=2, wait_timeout_ms=LONG)])
+        _append_in_another_process(path, ["s"], "tool_call_failed")
+        assert late.join()
+        assert [(e.sequence_number, e.type.value) for e in late.results[0]] == [(3, "tool_call_failed")]
+        _append_in_another_process(path, ["keep-watching"])
+        assert keeper.join()

@@ -1,8 +1,14 @@
-"""Long-poll waiting: per-session wake-ups for threads blocked in ``get_events``.
+"""Long-poll waiting: per-session wake-ups for threads blocked in ``get_events`` and for
+asyncio tasks awaiting in :mod:`sqlitestream.aio`.
 
 A waiter registers for its session *before* it re-runs its query, so an append that commits
 between the query and the wait still wakes it. Wake-ups are hints: a woken waiter re-queries
 with its cursor, and the query result is the only source of truth.
+
+The built-in stores share their hub with the asyncio facade through one private method,
+``_wait_hub()``: it arms whatever brings other processes' appends to the hub (the SQLite
+watcher starts with the first waiter; the PostgreSQL listener is started and LISTENing when
+it returns, so it may block) and returns the hub.
 """
 
 from __future__ import annotations
@@ -11,16 +17,23 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 from sqlitestream.errors import StoreClosedError
 from sqlitestream.models import Event
 
 
+class Signal(Protocol):
+    """What wakes a waiter: ``set()`` is called from whichever thread appended or watched."""
+
+    def set(self) -> None: ...
+
+
 class _Waiter:
     __slots__ = ("woken", "released")
 
-    def __init__(self) -> None:
-        self.woken = threading.Event()
+    def __init__(self, woken: Signal) -> None:
+        self.woken = woken
         self.released = False
 
 
@@ -46,8 +59,10 @@ class WakeHub:
         return bool(self._waiters)
 
     @contextmanager
-    def waiting(self, session_id: str) -> Iterator[_Waiter]:
-        waiter = _Waiter()
+    def waiting(self, session_id: str, woken: Signal | None = None) -> Iterator[_Waiter]:
+        """Registered for ``session_id`` inside the block: ``woken`` (a new
+        ``threading.Event`` by default) is set on each append, delete or close."""
+        waiter = _Waiter(threading.Event() if woken is None else woken)
         with self._lock:
             if self._closed:
                 raise StoreClosedError("the store is closed")
@@ -98,7 +113,8 @@ def long_poll(
     if events or wait_seconds <= 0:
         return events
     deadline = time.monotonic() + wait_seconds
-    with hub.waiting(session_id) as waiter:
+    woken = threading.Event()
+    with hub.waiting(session_id, woken) as waiter:
         while True:
             events = query()
             if events:
@@ -106,8 +122,8 @@ def long_poll(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
-            waiter.woken.wait(remaining)
-            waiter.woken.clear()
+            woken.wait(remaining)
+            woken.clear()
             if hub.closed:
                 raise StoreClosedError("the store was closed while waiting for events")
             if waiter.released:

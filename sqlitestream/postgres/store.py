@@ -516,6 +516,12 @@ class PostgresSessionStore(AdminStore):
             self._listener.ensure_started(self._connect_timeout_s)
         return long_poll(self._hub, query.session_id, run_query, query.wait_seconds)
 
+    def _wait_hub(self) -> WakeHub:
+        """See :mod:`sqlitestream._core.waiting`: LISTENing when this returns."""
+        self._check_open()
+        self._listener.ensure_started(self._connect_timeout_s)
+        return self._hub
+
     def get_latest_sequence(self, session_id: str) -> int:
         session_id = check_id(session_id, "session_id")
         rows = self._fetch("read the latest sequence", self._sql.latest, (session_id,))

@@ -583,6 +583,11 @@ class SQLiteSessionStore(AdminStore):
 
         return long_poll(self._hub, query.session_id, run_query, query.wait_seconds)
 
+    def _wait_hub(self) -> WakeHub:
+        """See :mod:`sqlitestream._core.waiting` (the watcher starts with the first waiter)."""
+        self._check_open()
+        return self._hub
+
     def get_latest_sequence(self, session_id: str) -> int:
         session_id = check_id(session_id, "session_id")
         rows = self._fetch("read the latest sequence", _LATEST_SEQUENCE, (session_id,))
