@@ -31,6 +31,7 @@ _PUBLIC: dict[str, str] = {
     "SQLiteSessionStore": "sqlite",
     "PostgresSessionStore": "postgres",
     "open_store": "locations",
+    "AsyncStore": "aio",
     "inspect_schema": "locations",
     "migrate_schema": "locations",
     # administration results and callbacks
@@ -108,6 +109,7 @@ if TYPE_CHECKING:  # for type checkers only; must list exactly _PUBLIC (a test c
     from .errors import StoreBusyError as StoreBusyError
     from .errors import StoreClosedError as StoreClosedError
     from .errors import ValidationError as ValidationError
+    from .aio import AsyncStore as AsyncStore
     from .locations import inspect_schema as inspect_schema
     from .locations import migrate_schema as migrate_schema
     from .locations import open_store as open_store
