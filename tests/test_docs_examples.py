@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import PG_DSN_VARIABLE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +68,6 @@ def test_python_block_runs(where: str, code: str, needs_postgres: bool, tmp_path
     script.write_text(code, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
     )
     assert result.returncode == 0, f"{where} failed:\n{result.stdout}\n{result.stderr}"
