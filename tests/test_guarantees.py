@@ -1,4 +1,4 @@
-"""The README's guarantees cannot drift: every test a guarantee names exists."""
+"""The guarantees page cannot drift: every guarantee names a test, and every test it names exists."""
 
 from __future__ import annotations
 
@@ -9,22 +9,23 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+PAGE = (ROOT / "docs" / "guarantees.md").read_text(encoding="utf-8")
 
 
-def _guarantees() -> str:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    match = re.search(r"^## Guarantees\n(.*?)(?=^## |\Z)", readme, re.S | re.M)
-    assert match, "README has no '## Guarantees' section"
-    return match.group(1)
+def _sections() -> dict[str, list[str]]:
+    """The numbered guarantees of each '## ' section that has any, by section title."""
+    sections = {}
+    for match in re.finditer(r"^## ([^\n]+)\n(.*?)(?=^## |\Z)", PAGE, re.S | re.M):
+        title, text = match.groups()
+        start = text.find("\n1. ")
+        if start < 0:
+            continue
+        numbered = text[start + 1 :].split("\n\n", 1)[0]  # the list ends at a blank line
+        sections[title] = re.split(r"\n(?=\d+\. )", numbered)
+    return sections
 
 
-def _items() -> list[str]:
-    text = _guarantees()
-    numbered = text[text.index("\n1. ") + 1 :].split("\n\n", 1)[0]  # the list ends at a blank line
-    return re.split(r"\n(?=\d+\. )", numbered)
-
-
-REFERENCES = sorted(set(re.findall(r"`([\w/]+\.py)::(\w+)`", _guarantees())))
+REFERENCES = sorted(set(re.findall(r"`([\w/]+\.py)::(\w+)`", PAGE)))
 
 
 def _defined_names(path: Path) -> set[str]:
@@ -39,11 +40,13 @@ def _defined_names(path: Path) -> set[str]:
 
 
 def test_every_guarantee_names_a_test() -> None:
-    items = _items()
-    assert len(items) >= 10
-    for number, item in enumerate(items, 1):
-        assert item.startswith(f"{number}. "), item[:40]
-        assert re.search(r"`[\w/]+\.py::\w+`", item), f"guarantee {number} names no test"
+    sections = _sections()
+    assert len(sections) >= 2, "expected the store guarantees and the PostgreSQL guarantees"
+    assert sum(len(items) for items in sections.values()) >= 20
+    for title, items in sections.items():
+        for number, item in enumerate(items, 1):
+            assert item.startswith(f"{number}. "), f"{title}: {item[:40]}"
+            assert re.search(r"`[\w/]+\.py::\w+`", item), f"{title}: guarantee {number} names no test"
 
 
 @pytest.mark.parametrize(("path", "name"), REFERENCES, ids=[f"{p}::{n}" for p, n in REFERENCES])

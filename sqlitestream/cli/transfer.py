@@ -25,8 +25,8 @@ from sqlitestream.errors import SqliteStreamError
 def export_(session_ids: tuple[str, ...], output: str, progress: bool | None) -> None:
     """Write sessions, runs and events as JSON lines: the lossless export format.
 
-    With no SESSION_IDS, every session in the store (saved or only in the log). See the README
-    for the format; `sqlitestream import` loads it.
+    With no SESSION_IDS, every session in the store (saved or only in the log). The format is
+    specified in docs/export-format.md; `sqlitestream import` loads it.
 
     \b
     Example:

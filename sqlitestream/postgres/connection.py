@@ -259,7 +259,7 @@ class Database:
         self.pool = ConnectionPool(self.connect, max_size=pool_size, timeout_s=pool_timeout_s)
 
     def connect(self) -> Connection:
-        """A new connection with the store's settings (see the README's PostgreSQL section).
+        """A new connection with the store's settings (see docs/postgres.md).
 
         ``autocommit``: a read is one statement with no BEGIN/COMMIT round trips; writes open
         their transaction explicitly in :meth:`run`. ``application_name`` makes the store's

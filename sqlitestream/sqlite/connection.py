@@ -108,7 +108,7 @@ def set_busy_handler(conn: apsw.Connection, busy_timeout_ms: int) -> BusyRetry:
 
 
 def apply_settings(conn: apsw.Connection, *, synchronous: str, busy_timeout_ms: int) -> BusyRetry:
-    """The per-connection settings every store connection gets (see the README); returns the
+    """The per-connection settings every store connection gets (see docs/sqlite-file.md); returns the
     connection's busy handler."""
     retry = set_busy_handler(conn, busy_timeout_ms)
     level = SYNCHRONOUS_LEVELS[synchronous]  # never formatted from unchecked input
