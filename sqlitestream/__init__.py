@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .postgres import PostgresSessionStore
     from .sqlite import SQLiteSessionStore
     from .store import SessionStore
+    from .streaming import afollow, follow
 
 __version__ = "0.1.0"
 
@@ -65,6 +66,9 @@ __all__ = [
     "ScriptedAdapter",
     "CommandAdapter",
     "normalise_event_type",
+    # following a session by cursor
+    "follow",
+    "afollow",
     # errors
     "SqliteStreamError",
     "ValidationError",
@@ -105,6 +109,8 @@ _LAZY = {
     "PostgresSessionStore": "postgres.store",
     "SQLiteSessionStore": "sqlite.store",
     "SessionStore": "store",
+    "follow": "streaming",
+    "afollow": "streaming",
 }
 
 
