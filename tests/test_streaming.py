@@ -32,6 +32,7 @@ from sqlitestream import (
     SQLiteSessionStore,
     ValidationError,
 )
+from sqlitestream._follow_contract import Background
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -207,22 +208,6 @@ def test_closing_the_stream_stops_it_and_leaves_the_store_usable(store: SessionS
     assert store.get_latest_sequence("s") == 6
 
 
-def _next_in_thread(stream: Any, count: int, timeout: float = 10.0) -> list[Event]:
-    """The stream's next ``count`` events, read in a worker thread; fails the test if they
-    have not all come after ``timeout`` s (the store fixture's close then ends the thread)."""
-    done = threading.Event()
-    received: list[Event] = []
-
-    def consume() -> None:
-        for _ in range(count):
-            received.append(next(stream))
-        done.set()
-
-    threading.Thread(target=consume, daemon=True).start()
-    assert done.wait(timeout), f"got {seqs(received)}, wanted {count} events"
-    return received
-
-
 @pytest.mark.parametrize("rewritten", [1, 5, 8])
 def test_stream_of_a_deleted_and_rewritten_session_delivers_the_new_log(store: SessionStore, rewritten: int) -> None:
     append(store, "s", 5)
@@ -231,7 +216,9 @@ def test_stream_of_a_deleted_and_rewritten_session_delivers_the_new_log(store: S
     store.delete_session("s")
     new = append(store, "s", rewritten)
 
-    again = _next_in_thread(stream, rewritten)
+    # In a thread, with a deadline: a follower stuck waiting past the old cursor fails the
+    # test instead of hanging it (closing the store at teardown ends the thread).
+    again = Background(lambda: [next(stream) for _ in range(rewritten)]).result()
 
     assert [event.id for event in again] == [event.id for event in new]
     stream.close()
@@ -239,21 +226,14 @@ def test_stream_of_a_deleted_and_rewritten_session_delivers_the_new_log(store: S
 
 def test_stream_waiting_when_the_session_is_deleted_delivers_the_new_log(store: SessionStore) -> None:
     append(store, "s", 3)
+    # A short wait: a delete landing just before the wait begins is seen when it ends.
     stream = SessionManager(store).stream_session_events("s", wait_timeout_ms=100, poll_interval_ms=5)
     assert seqs([next(stream) for _ in range(3)]) == [1, 2, 3]
-    done = threading.Event()
-    received: list[Event] = []
-
-    def consume() -> None:
-        received.extend(next(stream) for _ in range(2))
-        done.set()
-
-    threading.Thread(target=consume, daemon=True).start()
+    waiter = Background(lambda: [next(stream) for _ in range(2)])
     store.delete_session("s")
     new = append(store, "s", 2)
 
-    assert done.wait(10), seqs(received)
-    assert [event.id for event in received] == [event.id for event in new]
+    assert [event.id for event in waiter.result()] == [event.id for event in new]
     stream.close()
 
 
@@ -305,7 +285,6 @@ def test_async_follow_does_not_block_the_event_loop(store: SessionStore) -> None
             for _ in range(3):
                 await until(recording.entered.is_set, "the stream to call the store")
                 recording.entered.clear()
-                await asyncio.sleep(0.01)  # let the stream settle into its wait
                 append(store, "s", 1)
 
         await asyncio.wait_for(asyncio.gather(follow(), write()), timeout=30)
