@@ -32,6 +32,9 @@ _PUBLIC: dict[str, str] = {
     "PostgresSessionStore": "postgres",
     "open_store": "locations",
     "AsyncStore": "aio",
+    # following a session by cursor
+    "follow": "streaming",
+    "afollow": "streaming",
     "inspect_schema": "locations",
     "migrate_schema": "locations",
     # administration results and callbacks
@@ -127,6 +130,8 @@ if TYPE_CHECKING:  # for type checkers only; must list exactly _PUBLIC (a test c
     from .postgres import PostgresSessionStore as PostgresSessionStore
     from .sqlite import SQLiteSessionStore as SQLiteSessionStore
     from .store import SessionStore as SessionStore
+    from .streaming import afollow as afollow
+    from .streaming import follow as follow
 
 
 def __getattr__(name: str) -> object:

@@ -637,21 +637,22 @@ class SessionManager:
     ) -> Generator[Event, None, None]:
         """The session's events after sequence ``after``, each exactly once, in sequence order.
 
-        Reads pages of up to ``limit``. To resume, pass the last sequence number you saw as
-        ``after``. With ``follow`` (default) the iterator waits for new events forever: with
+        :func:`sqlitestream.streaming.follow` on this manager's store: reads pages of up to
+        ``limit``; to resume, pass the last sequence number you saw as ``after``. With
+        ``follow`` (default) the iterator waits for new events forever: with
         ``wait_timeout_ms`` > 0 it long-polls the store (no busy loop); otherwise, or when the
         store returns an empty page early (a store without long-poll), it sleeps
         ``poll_interval_ms`` before asking again. With ``follow=False`` it stops once caught
-        up. It also stops once no event can pass ``before`` any more. Arguments are checked
-        when called (``ValidationError``); the iterator holds nothing between items, so
-        ``close()`` or dropping it releases everything.
+        up. It also stops once no event can pass ``before`` any more. A session deleted while
+        followed (and perhaps written again) is followed again from sequence 1. Arguments are
+        checked when called (``ValidationError``); the iterator holds nothing between items,
+        so ``close()`` or dropping it releases everything.
         """
-        cursor = _streaming.Cursor.build(
-            self._store, session_id, after=after, limit=limit, poll_interval_ms=poll_interval_ms,
-            wait_timeout_ms=wait_timeout_ms, run_id=run_id, type=type, since=since,
-            before=before, follow=follow,
+        return _streaming.follow(
+            self._store, session_id, after=after, run_id=run_id, type=type, since=since,
+            before=before, limit=limit, wait_timeout_ms=wait_timeout_ms,
+            poll_interval_ms=poll_interval_ms, stop_when_caught_up=_not_following(follow),
         )
-        return _streaming.follow(cursor)
 
     def astream_session_events(
         self,
@@ -667,19 +668,19 @@ class SessionManager:
         before: int | None = None,
         follow: bool = True,
     ) -> AsyncGenerator[Event, None]:
-        """:meth:`stream_session_events` as an async iterator for asyncio applications.
+        """:meth:`stream_session_events` as an async iterator for asyncio applications
+        (:func:`sqlitestream.streaming.afollow`).
 
         Store calls run in a worker thread owned by this iterator, never on the event loop;
         long-polls are made in waits of at most 250 ms, so cancelling the consuming task
         ends the iteration at once and the worker thread within 250 ms. Close it with
         ``contextlib.aclosing`` (or let the task be cancelled) to release the thread.
         """
-        cursor = _streaming.Cursor.build(
-            self._store, session_id, after=after, limit=limit, poll_interval_ms=poll_interval_ms,
-            wait_timeout_ms=wait_timeout_ms, run_id=run_id, type=type, since=since,
-            before=before, follow=follow,
+        return _streaming.afollow(
+            self._store, session_id, after=after, run_id=run_id, type=type, since=since,
+            before=before, limit=limit, wait_timeout_ms=wait_timeout_ms,
+            poll_interval_ms=poll_interval_ms, stop_when_caught_up=_not_following(follow),
         )
-        return _streaming.afollow(cursor)
 
     # Helpers ------------------------------------------------------------------------------
 
@@ -705,6 +706,13 @@ class SessionManager:
 
 
 # Argument checks ----------------------------------------------------------------------------
+
+
+def _not_following(follow: object) -> bool:
+    """``stop_when_caught_up`` for the follower, from the stream methods' ``follow`` flag."""
+    if not isinstance(follow, bool):
+        raise ValidationError(f"follow must be a bool, got {describe(follow)}")
+    return not follow
 
 
 def _check_adapter(adapter: object) -> None:

@@ -1,33 +1,137 @@
-"""Following a session by cursor: the loop behind ``SessionManager.stream_session_events``
-and ``astream_session_events``.
+"""Following a session's log by cursor: :func:`follow` and :func:`afollow`.
 
-Both streams share one :class:`Cursor` (the validated query and its position) and one blocking
-read step; the async stream runs that step in a worker thread of its own, in bounded waits.
+This is the one follower: ``SessionManager.stream_session_events`` /
+``astream_session_events`` and ``sqlitestream tail --follow`` are built on it, so they
+behave the same. It works with every ``SessionStore``.
+
+What a caller may rely on:
+
+* Events come in sequence order, each at most once per log, starting after ``after``.
+* With ``wait_timeout_ms`` > 0 an idle follower long-polls the store (no busy loop);
+  otherwise, or when the store answers an empty read early (a store without long-poll), it
+  sleeps ``poll_interval_ms`` before asking again.
+* **A session deleted (and perhaps written again) while followed** is a new log: the follower
+  goes back to its start and delivers the new log from sequence 1, through the same filters,
+  calling ``on_restart`` first. A log only grows, so its first event is its identity: the
+  follower reads the session's first event after each read and restarts when it changed or
+  disappeared. Events of the old log not yet delivered by then are dropped with it. The
+  restart is noticed at the next read, which comes at once when the store releases its
+  long-poll on delete, and at the latest when the current wait times out.
+* ``after`` is taken to belong to the log as it is when :func:`follow` is called (for
+  :func:`afollow`, at its first read); an ``after`` past that log's end is kept (the follower
+  waits for events past it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Generator, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlitestream._core.validate import check_int, describe
 from sqlitestream.errors import ValidationError
-from sqlitestream.models import Event
+from sqlitestream.models import Event, EventType
 from sqlitestream.store import EventFilter, SessionStore
 
+__all__ = ["DEFAULT_WAIT_TIMEOUT_MS", "afollow", "follow"]
+
+DEFAULT_WAIT_TIMEOUT_MS = 30_000
+"""The long-poll timeout of each read when the caller gives none."""
+
 ASYNC_WAIT_CHUNK_MS = 250
-"""Longest single store wait in the async stream: a cancelled task's worker thread returns
+"""Longest single store wait in :func:`afollow`: a cancelled task's worker thread returns
 within this, so cancelling never leaves a thread blocked for a full long-poll."""
 
+OnRestart = Callable[[], object]
 
-@dataclass
-class Cursor:
-    """A stream's validated query and its position, shared by the sync and async streams."""
 
+def follow(
+    store: SessionStore,
+    session_id: str,
+    *,
+    after: int = 0,
+    run_id: str | None = None,
+    type: EventType | str | None = None,
+    since: datetime | None = None,
+    before: int | None = None,
+    limit: int = 100,
+    wait_timeout_ms: int | None = DEFAULT_WAIT_TIMEOUT_MS,
+    poll_interval_ms: int = 250,
+    stop_when_caught_up: bool = False,
+    on_restart: OnRestart | None = None,
+) -> Generator[Event, None, None]:
+    """The session's events after sequence ``after`` that pass the filters, as they are stored.
+
+    Reads pages of up to ``limit`` events. ``run_id``, ``type``, ``since`` and ``before`` filter
+    like ``get_events``; the follower ends once no event can pass ``before`` any more. With
+    ``stop_when_caught_up`` it ends at the first page shorter than ``limit`` instead of
+    waiting. ``wait_timeout_ms`` None or 0 polls every ``poll_interval_ms``. See the module
+    docstring for a session deleted while followed (``on_restart`` is called, then the new
+    log comes from sequence 1).
+
+    Arguments are checked, and the log identified (one read of its first event), when called:
+    ``after`` is taken to belong to the log as it is then, so a caller that printed events
+    up to ``after`` before iterating still sees a replacement made in between. The iterator
+    holds nothing between items, so ``close()`` or dropping it releases everything.
+    """
+    cursor = _Cursor.build(
+        store, session_id, after=after, run_id=run_id, type=type, since=since, before=before,
+        limit=limit, wait_timeout_ms=wait_timeout_ms, poll_interval_ms=poll_interval_ms,
+        stop_when_caught_up=stop_when_caught_up, on_restart=on_restart,
+    )
+    cursor.identify()
+    return _follow(cursor)
+
+
+def afollow(
+    store: SessionStore,
+    session_id: str,
+    *,
+    after: int = 0,
+    run_id: str | None = None,
+    type: EventType | str | None = None,
+    since: datetime | None = None,
+    before: int | None = None,
+    limit: int = 100,
+    wait_timeout_ms: int | None = DEFAULT_WAIT_TIMEOUT_MS,
+    poll_interval_ms: int = 250,
+    stop_when_caught_up: bool = False,
+    on_restart: OnRestart | None = None,
+) -> AsyncGenerator[Event, None]:
+    """:func:`follow` as an async iterator, with the same arguments and behaviour.
+
+    Store calls run in a worker thread owned by this iterator, never on the event loop;
+    long-polls are made in waits of at most 250 ms, so cancelling the consuming task ends the
+    iteration at once and the worker thread within 250 ms. The log is identified at the first
+    read (in the worker, not when called), and ``on_restart`` is called on the event loop.
+    Close it with ``contextlib.aclosing`` (or let the task be cancelled) to release the
+    thread.
+    """
+    return _afollow(_Cursor.build(
+        store, session_id, after=after, run_id=run_id, type=type, since=since, before=before,
+        limit=limit, wait_timeout_ms=wait_timeout_ms, poll_interval_ms=poll_interval_ms,
+        stop_when_caught_up=stop_when_caught_up, on_restart=on_restart,
+    ))
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    events: list[Event]
+    over: bool = False
+    restarted: bool = False
+    idle: bool = False
+    """Nothing came and the store did not wait: sleep before the next read, never spin."""
+
+
+@dataclass(slots=True)
+class _Cursor:
+    """A follower's validated query, its position and the identity of the log it follows."""
+
+    store: SessionStore
     session_id: str
     after: int
     limit: int
@@ -35,8 +139,15 @@ class Cursor:
     wait_timeout_ms: int | None
     filters: dict[str, Any]
     before: int | None
-    follow: bool
-    store: SessionStore
+    stop_when_caught_up: bool
+    on_restart: OnRestart | None
+    first_id: str | None = None
+    """The id of the followed log's first event (None while the log is empty)..."""
+    identified: bool = False
+    """...once the log was first looked at."""
+    checked: bool = False
+    """Whether ``first_id`` is still current: cleared whenever events are handed out, since
+    the caller may take any time before asking for more."""
 
     @classmethod
     def build(
@@ -45,15 +156,16 @@ class Cursor:
         session_id: object,
         *,
         after: object,
-        limit: object,
-        poll_interval_ms: object,
-        wait_timeout_ms: object,
         run_id: object,
         type: object,
         since: object,
         before: object,
-        follow: object,
-    ) -> Cursor:
+        limit: object,
+        wait_timeout_ms: object,
+        poll_interval_ms: object,
+        stop_when_caught_up: object,
+        on_restart: object,
+    ) -> _Cursor:
         query = EventFilter.build(
             session_id, run_id=run_id, type=type, since=since, after=0 if after is None else after,
             before=before, limit=limit, wait_timeout_ms=wait_timeout_ms,
@@ -61,18 +173,18 @@ class Cursor:
         if query.limit is None:
             raise ValidationError("limit must be an int >= 1, got None")
         poll = check_int(poll_interval_ms, "poll_interval_ms", minimum=1, allow_none=False)
-        if not isinstance(follow, bool):
-            raise ValidationError(f"follow must be a bool, got {describe(follow)}")
-        filters: dict[str, Any] = {}
-        if query.run_id is not None:
-            filters["run_id"] = query.run_id
-        if query.type is not None:
-            filters["type"] = query.type
-        if query.since is not None:
-            filters["since"] = query.since
-        if query.before is not None:
-            filters["before"] = query.before
+        if not isinstance(stop_when_caught_up, bool):
+            raise ValidationError(f"stop_when_caught_up must be a bool, got {describe(stop_when_caught_up)}")
+        if on_restart is not None and not callable(on_restart):
+            raise ValidationError(f"on_restart must be callable or None, got {describe(on_restart)}")
+        filters = {
+            name: value
+            for name, value in [("run_id", query.run_id), ("type", query.type), ("since", query.since),
+                                ("before", query.before)]
+            if value is not None
+        }
         return cls(
+            store=store,
             session_id=query.session_id,
             after=query.after or 0,
             limit=query.limit,
@@ -80,58 +192,83 @@ class Cursor:
             wait_timeout_ms=query.wait_timeout_ms or None,
             filters=filters,
             before=query.before,
-            follow=follow,
-            store=store,
+            stop_when_caught_up=stop_when_caught_up,
+            on_restart=on_restart,
         )
 
     @property
     def wait_ms(self) -> int | None:
-        """How long the next store call may wait: only when following, in long-poll mode."""
-        return self.wait_timeout_ms if self.follow else None
+        """How long the next read may wait: only when following, in long-poll mode."""
+        return None if self.stop_when_caught_up else self.wait_timeout_ms
 
-    def read(self, wait_ms: int | None) -> tuple[list[Event], bool]:
-        """The next page from the store, and whether the stream ends after it. Blocking: the
-        async stream runs it in its worker thread."""
+    def identify(self) -> None:
+        """Note which log ``after`` belongs to; the next read checks it is still that log."""
+        self._replaced([])
+        self.checked = False
+
+    def read(self, wait_ms: int | None) -> _Page:
+        """The next page: the events to hand out, and what to do next. Blocking: the async
+        follower runs it in its worker thread."""
+        if not self.checked and self._replaced([]):
+            return self._restart()
+        started = time.monotonic()
         page = self.store.get_events(
             self.session_id, after=self.after, limit=self.limit, wait_timeout_ms=wait_ms, **self.filters
         )
-        if not self.follow and len(page) < self.limit:
-            return page, True
-        if self.before is not None and not page:
-            # Sequences only grow: once the log reached before - 1, nothing more can match.
-            return page, self.store.get_latest_sequence(self.session_id) >= self.before - 1
-        return page, False
+        elapsed = time.monotonic() - started
+        if self._replaced(page):
+            return self._restart()
+        events = self._fresh(page)
+        self.checked = not events
+        if self.stop_when_caught_up and len(page) < self.limit:
+            return _Page(events, over=True)
+        # Sequences only grow: once the log reached before - 1, nothing more can match.
+        if self.before is not None and not page and self.store.get_latest_sequence(self.session_id) >= self.before - 1:
+            return _Page(events, over=True)
+        # An empty page that came back without the store having waited: polling mode, or a
+        # store that ignores wait_timeout_ms.
+        idle = not page and (wait_ms is None or elapsed < wait_ms / 2000.0)
+        return _Page(events, idle=idle)
 
-    def fresh(self, page: list[Event]) -> Iterator[Event]:
-        """The page's events past the cursor, advancing it as each one is handed out (so a
-        store that repeats or reorders events still cannot make us deliver one twice)."""
+    def _replaced(self, page: list[Event]) -> bool:
+        """Whether the followed log was replaced (the session deleted, perhaps written again):
+        its first event is no longer the one we knew, or the page holds a different one."""
+        head = self.store.get_events(self.session_id, before=2, limit=1)
+        now = head[0].id if head else None
+        witness = next((event.id for event in page if event.sequence_number == 1), None)
+        known = self.first_id if self.identified else now
+        self.first_id, self.identified, self.checked = now, True, True
+        return (known is not None and now != known) or (witness is not None and witness != now)
+
+    def _restart(self) -> _Page:
+        self.after = 0
+        return _Page([], restarted=True)
+
+    def _fresh(self, page: list[Event]) -> list[Event]:
+        """The page's events past the cursor, advancing it (so a store that repeats or
+        reorders events still cannot make us deliver one twice)."""
+        fresh = []
         for event in page:
             seq = event.sequence_number or 0
             if seq > self.after:
                 self.after = seq
-                yield event
-
-    def returned_early(self, wait_ms: int | None, elapsed_s: float) -> bool:
-        """Whether an empty page came back without the store having waited (polling mode, or
-        a store that ignores ``wait_timeout_ms``): then the caller sleeps, never spins."""
-        return wait_ms is None or elapsed_s < wait_ms / 2000.0
+                fresh.append(event)
+        return fresh
 
 
-def follow(cursor: Cursor) -> Generator[Event, None, None]:
-    """Events past the cursor, each once, in order; sleeps instead of spinning when idle."""
+def _follow(cursor: _Cursor) -> Generator[Event, None, None]:
     while True:
-        wait_ms = cursor.wait_ms
-        started = time.monotonic()
-        page, over = cursor.read(wait_ms)
-        yield from cursor.fresh(page)
-        if over:
+        page = cursor.read(cursor.wait_ms)
+        if page.restarted and cursor.on_restart is not None:
+            cursor.on_restart()
+        yield from page.events
+        if page.over:
             return
-        if not page and cursor.returned_early(wait_ms, time.monotonic() - started):
+        if page.idle:
             time.sleep(cursor.poll_s)
 
 
-async def afollow(cursor: Cursor) -> AsyncGenerator[Event, None]:
-    """:func:`follow` for asyncio: every store call runs in this stream's own worker thread."""
+async def _afollow(cursor: _Cursor) -> AsyncGenerator[Event, None]:
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlitestream-astream")
     try:
         loop = asyncio.get_running_loop()
@@ -139,13 +276,14 @@ async def afollow(cursor: Cursor) -> AsyncGenerator[Event, None]:
             wait_ms = cursor.wait_ms
             if wait_ms is not None:
                 wait_ms = min(wait_ms, ASYNC_WAIT_CHUNK_MS)
-            started = time.monotonic()
-            page, over = await loop.run_in_executor(executor, cursor.read, wait_ms)
-            for event in cursor.fresh(page):
+            page = await loop.run_in_executor(executor, cursor.read, wait_ms)
+            if page.restarted and cursor.on_restart is not None:
+                cursor.on_restart()
+            for event in page.events:
                 yield event
-            if over:
+            if page.over:
                 return
-            if not page and cursor.returned_early(wait_ms, time.monotonic() - started):
+            if page.idle:
                 await asyncio.sleep(cursor.poll_s)
     finally:
         # Do not wait: a worker still inside a (bounded) store wait finishes on its own.

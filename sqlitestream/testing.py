@@ -11,7 +11,8 @@ Subclass :class:`SessionStoreContract` in a ``test_*.py`` file and provide a fac
 The class name does not start with ``Test``, so pytest collects only your subclass. Durable
 stores also override :meth:`SessionStoreContract.reopen` (close and open the same storage) so
 the persistence tests run; stores that cannot long-poll set ``supports_long_poll = False``.
-Requires pytest.
+The same class runs the cursor follower (:func:`sqlitestream.streaming.follow`) on your
+store. Requires pytest.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from sqlitestream._follow_contract import DEADLINE_S, Background, FollowContract
 from sqlitestream.errors import (
     ConflictError,
     EventIdConflictError,
@@ -50,45 +52,16 @@ def _seqs(events: list[Event]) -> list[int | None]:
     return [event.sequence_number for event in events]
 
 
-class _Background:
-    """Run a call in a thread; ``result()`` waits for it with a deadline."""
+class SessionStoreContract(FollowContract):
+    """Every rule of the ``SessionStore`` contract, one behaviour per test, and the cursor
+    follower (:mod:`sqlitestream.streaming`) on the store.
 
-    def __init__(self, target: Any, *args: Any, **kwargs: Any) -> None:
-        self._done = threading.Event()
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self.started = threading.Event()
-
-        def run() -> None:
-            self.started.set()
-            try:
-                self._value = target(*args, **kwargs)
-            except BaseException as exc:  # handed to the test thread by result()
-                self._error = exc
-            finally:
-                self._done.set()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        self.started.wait(5)
-
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    def result(self, timeout: float = 10.0) -> Any:
-        assert self._done.wait(timeout), "background call did not finish in time"
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
-class SessionStoreContract:
-    """Every rule of the ``SessionStore`` contract, one behaviour per test."""
+    No test sleeps and hopes: a waiter is checked by what it returns (the event appended
+    after it started, or ``[]`` no sooner than its timeout), and an idempotent action that
+    should release a waiter is repeated until it does, within a deadline.
+    """
 
     supports_long_poll = True
-    #: How long a long-poll test lets a waiter sit before appending (a waiter that returned
-    #: early is a failure either way; this only makes the "it really waited" case likely).
-    settle_seconds = 0.05
 
     # Factory hooks ---------------------------------------------------------------------------
 
@@ -613,36 +586,31 @@ class SessionStoreContract:
 
     def test_long_poll_returns_at_once_when_events_exist(self, store: SessionStore) -> None:
         store.append_event(_event())
-        waiter = _Background(store.get_events, "s1", wait_timeout_ms=60_000)
-        assert _seqs(waiter.result(timeout=10)) == [1]
+        waiter = Background(store.get_events, "s1", wait_timeout_ms=60_000)
+        assert _seqs(waiter.result()) == [1]
 
     def test_long_poll_wakes_on_matching_append(self, store: SessionStore) -> None:
         self._require_long_poll()
         store.append_event(_event())
-        waiter = _Background(store.get_events, "s1", after=1, wait_timeout_ms=30_000)
-        time.sleep(self.settle_seconds)
-        assert not waiter.done()
+        waiter = Background(store.get_events, "s1", after=1, wait_timeout_ms=60_000)
         store.append_event(_event(id="wake"))
+        # Returning early (with []) or missing the append both fail here.
         assert [e.id for e in waiter.result()] == ["wake"]
 
     def test_long_poll_ignores_other_sessions_types_and_runs(self, store: SessionStore) -> None:
         self._require_long_poll()
-        waiter = _Background(
-            store.get_events, "s1", type="tool_call_started", run_id="r1", wait_timeout_ms=30_000
+        waiter = Background(
+            store.get_events, "s1", type="tool_call_started", run_id="r1", wait_timeout_ms=60_000
         )
-        time.sleep(self.settle_seconds)
         store.append_event(_event("s2", "tool_call_started", run_id="r1"))
         store.append_event(_event("s1", "message_sent", run_id="r1"))
         store.append_event(_event("s1", "tool_call_started", run_id="r2"))
-        time.sleep(self.settle_seconds)
-        assert not waiter.done()
         store.append_event(_event("s1", "tool_call_started", run_id="r1", id="match"))
         assert [e.id for e in waiter.result()] == ["match"]
 
     def test_long_poll_returns_up_to_limit(self, store: SessionStore) -> None:
         self._require_long_poll()
-        waiter = _Background(store.get_events, "s1", limit=2, wait_timeout_ms=30_000)
-        time.sleep(self.settle_seconds)
+        waiter = Background(store.get_events, "s1", limit=2, wait_timeout_ms=60_000)
         store.append_events([_event(), _event(), _event()])
         assert _seqs(waiter.result()) == [1, 2]
 
@@ -653,25 +621,27 @@ class SessionStoreContract:
         assert time.monotonic() - started >= 0.09
 
     def test_no_wait_when_unset_or_zero(self, store: SessionStore) -> None:
-        waiter = _Background(lambda: (store.get_events("s1"), store.get_events("s1", wait_timeout_ms=0)))
-        assert waiter.result(timeout=5) == ([], [])
+        waiter = Background(lambda: (store.get_events("s1"), store.get_events("s1", wait_timeout_ms=0)))
+        assert waiter.result() == ([], [])
 
     def test_long_poll_released_when_session_deleted(self, store: SessionStore) -> None:
         self._require_long_poll()
         store.append_event(_event())
-        waiter = _Background(store.get_events, "s1", after=1, wait_timeout_ms=60_000)
-        time.sleep(self.settle_seconds)
-        store.delete_session("s1")
-        assert waiter.result(timeout=10) == []
+        waiter = Background(store.get_events, "s1", after=1, wait_timeout_ms=60_000)
+        # The waiter may start waiting after a delete; deleting is idempotent, so repeat it.
+        deadline = time.monotonic() + DEADLINE_S
+        while not waiter.wait(0.01):
+            assert time.monotonic() < deadline, "deleting the session did not release the waiter"
+            store.delete_session("s1")
+        assert waiter.result() == []
 
     def test_long_poll_raises_closed_when_store_closes(self, tmp_path: Path) -> None:
         self._require_long_poll()
         store = self.make_store(tmp_path)
-        waiter = _Background(store.get_events, "s1", wait_timeout_ms=60_000)
-        time.sleep(self.settle_seconds)
-        store.close()
+        waiter = Background(store.get_events, "s1", wait_timeout_ms=60_000)
+        store.close()  # a waiter that starts only now raises the same
         with pytest.raises(StoreClosedError):
-            waiter.result(timeout=10)
+            waiter.result()
 
     # Closing ---------------------------------------------------------------------------------
 

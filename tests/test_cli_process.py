@@ -274,3 +274,39 @@ def test_progress_bar_appears_only_on_a_terminal(tmp_path: Path) -> None:
     # Without a terminal (a pipe), nothing unless asked.
     quiet = subprocess.run(export, capture_output=True, env=environment(), timeout=DEADLINE)
     assert (quiet.returncode, quiet.stderr) == (0, b"")
+
+
+def test_tail_follow_starts_again_from_sequence_1_when_the_session_is_written_again(db: Path) -> None:
+    """The follower is stopped (SIGSTOP) while the session is deleted and written again
+    longer than before, so it cannot see the moment the log was empty: it must still print
+    the whole new log, not only the events numbered past where it was."""
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "sqlitestream", "--db", str(db), "tail", "s1", "--follow", "--format", "jsonl"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+    )
+    try:
+        lines = Lines(follower.stdout)  # type: ignore[arg-type]
+        with SQLiteSessionStore(db) as store:
+            assert [json.loads(lines.next() or "null")["id"] for _ in range(2)] == ["e1", "e2"]
+            follower.send_signal(signal.SIGSTOP)
+            try:
+                store.delete_session("s1")
+                store.append_events([Event(type="message_sent", session_id="s1", id=f"n{i}") for i in range(1, 5)])
+            finally:
+                follower.send_signal(signal.SIGCONT)
+        again = [json.loads(lines.next() or "null") for _ in range(4)]
+        assert [(event["id"], event["sequence_number"]) for event in again] == [
+            ("n1", 1), ("n2", 2), ("n3", 3), ("n4", 4)
+        ]
+        follower.send_signal(signal.SIGINT)
+        follower.wait(DEADLINE)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    stderr = follower.stderr.read()  # type: ignore[union-attr]
+    assert follower.returncode == 130
+    assert "following it from sequence 1" in stderr and "Traceback" not in stderr

@@ -11,7 +11,6 @@ an unexpected error).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +36,6 @@ if TYPE_CHECKING:
     from sqlitestream.models import Event
 
 __all__ = ["cli", "main"]
-
-_FOLLOW_WAIT_MS = 30_000
 
 # The group -----------------------------------------------------------------------------------
 
@@ -356,7 +353,9 @@ def tail(
     """The session's last N events; with --follow, then every new event as it is appended.
 
     Following uses the store's long-poll (no busy polling) and sees appends from any process;
-    each event is flushed as it is printed, so it works in a pipe. Ctrl-C ends it (exit 130).
+    each event is flushed as it is printed, so it works in a pipe. A session deleted while
+    followed (and perhaps written again) is followed again from sequence 1, with a note on
+    stderr. Ctrl-C ends it (exit 130).
 
     \b
     Example:
@@ -374,15 +373,26 @@ def tail(
     floor = after or 0
     writer = output_writer(fmt, EVENT_COLUMNS)
     shown = _last_events(store, session_id, count, floor, top, filters)
-    writer.write(event.to_dict() for event in shown)
     cursor = max(floor, top)
     if follow:
-        wait = _FOLLOW_WAIT_MS if wait_ms is None else wait_ms
-        for event in _follow(store, session_id, cursor, wait, filters):
+        from sqlitestream.streaming import DEFAULT_WAIT_TIMEOUT_MS
+        from sqlitestream.streaming import follow as follow_session
+
+        def restarted() -> None:
+            note(f"session {session_id} was deleted or restarted; following it from sequence 1")
+
+        # Made before the first lines are printed: it tells the log they came from.
+        arriving = follow_session(
+            store, session_id, after=cursor, limit=PAGE, on_restart=restarted,
+            wait_timeout_ms=DEFAULT_WAIT_TIMEOUT_MS if wait_ms is None else wait_ms, **filters,
+        )
+        writer.write(event.to_dict() for event in shown)
+        for event in arriving:
             writer.write([event.to_dict()])
-    elif wait_ms and not shown and count:
-        arrived = store.get_events(session_id, after=cursor, limit=count, wait_timeout_ms=wait_ms, **filters)
-        writer.write(event.to_dict() for event in arrived)
+    else:
+        if wait_ms and not shown and count:
+            shown = store.get_events(session_id, after=cursor, limit=count, wait_timeout_ms=wait_ms, **filters)
+        writer.write(event.to_dict() for event in shown)
     writer.close()
 
 
@@ -405,21 +415,6 @@ def _last_events(
         upper = lower + 1
         window *= 4
     return found[-count:] if count else []
-
-
-def _follow(
-    store: Store, session_id: str, cursor: int, wait_ms: int, filters: dict[str, Any]
-) -> Iterator[Event]:
-    while True:
-        page = store.get_events(
-            session_id, after=cursor, limit=PAGE, wait_timeout_ms=wait_ms, **filters
-        )
-        if page:
-            yield from page
-            cursor = page[-1].sequence_number or cursor
-        elif store.get_latest_sequence(session_id) < cursor:
-            note(f"session {session_id} was deleted or restarted; following it from sequence 1")
-            cursor = 0
 
 
 # Writing --------------------------------------------------------------------------------------

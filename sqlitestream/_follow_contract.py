@@ -1,0 +1,133 @@
+"""The follower part of the contract kit: :func:`sqlitestream.streaming.follow` and
+:func:`~sqlitestream.streaming.afollow` on the store under test, mixed into
+:class:`sqlitestream.testing.SessionStoreContract`. Requires pytest."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from typing import Any
+
+import pytest
+
+from sqlitestream.models import Event
+from sqlitestream.store import SessionStore
+from sqlitestream.streaming import afollow, follow
+
+# Long enough never to end a passing test; short enough that a broken store fails it soon.
+DEADLINE_S = 10.0
+
+
+class Background:
+    """Run a call in a thread; ``result()`` waits for it, failing the test after a deadline.
+
+    A call still blocked in the store when the test ends is ended by the fixture closing the
+    store (long-polls then raise ``StoreClosedError``)."""
+
+    def __init__(self, target: Any, *args: Any, **kwargs: Any) -> None:
+        self._done = threading.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._value = target(*args, **kwargs)
+            except BaseException as exc:  # handed to the test thread by result()
+                self._error = exc
+            finally:
+                self._done.set()
+
+        threading.Thread(target=run, daemon=True).start()
+
+    def wait(self, timeout: float) -> bool:
+        """Whether the call has finished, waiting up to ``timeout`` s for it."""
+        return self._done.wait(timeout)
+
+    def result(self, timeout: float = DEADLINE_S) -> Any:
+        assert self._done.wait(timeout), "background call did not finish in time"
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _events(session_id: str, ids: list[str], **fields: Any) -> list[Event]:
+    return [Event(type="message_sent", session_id=session_id, id=id, **fields) for id in ids]
+
+
+def _stored(events: list[Event]) -> list[tuple[str, int | None]]:
+    return [(event.id, event.sequence_number) for event in events]
+
+
+class FollowContract:
+    """The one cursor follower on this store: in order, each event once, and a session
+    deleted and written again followed from sequence 1."""
+
+    def test_follow_catches_up_in_order_and_stops(self, store: SessionStore) -> None:
+        stored = store.append_events(
+            _events("s1", [f"e{i}" for i in range(7)]) + _events("s1", ["r1", "r2"], run_id="r")
+        )
+
+        caught_up = list(follow(store, "s1", limit=3, stop_when_caught_up=True))
+        of_run = list(follow(store, "s1", after=8, run_id="r", stop_when_caught_up=True))
+
+        assert _stored(caught_up) == _stored(stored)
+        assert _stored(of_run) == [("r2", 9)]
+
+    def test_follow_delivers_an_event_appended_while_it_waits(self, store: SessionStore) -> None:
+        events = follow(store, "s1", wait_timeout_ms=60_000, poll_interval_ms=5)
+        waiter = Background(next, events)
+        store.append_event(Event(type="message_sent", session_id="s1", id="wake"))
+        assert waiter.result().id == "wake"
+        events.close()
+
+    @pytest.mark.parametrize("rewritten", [1, 3, 5])
+    def test_follow_starts_again_at_sequence_1_when_the_session_is_written_again(
+        self, store: SessionStore, rewritten: int
+    ) -> None:
+        store.append_events(_events("s1", ["old1", "old2", "old3"]))
+        events = follow(store, "s1", wait_timeout_ms=60_000, poll_interval_ms=5)
+        assert [next(events).id for _ in range(3)] == ["old1", "old2", "old3"]
+        store.delete_session("s1")
+        new = store.append_events(_events("s1", [f"new{i}" for i in range(1, rewritten + 1)]))
+
+        again = Background(lambda: [next(events) for _ in range(rewritten)]).result()
+
+        assert _stored(again) == _stored(new)
+        events.close()
+
+    def test_follow_waiting_when_the_session_is_deleted_follows_the_new_log(
+        self, store: SessionStore
+    ) -> None:
+        store.append_event(Event(type="message_sent", session_id="s1", id="old"))
+        restarts: list[str] = []
+        # A short wait: a delete that lands just before the follower's wait begins is seen
+        # when that wait ends.
+        events = follow(
+            store, "s1", wait_timeout_ms=100, poll_interval_ms=5, on_restart=lambda: restarts.append("s1")
+        )
+        assert next(events).id == "old"
+        waiter = Background(next, events)
+        store.delete_session("s1")
+        store.append_event(Event(type="message_sent", session_id="s1", id="new"))
+
+        assert _stored([waiter.result()]) == [("new", 1)]
+        assert restarts == ["s1"]
+        events.close()
+
+    def test_afollow_starts_again_at_sequence_1_when_the_session_is_written_again(
+        self, store: SessionStore
+    ) -> None:
+        store.append_events(_events("s1", ["old1", "old2"]))
+
+        async def scenario() -> list[Event]:
+            events = afollow(store, "s1", wait_timeout_ms=60_000, poll_interval_ms=5)
+            async with contextlib.aclosing(events):
+                seen = [await anext(events) for _ in range(2)]
+                store.delete_session("s1")
+                store.append_events(_events("s1", ["new1", "new2", "new3"]))
+                for _ in range(3):
+                    seen.append(await asyncio.wait_for(anext(events), DEADLINE_S))
+            return seen
+
+        assert [event.id for event in asyncio.run(scenario())] == ["old1", "old2", "new1", "new2", "new3"]
