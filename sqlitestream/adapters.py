@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Protocol, runtime_checkable
 
 from sqlitestream._core.validate import check_int, check_json_object, describe
-from sqlitestream.errors import ProviderError, SqliteStreamError, ValidationError
+from sqlitestream.errors import ProviderError, ValidationError
 from sqlitestream.models import Event, EventType, Run, Session
 
 __all__ = [

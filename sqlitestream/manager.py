@@ -14,17 +14,34 @@ from collections.abc import (
     Iterable,
     Mapping,
 )
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlitestream import streaming as _streaming
 from sqlitestream._core.validate import check_id, check_json_object, describe
-from sqlitestream.adapters import ProviderAdapter, ProviderError, RunOutcome, normalise_event_type
+from sqlitestream._runs import (
+    EventCallback,
+    Execution,
+    Sink,
+    adapter_event,
+    check_adapter,
+    check_adapter_opts,
+    check_callback,
+    check_input,
+    check_names,
+    describe_error,
+    input_messages,
+    not_following,
+)
+from sqlitestream.adapters import (
+    ProviderAdapter,
+    ProviderError,
+    RunOutcome,
+)
 from sqlitestream.errors import (
     ConflictError,
     SqliteStreamError,
-    StorageError,
     ValidationError,
 )
 from sqlitestream.models import (
@@ -35,17 +52,12 @@ from sqlitestream.models import (
     Session,
     SessionStatus,
     new_id,
-    parse_timestamp,
     utc_now,
 )
 from sqlitestream.store import SessionStore
 
 __all__ = ["SessionManager", "RunResult", "RunOnceResult", "EventCallback"]
 
-EventCallback = Callable[[Event], None]
-"""Called with each stored ``Event`` (sequence number set) right after it is appended."""
-
-_EVENT_DATA_KEYS = frozenset({"type", "data", "metadata", "timestamp", "status", "id"})
 _TERMINAL_SESSION = frozenset({SessionStatus.COMPLETED, SessionStatus.FAILED, SessionStatus.CANCELLED})
 _OPEN_SESSION = frozenset({SessionStatus.PENDING, SessionStatus.ACTIVE, SessionStatus.PAUSED})
 
@@ -80,41 +92,6 @@ class RunOnceResult:
     run_id: str
 
 
-@dataclass
-class _Sink:
-    """Where a call's stored events go: its result list and the user's callback."""
-
-    callback: EventCallback | None = None
-    events: list[Event] = field(default_factory=list)
-
-    def deliver(self, event: Event) -> None:
-        self.events.append(event)
-        if self.callback is not None:
-            self.callback(event)
-
-
-@dataclass
-class _Execution:
-    """The state of one run executing in this manager, shared by emit, cancel and finish."""
-
-    run: Run
-    session: Session
-    sink: _Sink
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    cancelled: bool = False
-    finished: bool = False
-    saw_run_failed: bool = False
-    # Events stored under an id the adapter chose, so a re-sent id is delivered only once.
-    emitted: dict[str, Event] = field(default_factory=dict)
-    # The first failure inside emit: (error code, exception). It fails the run even if the
-    # adapter caught it.
-    emit_failure: tuple[str, BaseException] | None = None
-
-    def note_failure(self, code: str, exc: BaseException) -> None:
-        if self.emit_failure is None:
-            self.emit_failure = (code, exc)
-
-
 class SessionManager:
     """Runs agent sessions through an adapter and records every step in ``store``.
 
@@ -127,11 +104,11 @@ class SessionManager:
         if not isinstance(store, SessionStore):
             raise ValidationError(f"store must be a SessionStore, got {describe(store)}")
         if adapter is not None:
-            _check_adapter(adapter)
+            check_adapter(adapter)
         self._store = store
         self._adapter = adapter
         self._lock = threading.Lock()
-        self._executions: dict[str, _Execution] = {}
+        self._executions: dict[str, Execution] = {}
 
     @property
     def store(self) -> SessionStore:
@@ -158,28 +135,28 @@ class SessionManager:
         ``session_id`` lets the caller choose the id (so another process can follow it before
         it exists); an id already saved raises ``ConflictError`` and writes nothing.
         """
-        return self._start_session(agent_id, metadata, context, tags, session_id, _Sink())
+        return self._start_session(agent_id, metadata, context, tags, session_id, Sink())
 
     def activate_session(self, session_id: str) -> Session:
         """Pending or paused -> active; appends ``session_started``."""
         return self._transition(
-            session_id, SessionStatus.ACTIVE, EventType.SESSION_STARTED, {}, _Sink(),
+            session_id, SessionStatus.ACTIVE, EventType.SESSION_STARTED, {}, Sink(),
             allowed=frozenset({SessionStatus.PENDING, SessionStatus.PAUSED}),
         )
 
     def complete_session(self, session_id: str) -> Session:
         """Any open status -> completed; appends ``session_completed``."""
         return self._transition(
-            session_id, SessionStatus.COMPLETED, EventType.SESSION_COMPLETED, {}, _Sink()
+            session_id, SessionStatus.COMPLETED, EventType.SESSION_COMPLETED, {}, Sink()
         )
 
     def fail_session(self, session_id: str, error: BaseException | Mapping[str, Any] | str) -> Session:
         """Any open status -> failed; appends ``session_failed`` with ``error_code`` and
         ``error_message`` (from a ``ProviderError``, any exception, a ``{"code", "message"}``
         dict, or a message string)."""
-        code, message, _ = _describe_error(error)
+        code, message, _ = describe_error(error)
         data = {"error_code": code, "error_message": message}
-        return self._transition(session_id, SessionStatus.FAILED, EventType.SESSION_FAILED, data, _Sink())
+        return self._transition(session_id, SessionStatus.FAILED, EventType.SESSION_FAILED, data, Sink())
 
     def _start_session(
         self,
@@ -188,7 +165,7 @@ class SessionManager:
         context: dict[str, Any] | None,
         tags: list[str] | None,
         session_id: str | None,
-        sink: _Sink,
+        sink: Sink,
     ) -> Session:
         provider = self._provider()
         if agent_id is None:
@@ -216,7 +193,7 @@ class SessionManager:
         status: SessionStatus,
         event_type: EventType,
         data: dict[str, Any],
-        sink: _Sink,
+        sink: Sink,
         *,
         allowed: frozenset[SessionStatus] = _OPEN_SESSION,
     ) -> Session:
@@ -247,9 +224,9 @@ class SessionManager:
         ``SessionNotFoundError``; a completed, failed or cancelled one: ``ConflictError``.
         """
         adapter = self._require_adapter()
-        run_input = _check_input(input)
-        required = _check_names(required_capabilities, "required_capabilities")
-        optional = _check_names(optional_capabilities, "optional_capabilities")
+        run_input = check_input(input)
+        required = check_names(required_capabilities, "required_capabilities")
+        optional = check_names(optional_capabilities, "optional_capabilities")
         session = self._store.get_session(check_id(session_id, "session_id"))
         if session.status in _TERMINAL_SESSION:
             raise ConflictError(f"session {session.id!r} is {session.status.value}; start a new one")
@@ -286,10 +263,10 @@ class SessionManager:
         event data, or the callback's own exception. A run cancelled meanwhile raises
         ``ProviderError(code="cancelled")``. A run that is not pending raises ``ConflictError``.
         """
-        _check_callback(event_callback)
-        opts = _check_adapter_opts(adapter_opts)
+        check_callback(event_callback)
+        opts = check_adapter_opts(adapter_opts)
         self._require_adapter()
-        return self._execute(check_id(run_id, "run_id"), _Sink(event_callback), opts)
+        return self._execute(check_id(run_id, "run_id"), Sink(event_callback), opts)
 
     def run_once(
         self,
@@ -311,11 +288,11 @@ class SessionManager:
         session_cancelled, and ``ProviderError(code="cancelled")``. ``event_callback`` gets
         every event this call appends.
         """
-        _check_callback(event_callback)
-        opts = _check_adapter_opts(adapter_opts)
+        check_callback(event_callback)
+        opts = check_adapter_opts(adapter_opts)
         self._require_adapter()
-        _check_input(input)  # before anything is written
-        sink = _Sink(event_callback)
+        check_input(input)  # before anything is written
+        sink = Sink(event_callback)
         session = self._start_session(agent_id, metadata, context, tags, session_id, sink)
         run: Run | None = None
         try:
@@ -366,10 +343,10 @@ class SessionManager:
             raise ConflictError(f"run {run_id!r} already ended {run.status.value}")
         cancelled = replace(run, status=RunStatus.CANCELLED, ended_at=utc_now())
         self._store.save_run(cancelled)
-        self._append(self._event(EventType.RUN_CANCELLED, run.session_id, run.id, {}), _Sink())
+        self._append(self._event(EventType.RUN_CANCELLED, run.session_id, run.id, {}), Sink())
         return cancelled
 
-    def _cancel_executing(self, execution: _Execution) -> Run:
+    def _cancel_executing(self, execution: Execution) -> Run:
         marked = False
         try:
             # Under the execution's lock, so no adapter event slips in between the cancel
@@ -392,7 +369,7 @@ class SessionManager:
                 # Outside the lock: an adapter's cancel may wait for its execute to wind down.
                 self._require_adapter().cancel(execution.run.id)
 
-    def _execute(self, run_id: str, sink: _Sink, adapter_opts: dict[str, Any]) -> RunResult:
+    def _execute(self, run_id: str, sink: Sink, adapter_opts: dict[str, Any]) -> RunResult:
         adapter = self._require_adapter()
         run = self._store.get_run(run_id)
         if run.status is not RunStatus.PENDING:
@@ -403,13 +380,13 @@ class SessionManager:
             if run_id in self._executions:
                 raise ConflictError(f"run {run_id!r} is already executing")
             run = replace(run, status=RunStatus.RUNNING, started_at=utc_now())
-            execution = _Execution(run=run, session=session, sink=sink)
+            execution = Execution(run=run, session=session, sink=sink)
             self._executions[run_id] = execution
         try:
             self._store.save_run(run)
             try:
                 with execution.lock:
-                    for role, content in _input_messages(run.input):
+                    for role, content in input_messages(run.input):
                         data = {"role": role, "content": content}
                         self._record(execution, self._event(EventType.MESSAGE_SENT, session.id, run.id, data))
                     if execution.cancelled:
@@ -446,7 +423,7 @@ class SessionManager:
             with self._lock:
                 self._executions.pop(run_id, None)
 
-    def _finish_failed(self, execution: _Execution, exc: BaseException) -> BaseException:
+    def _finish_failed(self, execution: Execution, exc: BaseException) -> BaseException:
         """Record the run's failure (unless it was cancelled) and return what to raise."""
         with execution.lock:
             execution.finished = True
@@ -455,9 +432,9 @@ class SessionManager:
             to_raise = exc
             if execution.emit_failure is not None:
                 code, to_raise = execution.emit_failure
-                _, message, details = _describe_error(to_raise)
+                _, message, details = describe_error(to_raise)
             else:
-                code, message, details = _describe_error(exc)
+                code, message, details = describe_error(exc)
                 if not isinstance(exc, SqliteStreamError) and isinstance(exc, Exception):
                     to_raise = ProviderError(message, code)
         try:
@@ -467,14 +444,14 @@ class SessionManager:
             if not execution.saw_run_failed:
                 data = {"error_code": code, "error_message": message}
                 run = execution.run
-                self._append(self._event(EventType.RUN_FAILED, run.session_id, run.id, data), _Sink())
+                self._append(self._event(EventType.RUN_FAILED, run.session_id, run.id, data), Sink())
             failed = replace(execution.run, status=RunStatus.FAILED, error=error, ended_at=utc_now())
             self._store.save_run(failed)
         except Exception as record_exc:  # never hide the run's own error behind this one
             to_raise.add_note(f"recording the run failure also failed: {record_exc!r}")
         return to_raise
 
-    def _emitter(self, execution: _Execution) -> Callable[[Mapping[str, Any]], Event]:
+    def _emitter(self, execution: Execution) -> Callable[[Mapping[str, Any]], Event]:
         def emit(event_data: Mapping[str, Any]) -> Event:
             with execution.lock:
                 run = execution.run
@@ -483,7 +460,7 @@ class SessionManager:
                 if execution.finished:
                     raise ProviderError(f"run {run.id!r} already finished", "run_finished")
                 try:
-                    event = self._adapter_event(run, execution.session, event_data)
+                    event = adapter_event(run, execution.session, event_data, self._provider())
                 except ValidationError as exc:
                     execution.note_failure("invalid_event", exc)
                     raise
@@ -498,7 +475,7 @@ class SessionManager:
 
         return emit
 
-    def _record(self, execution: _Execution, event: Event) -> Event:
+    def _record(self, execution: Execution, event: Event) -> Event:
         """Append one event of an executing run and deliver it; a failure here fails the run
         even if the adapter swallows the exception."""
         try:
@@ -515,8 +492,8 @@ class SessionManager:
             raise
         return stored
 
-    def _fail_after_error(self, session_id: str, exc: BaseException, run: Run | None, sink: _Sink) -> None:
-        code, message, _ = _describe_error(exc)
+    def _fail_after_error(self, session_id: str, exc: BaseException, run: Run | None, sink: Sink) -> None:
+        code, message, _ = describe_error(exc)
         if run is not None:
             try:  # the session's failure says what the run's record says
                 error = self._store.get_run(run.id).error or {}
@@ -533,7 +510,7 @@ class SessionManager:
         status: SessionStatus,
         event_type: EventType,
         data: dict[str, Any],
-        sink: _Sink,
+        sink: Sink,
     ) -> None:
         try:
             self._transition(session_id, status, event_type, data, sink)
@@ -555,51 +532,7 @@ class SessionManager:
             raise ValidationError(f"run must be a Run, got {describe(run)}")
         if not isinstance(session, Session):
             raise ValidationError(f"session must be a Session, got {describe(session)}")
-        return self._store.append_event_with_sequence(self._adapter_event(run, session, event_data))
-
-    def _adapter_event(self, run: Run, session: Session, event_data: Mapping[str, Any]) -> Event:
-        if run.session_id != session.id:
-            raise ValidationError(
-                f"run {run.id!r} belongs to session {run.session_id!r}, not {session.id!r}"
-            )
-        if not isinstance(event_data, Mapping):
-            raise ValidationError(f"event_data must be a dict, got {describe(event_data)}")
-        unknown = sorted(str(key) for key in event_data if key not in _EVENT_DATA_KEYS)
-        if unknown:
-            raise ValidationError(
-                f"event_data has unknown keys {unknown}; allowed: {sorted(_EVENT_DATA_KEYS)}"
-            )
-        if "type" not in event_data:
-            raise ValidationError("event_data['type'] is required")
-        raw_data = event_data.get("data")
-        data = {} if raw_data is None else check_json_object(raw_data, "event_data['data']")
-        status = event_data.get("status")
-        if status is not None:
-            data.setdefault("status", status)
-        else:
-            status = data.get("status")
-        event_type, original = normalise_event_type(event_data["type"], status=status)
-        if original is not None:
-            data["original_type"] = original
-        raw_metadata = event_data.get("metadata")
-        metadata = {} if raw_metadata is None else check_json_object(raw_metadata, "event_data['metadata']")
-        provider = self._provider()
-        if provider is not None:
-            metadata["provider"] = provider
-        raw_timestamp = event_data.get("timestamp")
-        timestamp = (
-            utc_now() if raw_timestamp is None else parse_timestamp(raw_timestamp, "event_data['timestamp']")
-        )
-        raw_id = event_data.get("id")
-        return Event(
-            type=event_type,
-            session_id=session.id,
-            run_id=run.id,
-            data=data,
-            metadata=metadata,
-            id=new_id("evt_") if raw_id is None else check_id(raw_id, "event_data['id']"),
-            timestamp=timestamp,
-        )
+        return self._store.append_event_with_sequence(adapter_event(run, session, event_data, self._provider()))
 
     # Reading and streaming ----------------------------------------------------------------
 
@@ -651,7 +584,7 @@ class SessionManager:
         return _streaming.follow(
             self._store, session_id, after=after, run_id=run_id, type=type, since=since,
             before=before, limit=limit, wait_timeout_ms=wait_timeout_ms,
-            poll_interval_ms=poll_interval_ms, stop_when_caught_up=_not_following(follow),
+            poll_interval_ms=poll_interval_ms, stop_when_caught_up=not_following(follow),
         )
 
     def astream_session_events(
@@ -679,7 +612,7 @@ class SessionManager:
         return _streaming.afollow(
             self._store, session_id, after=after, run_id=run_id, type=type, since=since,
             before=before, limit=limit, wait_timeout_ms=wait_timeout_ms,
-            poll_interval_ms=poll_interval_ms, stop_when_caught_up=_not_following(follow),
+            poll_interval_ms=poll_interval_ms, stop_when_caught_up=not_following(follow),
         )
 
     # Helpers ------------------------------------------------------------------------------
@@ -699,110 +632,7 @@ class SessionManager:
         metadata = {} if provider is None else {"provider": provider}
         return Event(type=type, session_id=session_id, run_id=run_id, data=data, metadata=metadata)
 
-    def _append(self, event: Event, sink: _Sink) -> Event:
+    def _append(self, event: Event, sink: Sink) -> Event:
         stored = self._store.append_event_with_sequence(event)
         sink.deliver(stored)
         return stored
-
-
-# Argument checks ----------------------------------------------------------------------------
-
-
-def _not_following(follow: object) -> bool:
-    """``stop_when_caught_up`` for the follower, from the stream methods' ``follow`` flag."""
-    if not isinstance(follow, bool):
-        raise ValidationError(f"follow must be a bool, got {describe(follow)}")
-    return not follow
-
-
-def _check_adapter(adapter: object) -> None:
-    name = getattr(adapter, "name", None)
-    if not isinstance(name, str) or not name:
-        raise ValidationError(f"adapter must have a non-empty str name, got {describe(adapter)}")
-    for method in ("capabilities", "execute", "cancel"):
-        if not callable(getattr(adapter, method, None)):
-            raise ValidationError(f"adapter {name!r} has no {method}() method")
-
-
-def _check_callback(callback: object) -> None:
-    if callback is not None and not callable(callback):
-        raise ValidationError(f"event_callback must be callable, got {describe(callback)}")
-
-
-def _check_adapter_opts(opts: object) -> dict[str, Any]:
-    if opts is None:
-        return {}
-    if not isinstance(opts, Mapping) or not all(isinstance(key, str) for key in opts):
-        raise ValidationError(f"adapter_opts must be a dict with str keys, got {describe(opts)}")
-    return dict(opts)
-
-
-def _check_names(names: object, argument: str) -> set[str]:
-    if isinstance(names, str) or not isinstance(names, Iterable):
-        raise ValidationError(f"{argument} must be a collection of strings, got {describe(names)}")
-    checked = set(names)
-    for name in checked:
-        if not isinstance(name, str):
-            raise ValidationError(f"{argument} must hold strings, got {describe(name)}")
-    return checked
-
-
-def _check_input(run_input: object) -> dict[str, Any]:
-    """A run input: a JSON object whose ``messages`` (if any) are role/content dicts and whose
-    ``prompt`` (if any) is a string."""
-    checked = check_json_object(run_input, "input")
-    messages = checked.get("messages")
-    if messages is not None:
-        if not isinstance(messages, list):
-            raise ValidationError(f"input['messages'] must be a list, got {describe(messages)}")
-        for index, message in enumerate(messages):
-            name = f"input['messages'][{index}]"
-            if not isinstance(message, dict):
-                raise ValidationError(f"{name} must be a dict with role and content, got {describe(message)}")
-            if not isinstance(message.get("role"), str) or not message["role"]:
-                raise ValidationError(f"{name}['role'] must be a non-empty string")
-            if "content" not in message:
-                raise ValidationError(f"{name}['content'] is required")
-    prompt = checked.get("prompt")
-    if prompt is not None and not isinstance(prompt, str):
-        raise ValidationError(f"input['prompt'] must be a string, got {describe(prompt)}")
-    return checked
-
-
-def _input_messages(run_input: dict[str, Any] | None) -> list[tuple[str, Any]]:
-    """(role, content) of each input message to record, empty contents skipped; a non-empty
-    ``prompt`` comes last as a user message."""
-    if not run_input:
-        return []
-    found = [
-        (message["role"], message["content"])
-        for message in run_input.get("messages") or []
-        if message.get("content") not in (None, "", [], {})
-    ]
-    prompt = run_input.get("prompt")
-    if isinstance(prompt, str) and prompt.strip():
-        found.append(("user", prompt))
-    return found
-
-
-def _describe_error(error: object) -> tuple[str, str, dict[str, Any]]:
-    """(code, message, details) for recording an error on a run or session."""
-    if isinstance(error, ProviderError):
-        return error.code, error.message, error.details
-    if isinstance(error, ValidationError):
-        return "validation_error", str(error), {}
-    if isinstance(error, StorageError):
-        return "storage_error", str(error), {}
-    if isinstance(error, SqliteStreamError):
-        return "provider_error", str(error), {}
-    if isinstance(error, Mapping):
-        code = error.get("code", "error")
-        message = error.get("message", "")
-        return str(code), str(message), {}
-    if isinstance(error, str):
-        return "error", error, {}
-    if isinstance(error, BaseException):
-        code = "adapter_error" if isinstance(error, Exception) else "interrupted"
-        text = str(error)
-        return code, f"{type(error).__name__}: {text}" if text else type(error).__name__, {}
-    raise ValidationError(f"error must be an exception, a dict or a str, got {describe(error)}")
