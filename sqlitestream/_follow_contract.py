@@ -13,6 +13,7 @@ import pytest
 
 from sqlitestream.models import Event
 from sqlitestream.store import SessionStore
+from sqlitestream.aio import AsyncStore
 from sqlitestream.streaming import afollow, follow
 
 # Long enough never to end a passing test; short enough that a broken store fails it soon.
@@ -115,19 +116,22 @@ class FollowContract:
         assert restarts == ["s1"]
         events.close()
 
+    @pytest.mark.parametrize("through", ["store", "AsyncStore"])
     def test_afollow_starts_again_at_sequence_1_when_the_session_is_written_again(
-        self, store: SessionStore
+        self, store: SessionStore, through: str
     ) -> None:
         store.append_events(_events("s1", ["old1", "old2"]))
 
         async def scenario() -> list[Event]:
-            events = afollow(store, "s1", wait_timeout_ms=60_000, poll_interval_ms=5)
-            async with contextlib.aclosing(events):
-                seen = [await anext(events) for _ in range(2)]
-                store.delete_session("s1")
-                store.append_events(_events("s1", ["new1", "new2", "new3"]))
-                for _ in range(3):
-                    seen.append(await asyncio.wait_for(anext(events), DEADLINE_S))
+            async with AsyncStore(store) as astore:
+                reader = astore if through == "AsyncStore" else store
+                events = afollow(reader, "s1", wait_timeout_ms=60_000, poll_interval_ms=5)
+                async with contextlib.aclosing(events):
+                    seen = [await anext(events) for _ in range(2)]
+                    store.delete_session("s1")
+                    store.append_events(_events("s1", ["new1", "new2", "new3"]))
+                    for _ in range(3):
+                        seen.append(await asyncio.wait_for(anext(events), DEADLINE_S))
             return seen
 
         assert [event.id for event in asyncio.run(scenario())] == ["old1", "old2", "new1", "new2", "new3"]

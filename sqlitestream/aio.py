@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from types import TracebackType
@@ -32,6 +32,7 @@ from sqlitestream._core.waiting import WakeHub
 from sqlitestream.errors import StoreClosedError, ValidationError
 from sqlitestream.models import Event, EventType, Run, RunStatus, Session, SessionStatus
 from sqlitestream.store import EventFilter, SessionStore
+from sqlitestream.streaming import DEFAULT_WAIT_TIMEOUT_MS, OnRestart, afollow
 
 __all__ = ["AsyncStore"]
 
@@ -211,6 +212,31 @@ class AsyncStore:
                     raise StoreClosedError("the store was closed while waiting for events")
                 if waiter.released:
                     return []
+
+    def follow(
+        self,
+        session_id: str,
+        *,
+        after: int = 0,
+        run_id: str | None = None,
+        type: EventType | str | None = None,
+        since: datetime | None = None,
+        before: int | None = None,
+        limit: int = 100,
+        wait_timeout_ms: int | None = DEFAULT_WAIT_TIMEOUT_MS,
+        poll_interval_ms: int = 250,
+        stop_when_caught_up: bool = False,
+        on_restart: OnRestart | None = None,
+    ) -> AsyncGenerator[Event, None]:
+        """The session's events as they are stored, as an async iterator: the one follower,
+        :func:`sqlitestream.streaming.afollow`, reading through this facade, so its waits hold
+        no thread and any number of followers share the pool. Same arguments and behaviour
+        (a session deleted and written again is followed from sequence 1)."""
+        return afollow(
+            self, session_id, after=after, run_id=run_id, type=type, since=since, before=before,
+            limit=limit, wait_timeout_ms=wait_timeout_ms, poll_interval_ms=poll_interval_ms,
+            stop_when_caught_up=stop_when_caught_up, on_restart=on_restart,
+        )
 
     # Lifecycle ------------------------------------------------------------------------------
 

@@ -25,12 +25,14 @@ What a caller may rely on:
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlitestream._core.validate import check_int, describe
 from sqlitestream.errors import ValidationError
@@ -47,6 +49,9 @@ ASYNC_WAIT_CHUNK_MS = 250
 within this, so cancelling never leaves a thread blocked for a full long-poll."""
 
 OnRestart = Callable[[], object]
+
+_HEAD: dict[str, Any] = {"before": 2, "limit": 1}
+"""The read of a session's first event: its log's identity."""
 
 
 def follow(
@@ -88,7 +93,7 @@ def follow(
 
 
 def afollow(
-    store: SessionStore,
+    store: SessionStore | AsyncReader,
     session_id: str,
     *,
     after: int = 0,
@@ -104,18 +109,27 @@ def afollow(
 ) -> AsyncGenerator[Event, None]:
     """:func:`follow` as an async iterator, with the same arguments and behaviour.
 
-    Store calls run in a worker thread owned by this iterator, never on the event loop;
-    long-polls are made in waits of at most 250 ms, so cancelling the consuming task ends the
-    iteration at once and the worker thread within 250 ms. The log is identified at the first
-    read (in the worker, not when called), and ``on_restart`` is called on the event loop.
-    Close it with ``contextlib.aclosing`` (or let the task be cancelled) to release the
+    ``store`` is a :class:`~sqlitestream.aio.AsyncStore` (its long-polls hold no thread, so any
+    number of followers share its pool; this is what ``AsyncStore.follow`` does) or a plain
+    store. For a plain store, calls run in a worker thread owned by this iterator, never on
+    the event loop, and long-polls are made in waits of at most 250 ms, so cancelling the
+    consuming task ends the iteration at once and the worker thread within 250 ms. The log is
+    identified at the first read (not when called), and ``on_restart`` is called on the event
+    loop. Close it with ``contextlib.aclosing`` (or let the task be cancelled) to release the
     thread.
     """
-    return _afollow(_Cursor.build(
-        store, session_id, after=after, run_id=run_id, type=type, since=since, before=before,
-        limit=limit, wait_timeout_ms=wait_timeout_ms, poll_interval_ms=poll_interval_ms,
-        stop_when_caught_up=stop_when_caught_up, on_restart=on_restart,
-    ))
+    options: dict[str, Any] = {
+        "after": after, "run_id": run_id, "type": type, "since": since, "before": before,
+        "limit": limit, "wait_timeout_ms": wait_timeout_ms, "poll_interval_ms": poll_interval_ms,
+        "stop_when_caught_up": stop_when_caught_up, "on_restart": on_restart,
+    }
+    if isinstance(store, SessionStore):
+        cursor = _Cursor.build(store, session_id, **options)
+        return _afollow(cursor, _WorkerReader(store), ASYNC_WAIT_CHUNK_MS)
+    readers = ("get_events", "get_latest_sequence")
+    if not all(inspect.iscoroutinefunction(getattr(store, name, None)) for name in readers):
+        raise ValidationError(f"store must be a SessionStore or an AsyncStore, got {describe(store)}")
+    return _afollow(_Cursor.build(None, session_id, **options), store, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +145,8 @@ class _Page:
 class _Cursor:
     """A follower's validated query, its position and the identity of the log it follows."""
 
-    store: SessionStore
+    store: SessionStore | None
+    """The store the blocking :meth:`read` uses (None when read through an async reader)."""
     session_id: str
     after: int
     limit: int
@@ -152,7 +167,7 @@ class _Cursor:
     @classmethod
     def build(
         cls,
-        store: SessionStore,
+        store: SessionStore | None,
         session_id: object,
         *,
         after: object,
@@ -203,37 +218,59 @@ class _Cursor:
 
     def identify(self) -> None:
         """Note which log ``after`` belongs to; the next read checks it is still that log."""
-        self._replaced([])
+        assert self.store is not None
+        self._replaced(self.store.get_events(self.session_id, **_HEAD), [])
         self.checked = False
 
     def read(self, wait_ms: int | None) -> _Page:
-        """The next page: the events to hand out, and what to do next. Blocking: the async
-        follower runs it in its worker thread."""
-        if not self.checked and self._replaced([]):
+        """The next page: the events to hand out, and what to do next (blocking)."""
+        store = self.store
+        assert store is not None
+        if not self.checked and self._replaced(store.get_events(self.session_id, **_HEAD), []):
             return self._restart()
         started = time.monotonic()
-        page = self.store.get_events(
-            self.session_id, after=self.after, limit=self.limit, wait_timeout_ms=wait_ms, **self.filters
-        )
+        page = store.get_events(self.session_id, **self._page_query(wait_ms))
         elapsed = time.monotonic() - started
-        if self._replaced(page):
+        if self._replaced(store.get_events(self.session_id, **_HEAD), page):
             return self._restart()
+        latest = store.get_latest_sequence(self.session_id) if self._needs_latest(page) else None
+        return self._page(page, latest, wait_ms, elapsed)
+
+    async def aread(self, reader: AsyncReader, wait_ms: int | None) -> _Page:
+        """:meth:`read` through an asyncio reader: the same steps, each awaited."""
+        if not self.checked and self._replaced(await reader.get_events(self.session_id, **_HEAD), []):
+            return self._restart()
+        started = time.monotonic()
+        page = await reader.get_events(self.session_id, **self._page_query(wait_ms))
+        elapsed = time.monotonic() - started
+        if self._replaced(await reader.get_events(self.session_id, **_HEAD), page):
+            return self._restart()
+        latest = await reader.get_latest_sequence(self.session_id) if self._needs_latest(page) else None
+        return self._page(page, latest, wait_ms, elapsed)
+
+    def _page_query(self, wait_ms: int | None) -> dict[str, Any]:
+        return {"after": self.after, "limit": self.limit, "wait_timeout_ms": wait_ms, **self.filters}
+
+    def _needs_latest(self, page: list[Event]) -> bool:
+        """Whether an empty page may mean the end: with ``before``, once the log reached
+        ``before - 1`` nothing more can match (sequences only grow)."""
+        return self.before is not None and not page
+
+    def _page(self, page: list[Event], latest: int | None, wait_ms: int | None, elapsed: float) -> _Page:
         events = self._fresh(page)
         self.checked = not events
         if self.stop_when_caught_up and len(page) < self.limit:
             return _Page(events, over=True)
-        # Sequences only grow: once the log reached before - 1, nothing more can match.
-        if self.before is not None and not page and self.store.get_latest_sequence(self.session_id) >= self.before - 1:
+        if latest is not None and self.before is not None and latest >= self.before - 1:
             return _Page(events, over=True)
         # An empty page that came back without the store having waited: polling mode, or a
         # store that ignores wait_timeout_ms.
         idle = not page and (wait_ms is None or elapsed < wait_ms / 2000.0)
         return _Page(events, idle=idle)
 
-    def _replaced(self, page: list[Event]) -> bool:
+    def _replaced(self, head: list[Event], page: list[Event]) -> bool:
         """Whether the followed log was replaced (the session deleted, perhaps written again):
-        its first event is no longer the one we knew, or the page holds a different one."""
-        head = self.store.get_events(self.session_id, before=2, limit=1)
+        its first event (``head``) is no longer the one we knew, or the page holds another."""
         now = head[0].id if head else None
         witness = next((event.id for event in page if event.sequence_number == 1), None)
         known = self.first_id if self.identified else now
@@ -268,15 +305,15 @@ def _follow(cursor: _Cursor) -> Generator[Event, None, None]:
             time.sleep(cursor.poll_s)
 
 
-async def _afollow(cursor: _Cursor) -> AsyncGenerator[Event, None]:
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlitestream-astream")
+async def _afollow(
+    cursor: _Cursor, reader: AsyncReader, max_wait_ms: int | None
+) -> AsyncGenerator[Event, None]:
     try:
-        loop = asyncio.get_running_loop()
         while True:
             wait_ms = cursor.wait_ms
-            if wait_ms is not None:
-                wait_ms = min(wait_ms, ASYNC_WAIT_CHUNK_MS)
-            page = await loop.run_in_executor(executor, cursor.read, wait_ms)
+            if wait_ms is not None and max_wait_ms is not None:
+                wait_ms = min(wait_ms, max_wait_ms)
+            page = await cursor.aread(reader, wait_ms)
             if page.restarted and cursor.on_restart is not None:
                 cursor.on_restart()
             for event in page.events:
@@ -286,5 +323,46 @@ async def _afollow(cursor: _Cursor) -> AsyncGenerator[Event, None]:
             if page.idle:
                 await asyncio.sleep(cursor.poll_s)
     finally:
+        if isinstance(reader, _WorkerReader):
+            reader.close()
+
+
+class AsyncReader(Protocol):
+    """What :func:`afollow` reads through: :class:`sqlitestream.aio.AsyncStore`, or the
+    worker thread it makes for a plain store."""
+
+    async def get_events(
+        self,
+        session_id: str,
+        *,
+        run_id: str | None = None,
+        type: EventType | str | None = None,
+        since: datetime | None = None,
+        after: int | None = None,
+        before: int | None = None,
+        limit: int | None = None,
+        wait_timeout_ms: int | None = None,
+    ) -> list[Event]: ...
+
+    async def get_latest_sequence(self, session_id: str) -> int: ...
+
+
+class _WorkerReader:
+    """A plain store's calls on one worker thread of the follower's own; long-polls in waits
+    of at most :data:`ASYNC_WAIT_CHUNK_MS`, so a cancelled follower frees its thread soon."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self._store = store
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlitestream-astream")
+
+    async def get_events(self, session_id: str, **filters: Any) -> list[Event]:
+        call = functools.partial(self._store.get_events, session_id, **filters)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def get_latest_sequence(self, session_id: str) -> int:
+        call = functools.partial(self._store.get_latest_sequence, session_id)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    def close(self) -> None:
         # Do not wait: a worker still inside a (bounded) store wait finishes on its own.
-        executor.shutdown(wait=False, cancel_futures=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)

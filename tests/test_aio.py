@@ -228,3 +228,37 @@ def test_the_facade_refuses_what_is_not_a_store_and_calls_after_close() -> None:
             await astore.get_latest_sequence("s1")
 
     asyncio.run(main())
+
+
+def test_many_async_follows_share_the_pool_and_see_another_process_append(tmp_path: Path) -> None:
+    """AsyncStore.follow: 300 followers over 30 sessions, each delivered the events another OS
+    process appends, in order, while the process runs at most the pool's threads + 1."""
+    path = tmp_path / "aio.db"
+    store = SQLiteSessionStore(path)
+    before = threading.active_count()
+
+    async def main() -> None:
+        async with AsyncStore(store, max_threads=4) as astore:
+
+            async def first_two(session_id: str) -> list[int | None]:
+                events = astore.follow(session_id, wait_timeout_ms=60_000)
+                seen = [(await anext(events)).sequence_number for _ in range(2)]
+                await events.aclose()
+                return seen
+
+            followers = [asyncio.create_task(first_two(f"s{n % 30}")) for n in range(300)]
+            for _ in range(20):
+                await asyncio.sleep(0.01)
+            assert threading.active_count() <= before + 4 + 1
+            for _ in range(2):
+                child = await asyncio.create_subprocess_exec(
+                    sys.executable, "-c", _APPEND_ONE, str(path), "30", cwd=REPO_ROOT
+                )
+                assert await child.wait() == 0
+            assert await asyncio.wait_for(asyncio.gather(*followers), 60) == [[1, 2]] * 300
+            assert threading.active_count() <= before + 4 + 1
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
