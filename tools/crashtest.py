@@ -256,7 +256,10 @@ def check_store(
         violations += [f"{prefix}integrity_check: {row}" for row in integrity(path)]
         conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
         try:
-            counters = dict(conn.execute("SELECT session_id, latest_seq FROM streams").fetchall())
+            counters: dict[str, int] = {
+                str(session_id): int(latest)
+                for session_id, latest in conn.execute("SELECT session_id, latest_seq FROM streams")
+            }
             sessions_with_events = {r[0] for r in conn.execute("SELECT DISTINCT session_id FROM events")}
         finally:
             conn.close()
@@ -305,9 +308,9 @@ def check_store(
                 continue
             by_index = sorted(members, key=lambda e: e.metadata["index"])
             for session_id in {e.session_id for e in members}:
-                seqs = [e.sequence_number or 0 for e in by_index if e.session_id == session_id]
-                if seqs != list(range(seqs[0], seqs[0] + len(seqs))):
-                    violations.append(f"{prefix}batch {batch_id} is not contiguous in {session_id}: {seqs}")
+                numbers = [e.sequence_number or 0 for e in by_index if e.session_id == session_id]
+                if numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+                    violations.append(f"{prefix}batch {batch_id} is not contiguous in {session_id}: {numbers}")
         facts = {"stored": len(stored_at), "batches": len(batches), "unacked": len(set(stored_at) - set(acked))}
     finally:
         store.close()

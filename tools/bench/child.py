@@ -99,7 +99,7 @@ def idle_waiter(kind: str, db: str, session: str, window_s: float, poll_interval
     """Park a long-poll (or a peer's watcher) with nothing arriving; report this process's
     CPU use over ``window_s`` as a percentage of one core."""
     if kind == "sqlitestream":
-        options = {} if poll_interval_ms is None else {"poll_interval_ms": poll_interval_ms}
+        options: dict[str, Any] = {} if poll_interval_ms is None else {"poll_interval_ms": poll_interval_ms}
         store = SQLiteSessionStore(db, **options)
         after = store.get_latest_sequence(session)
 

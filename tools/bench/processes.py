@@ -49,7 +49,8 @@ def _result(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
     out, _ = proc.communicate(timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"child exited with {proc.returncode}")
-    return json.loads(out.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
 
 
 # Wake latency ---------------------------------------------------------------------------------
@@ -102,7 +103,7 @@ class _Writer:
         self.proc.wait(30)
 
 
-def _cross_ours(db: Path, session: str, count: int, seed: int, options: dict[str, int]) -> list[float]:
+def _cross_ours(db: Path, session: str, count: int, seed: int, options: dict[str, Any]) -> list[float]:
     store = SQLiteSessionStore(db, **options)
     writer = _Writer("sqlitestream", str(db), session, seed)
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -80,5 +82,6 @@ class Settings:
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
-    def store_options(self) -> dict[str, int]:
+    def store_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``SQLiteSessionStore``: only what the run sets."""
         return {} if self.poll_interval_ms is None else {"poll_interval_ms": self.poll_interval_ms}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Callable
@@ -37,6 +38,11 @@ def _open_all(
 def _close_all(opened: dict[str, Any]) -> None:
     for target in opened.values():
         target.close()
+
+
+def _timed(operation: Callable[..., object], *args: object, count: int) -> Callable[[], float]:
+    """One repetition of ``operation(*args)`` as a rate of ``count`` items a second."""
+    return functools.partial(_rate, functools.partial(operation, *args), count)
 
 
 def _rate(operation: Callable[[], object], count: int) -> float:
@@ -89,7 +95,7 @@ def append_cases(settings: Settings) -> list[CaseResult]:
             for target in opened.values():  # warm-up: caches, first pages, statement caches
                 target.append(max(1, count // 10))
             samples = interleave(
-                {label: (lambda t=target: _rate(lambda: t.append(count), count)) for label, target in opened.items()},
+                {label: _timed(target.append, count, count=count) for label, target in opened.items()},
                 settings.reps,
             )
             add_rows(case, samples, "events/s", baseline="raw apsw", notes=_server_notes(opened))
@@ -134,7 +140,7 @@ def batch_cases(settings: Settings) -> list[CaseResult]:
                 target.append_batch(size * 2, size)
             samples = interleave(
                 {
-                    label: (lambda t=target: _rate(lambda: t.append_batch(count, size), count))
+                    label: _timed(target.append_batch, count, size, count=count)
                     for label, target in opened.items()
                 },
                 settings.reps,
@@ -169,7 +175,7 @@ def read_cases(settings: Settings) -> list[CaseResult]:
             if got != count:
                 raise RuntimeError(f"{label} read {got} events, expected {count}")
         samples = interleave(
-            {label: (lambda t=target: _rate(lambda: t.read_all("bench"), count)) for label, target in opened.items()},
+            {label: _timed(target.read_all, "bench", count=count) for label, target in opened.items()},
             settings.reps,
         )
         add_rows(case, samples, "events/s", baseline="raw apsw", notes=_server_notes(opened))
@@ -299,16 +305,16 @@ def memory_store_cases(settings: Settings) -> list[CaseResult]:
     )
     ours, naive = OurStore(InMemorySessionStore()), NaiveMemory()
     try:
-        targets = {"sqlitestream memory": ours, "naive list": naive}
+        targets: dict[str, OurStore | NaiveMemory] = {"sqlitestream memory": ours, "naive list": naive}
         samples = interleave(
-            {label: (lambda t=t: _rate(lambda: t.append(settings.append_n), settings.append_n)) for label, t in targets.items()},
+            {label: _timed(t.append, settings.append_n, count=settings.append_n) for label, t in targets.items()},
             settings.reps,
         )
         add_rows(append, samples, "events/s", baseline="naive list")
         for target in targets.values():
             target.append(max(0, count - target.counter))
         samples = interleave(
-            {label: (lambda t=t: _rate(lambda: t.read_all("bench"), t.counter)) for label, t in targets.items()},
+            {label: _timed(t.read_all, "bench", count=t.counter) for label, t in targets.items()},
             settings.reps,
         )
         add_rows(read, samples, "events/s", baseline="naive list")
