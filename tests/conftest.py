@@ -46,3 +46,18 @@ def pg_schema(pg_dsn: str) -> Iterator[str]:
         yield schema
     finally:
         drop_pg_schema(pg_dsn, schema)
+
+
+# Skips -------------------------------------------------------------------------------------
+# One line per distinct reason instead of pytest's line per skipped test (-rs).
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"skipped {count}: {reason}")

@@ -90,18 +90,3 @@ def test_every_store_implements_the_admin_contract() -> None:
     ):
         assert issubclass(store, sqlitestream.AdminStore), store
         assert not getattr(store, "__abstractmethods__", None), store
-
-
-def test_no_module_imports_itself_through_others() -> None:
-    """No import cycle among the package's modules (type-only imports aside: they never run)."""
-    grimp = pytest.importorskip("grimp")
-    graph = grimp.build_graph("sqlitestream", exclude_type_checking_imports=True)
-    cycles = []
-    for importer in sorted(graph.modules):
-        for imported in sorted(graph.find_modules_directly_imported_by(importer)):
-            if importer.startswith(imported + ".") or imported.startswith(importer + "."):
-                continue  # a package and its own modules
-            chain = graph.find_shortest_chain(importer=imported, imported=importer)
-            if chain is not None:
-                cycles.append(" -> ".join((importer, *chain)))
-    assert not cycles, "\n".join(cycles)
