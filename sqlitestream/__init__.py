@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     )
     from .manager import RunOnceResult, RunResult, SessionManager
     from .memory import InMemorySessionStore
-    from .models import Event, EventType, Run, RunStatus, Session, SessionStatus
+    from .models import Event, EventType, Run, RunStatus, Session, SessionStatus, StoredEvent
     from .postgres import PostgresSessionStore
     from .sqlite import SQLiteSessionStore
     from .store import SessionStore
@@ -46,6 +46,7 @@ __all__ = [
     "__version__",
     # records
     "Event",
+    "StoredEvent",
     "EventType",
     "Session",
     "SessionStatus",
@@ -97,6 +98,7 @@ _LAZY = {
     "SessionManager": "manager",
     "InMemorySessionStore": "memory",
     "Event": "models",
+    "StoredEvent": "models",
     "EventType": "models",
     "Run": "models",
     "RunStatus": "models",

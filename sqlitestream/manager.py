@@ -35,6 +35,7 @@ from sqlitestream.models import (
     RunStatus,
     Session,
     SessionStatus,
+    StoredEvent,
     new_id,
     parse_timestamp,
     utc_now,
@@ -43,8 +44,8 @@ from sqlitestream.store import SessionStore
 
 __all__ = ["SessionManager", "RunResult", "RunOnceResult", "EventCallback"]
 
-EventCallback = Callable[[Event], None]
-"""Called with each stored ``Event`` (sequence number set) right after it is appended."""
+EventCallback = Callable[[StoredEvent], None]
+"""Called with each ``StoredEvent`` right after it is appended."""
 
 _EVENT_DATA_KEYS = frozenset({"type", "data", "metadata", "timestamp", "status", "id"})
 _TERMINAL_SESSION = frozenset({SessionStatus.COMPLETED, SessionStatus.FAILED, SessionStatus.CANCELLED})
@@ -59,7 +60,7 @@ class RunResult:
     run: Run
     output: dict[str, Any]
     token_usage: dict[str, Any]
-    events: list[Event]
+    events: list[StoredEvent]
 
     @property
     def run_id(self) -> str:
@@ -76,7 +77,7 @@ class RunOnceResult:
 
     output: dict[str, Any]
     token_usage: dict[str, Any]
-    events: list[Event]
+    events: list[StoredEvent]
     session_id: str
     run_id: str
 
@@ -86,9 +87,9 @@ class _Sink:
     """Where a call's stored events go: its result list and the user's callback."""
 
     callback: EventCallback | None = None
-    events: list[Event] = field(default_factory=list)
+    events: list[StoredEvent] = field(default_factory=list)
 
-    def deliver(self, event: Event) -> None:
+    def deliver(self, event: StoredEvent) -> None:
         self.events.append(event)
         if self.callback is not None:
             self.callback(event)
@@ -106,7 +107,7 @@ class _Execution:
     finished: bool = False
     saw_run_failed: bool = False
     # Events stored under an id the adapter chose, so a re-sent id is delivered only once.
-    emitted: dict[str, Event] = field(default_factory=dict)
+    emitted: dict[str, StoredEvent] = field(default_factory=dict)
     # The first failure inside emit: (error code, exception). It fails the run even if the
     # adapter caught it.
     emit_failure: tuple[str, BaseException] | None = None
@@ -484,8 +485,8 @@ class SessionManager:
             to_raise.add_note(f"recording the run failure also failed: {record_exc!r}")
         return to_raise
 
-    def _emitter(self, execution: _Execution) -> Callable[[Mapping[str, Any]], Event]:
-        def emit(event_data: Mapping[str, Any]) -> Event:
+    def _emitter(self, execution: _Execution) -> Callable[[Mapping[str, Any]], StoredEvent]:
+        def emit(event_data: Mapping[str, Any]) -> StoredEvent:
             with execution.lock:
                 run = execution.run
                 if execution.cancelled:
@@ -508,7 +509,7 @@ class SessionManager:
 
         return emit
 
-    def _record(self, execution: _Execution, event: Event) -> Event:
+    def _record(self, execution: _Execution, event: Event) -> StoredEvent:
         """Append one event of an executing run and deliver it; a failure here fails the run
         even if the adapter swallows the exception."""
         try:
@@ -552,7 +553,9 @@ class SessionManager:
 
     # Adapter events -----------------------------------------------------------------------
 
-    def handle_adapter_event(self, run: Run, session: Session, event_data: Mapping[str, Any]) -> Event:
+    def handle_adapter_event(
+        self, run: Run, session: Session, event_data: Mapping[str, Any]
+    ) -> StoredEvent:
         """Build the stored event for one adapter event and append it; returns it stored.
 
         The type is normalised (see ``normalise_event_type``; an unknown type is stored as
@@ -624,7 +627,7 @@ class SessionManager:
         before: int | None = None,
         limit: int | None = None,
         wait_timeout_ms: int | None = None,
-    ) -> list[Event]:
+    ) -> list[StoredEvent]:
         """The store's ``get_events``, unchanged."""
         return self._store.get_events(
             session_id, run_id=run_id, type=type, since=since, after=after, before=before,
@@ -644,7 +647,7 @@ class SessionManager:
         since: datetime | None = None,
         before: int | None = None,
         follow: bool = True,
-    ) -> Generator[Event, None, None]:
+    ) -> Generator[StoredEvent, None, None]:
         """The session's events after sequence ``after``, each exactly once, in sequence order.
 
         Reads pages of up to ``limit``. To resume, pass the last sequence number you saw as
@@ -676,7 +679,7 @@ class SessionManager:
         since: datetime | None = None,
         before: int | None = None,
         follow: bool = True,
-    ) -> AsyncGenerator[Event, None]:
+    ) -> AsyncGenerator[StoredEvent, None]:
         """:meth:`stream_session_events` as an async iterator for asyncio applications.
 
         Store calls run in a worker thread owned by this iterator, never on the event loop;
@@ -708,7 +711,7 @@ class SessionManager:
         metadata = {} if provider is None else {"provider": provider}
         return Event(type=type, session_id=session_id, run_id=run_id, data=data, metadata=metadata)
 
-    def _append(self, event: Event, sink: _Sink) -> Event:
+    def _append(self, event: Event, sink: _Sink) -> StoredEvent:
         stored = self._store.append_event_with_sequence(event)
         sink.deliver(stored)
         return stored

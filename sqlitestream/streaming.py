@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlitestream._core.validate import check_int, describe
 from sqlitestream.errors import ValidationError
-from sqlitestream.models import Event
+from sqlitestream.models import StoredEvent
 from sqlitestream.store import EventFilter, SessionStore
 
 ASYNC_WAIT_CHUNK_MS = 250
@@ -89,7 +89,7 @@ class Cursor:
         """How long the next store call may wait: only when following, in long-poll mode."""
         return self.wait_timeout_ms if self.follow else None
 
-    def read(self, wait_ms: int | None) -> tuple[list[Event], bool]:
+    def read(self, wait_ms: int | None) -> tuple[list[StoredEvent], bool]:
         """The next page from the store, and whether the stream ends after it. Blocking: the
         async stream runs it in its worker thread."""
         page = self.store.get_events(
@@ -102,7 +102,7 @@ class Cursor:
             return page, self.store.get_latest_sequence(self.session_id) >= self.before - 1
         return page, False
 
-    def fresh(self, page: list[Event]) -> Iterator[Event]:
+    def fresh(self, page: list[StoredEvent]) -> Iterator[StoredEvent]:
         """The page's events past the cursor, advancing it as each one is handed out (so a
         store that repeats or reorders events still cannot make us deliver one twice)."""
         for event in page:
@@ -117,7 +117,7 @@ class Cursor:
         return wait_ms is None or elapsed_s < wait_ms / 2000.0
 
 
-def follow(cursor: Cursor) -> Generator[Event, None, None]:
+def follow(cursor: Cursor) -> Generator[StoredEvent, None, None]:
     """Events past the cursor, each once, in order; sleeps instead of spinning when idle."""
     while True:
         wait_ms = cursor.wait_ms
@@ -130,7 +130,7 @@ def follow(cursor: Cursor) -> Generator[Event, None, None]:
             time.sleep(cursor.poll_s)
 
 
-async def afollow(cursor: Cursor) -> AsyncGenerator[Event, None]:
+async def afollow(cursor: Cursor) -> AsyncGenerator[StoredEvent, None]:
     """:func:`follow` for asyncio: every store call runs in this stream's own worker thread."""
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlitestream-astream")
     try:

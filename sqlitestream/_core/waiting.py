@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from sqlitestream.errors import StoreClosedError
-from sqlitestream.models import Event
+from sqlitestream.models import StoredEvent
 
 
 class _Waiter:
@@ -90,8 +90,8 @@ class WakeHub:
 
 
 def long_poll(
-    hub: WakeHub, session_id: str, query: Callable[[], list[Event]], wait_seconds: float
-) -> list[Event]:
+    hub: WakeHub, session_id: str, query: Callable[[], list[StoredEvent]], wait_seconds: float
+) -> list[StoredEvent]:
     """Run ``query``; if empty and ``wait_seconds`` > 0, re-run it on each wake-up until it
     returns events or the deadline passes."""
     events = query()

@@ -47,7 +47,7 @@ from sqlitestream.errors import (
     StoreClosedError,
     ValidationError,
 )
-from sqlitestream.models import Event, EventType, Run, RunStatus, Session, SessionStatus
+from sqlitestream.models import Event, EventType, Run, RunStatus, Session, SessionStatus, StoredEvent
 from sqlitestream.store import (
     DEFAULT_MAX_EVENT_BYTES,
     EventFilter,
@@ -389,13 +389,13 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
 
     # Events ---------------------------------------------------------------------------------
 
-    def _find(self, conn: Connection, event: Event) -> Event | None:
+    def _find(self, conn: Connection, event: Event) -> StoredEvent | None:
         """The stored event with ``event.id``; ``EventIdConflictError`` if another session's."""
         row = conn.execute(self._sql.event_by_id, (event.id,)).fetchone()
         return None if row is None else self._original(event, event_from_row(row))
 
     @staticmethod
-    def _original(event: Event, stored: Event) -> Event:
+    def _original(event: Event, stored: StoredEvent) -> StoredEvent:
         """``stored``, the event already holding ``event.id``, if it is in the same session."""
         if stored.session_id != event.session_id:
             raise EventIdConflictError(event.id, event.session_id, stored.session_id)
@@ -403,13 +403,13 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
 
     def append_event_with_sequence(
         self, event: Event, *, expected_sequence: int | None = None
-    ) -> Event:
+    ) -> StoredEvent:
         check_event(event, self._max_event_bytes)
         expected_sequence = check_int(expected_sequence, "expected_sequence", minimum=0)
         sql = self._sql
         values = event_values(event, 0)[2:]  # the columns after session_id and seq
 
-        def append(conn: Connection) -> Event:
+        def append(conn: Connection) -> StoredEvent:
             row = conn.execute(
                 sql.append, (event.id, event.session_id, event.session_id, *values, self._channel)
             ).fetchone()
@@ -418,7 +418,7 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
                 return with_sequence(event, int(row[0]))
             return self._original(event, event_from_row(row[1:]))
 
-        def append_expecting(conn: Connection, expected: int) -> Event:
+        def append_expecting(conn: Connection, expected: int) -> StoredEvent:
             # A racing transaction may store the same id after this check; it then fails on
             # the unique index, rolls back, and Database.run retries, finding it here.
             existing = self._find(conn, event)
@@ -443,14 +443,14 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
         self._hub.wake((event.session_id,))
         return stored
 
-    def append_events(self, events: Sequence[Event]) -> list[Event]:
+    def append_events(self, events: Sequence[Event]) -> list[StoredEvent]:
         batch = check_events(events, self._max_event_bytes)
         self._check_open()
         if not batch:
             return []
         sql = self._sql
 
-        def append(conn: Connection) -> tuple[list[Event], list[str]]:
+        def append(conn: Connection) -> tuple[list[StoredEvent], list[str]]:
             stored = {
                 row[2]: event_from_row(row)
                 for row in conn.execute(sql.events_by_ids, (list({e.id for e in batch}),)).fetchall()
@@ -499,7 +499,7 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
         before: int | None = None,
         limit: int | None = None,
         wait_timeout_ms: int | None = None,
-    ) -> list[Event]:
+    ) -> list[StoredEvent]:
         query = EventFilter.build(
             session_id,
             run_id=run_id,
@@ -513,7 +513,7 @@ class PostgresSessionStore(PostgresAdminMixin, SessionStore):
         sql, params = self._select_events(query)
         self._check_open()
 
-        def run_query() -> list[Event]:
+        def run_query() -> list[StoredEvent]:
             return events_from_page(query.session_id, self._fetch("read events", sql, params))
 
         if query.wait_seconds > 0:

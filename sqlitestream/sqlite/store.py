@@ -59,6 +59,7 @@ from sqlitestream.models import (
     RunStatus,
     Session,
     SessionStatus,
+    StoredEvent,
     from_micros,
     from_micros_many,
     to_micros,
@@ -470,7 +471,7 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
     # Events ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _find(conn: apsw.Connection, event: Event) -> Event | None:
+    def _find(conn: apsw.Connection, event: Event) -> StoredEvent | None:
         """The stored event with ``event.id``; ``EventIdConflictError`` if another session's."""
         rows = conn.execute(_SELECT_EVENT_BY_ID, (event.id,)).fetchall()
         if not rows:
@@ -482,7 +483,7 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
 
     def append_event_with_sequence(
         self, event: Event, *, expected_sequence: int | None = None
-    ) -> Event:
+    ) -> StoredEvent:
         check_event(event, self._max_event_bytes)
         expected_sequence = check_int(expected_sequence, "expected_sequence", minimum=0)
         with self._write("append an event") as conn:
@@ -498,7 +499,7 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         self._hub.wake((event.session_id,))
         return with_sequence(event, latest)
 
-    def _stored_as(self, conn: apsw.Connection, event: Event) -> Event:
+    def _stored_as(self, conn: apsw.Connection, event: Event) -> StoredEvent:
         """The event stored under ``event.id``, which an insert just found taken."""
         stored = self._find(conn, event)
         if stored is None:  # the insert met another constraint: the counter is behind the log
@@ -508,12 +509,12 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
             )
         return stored
 
-    def append_events(self, events: Sequence[Event]) -> list[Event]:
+    def append_events(self, events: Sequence[Event]) -> list[StoredEvent]:
         batch = check_events(events, self._max_event_bytes)
         if not batch:
             self._check_open()
             return []
-        results: list[Event | None] = [None] * len(batch)
+        results: list[StoredEvent | None] = [None] * len(batch)
         with self._write("append a batch of events") as conn:
             new: dict[str, int] = {}  # event id -> index in batch of its first occurrence
             counts: dict[str, int] = {}
@@ -562,7 +563,7 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         before: int | None = None,
         limit: int | None = None,
         wait_timeout_ms: int | None = None,
-    ) -> list[Event]:
+    ) -> list[StoredEvent]:
         query = EventFilter.build(
             session_id,
             run_id=run_id,
@@ -576,7 +577,7 @@ class SQLiteSessionStore(SQLiteAdminMixin, SessionStore):
         sql, bindings = _select_events(query)
         self._check_open()
 
-        def run_query() -> list[Event]:
+        def run_query() -> list[StoredEvent]:
             return _ROWS.events_from_page(query.session_id, self._fetch("read events", sql, bindings))
 
         return long_poll(self._hub, query.session_id, run_query, query.wait_seconds)
