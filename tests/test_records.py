@@ -10,6 +10,7 @@ import pydoc
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,3 +87,35 @@ def test_a_stored_event_needs_a_sequence_number() -> None:
         StoredEvent("message_sent", "s", sequence_number=None)  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="sequence_number"):
         StoredEvent("message_sent", "s", sequence_number=0)
+
+
+EDGE_NUMBERS = {
+    "ints": [2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63), -(2**63) - 1, 10**30, -(10**30)],
+    "floats": [1e-7, 1e16, 1e22, 5e-324, 1.7976931348623157e308, -0.0, 0.1 + 0.2],
+    "nested": {"deep": [[2**64 + 1, 1.5], {"k": -(2**63) - 1}]},
+}
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_numbers_around_64_bits_come_back_exactly(kind: str, tmp_path: Path) -> None:
+    """Each side of the 64-bit range, where the JSON writer changes, reads back as written."""
+    from sqlitestream import SQLiteSessionStore
+
+    store = InMemorySessionStore() if kind == "memory" else SQLiteSessionStore(tmp_path / "e.db")
+    with store:
+        stored = store.append_event_with_sequence(Event("message_sent", "s", data=EDGE_NUMBERS))
+        (read,) = store.get_events("s")
+    for event in (stored, read):
+        assert event.data == EDGE_NUMBERS
+        assert [type(v) for v in event.data["ints"]] == [int] * len(EDGE_NUMBERS["ints"])
+        assert [type(v) for v in event.data["floats"]] == [float] * len(EDGE_NUMBERS["floats"])
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"x": float("nan")}, {"x": [float("inf")]}, {"x": {"y": -float("inf")}}, {1: "a"}, {"x": "\ud800"}],
+    ids=repr,
+)
+def test_values_json_cannot_hold_exactly_are_refused(data: dict[Any, Any]) -> None:
+    with pytest.raises(ValidationError):
+        Event("message_sent", "s", data=data)

@@ -170,32 +170,22 @@ def _round_trip(value: dict[str, Any]) -> dict[str, Any] | None:
     """The copy of ``value`` read back from its JSON text, if that is a valid copy; ``None``
     when the value needs the walk in ``_normalise`` to be judged.
 
-    Encoding and decoding run in C: about three times faster than the walk on a typical
-    150-byte payload. The copy is valid when it equals the input (no key was coerced to a
-    string, no NaN became anything), no container count could exceed the depth limit and
-    the text is valid Unicode. Anything else (tuples, odd keys, NaN, lone surrogates, deep or
-    cyclic values) takes the walk, which gives the same copy or names the offending value.
+    The common case, in C: about 4x faster than the walk on a typical 150-byte payload. The
+    copy is valid when it equals the input (no NaN became ``null``) and no container count
+    could exceed the depth limit. Anything else (tuples, odd keys, NaN, lone surrogates, huge
+    ints, deep or cyclic values) takes the walk, which gives the same copy or names the
+    offending value.
     """
     if not value:
         return {}
-    try:
-        text = codec.encode(value)
-    except (TypeError, ValueError, RecursionError):
+    found = codec.round_trip(value)
+    if found is None:
         return None
-    if text.count("{") + text.count("[") > _MAX_DEPTH or not _is_text(text):
+    copy, text = found
+    if text.count("{") + text.count("[") > _MAX_DEPTH or copy != value:
         return None
-    copy: dict[str, Any] = codec.decode(text)
-    return copy if copy == value else None
-
-
-def _is_text(text: str) -> bool:
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    result: dict[str, Any] = copy
+    return result
 
 
 def check_optional_json_object(value: object, name: str) -> dict[str, Any] | None:
