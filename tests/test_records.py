@@ -119,3 +119,27 @@ def test_numbers_around_64_bits_come_back_exactly(kind: str, tmp_path: Path) -> 
 def test_values_json_cannot_hold_exactly_are_refused(data: dict[Any, Any]) -> None:
     with pytest.raises(ValidationError):
         Event("message_sent", "s", data=data)
+
+
+def test_the_typed_event_signature_matches_the_generated_one() -> None:
+    """Type checkers see Event.__init__ from models.py (it also takes a type's string value);
+    it must list the same parameters, in order, with the same defaults, as the runtime one."""
+    import ast
+    import inspect
+
+    import sqlitestream.models
+
+    tree = ast.parse(Path(sqlitestream.models.__file__).read_text(encoding="utf-8"))
+    (event_class,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Event"]
+    (typed,) = [n for n in ast.walk(event_class) if isinstance(n, ast.FunctionDef) and n.name == "__init__"]
+    typed_names = [arg.arg for arg in typed.args.args[1:]]
+    typed_defaults = [ast.unparse(d) for d in typed.args.defaults]
+    fields = dataclasses.fields(Event)
+    assert typed_names == [field.name for field in fields]
+    assert typed_names == list(inspect.signature(Event).parameters)
+    expected = [
+        "..." if field.default is dataclasses.MISSING else repr(field.default)
+        for field in fields
+        if field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
+    ]
+    assert typed_defaults == expected
