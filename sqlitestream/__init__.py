@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 _PUBLIC: dict[str, str] = {
     # records
     "Event": "models",
+    "StoredEvent": "models",
     "EventType": "models",
     "Session": "models",
     "SessionStatus": "models",
@@ -98,6 +99,7 @@ if TYPE_CHECKING:  # for type checkers only; must list exactly _PUBLIC (a test c
     from .admin import SessionImportCallback as SessionImportCallback
     from .admin import StoreInfo as StoreInfo
     from .admin import StreamInfo as StreamInfo
+    from .aio import AsyncStore as AsyncStore
     from .errors import ConflictError as ConflictError
     from .errors import EventIdConflictError as EventIdConflictError
     from .errors import MissingDependencyError as MissingDependencyError
@@ -112,7 +114,6 @@ if TYPE_CHECKING:  # for type checkers only; must list exactly _PUBLIC (a test c
     from .errors import StoreBusyError as StoreBusyError
     from .errors import StoreClosedError as StoreClosedError
     from .errors import ValidationError as ValidationError
-    from .aio import AsyncStore as AsyncStore
     from .locations import inspect_schema as inspect_schema
     from .locations import migrate_schema as migrate_schema
     from .locations import open_store as open_store
@@ -127,6 +128,7 @@ if TYPE_CHECKING:  # for type checkers only; must list exactly _PUBLIC (a test c
     from .models import RunStatus as RunStatus
     from .models import Session as Session
     from .models import SessionStatus as SessionStatus
+    from .models import StoredEvent as StoredEvent
     from .postgres import PostgresSessionStore as PostgresSessionStore
     from .sqlite import SQLiteSessionStore as SQLiteSessionStore
     from .store import SessionStore as SessionStore

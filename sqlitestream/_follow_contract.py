@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
-from sqlitestream.models import Event
-from sqlitestream.store import SessionStore
 from sqlitestream.aio import AsyncStore
+from sqlitestream.models import Event, StoredEvent
+from sqlitestream.store import SessionStore
 from sqlitestream.streaming import afollow, follow
 
 # Long enough never to end a passing test; short enough that a broken store fails it soon.
@@ -56,7 +57,7 @@ def _events(session_id: str, ids: list[str], **fields: Any) -> list[Event]:
     return [Event(type="message_sent", session_id=session_id, id=id, **fields) for id in ids]
 
 
-def _stored(events: list[Event]) -> list[tuple[str, int | None]]:
+def _stored(events: Sequence[Event]) -> list[tuple[str, int | None]]:
     return [(event.id, event.sequence_number) for event in events]
 
 
@@ -122,9 +123,9 @@ class FollowContract:
     ) -> None:
         store.append_events(_events("s1", ["old1", "old2"]))
 
-        async def scenario() -> list[Event]:
+        async def scenario() -> list[StoredEvent]:
             async with AsyncStore(store) as astore:
-                reader = astore if through == "AsyncStore" else store
+                reader: AsyncStore | SessionStore = astore if through == "AsyncStore" else store
                 events = afollow(reader, "s1", wait_timeout_ms=60_000, poll_interval_ms=5)
                 async with contextlib.aclosing(events):
                     seen = [await anext(events) for _ in range(2)]

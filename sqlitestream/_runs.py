@@ -17,10 +17,18 @@ from sqlitestream.errors import (
     StorageError,
     ValidationError,
 )
-from sqlitestream.models import Event, Run, Session, new_id, parse_timestamp, utc_now
+from sqlitestream.models import (
+    Event,
+    Run,
+    Session,
+    StoredEvent,
+    new_id,
+    parse_timestamp,
+    utc_now,
+)
 
-EventCallback = Callable[[Event], None]
-"""Called with each stored ``Event`` (sequence number set) right after it is appended."""
+EventCallback = Callable[[StoredEvent], None]
+"""Called with each ``StoredEvent`` right after it is appended."""
 
 EVENT_DATA_KEYS = frozenset({"type", "data", "metadata", "timestamp", "status", "id"})
 """The keys an adapter event may have."""
@@ -31,9 +39,9 @@ class Sink:
     """Where a call's stored events go: its result list and the user's callback."""
 
     callback: EventCallback | None = None
-    events: list[Event] = field(default_factory=list)
+    events: list[StoredEvent] = field(default_factory=list)
 
-    def deliver(self, event: Event) -> None:
+    def deliver(self, event: StoredEvent) -> None:
         self.events.append(event)
         if self.callback is not None:
             self.callback(event)
@@ -51,7 +59,7 @@ class Execution:
     finished: bool = False
     saw_run_failed: bool = False
     # Events stored under an id the adapter chose, so a re-sent id is delivered only once.
-    emitted: dict[str, Event] = field(default_factory=dict)
+    emitted: dict[str, StoredEvent] = field(default_factory=dict)
     # The first failure inside emit: (error code, exception). It fails the run even if the
     # adapter caught it.
     emit_failure: tuple[str, BaseException] | None = None

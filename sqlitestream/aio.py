@@ -30,7 +30,15 @@ from typing import Any, Self, TypeVar
 from sqlitestream._core.validate import check_int, describe
 from sqlitestream._core.waiting import WakeHub
 from sqlitestream.errors import StoreClosedError, ValidationError
-from sqlitestream.models import Event, EventType, Run, RunStatus, Session, SessionStatus
+from sqlitestream.models import (
+    Event,
+    EventType,
+    Run,
+    RunStatus,
+    Session,
+    SessionStatus,
+    StoredEvent,
+)
 from sqlitestream.store import EventFilter, SessionStore
 from sqlitestream.streaming import DEFAULT_WAIT_TIMEOUT_MS, OnRestart, afollow
 
@@ -144,13 +152,13 @@ class AsyncStore:
 
     async def append_event_with_sequence(
         self, event: Event, *, expected_sequence: int | None = None
-    ) -> Event:
+    ) -> StoredEvent:
         """See :meth:`SessionStore.append_event_with_sequence`."""
         return await self._call(
             self._store.append_event_with_sequence, event, expected_sequence=expected_sequence
         )
 
-    async def append_events(self, events: Sequence[Event]) -> list[Event]:
+    async def append_events(self, events: Sequence[Event]) -> list[StoredEvent]:
         """See :meth:`SessionStore.append_events`."""
         return await self._call(self._store.append_events, events)
 
@@ -169,7 +177,7 @@ class AsyncStore:
         before: int | None = None,
         limit: int | None = None,
         wait_timeout_ms: int | None = None,
-    ) -> list[Event]:
+    ) -> list[StoredEvent]:
         """See :meth:`SessionStore.get_events`; a long-poll on a built-in store holds no
         thread while it waits."""
         query = EventFilter.build(
@@ -189,8 +197,8 @@ class AsyncStore:
         return await self._long_poll(await self._call(wait_hub), query, read)
 
     async def _long_poll(
-        self, hub: WakeHub, query: EventFilter, read: Callable[[], list[Event]]
-    ) -> list[Event]:
+        self, hub: WakeHub, query: EventFilter, read: Callable[[], list[StoredEvent]]
+    ) -> list[StoredEvent]:
         """:func:`sqlitestream._core.waiting.long_poll` with the wait as an awaited event."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + query.wait_seconds
@@ -227,7 +235,7 @@ class AsyncStore:
         poll_interval_ms: int = 250,
         stop_when_caught_up: bool = False,
         on_restart: OnRestart | None = None,
-    ) -> AsyncGenerator[Event, None]:
+    ) -> AsyncGenerator[StoredEvent, None]:
         """The session's events as they are stored, as an async iterator: the one follower,
         :func:`sqlitestream.streaming.afollow`, reading through this facade, so its waits hold
         no thread and any number of followers share the pool. Same arguments and behaviour

@@ -51,6 +51,7 @@ from sqlitestream.models import (
     RunStatus,
     Session,
     SessionStatus,
+    StoredEvent,
     new_id,
     utc_now,
 )
@@ -70,7 +71,7 @@ class RunResult:
     run: Run
     output: dict[str, Any]
     token_usage: dict[str, Any]
-    events: list[Event]
+    events: list[StoredEvent]
 
     @property
     def run_id(self) -> str:
@@ -87,7 +88,7 @@ class RunOnceResult:
 
     output: dict[str, Any]
     token_usage: dict[str, Any]
-    events: list[Event]
+    events: list[StoredEvent]
     session_id: str
     run_id: str
 
@@ -451,8 +452,8 @@ class SessionManager:
             to_raise.add_note(f"recording the run failure also failed: {record_exc!r}")
         return to_raise
 
-    def _emitter(self, execution: Execution) -> Callable[[Mapping[str, Any]], Event]:
-        def emit(event_data: Mapping[str, Any]) -> Event:
+    def _emitter(self, execution: Execution) -> Callable[[Mapping[str, Any]], StoredEvent]:
+        def emit(event_data: Mapping[str, Any]) -> StoredEvent:
             with execution.lock:
                 run = execution.run
                 if execution.cancelled:
@@ -475,7 +476,7 @@ class SessionManager:
 
         return emit
 
-    def _record(self, execution: Execution, event: Event) -> Event:
+    def _record(self, execution: Execution, event: Event) -> StoredEvent:
         """Append one event of an executing run and deliver it; a failure here fails the run
         even if the adapter swallows the exception."""
         try:
@@ -519,7 +520,9 @@ class SessionManager:
 
     # Adapter events -----------------------------------------------------------------------
 
-    def handle_adapter_event(self, run: Run, session: Session, event_data: Mapping[str, Any]) -> Event:
+    def handle_adapter_event(
+        self, run: Run, session: Session, event_data: Mapping[str, Any]
+    ) -> StoredEvent:
         """Build the stored event for one adapter event and append it; returns it stored.
 
         The type is normalised (see ``normalise_event_type``; an unknown type is stored as
@@ -547,7 +550,7 @@ class SessionManager:
         before: int | None = None,
         limit: int | None = None,
         wait_timeout_ms: int | None = None,
-    ) -> list[Event]:
+    ) -> list[StoredEvent]:
         """The store's ``get_events``, unchanged."""
         return self._store.get_events(
             session_id, run_id=run_id, type=type, since=since, after=after, before=before,
@@ -567,7 +570,7 @@ class SessionManager:
         since: datetime | None = None,
         before: int | None = None,
         follow: bool = True,
-    ) -> Generator[Event, None, None]:
+    ) -> Generator[StoredEvent, None, None]:
         """The session's events after sequence ``after``, each exactly once, in sequence order.
 
         :func:`sqlitestream.streaming.follow` on this manager's store: reads pages of up to
@@ -600,7 +603,7 @@ class SessionManager:
         since: datetime | None = None,
         before: int | None = None,
         follow: bool = True,
-    ) -> AsyncGenerator[Event, None]:
+    ) -> AsyncGenerator[StoredEvent, None]:
         """:meth:`stream_session_events` as an async iterator for asyncio applications
         (:func:`sqlitestream.streaming.afollow`).
 
@@ -632,7 +635,7 @@ class SessionManager:
         metadata = {} if provider is None else {"provider": provider}
         return Event(type=type, session_id=session_id, run_id=run_id, data=data, metadata=metadata)
 
-    def _append(self, event: Event, sink: Sink) -> Event:
+    def _append(self, event: Event, sink: Sink) -> StoredEvent:
         stored = self._store.append_event_with_sequence(event)
         sink.deliver(stored)
         return stored

@@ -7,12 +7,12 @@ slices from ``after`` in O(1) plus the page; an id index makes duplicate checks 
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from sqlitestream._core import codec
 from sqlitestream._core.batch import plan_batch
 from sqlitestream._core.transfer import plan_event_import
 from sqlitestream._core.validate import check_choice, check_id, check_int, describe
@@ -44,6 +44,7 @@ from sqlitestream.models import (
     RunStatus,
     Session,
     SessionStatus,
+    StoredEvent,
     stored_event,
     with_sequence,
 )
@@ -61,7 +62,7 @@ __all__ = ["InMemorySessionStore"]
 
 @dataclass
 class _Stream:
-    events: list[Event] = field(default_factory=list)
+    events: list[StoredEvent] = field(default_factory=list)
 
 
 class InMemorySessionStore(AdminStore):
@@ -74,7 +75,7 @@ class InMemorySessionStore(AdminStore):
         self._sessions: dict[str, Session] = {}
         self._runs: dict[str, Run] = {}
         self._streams: dict[str, _Stream] = {}
-        self._event_index: dict[str, Event] = {}
+        self._event_index: dict[str, StoredEvent] = {}
         self._hub = WakeHub()
         self._closed = False
 
@@ -184,14 +185,14 @@ class InMemorySessionStore(AdminStore):
 
     # Events -------------------------------------------------------------------------------
 
-    def _existing(self, event: Event) -> Event | None:
+    def _existing(self, event: Event) -> StoredEvent | None:
         """The stored event with ``event.id`` if it belongs to the same session."""
         stored = self._event_index.get(event.id)
         if stored is not None and stored.session_id != event.session_id:
             raise EventIdConflictError(event.id, event.session_id, stored.session_id)
         return stored
 
-    def _keep(self, stored: Event) -> None:
+    def _keep(self, stored: StoredEvent) -> None:
         stream = self._streams.get(stored.session_id)
         if stream is None:
             stream = self._streams[stored.session_id] = _Stream()
@@ -200,7 +201,7 @@ class InMemorySessionStore(AdminStore):
 
     def append_event_with_sequence(
         self, event: Event, *, expected_sequence: int | None = None
-    ) -> Event:
+    ) -> StoredEvent:
         check_event(event, self._max_event_bytes)
         expected_sequence = check_int(expected_sequence, "expected_sequence", minimum=0)
         with self._lock:
@@ -217,7 +218,7 @@ class InMemorySessionStore(AdminStore):
         self._hub.wake([stored.session_id])
         return _copy(stored)
 
-    def append_events(self, events: Sequence[Event]) -> list[Event]:
+    def append_events(self, events: Sequence[Event]) -> list[StoredEvent]:
         batch = check_events(events, self._max_event_bytes)
         with self._lock:
             self._check_open()
@@ -246,7 +247,7 @@ class InMemorySessionStore(AdminStore):
         before: int | None = None,
         limit: int | None = None,
         wait_timeout_ms: int | None = None,
-    ) -> list[Event]:
+    ) -> list[StoredEvent]:
         query = EventFilter.build(
             session_id,
             run_id=run_id,
@@ -260,7 +261,7 @@ class InMemorySessionStore(AdminStore):
         self._check_open()
         return long_poll(self._hub, query.session_id, lambda: self._query(query), query.wait_seconds)
 
-    def _query(self, query: EventFilter) -> list[Event]:
+    def _query(self, query: EventFilter) -> list[StoredEvent]:
         with self._lock:
             self._check_open()
             stream = self._streams.get(query.session_id)
@@ -274,7 +275,7 @@ class InMemorySessionStore(AdminStore):
                 if query.limit is not None:
                     stop = min(stop, start + query.limit)
                 return [_copy(event) for event in events[start:stop]]
-            found: list[Event] = []
+            found: list[StoredEvent] = []
             for index in range(start, min(stop, len(events))):
                 event = events[index]
                 if query.matches(event):
@@ -421,17 +422,16 @@ def _outcome(stored: Session | Run | None, record: Session | Run) -> str:
     return "unchanged" if stored == record else "updated"
 
 
-def _copy(event: Event) -> Event:
+def _copy(event: StoredEvent) -> StoredEvent:
     """A copy whose payload dicts the caller may mutate without touching the store."""
     return stored_event(
         event.type,
         event.session_id,
-        json.loads(event._json[0]),
-        json.loads(event._json[1]),
+        codec.decode(codec.encode(event.data)),
+        codec.decode(codec.encode(event.metadata)),
         event.run_id,
         event.id,
         event.timestamp,
-        event.sequence_number or 0,
-        event._json,
+        event.sequence_number,
     )
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from itertools import repeat
 from operator import truediv
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 from sqlitestream._core.validate import (
     check_aware_datetime,
@@ -28,7 +27,6 @@ from sqlitestream._core.validate import (
     check_optional_json_object,
     check_tags,
     describe,
-    json_object_with_text,
 )
 from sqlitestream.errors import ValidationError
 
@@ -37,6 +35,7 @@ __all__ = [
     "SessionStatus",
     "RunStatus",
     "Event",
+    "StoredEvent",
     "Session",
     "Run",
     "new_id",
@@ -44,7 +43,6 @@ __all__ = [
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_UNSET: Any = object()  # "argument not given" for Event's defaults built per event
 
 
 class EventType(str, Enum):
@@ -152,19 +150,22 @@ def from_micros_many(micros: Sequence[int]) -> list[datetime]:
 _from_timestamp = datetime.fromtimestamp
 
 
-# Frozen records set their own fields through object.__setattr__; bound once, called directly.
+# Frozen records store their normalised fields through object.__setattr__ in __post_init__.
 _set = object.__setattr__
 
 
-@dataclass(frozen=True, slots=True, init=False)
+def _new_event_id() -> str:
+    return new_id("evt_")
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     """One entry of a session's log.
 
-    ``Event(type, session_id, data={}, metadata={}, run_id=None, id=<new>, timestamp=<now>,
-    sequence_number=None)``. ``type`` is an :class:`EventType` or its string value.
-    ``sequence_number`` is ``None`` until a store assigns it: stored events carry 1, 2, 3, ...
-    per session. ``timestamp`` is when it happened (aware; kept to the microsecond; returned
-    in UTC), defaulting to now.
+    ``type`` is an :class:`EventType` or its string value. ``timestamp`` is when it happened
+    (aware; kept to the microsecond; returned in UTC), defaulting to now. ``sequence_number``
+    is ``None`` until a store assigns it: what reads and appends return is a
+    :class:`StoredEvent`, whose ``sequence_number`` is its place in its session's log.
     """
 
     type: EventType
@@ -172,51 +173,34 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None
-    id: str = field(default_factory=lambda: new_id("evt_"))
+    id: str = field(default_factory=_new_event_id)
     timestamp: datetime = field(default_factory=utc_now)
     sequence_number: int | None = None
-    # Canonical JSON of (data, metadata), computed once while validating and reused on write.
-    _json: tuple[str, str] = field(default=("", ""), init=False, repr=False, compare=False)
 
-    def __init__(
-        self,
-        type: EventType | str,
-        session_id: str,
-        data: dict[str, Any] = _UNSET,
-        metadata: dict[str, Any] = _UNSET,
-        run_id: str | None = None,
-        id: str = _UNSET,
-        timestamp: datetime = _UNSET,
-        sequence_number: int | None = None,
-    ) -> None:
-        # Written by hand (init=False) so that each field is validated and set once: the
-        # generated __init__ set every field and __post_init__ then set it again, a tenth of
-        # the cost of an append. The checks are the shared ones in _validate; the inline
-        # conditions only skip a call when the value is already what the check returns.
-        if type.__class__ is not EventType:
-            type = check_choice(type, "type", EventType)
-        if (
-            session_id.__class__ is not str
-            or not session_id
-            or not session_id.isascii()
-            or "\x00" in session_id
-        ):
-            session_id = check_id(session_id, "session_id")
-        data, data_text = ({}, "{}") if data is _UNSET else json_object_with_text(data, "data")
-        metadata, metadata_text = (
-            ({}, "{}") if metadata is _UNSET else json_object_with_text(metadata, "metadata")
-        )
-        _set_type(self, type)
-        _set_session_id(self, session_id)
-        _set_data(self, data)
-        _set_metadata(self, metadata)
-        _set_run_id(self, None if run_id is None else check_id(run_id, "run_id"))
-        _set_id(self, new_id("evt_") if id is _UNSET else check_id(id, "id"))
-        _set_timestamp(self, utc_now() if timestamp is _UNSET else check_aware_datetime(timestamp, "timestamp"))
-        if sequence_number is not None:
-            sequence_number = check_int(sequence_number, "sequence_number", minimum=1)
-        _set_sequence_number(self, sequence_number)
-        _set_json(self, (data_text, metadata_text))
+    if TYPE_CHECKING:
+        # The generated __init__'s signature, except that type checkers also accept the
+        # string value of an EventType, as __post_init__ does.
+        def __init__(
+            self,
+            type: EventType | str,
+            session_id: str,
+            data: dict[str, Any] = ...,
+            metadata: dict[str, Any] = ...,
+            run_id: str | None = None,
+            id: str = ...,
+            timestamp: datetime = ...,
+            sequence_number: int | None = None,
+        ) -> None: ...
+
+    def __post_init__(self) -> None:
+        _set(self, "type", check_choice(self.type, "type", EventType))
+        _set(self, "session_id", check_id(self.session_id, "session_id"))
+        _set(self, "data", check_json_object(self.data, "data"))
+        _set(self, "metadata", check_json_object(self.metadata, "metadata"))
+        _set(self, "run_id", check_optional_id(self.run_id, "run_id"))
+        _set(self, "id", check_id(self.id, "id"))
+        _set(self, "timestamp", check_aware_datetime(self.timestamp, "timestamp"))
+        _set(self, "sequence_number", check_int(self.sequence_number, "sequence_number", minimum=1))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (timestamp as ISO 8601 UTC); inverse of :meth:`from_dict`."""
@@ -232,9 +216,27 @@ class Event:
         }
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Event:
+    def from_dict(cls, raw: dict[str, Any]) -> Self:
         """Build an event from :meth:`to_dict` output (validated like any new event)."""
         return cls(**_from_dict(raw, _EVENT_FIELDS, ("timestamp",), "event"))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent(Event):
+    """An event as a store holds it: what every read and append returns.
+
+    ``sequence_number`` is its place in its session's log: 1, 2, 3, ... with no gaps.
+    A stored event is not equal to an :class:`Event` with the same fields (dataclass
+    equality compares classes); compare ``to_dict()`` for that.
+    """
+
+    sequence_number: int = field(kw_only=True)
+
+    def __post_init__(self) -> None:
+        # Event.__post_init__ by name: zero-argument super() fails in a slotted dataclass.
+        Event.__post_init__(self)
+        if self.sequence_number is None:
+            raise ValidationError("sequence_number is required for a stored event, got None")
 
 
 def parse_timestamp(value: object, name: str) -> datetime:
@@ -260,36 +262,7 @@ def _from_dict(raw: object, names: tuple[str, ...], times: tuple[str, ...], kind
     return fields
 
 
-# Event's fields are set through their slot descriptors, bound once: a frozen dataclass's
-# object.__setattr__ looks each name up, and an append or a page read sets nine of them per
-# event (measured: 1.0 us -> 0.6 us per event).
-_EVENT_SETTERS = tuple(
-    Event.__dict__[name].__set__
-    for name in (
-        "type",
-        "session_id",
-        "data",
-        "metadata",
-        "run_id",
-        "id",
-        "timestamp",
-        "sequence_number",
-        "_json",
-    )
-)
-(
-    _set_type,
-    _set_session_id,
-    _set_data,
-    _set_metadata,
-    _set_run_id,
-    _set_id,
-    _set_timestamp,
-    _set_sequence_number,
-    _set_json,
-) = _EVENT_SETTERS
-_new_event = Event.__new__
-_consume = deque[None](maxlen=0).extend  # runs an iterator to its end, keeping nothing
+_new_object = object.__new__
 
 
 def stored_event(
@@ -301,24 +274,27 @@ def stored_event(
     id: str,
     timestamp: datetime,
     sequence_number: int,
-    json_text: tuple[str, str],
-) -> Event:
-    """An event from values a store already validated (no re-validation); positional in the
-    field order on the hot paths."""
-    event = _new_event(Event)
-    _set_type(event, type)
-    _set_session_id(event, session_id)
-    _set_data(event, data)
-    _set_metadata(event, metadata)
-    _set_run_id(event, run_id)
-    _set_id(event, id)
-    _set_timestamp(event, timestamp)
-    _set_sequence_number(event, sequence_number)
-    _set_json(event, json_text)
+) -> StoredEvent:
+    """A stored event from values that are already valid: those of a validated event, or
+    those a store read back from what it wrote; positional, in field order.
+
+    It sets the fields as the generated ``__init__`` does, without ``__post_init__``: checking
+    a page read's events again would encode and decode each payload once more, about 2 us an
+    event where a whole page read costs about 10 us an event (``tools.bench``, read case).
+    """
+    event = _new_object(StoredEvent)
+    _set(event, "type", type)
+    _set(event, "session_id", session_id)
+    _set(event, "data", data)
+    _set(event, "metadata", metadata)
+    _set(event, "run_id", run_id)
+    _set(event, "id", id)
+    _set(event, "timestamp", timestamp)
+    _set(event, "sequence_number", sequence_number)
     return event
 
 
-def with_sequence(event: Event, seq: int) -> Event:
+def with_sequence(event: Event, seq: int) -> StoredEvent:
     """``event`` as stored with sequence number ``seq`` (no re-validation)."""
     return stored_event(
         event.type,
@@ -329,18 +305,7 @@ def with_sequence(event: Event, seq: int) -> Event:
         event.id,
         event.timestamp,
         seq,
-        event._json,
     )
-
-
-def stored_events(count: int, *columns: Iterable[Any]) -> list[Event]:
-    """``count`` events from validated values given column by column, in :func:`stored_event`'s
-    argument order: each field is set for all events in one C loop (``map`` over its slot
-    setter), with no Python call per event, for a page read."""
-    events = list(map(_new_event, repeat(Event, count)))
-    for setter, values in zip(_EVENT_SETTERS, columns, strict=True):
-        _consume(map(setter, events, values))
-    return events
 
 
 @dataclass(frozen=True, slots=True)

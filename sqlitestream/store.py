@@ -13,9 +13,25 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
-from sqlitestream._core.validate import check_aware_datetime, check_choice, check_id, check_int, describe
+from sqlitestream._core import codec
+from sqlitestream._core.validate import (
+    check_aware_datetime,
+    check_choice,
+    check_id,
+    check_int,
+    describe,
+)
 from sqlitestream.errors import ValidationError
-from sqlitestream.models import Event, EventType, Run, RunStatus, Session, SessionStatus, to_micros
+from sqlitestream.models import (
+    Event,
+    EventType,
+    Run,
+    RunStatus,
+    Session,
+    SessionStatus,
+    StoredEvent,
+    to_micros,
+)
 
 __all__ = ["SessionStore", "EventFilter", "DEFAULT_MAX_EVENT_BYTES"]
 
@@ -85,7 +101,7 @@ def check_event(event: object, max_event_bytes: int, name: str = "event") -> Eve
     """An ``Event`` whose encoded payload fits in ``max_event_bytes``."""
     if not isinstance(event, Event):
         raise ValidationError(f"{name} must be an Event, got {describe(event)}")
-    size = len(event._json[0].encode()) + len(event._json[1].encode())
+    size = len(codec.encode(event.data).encode()) + len(codec.encode(event.metadata).encode())
     if size > max_event_bytes:
         raise ValidationError(
             f"{name} {event.id!r} has {size} bytes of data and metadata, over the store's "
@@ -214,7 +230,7 @@ class SessionStore(abc.ABC):
     @abc.abstractmethod
     def append_event_with_sequence(
         self, event: Event, *, expected_sequence: int | None = None
-    ) -> Event:
+    ) -> StoredEvent:
         """Append one event, atomically assigning the session's next sequence number.
 
         Returns the stored event (with ``sequence_number`` set). A duplicate id in the same
@@ -228,7 +244,7 @@ class SessionStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def append_events(self, events: Sequence[Event]) -> list[Event]:
+    def append_events(self, events: Sequence[Event]) -> list[StoredEvent]:
         """Append a batch atomically: all events are stored, or none (on any error).
 
         Sequences are contiguous per session in input order; results are in input order. An id
@@ -250,7 +266,7 @@ class SessionStore(abc.ABC):
         before: int | None = None,
         limit: int | None = None,
         wait_timeout_ms: int | None = None,
-    ) -> list[Event]:
+    ) -> list[StoredEvent]:
         """The session's events, oldest first, passing every given filter.
 
         ``run_id`` and ``type`` match by equality; ``since`` keeps ``timestamp >= since`` (an

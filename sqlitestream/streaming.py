@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from sqlitestream._core.validate import check_int, describe
 from sqlitestream.errors import ValidationError
-from sqlitestream.models import Event, EventType
+from sqlitestream.models import EventType, StoredEvent
 from sqlitestream.store import EventFilter, SessionStore
 
 __all__ = ["DEFAULT_WAIT_TIMEOUT_MS", "afollow", "follow"]
@@ -68,7 +68,7 @@ def follow(
     poll_interval_ms: int = 250,
     stop_when_caught_up: bool = False,
     on_restart: OnRestart | None = None,
-) -> Generator[Event, None, None]:
+) -> Generator[StoredEvent, None, None]:
     """The session's events after sequence ``after`` that pass the filters, as they are stored.
 
     Reads pages of up to ``limit`` events. ``run_id``, ``type``, ``since`` and ``before`` filter
@@ -106,7 +106,7 @@ def afollow(
     poll_interval_ms: int = 250,
     stop_when_caught_up: bool = False,
     on_restart: OnRestart | None = None,
-) -> AsyncGenerator[Event, None]:
+) -> AsyncGenerator[StoredEvent, None]:
     """:func:`follow` as an async iterator, with the same arguments and behaviour.
 
     ``store`` is a :class:`~sqlitestream.aio.AsyncStore` (its long-polls hold no thread, so any
@@ -134,7 +134,7 @@ def afollow(
 
 @dataclass(frozen=True, slots=True)
 class _Page:
-    events: list[Event]
+    events: list[StoredEvent]
     over: bool = False
     restarted: bool = False
     idle: bool = False
@@ -251,12 +251,12 @@ class _Cursor:
     def _page_query(self, wait_ms: int | None) -> dict[str, Any]:
         return {"after": self.after, "limit": self.limit, "wait_timeout_ms": wait_ms, **self.filters}
 
-    def _needs_latest(self, page: list[Event]) -> bool:
+    def _needs_latest(self, page: list[StoredEvent]) -> bool:
         """Whether an empty page may mean the end: with ``before``, once the log reached
         ``before - 1`` nothing more can match (sequences only grow)."""
         return self.before is not None and not page
 
-    def _page(self, page: list[Event], latest: int | None, wait_ms: int | None, elapsed: float) -> _Page:
+    def _page(self, page: list[StoredEvent], latest: int | None, wait_ms: int | None, elapsed: float) -> _Page:
         events = self._fresh(page)
         self.checked = not events
         if self.stop_when_caught_up and len(page) < self.limit:
@@ -268,7 +268,7 @@ class _Cursor:
         idle = not page and (wait_ms is None or elapsed < wait_ms / 2000.0)
         return _Page(events, idle=idle)
 
-    def _replaced(self, head: list[Event], page: list[Event]) -> bool:
+    def _replaced(self, head: list[StoredEvent], page: list[StoredEvent]) -> bool:
         """Whether the followed log was replaced (the session deleted, perhaps written again):
         its first event (``head``) is no longer the one we knew, or the page holds another."""
         now = head[0].id if head else None
@@ -281,7 +281,7 @@ class _Cursor:
         self.after = 0
         return _Page([], restarted=True)
 
-    def _fresh(self, page: list[Event]) -> list[Event]:
+    def _fresh(self, page: list[StoredEvent]) -> list[StoredEvent]:
         """The page's events past the cursor, advancing it (so a store that repeats or
         reorders events still cannot make us deliver one twice)."""
         fresh = []
@@ -293,7 +293,7 @@ class _Cursor:
         return fresh
 
 
-def _follow(cursor: _Cursor) -> Generator[Event, None, None]:
+def _follow(cursor: _Cursor) -> Generator[StoredEvent, None, None]:
     while True:
         page = cursor.read(cursor.wait_ms)
         if page.restarted and cursor.on_restart is not None:
@@ -307,7 +307,7 @@ def _follow(cursor: _Cursor) -> Generator[Event, None, None]:
 
 async def _afollow(
     cursor: _Cursor, reader: AsyncReader, max_wait_ms: int | None
-) -> AsyncGenerator[Event, None]:
+) -> AsyncGenerator[StoredEvent, None]:
     try:
         while True:
             wait_ms = cursor.wait_ms
@@ -342,7 +342,7 @@ class AsyncReader(Protocol):
         before: int | None = None,
         limit: int | None = None,
         wait_timeout_ms: int | None = None,
-    ) -> list[Event]: ...
+    ) -> list[StoredEvent]: ...
 
     async def get_latest_sequence(self, session_id: str) -> int: ...
 
@@ -355,7 +355,7 @@ class _WorkerReader:
         self._store = store
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlitestream-astream")
 
-    async def get_events(self, session_id: str, **filters: Any) -> list[Event]:
+    async def get_events(self, session_id: str, **filters: Any) -> list[StoredEvent]:
         call = functools.partial(self._store.get_events, session_id, **filters)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,15 @@ from sqlitestream.errors import (
     StoreClosedError,
     ValidationError,
 )
-from sqlitestream.models import Event, EventType, Run, RunStatus, Session, SessionStatus
+from sqlitestream.models import (
+    Event,
+    EventType,
+    Run,
+    RunStatus,
+    Session,
+    SessionStatus,
+    StoredEvent,
+)
 from sqlitestream.store import SessionStore
 
 __all__ = ["SessionStoreContract"]
@@ -48,7 +56,7 @@ def _event(session_id: str = "s1", type: str = "message_sent", **fields: Any) ->
     return Event(type=type, session_id=session_id, **fields)
 
 
-def _seqs(events: list[Event]) -> list[int | None]:
+def _seqs(events: Sequence[Event]) -> list[int | None]:
     return [event.sequence_number for event in events]
 
 
@@ -445,7 +453,7 @@ class SessionStoreContract(FollowContract):
 
     # Cursor reads ----------------------------------------------------------------------------
 
-    def _fill(self, store: SessionStore, count: int = 10) -> list[Event]:
+    def _fill(self, store: SessionStore, count: int = 10) -> list[StoredEvent]:
         events = []
         for index in range(count):
             events.append(

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlitestream.errors import EventIdConflictError
-from sqlitestream.models import Event, with_sequence
+from sqlitestream.models import Event, StoredEvent, with_sequence
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,11 +22,11 @@ class BatchPlan:
     that stores locking counters lock them in one order and cannot deadlock)."""
 
     batch: Sequence[Event]
-    stored: Mapping[str, Event]
+    stored: Mapping[str, StoredEvent]
     new: tuple[Event, ...]
     counts: Mapping[str, int]
 
-    def numbered(self, latest: Mapping[str, int]) -> list[Event]:
+    def numbered(self, latest: Mapping[str, int]) -> list[StoredEvent]:
         """The new events with their sequences, given each session's latest sequence after
         its counter was raised by ``counts[session]``."""
         next_seq = {session: latest[session] - count + 1 for session, count in self.counts.items()}
@@ -37,13 +37,13 @@ class BatchPlan:
             numbered.append(with_sequence(event, seq))
         return numbered
 
-    def results(self, numbered: Sequence[Event]) -> list[Event]:
+    def results(self, numbered: Sequence[StoredEvent]) -> list[StoredEvent]:
         """One stored event per batch entry: the original for a stored or repeated id."""
         by_id = {**self.stored, **{event.id: event for event in numbered}}
         return [by_id[event.id] for event in self.batch]
 
 
-def plan_batch(batch: Sequence[Event], stored: Mapping[str, Event]) -> BatchPlan:
+def plan_batch(batch: Sequence[Event], stored: Mapping[str, StoredEvent]) -> BatchPlan:
     """Plan ``batch`` against ``stored`` (the originals of those of its ids already stored).
 
     Raises ``EventIdConflictError`` if an id is stored, or repeated inside the batch, under

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlitestream.errors import ConflictError, EventIdConflictError, ValidationError
-from sqlitestream.models import Event, Run, Session
+from sqlitestream.models import Event, Run, Session, StoredEvent, with_sequence
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -86,7 +86,7 @@ def plan_event_import(
     events: Sequence[Event],
     latest: int,
     stored: Mapping[str, tuple[str, int]],
-) -> tuple[list[Event], int]:
+) -> tuple[list[StoredEvent], int]:
     """Decide, inside the importing transaction, which events to insert.
 
     ``events`` come from :func:`check_import_events`; ``latest`` is the session's latest
@@ -99,7 +99,7 @@ def plan_event_import(
     number is taken by another event or would leave a gap after ``latest``: the import and the
     store have diverged, and nothing may be written.
     """
-    new: list[Event] = []
+    new: list[StoredEvent] = []
     skipped = 0
     next_seq = latest + 1
     for event in events:
@@ -126,7 +126,7 @@ def plan_event_import(
                 f"event {event.id!r} has sequence {seq} but session {session_id!r} is at "
                 f"sequence {next_seq - 1}: importing it would leave a gap"
             )
-        new.append(event)
+        new.append(with_sequence(event, seq))
         next_seq += 1
     return new, skipped
 

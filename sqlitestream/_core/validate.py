@@ -6,83 +6,14 @@ normalised value, so callers write ``x = check_...(x, "x")``.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from itertools import repeat
-from operator import itemgetter
 from typing import Any
 
+from sqlitestream._core import codec
 from sqlitestream.errors import ValidationError
 
 _MAX_DEPTH = 100
-_first, _second = itemgetter(0), itemgetter(1)
-
-
-def _refuse(value: object) -> object:
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _make_codec() -> tuple[
-    Callable[[Any], str], Callable[[str], Any], Callable[[Sequence[str]], list[Any]]
-]:
-    """One compact, strict encoder, one decoder and one many-texts decoder, built once:
-    ``json.dumps``/``loads`` with options build a new encoder per call and wrap the C scanner
-    in Python. Our texts are
-    compact (no whitespace), so the C scanner's ``(value, end)`` is the whole answer. Falls
-    back to the documented API where the C accelerators are missing or differ."""
-    slow = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    loads = json.JSONDecoder().decode
-    try:
-        from json import encoder as json_encoder
-        from json import scanner as json_scanner
-
-        # Undocumented module attributes (None without the _json accelerator), hence getattr.
-        c_make_encoder = getattr(json_encoder, "c_make_encoder", None)
-        c_make_scanner = getattr(json_scanner, "c_make_scanner", None)
-        encode_basestring = json_encoder.encode_basestring
-        if c_make_encoder is None or c_make_scanner is None:
-            raise ImportError("no C accelerator")
-        # markers=None: no shared cycle-detection state between calls or threads; a cyclic
-        # value ends in RecursionError instead, which the caller treats like any refusal.
-        c_encode = c_make_encoder(None, _refuse, encode_basestring, None, ":", ",", False, False, False)
-        scan = c_make_scanner(json.JSONDecoder())
-        if "".join(c_encode({"a": [1, 2.5, "é", None, True]}, 0)) != '{"a":[1,2.5,"é",null,true]}':
-            raise ImportError("unexpected C encoder behaviour")
-    except (ImportError, TypeError):
-        return slow.encode, loads, lambda texts: [loads(text) for text in texts]
-
-    def encode(value: Any) -> str:
-        return "".join(c_encode(value, 0))
-
-    def decode(text: str) -> Any:
-        try:
-            value, end = scan(text, 0)
-        except StopIteration:  # not JSON at its start (e.g. whitespace): the full decoder judges
-            return loads(text)
-        if end != len(text):  # not one of our compact texts: let the full decoder judge
-            return loads(text)
-        return value
-
-    def decode_many(texts: Sequence[str]) -> list[Any]:
-        # The scanner mapped over the texts in C, no Python frame per text; a text the
-        # scanner stops short on (not one of ours) or cannot read sends them all to decode.
-        count = len(texts)
-        if texts.count("{}") == count:  # e.g. a page of events without metadata
-            return [{} for _ in range(count)]
-        try:
-            found = list(map(scan, texts, repeat(0)))  # a StopIteration ends the list early
-        except ValueError:
-            found = []
-        if len(found) == count and list(map(_second, found)) == list(map(len, texts)):
-            return list(map(_first, found))
-        return [decode(text) for text in texts]
-
-    return encode, decode, decode_many
-
-
-_encode, _decode, decode_many = _make_codec()
 _REPR_LIMIT = 80
 
 
@@ -225,57 +156,40 @@ def check_json_object(value: object, name: str) -> dict[str, Any]:
     Returns a deep copy (tuples become lists), so later changes to the caller's dict do not
     reach the stored record.
     """
-    return json_object_with_text(value, name)[0]
-
-
-def json_object_with_text(value: object, name: str) -> tuple[dict[str, Any], str]:
-    """:func:`check_json_object`'s copy together with its compact JSON text (as
-    :func:`encode_json` writes it).
-
-    The common case runs at C speed: encode, decode the text back as the copy, and accept it
-    when the copy equals the input (so no key was coerced to a string), no container count
-    could exceed the depth limit and the text is valid Unicode. Anything else (tuples, odd
-    keys, NaN, lone surrogates, deep or cyclic values) takes the walk in ``_normalise``, which
-    gives the same copy or names the offending value.
-    """
     if type(value) is dict:
-        if not value:
-            return {}, "{}"
-        try:
-            text = _encode(value)
-        except (TypeError, ValueError, RecursionError):
-            pass
-        else:
-            if text.count("{") + text.count("[") <= _MAX_DEPTH and _is_text(text):
-                copy = _decode(text)
-                if copy == value:
-                    return copy, text
+        copy = _round_trip(value)
+        if copy is not None:
+            return copy
     if not isinstance(value, dict):
         raise ValidationError(f"{name} must be a dict (a JSON object), got {describe(value)}")
-    copy = _normalise(value, name, 0)
-    return copy, encode_json(copy, name)
+    walked: dict[str, Any] = _normalise(value, name, 0)  # holds only what codec.encode writes
+    return walked
 
 
-def _is_text(text: str) -> bool:
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+def _round_trip(value: dict[str, Any]) -> dict[str, Any] | None:
+    """The copy of ``value`` read back from its JSON text, if that is a valid copy; ``None``
+    when the value needs the walk in ``_normalise`` to be judged.
+
+    The common case, in C: about 4x faster than the walk on a typical 150-byte payload. The
+    copy is valid when it equals the input (no NaN became ``null``) and no container count
+    could exceed the depth limit. Anything else (tuples, odd keys, NaN, lone surrogates, huge
+    ints, deep or cyclic values) takes the walk, which gives the same copy or names the
+    offending value.
+    """
+    if not value:
+        return {}
+    found = codec.round_trip(value)
+    if found is None:
+        return None
+    copy, text = found
+    if text.count("{") + text.count("[") > _MAX_DEPTH or copy != value:
+        return None
+    result: dict[str, Any] = copy
+    return result
 
 
 def check_optional_json_object(value: object, name: str) -> dict[str, Any] | None:
     return None if value is None else check_json_object(value, name)
-
-
-def encode_json(value: Any, name: str) -> str:
-    """Compact JSON text of an already normalised value."""
-    try:
-        return _encode(value)
-    except ValueError as exc:  # e.g. an int too large for int->str conversion
-        raise ValidationError(f"{name} cannot be encoded as JSON: {exc}") from exc
 
 
 def check_tags(value: object, name: str) -> list[str]:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from typing import Protocol
 
 from sqlitestream.errors import StoreClosedError
-from sqlitestream.models import Event
+from sqlitestream.models import StoredEvent
 
 
 class Signal(Protocol):
@@ -105,8 +105,8 @@ class WakeHub:
 
 
 def long_poll(
-    hub: WakeHub, session_id: str, query: Callable[[], list[Event]], wait_seconds: float
-) -> list[Event]:
+    hub: WakeHub, session_id: str, query: Callable[[], list[StoredEvent]], wait_seconds: float
+) -> list[StoredEvent]:
     """Run ``query``; if empty and ``wait_seconds`` > 0, re-run it on each wake-up until it
     returns events or the deadline passes."""
     events = query()

@@ -33,7 +33,7 @@ from sqlitestream.cli.transfer import copy, export_, import_
 
 if TYPE_CHECKING:
     from sqlitestream.cli.common import Store
-    from sqlitestream.models import Event
+    from sqlitestream.models import StoredEvent
 
 __all__ = ["cli", "main"]
 
@@ -403,10 +403,10 @@ def _last_events(
     floor: int,
     top: int,
     filters: dict[str, Any],
-) -> list[Event]:
+) -> list[StoredEvent]:
     """The last ``count`` matching events in (floor, top], read backwards in growing windows
     (the store reads forwards only, and a filter may match few events)."""
-    found: list[Event] = []
+    found: list[StoredEvent] = []
     upper = top + 1  # "before" is exclusive
     window = max(count, 100)
     while count and upper - 1 > floor and len(found) < count:

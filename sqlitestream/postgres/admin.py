@@ -27,7 +27,7 @@ from sqlitestream.admin import (
     sequence_findings,
 )
 from sqlitestream.errors import SessionNotFoundError, ValidationError
-from sqlitestream.models import Event, EventType, Run, Session
+from sqlitestream.models import Event, EventType, Run, Session, StoredEvent
 from sqlitestream.postgres.listener import payload
 from sqlitestream.postgres.rows import (
     EVENT_COLUMNS,
@@ -261,7 +261,7 @@ def import_session(
     sessions_t, runs_t = _table(schema, "sessions"), _table(schema, "runs")
     events_t, streams_t = _table(schema, "events"), _table(schema, "streams")
 
-    def work(conn: Connection) -> tuple[str | None, list[str], list[Event], int]:
+    def work(conn: Connection) -> tuple[str | None, list[str], list[StoredEvent], int]:
         outcome = None
         if session is not None:
             outcome = _put(conn, sessions_t, SESSION_COLUMNS, session_row(session))

@@ -4,8 +4,8 @@ transaction that changes nothing when it refuses."""
 
 from __future__ import annotations
 
-from pathlib import Path
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlitestream._core.validate import describe

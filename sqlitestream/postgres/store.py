@@ -17,28 +17,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlitestream._core.batch import plan_batch
 from sqlitestream._core.sql import EventQueries, create, upsert
-from sqlitestream.postgres import schema as _pg_schema
-from sqlitestream.postgres import admin as _admin
-from sqlitestream.postgres.connection import Database, MissingDependencyError, redact_dsn
-from sqlitestream.postgres.listener import APPEND_PAYLOAD_SQL, NotificationListener, channel_for, payload
-from sqlitestream.postgres.rows import (
-    EVENT_COLUMNS,
-    PAGE_COLUMNS,
-    RUN_COLUMNS,
-    SESSION_COLUMNS,
-    UNNEST_EVENTS,
-    event_columns,
-    event_from_row,
-    event_values,
-    events_from_page,
-    run_from_row,
-    run_row,
-    session_from_row,
-    session_row,
-    with_sequence,
-)
-from sqlitestream.postgres.schema import check_schema_name, quoted
-from sqlitestream.postgres.url import display_url
 from sqlitestream._core.validate import check_choice, check_id, check_int, describe
 from sqlitestream._core.waiting import WakeHub, long_poll
 from sqlitestream.admin import (
@@ -59,7 +37,46 @@ from sqlitestream.errors import (
     StoreClosedError,
     ValidationError,
 )
-from sqlitestream.models import Event, EventType, Run, RunStatus, Session, SessionStatus
+from sqlitestream.models import (
+    Event,
+    EventType,
+    Run,
+    RunStatus,
+    Session,
+    SessionStatus,
+    StoredEvent,
+)
+from sqlitestream.postgres import admin as _admin
+from sqlitestream.postgres import schema as _pg_schema
+from sqlitestream.postgres.connection import (
+    Database,
+    MissingDependencyError,
+    redact_dsn,
+)
+from sqlitestream.postgres.listener import (
+    APPEND_PAYLOAD_SQL,
+    NotificationListener,
+    channel_for,
+    payload,
+)
+from sqlitestream.postgres.rows import (
+    EVENT_COLUMNS,
+    PAGE_COLUMNS,
+    RUN_COLUMNS,
+    SESSION_COLUMNS,
+    UNNEST_EVENTS,
+    event_columns,
+    event_from_row,
+    event_values,
+    events_from_page,
+    run_from_row,
+    run_row,
+    session_from_row,
+    session_row,
+    with_sequence,
+)
+from sqlitestream.postgres.schema import check_schema_name, quoted
+from sqlitestream.postgres.url import display_url
 from sqlitestream.store import (
     DEFAULT_MAX_EVENT_BYTES,
     EventFilter,
@@ -402,13 +419,13 @@ class PostgresSessionStore(AdminStore):
 
     # Events ---------------------------------------------------------------------------------
 
-    def _find(self, conn: Connection, event: Event) -> Event | None:
+    def _find(self, conn: Connection, event: Event) -> StoredEvent | None:
         """The stored event with ``event.id``; ``EventIdConflictError`` if another session's."""
         row = conn.execute(self._sql.event_by_id, (event.id,)).fetchone()
         return None if row is None else self._original(event, event_from_row(row))
 
     @staticmethod
-    def _original(event: Event, stored: Event) -> Event:
+    def _original(event: Event, stored: StoredEvent) -> StoredEvent:
         """``stored``, the event already holding ``event.id``, if it is in the same session."""
         if stored.session_id != event.session_id:
             raise EventIdConflictError(event.id, event.session_id, stored.session_id)
@@ -416,13 +433,13 @@ class PostgresSessionStore(AdminStore):
 
     def append_event_with_sequence(
         self, event: Event, *, expected_sequence: int | None = None
-    ) -> Event:
+    ) -> StoredEvent:
         check_event(event, self._max_event_bytes)
         expected_sequence = check_int(expected_sequence, "expected_sequence", minimum=0)
         sql = self._sql
         values = event_values(event, 0)[2:]  # the columns after session_id and seq
 
-        def append(conn: Connection) -> Event:
+        def append(conn: Connection) -> StoredEvent:
             row = conn.execute(
                 sql.append, (event.id, event.session_id, event.session_id, *values, self._channel)
             ).fetchone()
@@ -431,7 +448,7 @@ class PostgresSessionStore(AdminStore):
                 return with_sequence(event, int(row[0]))
             return self._original(event, event_from_row(row[1:]))
 
-        def append_expecting(conn: Connection, expected: int) -> Event:
+        def append_expecting(conn: Connection, expected: int) -> StoredEvent:
             # A racing transaction may store the same id after this check; it then fails on
             # the unique index, rolls back, and Database.run retries, finding it here.
             existing = self._find(conn, event)
@@ -456,14 +473,14 @@ class PostgresSessionStore(AdminStore):
         self._hub.wake((event.session_id,))
         return stored
 
-    def append_events(self, events: Sequence[Event]) -> list[Event]:
+    def append_events(self, events: Sequence[Event]) -> list[StoredEvent]:
         batch = check_events(events, self._max_event_bytes)
         self._check_open()
         if not batch:
             return []
         sql = self._sql
 
-        def append(conn: Connection) -> tuple[list[Event], list[str]]:
+        def append(conn: Connection) -> tuple[list[StoredEvent], list[str]]:
             ids = list({event.id for event in batch})
             stored = {row[2]: event_from_row(row) for row in conn.execute(sql.events_by_ids, (ids,))}
             plan = plan_batch(batch, stored)
@@ -474,7 +491,7 @@ class PostgresSessionStore(AdminStore):
                 sql.bump, (sessions, [plan.counts[s] for s in sessions], self._channel)
             ).fetchall()
             numbered = plan.numbered({session_id: int(latest) for session_id, latest, _ in bumped})
-            rows = [event_values(event, event.sequence_number) for event in numbered]  # type: ignore[arg-type]
+            rows = [event_values(event, event.sequence_number) for event in numbered]
             conn.execute(sql.insert_events, event_columns(rows))
             return plan.results(numbered), sessions
 
@@ -494,7 +511,7 @@ class PostgresSessionStore(AdminStore):
         before: int | None = None,
         limit: int | None = None,
         wait_timeout_ms: int | None = None,
-    ) -> list[Event]:
+    ) -> list[StoredEvent]:
         query = EventFilter.build(
             session_id,
             run_id=run_id,
@@ -508,7 +525,7 @@ class PostgresSessionStore(AdminStore):
         sql, params = self._sql.pages.page(query, no_limit=None)
         self._check_open()
 
-        def run_query() -> list[Event]:
+        def run_query() -> list[StoredEvent]:
             return events_from_page(query.session_id, self._fetch("read events", sql, params))
 
         if query.wait_seconds > 0:

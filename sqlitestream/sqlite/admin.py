@@ -42,6 +42,7 @@ from sqlitestream.models import (
     EventType,
     Run,
     Session,
+    StoredEvent,
     from_micros,
     from_micros_many,
     to_micros,
@@ -212,7 +213,7 @@ def import_session(
     session_id, ordered = check_session_import(session_id, session, runs, events, max_event_bytes)
     session_outcome = None
     runs_outcome: list[str] = []
-    new: list[Event] = []
+    new: list[StoredEvent] = []
     skipped = 0
     with write("import a session") as conn:
         if session is not None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import apsw
 
-from sqlitestream.sqlite.connection import transaction, translating
 from sqlitestream.errors import SchemaVersionError, StorageError
+from sqlitestream.sqlite.connection import transaction, translating
 
 APPLICATION_ID = 0x53715374  # "SqSt": marks the file as a sqlitestream store
 SCHEMA_VERSION = 2

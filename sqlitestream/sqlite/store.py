@@ -18,21 +18,6 @@ from typing import Any, ClassVar
 
 import apsw
 
-from sqlitestream.sqlite import schema as _schema
-from sqlitestream.sqlite import admin as _admin
-from sqlitestream.sqlite.connection import (
-    SYNCHRONOUS_LEVELS,
-    BusyRetry,
-    GeneratorContext,
-    apply_settings,
-    enable_wal,
-    frozen_location,
-    open_connection,
-    transaction_steps,
-    translate,
-    translating,
-)
-from sqlitestream._core.sql import EventQueries, create, insert, upsert
 from sqlitestream._core.batch import plan_batch
 from sqlitestream._core.rows import (
     EVENT_COLUMNS,
@@ -41,10 +26,15 @@ from sqlitestream._core.rows import (
     SESSION_COLUMNS,
     RowCodec,
 )
-from sqlitestream.sqlite.sidelock import SideLock
-from sqlitestream._core.validate import check_choice, check_id, check_int, check_text, describe
+from sqlitestream._core.sql import EventQueries, create, insert, upsert
+from sqlitestream._core.validate import (
+    check_choice,
+    check_id,
+    check_int,
+    check_text,
+    describe,
+)
 from sqlitestream._core.waiting import WakeHub, long_poll
-from sqlitestream.sqlite.watcher import DataVersionWatcher
 from sqlitestream.admin import (
     AdminStore,
     CheckReport,
@@ -71,11 +61,28 @@ from sqlitestream.models import (
     RunStatus,
     Session,
     SessionStatus,
+    StoredEvent,
     from_micros,
     from_micros_many,
     to_micros,
     with_sequence,
 )
+from sqlitestream.sqlite import admin as _admin
+from sqlitestream.sqlite import schema as _schema
+from sqlitestream.sqlite.connection import (
+    SYNCHRONOUS_LEVELS,
+    BusyRetry,
+    GeneratorContext,
+    apply_settings,
+    enable_wal,
+    frozen_location,
+    open_connection,
+    transaction_steps,
+    translate,
+    translating,
+)
+from sqlitestream.sqlite.sidelock import SideLock
+from sqlitestream.sqlite.watcher import DataVersionWatcher
 from sqlitestream.store import (
     DEFAULT_MAX_EVENT_BYTES,
     EventFilter,
@@ -499,7 +506,7 @@ class SQLiteSessionStore(AdminStore):
     # Events ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _find(conn: apsw.Connection, event: Event) -> Event | None:
+    def _find(conn: apsw.Connection, event: Event) -> StoredEvent | None:
         """The stored event with ``event.id``; ``EventIdConflictError`` if another session's."""
         rows = conn.execute(_SELECT_EVENT_BY_ID, (event.id,)).fetchall()
         if not rows:
@@ -511,7 +518,7 @@ class SQLiteSessionStore(AdminStore):
 
     def append_event_with_sequence(
         self, event: Event, *, expected_sequence: int | None = None
-    ) -> Event:
+    ) -> StoredEvent:
         check_event(event, self._max_event_bytes)
         expected_sequence = check_int(expected_sequence, "expected_sequence", minimum=0)
         with self._write("append an event") as conn:
@@ -527,7 +534,7 @@ class SQLiteSessionStore(AdminStore):
         self._hub.wake((event.session_id,))
         return with_sequence(event, latest)
 
-    def _stored_as(self, conn: apsw.Connection, event: Event) -> Event:
+    def _stored_as(self, conn: apsw.Connection, event: Event) -> StoredEvent:
         """The event stored under ``event.id``, which an insert just found taken."""
         stored = self._find(conn, event)
         if stored is None:  # the insert met another constraint: the counter is behind the log
@@ -537,7 +544,7 @@ class SQLiteSessionStore(AdminStore):
             )
         return stored
 
-    def append_events(self, events: Sequence[Event]) -> list[Event]:
+    def append_events(self, events: Sequence[Event]) -> list[StoredEvent]:
         batch = check_events(events, self._max_event_bytes)
         if not batch:
             self._check_open()
@@ -547,7 +554,7 @@ class SQLiteSessionStore(AdminStore):
             latest = {session: _bump(conn, session, count) for session, count in plan.counts.items()}
             numbered = plan.numbered(latest)
             if numbered:
-                rows = [_ROWS.event_row(event, event.sequence_number) for event in numbered]  # type: ignore[arg-type]
+                rows = [_ROWS.event_row(event, event.sequence_number) for event in numbered]
                 conn.executemany(_INSERT_EVENT, rows)
         if plan.counts:
             self._hub.wake(plan.counts.keys())
@@ -564,7 +571,7 @@ class SQLiteSessionStore(AdminStore):
         before: int | None = None,
         limit: int | None = None,
         wait_timeout_ms: int | None = None,
-    ) -> list[Event]:
+    ) -> list[StoredEvent]:
         query = EventFilter.build(
             session_id,
             run_id=run_id,
@@ -578,7 +585,7 @@ class SQLiteSessionStore(AdminStore):
         sql, bindings = _PAGES.page(query, no_limit=-1)
         self._check_open()
 
-        def run_query() -> list[Event]:
+        def run_query() -> list[StoredEvent]:
             return _ROWS.events_from_page(query.session_id, self._fetch("read events", sql, bindings))
 
         return long_poll(self._hub, query.session_id, run_query, query.wait_seconds)
@@ -680,7 +687,7 @@ def _queued_transaction(
         finally: side.release()  # noqa: E701
 
 
-def _stored_with_ids(conn: apsw.Connection, batch: Sequence[Event]) -> dict[str, Event]:
+def _stored_with_ids(conn: apsw.Connection, batch: Sequence[Event]) -> dict[str, StoredEvent]:
     """The stored events holding any of the batch's ids, by id (one query)."""
     ids = json.dumps(list({event.id for event in batch}))
     return {row[2]: _ROWS.event_from_row(row) for row in conn.execute(_SELECT_EVENTS_BY_IDS, (ids,))}
