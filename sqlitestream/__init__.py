@@ -27,6 +27,7 @@ _PUBLIC: dict[str, str] = {
     "RunStatus": "models",
     # stores and opening them by location
     "SessionStore": "store",
+    "EventFilter": "store",
     "AdminStore": "admin",
     "InMemorySessionStore": "memory",
     "SQLiteSessionStore": "sqlite",
@@ -131,6 +132,7 @@ if TYPE_CHECKING:  # for type checkers only; must list exactly _PUBLIC (a test c
     from .models import StoredEvent as StoredEvent
     from .postgres import PostgresSessionStore as PostgresSessionStore
     from .sqlite import SQLiteSessionStore as SQLiteSessionStore
+    from .store import EventFilter as EventFilter
     from .store import SessionStore as SessionStore
     from .streaming import afollow as afollow
     from .streaming import follow as follow

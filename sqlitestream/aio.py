@@ -20,6 +20,7 @@ the facade's threads and leaves the store open for its owner to close.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -184,16 +185,13 @@ class AsyncStore:
             session_id, run_id=run_id, type=type, since=since, after=after, before=before,
             limit=limit, wait_timeout_ms=wait_timeout_ms,
         )
-        read = functools.partial(
-            self._store.get_events, query.session_id, run_id=query.run_id, type=query.type,
-            since=query.since, after=query.after, before=query.before, limit=query.limit,
-        )
+        read = functools.partial(self._store.read_events, dataclasses.replace(query, wait_timeout_ms=None))
         page = await self._call(read)
         if page or query.wait_seconds <= 0:
             return page
         wait_hub: Callable[[], WakeHub] | None = getattr(self._store, "_wait_hub", None)
         if wait_hub is None:
-            return await self._call(read, wait_timeout_ms=query.wait_timeout_ms)
+            return await self._call(self._store.read_events, query)
         return await self._long_poll(await self._call(wait_hub), query, read)
 
     async def _long_poll(

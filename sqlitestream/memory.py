@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 
 from sqlitestream._core import codec
 from sqlitestream._core.batch import plan_batch
@@ -39,7 +38,6 @@ from sqlitestream.errors import (
 )
 from sqlitestream.models import (
     Event,
-    EventType,
     Run,
     RunStatus,
     Session,
@@ -236,28 +234,7 @@ class InMemorySessionStore(AdminStore):
         stream = self._streams.get(session_id)
         return 0 if stream is None else len(stream.events)
 
-    def get_events(
-        self,
-        session_id: str,
-        *,
-        run_id: str | None = None,
-        type: EventType | str | None = None,
-        since: datetime | None = None,
-        after: int | None = None,
-        before: int | None = None,
-        limit: int | None = None,
-        wait_timeout_ms: int | None = None,
-    ) -> list[StoredEvent]:
-        query = EventFilter.build(
-            session_id,
-            run_id=run_id,
-            type=type,
-            since=since,
-            after=after,
-            before=before,
-            limit=limit,
-            wait_timeout_ms=wait_timeout_ms,
-        )
+    def read_events(self, query: EventFilter) -> list[StoredEvent]:
         self._check_open()
         return long_poll(self._hub, query.session_id, lambda: self._query(query), query.wait_seconds)
 

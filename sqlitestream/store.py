@@ -254,7 +254,6 @@ class SessionStore(abc.ABC):
         transaction, one commit.
         """
 
-    @abc.abstractmethod
     def get_events(
         self,
         session_id: str,
@@ -280,6 +279,24 @@ class SessionStore(abc.ABC):
         never waits. If the session is deleted while waiting, return ``[]``; if the store is
         closed while waiting, raise ``StoreClosedError``. Stores that cannot wait may ignore the
         argument (callers then fall back to sleep-based polling).
+
+        Implemented here once: the arguments are checked and handed to :meth:`read_events`.
+        """
+        return self.read_events(
+            EventFilter.build(
+                session_id, run_id=run_id, type=type, since=since, after=after, before=before,
+                limit=limit, wait_timeout_ms=wait_timeout_ms,
+            )
+        )
+
+    @abc.abstractmethod
+    def read_events(self, query: EventFilter) -> list[StoredEvent]:
+        """:meth:`get_events` for a checked query: what a store implements.
+
+        ``query`` holds valid values only (see :class:`EventFilter`, whose :meth:`~EventFilter.matches`
+        says which events pass); return them as :meth:`get_events` documents, long-polling for
+        up to ``query.wait_timeout_ms``. Call it through :meth:`get_events`, which checks the
+        arguments.
         """
 
     @abc.abstractmethod

@@ -105,8 +105,8 @@ class DelegatingStore(_Base):
     def append_events(self, events: Any) -> list[Event]:
         return self.inner.append_events(events)
 
-    def get_events(self, session_id: str, **kwargs: Any) -> list[Event]:
-        return self.inner.get_events(session_id, **kwargs)
+    def read_events(self, query: Any) -> Any:
+        return self.inner.read_events(query)
 
     def get_latest_sequence(self, session_id: str) -> int:
         return self.inner.get_latest_sequence(session_id)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlitestream._core.batch import plan_batch
@@ -39,7 +38,6 @@ from sqlitestream.errors import (
 )
 from sqlitestream.models import (
     Event,
-    EventType,
     Run,
     RunStatus,
     Session,
@@ -500,28 +498,7 @@ class PostgresSessionStore(AdminStore):
             self._hub.wake(touched)
         return results
 
-    def get_events(
-        self,
-        session_id: str,
-        *,
-        run_id: str | None = None,
-        type: EventType | str | None = None,
-        since: datetime | None = None,
-        after: int | None = None,
-        before: int | None = None,
-        limit: int | None = None,
-        wait_timeout_ms: int | None = None,
-    ) -> list[StoredEvent]:
-        query = EventFilter.build(
-            session_id,
-            run_id=run_id,
-            type=type,
-            since=since,
-            after=after,
-            before=before,
-            limit=limit,
-            wait_timeout_ms=wait_timeout_ms,
-        )
+    def read_events(self, query: EventFilter) -> list[StoredEvent]:
         sql, params = self._sql.pages.page(query, no_limit=None)
         self._check_open()
 

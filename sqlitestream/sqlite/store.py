@@ -12,7 +12,6 @@ import os
 import threading
 import time
 from collections.abc import Generator, Iterable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -56,7 +55,6 @@ from sqlitestream.errors import (
 )
 from sqlitestream.models import (
     Event,
-    EventType,
     Run,
     RunStatus,
     Session,
@@ -560,28 +558,7 @@ class SQLiteSessionStore(AdminStore):
             self._hub.wake(plan.counts.keys())
         return plan.results(numbered)
 
-    def get_events(
-        self,
-        session_id: str,
-        *,
-        run_id: str | None = None,
-        type: EventType | str | None = None,
-        since: datetime | None = None,
-        after: int | None = None,
-        before: int | None = None,
-        limit: int | None = None,
-        wait_timeout_ms: int | None = None,
-    ) -> list[StoredEvent]:
-        query = EventFilter.build(
-            session_id,
-            run_id=run_id,
-            type=type,
-            since=since,
-            after=after,
-            before=before,
-            limit=limit,
-            wait_timeout_ms=wait_timeout_ms,
-        )
+    def read_events(self, query: EventFilter) -> list[StoredEvent]:
         sql, bindings = _PAGES.page(query, no_limit=-1)
         self._check_open()
 
