@@ -2,7 +2,9 @@
 
 Append events for a session; each gets the next per-session sequence number (1, 2, 3, ...).
 Read by cursor (``after``/``before``) or long-poll (``wait_timeout_ms``) from any thread or
-process. See the README for the guarantees and the API.
+process. The names below are the public API; modules and subpackages whose names start with an
+underscore, and the modules inside ``sqlitestream.sqlite`` and ``sqlitestream.postgres``, are
+internal. The README and the docs pages hold the guarantees, the module map and the guides.
 """
 
 from __future__ import annotations
