@@ -447,8 +447,11 @@ class PostgresSessionStore(AdminStore):
             return self._original(event, event_from_row(row[1:]))
 
         def append_expecting(conn: Connection, expected: int) -> StoredEvent:
-            # A racing transaction may store the same id after this check; it then fails on
-            # the unique index, rolls back, and Database.run retries, finding it here.
+            # The counter row first: once it is ours, every append of this session that
+            # committed before is visible (read committed), so an id stored by one of them is
+            # found below rather than counted; one still to come waits for us, fails on the
+            # unique index, and Database.run retries it, finding ours.
+            conn.execute(sql.lock_counter, (event.session_id,))
             existing = self._find(conn, event)
             if existing is not None:
                 return existing
