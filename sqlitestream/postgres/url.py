@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from sqlitestream._core.validate import describe
 from sqlitestream.errors import ValidationError
 
-__all__ = ["display_url", "is_postgres_url", "split_location"]
+__all__ = ["display_url", "is_postgres_url", "redacted", "split_location"]
 
 _SCHEMES = ("postgresql://", "postgres://")
 
@@ -29,15 +29,35 @@ def is_postgres_url(location: object) -> bool:
 def split_location(location: str) -> tuple[str, str | None]:
     """``(dsn for libpq, schema or None)`` from a location URL."""
     if not is_postgres_url(location):
-        raise ValidationError(f"not a postgresql:// URL: {describe(location)}")
+        raise ValidationError(f"not a postgresql:// URL: {describe(redacted(location))}")
     parts = urlsplit(location)
     params = parse_qsl(parts.query, keep_blank_values=True)
     schemas = [value for key, value in params if key == "schema"]
     if len(schemas) > 1:
-        raise ValidationError(f"the URL names the schema {len(schemas)} times: {describe(location)}")
+        raise ValidationError(
+            f"the URL names the schema {len(schemas)} times: {describe(redacted(location))}"
+        )
     rest = [(key, value) for key, value in params if key != "schema"]
     dsn = urlunsplit(parts._replace(query=urlencode(rest)))
     return dsn, (schemas[0] if schemas else None)
+
+
+def redacted(location: object) -> object:
+    """``location`` fit for a message: a URL's password (in its user part or a ``password``
+    query parameter) replaced by ``***``; anything that is not a str is returned as it is."""
+    if not isinstance(location, str):
+        return location
+    try:
+        parts = urlsplit(location)
+        netloc = parts.netloc
+        if parts.password is not None:
+            user, _, host = netloc.rpartition("@")
+            netloc = f"{user.partition(':')[0]}:***@{host}"
+        params = parse_qsl(parts.query, keep_blank_values=True)
+        query = urlencode([(key, "***" if key == "password" else value) for key, value in params], safe="*")
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
+    except ValueError:  # not even URL-shaped: say nothing of it
+        return "<a location that is not a valid URL>"
 
 
 def display_url(dsn: str, schema: str) -> str:
