@@ -293,7 +293,7 @@ def _json_object(value: str | None, option: str) -> dict[str, Any] | None:
 
 @cli.command()
 @session_id_argument
-@click.option("--type", "type_", type=EVENT_TYPE, required=True, metavar="TYPE",
+@click.option("--type", "type_", type=EVENT_TYPE, required=True,
               help="The event type (e.g. message_sent).")
 @click.option("--data", metavar="JSON|@FILE|-", help="The event data: a JSON object, @FILE, or - for stdin.")
 @click.option("--metadata", metavar="JSON|@FILE|-", help="The event metadata: a JSON object, @FILE, or - for stdin.")

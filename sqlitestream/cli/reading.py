@@ -127,7 +127,7 @@ def read_page(
 @click.option("--after", type=click.IntRange(min=0), metavar="N", help="Only events with sequence number > N.")
 @click.option("--before", type=click.IntRange(min=1), metavar="N", help="Only events with sequence number < N.")
 @click.option("--run-id", metavar="RUN_ID", help="Only events of this run.")
-@click.option("--type", "types", type=EVENT_TYPE, multiple=True, metavar="TYPE",
+@click.option("--type", "types", type=EVENT_TYPE, multiple=True,
               help="Only events of this type; repeat it for events of any of several types.")
 @click.option("--since", metavar="TIME", help="Only events at or after this ISO 8601 time (with an offset).")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N events.")
@@ -226,7 +226,7 @@ def latest(session_id: str, fmt: str) -> None:
 @click.option("--wait-ms", type=click.IntRange(min=0), metavar="MS",
               help="Long-poll timeout of each read (with --follow; default 30000). Without "
               "--follow: wait up to MS for a first event when there is none yet.")
-@click.option("--type", "types", type=EVENT_TYPE, multiple=True, metavar="TYPE",
+@click.option("--type", "types", type=EVENT_TYPE, multiple=True,
               help="Only events of this type; repeat it for events of any of several types.")
 @click.option("--run-id", metavar="RUN_ID", help="Only events of this run.")
 @format_option
