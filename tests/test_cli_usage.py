@@ -410,7 +410,7 @@ def complete(args: str, env: dict[str, str]) -> list[str]:
     environ = {k: v for k, v in os.environ.items() if k != "SQLITESTREAM_DB"}
     environ.update({"_SQLITESTREAM_COMPLETE": "bash_complete", "COMP_WORDS": f"sqlitestream {args}",
                     "COMP_CWORD": str(len(args.split(" "))), **env})
-    proc = subprocess.run([sys.executable, "-m", "sqlitestream"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "sqlitestream"], check=False, capture_output=True, text=True,
                           cwd=ROOT, env=environ, timeout=60)
     assert proc.stderr == ""
     return [line.split(",", 1)[1] for line in proc.stdout.splitlines() if line]
