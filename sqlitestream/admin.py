@@ -550,11 +550,12 @@ class AdminStore(SessionStore):
             if on_session is not None:
                 on_session(result)
 
-        number = 0
+        number = handled = 0
         try:
             for number, raw in enumerate(records, 1):
                 kind, record = parse_record(raw, number)
                 if record is None:
+                    handled = number
                     continue
                 session_id = record.id if isinstance(record, Session) else record.session_id
                 if group is None or group.session_id != session_id:
@@ -562,13 +563,15 @@ class AdminStore(SessionStore):
                         flush(group)
                     group = SessionRecords(session_id, number)
                 group.add(number, kind, record)
+                handled = number
             if group is not None:
                 flush(group)
         except SqliteStreamError as exc:
             where = (
                 f"session {group.session_id!r} (records {group.first}-{group.last})"
                 if group is not None
-                else f"record {number}"
+                # a record that failed to be read at all is the one after the last read
+                else f"record {number if number > handled else number + 1}"
             )
             exc.add_note(
                 f"import stopped at {where}: nothing of it was written; "

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlitestream.adapters import RunOutcome, ScriptedAdapter
+from sqlitestream.cli.common import DEMO_EVENTS, DEMO_INTERVAL_MS, DEMO_MIN_EVENTS
 from sqlitestream.errors import SqliteStreamError, StoreClosedError, ValidationError
 from sqlitestream.locations import is_postgres_location, open_store
 from sqlitestream.manager import SessionManager
@@ -32,11 +33,12 @@ from sqlitestream.models import Event, EventType, new_id, utc_now
 if TYPE_CHECKING:
     from sqlitestream.admin import AdminStore
 
-__all__ = ["DemoSummary", "run_demo", "main"]
+__all__ = ["DemoSummary", "main", "run_demo"]
 
-DEFAULT_EVENTS = 30
-DEFAULT_INTERVAL_MS = 100
-_MIN_EVENTS = 5
+DEFAULT_EVENTS = DEMO_EVENTS
+DEFAULT_INTERVAL_MS = DEMO_INTERVAL_MS
+_MIN_EVENTS = DEMO_MIN_EVENTS
+_INPUT_TOKENS = 12
 _FOLLOW_WAIT_MS = 1000
 _WRITER_GRACE_S = 10.0
 """After the writer exits, how long the follower may still take to reach the session's end
@@ -84,7 +86,7 @@ def demo_script(events: int) -> list[dict[str, Any]]:
         *tools[1:],
         *deltas[len(deltas) // 2 :],
         {"type": "message", "data": {"role": "assistant", "content": text}},
-        {"type": "usage", "data": {"input_tokens": 12, "output_tokens": len(deltas)}},
+        {"type": "usage", "data": {"input_tokens": _INPUT_TOKENS, "output_tokens": len(deltas)}},
         {"type": "done", "data": {"status": "success"}},
     ]
 
@@ -248,11 +250,14 @@ def _child_env() -> dict[str, str]:
 
 def _write(db_path: str, session_id: str, events: int, interval_ms: int) -> None:
     """The writer process's job: run the session to its end."""
+    script = demo_script(events)
+    # The run record keeps the usage the run's own token_usage_updated event reported.
+    usage = next(step["data"] for step in script if step["type"] == "usage")
     adapter = ScriptedAdapter(
-        demo_script(events),
+        script,
         name="demo-agent",
         delay_ms=interval_ms,
-        outcome=RunOutcome(output={"text": "done"}, token_usage={"input_tokens": 12}),
+        outcome=RunOutcome(output={"text": "done"}, token_usage=usage),
     )
     with _open_store(db_path) as store:
         SessionManager(store, adapter).run_once(

@@ -10,30 +10,42 @@ an unexpected error).
 
 from __future__ import annotations
 
+import shlex
 import sys
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from sqlitestream import __version__
 from sqlitestream.cli.common import (
     DB_ENV,
+    DB_HELP,
     DEFAULT_DB,
-    PAGE,
+    DEMO_EVENTS,
+    DEMO_INTERVAL_MS,
+    DEMO_MIN_EVENTS,
     CommandGroup,
     Config,
+    db_option,
     format_option,
+    max_event_bytes_option,
     note,
     open_store,
     output_writer,
     progress_option,
+    store_location,
+    store_options,
+    write_one,
 )
+from sqlitestream.cli.reading import (
+    EVENT_TYPE,
+    events,
+    latest,
+    session_id_argument,
+    tail,
+)
+from sqlitestream.cli.stats import stats
 from sqlitestream.cli.transfer import copy, export_, import_
-
-if TYPE_CHECKING:
-    from sqlitestream.cli.common import Store
-    from sqlitestream.models import StoredEvent
 
 __all__ = ["cli", "main"]
 
@@ -51,15 +63,15 @@ __all__ = ["cli", "main"]
     show_default=True,
     envvar=DB_ENV,
     show_envvar=True,
-    help="The store: a SQLite file, or a postgresql:// URL (optionally with ?schema=NAME).",
+    help=DB_HELP + " Also accepted after the command.",
 )
 @click.version_option(__version__, "--version", prog_name="sqlitestream")
 @click.pass_context
 def cli(ctx: click.Context, db: str) -> None:
     """Inspect, follow, append to, export/import, check and migrate a sqlitestream store.
 
-    The store is the SQLite file or postgresql:// URL given by --db (before the command) or
-    $SQLITESTREAM_DB.
+    The store is the SQLite file or postgresql:// URL given by --db (before or after the
+    command) or $SQLITESTREAM_DB.
     Commands that only read never create or change it, and work while other processes write.
 
     \b
@@ -73,6 +85,7 @@ def cli(ctx: click.Context, db: str) -> None:
 
 
 @cli.command()
+@db_option
 def init() -> None:
     """Create the store, or upgrade its schema; print the schema version.
 
@@ -101,8 +114,8 @@ def init() -> None:
     type=click.Path(dir_okay=False),
     help="Where to write the backup (default: DB.schema-vN.bak next to the store).",
 )
-@click.pass_obj
-def migrate(config: Config, dry_run: bool, no_backup: bool, backup_path: str | None) -> None:
+@db_option
+def migrate(dry_run: bool, no_backup: bool, backup_path: str | None) -> None:
     """Show and apply pending schema upgrades, writing a backup copy of a SQLite file first.
 
     The backup is a consistent copy of the file as it was (refused if the backup file already
@@ -121,14 +134,15 @@ def migrate(config: Config, dry_run: bool, no_backup: bool, backup_path: str | N
         migrate_schema,
     )
 
+    location = store_location()
     if no_backup and backup_path is not None:
         raise click.UsageError("--backup and --no-backup exclude each other")
-    postgres = is_postgres_location(config.db)
+    postgres = is_postgres_location(location)
     if postgres and backup_path is not None:
         raise click.UsageError(
             "--backup: a PostgreSQL store is not backed up to a file; run pg_dump --schema=NAME first"
         )
-    status = inspect_schema(config.db)
+    status = inspect_schema(location)
     click.echo(
         f"store {status.path}: schema version {status.version}; "
         f"this sqlitestream uses version {status.code_version}"
@@ -148,7 +162,7 @@ def migrate(config: Config, dry_run: bool, no_backup: bool, backup_path: str | N
         note("no backup written: back up a PostgreSQL store with pg_dump --schema=NAME first")
     if not no_backup and backup_path is None:
         backup_path = f"{status.path}.schema-v{status.version}.bak"
-    result = migrate_schema(config.db, backup_path=None if no_backup else backup_path)
+    result = migrate_schema(location, backup_path=None if no_backup else backup_path)
     if result.backup_path is not None:
         click.echo(f"backup written to {result.backup_path}")
     click.echo(f"upgraded to schema version {result.to_version}")
@@ -159,6 +173,7 @@ def migrate(config: Config, dry_run: bool, no_backup: bool, backup_path: str | N
 
 @cli.command()
 @format_option
+@db_option
 def info(fmt: str) -> None:
     """Path, file and WAL size, schema version, journal mode, synchronous level, and the numbers
     of sessions, runs, events and streams (session ids with events).
@@ -169,13 +184,7 @@ def info(fmt: str) -> None:
     """
     from sqlitestream.cli.output import FIELD_COLUMNS
 
-    facts = open_store(readonly=True).store_info().to_dict()
-    writer = output_writer(fmt, FIELD_COLUMNS, header=False)
-    if fmt == "table":
-        writer.write({"field": key, "value": value} for key, value in facts.items())
-    else:
-        writer.write([facts])
-    writer.close()
+    write_one(fmt, open_store(readonly=True).store_info().to_dict(), FIELD_COLUMNS)
 
 
 @cli.command()
@@ -183,6 +192,7 @@ def info(fmt: str) -> None:
 @click.option("--agent", metavar="AGENT_ID", help="Only saved sessions of this agent id.")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most this many rows.")
 @format_option
+@db_option
 def sessions(status: str | None, agent: str | None, limit: int | None, fmt: str) -> None:
     """Saved sessions, and every session id in the log, with event count and latest sequence.
 
@@ -230,9 +240,10 @@ def _session_row(record: dict[str, Any], stream: Any, *, saved: bool) -> dict[st
 
 
 @cli.command()
-@click.argument("session_id")
+@session_id_argument
 @click.option("--status", metavar="STATUS", help="Only runs with this status (e.g. running).")
 @format_option
+@db_option
 def runs(session_id: str, status: str | None, fmt: str) -> None:
     """The session's runs, oldest first.
 
@@ -248,173 +259,6 @@ def runs(session_id: str, status: str | None, fmt: str) -> None:
     writer.close()
     if not found and fmt == "table":
         note("no runs")
-
-
-def _since(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not an ISO 8601 time, e.g. 2026-05-01T12:00:00Z", param_hint="--since"
-        ) from None
-    if moment.tzinfo is None:
-        raise click.BadParameter(
-            f"{value!r} has no UTC offset; add one, e.g. 2026-05-01T12:00:00Z", param_hint="--since"
-        )
-    return moment
-
-
-@cli.command()
-@click.argument("session_id")
-@click.option("--after", type=int, metavar="N", help="Only events with sequence number > N.")
-@click.option("--before", type=int, metavar="N", help="Only events with sequence number < N.")
-@click.option("--run-id", metavar="RUN_ID", help="Only events of this run.")
-@click.option("--type", "type_", metavar="TYPE", help="Only events of this type (e.g. message_sent).")
-@click.option("--since", metavar="TIME", help="Only events at or after this ISO 8601 time (with an offset).")
-@click.option("--limit", type=int, metavar="N", help="At most N events.")
-@format_option
-def events(
-    session_id: str,
-    after: int | None,
-    before: int | None,
-    run_id: str | None,
-    type_: str | None,
-    since: str | None,
-    limit: int | None,
-    fmt: str,
-) -> None:
-    """The session's events, oldest first, filtered exactly like the store's get_events.
-
-    \b
-    Example:
-      sqlitestream --db events.db events s1 --after 100 --limit 50 --format jsonl
-    """
-    from sqlitestream.cli.output import EVENT_COLUMNS
-
-    store = open_store(readonly=True)
-    filters: dict[str, Any] = {"run_id": run_id, "type": type_, "since": _since(since)}
-    writer = output_writer(fmt, EVENT_COLUMNS)
-    printed = 0
-    cursor = after
-    while True:
-        if limit is None:
-            size = PAGE
-        elif limit < 1:
-            size = limit  # the store refuses it with its own message
-        else:
-            size = min(PAGE, limit - printed)
-        page = store.get_events(session_id, after=cursor, before=before, limit=size, **filters)
-        writer.write(event.to_dict() for event in page)
-        printed += len(page)
-        if len(page) < size or (limit is not None and printed >= limit):
-            break
-        cursor = page[-1].sequence_number
-    writer.close()
-    if printed == 0 and fmt == "table":
-        note("no events")
-
-
-@cli.command()
-@click.argument("session_id")
-def latest(session_id: str) -> None:
-    """Print the session's latest sequence number (0 when it has no events).
-
-    \b
-    Example:
-      sqlitestream --db events.db latest s1
-    """
-    click.echo(open_store(readonly=True).get_latest_sequence(session_id))
-
-
-@cli.command()
-@click.argument("session_id")
-@click.option("-n", "--lines", "count", type=click.IntRange(min=0), default=10, show_default=True, metavar="N",
-              help="How many of the latest events to print first.")
-@click.option("--after", type=int, metavar="N", help="Only events with sequence number > N.")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new events until interrupted.")
-@click.option("--wait-ms", type=click.IntRange(min=0), metavar="MS",
-              help="Long-poll timeout of each read (with --follow; default 30000). Without "
-              "--follow: wait up to MS for a first event when there is none yet.")
-@click.option("--type", "type_", metavar="TYPE", help="Only events of this type.")
-@click.option("--run-id", metavar="RUN_ID", help="Only events of this run.")
-@format_option
-def tail(
-    session_id: str,
-    count: int,
-    after: int | None,
-    follow: bool,
-    wait_ms: int | None,
-    type_: str | None,
-    run_id: str | None,
-    fmt: str,
-) -> None:
-    """The session's last N events; with --follow, then every new event as it is appended.
-
-    Following uses the store's long-poll (no busy polling) and sees appends from any process;
-    each event is flushed as it is printed, so it works in a pipe. A session deleted while
-    followed (and perhaps written again) is followed again from sequence 1, with a note on
-    stderr. Ctrl-C ends it (exit 130).
-
-    \b
-    Example:
-      sqlitestream --db events.db tail s1 -n 5 --follow --format jsonl
-    """
-    from sqlitestream.cli.output import EVENT_COLUMNS
-
-    if follow and fmt == "json":
-        raise click.UsageError("--follow prints events as they come: use --format jsonl or table")
-    store = open_store(readonly=True)
-    filters: dict[str, Any] = {"type": type_, "run_id": run_id}
-    # Let the store validate the arguments up front (before=1 matches nothing).
-    store.get_events(session_id, after=after, before=1, **filters)
-    top = store.get_latest_sequence(session_id)
-    floor = after or 0
-    writer = output_writer(fmt, EVENT_COLUMNS)
-    shown = _last_events(store, session_id, count, floor, top, filters)
-    cursor = max(floor, top)
-    if follow:
-        from sqlitestream.streaming import DEFAULT_WAIT_TIMEOUT_MS
-        from sqlitestream.streaming import follow as follow_session
-
-        def restarted() -> None:
-            note(f"session {session_id} was deleted or restarted; following it from sequence 1")
-
-        # Made before the first lines are printed: it tells the log they came from.
-        arriving = follow_session(
-            store, session_id, after=cursor, limit=PAGE, on_restart=restarted,
-            wait_timeout_ms=DEFAULT_WAIT_TIMEOUT_MS if wait_ms is None else wait_ms, **filters,
-        )
-        writer.write(event.to_dict() for event in shown)
-        for event in arriving:
-            writer.write([event.to_dict()])
-    else:
-        if wait_ms and not shown and count:
-            shown = store.get_events(session_id, after=cursor, limit=count, wait_timeout_ms=wait_ms, **filters)
-        writer.write(event.to_dict() for event in shown)
-    writer.close()
-
-
-def _last_events(
-    store: Store,
-    session_id: str,
-    count: int,
-    floor: int,
-    top: int,
-    filters: dict[str, Any],
-) -> list[StoredEvent]:
-    """The last ``count`` matching events in (floor, top], read backwards in growing windows
-    (the store reads forwards only, and a filter may match few events)."""
-    found: list[StoredEvent] = []
-    upper = top + 1  # "before" is exclusive
-    window = max(count, 100)
-    while count and upper - 1 > floor and len(found) < count:
-        lower = max(floor, upper - 1 - window)
-        found = store.get_events(session_id, after=lower, before=upper, **filters) + found
-        upper = lower + 1
-        window *= 4
-    return found[-count:] if count else []
 
 
 # Writing --------------------------------------------------------------------------------------
@@ -448,15 +292,18 @@ def _json_object(value: str | None, option: str) -> dict[str, Any] | None:
 
 
 @cli.command()
-@click.argument("session_id")
-@click.option("--type", "type_", required=True, metavar="TYPE", help="The event type (e.g. message_sent).")
+@session_id_argument
+@click.option("--type", "type_", type=EVENT_TYPE, required=True,
+              help="The event type (e.g. message_sent).")
 @click.option("--data", metavar="JSON|@FILE|-", help="The event data: a JSON object, @FILE, or - for stdin.")
 @click.option("--metadata", metavar="JSON|@FILE|-", help="The event metadata: a JSON object, @FILE, or - for stdin.")
 @click.option("--run-id", metavar="RUN_ID", help="The run the event belongs to.")
 @click.option("--id", "event_id", metavar="ID", help="The event id (default: a new unique id).")
-@click.option("--expected-sequence", type=int, metavar="N",
+@click.option("--expected-sequence", type=click.IntRange(min=0), metavar="N",
               help="Append only if the session's latest sequence is N (0: empty).")
+@max_event_bytes_option
 @format_option
+@db_option
 def append(
     session_id: str,
     type_: str,
@@ -465,6 +312,7 @@ def append(
     run_id: str | None,
     event_id: str | None,
     expected_sequence: int | None,
+    max_event_bytes: int | None,
     fmt: str,
 ) -> None:
     """Append one event and print it as stored, with its sequence number.
@@ -490,7 +338,7 @@ def append(
     if event_id is not None:
         fields["id"] = event_id
     event = Event(type=type_, session_id=session_id, **fields)
-    store = open_store(readonly=False, create=True)
+    store = open_store(readonly=False, create=True, **store_options(max_event_bytes))
     stored = store.append_event_with_sequence(event, expected_sequence=expected_sequence)
     writer = output_writer(fmt, EVENT_COLUMNS)
     writer.write([stored.to_dict()])
@@ -498,8 +346,9 @@ def append(
 
 
 @cli.command("delete-session")
-@click.argument("session_id")
+@session_id_argument
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@db_option
 def delete_session(session_id: str, yes: bool) -> None:
     """Delete a session: its saved record, runs, events and sequence counter.
 
@@ -539,10 +388,12 @@ def delete_session(session_id: str, yes: bool) -> None:
 @cli.command()
 @format_option
 @progress_option
+@db_option
 def check(fmt: str, progress: bool | None) -> None:
     """Check the store: SQLite's integrity check plus the log's invariants for every session
     (sequences exactly 1..latest, the stored latest sequence equal to the highest, event ids
-    unique). Prints what it finds; exits 1 when anything is wrong.
+    unique). Prints what it finds; exits 1 when anything is wrong. --json and --nl print the
+    report as one object; --csv prints one finding per row.
 
     \b
     Example:
@@ -564,14 +415,15 @@ def check(fmt: str, progress: bool | None) -> None:
     finally:
         if bar is not None:
             bar.finish()
-    writer = output_writer(fmt, FINDING_COLUMNS)
-    if fmt == "table":
+    if fmt in ("json", "jsonl"):
+        write_one(fmt, report.to_dict(), FINDING_COLUMNS)
+    else:
+        writer = output_writer(fmt, FINDING_COLUMNS)
         writer.write(finding.to_dict() for finding in report.findings)
+        writer.close()
+    if fmt == "table":
         summary = f"{report.sessions_checked} session(s), {report.events_checked} event(s) checked"
         click.echo(f"ok: {summary}" if report.ok else f"{len(report.findings)} problem(s): {summary}")
-    else:
-        writer.write([report.to_dict()])
-    writer.close()
     if not report.ok:
         raise click.ClickException(f"the store has {len(report.findings)} problem(s)")
 
@@ -580,15 +432,20 @@ def check(fmt: str, progress: bool | None) -> None:
 
 
 @cli.command()
-@click.option("--events", "count", type=int, default=None, metavar="N", help="How many agent events to emit.")
-@click.option("--interval-ms", type=int, default=None, metavar="MS", help="Pause between emitted events.")
-@click.pass_obj
-def demo(config: Config, count: int | None, interval_ms: int | None) -> None:
+@click.option("--events", "count", type=click.IntRange(min=DEMO_MIN_EVENTS), default=DEMO_EVENTS,
+              show_default=True, metavar="N",
+              help=f"How many agent events to emit (at least {DEMO_MIN_EVENTS}: the run's start, a "
+              "message, its token usage and its end come with every run).")
+@click.option("--interval-ms", type=click.IntRange(min=0), default=DEMO_INTERVAL_MS, show_default=True,
+              metavar="MS", help="Pause between emitted events.")
+@db_option
+def demo(count: int, interval_ms: int) -> None:
     """Run the main job: a second process records an agent session through SessionManager
     while this one follows it live, printing each event with its sequence number and how
     long after its append it was seen; then a summary with wake latencies.
 
-    Creates the store (--db) if needed.
+    Creates the store (--db) if needed, and ends by printing commands to look at the
+    recorded session.
 
     \b
     Example:
@@ -596,15 +453,17 @@ def demo(config: Config, count: int | None, interval_ms: int | None) -> None:
     """
     from sqlitestream.cli.demo import run_demo
 
-    options: dict[str, Any] = {}
-    if count is not None:
-        options["events"] = count
-    if interval_ms is not None:
-        options["interval_ms"] = interval_ms
-    run_demo(config.db, echo=click.echo, **options)
+    location = store_location()
+    summary = run_demo(location, events=count, interval_ms=interval_ms, echo=click.echo)
+    db = "" if location == DEFAULT_DB else f" --db {shlex.quote(location)}"
+    click.echo("\nTry next:")
+    click.echo(f"  sqlitestream{db} events {summary.session_id}")
+    click.echo(f"  sqlitestream{db} tail -f {summary.session_id}   (Ctrl-C to stop)")
+    click.echo(f"  sqlitestream{db} runs {summary.session_id}")
+    click.echo(f"  sqlitestream{db} stats")
 
 
-for _command in (export_, import_, copy):
+for _command in (events, latest, tail, export_, import_, copy, stats):
     cli.add_command(_command)
 
 

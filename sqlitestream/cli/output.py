@@ -2,32 +2,37 @@
 the ``table`` format, and progress reporting on stderr.
 
 Writers take JSON-ready dicts (the records' ``to_dict()``): ``json`` and ``jsonl`` print them
-unchanged (lossless); ``table`` picks columns and shortens what does not fit the terminal.
+unchanged (lossless); ``csv`` prints every field, nested values as JSON text; ``table`` picks
+columns and, on a terminal, shortens payloads that do not fit it (ids are never cut).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from typing import IO, Any, Protocol
 
 __all__ = [
+    "EVENT_COLUMNS",
+    "FIELD_COLUMNS",
+    "FINDING_COLUMNS",
     "FORMATS",
+    "RUN_COLUMNS",
+    "SESSION_COLUMNS",
+    "STATS_COLUMNS",
+    "TYPE_COLUMNS",
     "Column",
+    "Progress",
     "Writer",
     "make_writer",
-    "Progress",
-    "EVENT_COLUMNS",
-    "SESSION_COLUMNS",
-    "RUN_COLUMNS",
-    "FINDING_COLUMNS",
-    "FIELD_COLUMNS",
 ]
 
-FORMATS = ("table", "json", "jsonl")
+FORMATS = ("table", "json", "jsonl", "csv")
 _GAP = "  "
 _ELLIPSIS = "…"
 _MIN_SHRUNK = 6
@@ -41,8 +46,8 @@ def dumps(value: Any) -> str:
 @dataclass(frozen=True, slots=True)
 class Column:
     """A table column: its header, how to show a record's value, and when it is cut short to
-    fit the terminal: ``shrink`` 0 never (sequence numbers, times), else the higher the
-    sooner (ids before payloads)."""
+    fit the terminal: ``shrink`` 0 never (ids, sequence numbers, times), else the higher the
+    sooner."""
 
     header: str
     show: Callable[[dict[str, Any]], str]
@@ -66,11 +71,11 @@ class TableWriter:
     """
 
     def __init__(
-        self, columns: Sequence[Column], out: IO[str], *, width: int, header: bool = True
+        self, columns: Sequence[Column], out: IO[str], *, width: int | None, header: bool = True
     ) -> None:
         self._columns = list(columns)
         self._out = out
-        self._width = max(width, 20)
+        self._width = None if width is None else max(width, 20)
         self._header = header
         self._widths: list[int] | None = None
 
@@ -82,7 +87,7 @@ class TableWriter:
         if self._widths is None:
             headers = [column.header for column in self._columns]
             natural = [
-                max(len(text) for text in texts)
+                max(display_width(text) for text in texts)
                 for texts in zip(headers if self._header else [""] * len(headers), *rows)
             ]
             self._widths = self._fit(natural)
@@ -92,7 +97,7 @@ class TableWriter:
             # Later rows (tail --follow) may hold longer numbers: fixed columns grow, never cut.
             for index, column in enumerate(self._columns):
                 if not column.shrink:
-                    wanted = max(len(row[index]) for row in rows)
+                    wanted = max(display_width(row[index]) for row in rows)
                     self._widths[index] = max(self._widths[index], wanted)
         lines.extend(self._line(row) for row in rows)
         self._out.write("\n".join(lines) + "\n")
@@ -104,6 +109,8 @@ class TableWriter:
     def _fit(self, natural: list[int]) -> list[int]:
         """Cut shrinkable columns, the highest ``shrink`` first, until a line fits the width."""
         widths = list(natural)
+        if self._width is None:
+            return widths
         excess = sum(widths) + len(_GAP) * (len(widths) - 1) - self._width
         order = sorted(
             (index for index, column in enumerate(self._columns) if column.shrink),
@@ -112,7 +119,7 @@ class TableWriter:
         for index in order:
             if excess <= 0:
                 break
-            floor = min(widths[index], max(len(self._columns[index].header), _MIN_SHRUNK))
+            floor = min(widths[index], max(display_width(self._columns[index].header), _MIN_SHRUNK))
             cut = min(excess, widths[index] - floor)
             widths[index] -= cut
             excess -= cut
@@ -123,12 +130,14 @@ class TableWriter:
         parts = []
         last = len(cells) - 1
         for index, (text, width) in enumerate(zip(cells, self._widths)):
-            if len(text) > width:
-                text = text[: max(width - 1, 0)] + _ELLIPSIS
-            parts.append(text if index == last else text.ljust(width))
-        line = _GAP.join(parts).rstrip()
-        # When even the narrowest columns do not fit, the line is cut rather than wrapped.
-        return line if len(line) <= self._width else line[: self._width - 1] + _ELLIPSIS
+            shown = display_width(text)
+            if shown > width:
+                text = _clip(text, max(width - 1, 0)) + _ELLIPSIS
+                shown = display_width(text)
+            parts.append(text if index == last else text + " " * (width - shown))
+        # A line whose uncut columns (ids, numbers, times) alone are wider than the terminal is
+        # left long: the terminal wraps it, and every id stays whole, to be copied.
+        return _GAP.join(parts).rstrip()
 
 
 class JsonWriter:
@@ -150,6 +159,39 @@ class JsonWriter:
     def close(self) -> None:
         self._out.write("[]\n" if self._count == 0 else "\n]\n")
         self._out.flush()
+
+
+class CsvWriter:
+    """A header row, then one row per record, with every field of the first record (nested
+    values as compact JSON, None as an empty cell), like ``sqlite-utils --csv``."""
+
+    def __init__(self, out: IO[str]) -> None:
+        import csv
+
+        self._out = out
+        self._csv = csv
+        self._writer: Any = None
+
+    def write(self, records: Iterable[dict[str, Any]]) -> None:
+        for record in records:
+            if self._writer is None:
+                self._writer = self._csv.DictWriter(
+                    self._out, fieldnames=list(record), extrasaction="ignore", lineterminator="\n"
+                )
+                self._writer.writeheader()
+            self._writer.writerow({key: _csv_cell(value) for key, value in record.items()})
+        self._out.flush()
+
+    def close(self) -> None:
+        pass
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list, bool)):
+        return dumps(value)
+    return value
 
 
 class JsonlWriter:
@@ -177,22 +219,78 @@ def make_writer(
         return JsonWriter(out)
     if fmt == "jsonl":
         return JsonlWriter(out)
-    return TableWriter(columns, out, width=shutil.get_terminal_size().columns, header=header)
+    if fmt == "csv":
+        return CsvWriter(out)
+    return TableWriter(columns, out, width=table_width(out), header=header)
+
+
+def table_width(out: IO[str]) -> int | None:
+    """How wide a table may be: ``$COLUMNS`` when set (the user asked, as for ``ls``), else the
+    terminal's width when ``out`` is one, else no limit: a pipe or a file gets whole values."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        tty = out.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return shutil.get_terminal_size().columns if tty else None
+
+
+_ESCAPES = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
+_KEPT = frozenset("\u200d")  # the zero-width joiner inside emoji sequences: shown, not escaped
 
 
 def _cell(value: str) -> str:
-    # One table row per record: line breaks and tabs inside a value would break the layout.
-    return value.replace("\r", "\\r").replace("\n", "\\n").replace("\t", " ")
+    """One table cell on one line, safe for the terminal: every character that is not
+    printable (C0 and C1 controls such as ESC and BEL, DEL, line and paragraph separators,
+    bidirectional overrides) is shown as an escape (``\\n``, ``\\x1b``, ``\\u202e``)."""
+    if value.isprintable():
+        return value
+    return "".join(
+        char if char.isprintable() or char in _KEPT else _ESCAPES.get(char) or _escape(char)
+        for char in value
+    )
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def display_width(text: str) -> int:
+    """The columns ``text`` takes in a terminal: wide (CJK, most emoji) characters take two,
+    combining marks none. ASCII is measured without loading ``wcwidth``."""
+    if text.isascii():
+        return len(text)
+    from wcwidth import wcswidth
+
+    width = wcswidth(text)
+    return len(text) if width < 0 else width
+
+
+def _clip(text: str, width: int) -> str:
+    """The longest start of ``text`` that takes at most ``width`` columns."""
+    if text.isascii():
+        return text[:width]
+    from wcwidth import wcwidth
+
+    used = 0
+    for index, char in enumerate(text):
+        used += max(wcwidth(char), 0)
+        if used > width:
+            return text[:index]
+    return text
 
 
 def _time(value: Any) -> str:
     """'2026-03-01 12:00:00.123' (UTC, milliseconds) from an ISO 8601 string."""
     if not value:
         return ""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     try:
-        moment = datetime.fromisoformat(str(value)).astimezone(timezone.utc)
+        moment = datetime.fromisoformat(str(value)).astimezone(UTC)
     except ValueError:
         return str(value)
     return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:23]
@@ -214,13 +312,13 @@ EVENT_COLUMNS = (
     Column("SEQ", _text("sequence_number")),
     Column("TIME (UTC)", _when("timestamp")),
     Column("TYPE", _text("type")),
-    Column("RUN", _text("run_id"), shrink=2),
+    Column("RUN", _text("run_id")),
     Column("DATA", _json("data"), shrink=1),
-    Column("ID", _text("id"), shrink=3),
+    Column("ID", _text("id")),
 )
 SESSION_COLUMNS = (
-    Column("SESSION", _text("id"), shrink=1),
-    Column("AGENT", _text("agent_id"), shrink=2),
+    Column("SESSION", _text("id")),
+    Column("AGENT", _text("agent_id")),
     Column("STATUS", _text("status")),
     Column("EVENTS", _text("event_count")),
     Column("LATEST", _text("latest_sequence")),
@@ -228,7 +326,7 @@ SESSION_COLUMNS = (
     Column("LAST EVENT (UTC)", _when("last_event_at")),
 )
 RUN_COLUMNS = (
-    Column("RUN", _text("id"), shrink=3),
+    Column("RUN", _text("id")),
     Column("STATUS", _text("status")),
     Column("TURNS", _text("turn_count")),
     Column("STARTED (UTC)", _when("started_at")),
@@ -238,7 +336,7 @@ RUN_COLUMNS = (
 )
 FINDING_COLUMNS = (
     Column("KIND", _text("kind")),
-    Column("SESSION", _text("session_id"), shrink=2),
+    Column("SESSION", _text("session_id")),
     Column("PROBLEM", _text("message"), shrink=1),
 )
 FIELD_COLUMNS = (
@@ -246,6 +344,17 @@ FIELD_COLUMNS = (
     Column("VALUE", _text("value"), shrink=1),
 )
 """For one record shown as lines of ``field  value`` (``info``)."""
+STATS_COLUMNS = (
+    Column("SESSION", _text("session_id")),
+    Column("EVENTS", _text("events")),
+    Column("BYTES", _text("bytes")),
+    Column("LARGEST EVENT", _text("largest_event_bytes")),
+    Column("LAST EVENT (UTC)", _when("last_event_at")),
+)
+TYPE_COLUMNS = (
+    Column("TYPE", _text("type")),
+    Column("EVENTS", _text("events")),
+)
 
 
 class Progress:

@@ -11,17 +11,28 @@ from typing import Any
 
 import click
 
-from sqlitestream.cli.common import PAGE, open_location, open_store, progress_option
+from sqlitestream.cli.common import (
+    PAGE,
+    complete_session_id,
+    db_option,
+    max_event_bytes_option,
+    open_location,
+    open_store,
+    progress_option,
+    store_options,
+)
 from sqlitestream.errors import SqliteStreamError
 
 # Export and import ------------------------------------------------------------------------------
 
 
 @click.command("export")
-@click.argument("session_ids", nargs=-1)
+@click.argument("session_ids", nargs=-1, shell_complete=complete_session_id)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
-              help="Write to this file instead of stdout (replaced only when complete).")
+              help="Write to this file instead of stdout (replaced only when complete; a new "
+              "file gets the permissions of the umask, a replaced one keeps its own).")
 @progress_option
+@db_option
 def export_(session_ids: tuple[str, ...], output: str, progress: bool | None) -> None:
     """Write sessions, runs and events as JSON lines: the lossless export format.
 
@@ -69,30 +80,56 @@ def _write_stdout(chunks: Iterable[bytes]) -> None:
 
 
 def _write_file(path: str, chunks: Iterable[bytes]) -> None:
-    """Write to a temporary file next to ``path`` and rename it: never a half-written export."""
+    """Write to a temporary file next to ``path`` and rename it: never a half-written export.
+
+    The file gets the mode ``open(path, "w")`` would give it: an existing file's own, else
+    0o666 less the umask (a temporary file is private until it is renamed).
+    """
     import tempfile
 
     directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".export-", dir=directory)
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_umask()
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=".export-", dir=directory)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror}") from None
     try:
         with os.fdopen(handle, "wb") as out:
             for chunk in chunks:
                 out.write(chunk)
-        os.replace(temporary, path)
+            os.fchmod(out.fileno(), mode)
+        try:
+            os.replace(temporary, path)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {path}: {exc.strerror}") from None
     except BaseException:
         os.unlink(temporary)
         raise
 
 
+def _umask() -> int:
+    # The only portable way to read the umask is to set it; this process is single-threaded
+    # here and sets it straight back.
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
 @click.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@max_event_bytes_option
 @progress_option
-def import_(file: str, progress: bool | None) -> None:
+@db_option
+def import_(file: str, max_event_bytes: int | None, progress: bool | None) -> None:
     """Load an export (FILE, or - for stdin) into the store, creating the store if needed.
 
     Idempotent: events already present by id are skipped and counted. Each session is
     imported atomically with its sequence numbers; the first conflict stops the import (the
-    sessions before it stay imported).
+    sessions before it stay imported). Records are numbered from 1, one per non-blank line.
+    An export of a store that takes larger events than the default needs --max-event-bytes.
 
     \b
     Example:
@@ -110,20 +147,22 @@ def import_(file: str, progress: bool | None) -> None:
         size = os.fstat(source.fileno()).st_size
     from sqlitestream.cli.output import Progress
 
-    store = open_store(readonly=False, create=True)
+    store = open_store(readonly=False, create=True, **store_options(max_event_bytes))
     bar = Progress("importing (bytes)" if size is not None else "importing (lines)", size, enabled=progress)
 
     def records() -> Iterator[Any]:
         import json
 
-        for number, line in enumerate(source, 1):
+        record = 0
+        for line_number, line in enumerate(source, 1):
             bar.update(len(line) if size is not None else 1)
             if not line.strip():
                 continue
+            record += 1
             try:
                 yield json.loads(line)
             except ValueError as exc:
-                raise _bad_line(number, exc) from None
+                raise _bad_line(record, line_number, exc) from None
 
     try:
         report = store.import_records(records())
@@ -139,10 +178,16 @@ def import_(file: str, progress: bool | None) -> None:
     )
 
 
-def _bad_line(number: int, exc: Exception) -> SqliteStreamError:
+def _bad_line(record: int, line: int, exc: ValueError) -> SqliteStreamError:
+    """Record numbers count the records (as the library's messages do); the line is named
+    too where blank lines make it differ."""
+    from json import JSONDecodeError
+
     from sqlitestream.errors import ValidationError
 
-    return ValidationError(f"line {number} is not JSON: {exc}")
+    detail = f"{exc.msg} at column {exc.colno}" if isinstance(exc, JSONDecodeError) else str(exc)
+    where = f"record {record}" if record == line else f"record {record} (line {line})"
+    return ValidationError(f"{where} is not JSON: {detail}")
 
 
 @click.command()
@@ -150,13 +195,17 @@ def _bad_line(number: int, exc: Exception) -> SqliteStreamError:
               help="The store to copy from: a SQLite file or a postgresql:// URL.")
 @click.option("--to", "target", required=True, metavar="DST",
               help="The store to copy into (created if needed): a SQLite file or a postgresql:// URL.")
+@max_event_bytes_option
 @progress_option
-def copy(source: str, target: str, progress: bool | None) -> None:
+def copy(source: str, target: str, max_event_bytes: int | None, progress: bool | None) -> None:
     """Copy every session, run and event from SRC into DST, e.g. from SQLite to PostgreSQL.
 
     Ids, payloads, timestamps and sequence numbers are kept exactly. Idempotent: a re-run
     copies nothing twice (events already in DST by id are skipped and counted); each session
-    is copied atomically, and the first conflict stops the copy. --db is not used.
+    is copied atomically, and the first conflict stops the copy. A SQLite file that the copy
+    created is removed again when the copy fails. SRC and DST must be different stores.
+    --db is not used. Copying from a store that takes larger events than the default needs
+    --max-event-bytes.
 
     \b
     Example:
@@ -164,15 +213,26 @@ def copy(source: str, target: str, progress: bool | None) -> None:
       sqlitestream copy --from 'postgresql://app@db.internal/app?schema=agents' --to back.db
     """
     from sqlitestream.cli.output import Progress
+    from sqlitestream.locations import is_postgres_location
 
     src = open_location(source, readonly=True)
-    dst = open_location(target, readonly=False, create=True)
+    created = not is_postgres_location(target) and not os.path.lexists(target)
+    if not created and _same_store(src.path, target):
+        raise click.UsageError(f"--from and --to name the same store ({src.path}): nothing to copy")
+    dst = open_location(target, readonly=False, create=True, **store_options(max_event_bytes))
+    if is_postgres_location(target) and dst.path == src.path:
+        raise click.UsageError(f"--from and --to name the same store ({src.path}): nothing to copy")
     bar = Progress("copying events", sum(s.event_count for s in src.list_streams()), enabled=progress)
     try:
         report = dst.import_records(
             src.export_records(),
             on_session=lambda done: bar.update(done.events_added + done.events_skipped),
         )
+    except BaseException:
+        if created:
+            dst.close()
+            _remove_store_file(dst.path)
+        raise
     finally:
         bar.finish()
     click.echo(
@@ -183,3 +243,20 @@ def copy(source: str, target: str, progress: bool | None) -> None:
         f"{report.runs_unchanged} unchanged; "
         f"events {report.events_added} added, {report.events_skipped} skipped (already present)"
     )
+
+
+def _same_store(source_path: str, target: str) -> bool:
+    """Whether the SQLite file ``target`` (which exists) is the store at ``source_path``."""
+    try:
+        return os.path.samefile(source_path, target)
+    except (OSError, ValueError):
+        return False
+
+
+def _remove_store_file(path: str) -> None:
+    """Remove a SQLite store file this command created, with the files beside it."""
+    for name in (path, path + "-wal", path + "-shm", path + "-lock", path + "-journal"):
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            pass
