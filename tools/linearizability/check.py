@@ -193,11 +193,14 @@ class _Search:
         ]
         for _, i, why in refusals:
             lines.append(f"    {self.ops[i].describe()}: {why}")
-        lines.append("  overlapping it:")
-        for other in self.ops:
-            if other is not op and other.invoke_ns < op.complete_ns and op.invoke_ns < other.complete_ns:
-                end = "?" if other.status is Status.FAILED else _ms(other.complete_ns - origin)
-                lines.append(f"    [{_ms(other.invoke_ns - origin)} .. {end}] {other.describe()}")
+        overlapping = [
+            other for other in self.ops
+            if other is not op and other.invoke_ns < op.complete_ns and op.invoke_ns < other.complete_ns
+        ]
+        lines.append("  overlapping it:" + ("" if overlapping else " nothing"))
+        for other in overlapping:
+            end = "?" if other.status is Status.FAILED else _ms(other.complete_ns - origin)
+            lines.append(f"    [{_ms(other.invoke_ns - origin)} .. {end}] {other.describe()}")
         return Violation(session, op, reason, "\n".join(lines))
 
     def _first_unplaced(self, mask: int) -> int:

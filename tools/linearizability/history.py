@@ -84,7 +84,7 @@ class Operation:
         elif self.status in (Status.FAILED, Status.RAISED):
             result = f"{self.status.value}: {self.error}"
         elif self.kind is Kind.READ:
-            result = "[" + ", ".join(f"{i}@{s}" for i, s in self.events) + "]"
+            result = _events(self.events)
         elif self.kind is Kind.LATEST:
             result = str(self.value)
         else:
@@ -127,6 +127,13 @@ class Operation:
             value=raw.get("value"),
             error=raw.get("error", ""),
         )
+
+
+def _events(events: tuple[tuple[str, int], ...], shown: int = 6) -> str:
+    items = [f"{event_id}@{seq}" for event_id, seq in events]
+    if len(items) > shown:
+        items = [*items[: shown // 2], f"... {len(items) - shown} more ...", *items[-(shown // 2) :]]
+    return "[" + ", ".join(items) + "]"
 
 
 _DEFAULTS: dict[str, Any] = {

@@ -100,7 +100,19 @@ def _batch(state: State, op: Operation) -> State | Refused:
 def _read(state: State, op: Operation) -> State | Refused:
     end = len(state) if op.limit is None else min(len(state), op.after + op.limit)
     expected = tuple((state[index], index + 1) for index in range(op.after, end))
-    if op.events != expected:
-        shown = "[" + ", ".join(f"{i}@{s}" for i, s in expected) + "]"
-        return Refused(f"the log past {op.after} reads {shown}")
-    return state
+    if op.events == expected:
+        return state
+    for (want_id, want_seq), (got_id, got_seq) in zip(expected, op.events):
+        if (want_id, want_seq) != (got_id, got_seq):
+            return Refused(f"the log holds {want_id}@{want_seq} where the read has {got_id}@{got_seq}")
+    if len(expected) > len(op.events):
+        missing = expected[len(op.events)]
+        return Refused(
+            f"the log past {op.after} holds {len(expected)} events (limit {op.limit}), "
+            f"the read stops at {len(op.events)}: missing {missing[0]}@{missing[1]}"
+        )
+    extra = op.events[len(expected)]
+    return Refused(
+        f"the log past {op.after} holds {len(expected)} events (limit {op.limit}), "
+        f"the read has more: {extra[0]}@{extra[1]}"
+    )

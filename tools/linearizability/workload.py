@@ -53,16 +53,22 @@ class Issued:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._ids: dict[str, list[str]] = {}
+        self._ids: dict[str, list[tuple[str, str]]] = {}  # (client, id), in issue order
 
-    def add(self, session: str, ids: list[str]) -> None:
+    def add(self, session: str, client: str, ids: list[str]) -> None:
         with self._lock:
-            self._ids.setdefault(session, []).extend(ids)
+            self._ids.setdefault(session, []).extend((client, event_id) for event_id in ids)
 
-    def pick(self, session: str, rng: random.Random) -> str | None:
+    def pick(self, session: str, client: str, rng: random.Random) -> str | None:
+        """Half the time the latest id another thread issued (its append may be in flight),
+        else any issued id; None before any."""
         with self._lock:
-            ids = self._ids.get(session)
-            return rng.choice(ids) if ids else None
+            issued = self._ids.get(session, [])
+            if rng.random() < 0.5:
+                for owner, event_id in reversed(issued):
+                    if owner != client:
+                        return event_id
+            return rng.choice(issued)[1] if issued else None
 
 
 class Client:
@@ -100,7 +106,7 @@ class Client:
 
     def old_id(self, session: str) -> str:
         """An id that this process issued, or a hot id: one that may already be stored."""
-        issued = self.issued.pick(session, self.rng) if self.rng.random() < 0.5 else None
+        issued = self.issued.pick(session, self.name, self.rng) if self.rng.random() < 0.5 else None
         return issued or f"{session}-hot{self.rng.randrange(self.workload.hot_ids)}"
 
     # Operations -----------------------------------------------------------------------------
@@ -125,7 +131,7 @@ class Client:
         self._append(session, [event_id], Kind.APPEND_EXPECTED, expected)
 
     def _append(self, session: str, ids: list[str], kind: Kind, expected: int | None = None) -> None:
-        self.issued.add(session, ids)
+        self.issued.add(session, self.name, ids)
         events = [Event("message_sent", session, id=event_id) for event_id in ids]
         start = time.monotonic_ns()
         try:
