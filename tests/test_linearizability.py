@@ -195,3 +195,11 @@ def test_failed_batch_seen_in_part_is_a_torn_batch() -> None:
 def test_unexpected_exception_is_a_violation() -> None:
     raised = _op("a", Kind.APPEND, 0, 1, ids=("a",), status=Status.RAISED, error="EventIdConflictError")
     assert not check([raised]).ok
+
+
+def test_a_search_over_its_state_budget_is_inconclusive_not_a_pass() -> None:
+    history = [_op(f"c{n}", Kind.APPEND, n, 100, ids=(f"e{n}",), seqs=(n + 1,)) for n in range(4)]
+    assert check(history).ok
+    result = check(history, max_states=2)
+    assert not result.ok and not result.violations
+    assert "gave up" in result.summary()

@@ -143,10 +143,13 @@ class Client:
             self._failed(kind, session, start, exc, ids=tuple(ids), expected=expected)
             return
         end = time.monotonic_ns()
+        answered = [event.id for event in stored]
+        if answered != ids:
+            error = f"answered for {answered}"  # recorded as raised: the model refuses it
+            self._record(kind, session, start, end, status=Status.RAISED, error=error, ids=tuple(ids))
+            return
         seqs = tuple(event.sequence_number for event in stored)
-        if [event.id for event in stored] != ids:
-            seqs = ()  # answers for other ids: the model refuses the empty answer
-        self.latest[session] = max(self.latest[session], *seqs, 0)
+        self.latest[session] = max(self.latest[session], *seqs)
         self._record(kind, session, start, end, ids=tuple(ids), expected=expected, seqs=seqs)
 
     def read(self, session: str) -> None:
