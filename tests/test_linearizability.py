@@ -120,8 +120,8 @@ def test_torn_batch_is_reported(sqlite_history: list[Operation]) -> None:
         return (
             op.kind is Kind.APPEND_BATCH
             and op.status is Status.OK
-            and len(set(op.seqs)) >= 2
-            and len(_writers_of(sqlite_history, op.ids[0])) == 1
+            and len(_writers_of(sqlite_history, op.ids[0])) == 1  # so it is new in the batch
+            and op.seqs[0] + 1 in op.seqs  # and so is another (an old id answers a lower one)
         )
 
     batch = _first(sqlite_history, new_batch)
