@@ -94,7 +94,7 @@ class OurStore:
             if not page:
                 return count
             count += len(page)
-            cursor = page[-1].sequence_number  # type: ignore[assignment]
+            cursor = page[-1].sequence_number
 
     def read_page(self, session: str, after: int) -> int:
         return len(self.store.get_events(session, after=after, limit=PAGE))
@@ -291,7 +291,7 @@ class NaiveMemory:
             if not page:
                 return count
             count += len(page)
-            cursor = page[-1].sequence_number  # type: ignore[assignment]
+            cursor = page[-1].sequence_number
 
     def close(self) -> None:
         self.events.clear()
