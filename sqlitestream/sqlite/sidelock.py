@@ -50,9 +50,13 @@ class SideLock:
             if not self._pending:
                 # A pending waiter shares our file description: a flock of ours could succeed
                 # just before its own and then be undone by its release.
-                taken = _try_flock(self._fd)
-                if taken is not None:
-                    return taken
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    pass  # another holds it: queue below
+                except OSError:
+                    return False  # this file system has no locks: go without
                 # In this order, so that an interrupt between any two steps leaves no request
                 # that the waiter thread does not see (it wakes only once we let go).
                 if self._waiter is None or not self._waiter.is_alive():
@@ -108,17 +112,3 @@ class SideLock:
                 elif taken:
                     fcntl.flock(self._fd, fcntl.LOCK_UN)
 
-
-def _try_flock(fd: int) -> bool | None:
-    """Take the lock without waiting: True, None when another holds it, or False when this
-    file system has no locks (go without).
-
-    A function of its own so that no ``try`` statement sits inside a ``with`` block of the
-    caller: an interrupt at a ``try`` line escapes the enclosing ``with`` without its exit."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return None
-    except OSError:
-        return False
-    return True
