@@ -21,7 +21,7 @@ from typing import Any
 
 import apsw
 import pytest
-from test_faults import _gap_free, _integrity
+from test_faults import _gap_free, _integrity, interrupts
 
 from sqlitestream import Event, SQLiteSessionStore, StoreBusyError
 
@@ -196,6 +196,18 @@ def test_a_busy_timeout_of_zero_fails_at_once_when_both_locks_are_held(tmp_path:
         stopped_holder(path, "both")
         outcome = _append_in_thread(store, Event("message_sent", "s1"))
         assert outcome and isinstance(outcome[0], StoreBusyError), outcome
+
+
+# Interrupts during a contended write ------------------------------------------------------------------
+
+
+def test_keyboard_interrupts_during_contended_writes_leave_nothing_held(tmp_path: Path) -> None:
+    """Every write meets both locks held (a failed first attempt, a wait for the side lock in
+    its waiter thread, then SQLite's busy handler) and a real SIGALRM raising KeyboardInterrupt
+    strikes at a random moment of it; afterwards nothing is held (see tools/interrupts.py)."""
+    summary = interrupts.run(tmp_path / "events.db", writes=400, seed=2, contended=True)
+    assert summary.violations == []
+    assert summary.interrupted > 40, summary
 
 
 # Writers with and without the side lock ----------------------------------------------------------------
