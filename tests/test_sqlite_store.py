@@ -334,7 +334,7 @@ def test_oversized_event_is_refused(tmp_path: Path) -> None:
 
 def _writer_pragma(store: SQLiteSessionStore, name: str) -> object:
     # Per-connection settings are only visible on the store's own connection.
-    conn = store._writer
+    conn = store._writer.conn
     assert conn is not None
     return conn.pragma(name)
 

@@ -1,5 +1,6 @@
-"""SQLite connections: how we open them, the settings we apply, the one transaction helper,
-and the one place that turns apsw errors into sqlitestream errors.
+"""SQLite connections: how we open them, the settings we apply, the busy handler, and the one
+place that turns apsw errors into sqlitestream errors (the write transaction itself is in
+``transaction.py``).
 
 Settings are applied to the store's own connections only; nothing here touches apsw's
 process-global hooks, so a host application's other SQLite use is unaffected.
@@ -11,14 +12,10 @@ import os
 import random
 import time
 import urllib.parse
-from collections.abc import Generator
-from typing import Generic, TypeVar
 
 import apsw
 
 from sqlitestream.errors import StorageError, StoreBusyError
-
-T = TypeVar("T")
 
 SYNCHRONOUS_LEVELS = {"normal": "NORMAL", "full": "FULL"}
 """``synchronous`` choices. ``normal`` (WAL): a commit survives a process crash; ``full``: it
@@ -74,25 +71,19 @@ def frozen_location(path: str) -> bool:
 
 
 class BusyRetry:
-    """Retry a locked database with short, jittered, growing sleeps (0.1 ms up to 2 ms) until
-    ``busy_timeout_ms`` has passed since the first retry, or until :attr:`deadline` (a
-    ``time.monotonic()`` value) when one is set.
+    """A busy handler: retry a locked database with short, jittered, growing sleeps (0.1 ms up
+    to 2 ms) until ``busy_timeout_ms`` has passed since the first retry of this wait."""
 
-    The store sets ``deadline`` before every write transaction: already passed for a first
-    attempt that must not wait, or counting the time spent waiting for the side lock (see
-    ``_sidelock``) against the same busy timeout."""
-
-    __slots__ = ("limit", "deadline", "_until")
+    __slots__ = ("limit", "_until")
 
     def __init__(self, busy_timeout_ms: int) -> None:
         self.limit = busy_timeout_ms / 1000.0
-        self.deadline: float | None = None
         self._until = 0.0
 
     def __call__(self, prior_calls: int) -> bool:
         now = time.monotonic()
-        if prior_calls == 0:
-            self._until = now + self.limit if self.deadline is None else self.deadline
+        if prior_calls == 0:  # a new wait
+            self._until = now + self.limit
         if now >= self._until:
             return False
         backoff = min(_BUSY_MAX_SLEEP_SECONDS, _BUSY_FIRST_SLEEP_SECONDS * (1 << min(prior_calls, 5)))
@@ -100,17 +91,10 @@ class BusyRetry:
         return True
 
 
-def set_busy_handler(conn: apsw.Connection, busy_timeout_ms: int) -> BusyRetry:
-    """Install a :class:`BusyRetry` on ``conn`` and return it."""
-    retry = BusyRetry(busy_timeout_ms)
-    conn.set_busy_handler(retry)
-    return retry
-
-
-def apply_settings(conn: apsw.Connection, *, synchronous: str, busy_timeout_ms: int) -> BusyRetry:
-    """The per-connection settings every store connection gets (see docs/sqlite-file.md); returns the
-    connection's busy handler."""
-    retry = set_busy_handler(conn, busy_timeout_ms)
+def apply_settings(conn: apsw.Connection, *, synchronous: str, busy_timeout_ms: int) -> None:
+    """The per-connection settings every store connection gets (see docs/sqlite-file.md). A write
+    transaction sets the busy handler each ``BEGIN`` needs (see ``transaction.py``)."""
+    conn.set_busy_handler(BusyRetry(busy_timeout_ms))
     level = SYNCHRONOUS_LEVELS[synchronous]  # never formatted from unchecked input
     with translating("configure the connection"):
         conn.pragma("foreign_keys", True)
@@ -118,7 +102,6 @@ def apply_settings(conn: apsw.Connection, *, synchronous: str, busy_timeout_ms: 
         conn.pragma("synchronous", level)
         conn.pragma("journal_size_limit", JOURNAL_SIZE_LIMIT)
         conn.pragma("cache_size", -PAGE_CACHE_KIB)  # negative: KiB rather than pages
-    return retry
 
 
 def enable_wal(conn: apsw.Connection, busy_timeout_ms: int) -> None:
@@ -187,76 +170,3 @@ class translating:
     def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
         if isinstance(exc, apsw.Error):
             raise translate(exc, self.action) from exc
-
-
-def transaction_steps(
-    conn: apsw.Connection, action: str, *, give_up_when_busy: bool = False
-) -> Generator[apsw.Connection, None, bool]:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` as a generator: it yields the connection once, inside
-    the transaction, and commits when resumed; an exception thrown in (or dropping the
-    suspended generator) rolls back. apsw errors leave it translated (see :func:`translate`).
-
-    The only code that begins, commits or rolls back. IMMEDIATE takes the write lock up front,
-    so a transaction never fails half way for lack of it. With ``give_up_when_busy`` a busy
-    ``BEGIN`` yields nothing and returns ``False`` (the caller queues and tries again);
-    otherwise it returns ``True`` once committed.
-
-    A generator on purpose: if an exception (a signal's KeyboardInterrupt) strikes after
-    ``BEGIN`` but before the caller's ``with`` block holds it, dropping the suspended generator
-    still runs the rollback below. Used through :func:`transaction` or ``yield from``.
-    """
-    try:
-        # BEGIN sits inside the try so that an exception arriving just after it still rolls
-        # back instead of leaving the write lock held for good.
-        try:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except apsw.BusyError:
-                if give_up_when_busy:
-                    return False
-                raise
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if not conn.getautocommit():  # SQLite may already have rolled back (e.g. disk full)
-                conn.execute("ROLLBACK")
-            raise
-    except apsw.Error as exc:
-        raise translate(exc, action) from exc
-    return True
-
-
-def transaction(conn: apsw.Connection, action: str) -> GeneratorContext[apsw.Connection]:
-    """``with transaction(conn, action) as conn:`` one write transaction (see
-    :func:`transaction_steps`)."""
-    return GeneratorContext(transaction_steps(conn, action))
-
-
-class GeneratorContext(Generic[T]):
-    """``contextlib.contextmanager`` for our own generators, at half its cost per ``with``
-    (every append pays for it): the generator yields exactly once and either finishes or
-    re-raises what is thrown into it.
-
-    Dropping it with the generator still suspended (an exception struck between entering the
-    generator and entering the ``with`` block) closes the generator, which runs its clean-up.
-    """
-
-    __slots__ = ("_steps",)
-
-    def __init__(self, steps: Generator[T, None, object]) -> None:
-        self._steps = steps
-
-    def __enter__(self) -> T:
-        return next(self._steps)
-
-    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> bool:
-        if exc is None:
-            next(self._steps, None)  # resumes it once more: it commits and finishes
-            return False
-        try:
-            self._steps.throw(exc)
-        except StopIteration:  # the generator handled the exception
-            return True
-        raise RuntimeError("a transaction generator yielded twice")
-
-

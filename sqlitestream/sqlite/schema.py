@@ -9,7 +9,8 @@ from pathlib import Path
 import apsw
 
 from sqlitestream.errors import SchemaVersionError, StorageError
-from sqlitestream.sqlite.connection import transaction, translating
+from sqlitestream.sqlite.connection import translating
+from sqlitestream.sqlite.transaction import Writer
 
 APPLICATION_ID = 0x53715374  # "SqSt": marks the file as a sqlitestream store
 SCHEMA_VERSION = 2
@@ -97,13 +98,13 @@ def pending_upgrades(version: int) -> list[int]:
     return list(range(version, SCHEMA_VERSION)) if version >= 1 else []
 
 
-def create_or_upgrade(conn: apsw.Connection, path: str) -> int:
+def create_or_upgrade(writer: Writer, path: str) -> int:
     """Bring the store to ``SCHEMA_VERSION``; returns the version it started from (0: new).
 
     The state is re-read inside the write transaction, so two processes opening a new file at
     once create the schema exactly once.
     """
-    with transaction(conn, f"create or upgrade the schema of {path!r}"):
+    with writer.transaction(f"create or upgrade the schema of {path!r}") as conn:
         state = read_state(conn, path)
         check_state(state, path, readonly=False)
         if state.is_blank:

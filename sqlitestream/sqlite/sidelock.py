@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import queue
 import threading
 
 
@@ -23,102 +24,100 @@ class SideLock:
     """An exclusive ``flock`` on ``path`` (created with ``mode`` less the umask), waited for
     with a bound.
 
-    ``flock`` has no timeout, so a contended wait runs in a small waiter thread doing the
-    blocking call while the caller waits on an event for at most its timeout; a grant that
-    comes after the caller gave up is released at once. The lock belongs to this object's open
-    file description, so every store object needs its own; the caller serialises
-    :meth:`acquire`/:meth:`release` (the store's write lock).
+    ``flock`` has no timeout, so a contended wait is done by a small waiter thread with a file
+    description of its own, doing the blocking call while the caller waits at most its timeout
+    for the grant; a grant that comes after the caller gave up is let go at once. The lock
+    belongs to this object's file descriptions, so every store object needs its own; the
+    caller serialises :meth:`acquire`/:meth:`release` (the store's write lock).
+
+    The caller's side uses only primitives implemented in C (a ``Lock`` in ``with``, a
+    ``SimpleQueue``, a ``Lock`` as the grant), so an interrupt striking it anywhere leaves
+    no internal lock held; :meth:`release` then undoes whatever it got.
     """
 
     def __init__(self, path: str, mode: int) -> None:
         # Opened for writing, though flock needs only reading: only those who may write the
         # file may hold the lock and make writers wait.
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
-        self._changed = threading.Condition(threading.Lock())
-        self._granted = threading.Event()
-        self._pending = False  # the waiter thread owes a blocking flock (or is inside one)
-        self._wanted = False  # a caller is waiting for that flock
+        # The waiter's own description: its lock never merges with a non-blocking one taken
+        # through ``_fd`` meanwhile, and unlocking one never undoes the other.
+        self._waiter_fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        self._mutex = threading.Lock()  # guards the fields below, with the waiter thread
+        self._requests: queue.SimpleQueue[bool | None] = queue.SimpleQueue()  # None: stop
+        self._grant = threading.Lock()  # released by the waiter to hand the lock over
+        self._grant.acquire()
+        self._wanted = False  # a caller is waiting for a grant
+        self._granted = False  # the caller holds the lock through the waiter's description
         self._closing = False
         self._waiter: threading.Thread | None = None
 
     def acquire(self, timeout_s: float) -> bool:
         """Take the lock, waiting at most ``timeout_s``; whether it was taken. Failing to take
         it is not an error (see the module docstring)."""
-        with self._changed:
+        with self._mutex:
             if self._closing:
                 return False
-            if not self._pending:
-                # A pending waiter shares our file description: a flock of ours could succeed
-                # just before its own and then be undone by its release.
-                taken = _try_flock(self._fd)
-                if taken is not None:
-                    return taken
-                # In this order, so that an interrupt between any two steps leaves no request
-                # that the waiter thread does not see (it wakes only once we let go).
-                if self._waiter is None or not self._waiter.is_alive():
-                    self._waiter = threading.Thread(target=self._serve, name="sqlitestream-sidelock", daemon=True)
-                    self._waiter.start()
-                self._changed.notify()
-                self._pending = True
-            self._granted.clear()
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                pass  # another holds it: queue below
+            except OSError:
+                return False  # this file system has no locks: go without
+            self._grant.acquire(blocking=False)  # no grant left over from an earlier wait
             self._wanted = True
-        self._granted.wait(timeout_s)
-        with self._changed:
+            if self._waiter is None:
+                self._waiter = threading.Thread(target=self._serve, name="sqlitestream-sidelock", daemon=True)
+                self._waiter.start()
+            self._requests.put(True)
+        granted = self._grant.acquire(timeout=timeout_s)
+        with self._mutex:
             self._wanted = False
-            return self._granted.is_set()
+            return granted or self._grant.acquire(blocking=False)  # granted as the wait ended
 
     def release(self) -> None:
-        """Let go of the lock if this object holds it (safe to call when it does not)."""
-        with self._changed:
+        """Let go of the lock if this object holds it, and cancel a wait (safe to call when
+        it does neither)."""
+        with self._mutex:
             self._wanted = False
-            self._granted.clear()
-            if not self._pending and not self._closing:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            self._grant.acquire(blocking=False)
+            if self._closing:
+                return
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            if self._granted:
+                self._granted = False
+                fcntl.flock(self._waiter_fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        """Release and close the file; a waiter still blocked in ``flock`` (its holder is
-        stopped) closes it when that returns, so the descriptor is never reused under it."""
-        with self._changed:
+        """Release and close the files; a waiter still blocked in ``flock`` (its holder is
+        stopped) closes its own when that returns, so the descriptor is never reused under it."""
+        with self._mutex:
             if self._closing:
                 return
             self._closing = True
             self._wanted = False
-            self._changed.notify()
-            if not self._pending:
-                os.close(self._fd)
+            os.close(self._fd)
+            if self._waiter is None:
+                os.close(self._waiter_fd)
+            else:
+                self._requests.put(None)
 
     def _serve(self) -> None:
         while True:
-            with self._changed:
-                self._changed.wait_for(lambda: self._pending or self._closing)
-                if not self._pending:
-                    return  # closing, nothing owed
+            request = self._requests.get()
+            if request is None:
+                os.close(self._waiter_fd)  # its lock, if any, goes with it
+                return
             try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
-                taken = True
+                fcntl.flock(self._waiter_fd, fcntl.LOCK_EX)
             except OSError:
-                taken = False
-            with self._changed:
-                self._pending = False
-                if self._closing:
-                    os.close(self._fd)
-                    return
-                if taken and self._wanted:
-                    self._granted.set()
-                elif taken:
-                    fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-
-def _try_flock(fd: int) -> bool | None:
-    """Take the lock without waiting: True, None when another holds it, or False when this
-    file system has no locks (go without).
-
-    A function of its own so that no ``try`` statement sits inside a ``with`` block of the
-    caller: an interrupt at a ``try`` line escapes the enclosing ``with`` without its exit."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return None
-    except OSError:
-        return False
-    return True
+                continue  # the caller times out and goes without
+            with self._mutex:
+                if self._granted:
+                    continue  # a request left from an abandoned wait: the lock is the caller's
+                if self._wanted and not self._closing:
+                    self._wanted = False
+                    self._granted = True
+                    self._grant.release()
+                else:
+                    fcntl.flock(self._waiter_fd, fcntl.LOCK_UN)

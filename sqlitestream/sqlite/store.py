@@ -7,11 +7,11 @@ wait for the writer (WAL). Several processes may open the same file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
-import time
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -69,17 +69,15 @@ from sqlitestream.sqlite import admin as _admin
 from sqlitestream.sqlite import schema as _schema
 from sqlitestream.sqlite.connection import (
     SYNCHRONOUS_LEVELS,
-    BusyRetry,
-    GeneratorContext,
     apply_settings,
     enable_wal,
     frozen_location,
     open_connection,
-    transaction_steps,
     translate,
     translating,
 )
 from sqlitestream.sqlite.sidelock import SideLock
+from sqlitestream.sqlite.transaction import Writer, WriteTransaction
 from sqlitestream.sqlite.watcher import DataVersionWatcher
 from sqlitestream.store import (
     DEFAULT_MAX_EVENT_BYTES,
@@ -125,7 +123,8 @@ class SQLiteSessionStore(AdminStore):
         synchronous: ``"normal"`` (default): an acknowledged append survives a crash of the
             process; ``"full"``: it also survives power loss or an OS crash (an fsync per commit).
         busy_timeout_ms: how long a write waits for another process's write lock before
-            raising ``StoreBusyError``.
+            raising ``StoreBusyError`` (a contended write first queues for at most this long
+            behind other sqlitestream writers, then waits for SQLite's lock as long again).
         readonly: open an existing store for inspection: nothing is created or changed and
             every write raises ``StorageError``. This also reads a store in a read-only
             directory or on read-only media, where a writable open fails with ``StorageError``.
@@ -188,16 +187,13 @@ class SQLiteSessionStore(AdminStore):
             raise ValidationError("readonly=True needs a store file; ':memory:' starts empty")
         self._path = path_text if self._in_memory else os.path.abspath(path_text)
         self._closed = False
-        self._write_lock = threading.RLock()
         self._pool_lock = threading.Lock()
         self._idle_readers: list[apsw.Connection] = []
         self._reader_returned = threading.Condition(self._pool_lock)
         self._reader_count = 0  # read connections open, idle or borrowed
         self._hub = WakeHub(on_first_waiter=self._on_first_waiter)
         self._watcher: DataVersionWatcher | None = None
-        self._writer: apsw.Connection | None = None
-        self._writer_busy: BusyRetry | None = None
-        self._side_lock: SideLock | None = None  # writable file stores only
+        self._writer: Writer  # set by _open: the write connection, its locks (see transaction.py)
         self._upgraded_from: int | None = None
         self._immutable = False  # a read-only open of a store in a read-only directory
         if not (create or readonly or self._in_memory) and _no_store_at(self._path):
@@ -211,7 +207,8 @@ class SQLiteSessionStore(AdminStore):
 
     def _open(self) -> None:
         if self._in_memory:
-            self._writer = self._configured(open_connection(":memory:", readonly=False))
+            conn = self._configured(open_connection(":memory:", readonly=False))
+            self._writer = Writer(conn, self._path, busy_timeout_ms=self._busy_timeout_ms)
             self._upgraded_from = _schema.create_or_upgrade(self._writer, self._path)
             return
         file = Path(self._path)
@@ -224,37 +221,42 @@ class SQLiteSessionStore(AdminStore):
         except StorageError as exc:
             self._explain_unwritable(exc)
             raise
+        writer = Writer(None, self._path, busy_timeout_ms=self._busy_timeout_ms)
         try:
-            busy = apply_settings(conn, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms)
+            apply_settings(conn, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms)
             state = _schema.read_state(conn, self._path)
             _schema.check_state(state, self._path, readonly=self._readonly)
             if not self._readonly:
                 enable_wal(conn, self._busy_timeout_ms)
+                writer = Writer(
+                    conn, self._path, busy_timeout_ms=self._busy_timeout_ms, side_lock=self._open_side_lock()
+                )
                 if state.user_version != _schema.SCHEMA_VERSION:
-                    self._upgraded_from = _schema.create_or_upgrade(conn, self._path)
+                    self._upgraded_from = _schema.create_or_upgrade(writer, self._path)
         except BaseException as exc:
+            writer.close()
             conn.close()
             if isinstance(exc, StorageError):
                 self._explain_unwritable(exc)
             raise
+        self._writer = writer
         if self._readonly:
             self._idle_readers.append(conn)
             self._reader_count = 1
-        else:
-            self._writer = conn
-            self._writer_busy = busy
-            try:
-                # The store file's mode, as SQLite gives its -wal and -shm files.
-                mode = os.stat(self._path).st_mode & 0o666
-                self._side_lock = SideLock(self._path + "-lock", mode)
-            except OSError:  # only a fairness aid (see _sidelock): write without it
-                self._side_lock = None
         self._watcher = DataVersionWatcher(
             self._open_reader,
             self._hub,
             interval_s=self._poll_interval_s,
             wal_path=self._path + "-wal",
         )
+
+    def _open_side_lock(self) -> SideLock | None:
+        try:
+            # The store file's mode, as SQLite gives its -wal and -shm files.
+            mode = os.stat(self._path).st_mode & 0o666
+            return SideLock(self._path + "-lock", mode)
+        except OSError:  # only a fairness aid (see sidelock.py): write without it
+            return None
 
     def _explain_unwritable(self, exc: StorageError) -> None:
         """A writable open in a directory we cannot write fails deep inside SQLite with a
@@ -309,41 +311,21 @@ class SQLiteSessionStore(AdminStore):
         if self._closed:
             raise StoreClosedError(f"the store {self._path!r} is closed")
 
-    def _write(self, action: str) -> GeneratorContext[apsw.Connection]:
-        """The writer connection inside a write transaction (the only way anything writes)."""
-        return GeneratorContext(self._locked_transaction(action))
+    def _write(self, action: str) -> WriteTransaction:
+        """``with self._write(action) as conn``: the writer connection inside one write
+        transaction (the only way anything writes; see transaction.py)."""
+        return WriteTransaction(self._writer, action)
 
-    def _locked_transaction(self, action: str) -> Generator[apsw.Connection, None, None]:
-        # The write lock is held here and the transaction's try blocks live in another frame
-        # (transaction_steps): on CPython 3.11 an exception raised at a ``try:`` line nested
-        # in a ``with`` skips that ``with``'s exit, which would leave the lock held.
-        with self._write_lock:
-            self._check_open()
-            conn = self._writer
-            if conn is None:
-                raise StorageError(f"cannot {action}: the store {self._path!r} was opened read-only")
-            side, busy = self._side_lock, self._writer_busy
-            if side is None or busy is None:
-                yield from transaction_steps(conn, action)
-                return
-            # Uncontended, the side lock would only cost time: SQLite's lock is tried first
-            # without waiting, and only a busy first attempt queues (_queued_transaction).
-            busy.deadline = 0.0
-            began = yield from transaction_steps(conn, action, give_up_when_busy=True)
-            if not began:
-                yield from _queued_transaction(conn, action, side, busy, self._busy_timeout_ms / 1000.0)
-
-    def _read(self, action: str) -> GeneratorContext[apsw.Connection]:
+    @contextlib.contextmanager
+    def _read(self, action: str) -> Iterator[apsw.Connection]:
         """A connection to read with, its apsw errors translated."""
-        return GeneratorContext(self._reading(action))
-
-    def _reading(self, action: str) -> Generator[apsw.Connection, None, None]:
         self._check_open()
         if self._in_memory:
-            with self._write_lock, translating(action):
+            writer = self._writer
+            with writer.lock, translating(action):
                 self._check_open()
-                assert self._writer is not None
-                yield self._writer
+                assert writer.conn is not None
+                yield writer.conn
             return
         conn: apsw.Connection | None = None
         try:
@@ -356,7 +338,7 @@ class SQLiteSessionStore(AdminStore):
 
     def _fetch(self, action: str, sql: str, bindings: tuple[Any, ...] = ()) -> list[Any]:
         """All rows of one query (the path every page read and latest-sequence read takes,
-        written out rather than through :meth:`_read`'s generator)."""
+        written out rather than through the generator of :meth:`_read`)."""
         if self._in_memory:
             with self._read(action) as writer:
                 return writer.execute(sql, bindings).fetchall()
@@ -586,13 +568,7 @@ class SQLiteSessionStore(AdminStore):
         self._hub.close()
         if self._watcher is not None:
             self._watcher.stop()
-        with self._write_lock:
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
-            if self._side_lock is not None:
-                self._side_lock.close()
-                self._side_lock = None
+        self._writer.close()
         with self._pool_lock:
             idle, self._idle_readers = self._idle_readers, []
             self._reader_count -= len(idle)
@@ -642,26 +618,6 @@ def _no_store_at(path: str) -> bool:
         return os.path.getsize(path) == 0
     except FileNotFoundError:
         return True
-
-
-def _queued_transaction(
-    conn: apsw.Connection, action: str, side: SideLock, busy: BusyRetry, timeout_s: float
-) -> Generator[apsw.Connection, None, None]:
-    """A write transaction after a busy first attempt: it waits for the side lock (see
-    ``_sidelock``; at most ``timeout_s``, and not taken in time it goes on without it) and
-    then for SQLite's lock, with the side-lock wait counted against the same busy timeout.
-    """
-    started = time.monotonic()
-    try:
-        side.acquire(timeout_s)
-        busy.deadline = started + timeout_s
-        yield from transaction_steps(conn, action)
-    finally:
-        # Released twice, the first on the ``try`` line itself (a separate ``try:`` line could
-        # be struck by an interrupt before either release runs): an interrupt striking one
-        # release still leaves the other. Releasing is harmless when not held.
-        try: side.release()  # noqa: E701
-        finally: side.release()  # noqa: E701
 
 
 def _stored_with_ids(conn: apsw.Connection, batch: Sequence[Event]) -> dict[str, StoredEvent]:

@@ -1,0 +1,197 @@
+"""The one write transaction of the SQLite backend: ``with writer.transaction(action) as conn``.
+
+Nothing else in the backend begins, commits or rolls back. A transaction is ``BEGIN
+IMMEDIATE``, so it holds SQLite's write lock from its first statement and never fails half way
+for lack of it.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+
+import apsw
+
+from sqlitestream.errors import StorageError, StoreClosedError
+from sqlitestream.sqlite.connection import BusyRetry, translate
+from sqlitestream.sqlite.sidelock import SideLock
+
+
+class Writer:
+    """A store's write connection (``None`` for a read-only store), the thread lock that lets
+    one transaction at a time use it, and the side lock that contended writers queue on.
+
+    ``busy_timeout_ms`` bounds each wait: for the side lock, then for SQLite's lock.
+    """
+
+    __slots__ = ("busy_timeout_s", "closed", "conn", "lock", "path", "retry", "running", "side_lock")
+
+    def __init__(
+        self,
+        conn: apsw.Connection | None,
+        path: str,
+        *,
+        busy_timeout_ms: int,
+        side_lock: SideLock | None = None,
+    ) -> None:
+        self.conn = conn
+        self.path = path
+        # Re-entrant: an in-memory store reads through ``conn`` under it, and releasing it from
+        # a thread that does not hold it raises (WriteTransaction._release relies on that).
+        self.lock = threading.RLock()
+        self.side_lock = side_lock
+        self.busy_timeout_s = busy_timeout_ms / 1000.0
+        self.retry = BusyRetry(busy_timeout_ms)
+        self.closed = False
+        self.running: weakref.ref[WriteTransaction] | None = None  # see finish_abandoned
+
+    def transaction(self, action: str) -> WriteTransaction:
+        """One write transaction; ``action`` names it in error messages ("append an event")."""
+        return WriteTransaction(self, action)
+
+    def finish_abandoned(self, running: weakref.ref[WriteTransaction]) -> None:
+        """Roll back and let go of a transaction whose ``__exit__`` never ran to its end.
+
+        A ``with`` statement calls ``__exit__`` as a plain Python call, and an asynchronous
+        exception (a signal's ``KeyboardInterrupt``) can strike as that call begins, before its
+        first line, or part way through it; no Python code can guard that instant. The running
+        transaction is registered here by a weak reference whose callback is this method, and
+        unregistered as the last step of a completed exit; so when an abandoned one is freed
+        (in CPython: as soon as the interrupt's traceback is dropped) this finishes it, while the
+        thread lock is still its own. A completed transaction costs nothing here.
+        """
+        self.running = None
+        try:
+            if self.conn is not None and not self.conn.getautocommit():
+                self.conn.execute("ROLLBACK")
+        finally:
+            try:
+                if self.side_lock is not None:
+                    self.side_lock.release()  # also when not held: it then only cancels the wait
+            finally:
+                self.lock.release()
+
+    def close(self) -> None:
+        """Refuse new transactions, wait for the running one, then close the connection and
+        the side lock."""
+        self.closed = True
+        with self.lock:
+            if self.conn is not None:
+                self.conn.close()
+                self.conn = None
+            if self.side_lock is not None:
+                self.side_lock.close()
+                self.side_lock = None
+
+
+class WriteTransaction:
+    """``with writer.transaction(action) as conn:`` runs the block in one transaction.
+
+    Entering takes the writer's thread lock, refuses a closed or read-only store
+    (``StoreClosedError``, ``StorageError``) and begins. The first ``BEGIN IMMEDIATE`` does not
+    wait: uncontended, the side lock would only cost time. Only when SQLite's lock is busy does
+    the writer queue on the side lock (see ``sidelock.py``; at most the busy timeout, and not
+    taken in time it goes on without it) and begin again, now with SQLite's busy handler and its
+    own busy timeout.
+
+    Leaving commits when the block finished, and otherwise rolls back and lets the block's
+    exception through. Either way both locks are let go. apsw errors, from the block or the
+    commit, leave as the ``StorageError`` of :func:`~sqlitestream.sqlite.connection.translate`
+    (``StoreBusyError`` when the lock stayed busy past the timeout).
+
+    An exception at any moment (a signal's ``KeyboardInterrupt``) leaves no transaction open
+    and no lock held, so a write is whole or absent; an interrupt that strikes as ``__exit__``
+    begins is finished by :meth:`Writer.finish_abandoned` once its traceback is dropped.
+    """
+
+    __slots__ = ("__weakref__", "_action", "_conn", "_queued", "_writer")
+
+    def __init__(self, writer: Writer, action: str) -> None:
+        self._writer = writer
+        self._action = action
+        self._conn: apsw.Connection | None = None  # set once it is ours to roll back
+        self._queued = False
+
+    def __enter__(self) -> apsw.Connection:
+        writer = self._writer
+        try:
+            writer.lock.acquire()
+            if writer.running is not None:
+                raise StorageError(
+                    f"cannot {self._action}: a write transaction of this thread has not finished "
+                    "(a write inside a write, or the exception of an interrupted write still held)"
+                )
+            # Held by the writer alone: a reference kept anywhere else would outlive this
+            # transaction and run the callback when it is freed after a completed exit.
+            writer.running = weakref.ref(self, writer.finish_abandoned)
+            conn = self._usable_connection()
+            self._conn = conn
+            side = writer.side_lock
+            if side is None:
+                conn.set_busy_handler(writer.retry)
+                conn.execute("BEGIN IMMEDIATE")
+                return conn
+            conn.set_busy_handler(None)  # the first attempt must not wait
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return conn
+            except apsw.BusyError:
+                pass
+            self._queued = True
+            side.acquire(writer.busy_timeout_s)
+            conn.set_busy_handler(writer.retry)
+            conn.execute("BEGIN IMMEDIATE")
+            return conn
+        except BaseException as exc:
+            self._release()
+            if isinstance(exc, apsw.Error):
+                raise translate(exc, self._action) from exc
+            raise
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        conn = self._conn
+        assert conn is not None
+        try:
+            if exc is None:
+                conn.execute("COMMIT")
+        except apsw.Error as error:
+            exc = error
+        finally:
+            self._release()  # rolls back unless the COMMIT ended the transaction
+        if isinstance(exc, apsw.Error):
+            raise translate(exc, self._action) from exc
+
+    def _usable_connection(self) -> apsw.Connection:
+        writer = self._writer
+        if writer.closed:
+            raise StoreClosedError(f"the store {writer.path!r} is closed")
+        conn = writer.conn
+        if conn is None:
+            raise StorageError(f"cannot {self._action}: the store {writer.path!r} was opened read-only")
+        return conn
+
+    def _release(self) -> None:
+        """Roll back what is still open, let go of the side lock, unregister, and let go of the
+        thread lock, in this order: an interrupt before the last two leaves it all to
+        :meth:`Writer.finish_abandoned`, and nothing can strike between them. A failed rollback
+        is raised (translated) once the locks are let go."""
+        writer = self._writer
+        failure: apsw.Error | None = None
+        conn = self._conn
+        if conn is not None:
+            try:
+                if not conn.getautocommit():  # SQLite itself may have rolled back (disk full)
+                    conn.execute("ROLLBACK")
+            except apsw.Error as exc:
+                failure = exc
+        if self._queued and writer.side_lock is not None:
+            writer.side_lock.release()  # also when not held: it then only cancels the wait
+        running = writer.running
+        if running is not None and running() is self:
+            writer.running = None
+        try:
+            writer.lock.release()
+        except RuntimeError:  # the interrupt struck while waiting for it: never held
+            pass
+        if failure is not None:
+            raise translate(failure, f"roll back ({self._action})") from failure
