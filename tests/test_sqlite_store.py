@@ -352,9 +352,8 @@ def test_connection_settings_are_applied(tmp_path: Path) -> None:
         assert _writer_pragma(store, "trusted_schema") == 0
         assert _writer_pragma(store, "journal_size_limit") == 64 * 1024 * 1024
         assert _writer_pragma(store, "cache_size") == -8 * 1024
-        store.get_events("s")  # opens a read connection: it gets the same settings
-        reader = store._idle_readers[0]
-        assert (reader.pragma("cache_size"), reader.pragma("synchronous")) == (-8 * 1024, 1)
+        with store._read("check the read connection's settings") as reader:  # a pool connection
+            assert (reader.pragma("cache_size"), reader.pragma("synchronous")) == (-8 * 1024, 1)
 
 
 def test_wal_mode_persists_in_the_file(tmp_path: Path) -> None:

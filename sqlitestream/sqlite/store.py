@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -73,9 +72,9 @@ from sqlitestream.sqlite.connection import (
     enable_wal,
     frozen_location,
     open_connection,
-    translate,
     translating,
 )
+from sqlitestream.sqlite.readers import ReaderPool
 from sqlitestream.sqlite.sidelock import SideLock
 from sqlitestream.sqlite.transaction import Writer, WriteTransaction
 from sqlitestream.sqlite.watcher import DataVersionWatcher
@@ -90,8 +89,6 @@ from sqlitestream.store import (
 
 __all__ = ["SQLiteSessionStore"]
 
-_MAX_READERS = 16
-"""Read connections a store keeps at most; each holds file descriptors and a page cache."""
 _SELECT_EVENT_BY_ID = f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ?"
 _SELECT_EVENTS_BY_IDS = (
     f"SELECT {EVENT_COLUMNS} FROM events WHERE id IN (SELECT value FROM json_each(?))"
@@ -187,10 +184,7 @@ class SQLiteSessionStore(AdminStore):
             raise ValidationError("readonly=True needs a store file; ':memory:' starts empty")
         self._path = path_text if self._in_memory else os.path.abspath(path_text)
         self._closed = False
-        self._pool_lock = threading.Lock()
-        self._idle_readers: list[apsw.Connection] = []
-        self._reader_returned = threading.Condition(self._pool_lock)
-        self._reader_count = 0  # read connections open, idle or borrowed
+        self._readers = ReaderPool(self._open_reader, self._path)
         self._hub = WakeHub(on_first_waiter=self._on_first_waiter)
         self._watcher: DataVersionWatcher | None = None
         self._writer: Writer  # set by _open: the write connection, its locks (see transaction.py)
@@ -241,8 +235,7 @@ class SQLiteSessionStore(AdminStore):
             raise
         self._writer = writer
         if self._readonly:
-            self._idle_readers.append(conn)
-            self._reader_count = 1
+            self._readers.adopt(conn)
         self._watcher = DataVersionWatcher(
             self._open_reader,
             self._hub,
@@ -320,67 +313,22 @@ class SQLiteSessionStore(AdminStore):
     def _read(self, action: str) -> Iterator[apsw.Connection]:
         """A connection to read with, its apsw errors translated."""
         self._check_open()
-        if self._in_memory:
-            writer = self._writer
-            with writer.lock, translating(action):
-                self._check_open()
-                assert writer.conn is not None
-                yield writer.conn
-            return
-        conn: apsw.Connection | None = None
-        try:
-            conn = self._borrow_reader()
-            with translating(action):
+        if not self._in_memory:
+            with self._readers.reading(action) as conn:
                 yield conn
-        finally:
-            if conn is not None:
-                self._give_back(conn)
+            return
+        writer = self._writer
+        with writer.lock, translating(action):
+            self._check_open()
+            assert writer.conn is not None
+            yield writer.conn
 
     def _fetch(self, action: str, sql: str, bindings: tuple[Any, ...] = ()) -> list[Any]:
-        """All rows of one query (the path every page read and latest-sequence read takes,
-        written out rather than through the generator of :meth:`_read`)."""
-        if self._in_memory:
-            with self._read(action) as writer:
-                return writer.execute(sql, bindings).fetchall()
-        conn: apsw.Connection | None = None
-        try:
-            conn = self._borrow_reader()
-            return conn.execute(sql, bindings).fetchall()
-        except apsw.Error as exc:
-            raise translate(exc, action) from exc
-        finally:
-            if conn is not None:
-                self._give_back(conn)
-
-    def _borrow_reader(self) -> apsw.Connection:
-        """An idle read connection, or a new one while fewer than ``_MAX_READERS`` exist:
-        thousands of threads long-polling at once must not open a connection (and its file
-        descriptors) each, so extra readers wait for one to come back."""
-        with self._pool_lock:
-            while True:
-                self._check_open()
-                if self._idle_readers:
-                    return self._idle_readers.pop()
-                if self._reader_count < _MAX_READERS:
-                    self._reader_count += 1
-                    break
-                self._reader_returned.wait()
-        try:
-            return self._open_reader()
-        except BaseException:
-            self._give_back(None)
-            raise
-
-    def _give_back(self, conn: apsw.Connection | None) -> None:
-        """Return a borrowed connection to the pool (``None``: one that failed to open)."""
-        with self._pool_lock:
-            if conn is None or self._closed:
-                self._reader_count -= 1
-                if conn is not None:
-                    conn.close()
-            else:
-                self._idle_readers.append(conn)
-            self._reader_returned.notify()
+        """All rows of one query (every page read and latest-sequence read takes this path)."""
+        if not self._in_memory:
+            return self._readers.fetch(action, sql, bindings)
+        with self._read(action) as writer:
+            return writer.execute(sql, bindings).fetchall()
 
     # Sessions -------------------------------------------------------------------------------
 
@@ -568,13 +516,10 @@ class SQLiteSessionStore(AdminStore):
         self._hub.close()
         if self._watcher is not None:
             self._watcher.stop()
+        # Readers first: the last connection to close checkpoints the WAL into the file and
+        # removes -wal and -shm, and only the writer can checkpoint, so it must be that last one.
+        self._readers.close()
         self._writer.close()
-        with self._pool_lock:
-            idle, self._idle_readers = self._idle_readers, []
-            self._reader_count -= len(idle)
-            self._reader_returned.notify_all()  # waiting readers see the store closed
-        for conn in idle:
-            conn.close()
 
     # Administration (the AdminStore contract) -----------------------------------------------
 

@@ -291,7 +291,7 @@ class NaiveMemory:
             if not page:
                 return count
             count += len(page)
-            cursor = page[-1].sequence_number
+            cursor = page[-1].sequence_number or cursor
 
     def close(self) -> None:
         self.events.clear()
