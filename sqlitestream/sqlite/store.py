@@ -252,11 +252,18 @@ class SQLiteSessionStore(AdminStore):
             return None
 
     def _explain_unwritable(self, exc: StorageError) -> None:
-        """A writable open in a directory we cannot write fails deep inside SQLite with a
-        vague message; say what is wrong and what to do instead."""
+        """A writable open in a directory that is missing or that we cannot write fails deep
+        inside SQLite with a vague message; say what is wrong and what to do instead."""
         if self._readonly or isinstance(exc, SchemaVersionError):
             return
-        if not os.access(os.path.dirname(self._path), os.W_OK):
+        directory = os.path.dirname(self._path)
+        if not os.path.isdir(directory):
+            what = "is not a directory" if os.path.lexists(directory) else "does not exist"
+            raise StorageError(
+                f"cannot create {self._path!r}: the directory {directory!r} {what}",
+                sqlite_code=exc.sqlite_code,
+            ) from exc
+        if not os.access(directory, os.W_OK):
             raise StorageError(
                 f"cannot open {self._path!r} for writing: its directory is read-only (a store "
                 "creates its -wal and -shm files beside it); open it with readonly=True to read it",
