@@ -65,6 +65,7 @@ from sqlitestream.models import (
     with_sequence,
 )
 from sqlitestream.sqlite import admin as _admin
+from sqlitestream.sqlite import backup as _backup
 from sqlitestream.sqlite import schema as _schema
 from sqlitestream.sqlite.connection import (
     SYNCHRONOUS_LEVELS,
@@ -559,6 +560,29 @@ class SQLiteSessionStore(AdminStore):
         if result.events_added:
             self._hub.wake((result.session_id,))
         return result
+
+    # Backups (a file store's own; not part of the AdminStore contract) ------------------------
+
+    def backup(
+        self,
+        dest: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> str:
+        """Write a consistent copy of the store (one snapshot, taken while others write, which
+        it does not hold up) to the new file ``dest``; return ``dest``'s absolute path.
+
+        The copy is a complete store, never seen half-written: it goes to a temporary file
+        beside ``dest``, removed again on failure, then renamed. An existing ``dest`` raises
+        ``ValidationError`` unless ``overwrite=True`` (one rename; it keeps its permissions);
+        a new one gets a new store file's mode. ``on_progress(pages_done, pages_total)`` is
+        called every 256 pages and at the end. Works on read-only and ``":memory:"`` stores.
+        See docs/sqlite-file.md (Backups) for what else is refused and why.
+        """
+        return _backup.write_backup(
+            self._read, self._path, dest, overwrite=overwrite, on_progress=on_progress
+        )
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("read-only" if self._readonly else "open")
