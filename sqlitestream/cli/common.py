@@ -94,6 +94,8 @@ _CLI_TERMS: tuple[tuple[re.Pattern[str], str], ...] = (
         r"over the limit of \1 bytes (raise it with --max-event-bytes)",
     ),
     (re.compile(r"readonly=True needs a store file"), "a command that only reads needs a store file"),
+    (re.compile(r"^dest '"), "DEST '"),
+    (re.compile(r"or pass overwrite=True"), "or give --overwrite"),
 )
 
 

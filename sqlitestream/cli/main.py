@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from sqlitestream import __version__
+from sqlitestream.cli.backup import backup
 from sqlitestream.cli.common import (
     DB_ENV,
     DB_HELP,
@@ -463,7 +464,7 @@ def demo(count: int, interval_ms: int) -> None:
     click.echo(f"  sqlitestream{db} stats")
 
 
-for _command in (events, latest, tail, export_, import_, copy, stats):
+for _command in (events, latest, tail, export_, import_, copy, backup, stats):
     cli.add_command(_command)
 
 

@@ -65,6 +65,7 @@ from sqlitestream.models import (
     with_sequence,
 )
 from sqlitestream.sqlite import admin as _admin
+from sqlitestream.sqlite import backup as _backup
 from sqlitestream.sqlite import schema as _schema
 from sqlitestream.sqlite.connection import (
     SYNCHRONOUS_LEVELS,
@@ -252,11 +253,18 @@ class SQLiteSessionStore(AdminStore):
             return None
 
     def _explain_unwritable(self, exc: StorageError) -> None:
-        """A writable open in a directory we cannot write fails deep inside SQLite with a
-        vague message; say what is wrong and what to do instead."""
+        """A writable open in a directory that is missing or that we cannot write fails deep
+        inside SQLite with a vague message; say what is wrong and what to do instead."""
         if self._readonly or isinstance(exc, SchemaVersionError):
             return
-        if not os.access(os.path.dirname(self._path), os.W_OK):
+        directory = os.path.dirname(self._path)
+        if not os.path.isdir(directory):
+            what = "is not a directory" if os.path.lexists(directory) else "does not exist"
+            raise StorageError(
+                f"cannot create {self._path!r}: the directory {directory!r} {what}",
+                sqlite_code=exc.sqlite_code,
+            ) from exc
+        if not os.access(directory, os.W_OK):
             raise StorageError(
                 f"cannot open {self._path!r} for writing: its directory is read-only (a store "
                 "creates its -wal and -shm files beside it); open it with readonly=True to read it",
@@ -552,6 +560,29 @@ class SQLiteSessionStore(AdminStore):
         if result.events_added:
             self._hub.wake((result.session_id,))
         return result
+
+    # Backups (a file store's own; not part of the AdminStore contract) ------------------------
+
+    def backup(
+        self,
+        dest: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> str:
+        """Write a consistent copy of the store (one snapshot, taken while others write, which
+        it does not hold up) to the new file ``dest``; return ``dest``'s absolute path.
+
+        The copy is a complete store, never seen half-written: it goes to a temporary file
+        beside ``dest``, removed again on failure, then renamed. An existing ``dest`` raises
+        ``ValidationError`` unless ``overwrite=True`` (one rename; it keeps its permissions);
+        a new one gets a new store file's mode. ``on_progress(pages_done, pages_total)`` is
+        called every 256 pages and at the end. Works on read-only and ``":memory:"`` stores.
+        See docs/sqlite-file.md (Backups) for what else is refused and why.
+        """
+        return _backup.write_backup(
+            self._read, self._path, dest, overwrite=overwrite, on_progress=on_progress
+        )
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("read-only" if self._readonly else "open")
