@@ -162,7 +162,7 @@ def test_every_command_works_on_a_postgresql_url(pg_dsn: str, pg_schema: str, tm
     assert [json.loads(line)["type"] for line in events.splitlines()] == ["tool_call_started"]
     tail = ok(run("--db", url, "tail", "s1", "-n", "1", "--format", "jsonl")).output
     assert json.loads(tail)["sequence_number"] == 2
-    info = json.loads(ok(run("--db", url, "info", "--format", "json")).output)[0]
+    info = json.loads(ok(run("--db", url, "info", "--format", "json")).output)
     assert (info["schema"], info["events"], info["schema_version"]) == (pg_schema, 2, 1)
     sessions = ok(run("--db", url, "sessions", "--format", "jsonl")).output
     assert json.loads(sessions)["latest_sequence"] == 2
