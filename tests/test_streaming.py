@@ -32,7 +32,7 @@ from sqlitestream import (
     SQLiteSessionStore,
     ValidationError,
 )
-from sqlitestream._follow_contract import Background
+from sqlitestream.testing import Background
 
 
 @pytest.fixture(params=STORE_KINDS)
