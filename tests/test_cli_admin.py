@@ -16,6 +16,7 @@ import pytest
 from sqlitestream import (
     inspect_schema,
     migrate_schema,
+    CheckReport,
     ConflictError,
     Event,
     EventIdConflictError,
@@ -27,7 +28,6 @@ from sqlitestream import (
     StorageError,
     ValidationError,
 )
-from sqlitestream.admin import CheckReport
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from support import child_env
 
 from sqlitestream import Event, SQLiteSessionStore
 
@@ -30,8 +31,7 @@ if shutil.which("sqlitestream"):
 
 
 def environment() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env = child_env()
     env.pop("SQLITESTREAM_DB", None)
     return env
 
