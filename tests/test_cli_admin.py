@@ -1,6 +1,6 @@
-"""The SQLite store's administration methods that the CLI is built on (sqlitestream._admin and
-sqlitestream._transfer): listing the log, file facts, the integrity check, schema migration,
-and lossless, idempotent export/import."""
+"""The SQLite store's administration methods that the CLI is built on (the ``AdminStore``
+contract of sqlitestream.admin), through the public API: listing the log, file facts, the
+integrity check, schema migration, and lossless, idempotent export/import."""
 
 from __future__ import annotations
 
