@@ -330,5 +330,5 @@ def test_tail_follow_starts_again_from_sequence_1_when_the_session_is_written_ag
             follower.kill()
             follower.wait()
     stderr = follower.stderr.read()  # type: ignore[union-attr]
-    assert follower.returncode == 130
+    assert follower.returncode == 130, stderr
     assert "following it from sequence 1" in stderr and "Traceback" not in stderr
