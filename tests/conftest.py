@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 from collections.abc import Iterator
 
 import pytest
+
+# Signals -----------------------------------------------------------------------------------
+# A shell starts a background job (``cmd &``) with SIGINT ignored, and an ignored signal stays
+# ignored in every child, so the CLI tests' Ctrl-C (SIGINT to a child) would do nothing. A
+# handler, unlike SIG_IGN, is reset to the default in a child.
+
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 # PostgreSQL --------------------------------------------------------------------------------
 # The PostgreSQL tests read the server from SQLITESTREAM_PG_DSN (.ci/run sets it when a server

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from manager_support import (
+from support import (
     STORE_KINDS,
     child_env,
     open_store,

@@ -4,7 +4,6 @@ coroutines, long-polls that hold no thread while waiting, cancellation and closi
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 import threading
 import time
@@ -12,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from manager_support import REPO_ROOT, DelegatingStore
+from support import REPO_ROOT, DelegatingStore, await_until
 
 from sqlitestream import (
     Event,
@@ -162,8 +161,8 @@ def test_many_async_followers_wake_on_another_process_with_bounded_threads(tmp_p
                 asyncio.create_task(astore.get_events(f"s{n % 50}", wait_timeout_ms=60_000))
                 for n in range(followers)
             ]
-            for _ in range(20):  # let the waits register
-                await asyncio.sleep(0.01)
+            # The pool fills as the waits start; it never grows past its size (+1: the watcher).
+            await await_until(lambda: threading.active_count() >= before + max_threads, "the waits to start")
             assert threading.active_count() <= before + max_threads + 1
             child = await asyncio.create_subprocess_exec(
                 sys.executable, "-c", _APPEND_ONE, str(path), "50", cwd=REPO_ROOT
@@ -247,8 +246,7 @@ def test_many_async_follows_share_the_pool_and_see_another_process_append(tmp_pa
                 return seen
 
             followers = [asyncio.create_task(first_two(f"s{n % 30}")) for n in range(300)]
-            for _ in range(20):
-                await asyncio.sleep(0.01)
+            await await_until(lambda: threading.active_count() >= before + 4, "the follows to start")
             assert threading.active_count() <= before + 4 + 1
             for _ in range(2):
                 child = await asyncio.create_subprocess_exec(

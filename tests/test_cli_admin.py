@@ -1,6 +1,6 @@
-"""The SQLite store's administration methods that the CLI is built on (sqlitestream._admin and
-sqlitestream._transfer): listing the log, file facts, the integrity check, schema migration,
-and lossless, idempotent export/import."""
+"""The SQLite store's administration methods that the CLI is built on (the ``AdminStore``
+contract of sqlitestream.admin), through the public API: listing the log, file facts, the
+integrity check, schema migration, and lossless, idempotent export/import."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from sqlitestream import (
     inspect_schema,
     migrate_schema,
+    CheckReport,
     ConflictError,
     Event,
     EventIdConflictError,
@@ -27,7 +28,6 @@ from sqlitestream import (
     StorageError,
     ValidationError,
 )
-from sqlitestream.admin import CheckReport
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
 

@@ -4,29 +4,15 @@ by a follower in each process. A short run of ``tools/stress.py``, plus thread-l
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import threading
 import time
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from sqlitestream import Event, SQLiteSessionStore, StoreBusyError
-
-
-def _load_tool(name: str) -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "tools" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"sqlitestream_tools_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-stress = _load_tool("stress")
+from tools import stress
 
 
 def test_processes_and_threads_contending_lose_and_repeat_nothing(tmp_path: Path) -> None:

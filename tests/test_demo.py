@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from manager_support import child_env
+from support import child_env
 
 from sqlitestream import SQLiteSessionStore, ValidationError
 from sqlitestream.cli.demo import DemoSummary, demo_script, run_demo

@@ -5,6 +5,9 @@ interpreter with this checkout first on its path. A block titled ``Needs Postgre
 (```python title="Needs PostgreSQL") runs against the test server of ``SQLITESTREAM_PG_DSN``,
 with its sample URL and schema replaced by that server and a fresh schema, and skips with the
 reason when no server is configured. Text that is not meant to run goes in ```text blocks.
+
+A block that runs pytest (the contract kit's example) runs only the kit's tests that reopen the
+store, which use both of its hooks; tests/test_contract.py runs the whole kit on the same store.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PG_DSN_VARIABLE
+from support import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -66,7 +70,7 @@ def test_python_block_runs(where: str, code: str, needs_postgres: bool, tmp_path
         code = code.replace(SAMPLE_DSN, dsn).replace(SAMPLE_SCHEMA, f'schema="{schema}"')
     script = tmp_path / "sample.py"
     script.write_text(code, encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {**child_env(), "PYTEST_ADDOPTS": "-k 'reopen or reads_back'"}
     result = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
     )

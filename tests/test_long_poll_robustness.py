@@ -5,7 +5,6 @@ and a store nobody waits on runs no background thread."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -16,8 +15,8 @@ from typing import Any
 
 import apsw
 import pytest
+from support import child_env, run_python, wait_until
 
-import sqlitestream
 from sqlitestream import (
     Event,
     InMemorySessionStore,
@@ -29,7 +28,6 @@ from sqlitestream import (
 WAITERS = 1500
 SESSIONS = 300
 LONG = 60_000  # ms: a waiter that needs this long has missed its wake-up
-WATCHER = "sqlitestream-watcher"
 
 
 @pytest.fixture(autouse=True)
@@ -41,17 +39,16 @@ def small_thread_stacks() -> Iterator[None]:
         threading.stack_size(old)
 
 
-def _wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
+class StoreThreads:
+    """Counts the threads the store runs, by their number rather than their names: the threads
+    alive now beyond those alive when this was made, less the test's own waiters."""
 
+    def __init__(self) -> None:
+        self.before = threading.active_count()
 
-def _watcher_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == WATCHER]
+    def __call__(self, *own: Waiters) -> int:
+        mine = sum(waiters.alive() for waiters in own)  # first: a waiter ending now undercounts
+        return threading.active_count() - self.before - mine
 
 
 class Waiters:
@@ -92,7 +89,7 @@ def _append_in_another_process(path: Path, session_ids: list[str], type_: str = 
         "with SQLiteSessionStore(sys.argv[1]) as store:\n"
         "    store.append_events([Event(sys.argv[2], s, id=f'{s}-{sys.argv[2]}-x') for s in sys.argv[3:]])\n"
     )
-    _run_python(code, str(path), type_, *session_ids)
+    run_python(code, str(path), type_, *session_ids)
 
 
 def _delete_in_another_process(path: Path, session_id: str) -> None:
@@ -101,14 +98,7 @@ def _delete_in_another_process(path: Path, session_id: str) -> None:
         "with SQLiteSessionStore(sys.argv[1]) as store:\n"
         "    store.delete_session(sys.argv[2])\n"
     )
-    _run_python(code, str(path), session_id)
-
-
-def _run_python(code: str, *args: str) -> None:
-    env = dict(os.environ)
-    root = str(Path(sqlitestream.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    subprocess.run([sys.executable, "-c", code, *args], check=True, env=env, timeout=60)
+    run_python(code, str(path), session_id)
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -163,7 +153,7 @@ def test_thousands_of_waiters_wake_with_the_right_events(store: SessionStore) ->
     waiters = Waiters(_waiter_calls(store))
     started = time.monotonic()
     store.append_events([Event("message_sent", f"s{n}", id=f"s{n}-message_sent-x", run_id="r1") for n in range(SESSIONS)])
-    assert _wait_until(lambda: waiters.alive() == WAITERS - 2 * SESSIONS)  # kinds 0 and 3 woke
+    wait_until(lambda: waiters.alive() == WAITERS - 2 * SESSIONS, 30, "the first wake-up")  # kinds 0 and 3 woke
     store.append_events(
         [Event("message_received", f"s{n}", id=f"s{n}-message_received-x", run_id="r2") for n in range(SESSIONS)]
     )
@@ -174,25 +164,26 @@ def test_thousands_of_waiters_wake_with_the_right_events(store: SessionStore) ->
 
 def test_thousands_of_waiters_wake_on_another_process_appending(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
+    threads = StoreThreads()
     with SQLiteSessionStore(path) as store:
         waiters = Waiters(_waiter_calls(store))
-        assert _wait_until(lambda: len(_watcher_threads()) == 1)
+        wait_until(lambda: threads(waiters) == 1, 30, "the store's one watching thread")
         started = time.monotonic()
         sessions = [f"s{n}" for n in range(SESSIONS)]
         _append_in_another_process(path, sessions, "message_sent")
-        assert _wait_until(lambda: waiters.alive() == WAITERS - 2 * SESSIONS)
+        wait_until(lambda: waiters.alive() == WAITERS - 2 * SESSIONS, 30, "the first wake-up")
         code = (
             "import sys; from sqlitestream import Event, SQLiteSessionStore\n"
             "with SQLiteSessionStore(sys.argv[1]) as store:\n"
             "    store.append_events([Event('message_received', s, id=f'{s}-message_received-x', run_id='r2')"
             " for s in sys.argv[2:]])\n"
         )
-        _run_python(code, str(path), *sessions)
+        run_python(code, str(path), *sessions)
         assert waiters.join()
         _check_woken(waiters)
         print(f"\ncross-process: last of {WAITERS} waiters returned {max(waiters.returned_at) - started:.3f} s after the first append began")
-        assert len(_watcher_threads()) <= 1
-    assert _wait_until(lambda: not _watcher_threads())
+        assert threads(waiters) <= 1
+    wait_until(lambda: threads() <= 0, 30, "the store's threads to end")
 
 
 # Releasing ----------------------------------------------------------------------------------------
@@ -213,11 +204,12 @@ def test_deleting_a_session_releases_only_its_waiters(store: SessionStore) -> No
 
 def test_a_session_deleted_by_another_process_releases_waiters(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
+    threads = StoreThreads()
     with SQLiteSessionStore(path) as store:
         store.append_events([Event("message_sent", s) for s in ("doomed", "kept")])
         doomed = Waiters([lambda: store.get_events("doomed", after=1, wait_timeout_ms=LONG)] * 200)
         kept = Waiters([lambda: store.get_events("kept", after=1, wait_timeout_ms=LONG)] * 200)
-        assert _wait_until(lambda: len(_watcher_threads()) == 1)
+        wait_until(lambda: threads(doomed, kept) == 1, 30, "the store's one watching thread")
         _delete_in_another_process(path, "doomed")
         assert doomed.join()
         assert doomed.results == [[]] * 200
@@ -241,7 +233,7 @@ def _replace_in_another_process(path: Path, session_id: str, events: int) -> Non
         "conn.execute('UPDATE streams SET latest_seq = ? WHERE session_id = ?', (n, s))\n"
         "conn.execute('COMMIT')\n"
     )
-    _run_python(code, str(path), session_id, str(events))
+    run_python(code, str(path), session_id, str(events))
 
 
 @pytest.mark.parametrize("refilled_to", [1, 2, 4])
@@ -252,11 +244,12 @@ def test_a_session_replaced_by_another_process_between_looks_releases_waiters(
     watcher: the waiters are released with [] as a delete releases them, not left to time out
     (as many events) or handed events of the new log (more)."""
     path = tmp_path / "events.db"
+    threads = StoreThreads()
     with SQLiteSessionStore(path) as store:
         store.append_events([Event("message_sent", s) for s in ("doomed", "doomed", "kept")])
         doomed = Waiters([lambda: store.get_events("doomed", after=2, wait_timeout_ms=LONG)] * 20)
         kept = Waiters([lambda: store.get_events("kept", after=1, wait_timeout_ms=LONG)] * 20)
-        assert _wait_until(lambda: len(_watcher_threads()) == 1)
+        wait_until(lambda: threads(doomed, kept) == 1, 30, "the store's one watching thread")
         _replace_in_another_process(path, "doomed", refilled_to)
         assert doomed.join()
         assert doomed.results == [[]] * 20
@@ -275,9 +268,10 @@ def test_a_counter_ahead_of_its_log_still_wakes_waiters_with_new_events(tmp_path
     conn = apsw.Connection(str(path))
     conn.execute("UPDATE streams SET latest_seq = 3 WHERE session_id = 's'")
     conn.close()
+    threads = StoreThreads()
     with SQLiteSessionStore(path) as store:
         waiters = Waiters([lambda: store.get_events("s", after=3, wait_timeout_ms=LONG)] * 5)
-        assert _wait_until(lambda: len(_watcher_threads()) == 1)
+        wait_until(lambda: threads(waiters) == 1, 30, "the store's one watching thread")
         _append_in_another_process(path, ["s"])
         assert waiters.join()
         assert [[(e.id, e.sequence_number) for e in r] for r in waiters.results] == [[("s-message_sent-x", 4)]] * 5
@@ -285,6 +279,7 @@ def test_a_counter_ahead_of_its_log_still_wakes_waiters_with_new_events(tmp_path
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 def test_closing_the_store_releases_every_waiter_with_store_closed(tmp_path: Path, kind: str) -> None:
+    threads = StoreThreads()
     store: SessionStore = InMemorySessionStore() if kind == "memory" else SQLiteSessionStore(tmp_path / "e.db")
     waiters = Waiters(
         [lambda n=n: store.get_events(f"s{n % 50}", after=n % 3, wait_timeout_ms=LONG) for n in range(1000)]
@@ -299,7 +294,7 @@ def test_closing_the_store_releases_every_waiter_with_store_closed(tmp_path: Pat
     }
     with pytest.raises(StoreClosedError):
         store.get_events("s1", wait_timeout_ms=10)
-    assert _wait_until(lambda: not _watcher_threads())
+    wait_until(lambda: threads() <= 0, 30, "the store's threads to end")
 
 
 # Timeouts -----------------------------------------------------------------------------------------
@@ -346,20 +341,19 @@ def test_timeouts_are_never_cut_short_under_load(store: SessionStore) -> None:
 
 
 def test_idle_store_has_no_polling_thread_even_after_heavy_waiting(tmp_path: Path) -> None:
+    threads = StoreThreads()
     with SQLiteSessionStore(tmp_path / "events.db") as store:
-        assert not _watcher_threads()
+        assert threads() <= 0
         store.append_event(Event("message_sent", "s1"))
         store.get_events("s1", after=1, wait_timeout_ms=0)
         store.get_events("s1", after=1)
-        assert not _watcher_threads()  # queries that do not wait start nothing
+        assert threads() <= 0  # queries that do not wait start nothing
         for _ in range(2):  # waiters come and go; the watcher follows them
             waiters = Waiters([lambda: store.get_events("s1", after=1, wait_timeout_ms=200)] * 500)
-            assert len(_watcher_threads()) <= 1
+            assert threads(waiters) <= 1
             assert waiters.join()
             assert waiters.results == [[]] * 500
-            assert _wait_until(lambda: not _watcher_threads(), timeout=10)
-        other_threads = [t.name for t in threading.enumerate() if "sqlitestream" in t.name]
-        assert other_threads == []
+            wait_until(lambda: threads() <= 0, 10, "the store's threads to end")
 
 
 def test_memory_store_never_starts_a_thread() -> None:
@@ -400,12 +394,9 @@ print(len(bad), bad[:3])
 def test_thousands_of_waiters_fit_in_a_small_file_descriptor_limit(tmp_path: Path) -> None:
     """2000 waiters on 2000 sessions in a process allowed only 256 open files: every read
     connection costs descriptors, so the store must not open one per waiting thread."""
-    env = dict(os.environ)
-    root = str(Path(sqlitestream.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     result = subprocess.run(
         [sys.executable, "-c", _MANY_WAITERS_UNDER_FD_LIMIT, str(tmp_path / "events.db"), "2000", "2000"],
-        capture_output=True, text=True, env=env, timeout=300, check=False,
+        capture_output=True, text=True, env=child_env(), timeout=300, check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("0 []"), result.stdout

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from manager_support import STORE_KINDS, DelegatingStore, open_store, types, wait_until
+from support import STORE_KINDS, DelegatingStore, open_store, types, wait_until
 
 from sqlitestream import (
     ConflictError,

@@ -9,7 +9,7 @@ import secrets
 from conftest import drop_pg_schema
 from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
-from test_model_based import _SETTINGS, StoreMachine
+from test_model_based import _SETTINGS, EXAMPLES, StoreMachine
 
 from sqlitestream import SessionStore
 from sqlitestream.postgres import PostgresSessionStore
@@ -28,4 +28,4 @@ def test_postgres_store_behaves_like_the_model(pg_dsn: str) -> None:
             super().teardown()
             drop_pg_schema(pg_dsn, self.schema)
 
-    run_state_machine_as_test(PostgresMachine, settings=settings(_SETTINGS, max_examples=25))
+    run_state_machine_as_test(PostgresMachine, settings=settings(_SETTINGS, max_examples=max(1, EXAMPLES * 3 // 5)))

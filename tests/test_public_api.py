@@ -32,7 +32,7 @@ def test_admin_types_are_the_ones_the_store_returns(tmp_path) -> None:  # type: 
     with sqlitestream.SQLiteSessionStore(tmp_path / "events.db") as store:
         store.append_event(sqlitestream.Event("message_sent", "s1"))
         assert isinstance(store.store_info(), sqlitestream.admin.StoreInfo)
-        assert isinstance(store.check_integrity(), sqlitestream.admin.CheckReport)
+        assert isinstance(store.check_integrity(), sqlitestream.CheckReport)
         assert all(isinstance(s, sqlitestream.admin.StreamInfo) for s in store.list_streams())
 
 

@@ -8,16 +8,16 @@ import contextlib
 import json
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
-from manager_support import (
+from support import (
     STORE_KINDS,
     RecordingStore,
+    await_until,
     child_env,
     open_store,
     script,
@@ -32,7 +32,7 @@ from sqlitestream import (
     SQLiteSessionStore,
     ValidationError,
 )
-from sqlitestream._follow_contract import Background
+from sqlitestream.testing import Background
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -283,7 +283,7 @@ def test_async_follow_does_not_block_the_event_loop(store: SessionStore) -> None
 
         async def write() -> None:
             for _ in range(3):
-                await until(recording.entered.is_set, "the stream to call the store")
+                await await_until(recording.entered.is_set, "the stream to call the store")
                 recording.entered.clear()
                 append(store, "s", 1)
 
@@ -293,22 +293,9 @@ def test_async_follow_does_not_block_the_event_loop(store: SessionStore) -> None
     assert seqs(asyncio.run(scenario())) == [1, 2, 3]
 
 
-async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Await ``condition`` without blocking the loop; fail the test after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.001)
-
-
-def _astream_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("sqlitestream-astream")]
-
-
 def test_cancelling_an_async_follower_ends_it_and_its_thread(store: SessionStore) -> None:
     recording = RecordingStore(store)
-    before = set(_astream_threads())
+    before = threading.active_count()
 
     async def scenario() -> bool:
         async def follow() -> None:
@@ -316,7 +303,7 @@ def test_cancelling_an_async_follower_ends_it_and_its_thread(store: SessionStore
                 pass
 
         task = asyncio.create_task(follow())
-        await until(lambda: recording.entered.is_set() or task.done(), "the stream to call the store")
+        await await_until(lambda: recording.entered.is_set() or task.done(), "the stream to call the store")
         task.cancel()
         try:
             await asyncio.wait_for(task, timeout=10)
@@ -326,7 +313,7 @@ def test_cancelling_an_async_follower_ends_it_and_its_thread(store: SessionStore
 
     assert asyncio.run(scenario())
     # Each store wait is bounded, so the worker thread returns and exits soon after.
-    wait_until(lambda: not (set(_astream_threads()) - before), what="the astream worker to exit")
+    wait_until(lambda: threading.active_count() <= before, what="the astream worker to exit")
 
 
 def test_async_fallback_sleeps_when_the_store_ignores_long_poll() -> None:
@@ -337,7 +324,7 @@ def test_async_fallback_sleeps_when_the_store_ignores_long_poll() -> None:
         stream = SessionManager(recording).astream_session_events("s", poll_interval_ms=40, wait_timeout_ms=60_000)
         async with contextlib.aclosing(stream):
             next_event = asyncio.ensure_future(stream.__anext__())
-            await until(lambda: len(page_reads(recording)) >= 5 or next_event.done(), "five empty polls")
+            await await_until(lambda: len(page_reads(recording)) >= 5 or next_event.done(), "five empty polls")
             append(inner, "s", 1)
             return [await asyncio.wait_for(next_event, timeout=30)]
 

@@ -1,12 +1,10 @@
-"""The follower part of the contract kit: :func:`sqlitestream.streaming.follow` and
-:func:`~sqlitestream.streaming.afollow` on the store under test, mixed into
-:class:`sqlitestream.testing.SessionStoreContract`. Requires pytest."""
+"""The contract for the one cursor follower, :func:`sqlitestream.streaming.follow` and
+:func:`~sqlitestream.streaming.afollow`, on the store under test."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,41 +14,7 @@ from sqlitestream.aio import AsyncStore
 from sqlitestream.models import Event, StoredEvent
 from sqlitestream.store import SessionStore
 from sqlitestream.streaming import afollow, follow
-
-# Long enough never to end a passing test; short enough that a broken store fails it soon.
-DEADLINE_S = 10.0
-
-
-class Background:
-    """Run a call in a thread; ``result()`` waits for it, failing the test after a deadline.
-
-    A call still blocked in the store when the test ends is ended by the fixture closing the
-    store (long-polls then raise ``StoreClosedError``)."""
-
-    def __init__(self, target: Any, *args: Any, **kwargs: Any) -> None:
-        self._done = threading.Event()
-        self._value: Any = None
-        self._error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                self._value = target(*args, **kwargs)
-            except BaseException as exc:  # handed to the test thread by result()
-                self._error = exc
-            finally:
-                self._done.set()
-
-        threading.Thread(target=run, daemon=True).start()
-
-    def wait(self, timeout: float) -> bool:
-        """Whether the call has finished, waiting up to ``timeout`` s for it."""
-        return self._done.wait(timeout)
-
-    def result(self, timeout: float = DEADLINE_S) -> Any:
-        assert self._done.wait(timeout), "background call did not finish in time"
-        if self._error is not None:
-            raise self._error
-        return self._value
+from sqlitestream.testing._base import DEADLINE_S, Background, ContractBase
 
 
 def _events(session_id: str, ids: list[str], **fields: Any) -> list[Event]:
@@ -61,7 +25,7 @@ def _stored(events: Sequence[Event]) -> list[tuple[str, int | None]]:
     return [(event.id, event.sequence_number) for event in events]
 
 
-class FollowContract:
+class FollowContract(ContractBase):
     """The one cursor follower on this store: in order, each event once, and a session
     deleted and written again followed from sequence 1."""
 

@@ -1,13 +1,17 @@
-"""Shared fixtures and helpers for the SessionManager, adapter and streaming tests.
+"""Helpers shared by the test modules, each written once: ``wait_until`` (poll a condition with a
+deadline), ``child_env`` (the environment of a child Python process that imports this checkout),
+``run_python`` and the store factories of the manager, adapter and streaming tests.
 
-Each test module declares a three-line ``store`` fixture over ``STORE_KINDS`` with
+Each of those modules declares a three-line ``store`` fixture over ``STORE_KINDS`` with
 ``open_store``, so every manager test runs against the in-memory store and a SQLite file store
 without duplicating the test code.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -48,6 +52,11 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def run_python(code: str, *args: str, timeout: float = 60) -> None:
+    """Run ``code`` in a new interpreter that imports this checkout; fail the test if it fails."""
+    subprocess.run([sys.executable, "-c", code, *args], check=True, env=child_env(), timeout=timeout)
+
+
 def script(name: str) -> list[str]:
     """argv that runs ``tests/scripts/<name>`` with this interpreter."""
     return [sys.executable, str(SCRIPTS / name)]
@@ -64,6 +73,15 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.005)
+
+
+async def await_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """``wait_until`` inside an event loop: awaits between looks, so the loop keeps running."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.001)
 
 
 class DelegatingStore(_Base):
