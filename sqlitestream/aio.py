@@ -147,9 +147,9 @@ class AsyncStore:
 
     # Events ---------------------------------------------------------------------------------
 
-    async def append_event(self, event: Event) -> None:
+    async def append_event(self, event: Event) -> StoredEvent:
         """See :meth:`SessionStore.append_event`."""
-        await self._call(self._store.append_event, event)
+        return await self._call(self._store.append_event, event)
 
     async def append_event_with_sequence(
         self, event: Event, *, expected_sequence: int | None = None

@@ -223,9 +223,10 @@ class SessionStore(abc.ABC):
 
     # Events -------------------------------------------------------------------------------
 
-    def append_event(self, event: Event) -> None:
-        """Append one event; the same as :meth:`append_event_with_sequence` without the result."""
-        self.append_event_with_sequence(event)
+    def append_event(self, event: Event) -> StoredEvent:
+        """Append one event: :meth:`append_event_with_sequence` without ``expected_sequence``
+        (both names are kept: the seed's callbacks use each). Returns the stored event."""
+        return self.append_event_with_sequence(event)
 
     @abc.abstractmethod
     def append_event_with_sequence(

@@ -33,9 +33,13 @@ class EventsContract(ContractBase):
     def test_latest_sequence_of_unknown_session_is_zero(self, store: SessionStore) -> None:
         assert store.get_latest_sequence("nothing") == 0
 
-    def test_append_event_returns_none_and_stores(self, store: SessionStore) -> None:
-        assert store.append_event(new_event()) is None  # type: ignore[func-returns-value]
-        assert seqs(store.get_events("s1")) == [1]
+    def test_append_event_returns_the_stored_event(self, store: SessionStore) -> None:
+        first = store.append_event(new_event("s1", id="e1", data={"n": 1}))
+        second = store.append_event(new_event("s1", id="e2"))
+        again = store.append_event(new_event("s1", id="e1", data={"n": 2}))
+        assert (first.id, first.sequence_number, second.sequence_number) == ("e1", 1, 2)
+        assert again.to_dict() == first.to_dict()  # a duplicate: the original
+        assert store.get_events("s1") == [first, second]
 
     def test_stored_event_reads_back_equal(self, store: SessionStore, tmp_path: Path) -> None:
         event = new_event(
