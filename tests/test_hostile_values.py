@@ -47,8 +47,8 @@ def test_opening_an_existing_store_keeps_its_permissions(tmp_path: Path) -> None
             modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
     finally:
         os.umask(old)
-    # The side lock file is kept between opens: it has the mode of its creation (the first open).
-    assert modes == {"events.db": 0o600, "events.db-wal": 0o600, "events.db-shm": 0o600, "events.db-lock": 0o644}
+    # The side lock file is readable and writable only by those who may write the store.
+    assert modes == {"events.db": 0o600, "events.db-wal": 0o600, "events.db-shm": 0o600, "events.db-lock": 0o600}
 
 
 # Code ------------------------------------------------------------------------------------------

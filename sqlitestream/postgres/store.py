@@ -11,9 +11,11 @@ connections, processes and hosts. Long-polls wake on ``LISTEN``/``NOTIFY`` (see
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from sqlitestream._core import forks
 from sqlitestream._core.batch import plan_batch
 from sqlitestream._core.sql import EventQueries, create, upsert
 from sqlitestream._core.validate import check_choice, check_id, check_int, describe
@@ -215,6 +217,7 @@ class PostgresSessionStore(AdminStore):
         self._channel = channel_for(self._schema)
         self._sql = _Sql(self._schema)
         self._closed = False
+        self._pid = os.getpid()  # the process this store belongs to (see _core/forks.py)
         self._hub = WakeHub()
         self._listener = NotificationListener(
             self._db.connect,
@@ -228,6 +231,7 @@ class PostgresSessionStore(AdminStore):
         except BaseException:
             self._db.close()
             raise
+        forks.opened(self)
 
     def _open(self) -> int | None:
         def check(conn: Connection) -> bool:
@@ -278,6 +282,8 @@ class PostgresSessionStore(AdminStore):
     # Running statements ---------------------------------------------------------------------
 
     def _check_open(self) -> None:
+        if self._pid != os.getpid():
+            raise StoreClosedError(forks.inherited_message(repr(self._location), self._pid))
         if self._closed:
             raise StoreClosedError(f"the store {self._dsn!r} (schema {self._schema!r}) is closed")
 
@@ -527,9 +533,13 @@ class PostgresSessionStore(AdminStore):
     # Lifecycle ------------------------------------------------------------------------------
 
     def close(self) -> None:
-        if self._closed:
+        """Close the pool and the listener. In a process that inherited this store through
+        fork() it only marks it closed: the connections' sockets are the parent's."""
+        if self._closed or self._pid != os.getpid():
+            self._closed = True
             return
         self._closed = True
+        forks.closed(self)
         self._hub.close()
         self._listener.stop()
         self._db.close()

@@ -17,12 +17,45 @@ from __future__ import annotations
 import fcntl
 import os
 import queue
+import stat
 import threading
+
+_WRITERS_TO_READ_WRITE = ((stat.S_IWUSR, 0o600), (stat.S_IWGRP, 0o060), (stat.S_IWOTH, 0o006))
+
+
+def lock_mode(store_mode: int) -> int:
+    """The side file's mode: read and write for exactly the classes (owner, group, others)
+    that may write the store. ``flock`` needs only a read open, so anyone who can read the
+    side file can hold the lock and make writers wait."""
+    mode = 0
+    for write_bit, read_write in _WRITERS_TO_READ_WRITE:
+        if store_mode & write_bit:
+            mode |= read_write
+    return mode
+
+
+def _open_side_file(path: str, owner: int, mode: int) -> int:
+    """``path`` opened for reading and writing, created with ``mode`` (less the umask) if
+    missing; ``OSError`` unless it is a regular file owned by ``owner``. A symlink is never
+    followed (a planted one could make us create or lock a file elsewhere), and a FIFO or
+    device planted there is never waited on (``O_NONBLOCK``)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    fd = os.open(path, flags, mode)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != owner:
+            raise OSError(f"{path!r} is not a regular file owned like the store file")
+        if info.st_mode & 0o777 & ~mode and info.st_uid == os.geteuid():
+            os.fchmod(fd, info.st_mode & mode & 0o777)  # made before the mode was narrowed
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class SideLock:
-    """An exclusive ``flock`` on ``path`` (created with ``mode`` less the umask), waited for
-    with a bound.
+    """An exclusive ``flock`` on ``path`` (a regular file owned by ``owner``, created with
+    ``mode`` less the umask), waited for with a bound.
 
     ``flock`` has no timeout, so a contended wait is done by a small waiter thread with a file
     description of its own, doing the blocking call while the caller waits at most its timeout
@@ -35,13 +68,27 @@ class SideLock:
     no internal lock held; :meth:`release` then undoes whatever it got.
     """
 
-    def __init__(self, path: str, mode: int) -> None:
-        # Opened for writing, though flock needs only reading: only those who may write the
-        # file may hold the lock and make writers wait.
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
-        # The waiter's own description: its lock never merges with a non-blocking one taken
-        # through ``_fd`` meanwhile, and unlocking one never undoes the other.
-        self._waiter_fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    @classmethod
+    def beside(cls, store_path: str) -> SideLock:
+        """The side lock ``<store>-lock`` of the store file at ``store_path``: owned like the
+        store, readable and writable only by those who may write the store (:func:`lock_mode`).
+        ``OSError`` when it cannot be used (the caller then writes without it)."""
+        store = os.stat(store_path)
+        return cls(store_path + "-lock", lock_mode(store.st_mode), owner=store.st_uid)
+
+    def __init__(self, path: str, mode: int, *, owner: int) -> None:
+        self._fd = _open_side_file(path, owner, mode)
+        try:
+            # The waiter's own description: its lock never merges with a non-blocking one
+            # taken through ``_fd`` meanwhile, and unlocking one never undoes the other.
+            self._waiter_fd = _open_side_file(path, owner, mode)
+            first, second = os.fstat(self._fd), os.fstat(self._waiter_fd)
+            if (first.st_dev, first.st_ino) != (second.st_dev, second.st_ino):
+                os.close(self._waiter_fd)
+                raise OSError(f"{path!r} was replaced while it was opened")
+        except BaseException:
+            os.close(self._fd)
+            raise
         self._mutex = threading.Lock()  # guards the fields below, with the waiter thread
         self._requests: queue.SimpleQueue[bool | None] = queue.SimpleQueue()  # None: stop
         self._grant = threading.Lock()  # released by the waiter to hand the lock over

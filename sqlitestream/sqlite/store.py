@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import apsw
 
+from sqlitestream._core import forks
 from sqlitestream._core.batch import plan_batch
 from sqlitestream._core.rows import (
     EVENT_COLUMNS,
@@ -183,8 +184,11 @@ class SQLiteSessionStore(AdminStore):
         self._in_memory = path_text == ":memory:"
         if self._in_memory and readonly:
             raise ValidationError("readonly=True needs a store file; ':memory:' starts empty")
-        self._path = path_text if self._in_memory else os.path.abspath(path_text)
+        # Symlinks resolved once: SQLite puts -wal and -shm beside the real file, and every
+        # side file of ours (-lock, the WAL hint, the sizes in store_info) must be there too.
+        self._path = path_text if self._in_memory else os.path.realpath(path_text)
         self._closed = False
+        self._pid = os.getpid()  # the process this store belongs to (see _core/forks.py)
         self._readers = ReaderPool(self._open_reader, self._path)
         self._hub = WakeHub(on_first_waiter=self._on_first_waiter)
         self._watcher: DataVersionWatcher | None = None
@@ -197,6 +201,7 @@ class SQLiteSessionStore(AdminStore):
                 f"`sqlitestream --db {self._path} init` creates one)"
             )
         self._open()
+        forks.opened(self)
 
     # Opening ------------------------------------------------------------------------------
 
@@ -209,6 +214,7 @@ class SQLiteSessionStore(AdminStore):
         file = Path(self._path)
         if self._readonly and not file.exists():
             raise StorageError(f"no store at {self._path!r} (read-only open creates nothing)")
+        _refuse_other_names(self._path)
         _schema.sniff_file(file)
         self._immutable = self._readonly and frozen_location(self._path)
         try:
@@ -218,6 +224,7 @@ class SQLiteSessionStore(AdminStore):
             raise
         writer = Writer(None, self._path, busy_timeout_ms=self._busy_timeout_ms)
         try:
+            opened_file = _identity(self._path)  # the file this connection has open
             apply_settings(conn, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms)
             state = _schema.read_state(conn, self._path)
             _schema.check_state(state, self._path, readonly=self._readonly)
@@ -226,8 +233,14 @@ class SQLiteSessionStore(AdminStore):
                 writer = Writer(
                     conn, self._path, busy_timeout_ms=self._busy_timeout_ms, side_lock=self._open_side_lock()
                 )
+                writer.files = (opened_file,)
                 if state.user_version != _schema.SCHEMA_VERSION:
                     self._upgraded_from = _schema.create_or_upgrade(writer, self._path)
+                # A read in WAL mode makes SQLite open (and create) the -wal and -shm, which it
+                # then keeps until the last connection closes; a file just switched to WAL has
+                # not been read in that mode yet.
+                conn.execute("PRAGMA schema_version").fetchall()
+                writer.files = (opened_file, _identity(self._path + "-wal"), _identity(self._path + "-shm"))
         except BaseException as exc:
             writer.close()
             conn.close()
@@ -246,9 +259,7 @@ class SQLiteSessionStore(AdminStore):
 
     def _open_side_lock(self) -> SideLock | None:
         try:
-            # The store file's mode, as SQLite gives its -wal and -shm files.
-            mode = os.stat(self._path).st_mode & 0o666
-            return SideLock(self._path + "-lock", mode)
+            return SideLock.beside(self._path)
         except OSError:  # only a fairness aid (see sidelock.py): write without it
             return None
 
@@ -290,7 +301,8 @@ class SQLiteSessionStore(AdminStore):
 
     @property
     def path(self) -> str:
-        """The absolute path of the store file, or ``":memory:"``."""
+        """The absolute path of the store file with symlinks resolved (the file SQLite opens,
+        beside which its ``-wal`` and ``-shm`` are), or ``":memory:"``."""
         return self._path
 
     @property
@@ -309,12 +321,16 @@ class SQLiteSessionStore(AdminStore):
     # Connections ----------------------------------------------------------------------------
 
     def _check_open(self) -> None:
+        """Refuse a closed store, and a store this process inherited through fork()."""
+        if self._pid != os.getpid():
+            raise StoreClosedError(forks.inherited_message(repr(self._path), self._pid))
         if self._closed:
             raise StoreClosedError(f"the store {self._path!r} is closed")
 
     def _write(self, action: str) -> WriteTransaction:
         """``with self._write(action) as conn``: the writer connection inside one write
         transaction (the only way anything writes; see transaction.py)."""
+        self._check_open()  # before the transaction takes a lock a forked child never gets
         return WriteTransaction(self._writer, action)
 
     @contextlib.contextmanager
@@ -334,6 +350,7 @@ class SQLiteSessionStore(AdminStore):
     def _fetch(self, action: str, sql: str, bindings: tuple[Any, ...] = ()) -> list[Any]:
         """All rows of one query (every page read and latest-sequence read takes this path)."""
         if not self._in_memory:
+            self._check_open()
             return self._readers.fetch(action, sql, bindings)
         with self._read(action) as writer:
             return writer.execute(sql, bindings).fetchall()
@@ -518,9 +535,14 @@ class SQLiteSessionStore(AdminStore):
     # Lifecycle ------------------------------------------------------------------------------
 
     def close(self) -> None:
-        if self._closed:
+        """Close the connections; the last connection to the file checkpoints it. In a process
+        that inherited this store through fork() it only marks it closed and touches nothing:
+        the files and connections are the parent's (see ``_core/forks.py``)."""
+        if self._closed or self._pid != os.getpid():
+            self._closed = True
             return
         self._closed = True
+        forks.closed(self)
         self._hub.close()
         if self._watcher is not None:
             self._watcher.stop()
@@ -587,6 +609,32 @@ class SQLiteSessionStore(AdminStore):
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("read-only" if self._readonly else "open")
         return f"SQLiteSessionStore({self._path!r}, synchronous={self._synchronous!r}, {state})"
+
+
+def _identity(path: str) -> tuple[str, int, int]:
+    """A file's path with its device and inode, which a commit checks are still the same."""
+    try:
+        stat = os.stat(path)
+    except OSError as exc:
+        raise StorageError(f"the store file {path!r} disappeared while the store opened ({exc})") from exc
+    return (path, stat.st_dev, stat.st_ino)
+
+
+def _refuse_other_names(path: str) -> None:
+    """Refuse a store file that has other names (hard links): SQLite keeps a -wal and -shm per
+    name, so two processes opening it by two names would each have their own and corrupt it."""
+    try:
+        links = os.stat(path).st_nlink
+    except (FileNotFoundError, NotADirectoryError):
+        return  # nothing there yet: opening it says what is wrong with the directory
+    except OSError as exc:
+        raise StorageError(f"cannot open {path!r}: {exc}") from exc
+    if links > 1:
+        raise StorageError(
+            f"cannot open {path!r}: the file has {links} names (hard links); a store must have "
+            "exactly one, since SQLite keeps its -wal and -shm files by name and two names would "
+            "give two of them and corrupt the store; copy it to a file of its own"
+        )
 
 
 def _no_store_at(path: str) -> bool:

@@ -7,6 +7,7 @@ for lack of it.
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 
@@ -22,9 +23,13 @@ class Writer:
     one transaction at a time use it, and the side lock that contended writers queue on.
 
     ``busy_timeout_ms`` bounds each wait: for the side lock, then for SQLite's lock.
+
+    ``files`` holds the path, device and inode of each file the connection has open (the
+    store, its ``-wal`` and ``-shm``); every commit first checks that each path still names
+    that file (see :meth:`check_files`).
     """
 
-    __slots__ = ("busy_timeout_s", "closed", "conn", "lock", "path", "retry", "running", "side_lock")
+    __slots__ = ("busy_timeout_s", "closed", "conn", "files", "lock", "path", "retry", "running", "side_lock")
 
     def __init__(
         self,
@@ -44,6 +49,7 @@ class Writer:
         self.retry = BusyRetry(busy_timeout_ms)
         self.closed = False
         self.running: weakref.ref[WriteTransaction] | None = None  # see finish_abandoned
+        self.files: tuple[tuple[str, int, int], ...] = ()
 
     def transaction(self, action: str) -> WriteTransaction:
         """One write transaction; ``action`` names it in error messages ("append an event")."""
@@ -71,12 +77,39 @@ class Writer:
             finally:
                 self.lock.release()
 
+    def moved_file(self) -> str | None:
+        """The first of :attr:`files` whose path no longer names the file this connection has
+        open (moved, deleted or replaced), or None. A ``stat`` each (about a microsecond)."""
+        for path, device, inode in self.files:
+            try:
+                stat = os.stat(path)
+            except OSError:
+                return path
+            if stat.st_ino != inode or stat.st_dev != device:
+                return path
+        return None
+
+    def check_files(self, action: str) -> None:
+        """Raise ``StorageError`` if a file of the store was moved, deleted or replaced: a
+        commit then would go into a file nobody opening the path will ever read again (or,
+        for ``-wal`` and ``-shm``, corrupt the file that is there now)."""
+        moved = self.moved_file()
+        if moved is not None:
+            raise StorageError(
+                f"cannot {action}: the store file was moved or deleted ({moved!r} is no longer "
+                "the file this store opened); nothing was written: close the store and open it again"
+            )
+
     def close(self) -> None:
         """Refuse new transactions, wait for the running one, then close the connection and
-        the side lock."""
+        the side lock. When a file of the store was moved or deleted, the connection closes
+        without its checkpoint, which would write into the old file and then delete whatever
+        ``-wal`` and ``-shm`` are at the paths now."""
         self.closed = True
         with self.lock:
             if self.conn is not None:
+                if self.moved_file() is not None:
+                    self.conn.config(apsw.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1)
                 self.conn.close()
                 self.conn = None
             if self.side_lock is not None:
@@ -94,8 +127,9 @@ class WriteTransaction:
     taken in time it goes on without it) and begin again, now with SQLite's busy handler and its
     own busy timeout.
 
-    Leaving commits when the block finished, and otherwise rolls back and lets the block's
-    exception through. Either way both locks are let go. apsw errors, from the block or the
+    Leaving commits when the block finished and the store's files are still where it opened
+    them (``StorageError`` and a rollback otherwise: :meth:`Writer.check_files`), and otherwise
+    rolls back and lets the block's exception through. Either way both locks are let go. apsw errors, from the block or the
     commit, leave as the ``StorageError`` of :func:`~sqlitestream.sqlite.connection.translate`
     (``StoreBusyError`` when the lock stayed busy past the timeout).
 
@@ -153,6 +187,7 @@ class WriteTransaction:
         assert conn is not None
         try:
             if exc is None:
+                self._writer.check_files(self._action)  # refused: rolled back below
                 conn.execute("COMMIT")
         except apsw.Error as error:
             exc = error
