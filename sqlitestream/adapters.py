@@ -26,13 +26,13 @@ from sqlitestream.errors import ProviderError, ValidationError
 from sqlitestream.models import Event, EventType, Run, Session
 
 __all__ = [
-    "ProviderError",
-    "RunOutcome",
+    "EVENT_TYPE_ALIASES",
+    "CommandAdapter",
     "Emit",
     "ProviderAdapter",
+    "ProviderError",
+    "RunOutcome",
     "ScriptedAdapter",
-    "CommandAdapter",
-    "EVENT_TYPE_ALIASES",
     "normalise_event_type",
 ]
 

@@ -53,7 +53,7 @@ DEFAULT_MAX_THREADS = 8
 class _LoopSignal:
     """A waiter's wake-up, set from any thread, delivered to an asyncio event on its loop."""
 
-    __slots__ = ("event", "_loop")
+    __slots__ = ("_loop", "event")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.event = asyncio.Event()

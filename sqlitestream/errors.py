@@ -9,20 +9,20 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
-    "SqliteStreamError",
-    "ValidationError",
-    "NotFoundError",
-    "SessionNotFoundError",
-    "RunNotFoundError",
     "ConflictError",
-    "SequenceConflictError",
     "EventIdConflictError",
+    "MissingDependencyError",
+    "NotFoundError",
+    "ProviderError",
+    "RunNotFoundError",
+    "SchemaVersionError",
+    "SequenceConflictError",
+    "SessionNotFoundError",
+    "SqliteStreamError",
     "StorageError",
     "StoreBusyError",
-    "SchemaVersionError",
     "StoreClosedError",
-    "MissingDependencyError",
-    "ProviderError",
+    "ValidationError",
 ]
 
 

@@ -57,7 +57,7 @@ from sqlitestream.models import (
 )
 from sqlitestream.store import SessionStore
 
-__all__ = ["SessionManager", "RunResult", "RunOnceResult", "EventCallback"]
+__all__ = ["EventCallback", "RunOnceResult", "RunResult", "SessionManager"]
 
 _TERMINAL_SESSION = frozenset({SessionStatus.COMPLETED, SessionStatus.FAILED, SessionStatus.CANCELLED})
 _OPEN_SESSION = frozenset({SessionStatus.PENDING, SessionStatus.ACTIVE, SessionStatus.PAUSED})
@@ -448,7 +448,7 @@ class SessionManager:
                 self._append(self._event(EventType.RUN_FAILED, run.session_id, run.id, data), Sink())
             failed = replace(execution.run, status=RunStatus.FAILED, error=error, ended_at=utc_now())
             self._store.save_run(failed)
-        except Exception as record_exc:  # never hide the run's own error behind this one
+        except Exception as record_exc:  # noqa: BLE001 - never hide the run's own error behind this one
             to_raise.add_note(f"recording the run failure also failed: {record_exc!r}")
         return to_raise
 
@@ -515,7 +515,7 @@ class SessionManager:
     ) -> None:
         try:
             self._transition(session_id, status, event_type, data, sink)
-        except Exception as record_exc:
+        except Exception as record_exc:  # noqa: BLE001 - never hide the original error behind this one
             exc.add_note(f"recording the session's end also failed: {record_exc!r}")
 
     # Adapter events -----------------------------------------------------------------------

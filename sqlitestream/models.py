@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from itertools import repeat
 from operator import truediv
@@ -31,18 +31,18 @@ from sqlitestream._core.validate import (
 from sqlitestream.errors import ValidationError
 
 __all__ = [
-    "EventType",
-    "SessionStatus",
-    "RunStatus",
     "Event",
-    "StoredEvent",
-    "Session",
+    "EventType",
     "Run",
+    "RunStatus",
+    "Session",
+    "SessionStatus",
+    "StoredEvent",
     "new_id",
     "utc_now",
 ]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class EventType(str, Enum):
@@ -113,7 +113,7 @@ def new_id(prefix: str) -> str:
 
 def utc_now() -> datetime:
     """The current time as an aware UTC datetime."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def to_micros(moment: datetime) -> int:
@@ -142,8 +142,8 @@ def from_micros_many(micros: Sequence[int]) -> list[datetime]:
     route.
     """
     # From 1970 only: some platforms' fromtimestamp refuses times before the epoch.
-    if micros and 0 <= min(micros) and max(micros) < _FLOAT_EXACT_MICROS:
-        return list(map(_from_timestamp, map(truediv, micros, repeat(1e6)), repeat(timezone.utc)))
+    if micros and min(micros) >= 0 and max(micros) < _FLOAT_EXACT_MICROS:
+        return list(map(_from_timestamp, map(truediv, micros, repeat(1e6)), repeat(UTC)))
     return [from_micros(value) for value in micros]
 
 

@@ -33,7 +33,7 @@ from sqlitestream.models import (
     to_micros,
 )
 
-__all__ = ["SessionStore", "EventFilter", "DEFAULT_MAX_EVENT_BYTES"]
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "EventFilter", "SessionStore"]
 
 DEFAULT_MAX_EVENT_BYTES = 1_048_576
 """Default upper bound on an event's encoded ``data`` + ``metadata`` (1 MiB)."""

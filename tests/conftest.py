@@ -35,7 +35,7 @@ def pg_dsn() -> str:
         import psycopg
 
         psycopg.connect(dsn, connect_timeout=5).close()
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the server fails the tests
+    except Exception as exc:
         pytest.fail(f"{PG_DSN_VARIABLE} is set but PostgreSQL does not answer: {exc}", pytrace=False)
     return dsn
 

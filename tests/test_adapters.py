@@ -296,7 +296,7 @@ def test_cancel_kills_the_command_and_everything_it_started(store: SessionStore)
     def run() -> None:
         try:
             manager.run_once({"prompt": "x"}, event_callback=callback)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+        except BaseException as exc:
             errors.append(exc)
 
     worker = threading.Thread(target=run)

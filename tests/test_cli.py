@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from sqlitestream import Event, Run, Session, SQLiteSessionStore, __version__, i
 from sqlitestream.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 COMMANDS = sorted(cli.commands)  # type: ignore[attr-defined]
 
 
@@ -86,7 +86,7 @@ def test_every_command_has_help_with_an_example() -> None:
     for name in COMMANDS:
         for flag in ("--help", "-h"):
             result = ok(run(None, name, flag))
-            assert "Example" in result.stdout and f"sqlitestream" in result.stdout, name
+            assert "Example" in result.stdout and "sqlitestream" in result.stdout, name
     assert "Example" in ok(run(None, "--help")).stdout
 
 
@@ -135,7 +135,7 @@ def test_commands_never_create_a_missing_store(tmp_path: Path, args: list[str]) 
 
 @pytest.mark.parametrize("args", READ_ONLY[:-1], ids=lambda args: args[0])
 def test_read_only_commands_leave_the_file_unchanged(db: Path, args: list[str]) -> None:
-    with SQLiteSessionStore(db) as store:  # checkpoint the WAL so the main file holds everything
+    with SQLiteSessionStore(db):  # checkpoint the WAL so the main file holds everything
         pass
     conn = apsw.Connection(str(db))
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

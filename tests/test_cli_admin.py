@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,6 @@ import apsw
 import pytest
 
 from sqlitestream import (
-    inspect_schema,
-    migrate_schema,
     CheckReport,
     ConflictError,
     Event,
@@ -27,9 +25,11 @@ from sqlitestream import (
     SQLiteSessionStore,
     StorageError,
     ValidationError,
+    inspect_schema,
+    migrate_schema,
 )
 
-T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 
 def populate(store: SQLiteSessionStore) -> None:

@@ -141,7 +141,7 @@ def test_full_disk_raises_storage_error_writes_nothing_and_recovers(small_fs: Pa
     filler = _fill(small_fs)
     failures: list[StorageError] = []
     refused: set[str] = set()
-    for round_no in range(200):  # fill whatever room is left, then keep trying
+    for _round_no in range(200):  # fill whatever room is left, then keep trying
         batch = [Event("message_sent", f"s{i % 2}", data={"x": "b" * 3000}) for i in range(8)]
         try:
             acked |= {e.id for e in store.append_events(batch)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +167,7 @@ def test_adapter_timestamp_is_kept(store: SessionStore) -> None:
 
     [streamed] = store.get_events(result.session_id, type="message_streamed")
     assert streamed.timestamp == moment
-    assert streamed.timestamp.tzinfo == timezone.utc
+    assert streamed.timestamp.tzinfo == UTC
 
 
 def test_iso_timestamp_string_is_accepted(store: SessionStore) -> None:
@@ -176,7 +176,7 @@ def test_iso_timestamp_string_is_accepted(store: SessionStore) -> None:
     )
 
     [streamed] = store.get_events(result.session_id, type="message_streamed")
-    assert streamed.timestamp == datetime(2024, 5, 1, 10, tzinfo=timezone.utc)
+    assert streamed.timestamp == datetime(2024, 5, 1, 10, tzinfo=UTC)
 
 
 def test_naive_timestamp_fails_the_run_naming_it(store: SessionStore) -> None:
@@ -571,7 +571,7 @@ def test_cancel_executing_run_stops_it_and_records_run_cancelled(store: SessionS
     def run() -> None:
         try:
             manager.run_once({"prompt": "x"}, event_callback=callback)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+        except BaseException as exc:
             outcome.append(exc)
 
     worker = threading.Thread(target=run)

@@ -51,7 +51,7 @@ class _Background:
         def run() -> None:
             try:
                 self._value = target(*args, **kwargs)
-            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            except BaseException as exc:
                 self._error = exc
             finally:
                 self._done.set()
@@ -175,7 +175,7 @@ def test_concurrent_first_opens_create_the_schema_once(pg_dsn: str, pg_schema: s
         try:
             with PostgresSessionStore(pg_dsn, schema=pg_schema) as store:
                 result: Any = store.upgraded_from
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+        except Exception as exc:
             result = exc
         with lock:
             outcomes.append(result)
@@ -253,7 +253,7 @@ def test_two_stores_append_gap_free_to_the_same_sessions(
                     )
                 else:
                     store.append_event(_event("a" if index % 2 else "b", id=f"{worker}-{index}"))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     workers = [
@@ -330,7 +330,7 @@ def test_delete_racing_appends_leaves_a_consistent_log(
         try:
             while not stop.is_set():
                 writer.append_events([_event(), _event()])
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     appender = threading.Thread(target=append)

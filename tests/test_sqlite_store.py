@@ -9,7 +9,7 @@ import sqlite3
 import stat
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import apsw
@@ -49,15 +49,15 @@ def test_append_on_a_counter_behind_the_log_is_a_clear_error_and_writes_nothing(
 # Pages read back exactly ---------------------------------------------------------------------------
 
 _EDGE_TIMES = [
-    datetime.min.replace(tzinfo=timezone.utc),
-    datetime.max.replace(tzinfo=timezone.utc),
-    datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=timezone.utc),
-    datetime(1970, 1, 1, tzinfo=timezone.utc),
+    datetime.min.replace(tzinfo=UTC),
+    datetime.max.replace(tzinfo=UTC),
+    datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+    datetime(1970, 1, 1, tzinfo=UTC),
     # Either side of the magnitude where page reads switch timestamp conversion (2**32 s).
-    datetime(2106, 2, 7, 6, 28, 15, 999_999, tzinfo=timezone.utc),
-    datetime(2106, 2, 7, 6, 28, 16, tzinfo=timezone.utc),
-    datetime(1833, 11, 24, 17, 31, 44, 1, tzinfo=timezone.utc),
-    datetime(2026, 11, 29, 14, 0, 0, 500_000, tzinfo=timezone.utc),
+    datetime(2106, 2, 7, 6, 28, 15, 999_999, tzinfo=UTC),
+    datetime(2106, 2, 7, 6, 28, 16, tzinfo=UTC),
+    datetime(1833, 11, 24, 17, 31, 44, 1, tzinfo=UTC),
+    datetime(2026, 11, 29, 14, 0, 0, 500_000, tzinfo=UTC),
 ]
 
 
@@ -66,9 +66,9 @@ _EDGE_TIMES = [
     moments=st.lists(
         st.one_of(
             st.sampled_from(_EDGE_TIMES),
-            st.datetimes(timezones=st.just(timezone.utc)),
+            st.datetimes(timezones=st.just(UTC)),
             st.datetimes(
-                min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(timezone.utc)
+                min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
             ),
         ),
         min_size=1,
@@ -81,7 +81,7 @@ def test_page_reads_return_every_timestamp_to_the_microsecond(tmp_path: Path, mo
         store.append_events([Event("message_sent", "s", timestamp=moment) for moment in moments])
         read = store.get_events("s")
         assert [e.timestamp for e in read] == moments
-        assert all(e.timestamp.tzinfo is timezone.utc for e in read)
+        assert all(e.timestamp.tzinfo is UTC for e in read)
         assert [e.timestamp for e in store.get_events("s", after=len(moments) // 2, limit=3)] == moments[
             len(moments) // 2 : len(moments) // 2 + 3
         ]
@@ -139,9 +139,8 @@ def test_a_damaged_session_row_is_a_storage_error(tmp_path: Path) -> None:
     conn = apsw.Connection(str(path))
     conn.execute("UPDATE sessions SET context = '{oops' WHERE id = 's1'")
     conn.close()
-    with SQLiteSessionStore(path) as store:
-        with pytest.raises(StorageError, match="session 's1' cannot be read.*damaged"):
-            store.get_session("s1")
+    with SQLiteSessionStore(path) as store, pytest.raises(StorageError, match="session 's1' cannot be read.*damaged"):
+        store.get_session("s1")
 
 
 # Files that are not (or not yet) stores --------------------------------------------------------

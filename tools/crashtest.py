@@ -97,10 +97,7 @@ def writer_main(path: str, name: str, mode: str, synchronous: str, sessions: int
                 )
             )
         try:
-            if batch:
-                stored = store.append_events(events)
-            else:
-                stored = [store.append_event_with_sequence(events[0])]
+            stored = store.append_events(events) if batch else [store.append_event_with_sequence(events[0])]
         except Exception as exc:
             _emit(json.dumps({"error": f"append: {type(exc).__name__}: {exc}"}))
             return

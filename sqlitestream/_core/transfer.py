@@ -18,6 +18,7 @@ the format is lossless.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -66,7 +67,7 @@ def check_import_events(session_id: str, events: Sequence[Event]) -> list[Event]
         seen_ids.add(event.id)
         ordered.append(event)
     ordered.sort(key=lambda event: event.sequence_number or 0)
-    for previous, event in zip(ordered, ordered[1:]):
+    for previous, event in itertools.pairwise(ordered):
         if event.sequence_number == previous.sequence_number:
             raise ValidationError(
                 f"events {previous.id!r} and {event.id!r} of session {session_id!r} both have "

@@ -7,7 +7,7 @@ normalised value, so callers write ``x = check_...(x, "x")``.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlitestream._core import codec
@@ -21,7 +21,7 @@ def describe(value: object) -> str:
     """A short repr for error messages (long values are cut)."""
     try:
         text = repr(value)
-    except Exception:  # an int too long to print, or a broken __repr__: still name the type
+    except Exception:  # noqa: BLE001 - an int too long to print, or a broken __repr__: still name the type
         text = f"<{type(value).__name__} object>"
     if len(text) > _REPR_LIMIT:
         text = text[: _REPR_LIMIT - 3] + "..."
@@ -77,7 +77,7 @@ def check_int(value: object, name: str, *, minimum: int, allow_none: bool = True
 
 def check_aware_datetime(value: object, name: str) -> datetime:
     """A timezone-aware ``datetime``, returned in UTC."""
-    if type(value) is datetime and value.tzinfo is timezone.utc:
+    if type(value) is datetime and value.tzinfo is UTC:
         return value  # already what we return (the default timestamps are built this way)
     if not isinstance(value, datetime):
         raise ValidationError(f"{name} must be a timezone-aware datetime, got {describe(value)}")
@@ -86,7 +86,7 @@ def check_aware_datetime(value: object, name: str) -> datetime:
             f"{name} must be timezone-aware (naive datetimes are ambiguous), got {value.isoformat()}"
         )
     try:
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
     except OverflowError as exc:
         raise ValidationError(f"{name} is out of range in UTC: {value.isoformat()}") from exc
 

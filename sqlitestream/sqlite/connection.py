@@ -74,7 +74,7 @@ class BusyRetry:
     """A busy handler: retry a locked database with short, jittered, growing sleeps (0.1 ms up
     to 2 ms) until ``busy_timeout_ms`` has passed since the first retry of this wait."""
 
-    __slots__ = ("limit", "_until")
+    __slots__ = ("_until", "limit")
 
     def __init__(self, busy_timeout_ms: int) -> None:
         self.limit = busy_timeout_ms / 1000.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from sqlitestream.store import DEFAULT_MAX_EVENT_BYTES, SessionStore
 # Long enough never to end a passing test; short enough that a broken store fails it soon.
 DEADLINE_S = 10.0
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def new_event(session_id: str = "s1", type: str = "message_sent", **fields: Any) -> Event:
@@ -42,7 +42,7 @@ class Background:
         def run() -> None:
             try:
                 self._value = target(*args, **kwargs)
-            except BaseException as exc:  # handed to the test thread by result()
+            except BaseException as exc:  # noqa: BLE001 - handed to the test thread by result()
                 self._error = exc
             finally:
                 self._done.set()

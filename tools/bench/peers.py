@@ -282,7 +282,7 @@ class JetStream:
                 while count < self.counter:  # stop when caught up, not on a fetch timeout
                     try:
                         msgs = await sub.fetch(PAGE, timeout=1.0)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         return count
                     except Exception as exc:  # nats raises its own TimeoutError subclass
                         if "Timeout" in type(exc).__name__:

@@ -214,12 +214,12 @@ def scale_cases(settings: Settings) -> list[CaseResult]:
 
             def pages(target: Any) -> float:
                 timings = []
-                for session, after in probes:
+                for session, after in probes:  # noqa: B023 - this iteration's probes
                     started = time.perf_counter_ns()
                     got = target.read_page(session, after)
                     timings.append((time.perf_counter_ns() - started) / 1000)
                     if got != 100:
-                        raise RuntimeError(f"{label}: page after {after} of {session} had {got} events")
+                        raise RuntimeError(f"{label}: page after {after} of {session} had {got} events")  # noqa: B023
                 pages.p99.append(percentile(timings, 0.99))  # type: ignore[attr-defined]
                 return percentile(timings, 0.5)
 
@@ -230,7 +230,7 @@ def scale_cases(settings: Settings) -> list[CaseResult]:
             for target in (ours, raw):
                 for session, after in probes:
                     target.read_page(session, after)
-            samples = interleave({"sqlitestream": lambda: pages(ours), "raw apsw": lambda: pages(raw)}, settings.reps)
+            samples = interleave({"sqlitestream": lambda: pages(ours), "raw apsw": lambda: pages(raw)}, settings.reps)  # noqa: B023
         finally:
             ours.close()
             raw.close()

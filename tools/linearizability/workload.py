@@ -139,7 +139,7 @@ class Client:
                 stored = self.store.append_events(events)
             else:
                 stored = [self.store.append_event_with_sequence(events[0], expected_sequence=expected)]
-        except Exception as exc:  # noqa: BLE001 - every outcome is recorded and judged
+        except Exception as exc:
             self._failed(kind, session, start, exc, ids=tuple(ids), expected=expected)
             return
         end = time.monotonic_ns()
@@ -164,7 +164,7 @@ class Client:
         start = time.monotonic_ns()
         try:
             found = self.store.get_events(session, after=after, limit=limit, wait_timeout_ms=wait_ms or None)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._failed(Kind.READ, session, start, exc, after=after, limit=limit, wait_ms=wait_ms)
             return
         end = time.monotonic_ns()
@@ -177,7 +177,7 @@ class Client:
         start = time.monotonic_ns()
         try:
             value = self.store.get_latest_sequence(session)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._failed(Kind.LATEST, session, start, exc)
             return
         end = time.monotonic_ns()
