@@ -69,22 +69,16 @@ class Execution:
             self.emit_failure = (code, exc)
 
 
-def adapter_event(
-run: Run, session: Session, event_data: Mapping[str, Any], provider: str | None
-) -> Event:
+def adapter_event(run: Run, session: Session, event_data: Mapping[str, Any], provider: str | None) -> Event:
     """The event to store for one adapter event (see ``SessionManager.handle_adapter_event``);
     ``provider`` (the adapter's name) goes into ``metadata["provider"]``."""
     if run.session_id != session.id:
-        raise ValidationError(
-            f"run {run.id!r} belongs to session {run.session_id!r}, not {session.id!r}"
-        )
+        raise ValidationError(f"run {run.id!r} belongs to session {run.session_id!r}, not {session.id!r}")
     if not isinstance(event_data, Mapping):
         raise ValidationError(f"event_data must be a dict, got {describe(event_data)}")
     unknown = sorted(str(key) for key in event_data if key not in EVENT_DATA_KEYS)
     if unknown:
-        raise ValidationError(
-            f"event_data has unknown keys {unknown}; allowed: {sorted(EVENT_DATA_KEYS)}"
-        )
+        raise ValidationError(f"event_data has unknown keys {unknown}; allowed: {sorted(EVENT_DATA_KEYS)}")
     if "type" not in event_data:
         raise ValidationError("event_data['type'] is required")
     raw_data = event_data.get("data")

@@ -189,9 +189,7 @@ def _check_name(name: object) -> str:
 
 def _check_capabilities(capabilities: object) -> frozenset[str]:
     if isinstance(capabilities, str) or not isinstance(capabilities, Iterable):
-        raise ValidationError(
-            f"capabilities must be a collection of strings, got {describe(capabilities)}"
-        )
+        raise ValidationError(f"capabilities must be a collection of strings, got {describe(capabilities)}")
     checked = frozenset(capabilities)
     for item in checked:
         if not isinstance(item, str):
@@ -378,7 +376,9 @@ class CommandAdapter:
         proc = self._spawn(run.id, argv)
         stderr_tail: collections.deque[str] = collections.deque()
         helpers = [
-            threading.Thread(target=self._feed, args=(proc.stdin, self._stdin_text(run, prompt)), daemon=True),
+            threading.Thread(
+                target=self._feed, args=(proc.stdin, self._stdin_text(run, prompt)), daemon=True
+            ),
             threading.Thread(target=self._drain, args=(proc.stderr, stderr_tail), daemon=True),
         ]
         for helper in helpers:
@@ -412,7 +412,8 @@ class CommandAdapter:
         if code != 0:
             tail = "".join(stderr_tail)[-self._tail_chars :]
             raise ProviderError(
-                f"command {argv[0]!r} exited with code {code}" + (f": {tail.strip()}" if tail.strip() else ""),
+                f"command {argv[0]!r} exited with code {code}"
+                + (f": {tail.strip()}" if tail.strip() else ""),
                 "command_failed",
                 details={"exit_code": code, "stderr_tail": tail},
             )

@@ -182,8 +182,14 @@ class AsyncStore:
         """See :meth:`SessionStore.get_events`; a long-poll on a built-in store holds no
         thread while it waits."""
         query = EventFilter.build(
-            session_id, run_id=run_id, type=type, since=since, after=after, before=before,
-            limit=limit, wait_timeout_ms=wait_timeout_ms,
+            session_id,
+            run_id=run_id,
+            type=type,
+            since=since,
+            after=after,
+            before=before,
+            limit=limit,
+            wait_timeout_ms=wait_timeout_ms,
         )
         read = functools.partial(self._store.read_events, dataclasses.replace(query, wait_timeout_ms=None))
         page = await self._call(read)
@@ -239,9 +245,18 @@ class AsyncStore:
         no thread and any number of followers share the pool. Same arguments and behaviour
         (a session deleted and written again is followed from sequence 1)."""
         return afollow(
-            self, session_id, after=after, run_id=run_id, type=type, since=since, before=before,
-            limit=limit, wait_timeout_ms=wait_timeout_ms, poll_interval_ms=poll_interval_ms,
-            stop_when_caught_up=stop_when_caught_up, on_restart=on_restart,
+            self,
+            session_id,
+            after=after,
+            run_id=run_id,
+            type=type,
+            since=since,
+            before=before,
+            limit=limit,
+            wait_timeout_ms=wait_timeout_ms,
+            poll_interval_ms=poll_interval_ms,
+            stop_when_caught_up=stop_when_caught_up,
+            on_restart=on_restart,
         )
 
     # Lifecycle ------------------------------------------------------------------------------

@@ -69,9 +69,7 @@ class SequenceConflictError(ConflictError):
     """
 
     def __init__(self, session_id: str, expected: int, actual: int) -> None:
-        super().__init__(
-            f"expected_sequence={expected} but session {session_id!r} is at sequence {actual}"
-        )
+        super().__init__(f"expected_sequence={expected} but session {session_id!r} is at sequence {actual}")
         self.session_id = session_id
         self.expected = expected
         self.actual = actual
@@ -102,9 +100,7 @@ class StorageError(SqliteStreamError):
     (free space, permissions) and retry; the store stays usable.
     """
 
-    def __init__(
-        self, message: str, *, sqlite_code: int | None = None, sqlstate: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, sqlite_code: int | None = None, sqlstate: str | None = None) -> None:
         super().__init__(message)
         self.sqlite_code = sqlite_code
         self.sqlstate = sqlstate

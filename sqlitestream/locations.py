@@ -18,6 +18,7 @@ from sqlitestream.errors import ValidationError
 
 __all__ = ["inspect_schema", "is_postgres_location", "migrate_schema", "open_store"]
 
+
 def is_postgres_location(location: object) -> bool:
     """Whether ``location`` is a PostgreSQL URL (anything else names a SQLite file)."""
     from sqlitestream.postgres.url import is_postgres_url

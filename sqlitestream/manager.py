@@ -141,15 +141,17 @@ class SessionManager:
     def activate_session(self, session_id: str) -> Session:
         """Pending or paused -> active; appends ``session_started``."""
         return self._transition(
-            session_id, SessionStatus.ACTIVE, EventType.SESSION_STARTED, {}, Sink(),
+            session_id,
+            SessionStatus.ACTIVE,
+            EventType.SESSION_STARTED,
+            {},
+            Sink(),
             allowed=frozenset({SessionStatus.PENDING, SessionStatus.PAUSED}),
         )
 
     def complete_session(self, session_id: str) -> Session:
         """Any open status -> completed; appends ``session_completed``."""
-        return self._transition(
-            session_id, SessionStatus.COMPLETED, EventType.SESSION_COMPLETED, {}, Sink()
-        )
+        return self._transition(session_id, SessionStatus.COMPLETED, EventType.SESSION_COMPLETED, {}, Sink())
 
     def fail_session(self, session_id: str, error: BaseException | Mapping[str, Any] | str) -> Session:
         """Any open status -> failed; appends ``session_failed`` with ``error_code`` and
@@ -298,7 +300,11 @@ class SessionManager:
         run: Run | None = None
         try:
             self._transition(
-                session.id, SessionStatus.ACTIVE, EventType.SESSION_STARTED, {}, sink,
+                session.id,
+                SessionStatus.ACTIVE,
+                EventType.SESSION_STARTED,
+                {},
+                sink,
                 allowed=frozenset({SessionStatus.PENDING}),
             )
             run = self.start_run(session.id, input)
@@ -361,9 +367,7 @@ class SessionManager:
                 run = replace(execution.run, status=RunStatus.CANCELLED, ended_at=utc_now())
                 execution.run = run
                 self._store.save_run(run)
-                self._append(
-                    self._event(EventType.RUN_CANCELLED, run.session_id, run.id, {}), execution.sink
-                )
+                self._append(self._event(EventType.RUN_CANCELLED, run.session_id, run.id, {}), execution.sink)
             return run
         finally:
             if marked:
@@ -520,9 +524,7 @@ class SessionManager:
 
     # Adapter events -----------------------------------------------------------------------
 
-    def handle_adapter_event(
-        self, run: Run, session: Session, event_data: Mapping[str, Any]
-    ) -> StoredEvent:
+    def handle_adapter_event(self, run: Run, session: Session, event_data: Mapping[str, Any]) -> StoredEvent:
         """Build the stored event for one adapter event and append it; returns it stored.
 
         The type is normalised (see ``normalise_event_type``; an unknown type is stored as
@@ -535,7 +537,9 @@ class SessionManager:
             raise ValidationError(f"run must be a Run, got {describe(run)}")
         if not isinstance(session, Session):
             raise ValidationError(f"session must be a Session, got {describe(session)}")
-        return self._store.append_event_with_sequence(adapter_event(run, session, event_data, self._provider()))
+        return self._store.append_event_with_sequence(
+            adapter_event(run, session, event_data, self._provider())
+        )
 
     # Reading and streaming ----------------------------------------------------------------
 
@@ -553,8 +557,14 @@ class SessionManager:
     ) -> list[StoredEvent]:
         """The store's ``get_events``, unchanged."""
         return self._store.get_events(
-            session_id, run_id=run_id, type=type, since=since, after=after, before=before,
-            limit=limit, wait_timeout_ms=wait_timeout_ms,
+            session_id,
+            run_id=run_id,
+            type=type,
+            since=since,
+            after=after,
+            before=before,
+            limit=limit,
+            wait_timeout_ms=wait_timeout_ms,
         )
 
     def stream_session_events(
@@ -585,9 +595,17 @@ class SessionManager:
         so ``close()`` or dropping it releases everything.
         """
         return _streaming.follow(
-            self._store, session_id, after=after, run_id=run_id, type=type, since=since,
-            before=before, limit=limit, wait_timeout_ms=wait_timeout_ms,
-            poll_interval_ms=poll_interval_ms, stop_when_caught_up=not_following(follow),
+            self._store,
+            session_id,
+            after=after,
+            run_id=run_id,
+            type=type,
+            since=since,
+            before=before,
+            limit=limit,
+            wait_timeout_ms=wait_timeout_ms,
+            poll_interval_ms=poll_interval_ms,
+            stop_when_caught_up=not_following(follow),
         )
 
     def astream_session_events(
@@ -613,9 +631,17 @@ class SessionManager:
         ``contextlib.aclosing`` (or let the task be cancelled) to release the thread.
         """
         return _streaming.afollow(
-            self._store, session_id, after=after, run_id=run_id, type=type, since=since,
-            before=before, limit=limit, wait_timeout_ms=wait_timeout_ms,
-            poll_interval_ms=poll_interval_ms, stop_when_caught_up=not_following(follow),
+            self._store,
+            session_id,
+            after=after,
+            run_id=run_id,
+            type=type,
+            since=since,
+            before=before,
+            limit=limit,
+            wait_timeout_ms=wait_timeout_ms,
+            poll_interval_ms=poll_interval_ms,
+            stop_when_caught_up=not_following(follow),
         )
 
     # Helpers ------------------------------------------------------------------------------

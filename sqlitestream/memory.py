@@ -367,9 +367,7 @@ class InMemorySessionStore(AdminStore):
     ) -> SessionImport:
         """See :meth:`AdminStore.import_session`; everything is decided before anything is
         stored, under the store's lock, so a refused import leaves no trace."""
-        session_id, ordered = check_session_import(
-            session_id, session, runs, events, self._max_event_bytes
-        )
+        session_id, ordered = check_session_import(session_id, session, runs, events, self._max_event_bytes)
         with self._lock:
             self._check_open()
             session_outcome = None if session is None else _outcome(self._sessions.get(session_id), session)
@@ -411,4 +409,3 @@ def _copy(event: StoredEvent) -> StoredEvent:
         event.timestamp,
         event.sequence_number,
     )
-

@@ -402,14 +402,37 @@ class Run:
 
 
 _EVENT_FIELDS = (
-    "type", "session_id", "data", "metadata", "run_id", "id", "timestamp", "sequence_number",
+    "type",
+    "session_id",
+    "data",
+    "metadata",
+    "run_id",
+    "id",
+    "timestamp",
+    "sequence_number",
 )
 _SESSION_FIELDS = (
-    "agent_id", "id", "status", "parent_session_id", "metadata", "context", "tags",
-    "created_at", "updated_at",
+    "agent_id",
+    "id",
+    "status",
+    "parent_session_id",
+    "metadata",
+    "context",
+    "tags",
+    "created_at",
+    "updated_at",
 )
 _RUN_FIELDS = (
-    "session_id", "id", "status", "input", "output", "error", "metadata", "turn_count",
-    "token_usage", "started_at", "ended_at",
+    "session_id",
+    "id",
+    "status",
+    "input",
+    "output",
+    "error",
+    "metadata",
+    "turn_count",
+    "token_usage",
+    "started_at",
+    "ended_at",
 )
 _REQUIRED = {"event": ("type", "session_id"), "session": ("agent_id",), "run": ("session_id",)}

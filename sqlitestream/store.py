@@ -285,8 +285,14 @@ class SessionStore(abc.ABC):
         """
         return self.read_events(
             EventFilter.build(
-                session_id, run_id=run_id, type=type, since=since, after=after, before=before,
-                limit=limit, wait_timeout_ms=wait_timeout_ms,
+                session_id,
+                run_id=run_id,
+                type=type,
+                since=since,
+                after=after,
+                before=before,
+                limit=limit,
+                wait_timeout_ms=wait_timeout_ms,
             )
         )
 

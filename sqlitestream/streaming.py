@@ -84,9 +84,18 @@ def follow(
     holds nothing between items, so ``close()`` or dropping it releases everything.
     """
     cursor = _Cursor.build(
-        store, session_id, after=after, run_id=run_id, type=type, since=since, before=before,
-        limit=limit, wait_timeout_ms=wait_timeout_ms, poll_interval_ms=poll_interval_ms,
-        stop_when_caught_up=stop_when_caught_up, on_restart=on_restart,
+        store,
+        session_id,
+        after=after,
+        run_id=run_id,
+        type=type,
+        since=since,
+        before=before,
+        limit=limit,
+        wait_timeout_ms=wait_timeout_ms,
+        poll_interval_ms=poll_interval_ms,
+        stop_when_caught_up=stop_when_caught_up,
+        on_restart=on_restart,
     )
     cursor.identify()
     return _follow(cursor)
@@ -119,9 +128,16 @@ def afollow(
     thread.
     """
     options: dict[str, Any] = {
-        "after": after, "run_id": run_id, "type": type, "since": since, "before": before,
-        "limit": limit, "wait_timeout_ms": wait_timeout_ms, "poll_interval_ms": poll_interval_ms,
-        "stop_when_caught_up": stop_when_caught_up, "on_restart": on_restart,
+        "after": after,
+        "run_id": run_id,
+        "type": type,
+        "since": since,
+        "before": before,
+        "limit": limit,
+        "wait_timeout_ms": wait_timeout_ms,
+        "poll_interval_ms": poll_interval_ms,
+        "stop_when_caught_up": stop_when_caught_up,
+        "on_restart": on_restart,
     }
     if isinstance(store, SessionStore):
         cursor = _Cursor.build(store, session_id, **options)
@@ -182,8 +198,14 @@ class _Cursor:
         on_restart: object,
     ) -> _Cursor:
         query = EventFilter.build(
-            session_id, run_id=run_id, type=type, since=since, after=0 if after is None else after,
-            before=before, limit=limit, wait_timeout_ms=wait_timeout_ms,
+            session_id,
+            run_id=run_id,
+            type=type,
+            since=since,
+            after=0 if after is None else after,
+            before=before,
+            limit=limit,
+            wait_timeout_ms=wait_timeout_ms,
         )
         if query.limit is None:
             raise ValidationError("limit must be an int >= 1, got None")
@@ -194,8 +216,12 @@ class _Cursor:
             raise ValidationError(f"on_restart must be callable or None, got {describe(on_restart)}")
         filters = {
             name: value
-            for name, value in [("run_id", query.run_id), ("type", query.type), ("since", query.since),
-                                ("before", query.before)]
+            for name, value in [
+                ("run_id", query.run_id),
+                ("type", query.type),
+                ("since", query.since),
+                ("before", query.before),
+            ]
             if value is not None
         }
         return cls(
@@ -256,7 +282,9 @@ class _Cursor:
         ``before - 1`` nothing more can match (sequences only grow)."""
         return self.before is not None and not page
 
-    def _page(self, page: list[StoredEvent], latest: int | None, wait_ms: int | None, elapsed: float) -> _Page:
+    def _page(
+        self, page: list[StoredEvent], latest: int | None, wait_ms: int | None, elapsed: float
+    ) -> _Page:
         events = self._fresh(page)
         self.checked = not events
         if self.stop_when_caught_up and len(page) < self.limit:

@@ -187,7 +187,9 @@ def test_scripted_adapter_refuses_bad_arguments(kwargs: dict[str, Any], named: s
 
 
 def command(mode: str, *extra: str, **kwargs: Any) -> CommandAdapter:
-    return CommandAdapter([*script("fake_agent.py"), mode, *extra], name="fake-cli", env=child_env(), **kwargs)
+    return CommandAdapter(
+        [*script("fake_agent.py"), mode, *extra], name="fake-cli", env=child_env(), **kwargs
+    )
 
 
 def test_command_output_lines_become_events_and_the_result_the_outcome(store: SessionStore) -> None:

@@ -60,7 +60,9 @@ def test_every_contract_method_is_a_coroutine(store: SessionStore) -> None:
             assert await astore.get_active_run("s1") is None
             await astore.append_event(Event("message_sent", "s1", id="e1"))
             second = await astore.append_event_with_sequence(Event("message_sent", "s1"), expected_sequence=1)
-            batch = await astore.append_events([Event("tool_call_started", "s1"), Event("tool_call_started", "s1")])
+            batch = await astore.append_events(
+                [Event("tool_call_started", "s1"), Event("tool_call_started", "s1")]
+            )
             assert [second.sequence_number, *(e.sequence_number for e in batch)] == [2, 3, 4]
             assert await astore.get_latest_sequence("s1") == 4
             page = await astore.get_events("s1", after=1, limit=2)
@@ -101,7 +103,9 @@ def test_cancelling_a_long_poll_ends_it_and_the_store_stays_usable(store: Sessio
             with pytest.raises(asyncio.CancelledError):
                 await asyncio.wait_for(waiter, 10)
             # The one pool thread is free: the wait held none.
-            stored = await asyncio.wait_for(astore.append_event_with_sequence(Event("message_sent", "s1")), 10)
+            stored = await asyncio.wait_for(
+                astore.append_event_with_sequence(Event("message_sent", "s1")), 10
+            )
             assert stored.sequence_number == 1
 
     asyncio.run(main())

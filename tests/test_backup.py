@@ -75,7 +75,9 @@ def test_backup_is_a_complete_store_with_sessions_runs_and_events(tmp_path: Path
             assert copy.store_info().schema_version == SQLiteSessionStore.SCHEMA_VERSION
     # It is a store like any other: writable, and its counters go on from where they stood.
     with SQLiteSessionStore(written) as copy:
-        assert copy.append_event_with_sequence(Event(type="message_sent", session_id="w1")).sequence_number == 14
+        assert (
+            copy.append_event_with_sequence(Event(type="message_sent", session_id="w1")).sequence_number == 14
+        )
 
 
 def test_backup_returns_the_absolute_path_of_a_relative_dest(
@@ -152,7 +154,9 @@ def _wait_for_more(store: SQLiteSessionStore, seen: int) -> int:
         assert time.monotonic() < deadline, "the writer process committed nothing"
 
 
-def test_backup_while_another_process_appends_is_a_gap_free_prefix(store: SQLiteSessionStore, tmp_path: Path) -> None:
+def test_backup_while_another_process_appends_is_a_gap_free_prefix(
+    store: SQLiteSessionStore, tmp_path: Path
+) -> None:
     context = multiprocessing.get_context("spawn")
     stop, started = context.Event(), context.Event()
     writer = context.Process(target=_append_until, args=(store.path, stop, started))
@@ -234,7 +238,9 @@ with SQLiteSessionStore(sys.argv[1]) as store:
 
 
 def _backup_until_signalled(store: SQLiteSessionStore, dest: Path, signum: int) -> int:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    )
     child = subprocess.Popen(
         [sys.executable, "-c", _BACKUP_UNTIL_SIGNALLED, store.path, str(dest)],
         stdin=subprocess.PIPE,
@@ -253,7 +259,9 @@ def _backup_until_signalled(store: SQLiteSessionStore, dest: Path, signum: int) 
             child.wait()
 
 
-def test_an_interrupted_backup_leaves_no_dest_and_no_temporary_file(store: SQLiteSessionStore, tmp_path: Path) -> None:
+def test_an_interrupted_backup_leaves_no_dest_and_no_temporary_file(
+    store: SQLiteSessionStore, tmp_path: Path
+) -> None:
     assert _backup_until_signalled(store, tmp_path / "copy.db", signal.SIGINT) == 130
     assert not (tmp_path / "copy.db").exists() and _leftovers(tmp_path) == []
 
@@ -305,7 +313,9 @@ def test_a_dest_with_a_non_empty_wal_beside_it_is_refused(store: SQLiteSessionSt
     assert not (tmp_path / "copy.db").exists()
 
 
-def test_a_backup_that_was_opened_read_only_can_be_overwritten(store: SQLiteSessionStore, tmp_path: Path) -> None:
+def test_a_backup_that_was_opened_read_only_can_be_overwritten(
+    store: SQLiteSessionStore, tmp_path: Path
+) -> None:
     store.backup(tmp_path / "copy.db")
     with SQLiteSessionStore(tmp_path / "copy.db", readonly=True) as copy:
         copy.list_streams()  # may leave an empty -wal and a -shm beside it

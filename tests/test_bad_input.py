@@ -50,18 +50,31 @@ def _run(**fields: Any) -> Run:
 
 def _fields(make: Any, *fields: str) -> dict[str, Any]:
     """``{"Event.data": call, ...}``: one call per record field, passing the bad value."""
-    return {f"{make.__name__[1:].title()}.{field}": (lambda _, v, f=field: make(**{f: v})) for field in fields}
+    return {
+        f"{make.__name__[1:].title()}.{field}": (lambda _, v, f=field: make(**{f: v})) for field in fields
+    }
 
 
 REQUIRED = {"None": None}
 RECORD_FIELDS: list[BadArgument] = [
-    BadArgument("session_id", "session_id", {**_fields(_event, "session_id"), **_fields(_run, "session_id")}, BAD_IDS),
-    BadArgument("id", "id", {**_fields(_event, "id"), **_fields(_session, "id"), **_fields(_run, "id")}, BAD_IDS),
+    BadArgument(
+        "session_id", "session_id", {**_fields(_event, "session_id"), **_fields(_run, "session_id")}, BAD_IDS
+    ),
+    BadArgument(
+        "id", "id", {**_fields(_event, "id"), **_fields(_session, "id"), **_fields(_run, "id")}, BAD_IDS
+    ),
     BadArgument("agent_id", "agent_id", _fields(_session, "agent_id"), BAD_IDS),
     BadArgument("run_id", "run_id", _fields(_event, "run_id"), BAD_OPTIONAL_IDS),
-    BadArgument("parent_session_id", "parent_session_id", _fields(_session, "parent_session_id"), BAD_OPTIONAL_IDS),
+    BadArgument(
+        "parent_session_id", "parent_session_id", _fields(_session, "parent_session_id"), BAD_OPTIONAL_IDS
+    ),
     BadArgument("type", "type", _fields(_event, "type"), {**REQUIRED, **BAD_EVENT_TYPES}),
-    BadArgument("status", "status", {**_fields(_session, "status"), **_fields(_run, "status")}, {**REQUIRED, **BAD_CHOICES}),
+    BadArgument(
+        "status",
+        "status",
+        {**_fields(_session, "status"), **_fields(_run, "status")},
+        {**REQUIRED, **BAD_CHOICES},
+    ),
     BadArgument("data", "data", _fields(_event, "data"), {**REQUIRED, **BAD_PAYLOADS}),
     BadArgument(
         "metadata",
@@ -72,10 +85,18 @@ RECORD_FIELDS: list[BadArgument] = [
     BadArgument("context", "context", _fields(_session, "context"), {**REQUIRED, **BAD_PAYLOADS}),
     BadArgument("token_usage", "token_usage", _fields(_run, "token_usage"), {**REQUIRED, **BAD_PAYLOADS}),
     # Optional payloads: None is fine, nothing else bad is.
-    *(BadArgument(field, field, _fields(_run, field), BAD_PAYLOADS) for field in ("input", "output", "error")),
+    *(
+        BadArgument(field, field, _fields(_run, field), BAD_PAYLOADS)
+        for field in ("input", "output", "error")
+    ),
     *(
         BadArgument(field, field, _fields(make, field), {**REQUIRED, **BAD_TIMES})
-        for make, field in [(_event, "timestamp"), (_session, "created_at"), (_session, "updated_at"), (_run, "started_at")]
+        for make, field in [
+            (_event, "timestamp"),
+            (_session, "created_at"),
+            (_session, "updated_at"),
+            (_run, "started_at"),
+        ]
     ),
     BadArgument("ended_at", "ended_at", _fields(_run, "ended_at"), BAD_TIMES),
     BadArgument("sequence_number", "sequence_number", _fields(_event, "sequence_number"), BAD_LIMITS),
@@ -84,7 +105,14 @@ RECORD_FIELDS: list[BadArgument] = [
         "tags",
         "tags",
         _fields(_session, "tags"),
-        {"None": None, "str": "tag", "dict": {"a": 1}, "int-item": [1], "bytes-item": [b"x"], "surrogate-item": ["\ud800"]},
+        {
+            "None": None,
+            "str": "tag",
+            "dict": {"a": 1},
+            "int-item": [1],
+            "bytes-item": [b"x"],
+            "surrogate-item": ["\ud800"],
+        },
     ),
 ]
 
@@ -117,7 +145,9 @@ FROM_DICT: list[Any] = [
     pytest.param(Session.from_dict, {"agent_id": ""}, "agent_id", id="Session-empty-agent_id"),
     pytest.param(Session.from_dict, [], "session record", id="Session-list"),
     pytest.param(Run.from_dict, {}, "session_id", id="Run-no-session_id"),
-    pytest.param(Run.from_dict, {"session_id": "s1", "ended_at": "soon"}, "ended_at", id="Run-garbage-ended_at"),
+    pytest.param(
+        Run.from_dict, {"session_id": "s1", "ended_at": "soon"}, "ended_at", id="Run-garbage-ended_at"
+    ),
 ]
 
 

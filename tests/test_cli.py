@@ -22,7 +22,9 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 COMMANDS = sorted(cli.commands)  # type: ignore[attr-defined]
 
 
-def run(db: Path | None, *args: str, input: str | bytes | None = None, env: dict[str, str] | None = None) -> Result:
+def run(
+    db: Path | None, *args: str, input: str | bytes | None = None, env: dict[str, str] | None = None
+) -> Result:
     prefix = [] if db is None else ["--db", str(db)]
     return CliRunner().invoke(cli, [*prefix, *args], input=input, env=env, catch_exceptions=False)
 
@@ -57,9 +59,28 @@ def db(tmp_path: Path) -> Path:
     path = tmp_path / "events.db"
     with store_at(path) as store:
         store.save_session(Session(agent_id="agent-a", id="s1", status="active", created_at=T0))
-        store.save_session(Session(agent_id="agent-b", id="s2", status="completed", created_at=T0 + timedelta(hours=1)))
-        store.save_run(Run(session_id="s1", id="r1", status="completed", started_at=T0, ended_at=T0 + timedelta(seconds=3), token_usage={"in": 5}))
-        store.save_run(Run(session_id="s1", id="r2", status="failed", started_at=T0 + timedelta(minutes=1), error={"why": "boom"}))
+        store.save_session(
+            Session(agent_id="agent-b", id="s2", status="completed", created_at=T0 + timedelta(hours=1))
+        )
+        store.save_run(
+            Run(
+                session_id="s1",
+                id="r1",
+                status="completed",
+                started_at=T0,
+                ended_at=T0 + timedelta(seconds=3),
+                token_usage={"in": 5},
+            )
+        )
+        store.save_run(
+            Run(
+                session_id="s1",
+                id="r2",
+                status="failed",
+                started_at=T0 + timedelta(minutes=1),
+                error={"why": "boom"},
+            )
+        )
         store.append_events(
             [
                 Event(
@@ -334,7 +355,10 @@ def _library_events(db: Path, **filters: Any) -> list[dict[str, Any]]:
         (["--type", "message_sent"], {"type": "message_sent"}),
         (["--since", "2026-03-01T12:00:07Z"], {"since": T0 + timedelta(seconds=7)}),
         (["--since", "2026-03-01T14:00:05+02:00"], {"since": T0 + timedelta(seconds=5)}),
-        (["--type", "message_streamed", "--run-id", "r1", "--limit", "2"], {"type": "message_streamed", "run_id": "r1", "limit": 2}),
+        (
+            ["--type", "message_streamed", "--run-id", "r1", "--limit", "2"],
+            {"type": "message_streamed", "run_id": "r1", "limit": 2},
+        ),
     ],
 )
 def test_events_filters_match_the_library(db: Path, args: list[str], filters: dict[str, Any]) -> None:
@@ -411,8 +435,17 @@ def test_tail_prints_the_last_events(db: Path) -> None:
     assert _seqs(ok(run(db, "tail", "s1", "-n", "3", "--format", "jsonl"))) == [8, 9, 10]
     assert _seqs(ok(run(db, "tail", "s1", "--lines", "0", "--format", "jsonl"))) == []
     assert _seqs(ok(run(db, "tail", "s1", "-n", "3", "--after", "8", "--format", "jsonl"))) == [9, 10]
-    assert _seqs(ok(run(db, "tail", "s1", "-n", "2", "--type", "message_sent", "--format", "jsonl"))) == [7, 9]
-    assert _seqs(ok(run(db, "tail", "s1", "-n", "9", "--run-id", "r2", "--format", "jsonl"))) == [6, 7, 8, 9, 10]
+    assert _seqs(ok(run(db, "tail", "s1", "-n", "2", "--type", "message_sent", "--format", "jsonl"))) == [
+        7,
+        9,
+    ]
+    assert _seqs(ok(run(db, "tail", "s1", "-n", "9", "--run-id", "r2", "--format", "jsonl"))) == [
+        6,
+        7,
+        8,
+        9,
+        10,
+    ]
     rows = json.loads(ok(run(db, "tail", "s1", "-n", "2", "--format", "json")).stdout)
     assert [row["sequence_number"] for row in rows] == [9, 10]
     table = ok(run(db, "tail", "s1", "-n", "2")).stdout.splitlines()
@@ -423,7 +456,10 @@ def test_tail_finds_rare_matches_far_back(tmp_path: Path) -> None:
     path = tmp_path / "rare.db"
     with store_at(path) as store:
         store.append_events(
-            [Event(type="error_occurred" if i % 400 == 0 else "message_streamed", session_id="s") for i in range(1, 2001)]
+            [
+                Event(type="error_occurred" if i % 400 == 0 else "message_streamed", session_id="s")
+                for i in range(1, 2001)
+            ]
         )
     result = ok(run(path, "tail", "s", "-n", "3", "--type", "error_occurred", "--format", "jsonl"))
     assert _seqs(result) == [1200, 1600, 2000]
@@ -452,11 +488,32 @@ def test_tail_wait_gives_up_after_the_timeout(db: Path) -> None:
 
 
 def test_append_prints_the_stored_event(db: Path) -> None:
-    result = ok(run(db, "append", "s1", "--type", "message_sent", "--data", '{"text": "hi"}',
-                    "--metadata", '{"m": 1}', "--run-id", "r1", "--id", "new-1", "--format", "jsonl"))
+    result = ok(
+        run(
+            db,
+            "append",
+            "s1",
+            "--type",
+            "message_sent",
+            "--data",
+            '{"text": "hi"}',
+            "--metadata",
+            '{"m": 1}',
+            "--run-id",
+            "r1",
+            "--id",
+            "new-1",
+            "--format",
+            "jsonl",
+        )
+    )
     (row,) = jsonl(result.stdout)
     assert (row["id"], row["sequence_number"], row["data"], row["metadata"], row["run_id"]) == (
-        "new-1", 11, {"text": "hi"}, {"m": 1}, "r1",
+        "new-1",
+        11,
+        {"text": "hi"},
+        {"m": 1},
+        "r1",
     )
     with SQLiteSessionStore(db, readonly=True) as store:
         assert store.get_events("s1", after=10)[0].to_dict() == row
@@ -468,24 +525,98 @@ def test_append_prints_the_stored_event(db: Path) -> None:
 
 def test_append_reads_data_from_a_file_or_stdin(db: Path, tmp_path: Path) -> None:
     (tmp_path / "data.json").write_text('{"from": "file", "ü": [1, 2.5]}', encoding="utf-8")
-    row = jsonl(ok(run(db, "append", "s9", "--type", "message_sent", "--data", f"@{tmp_path / 'data.json'}", "--format", "jsonl")).stdout)[0]
+    row = jsonl(
+        ok(
+            run(
+                db,
+                "append",
+                "s9",
+                "--type",
+                "message_sent",
+                "--data",
+                f"@{tmp_path / 'data.json'}",
+                "--format",
+                "jsonl",
+            )
+        ).stdout
+    )[0]
     assert row["data"] == {"from": "file", "ü": [1, 2.5]} and row["sequence_number"] == 1
-    row = jsonl(ok(run(db, "append", "s9", "--type", "message_sent", "--data", "-", "--format", "jsonl", input='{"from": "stdin"}')).stdout)[0]
+    row = jsonl(
+        ok(
+            run(
+                db,
+                "append",
+                "s9",
+                "--type",
+                "message_sent",
+                "--data",
+                "-",
+                "--format",
+                "jsonl",
+                input='{"from": "stdin"}',
+            )
+        ).stdout
+    )[0]
     assert row["data"] == {"from": "stdin"} and row["sequence_number"] == 2
-    row = jsonl(ok(run(db, "append", "s9", "--type", "message_sent", "--metadata", "-", "--format", "jsonl", input='{"m": true}')).stdout)[0]
+    row = jsonl(
+        ok(
+            run(
+                db,
+                "append",
+                "s9",
+                "--type",
+                "message_sent",
+                "--metadata",
+                "-",
+                "--format",
+                "jsonl",
+                input='{"m": true}',
+            )
+        ).stdout
+    )[0]
     assert row["metadata"] == {"m": True}
 
 
 def test_append_of_a_duplicate_id_prints_the_original(db: Path) -> None:
-    row = jsonl(ok(run(db, "append", "s1", "--type", "error_occurred", "--id", "e3", "--data", '{"other": 1}', "--format", "jsonl")).stdout)[0]
-    assert (row["sequence_number"], row["type"], row["data"]) == (3, "message_sent", {"i": 3, "text": "héllo\nworld"})
+    row = jsonl(
+        ok(
+            run(
+                db,
+                "append",
+                "s1",
+                "--type",
+                "error_occurred",
+                "--id",
+                "e3",
+                "--data",
+                '{"other": 1}',
+                "--format",
+                "jsonl",
+            )
+        ).stdout
+    )[0]
+    assert (row["sequence_number"], row["type"], row["data"]) == (
+        3,
+        "message_sent",
+        {"i": 3, "text": "héllo\nworld"},
+    )
     assert ok(run(db, "latest", "s1")).stdout == "10\n"
 
 
 def test_append_with_expected_sequence(db: Path) -> None:
-    row = jsonl(ok(run(db, "append", "s1", "--type", "message_sent", "--expected-sequence", "10", "--format", "jsonl")).stdout)[0]
+    row = jsonl(
+        ok(
+            run(
+                db, "append", "s1", "--type", "message_sent", "--expected-sequence", "10", "--format", "jsonl"
+            )
+        ).stdout
+    )[0]
     assert row["sequence_number"] == 11
-    error(run(db, "append", "s1", "--type", "message_sent", "--expected-sequence", "10"), 1, "expected_sequence=10 but session 's1' is at sequence 11")
+    error(
+        run(db, "append", "s1", "--type", "message_sent", "--expected-sequence", "10"),
+        1,
+        "expected_sequence=10 but session 's1' is at sequence 11",
+    )
     assert ok(run(db, "latest", "s1")).stdout == "11\n"
 
 
@@ -510,11 +641,15 @@ def test_append_errors_write_nothing(db: Path, args: list[str], code: int, messa
 
 
 def test_append_to_an_event_id_of_another_session(db: Path) -> None:
-    error(run(db, "append", "s2", "--type", "message_sent", "--id", "e1"), 1, "already stored in session 's1'")
+    error(
+        run(db, "append", "s2", "--type", "message_sent", "--id", "e1"), 1, "already stored in session 's1'"
+    )
 
 
 def test_append_creates_a_missing_store(tmp_path: Path) -> None:
-    row = jsonl(ok(run(tmp_path / "fresh.db", "append", "s", "--type", "message_sent", "--format", "jsonl")).stdout)[0]
+    row = jsonl(
+        ok(run(tmp_path / "fresh.db", "append", "s", "--type", "message_sent", "--format", "jsonl")).stdout
+    )[0]
     assert row["sequence_number"] == 1
 
 
@@ -525,7 +660,10 @@ def test_delete_session_with_yes(db: Path) -> None:
     result = ok(run(db, "delete-session", "s1", "--yes"))
     assert "deleted session s1: its saved record, 2 run(s) and 10 event(s)" in result.stdout
     assert ok(run(db, "latest", "s1")).stdout == "0\n"
-    assert [row["id"] for row in jsonl(ok(run(db, "sessions", "--format", "jsonl")).stdout)] == ["s2", "loose"]
+    assert [row["id"] for row in jsonl(ok(run(db, "sessions", "--format", "jsonl")).stdout)] == [
+        "s2",
+        "loose",
+    ]
 
 
 def test_delete_session_asks_first(db: Path) -> None:
@@ -542,7 +680,9 @@ def test_delete_session_without_an_answer_deletes_nothing(db: Path) -> None:
 
 
 def test_delete_unknown_session(db: Path) -> None:
-    error(run(db, "delete-session", "ghost", "--yes"), 1, "no session ghost in the store; nothing was deleted")
+    error(
+        run(db, "delete-session", "ghost", "--yes"), 1, "no session ghost in the store; nothing was deleted"
+    )
 
 
 # export and import ---------------------------------------------------------------------------------
@@ -561,7 +701,10 @@ def test_export_import_round_trip_through_files(db: Path, tmp_path: Path) -> Non
     assert "imported 3 session(s)" in result.stdout and "events 12 added, 0 skipped" in result.stdout
     assert "session records 2 added" in result.stdout and "runs 2 added" in result.stdout
     assert _contents(tmp_path / "copy.db") == _contents(db) == records[1:]
-    with SQLiteSessionStore(db, readonly=True) as a, SQLiteSessionStore(tmp_path / "copy.db", readonly=True) as b:
+    with (
+        SQLiteSessionStore(db, readonly=True) as a,
+        SQLiteSessionStore(tmp_path / "copy.db", readonly=True) as b,
+    ):
         for session_id in ("s1", "s2", "loose"):
             assert a.get_events(session_id) == b.get_events(session_id)
         assert a.list_sessions() == b.list_sessions()
@@ -582,19 +725,25 @@ def test_export_to_stdout_and_import_from_stdin(db: Path, tmp_path: Path) -> Non
 def test_export_named_sessions(db: Path) -> None:
     records = jsonl(ok(run(db, "export", "s2", "loose")).stdout)
     assert [(r["kind"], r.get("session_id", r.get("id"))) for r in records[1:]] == [
-        ("session", "s2"), ("event", "s2"), ("event", "loose"),
+        ("session", "s2"),
+        ("event", "s2"),
+        ("event", "loose"),
     ]
 
 
 def test_export_of_an_unknown_session_writes_nothing(db: Path, tmp_path: Path) -> None:
-    error(run(db, "export", "s1", "ghost", "-o", str(tmp_path / "out.jsonl")), 1, "session not found: 'ghost'")
+    error(
+        run(db, "export", "s1", "ghost", "-o", str(tmp_path / "out.jsonl")), 1, "session not found: 'ghost'"
+    )
     assert not (tmp_path / "out.jsonl").exists()
     assert not list(tmp_path.glob(".export-*"))
     error(run(db, "export", "ghost"), 1, "ghost")
 
 
 def test_export_to_an_unwritable_place(db: Path, tmp_path: Path) -> None:
-    error(run(db, "export", "-o", str(tmp_path / "no" / "such" / "dir.jsonl")), 1, "No such file or directory")
+    error(
+        run(db, "export", "-o", str(tmp_path / "no" / "such" / "dir.jsonl")), 1, "No such file or directory"
+    )
 
 
 def test_export_and_import_show_progress_only_when_asked(db: Path, tmp_path: Path) -> None:
@@ -612,13 +761,21 @@ def test_import_of_a_bad_line_names_it(db: Path, tmp_path: Path) -> None:
     dump = ok(run(db, "export")).stdout.splitlines()
     dump.insert(5, "{oops")
     (tmp_path / "bad.jsonl").write_text("\n".join(dump) + "\n", encoding="utf-8")
-    result = error(run(tmp_path / "copy.db", "import", str(tmp_path / "bad.jsonl")), 1, "record 6 is not JSON")
+    result = error(
+        run(tmp_path / "copy.db", "import", str(tmp_path / "bad.jsonl")), 1, "record 6 is not JSON"
+    )
     assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_import_of_a_bad_record_names_it(tmp_path: Path) -> None:
-    (tmp_path / "bad.jsonl").write_text('{"kind": "event", "session_id": "s", "type": "nope", "sequence_number": 1}\n')
-    error(run(tmp_path / "copy.db", "import", str(tmp_path / "bad.jsonl")), 1, r"record 1 \(event\): type must be one of")
+    (tmp_path / "bad.jsonl").write_text(
+        '{"kind": "event", "session_id": "s", "type": "nope", "sequence_number": 1}\n'
+    )
+    error(
+        run(tmp_path / "copy.db", "import", str(tmp_path / "bad.jsonl")),
+        1,
+        r"record 1 \(event\): type must be one of",
+    )
 
 
 def test_import_conflict_stops_and_says_what_was_imported(db: Path, tmp_path: Path) -> None:
@@ -662,7 +819,8 @@ def test_check_of_a_broken_store_exits_1(db: Path) -> None:
     report = json.loads(error(run(db, "check", "--format", "json"), 1, "problem").stdout)
     assert report["ok"] is False
     assert [(f["kind"], f["session_id"]) for f in report["findings"]] == [
-        ("sequence_gap", "s1"), ("latest_mismatch", "s2"),
+        ("sequence_gap", "s1"),
+        ("latest_mismatch", "s2"),
     ]
 
 
@@ -670,7 +828,11 @@ def test_reading_a_damaged_event_is_one_line_pointing_at_check(db: Path) -> None
     conn = apsw.Connection(str(db))
     conn.execute("UPDATE events SET data = '{oops' WHERE session_id = 's1' AND seq = 2")
     conn.close()
-    error(run(db, "events", "s1"), 1, r"event .* \(sequence 2 of session 's1'\).*data is damaged.*sqlitestream check")
+    error(
+        run(db, "events", "s1"),
+        1,
+        r"event .* \(sequence 2 of session 's1'\).*data is damaged.*sqlitestream check",
+    )
     result = error(run(db, "check"), 1, "problem")
     assert "s1" in result.stdout
 
@@ -702,4 +864,6 @@ def test_every_command_is_in_the_cli_guide_and_its_reference_is_generated() -> N
     for name in COMMANDS:
         assert re.search(rf"`sqlitestream[^`]* {re.escape(name)}\b", guide), f"{name} is not in docs/cli.md"
     # The reference part is generated from the click group by mkdocs-click, never typed by hand.
-    assert re.search(r"^::: mkdocs-click\n    :module: sqlitestream\.cli\.main\n    :command: cli\n", guide, re.M)
+    assert re.search(
+        r"^::: mkdocs-click\n    :module: sqlitestream\.cli\.main\n    :command: cli\n", guide, re.M
+    )

@@ -265,9 +265,7 @@ def _append_forever(path: str, stop: Any, started: Any) -> None:
     with SQLiteSessionStore(path) as writer:
         count = 0
         while not stop.is_set():
-            writer.append_events(
-                [Event(type="message_sent", session_id=f"w{count % 3}") for _ in range(5)]
-            )
+            writer.append_events([Event(type="message_sent", session_id=f"w{count % 3}") for _ in range(5)])
             count += 1
             if count == 5:
                 started.set()
@@ -390,7 +388,12 @@ def test_migrate_schema_refuses_a_newer_file_unchanged(store: SQLiteSessionStore
 
 def test_export_starts_with_a_header_and_groups_each_session(store: SQLiteSessionStore) -> None:
     records = list(store.export_records())
-    assert records[0] == {"kind": "header", "format": "sqlitestream-export", "version": 1, "sqlitestream": records[0]["sqlitestream"]}
+    assert records[0] == {
+        "kind": "header",
+        "format": "sqlitestream-export",
+        "version": 1,
+        "sqlitestream": records[0]["sqlitestream"],
+    }
     kinds = [(record["kind"], record.get("session_id", record.get("id"))) for record in records[1:]]
     assert kinds == [
         ("event", "log-only"),
@@ -398,7 +401,15 @@ def test_export_starts_with_a_header_and_groups_each_session(store: SQLiteSessio
         ("event", "s1"), ("event", "s1"), ("event", "s1"), ("event", "s1"), ("event", "s1"),
         ("session", "s2"), ("event", "s2"),
     ]  # fmt: skip
-    assert [record["sequence_number"] for record in records if record["kind"] == "event"] == [1, 1, 2, 3, 4, 5, 1]
+    assert [record["sequence_number"] for record in records if record["kind"] == "event"] == [
+        1,
+        1,
+        2,
+        3,
+        4,
+        5,
+        1,
+    ]
 
 
 def test_export_then_import_into_an_empty_store_reproduces_everything(
@@ -406,7 +417,12 @@ def test_export_then_import_into_an_empty_store_reproduces_everything(
 ) -> None:
     with SQLiteSessionStore(tmp_path / "copy.db") as copy:
         report = copy.import_records(store.export_records())
-        assert (report.sessions_added, report.runs_added, report.events_added, report.events_skipped) == (2, 2, 7, 0)
+        assert (report.sessions_added, report.runs_added, report.events_added, report.events_skipped) == (
+            2,
+            2,
+            7,
+            0,
+        )
         for session_id in ("s1", "s2", "log-only"):
             assert copy.get_events(session_id) == store.get_events(session_id)
             assert copy.get_latest_sequence(session_id) == store.get_latest_sequence(session_id)
@@ -436,7 +452,9 @@ def test_import_of_a_later_export_adds_only_the_new_events_and_updates_records(
     with SQLiteSessionStore(tmp_path / "copy.db") as copy:
         copy.import_records(store.export_records())
         store.append_events([Event(type="message_sent", session_id="s1", id=f"new{i}") for i in range(3)])
-        store.save_session(Session(agent_id="agent-b", id="s2", status="completed", created_at=T0 + timedelta(minutes=1)))
+        store.save_session(
+            Session(agent_id="agent-b", id="s2", status="completed", created_at=T0 + timedelta(minutes=1))
+        )
         report = copy.import_records(store.export_records())
         by_session = {item.session_id: item for item in report.sessions}
         assert (by_session["s1"].events_added, by_session["s1"].events_skipped) == (3, 5)
@@ -463,14 +481,21 @@ def test_import_of_a_diverged_log_is_refused_and_writes_nothing_of_that_session(
 
 
 def test_import_refuses_an_event_that_would_leave_a_gap(store: SQLiteSessionStore, tmp_path: Path) -> None:
-    records = [record for record in store.export_records() if record.get("sequence_number") != 1 or record.get("session_id") != "s1"]
+    records = [
+        record
+        for record in store.export_records()
+        if record.get("sequence_number") != 1 or record.get("session_id") != "s1"
+    ]
     with SQLiteSessionStore(tmp_path / "copy.db") as copy, pytest.raises(ConflictError, match="gap"):
         copy.import_records(records)
 
 
 def test_import_refuses_a_hole_inside_the_import(store: SQLiteSessionStore, tmp_path: Path) -> None:
     records = [record for record in store.export_records() if record.get("id") != "e1-2"]
-    with SQLiteSessionStore(tmp_path / "copy.db") as copy, pytest.raises(ValidationError, match="jump from sequence 2 to 4"):
+    with (
+        SQLiteSessionStore(tmp_path / "copy.db") as copy,
+        pytest.raises(ValidationError, match="jump from sequence 2 to 4"),
+    ):
         copy.import_records(records)
 
 
@@ -485,7 +510,10 @@ def test_import_refuses_an_id_stored_at_another_sequence(tmp_path: Path) -> None
     with SQLiteSessionStore(tmp_path / "copy.db") as copy:
         copy.append_events([Event(type="message_sent", session_id="s", id=name) for name in ("a", "b")])
         records = [
-            {"kind": "event", **Event(type="message_sent", session_id="s", id="b", sequence_number=1).to_dict()},
+            {
+                "kind": "event",
+                **Event(type="message_sent", session_id="s", id="b", sequence_number=1).to_dict(),
+            },
         ]
         with pytest.raises(ConflictError, match="sequence 2 .* sequence 1"):
             copy.import_records(records)
@@ -494,7 +522,10 @@ def test_import_refuses_an_id_stored_at_another_sequence(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("record", "message"),
     [
-        ({"kind": "event", "type": "message_sent", "session_id": "s", "id": "x"}, "record 1 .*sequence_number"),
+        (
+            {"kind": "event", "type": "message_sent", "session_id": "s", "id": "x"},
+            "record 1 .*sequence_number",
+        ),
         ({"kind": "event", "session_id": "s", "id": "x", "sequence_number": 1}, "record 1"),
         ({"kind": "event", "type": "nope", "session_id": "s", "sequence_number": 1}, "record 1 .*type"),
         ({"kind": "comment"}, "kind must be one of"),

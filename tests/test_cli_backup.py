@@ -27,7 +27,10 @@ def db(tmp_path: Path) -> Path:
     path = tmp_path / "events.db"
     with SQLiteSessionStore(path) as store:
         store.append_events(
-            [Event(type="message_sent", session_id=f"s{i % 3}", data={"text": "x" * 500}) for i in range(2000)]
+            [
+                Event(type="message_sent", session_id=f"s{i % 3}", data={"text": "x" * 500})
+                for i in range(2000)
+            ]
         )
     return path
 
@@ -90,7 +93,9 @@ def _stderr_on_a_terminal(argv: list[str]) -> tuple[int, bytes]:
     import pty
     import select
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    )
     env.pop("SQLITESTREAM_DB", None)
     master, slave = pty.openpty()
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=slave, env=env)

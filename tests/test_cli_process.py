@@ -102,7 +102,9 @@ def test_errors_are_one_line_without_a_traceback(launcher: list[str], tmp_path: 
 
 # Each format once and each launcher once: the launcher does not change what tail prints.
 FOLLOW_CASES = [
-    pytest.param(LAUNCHERS[index % len(LAUNCHERS)].values[0], fmt, id=f"{fmt}-{LAUNCHERS[index % len(LAUNCHERS)].id}")
+    pytest.param(
+        LAUNCHERS[index % len(LAUNCHERS)].values[0], fmt, id=f"{fmt}-{LAUNCHERS[index % len(LAUNCHERS)].id}"
+    )
     for index, fmt in enumerate(["jsonl", "table"])
 ]
 
@@ -123,8 +125,16 @@ def test_tail_follow_sees_another_process_append_and_ends_cleanly_on_sigint(
         first = [lines.next() for _ in range(3 if fmt == "table" else 2)]
         assert all(line is not None for line in first), first
         appended = command(
-            [sys.executable, "-m", "sqlitestream"], db,
-            "append", "s1", "--type", "message_received", "--id", "from-elsewhere", "--data", '{"n": 3}',
+            [sys.executable, "-m", "sqlitestream"],
+            db,
+            "append",
+            "s1",
+            "--type",
+            "message_received",
+            "--id",
+            "from-elsewhere",
+            "--data",
+            '{"n": 3}',
         )
         assert appended.returncode == 0, appended.stderr
         line = lines.next()
@@ -147,8 +157,21 @@ def test_tail_follow_sees_another_process_append_and_ends_cleanly_on_sigint(
 
 def test_tail_wait_without_follow_prints_the_first_event_from_another_process(db: Path) -> None:
     waiter = subprocess.Popen(
-        [sys.executable, "-m", "sqlitestream", "--db", str(db), "tail", "s1", "--after", "2",
-         "--wait-ms", str(int(DEADLINE * 1000)), "--format", "jsonl"],
+        [
+            sys.executable,
+            "-m",
+            "sqlitestream",
+            "--db",
+            str(db),
+            "tail",
+            "s1",
+            "--after",
+            "2",
+            "--wait-ms",
+            str(int(DEADLINE * 1000)),
+            "--format",
+            "jsonl",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -171,7 +194,9 @@ def test_a_closed_output_pipe_ends_quietly(tmp_path: Path, args: list[str]) -> N
     path = tmp_path / "big.db"
     with SQLiteSessionStore(path) as store:
         # Far more output than a pipe buffers, so the writer must meet the closed pipe.
-        store.append_events([Event(type="message_sent", session_id="big", data={"pad": "x" * 300}) for _ in range(3000)])
+        store.append_events(
+            [Event(type="message_sent", session_id="big", data={"pad": "x" * 300}) for _ in range(3000)]
+        )
     reader = subprocess.Popen(
         [sys.executable, "-m", "sqlitestream", "--db", str(path), *args],
         stdout=subprocess.PIPE,
@@ -284,7 +309,16 @@ def test_progress_bar_appears_only_on_a_terminal(tmp_path: Path) -> None:
     path = tmp_path / "big.db"
     with SQLiteSessionStore(path) as store:
         store.append_events([Event(type="message_sent", session_id=f"s{i % 7}") for i in range(2000)])
-    export = [sys.executable, "-m", "sqlitestream", "--db", str(path), "export", "-o", str(tmp_path / "out.jsonl")]
+    export = [
+        sys.executable,
+        "-m",
+        "sqlitestream",
+        "--db",
+        str(path),
+        "export",
+        "-o",
+        str(tmp_path / "out.jsonl"),
+    ]
     code, printed = _stderr_on_a_terminal(export)
     assert code == 0
     assert b"exporting events" in printed and b"100%" in printed
@@ -303,7 +337,18 @@ def test_tail_follow_starts_again_from_sequence_1_when_the_session_is_written_ag
     longer than before, so it cannot see the moment the log was empty: it must still print
     the whole new log, not only the events numbered past where it was."""
     follower = subprocess.Popen(
-        [sys.executable, "-m", "sqlitestream", "--db", str(db), "tail", "s1", "--follow", "--format", "jsonl"],
+        [
+            sys.executable,
+            "-m",
+            "sqlitestream",
+            "--db",
+            str(db),
+            "tail",
+            "s1",
+            "--follow",
+            "--format",
+            "jsonl",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -316,12 +361,17 @@ def test_tail_follow_starts_again_from_sequence_1_when_the_session_is_written_ag
             follower.send_signal(signal.SIGSTOP)
             try:
                 store.delete_session("s1")
-                store.append_events([Event(type="message_sent", session_id="s1", id=f"n{i}") for i in range(1, 5)])
+                store.append_events(
+                    [Event(type="message_sent", session_id="s1", id=f"n{i}") for i in range(1, 5)]
+                )
             finally:
                 follower.send_signal(signal.SIGCONT)
         again = [json.loads(lines.next() or "null") for _ in range(4)]
         assert [(event["id"], event["sequence_number"]) for event in again] == [
-            ("n1", 1), ("n2", 2), ("n3", 3), ("n4", 4)
+            ("n1", 1),
+            ("n2", 2),
+            ("n3", 3),
+            ("n4", 4),
         ]
         follower.send_signal(signal.SIGINT)
         follower.wait(DEADLINE)

@@ -30,7 +30,9 @@ def run(*args: str, input: str | None = None, env: dict[str, str] | None = None)
 def fill(db: Path, session_id: str = "s2", count: int = 20, **options: object) -> list[str]:
     with SQLiteSessionStore(db, **options) as store:  # type: ignore[arg-type]
         return [
-            store.append_event_with_sequence(Event(type="message_sent", session_id=session_id, data={"i": i})).id
+            store.append_event_with_sequence(
+                Event(type="message_sent", session_id=session_id, data={"i": i})
+            ).id
             for i in range(count)
         ]
 
@@ -58,8 +60,12 @@ def test_export_to_a_missing_directory_names_the_path_given(db: Path) -> None:
 def test_export_file_follows_the_umask(db: Path, tmp_path: Path) -> None:
     out = tmp_path / "shared.jsonl"
     code = "import os, sys; os.umask(0o022); from sqlitestream.cli import main; main(sys.argv[1:])"
-    subprocess.run([sys.executable, "-c", code, "--db", str(db), "export", "-o", str(out)],
-                   check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    subprocess.run(
+        [sys.executable, "-c", code, "--db", str(db), "export", "-o", str(out)],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
 
 
@@ -85,7 +91,9 @@ def test_import_of_garbage_numbers_line_and_record_alike(tmp_path: Path) -> None
 
 
 def test_import_names_the_line_where_blank_lines_make_it_differ(tmp_path: Path) -> None:
-    (tmp_path / "x.jsonl").write_text('\n{"kind": "header", "format": "sqlitestream-export", "version": 1}\n\n{oops\n')
+    (tmp_path / "x.jsonl").write_text(
+        '\n{"kind": "header", "format": "sqlitestream-export", "version": 1}\n\n{oops\n'
+    )
     result = run("--db", str(tmp_path / "new.db"), "import", str(tmp_path / "x.jsonl"))
     assert result.exit_code == 1
     assert "record 2 (line 4) is not JSON" in result.stderr
@@ -114,7 +122,9 @@ def test_cli_terms_replace_python_arguments() -> None:
         "and -shm files beside it); open it with readonly=True to read it"
     )
     assert "readonly=True" not in text and "info, sessions, events" in text
-    assert "=" not in in_cli_terms("event 'e' has 5 bytes of data and metadata, over the store's max_event_bytes=4")
+    assert "=" not in in_cli_terms(
+        "event 'e' has 5 bytes of data and metadata, over the store's max_event_bytes=4"
+    )
     assert "--max-event-bytes" in in_cli_terms("over the store's max_event_bytes=4")
 
 
@@ -123,8 +133,22 @@ def test_too_large_event_message_names_the_option(db: Path) -> None:
     result = run("--db", str(db), "append", "s2", "--type", "message_sent", "--data", big)
     assert result.exit_code == 1
     assert "max_event_bytes=" not in result.stderr and "--max-event-bytes" in result.stderr
-    assert run("--db", str(db), "append", "s2", "--type", "message_sent", "--data", big,
-               "--max-event-bytes", "3000000", "--nl").exit_code == 0
+    assert (
+        run(
+            "--db",
+            str(db),
+            "append",
+            "s2",
+            "--type",
+            "message_sent",
+            "--data",
+            big,
+            "--max-event-bytes",
+            "3000000",
+            "--nl",
+        ).exit_code
+        == 0
+    )
 
 
 # 8: damaged rows -------------------------------------------------------------------------------------
@@ -133,7 +157,9 @@ def test_too_large_event_message_names_the_option(db: Path) -> None:
 def damage(db: Path, session_id: str, sequence: int) -> None:
     conn = sqlite3.connect(db)
     with conn:
-        conn.execute("UPDATE events SET data = '{oops' WHERE session_id = ? AND seq = ?", (session_id, sequence))
+        conn.execute(
+            "UPDATE events SET data = '{oops' WHERE session_id = ? AND seq = ?", (session_id, sequence)
+        )
     conn.close()
 
 
@@ -143,7 +169,11 @@ def test_events_print_the_healthy_rows_around_a_damaged_one(db: Path) -> None:
     assert result.exit_code == 1
     assert [row["sequence_number"] for row in jsonl(result.stdout)] == [10, 11, 13, 14]
     assert "sequence 12 of session 's2'" in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("Error: 1 event(s) of session s2 could not be read (sequence 12)")
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("Error: 1 event(s) of session s2 could not be read (sequence 12)")
+    )
 
 
 def test_events_without_limit_read_past_several_damaged_rows(db: Path) -> None:
@@ -177,7 +207,9 @@ def test_import_of_large_events_takes_max_event_bytes(big_export: Path, tmp_path
     assert "events 1 added" in done.stdout
 
 
-def test_failed_copy_leaves_no_destination_and_max_event_bytes_copies(big_export: Path, tmp_path: Path) -> None:
+def test_failed_copy_leaves_no_destination_and_max_event_bytes_copies(
+    big_export: Path, tmp_path: Path
+) -> None:
     source = tmp_path / "big.db"
     target = tmp_path / "copy.db"
     failed = run("copy", "--from", str(source), "--to", str(target))
@@ -233,7 +265,9 @@ def test_csv_has_a_header_and_every_field(db: Path) -> None:
     import csv
     import io
 
-    rows = list(csv.DictReader(io.StringIO(run("--db", str(db), "events", "s2", "--limit", "2", "--csv").stdout)))
+    rows = list(
+        csv.DictReader(io.StringIO(run("--db", str(db), "events", "s2", "--limit", "2", "--csv").stdout))
+    )
     assert [row["sequence_number"] for row in rows] == ["1", "2"]
     assert json.loads(rows[1]["data"]) == {"i": 1} and rows[0]["run_id"] == ""
 
@@ -247,7 +281,10 @@ def test_conflicting_formats_are_a_usage_error(db: Path) -> None:
 
 
 def test_latest_takes_a_format(db: Path) -> None:
-    assert json.loads(run("--db", str(db), "latest", "s2", "--json").stdout) == {"session_id": "s2", "latest_sequence": 20}
+    assert json.loads(run("--db", str(db), "latest", "s2", "--json").stdout) == {
+        "session_id": "s2",
+        "latest_sequence": 20,
+    }
     assert run("--db", str(db), "latest", "s2", "--csv").stdout == "session_id,latest_sequence\ns2,20\n"
 
 
@@ -292,10 +329,29 @@ def test_type_is_repeatable(db: Path) -> None:
     base = ["--db", str(db), "events", "s2", "--after", "19", "--nl"]
     both = jsonl(run(*base, "--type", "message_sent", "--type", "message_received").stdout)
     assert [row["type"] for row in both] == ["message_sent", "message_received"]
-    limited = jsonl(run(*base, "--type", "message_received", "--type", "error_occurred", "--limit", "1").stdout)
+    limited = jsonl(
+        run(*base, "--type", "message_received", "--type", "error_occurred", "--limit", "1").stdout
+    )
     assert [row["type"] for row in limited] == ["message_received"]
-    tail = jsonl(run("--db", str(db), "tail", "s2", "-n", "2", "--nl", "--type", "message_sent", "--type", "error_occurred").stdout)
-    assert [(row["sequence_number"], row["type"]) for row in tail] == [(20, "message_sent"), (22, "error_occurred")]
+    tail = jsonl(
+        run(
+            "--db",
+            str(db),
+            "tail",
+            "s2",
+            "-n",
+            "2",
+            "--nl",
+            "--type",
+            "message_sent",
+            "--type",
+            "error_occurred",
+        ).stdout
+    )
+    assert [(row["sequence_number"], row["type"]) for row in tail] == [
+        (20, "message_sent"),
+        (22, "error_occurred"),
+    ]
 
 
 # 14: tables ----------------------------------------------------------------------------------------------
@@ -311,7 +367,9 @@ def sessions_db(tmp_path: Path) -> tuple[Path, list[str]]:
         for n in range(3):
             session = Session(agent_id=f"agent-{n}")
             store.create_session(session)
-            store.append_event(Event(type="message_sent", session_id=session.id, data={"text": "日本語のテキスト😀" * 5}))
+            store.append_event(
+                Event(type="message_sent", session_id=session.id, data={"text": "日本語のテキスト😀" * 5})
+            )
             ids.append(session.id)
     return path, ids
 
@@ -329,8 +387,14 @@ def test_tables_never_cut_ids_even_in_80_columns(sessions_db: tuple[Path, list[s
 def test_pipes_are_not_cut(sessions_db: tuple[Path, list[str]]) -> None:
     path, ids = sessions_db
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
-    out = subprocess.run([sys.executable, "-m", "sqlitestream", "--db", str(path), "events", ids[0]],
-                         capture_output=True, text=True, check=True, cwd=ROOT, env=env).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "sqlitestream", "--db", str(path), "events", ids[0]],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env=env,
+    ).stdout
     assert "…" not in out and "日本語のテキスト😀" * 5 in out
 
 
@@ -368,8 +432,13 @@ def test_sessions_on_a_real_terminal(sessions_db: tuple[Path, list[str]]) -> Non
     import termios
 
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "sqlitestream", "--db", str(path), "events", ids[0]],
-                            stdout=follower, stderr=subprocess.DEVNULL, cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sqlitestream", "--db", str(path), "events", ids[0]],
+        stdout=follower,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=env,
+    )
     os.close(follower)
     chunks = []
     while True:
@@ -396,7 +465,11 @@ def test_stats_counts_sessions_bytes_and_types(db: Path) -> None:
     with SQLiteSessionStore(db) as store:
         store.append_event(Event(type="error_occurred", session_id="big", data={"x": "y" * 1000}))
     report = json.loads(run("--db", str(db), "stats", "--json", "--top", "1").stdout)
-    assert report["store"]["events"] == 23 and report["store"]["file_bytes"] > 0 and "wal_bytes" in report["store"]
+    assert (
+        report["store"]["events"] == 23
+        and report["store"]["file_bytes"] > 0
+        and "wal_bytes" in report["store"]
+    )
     assert [s["session_id"] for s in report["busiest"]] == ["s2"]
     assert [s["session_id"] for s in report["largest"]] == ["big"]
     assert report["event_types"] == {"message_sent": 22, "error_occurred": 1}
@@ -408,10 +481,23 @@ def test_stats_counts_sessions_bytes_and_types(db: Path) -> None:
 
 def complete(args: str, env: dict[str, str]) -> list[str]:
     environ = {k: v for k, v in os.environ.items() if k != "SQLITESTREAM_DB"}
-    environ.update({"_SQLITESTREAM_COMPLETE": "bash_complete", "COMP_WORDS": f"sqlitestream {args}",
-                    "COMP_CWORD": str(len(args.split(" "))), **env})
-    proc = subprocess.run([sys.executable, "-m", "sqlitestream"], check=False, capture_output=True, text=True,
-                          cwd=ROOT, env=environ, timeout=60)
+    environ.update(
+        {
+            "_SQLITESTREAM_COMPLETE": "bash_complete",
+            "COMP_WORDS": f"sqlitestream {args}",
+            "COMP_CWORD": str(len(args.split(" "))),
+            **env,
+        }
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "sqlitestream"],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=environ,
+        timeout=60,
+    )
     assert proc.stderr == ""
     return [line.split(",", 1)[1] for line in proc.stdout.splitlines() if line]
 

@@ -91,7 +91,9 @@ def test_many_threads_on_one_store_object_and_many_store_objects(tmp_path: Path)
 
 
 @pytest.mark.parametrize("busy_timeout_ms", [0, 50])
-def test_short_busy_timeout_gives_busy_error_or_success_never_partial(tmp_path: Path, busy_timeout_ms: int) -> None:
+def test_short_busy_timeout_gives_busy_error_or_success_never_partial(
+    tmp_path: Path, busy_timeout_ms: int
+) -> None:
     """With a tiny busy timeout some appends may fail with StoreBusyError; each failed batch is
     absent, each acknowledged one present, and sequences stay gap-free."""
     path = tmp_path / "events.db"

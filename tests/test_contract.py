@@ -46,11 +46,15 @@ class TestSQLiteReopenedFileStore(SessionStoreContract):
     max_event_bytes = 512 * 1024
 
     def make_store(self, tmp_path: Path) -> SessionStore:
-        return SQLiteSessionStore(tmp_path / "events.db", synchronous="full", max_event_bytes=self.max_event_bytes)
+        return SQLiteSessionStore(
+            tmp_path / "events.db", synchronous="full", max_event_bytes=self.max_event_bytes
+        )
 
     def reopen(self, store: SessionStore, tmp_path: Path) -> SessionStore:
         store.close()
-        return SQLiteSessionStore(tmp_path / "events.db", synchronous="full", max_event_bytes=self.max_event_bytes)
+        return SQLiteSessionStore(
+            tmp_path / "events.db", synchronous="full", max_event_bytes=self.max_event_bytes
+        )
 
     def stored_state(self, store: SessionStore, tmp_path: Path) -> object:
         return _rows(tmp_path / "events.db")

@@ -52,11 +52,15 @@ def test_checker_catches_planted_damage(tmp_path: Path) -> None:
     a moved sequence and a half-done delete are each reported."""
     path = tmp_path / "damaged.db"
     with SQLiteSessionStore(path) as store:
-        acked = {e.id: (e.session_id, e.sequence_number) for e in store.append_events(
-            [Event("message_sent", "s1", id=f"e{n}") for n in range(1, 6)]
-        )}
+        acked = {
+            e.id: (e.session_id, e.sequence_number)
+            for e in store.append_events([Event("message_sent", "s1", id=f"e{n}") for n in range(1, 6)])
+        }
         batch = store.append_events(
-            [Event("message_sent", "s2", id=f"b{n}", metadata={"batch": "B", "size": 3, "index": n}) for n in range(3)]
+            [
+                Event("message_sent", "s2", id=f"b{n}", metadata={"batch": "B", "size": 3, "index": n})
+                for n in range(3)
+            ]
         )
         store.save_session(Session(agent_id="a", id="d1"))
         store.save_run(Run(session_id="d1", id="d1-run"))

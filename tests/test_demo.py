@@ -47,8 +47,23 @@ def test_demo_reuses_an_existing_store_with_a_new_session(tmp_path: Path) -> Non
 
 def test_python_dash_m_runs_the_demo(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "sqlitestream.cli.demo", "--db", str(tmp_path / "d.db"), "--events", "5", "--interval-ms", "5"],
-        capture_output=True, text=True, env=child_env(), cwd=tmp_path, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "sqlitestream.cli.demo",
+            "--db",
+            str(tmp_path / "d.db"),
+            "--events",
+            "5",
+            "--interval-ms",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
     )
 
     assert done.returncode == 0, done.stderr
@@ -59,7 +74,18 @@ def test_python_dash_m_runs_the_demo(tmp_path: Path) -> None:
 def test_writer_side_reports_errors_without_a_traceback(tmp_path: Path) -> None:
     db = tmp_path / "d.db"
     SQLiteSessionStore(db).close()
-    argv = [sys.executable, "-m", "sqlitestream.cli.demo", "--writer", "--db", str(db), "--session-id", "s1", "--events", "5"]
+    argv = [
+        sys.executable,
+        "-m",
+        "sqlitestream.cli.demo",
+        "--writer",
+        "--db",
+        str(db),
+        "--session-id",
+        "s1",
+        "--events",
+        "5",
+    ]
     first = subprocess.run(argv, capture_output=True, text=True, env=child_env(), timeout=120, check=False)
     again = subprocess.run(argv, capture_output=True, text=True, env=child_env(), timeout=120, check=False)
 
@@ -69,7 +95,9 @@ def test_writer_side_reports_errors_without_a_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in again.stderr
 
 
-@pytest.mark.parametrize(("kwargs", "named"), [({"events": 4}, "events"), ({"interval_ms": -1}, "interval_ms")])
+@pytest.mark.parametrize(
+    ("kwargs", "named"), [({"events": 4}, "events"), ({"interval_ms": -1}, "interval_ms")]
+)
 def test_bad_demo_arguments_create_nothing(tmp_path: Path, kwargs: dict[str, int], named: str) -> None:
     with pytest.raises(ValidationError, match=named):
         run_demo(tmp_path / "never.db", **kwargs)
@@ -81,4 +109,3 @@ def test_demo_script_has_exactly_the_requested_events(count: int) -> None:
     events = demo_script(count)
     assert len(events) == count
     assert events[0]["type"] == "run_started" and events[-1]["type"] == "done"
-

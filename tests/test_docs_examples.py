@@ -60,7 +60,9 @@ def test_the_pages_have_python_samples() -> None:
 
 
 @pytest.mark.parametrize(("where", "code", "needs_postgres"), BLOCKS, ids=[where for where, _, _ in BLOCKS])
-def test_python_block_runs(where: str, code: str, needs_postgres: bool, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_python_block_runs(
+    where: str, code: str, needs_postgres: bool, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     if needs_postgres:
         if not os.environ.get(PG_DSN_VARIABLE):
             pytest.skip(f"{where} needs PostgreSQL: set {PG_DSN_VARIABLE} to run it")
@@ -72,6 +74,12 @@ def test_python_block_runs(where: str, code: str, needs_postgres: bool, tmp_path
     script.write_text(code, encoding="utf-8")
     env = {**child_env(), "PYTEST_ADDOPTS": "-k 'reopen or reads_back'"}
     result = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, f"{where} failed:\n{result.stdout}\n{result.stderr}"

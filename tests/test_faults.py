@@ -81,7 +81,9 @@ interrupts = _load_tool("interrupts")
 
 
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs setitimer")
-def test_keyboard_interrupts_at_random_moments_leave_every_write_whole_and_nothing_held(tmp_path: Path) -> None:
+def test_keyboard_interrupts_at_random_moments_leave_every_write_whole_and_nothing_held(
+    tmp_path: Path,
+) -> None:
     """A real SIGALRM raising KeyboardInterrupt at a random moment of each of 3,000 single
     appends and batches: each write is whole or absent, and after each interrupted one another
     store object, another thread and a fresh side-lock descriptor all get on at once (the checks
@@ -137,7 +139,10 @@ def _remount(mount_point: Path, mode: str) -> None:
 def test_full_disk_raises_storage_error_writes_nothing_and_recovers(small_fs: Path) -> None:
     path = small_fs / "events.db"
     store = SQLiteSessionStore(path)
-    acked = {e.id for e in store.append_events([Event("message_sent", "s1", data={"x": "a" * 500}) for _ in range(20)])}
+    acked = {
+        e.id
+        for e in store.append_events([Event("message_sent", "s1", data={"x": "a" * 500}) for _ in range(20)])
+    }
     filler = _fill(small_fs)
     failures: list[StorageError] = []
     refused: set[str] = set()
@@ -169,12 +174,16 @@ def test_full_disk_raises_storage_error_writes_nothing_and_recovers(small_fs: Pa
 
     filler.unlink()  # space is back: the same store object writes again
     again = store.append_events([Event("message_sent", "s1", id=f"after-{n}") for n in range(10)])
-    assert [e.sequence_number for e in again] == list(range(store.get_latest_sequence("s1") - 9, store.get_latest_sequence("s1") + 1))
+    assert [e.sequence_number for e in again] == list(
+        range(store.get_latest_sequence("s1") - 9, store.get_latest_sequence("s1") + 1)
+    )
     _gap_free(store, ["s0", "s1"])
     store.close()
     assert _integrity(path) == ["ok"]
     with SQLiteSessionStore(path) as reopened:
-        assert acked | {e.id for e in again} <= {e.id for sid in ("s0", "s1") for e in reopened.get_events(sid)}
+        assert acked | {e.id for e in again} <= {
+            e.id for sid in ("s0", "s1") for e in reopened.get_events(sid)
+        }
 
 
 def test_full_disk_when_creating_a_store_is_a_clear_error_and_retrying_works(small_fs: Path) -> None:

@@ -78,7 +78,9 @@ def _ids_in_fresh_process(path: Path, session_id: str) -> list[str]:
         "with SQLiteSessionStore(sys.argv[1]) as store:\n"
         "    print(json.dumps([e.id for e in store.get_events(sys.argv[2])]))\n"
     )
-    out = subprocess.run([sys.executable, "-c", script, str(path), session_id], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(path), session_id], capture_output=True, text=True, check=True
+    )
     return list(json.loads(out.stdout))
 
 
@@ -90,14 +92,18 @@ def _integrity(path: Path) -> list[str]:
         conn.close()
 
 
-def test_child_appending_after_the_parent_closed_is_refused_and_the_parents_log_is_whole(tmp_path: Path) -> None:
+def test_child_appending_after_the_parent_closed_is_refused_and_the_parents_log_is_whole(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "events.db"
     store = SQLiteSessionStore(path)
     for n in range(5):
         store.append_event(Event("message_sent", "s1", id=f"parent-{n}"))
 
     def child_appends() -> object:
-        return [store.append_event_with_sequence(Event("message_sent", "s1", id=f"child-{n}")) for n in range(100)]
+        return [
+            store.append_event_with_sequence(Event("message_sent", "s1", id=f"child-{n}")) for n in range(100)
+        ]
 
     # The parent closes its store (checkpointing and deleting -wal and -shm), then the child appends.
     outcome = _run_in_child(child_appends, parent_first=store.close)
@@ -135,7 +141,9 @@ def test_child_of_a_parent_that_exits_without_closing_is_refused(tmp_path: Path)
         """
     )
     # The output pipe reaches end of file once the child, which inherited it, has exited too.
-    out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120
+    )
     child = json.loads(out.stdout)
     assert child["acked"] == 0, child
     assert "fork" in child["refused"]
@@ -231,9 +239,16 @@ _CHILD_CLOSES_AND_EXITS = textwrap.dedent(
 )
 
 
-def test_a_child_closing_and_dropping_an_inherited_store_leaves_the_parents_files_alone(tmp_path: Path) -> None:
+def test_a_child_closing_and_dropping_an_inherited_store_leaves_the_parents_files_alone(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "events.db"
-    out = subprocess.run([sys.executable, "-c", _CHILD_CLOSES_AND_EXITS, str(path)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD_CLOSES_AND_EXITS, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) is True
     assert _ids_in_fresh_process(path, "s1") == ["before-fork", "after-fork"]
@@ -272,14 +287,18 @@ def test_postgres_store_inherited_through_fork_is_refused_and_the_parent_keeps_w
 
         def child() -> object:
             try:
-                return store.append_event_with_sequence(Event("message_sent", "s1", id="child")).sequence_number
+                return store.append_event_with_sequence(
+                    Event("message_sent", "s1", id="child")
+                ).sequence_number
             finally:
                 store.close()
 
         outcome = _run_in_child(child)
         assert outcome.startswith("StoreClosedError") and "fork" in outcome, outcome
         # The child's close did not end the parent's sessions on their shared sockets.
-        assert store.append_event_with_sequence(Event("message_sent", "s1", id="parent-2")).sequence_number == 2
+        assert (
+            store.append_event_with_sequence(Event("message_sent", "s1", id="parent-2")).sequence_number == 2
+        )
         assert [e.id for e in store.get_events("s1")] == ["parent-1", "parent-2"]
     finally:
         store.close()

@@ -48,12 +48,27 @@ def test_opening_an_existing_store_keeps_its_permissions(tmp_path: Path) -> None
     finally:
         os.umask(old)
     # The side lock file is readable and writable only by those who may write the store.
-    assert modes == {"events.db": 0o600, "events.db-wal": 0o600, "events.db-shm": 0o600, "events.db-lock": 0o600}
+    assert modes == {
+        "events.db": 0o600,
+        "events.db-wal": 0o600,
+        "events.db-shm": 0o600,
+        "events.db-lock": 0o600,
+    }
 
 
 # Code ------------------------------------------------------------------------------------------
 
-_FORBIDDEN_MODULES = {"pickle", "cPickle", "_pickle", "marshal", "shelve", "dill", "cloudpickle", "yaml", "jsonpickle"}
+_FORBIDDEN_MODULES = {
+    "pickle",
+    "cPickle",
+    "_pickle",
+    "marshal",
+    "shelve",
+    "dill",
+    "cloudpickle",
+    "yaml",
+    "jsonpickle",
+}
 _FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__", "execfile"}
 _JSON_MODULES = {"json", "orjson"}
 
@@ -78,7 +93,9 @@ def test_the_package_never_unpickles_or_evaluates() -> None:
                 names = [node.func.id] if node.func.id in _FORBIDDEN_CALLS else []
             elif isinstance(node, ast.Attribute) and node.attr in {"loads", "load"}:
                 value = node.value
-                names = [] if isinstance(value, ast.Name) and value.id in _JSON_MODULES else [ast.unparse(node)]
+                names = (
+                    [] if isinstance(value, ast.Name) and value.id in _JSON_MODULES else [ast.unparse(node)]
+                )
             else:
                 continue
             for name in names:

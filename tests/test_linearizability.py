@@ -86,14 +86,18 @@ def test_read_missing_an_acknowledged_event_is_reported(sqlite_history: list[Ope
     # earlier read could have returned, but not one made after the append was acknowledged.
     final = _first(
         sqlite_history,
-        lambda op: op.client == "final"
-        and bool(op.events)
-        and all(w.status is Status.OK for w in _writers_of(sqlite_history, op.events[-1][0])),
+        lambda op: (
+            op.client == "final"
+            and bool(op.events)
+            and all(w.status is Status.OK for w in _writers_of(sqlite_history, op.events[-1][0]))
+        ),
     )
     planted = dataclasses.replace(final, events=final.events[:-1])
     history = [planted if op is final else op for op in sqlite_history]
     missing = "{}@{}".format(*final.events[-1])
-    assert f"the read stops at {len(planted.events)}: missing {missing}" in _violation_naming(check(history), planted)
+    assert f"the read stops at {len(planted.events)}: missing {missing}" in _violation_naming(
+        check(history), planted
+    )
 
 
 def test_duplicate_answering_another_sequence_is_reported(sqlite_history: list[Operation]) -> None:
@@ -127,8 +131,13 @@ def test_torn_batch_is_reported(sqlite_history: list[Operation]) -> None:
     batch = _first(sqlite_history, new_batch)
     first = batch.seqs[0]
     planted = Operation(
-        "planted", Kind.READ, batch.session, batch.invoke_ns, batch.complete_ns,
-        after=first - 1, events=((batch.ids[0], first),),
+        "planted",
+        Kind.READ,
+        batch.session,
+        batch.invoke_ns,
+        batch.complete_ns,
+        after=first - 1,
+        events=((batch.ids[0], first),),
     )
     report = _violation_naming(check([*sqlite_history, planted]), planted)
     second = next(event_id for event_id, seq in zip(batch.ids, batch.seqs) if seq == first + 1)

@@ -59,8 +59,12 @@ def test_open_store_refuses_a_location_that_is_not_text() -> None:
         open_store(42)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("prepare", [lambda path: None, lambda path: path.write_bytes(b"")], ids=["missing", "empty"])
-def test_sqlite_create_false_refuses_to_create_a_store(tmp_path: Path, prepare: Callable[[Path], object]) -> None:
+@pytest.mark.parametrize(
+    "prepare", [lambda path: None, lambda path: path.write_bytes(b"")], ids=["missing", "empty"]
+)
+def test_sqlite_create_false_refuses_to_create_a_store(
+    tmp_path: Path, prepare: Callable[[Path], object]
+) -> None:
     path = tmp_path / "events.db"
     prepare(path)
     with pytest.raises(StorageError, match="nothing was created"):
@@ -96,9 +100,22 @@ def test_memory_store_reports_its_facts() -> None:
         _fill(store)
         info = store.store_info()
         assert (info.backend, info.schema_version, info.sessions, info.runs, info.events, info.streams) == (
-            "memory", None, 1, 1, 4, 2
+            "memory",
+            None,
+            1,
+            1,
+            4,
+            2,
         )
-        assert list(info.to_dict()) == ["backend", "path", "schema_version", "sessions", "runs", "events", "streams"]
+        assert list(info.to_dict()) == [
+            "backend",
+            "path",
+            "schema_version",
+            "sessions",
+            "runs",
+            "events",
+            "streams",
+        ]
         assert [(s.session_id, s.event_count) for s in store.list_streams()] == [("log-only", 1), ("s1", 3)]
         assert [s.session_id for s in store.list_streams(["s1", "nope"])] == ["s1"]
         report = store.check_integrity()
@@ -126,14 +143,23 @@ def pg_location(request: pytest.FixtureRequest) -> Callable[[], str]:
     return make
 
 
-PAIRS = [("memory", "sqlite"), ("sqlite", "memory"), ("memory", "memory"), ("memory", "postgres"), ("postgres", "memory")]
+PAIRS = [
+    ("memory", "sqlite"),
+    ("sqlite", "memory"),
+    ("memory", "memory"),
+    ("memory", "postgres"),
+    ("postgres", "memory"),
+]
 
 
 @pytest.mark.parametrize(("source", "target"), PAIRS, ids=[f"{a}-to-{b}" for a, b in PAIRS])
 def test_copy_round_trips_between_backends(
     source: str, target: str, tmp_path: Path, pg_location: Callable[[], str]
 ) -> None:
-    with _open(source, tmp_path, "src", pg_location) as src, _open(target, tmp_path, "dst", pg_location) as dst:
+    with (
+        _open(source, tmp_path, "src", pg_location) as src,
+        _open(target, tmp_path, "dst", pg_location) as dst,
+    ):
         _fill(src)
         report = dst.import_records(src.export_records())
         assert (report.sessions_added, report.runs_added, report.events_added) == (1, 1, 4)

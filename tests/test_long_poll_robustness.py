@@ -123,7 +123,9 @@ def _waiter_calls(store: SessionStore) -> list[Callable[[], list[Event]]]:
         if kind == 0:
             calls.append(lambda s=session_id: store.get_events(s, after=0, wait_timeout_ms=LONG))
         elif kind == 1:
-            calls.append(lambda s=session_id: store.get_events(s, type="message_received", wait_timeout_ms=LONG))
+            calls.append(
+                lambda s=session_id: store.get_events(s, type="message_received", wait_timeout_ms=LONG)
+            )
         elif kind == 2:
             calls.append(lambda s=session_id: store.get_events(s, run_id="r2", wait_timeout_ms=LONG))
         elif kind == 3:
@@ -152,14 +154,23 @@ def _check_woken(waiters: Waiters) -> None:
 def test_thousands_of_waiters_wake_with_the_right_events(store: SessionStore) -> None:
     waiters = Waiters(_waiter_calls(store))
     started = time.monotonic()
-    store.append_events([Event("message_sent", f"s{n}", id=f"s{n}-message_sent-x", run_id="r1") for n in range(SESSIONS)])
-    wait_until(lambda: waiters.alive() == WAITERS - 2 * SESSIONS, 30, "the first wake-up")  # kinds 0 and 3 woke
     store.append_events(
-        [Event("message_received", f"s{n}", id=f"s{n}-message_received-x", run_id="r2") for n in range(SESSIONS)]
+        [Event("message_sent", f"s{n}", id=f"s{n}-message_sent-x", run_id="r1") for n in range(SESSIONS)]
+    )
+    wait_until(
+        lambda: waiters.alive() == WAITERS - 2 * SESSIONS, 30, "the first wake-up"
+    )  # kinds 0 and 3 woke
+    store.append_events(
+        [
+            Event("message_received", f"s{n}", id=f"s{n}-message_received-x", run_id="r2")
+            for n in range(SESSIONS)
+        ]
     )
     assert waiters.join()
     _check_woken(waiters)
-    print(f"\n{WAITERS} waiters: last returned {max(waiters.returned_at) - started:.3f} s after the first append")
+    print(
+        f"\n{WAITERS} waiters: last returned {max(waiters.returned_at) - started:.3f} s after the first append"
+    )
 
 
 def test_thousands_of_waiters_wake_on_another_process_appending(tmp_path: Path) -> None:
@@ -181,7 +192,9 @@ def test_thousands_of_waiters_wake_on_another_process_appending(tmp_path: Path) 
         run_python(code, str(path), *sessions)
         assert waiters.join()
         _check_woken(waiters)
-        print(f"\ncross-process: last of {WAITERS} waiters returned {max(waiters.returned_at) - started:.3f} s after the first append began")
+        print(
+            f"\ncross-process: last of {WAITERS} waiters returned {max(waiters.returned_at) - started:.3f} s after the first append began"
+        )
         assert threads(waiters) <= 1
     wait_until(lambda: threads() <= 0, 30, "the store's threads to end")
 
@@ -256,7 +269,9 @@ def test_a_session_replaced_by_another_process_between_looks_releases_waiters(
         assert kept.alive() == 20
         _append_in_another_process(path, ["kept"])
         assert kept.join()
-        assert [e.id for e in store.get_events("doomed")] == [f"doomed-new-{i}" for i in range(1, refilled_to + 1)]
+        assert [e.id for e in store.get_events("doomed")] == [
+            f"doomed-new-{i}" for i in range(1, refilled_to + 1)
+        ]
 
 
 def test_a_counter_ahead_of_its_log_still_wakes_waiters_with_new_events(tmp_path: Path) -> None:
@@ -274,13 +289,17 @@ def test_a_counter_ahead_of_its_log_still_wakes_waiters_with_new_events(tmp_path
         wait_until(lambda: threads(waiters) == 1, 30, "the store's one watching thread")
         _append_in_another_process(path, ["s"])
         assert waiters.join()
-        assert [[(e.id, e.sequence_number) for e in r] for r in waiters.results] == [[("s-message_sent-x", 4)]] * 5
+        assert [[(e.id, e.sequence_number) for e in r] for r in waiters.results] == [
+            [("s-message_sent-x", 4)]
+        ] * 5
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 def test_closing_the_store_releases_every_waiter_with_store_closed(tmp_path: Path, kind: str) -> None:
     threads = StoreThreads()
-    store: SessionStore = InMemorySessionStore() if kind == "memory" else SQLiteSessionStore(tmp_path / "e.db")
+    store: SessionStore = (
+        InMemorySessionStore() if kind == "memory" else SQLiteSessionStore(tmp_path / "e.db")
+    )
     waiters = Waiters(
         [lambda n=n: store.get_events(f"s{n % 50}", after=n % 3, wait_timeout_ms=LONG) for n in range(1000)]
     )
@@ -396,7 +415,11 @@ def test_thousands_of_waiters_fit_in_a_small_file_descriptor_limit(tmp_path: Pat
     connection costs descriptors, so the store must not open one per waiting thread."""
     result = subprocess.run(
         [sys.executable, "-c", _MANY_WAITERS_UNDER_FD_LIMIT, str(tmp_path / "events.db"), "2000", "2000"],
-        capture_output=True, text=True, env=child_env(), timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("0 []"), result.stdout

@@ -59,7 +59,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionSto
     yield from open_store(request.param, tmp_path)
 
 
-def manager_with(store: SessionStore, events: list[dict[str, Any]] = SUCCESS_SCRIPT, **kwargs: Any) -> SessionManager:
+def manager_with(
+    store: SessionStore, events: list[dict[str, Any]] = SUCCESS_SCRIPT, **kwargs: Any
+) -> SessionManager:
     kwargs.setdefault("outcome", OUTCOME)
     return SessionManager(store, ScriptedAdapter(events, name="fake-llm", **kwargs))
 
@@ -72,7 +74,11 @@ def test_run_once_records_events_in_order(store: SessionStore) -> None:
 
     stored = store.get_events(result.session_id)
     assert types(stored) == [
-        "session_created", "session_started", "message_sent", *SUCCESS_TYPES, "session_completed",
+        "session_created",
+        "session_started",
+        "message_sent",
+        *SUCCESS_TYPES,
+        "session_completed",
     ]
     assert [event.sequence_number for event in stored] == list(range(1, len(stored) + 1))
     assert [event.id for event in result.events] == [event.id for event in stored]
@@ -262,7 +268,10 @@ def test_bad_event_data_is_refused_naming_it(store: SessionStore, event_data: An
 
 
 def test_repeated_event_id_is_recorded_and_delivered_once(store: SessionStore) -> None:
-    script = [{"type": "delta", "id": "evt-1", "data": {"n": 1}}, {"type": "delta", "id": "evt-1", "data": {"n": 2}}]
+    script = [
+        {"type": "delta", "id": "evt-1", "data": {"n": 1}},
+        {"type": "delta", "id": "evt-1", "data": {"n": 2}},
+    ]
     seen: list[Event] = []
     result = manager_with(store, script).run_once({"prompt": "x"}, event_callback=seen.append)
 
@@ -285,8 +294,13 @@ def test_provider_failure_is_recorded_then_raised(store: SessionStore) -> None:
     [session] = store.list_sessions()
     stored = store.get_events(session.id)
     assert types(stored) == [
-        "session_created", "session_started", "message_sent", "run_started", "message_streamed",
-        "run_failed", "session_failed",
+        "session_created",
+        "session_started",
+        "message_sent",
+        "run_started",
+        "message_streamed",
+        "run_failed",
+        "session_failed",
     ]
     assert stored[-2].data == {"error_code": "rate_limited", "error_message": "rate limited"}
     assert stored[-1].data == {"error_code": "rate_limited", "error_message": "rate limited"}
@@ -551,16 +565,18 @@ def test_get_session_events_passes_filters_through(store: SessionStore) -> None:
     result = manager_with(store).run_once({"prompt": "x"})
     manager = SessionManager(store)
 
-    assert manager.get_session_events(result.session_id, type="message_streamed", limit=1) == store.get_events(
+    assert manager.get_session_events(
         result.session_id, type="message_streamed", limit=1
-    )
+    ) == store.get_events(result.session_id, type="message_streamed", limit=1)
 
 
 # Cancellation ------------------------------------------------------------------------------
 
 
 def test_cancel_executing_run_stops_it_and_records_run_cancelled(store: SessionStore) -> None:
-    manager = manager_with(store, [{"type": "run_started"}, {"type": "delta"}, {"type": "delta"}], delay_ms=60_000)
+    manager = manager_with(
+        store, [{"type": "run_started"}, {"type": "delta"}, {"type": "delta"}], delay_ms=60_000
+    )
     started = threading.Event()
     outcome: list[BaseException] = []
 

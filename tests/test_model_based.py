@@ -91,7 +91,16 @@ class Model:
 
 
 def _key(event: Event) -> tuple[Any, ...]:
-    return (event.id, event.session_id, event.sequence_number, event.type, event.run_id, event.timestamp, event.data, event.metadata)
+    return (
+        event.id,
+        event.session_id,
+        event.sequence_number,
+        event.type,
+        event.run_id,
+        event.timestamp,
+        event.data,
+        event.metadata,
+    )
 
 
 class StoreMachine(RuleBasedStateMachine):
@@ -120,9 +129,24 @@ class StoreMachine(RuleBasedStateMachine):
 
     # Sessions and runs ----------------------------------------------------------------------
 
-    @rule(session_id=session_ids, agent=st.sampled_from(["a1", "a2"]), status=session_statuses, created=moments, meta=payloads)
-    def save_session(self, session_id: str, agent: str, status: str, created: datetime, meta: dict[str, Any]) -> None:
-        session = Session(agent_id=agent, id=session_id, status=status, created_at=created, updated_at=created, metadata=meta)
+    @rule(
+        session_id=session_ids,
+        agent=st.sampled_from(["a1", "a2"]),
+        status=session_statuses,
+        created=moments,
+        meta=payloads,
+    )
+    def save_session(
+        self, session_id: str, agent: str, status: str, created: datetime, meta: dict[str, Any]
+    ) -> None:
+        session = Session(
+            agent_id=agent,
+            id=session_id,
+            status=status,
+            created_at=created,
+            updated_at=created,
+            metadata=meta,
+        )
         self.store.save_session(session)
         self.model.sessions[session_id] = session
 
@@ -170,10 +194,15 @@ class StoreMachine(RuleBasedStateMachine):
         limit=st.one_of(st.none(), st.integers(1, 4)),
         offset=st.one_of(st.none(), st.integers(0, 4)),
     )
-    def list_sessions(self, status: str | None, agent: str | None, limit: int | None, offset: int | None) -> None:
+    def list_sessions(
+        self, status: str | None, agent: str | None, limit: int | None, offset: int | None
+    ) -> None:
         expected = sorted(
-            (s for s in self.model.sessions.values()
-             if (status is None or s.status.value == status) and (agent is None or s.agent_id == agent)),
+            (
+                s
+                for s in self.model.sessions.values()
+                if (status is None or s.status.value == status) and (agent is None or s.agent_id == agent)
+            ),
             key=lambda s: (s.created_at, s.id),
         )
         start = offset or 0
@@ -183,12 +212,19 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(session_id=session_ids, status=st.one_of(st.none(), statuses), run_id=run_ids)
     def read_runs(self, session_id: str, status: str | None, run_id: str) -> None:
         runs = sorted(
-            (r for r in self.model.runs.values() if r.session_id == session_id and (status is None or r.status.value == status)),
+            (
+                r
+                for r in self.model.runs.values()
+                if r.session_id == session_id and (status is None or r.status.value == status)
+            ),
             key=lambda r: (r.started_at, r.id),
         )
         assert self.store.list_runs(session_id, status=status) == runs
-        running = [r for r in sorted(self.model.runs.values(), key=lambda r: (r.started_at, r.id))
-                   if r.session_id == session_id and r.status.value == "running"]
+        running = [
+            r
+            for r in sorted(self.model.runs.values(), key=lambda r: (r.started_at, r.id))
+            if r.session_id == session_id and r.status.value == "running"
+        ]
         assert self.store.get_active_run(session_id) == (running[-1] if running else None)
         if run_id in self.model.runs:
             assert self.store.get_run(run_id) == self.model.runs[run_id]
@@ -198,8 +234,18 @@ class StoreMachine(RuleBasedStateMachine):
 
     # Events ---------------------------------------------------------------------------------
 
-    def _event(self, session_id: str, event_id: str, type_: str, run_id: str | None, at: datetime, data: dict[str, Any]) -> Event:
-        return Event(type_, session_id, id=event_id, run_id=run_id, timestamp=at, data=data, metadata={"m": event_id})
+    def _event(
+        self,
+        session_id: str,
+        event_id: str,
+        type_: str,
+        run_id: str | None,
+        at: datetime,
+        data: dict[str, Any],
+    ) -> Event:
+        return Event(
+            type_, session_id, id=event_id, run_id=run_id, timestamp=at, data=data, metadata={"m": event_id}
+        )
 
     @rule(
         session_id=session_ids,
@@ -210,8 +256,16 @@ class StoreMachine(RuleBasedStateMachine):
         data=payloads,
         expected=st.one_of(st.none(), st.integers(0, 6), st.just("latest")),
     )
-    def append(self, session_id: str, event_id: str, type_: str, run_id: str | None, at: datetime,
-               data: dict[str, Any], expected: int | str | None) -> None:
+    def append(
+        self,
+        session_id: str,
+        event_id: str,
+        type_: str,
+        run_id: str | None,
+        at: datetime,
+        data: dict[str, Any],
+        expected: int | str | None,
+    ) -> None:
         event = self._event(session_id, event_id, type_, run_id, at, data)
         expected_seq = self.model.latest(session_id) if expected == "latest" else expected
         assert expected_seq is None or isinstance(expected_seq, int)
@@ -242,10 +296,18 @@ class StoreMachine(RuleBasedStateMachine):
             got = self.store.append_event_with_sequence(event)
             assert _key(got) == _key(self.model.store(event))
 
-    @rule(items=st.lists(
-        st.tuples(session_ids, st.one_of(event_ids, st.uuids().map(str)), types, st.one_of(st.none(), run_ids), aware_moments),
-        max_size=10,
-    ))
+    @rule(
+        items=st.lists(
+            st.tuples(
+                session_ids,
+                st.one_of(event_ids, st.uuids().map(str)),
+                types,
+                st.one_of(st.none(), run_ids),
+                aware_moments,
+            ),
+            max_size=10,
+        )
+    )
     def append_batch(self, items: list[tuple[str, str, str, str | None, datetime]]) -> None:
         batch = [self._event(s, i, t, r, at, {"n": n}) for n, (s, i, t, r, at) in enumerate(items)]
         first_session: dict[str, str] = {}
@@ -275,13 +337,21 @@ class StoreMachine(RuleBasedStateMachine):
         run_id=st.one_of(st.none(), st.none(), run_ids),
         since=st.one_of(st.none(), st.none(), aware_moments),
     )
-    def query(self, session_id: str, data: st.DataObject, limit: int | None,
-              type_: str | None, run_id: str | None, since: datetime | None) -> None:
+    def query(
+        self,
+        session_id: str,
+        data: st.DataObject,
+        limit: int | None,
+        type_: str | None,
+        run_id: str | None,
+        since: datetime | None,
+    ) -> None:
         size = self.model.latest(session_id)
         cursor = st.one_of(st.none(), st.integers(0, size + 2))  # mostly inside the log
         after, before = data.draw(cursor, label="after"), data.draw(cursor, label="before")
         expected = [
-            e for e in self.model.logs.get(session_id, [])
+            e
+            for e in self.model.logs.get(session_id, [])
             if (after is None or (e.sequence_number or 0) > after)
             and (before is None or (e.sequence_number or 0) < before)
             and (type_ is None or e.type.value == type_)
@@ -289,9 +359,13 @@ class StoreMachine(RuleBasedStateMachine):
             and (since is None or e.timestamp >= since)
         ][:limit]
         log = self.model.logs.get(session_id, [])
-        note(f"query: log of {min(len(log), 5)}{'+' if len(log) > 5 else ''} events, "
-              f"cursor {'inside' if after and after <= len(log) else 'outside'}, {len(expected)} match")
-        got = self.store.get_events(session_id, after=after, before=before, limit=limit, type=type_, run_id=run_id, since=since)
+        note(
+            f"query: log of {min(len(log), 5)}{'+' if len(log) > 5 else ''} events, "
+            f"cursor {'inside' if after and after <= len(log) else 'outside'}, {len(expected)} match"
+        )
+        got = self.store.get_events(
+            session_id, after=after, before=before, limit=limit, type=type_, run_id=run_id, since=since
+        )
         assert [_key(e) for e in got] == [_key(e) for e in expected]
 
     # Lifecycle ------------------------------------------------------------------------------

@@ -50,7 +50,12 @@ def test_store_info_reports_counts_and_versions(store: PostgresSessionStore, pg_
     store.append_events([Event("message_sent", "s1"), Event("message_sent", "s2")])
     info = store.store_info()
     assert (info.schema, info.schema_version, info.sessions, info.runs, info.events, info.streams) == (
-        pg_schema, 1, 1, 1, 2, 2
+        pg_schema,
+        1,
+        1,
+        1,
+        2,
+        2,
     )
     assert info.table_bytes > 0 and info.synchronous_commit
     assert set(info.to_dict()) >= {"dsn", "schema", "server_version", "events"}
@@ -77,8 +82,10 @@ def test_check_integrity_finds_what_other_writers_broke(
     raw("DELETE FROM {s}.events WHERE session_id = 'gap' AND seq = 2")
     raw("UPDATE {s}.streams SET latest_seq = 7 WHERE session_id = 'latest'")
     raw("UPDATE {s}.events SET type = 'made_up', data = '[1]' WHERE session_id = 'types'")
-    raw("INSERT INTO {s}.events (session_id, seq, id, type, ts, data, metadata) "
-        "VALUES ('nocounter', 1, 'nc', 'message_sent', now(), '{}', 'not json')")
+    raw(
+        "INSERT INTO {s}.events (session_id, seq, id, type, ts, data, metadata) "
+        "VALUES ('nocounter', 1, 'nc', 'message_sent', now(), '{}', 'not json')"
+    )
     raw("ALTER TABLE {s}.runs DROP CONSTRAINT runs_session_id_fkey")
     raw("DELETE FROM {s}.sessions WHERE id = 'doomed'")
     kinds = {(f.kind, f.session_id) for f in store.check_integrity().findings}

@@ -28,4 +28,6 @@ def test_postgres_store_behaves_like_the_model(pg_dsn: str) -> None:
             super().teardown()
             drop_pg_schema(pg_dsn, self.schema)
 
-    run_state_machine_as_test(PostgresMachine, settings=settings(_SETTINGS, max_examples=max(1, EXAMPLES * 3 // 5)))
+    run_state_machine_as_test(
+        PostgresMachine, settings=settings(_SETTINGS, max_examples=max(1, EXAMPLES * 3 // 5))
+    )

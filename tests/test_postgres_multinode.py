@@ -33,8 +33,12 @@ def _write(dsn: str, schema: str, writer: int, start: Any, out: str) -> None:
         while index < PER_WRITER:
             if index % 4 == 3 and index + 2 <= PER_WRITER:
                 batch = [
-                    Event("message_streamed", session, id=f"w{writer}-{session}-{index + k}",
-                          data={"writer": writer, "i": index + k})
+                    Event(
+                        "message_streamed",
+                        session,
+                        id=f"w{writer}-{session}-{index + k}",
+                        data={"writer": writer, "i": index + k},
+                    )
                     for k in range(2)
                     for session in SESSIONS
                 ]
@@ -44,8 +48,12 @@ def _write(dsn: str, schema: str, writer: int, start: Any, out: str) -> None:
                 continue
             for session in SESSIONS:
                 event = store.append_event_with_sequence(
-                    Event("message_sent", session, id=f"w{writer}-{session}-{index}",
-                          data={"writer": writer, "i": index})
+                    Event(
+                        "message_sent",
+                        session,
+                        id=f"w{writer}-{session}-{index}",
+                        data={"writer": writer, "i": index},
+                    )
                 )
                 appended.append((event.session_id, event.id, event.sequence_number or 0))
             index += 1
@@ -106,8 +114,7 @@ def test_nodes_append_and_follow_the_same_sessions(pg_dsn: str, pg_schema: str, 
 
     with PostgresSessionStore(pg_dsn, schema=pg_schema) as store:
         log = {
-            session: [(e.sequence_number, e.id) for e in store.get_events(session)]
-            for session in SESSIONS
+            session: [(e.sequence_number, e.id) for e in store.get_events(session)] for session in SESSIONS
         }
         assert store.check_integrity().ok
     for session, entries in log.items():
@@ -127,4 +134,3 @@ def test_nodes_append_and_follow_the_same_sessions(pg_dsn: str, pg_schema: str, 
             assert len(mine) == PER_WRITER
             assert [seq for _, seq in mine] == sorted(seq for _, seq in mine)
             assert all(log[session][seq - 1] == (seq, event_id) for event_id, seq in mine)
-

@@ -78,9 +78,7 @@ def test_expected_sequence_append_racing_a_plain_append_of_its_id_returns_the_st
         plain = _Call(lambda: store.append_event_with_sequence(Event("message_sent", "s", id="x")))
         _wait_for(lambda: _lock_waiters(pg_dsn) >= 1, "the plain append to queue on the counter")
         expecting = _Call(
-            lambda: store.append_event_with_sequence(
-                Event("message_sent", "s", id="x"), expected_sequence=1
-            )
+            lambda: store.append_event_with_sequence(Event("message_sent", "s", id="x"), expected_sequence=1)
         )
         _wait_for(lambda: _lock_waiters(pg_dsn) >= 2, "the expected-sequence append to queue")
         holder.commit()

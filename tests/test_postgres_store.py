@@ -109,8 +109,15 @@ def test_bad_schema_name_raises_naming_it(pg_dsn: str, schema: Any) -> None:
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("pool_size", 0), ("pool_size", True), ("pool_timeout_ms", -1), ("connect_timeout_ms", 999),
-     ("poll_interval_ms", 1), ("max_event_bytes", 0), ("application_name", 3)],
+    [
+        ("pool_size", 0),
+        ("pool_size", True),
+        ("pool_timeout_ms", -1),
+        ("connect_timeout_ms", 999),
+        ("poll_interval_ms", 1),
+        ("max_event_bytes", 0),
+        ("application_name", 3),
+    ],
 )
 def test_bad_option_raises_naming_it(pg_dsn: str, option: str, value: Any) -> None:
     with pytest.raises(ValidationError, match=option):
@@ -211,7 +218,11 @@ def test_psycopg_missing_gives_a_clear_error_naming_the_extra() -> None:
         "    print(exc)\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     )
     assert result.returncode == 0, result.stderr
@@ -407,9 +418,7 @@ def test_a_waiting_follower_holds_no_pooled_connection(
     open_store: Callable[..., PostgresSessionStore],
 ) -> None:
     store = open_store(pool_size=1, pool_timeout_ms=5_000)
-    waiters = [
-        _Background(store.get_events, f"s{n}", wait_timeout_ms=int(DEADLINE * 1000)) for n in range(3)
-    ]
+    waiters = [_Background(store.get_events, f"s{n}", wait_timeout_ms=int(DEADLINE * 1000)) for n in range(3)]
     for n in range(3):
         store.append_event(_event(f"s{n}", id=f"e{n}"))
     assert [[e.id for e in waiter.result()] for waiter in waiters] == [["e0"], ["e1"], ["e2"]]
@@ -433,7 +442,9 @@ def test_connections_stay_within_pool_size_plus_listener(
         worker.start()
     for worker in workers:
         worker.join()
-    (count,) = _sql(pg_dsn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'st-pool-size'")[0]
+    (count,) = _sql(pg_dsn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'st-pool-size'")[
+        0
+    ]
     assert 1 <= count <= 3
     store.append_event(_event("idle"))
     assert len(waiter.result()) == 1

@@ -39,20 +39,49 @@ def ok(result: Result) -> Result:
 def _fill(store: Any) -> None:
     """Sessions with records, runs, log-only sessions, payloads that must survive exactly."""
     store.save_session(
-        Session(agent_id="agent", id="s1", status="active", metadata={"k": [1, 2.5, None]},
-                context={"deep": {"x": "ü"}}, tags=["a"], created_at=T0, updated_at=T0)
+        Session(
+            agent_id="agent",
+            id="s1",
+            status="active",
+            metadata={"k": [1, 2.5, None]},
+            context={"deep": {"x": "ü"}},
+            tags=["a"],
+            created_at=T0,
+            updated_at=T0,
+        )
     )
     store.save_run(
-        Run(session_id="s1", id="r1", status="completed", input={"p": "hi"}, output={"t": "x"},
-            turn_count=2, token_usage={"in": 3}, started_at=T0, ended_at=T0 + timedelta(seconds=2))
+        Run(
+            session_id="s1",
+            id="r1",
+            status="completed",
+            input={"p": "hi"},
+            output={"t": "x"},
+            turn_count=2,
+            token_usage={"in": 3},
+            started_at=T0,
+            ended_at=T0 + timedelta(seconds=2),
+        )
     )
     store.append_events(
         [
-            Event("message_sent", "s1", id=f"e{i}", run_id="r1",
-                  data={"i": i, "f": 0.1 * i, "big": 2**60, "tiny": 1e-300, "huge": 1e300,
-                        "nul": "a\x00b", "emoji": "☃"},
-                  metadata={"provider": "p"},
-                  timestamp=T0 + timedelta(microseconds=i * 1001))
+            Event(
+                "message_sent",
+                "s1",
+                id=f"e{i}",
+                run_id="r1",
+                data={
+                    "i": i,
+                    "f": 0.1 * i,
+                    "big": 2**60,
+                    "tiny": 1e-300,
+                    "huge": 1e300,
+                    "nul": "a\x00b",
+                    "emoji": "☃",
+                },
+                metadata={"provider": "p"},
+                timestamp=T0 + timedelta(microseconds=i * 1001),
+            )
             for i in range(40)
         ]
     )
@@ -150,8 +179,22 @@ def test_every_command_works_on_a_postgresql_url(pg_dsn: str, pg_schema: str, tm
     assert "up to date" in ok(run("--db", url, "init")).output
     assert "nothing to upgrade" in ok(run("--db", url, "migrate")).output
     stored = json.loads(
-        ok(run("--db", url, "append", "s1", "--type", "message_sent", "--data", '{"a": 1}',
-               "--id", "e1", "--format", "jsonl")).output
+        ok(
+            run(
+                "--db",
+                url,
+                "append",
+                "s1",
+                "--type",
+                "message_sent",
+                "--data",
+                '{"a": 1}',
+                "--id",
+                "e1",
+                "--format",
+                "jsonl",
+            )
+        ).output
     )
     assert stored["sequence_number"] == 1
     ok(run("--db", url, "append", "s1", "--type", "tool_call_started", "--expected-sequence", "1"))
@@ -190,8 +233,21 @@ def test_copy_runs_as_a_real_process(pg_dsn: str, pg_schema: str, tmp_path: Path
     with SQLiteSessionStore(source) as store:
         _fill(store)
     result = subprocess.run(
-        [sys.executable, "-m", "sqlitestream", "copy", "--from", str(source), "--to", _url(pg_dsn, pg_schema)],
-        capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
+        [
+            sys.executable,
+            "-m",
+            "sqlitestream",
+            "copy",
+            "--from",
+            str(source),
+            "--to",
+            _url(pg_dsn, pg_schema),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "events 41 added" in result.stdout

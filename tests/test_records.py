@@ -23,6 +23,7 @@ from sqlitestream import (
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
 @pytest.mark.parametrize("record", [Event, StoredEvent, Session, Run])
 def test_a_records_fields_are_its_constructor_arguments(record: type) -> None:
     names = [field.name for field in dataclasses.fields(record)]

@@ -111,7 +111,10 @@ def stopped_holder(tmp_path: Path) -> Iterator[Any]:
 
     def start(path: Path, what: str) -> subprocess.Popen[str]:
         process = subprocess.Popen(
-            [sys.executable, "-c", _HOLDER, str(path), what], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", _HOLDER, str(path), what],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         processes.append(process)
         assert process.stdout is not None
@@ -144,7 +147,9 @@ def _append_in_thread(store: SQLiteSessionStore, event: Event) -> list[object]:
     return outcome
 
 
-def test_stopped_holder_of_both_locks_gives_busy_error_not_a_hang(tmp_path: Path, stopped_holder: Any) -> None:
+def test_stopped_holder_of_both_locks_gives_busy_error_not_a_hang(
+    tmp_path: Path, stopped_holder: Any
+) -> None:
     path = tmp_path / "events.db"
     store = SQLiteSessionStore(path, busy_timeout_ms=200)
     try:
@@ -167,7 +172,9 @@ def test_stopped_holder_of_both_locks_gives_busy_error_not_a_hang(tmp_path: Path
     assert _integrity(path) == ["ok"]
 
 
-def test_stopped_holder_of_only_the_side_lock_does_not_stop_writes(tmp_path: Path, stopped_holder: Any) -> None:
+def test_stopped_holder_of_only_the_side_lock_does_not_stop_writes(
+    tmp_path: Path, stopped_holder: Any
+) -> None:
     """SQLite's lock is the truth: with it free, writes succeed whatever the side lock does,
     even when SQLite was busy at the first attempt (the writer then waits for the side lock
     at most its busy timeout, and goes on to SQLite's lock without it)."""
@@ -190,7 +197,9 @@ def test_stopped_holder_of_only_the_side_lock_does_not_stop_writes(tmp_path: Pat
         store.close()
 
 
-def test_a_busy_timeout_of_zero_fails_at_once_when_both_locks_are_held(tmp_path: Path, stopped_holder: Any) -> None:
+def test_a_busy_timeout_of_zero_fails_at_once_when_both_locks_are_held(
+    tmp_path: Path, stopped_holder: Any
+) -> None:
     path = tmp_path / "events.db"
     with SQLiteSessionStore(path, busy_timeout_ms=0) as store:
         store.append_event(Event("message_sent", "s1"))
@@ -237,8 +246,10 @@ def test_writers_without_the_side_lock_are_still_serialised_by_sqlite(tmp_path: 
             start.wait()
             for _ in range(150):
                 with plain:  # a plain SQLite transaction, no side lock
-                    plain.execute("INSERT INTO streams (session_id, latest_seq) VALUES ('plain', 1) "
-                                  "ON CONFLICT (session_id) DO UPDATE SET latest_seq = latest_seq + 1")
+                    plain.execute(
+                        "INSERT INTO streams (session_id, latest_seq) VALUES ('plain', 1) "
+                        "ON CONFLICT (session_id) DO UPDATE SET latest_seq = latest_seq + 1"
+                    )
         except BaseException as exc:  # reported below
             errors.append(exc)
 

@@ -35,7 +35,8 @@ def test_a_dangling_symlink_planted_as_the_side_lock_is_never_followed(tmp_path:
 
 
 @pytest.mark.parametrize(
-    ("store_mode", "lock_mode"), [(0o644, 0o600), (0o664, 0o660), (0o660, 0o660), (0o600, 0o600), (0o646, 0o606)]
+    ("store_mode", "lock_mode"),
+    [(0o644, 0o600), (0o664, 0o660), (0o660, 0o660), (0o600, 0o600), (0o646, 0o606)],
 )
 def test_the_side_lock_is_readable_only_by_those_who_may_write_the_store(
     tmp_path: Path, store_mode: int, lock_mode: int
@@ -88,13 +89,17 @@ print("holding", flush=True)
 """
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to act as another user")
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to act as another user"
+)
 def test_a_user_who_cannot_write_the_store_cannot_hold_its_side_lock(shared_dir: Path) -> None:
     path = shared_dir / "events.db"
     with SQLiteSessionStore(path) as store:  # 0o644: others may read the store, not write it
         store.append_event(Event("message_sent", "s1"))
         assert stat.S_IMODE(path.stat().st_mode) & 0o004
-        out = subprocess.run([sys.executable, "-c", _TRY_TO_HOLD, f"{path}-lock"], capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-c", _TRY_TO_HOLD, f"{path}-lock"], capture_output=True, text=True
+        )
         assert out.stdout.strip() == "refused", (out.stdout, out.stderr)
 
 
@@ -116,7 +121,10 @@ def test_after_the_side_lock_wait_times_out_sqlites_lock_gets_its_own_busy_timeo
     with SQLiteSessionStore(path, busy_timeout_ms=busy_timeout_ms) as store:
         store.append_event(Event("message_sent", "s1"))
         holder = subprocess.Popen(
-            [sys.executable, "-c", _SIDE_HOLDER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", _SIDE_HOLDER, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         try:
             assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"

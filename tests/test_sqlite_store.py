@@ -40,7 +40,9 @@ def test_append_on_a_counter_behind_the_log_is_a_clear_error_and_writes_nothing(
     conn.execute("UPDATE streams SET latest_seq = 1 WHERE session_id = 's1'")
     conn.close()
     with SQLiteSessionStore(path) as store:
-        with pytest.raises(StorageError, match="counter of session 's1' is behind its events.*sqlitestream check"):
+        with pytest.raises(
+            StorageError, match="counter of session 's1' is behind its events.*sqlitestream check"
+        ):
             store.append_event_with_sequence(Event("message_sent", "s1", id="new"))
         assert [e.id for e in store.get_events("s1")] == ["e0", "e1", "e2"]
         assert store.get_latest_sequence("s1") == 1
@@ -75,7 +77,9 @@ _EDGE_TIMES = [
         max_size=30,
     )
 )
-def test_page_reads_return_every_timestamp_to_the_microsecond(tmp_path: Path, moments: list[datetime]) -> None:
+def test_page_reads_return_every_timestamp_to_the_microsecond(
+    tmp_path: Path, moments: list[datetime]
+) -> None:
     path = tmp_path / f"times-{len(list(tmp_path.iterdir()))}.db"
     with SQLiteSessionStore(path) as store:
         store.append_events([Event("message_sent", "s", timestamp=moment) for moment in moments])
@@ -94,7 +98,9 @@ def test_payloads_written_by_other_tools_read_back_whatever_their_spacing(tmp_pa
     with SQLiteSessionStore(path) as store:
         store.append_events([Event("message_sent", "s", id=f"e{i}", data={"i": i}) for i in range(4)])
     conn = apsw.Connection(str(path))
-    conn.execute("""UPDATE events SET data = ' { "i" : 1 , "s": "\\u00e9" } ', metadata = '{ }' WHERE id = 'e1'""")
+    conn.execute(
+        """UPDATE events SET data = ' { "i" : 1 , "s": "\\u00e9" } ', metadata = '{ }' WHERE id = 'e1'"""
+    )
     conn.execute("""UPDATE events SET data = '{"i":2}  ' WHERE id = 'e2'""")
     conn.close()
     with SQLiteSessionStore(path) as store:
@@ -139,7 +145,10 @@ def test_a_damaged_session_row_is_a_storage_error(tmp_path: Path) -> None:
     conn = apsw.Connection(str(path))
     conn.execute("UPDATE sessions SET context = '{oops' WHERE id = 's1'")
     conn.close()
-    with SQLiteSessionStore(path) as store, pytest.raises(StorageError, match="session 's1' cannot be read.*damaged"):
+    with (
+        SQLiteSessionStore(path) as store,
+        pytest.raises(StorageError, match="session 's1' cannot be read.*damaged"),
+    ):
         store.get_session("s1")
 
 
@@ -403,8 +412,7 @@ def test_processes_appending_get_gap_free_sequences(tmp_path: Path) -> None:
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Event()
     workers = [
-        ctx.Process(target=_append_worker, args=(path, ["shared", f"own{n}"], 40, start))
-        for n in range(3)
+        ctx.Process(target=_append_worker, args=(path, ["shared", f"own{n}"], 40, start)) for n in range(3)
     ]
     for worker in workers:
         worker.start()
@@ -466,7 +474,9 @@ def test_watcher_runs_only_while_someone_waits(tmp_path: Path) -> None:
         assert wait_until(lambda: not watcher_alive())
         store.append_event(Event("message_sent", "s1"))
         assert not watcher_alive()
-        waiter = threading.Thread(target=store.get_events, args=("s1",), kwargs={"after": 1, "wait_timeout_ms": 300})
+        waiter = threading.Thread(
+            target=store.get_events, args=("s1",), kwargs={"after": 1, "wait_timeout_ms": 300}
+        )
         waiter.start()
         assert wait_until(watcher_alive)
         waiter.join()

@@ -41,7 +41,9 @@ def _append_in_other_process(path: Path, event_id: str) -> subprocess.CompletedP
 
 
 @pytest.mark.parametrize("readonly", [False, True])
-def test_a_store_file_with_a_second_hard_link_is_refused_by_both_names(tmp_path: Path, readonly: bool) -> None:
+def test_a_store_file_with_a_second_hard_link_is_refused_by_both_names(
+    tmp_path: Path, readonly: bool
+) -> None:
     path = tmp_path / "events.db"
     with SQLiteSessionStore(path) as store:
         store.append_event(Event("message_sent", "s1"))
@@ -81,7 +83,12 @@ def test_a_store_opened_through_a_symlink_keeps_every_side_file_beside_the_real_
         other = _append_in_other_process(real, "through-the-target")
         assert other.stdout.strip() == "2", other.stderr
         assert store.get_latest_sequence("s1") == 2
-        assert sorted(os.listdir(real_dir)) == ["events.db", "events.db-lock", "events.db-shm", "events.db-wal"]
+        assert sorted(os.listdir(real_dir)) == [
+            "events.db",
+            "events.db-lock",
+            "events.db-shm",
+            "events.db-wal",
+        ]
     assert sorted(os.listdir(tmp_path)) == ["data", "link.db"]
 
 

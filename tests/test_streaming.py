@@ -40,8 +40,13 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionSto
     yield from open_store(request.param, tmp_path)
 
 
-def append(store: SessionStore, session_id: str, count: int, type: str = "message_streamed", **fields: Any) -> list[Event]:
-    return [store.append_event_with_sequence(Event(type=type, session_id=session_id, **fields)) for _ in range(count)]
+def append(
+    store: SessionStore, session_id: str, count: int, type: str = "message_streamed", **fields: Any
+) -> list[Event]:
+    return [
+        store.append_event_with_sequence(Event(type=type, session_id=session_id, **fields))
+        for _ in range(count)
+    ]
 
 
 def seqs(events: list[Event]) -> list[int | None]:
@@ -142,8 +147,12 @@ def _follow_in_thread(stream: Any, count: int) -> tuple[threading.Thread, list[E
     return thread, received
 
 
-@pytest.mark.parametrize("mode", [{"poll_interval_ms": 5}, {"wait_timeout_ms": 5000}], ids=["poll", "longpoll"])
-def test_follower_sees_events_appended_by_other_threads_exactly_once(store: SessionStore, mode: dict[str, int]) -> None:
+@pytest.mark.parametrize(
+    "mode", [{"poll_interval_ms": 5}, {"wait_timeout_ms": 5000}], ids=["poll", "longpoll"]
+)
+def test_follower_sees_events_appended_by_other_threads_exactly_once(
+    store: SessionStore, mode: dict[str, int]
+) -> None:
     writers = 3
     per_writer = 40
     stream = SessionManager(store).stream_session_events("s", limit=7, **mode)
@@ -209,7 +218,9 @@ def test_closing_the_stream_stops_it_and_leaves_the_store_usable(store: SessionS
 
 
 @pytest.mark.parametrize("rewritten", [1, 5, 8])
-def test_stream_of_a_deleted_and_rewritten_session_delivers_the_new_log(store: SessionStore, rewritten: int) -> None:
+def test_stream_of_a_deleted_and_rewritten_session_delivers_the_new_log(
+    store: SessionStore, rewritten: int
+) -> None:
     append(store, "s", 5)
     stream = SessionManager(store).stream_session_events("s", wait_timeout_ms=60_000)
     assert seqs([next(stream) for _ in range(5)]) == [1, 2, 3, 4, 5]
@@ -259,7 +270,9 @@ def test_async_catch_up_in_order(store: SessionStore) -> None:
     append(store, "s", 12)
 
     async def collect() -> list[Event]:
-        return [event async for event in SessionManager(store).astream_session_events("s", limit=5, follow=False)]
+        return [
+            event async for event in SessionManager(store).astream_session_events("s", limit=5, follow=False)
+        ]
 
     assert seqs(asyncio.run(collect())) == list(range(1, 13))
 
@@ -321,10 +334,14 @@ def test_async_fallback_sleeps_when_the_store_ignores_long_poll() -> None:
     recording = RecordingStore(inner, ignore_wait=True)
 
     async def scenario() -> list[Event]:
-        stream = SessionManager(recording).astream_session_events("s", poll_interval_ms=40, wait_timeout_ms=60_000)
+        stream = SessionManager(recording).astream_session_events(
+            "s", poll_interval_ms=40, wait_timeout_ms=60_000
+        )
         async with contextlib.aclosing(stream):
             next_event = asyncio.ensure_future(stream.__anext__())
-            await await_until(lambda: len(page_reads(recording)) >= 5 or next_event.done(), "five empty polls")
+            await await_until(
+                lambda: len(page_reads(recording)) >= 5 or next_event.done(), "five empty polls"
+            )
             append(inner, "s", 1)
             return [await asyncio.wait_for(next_event, timeout=30)]
 
@@ -346,14 +363,21 @@ def test_follower_process_sees_every_event_once_in_order_while_another_process_w
     SQLiteSessionStore(db).close()  # create the file before two processes open it
     follower = subprocess.Popen(
         [*script("follow_session.py"), str(db), "ses-x", mode],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
     )
     try:
         assert follower.stdout is not None
         assert follower.stdout.readline().strip() == "ready"
         writer = subprocess.run(
             [*script("run_session.py"), str(db), "ses-x", "60", "2"],
-            capture_output=True, text=True, env=child_env(), timeout=120, check=False,
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            timeout=120,
+            check=False,
         )
         assert writer.returncode == 0, writer.stderr
         out, err = follower.communicate(timeout=120)

@@ -39,6 +39,7 @@ def test_a_write_to_the_wal_file_wakes_the_waiter(tmp_path: Path) -> None:
     wal.write_bytes(b"")
     hint = _open(wal)
     try:
+
         def append_frame() -> None:
             with wal.open("ab") as file:
                 file.write(b"frame")

@@ -63,8 +63,15 @@ async def run(
             tasks = [asyncio.create_task(follow(f"s{n % sessions}")) for n in range(followers)]
             await asyncio.sleep(1.0)  # a tool, not a test: let every follower arm its wait
             writer = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", _WRITER, path, str(sessions), str(rate), str(seconds),
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                sys.executable,
+                "-c",
+                _WRITER,
+                path,
+                str(sessions),
+                str(rate),
+                str(seconds),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
             )
             assert writer.stdin is not None and writer.stdout is not None
             writer.stdin.write(b"go\n")
@@ -80,7 +87,9 @@ async def run(
             await asyncio.gather(*tasks, return_exceptions=True)
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    print(f"followers={followers} sessions={sessions} rate={rate}/s seconds={seconds} max_threads={max_threads}")
+    print(
+        f"followers={followers} sessions={sessions} rate={rate}/s seconds={seconds} max_threads={max_threads}"
+    )
     print(
         f"wake latency ms: p50 {statistics.median(ordered) * 1000:.2f}  p99 {p99 * 1000:.2f}  "
         f"max {ordered[-1] * 1000:.2f}  ({len(ordered)} of {total} delivered)"

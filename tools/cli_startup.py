@@ -44,7 +44,15 @@ def main() -> None:
             "python -c pass": [sys.executable, "-c", "pass"],
             "python -c 'import sqlitestream'": [sys.executable, "-c", "import sqlitestream"],
             "python -c 'import sqlitestream.cli'": [sys.executable, "-c", "import sqlitestream.cli"],
-            "python -m sqlitestream latest s": [sys.executable, "-m", "sqlitestream", "--db", db, "latest", "s"],
+            "python -m sqlitestream latest s": [
+                sys.executable,
+                "-m",
+                "sqlitestream",
+                "--db",
+                db,
+                "latest",
+                "s",
+            ],
         }
         for name, argv in cases.items():
             median, fastest = measure(argv, args.runs, env)

@@ -108,7 +108,9 @@ def _delete_cycle(store: SQLiteSessionStore, session_id: str) -> None:
     """A saved session with a run and three events, then deleted: reported step by step."""
     store.save_session(Session(agent_id="crash", id=session_id))
     store.save_run(Run(session_id=session_id, id=f"{session_id}-run"))
-    stored = store.append_events([Event("message_sent", session_id, id=f"{session_id}-{n}") for n in range(3)])
+    stored = store.append_events(
+        [Event("message_sent", session_id, id=f"{session_id}-{n}") for n in range(3)]
+    )
     _emit(json.dumps({"acked": [[e.id, e.session_id, e.sequence_number] for e in stored]}))
     _emit(json.dumps({"deleting": session_id}))
     store.delete_session(session_id)
@@ -307,8 +309,14 @@ def check_store(
             for session_id in {e.session_id for e in members}:
                 numbers = [e.sequence_number or 0 for e in by_index if e.session_id == session_id]
                 if numbers != list(range(numbers[0], numbers[0] + len(numbers))):
-                    violations.append(f"{prefix}batch {batch_id} is not contiguous in {session_id}: {numbers}")
-        facts = {"stored": len(stored_at), "batches": len(batches), "unacked": len(set(stored_at) - set(acked))}
+                    violations.append(
+                        f"{prefix}batch {batch_id} is not contiguous in {session_id}: {numbers}"
+                    )
+        facts = {
+            "stored": len(stored_at),
+            "batches": len(batches),
+            "unacked": len(set(stored_at) - set(acked)),
+        }
     finally:
         store.close()
     return violations, facts
@@ -342,7 +350,17 @@ def kill_round(
 ) -> tuple[list[str], dict[str, Any]]:
     """One round: start the writers, kill each at a random moment, check the file."""
     children = [
-        Child(["writer", str(path), f"r{round_no}w{n}", mode, synchronous, str(sessions), str(rng.randrange(2**32))])
+        Child(
+            [
+                "writer",
+                str(path),
+                f"r{round_no}w{n}",
+                mode,
+                synchronous,
+                str(sessions),
+                str(rng.randrange(2**32)),
+            ]
+        )
         for n in range(writers)
     ]
     violations = []
@@ -357,11 +375,15 @@ def kill_round(
     for child in children:
         violations += [f"round {round_no}: a writer failed before the kill: {e}" for e in child.errors()]
         if child.process.returncode != -signal.SIGKILL:
-            violations.append(f"round {round_no}: a writer exited by itself ({child.process.returncode}): {child.stderr[-500:]}")
+            violations.append(
+                f"round {round_no}: a writer exited by itself ({child.process.returncode}): {child.stderr[-500:]}"
+            )
         for event_id, session_id, seq in child.acked():
             acked[event_id] = (session_id, seq)
         deletes.update(child.deletes())
-    found, facts = check_store(path, acked, prefix=f"round {round_no} ({mode}, {synchronous}): ", deletes=deletes)
+    found, facts = check_store(
+        path, acked, prefix=f"round {round_no} ({mode}, {synchronous}): ", deletes=deletes
+    )
     return violations + found, facts
 
 
@@ -399,7 +421,9 @@ def file_facts(path: Path) -> dict[str, Any]:
                 conn.execute("SELECT 1 FROM sqlite_schema WHERE name = ?", (_UPGRADE_INDEX,)).fetchall()
             ),
             "runs": conn.execute("SELECT count(*) FROM runs").fetchall()[0][0],
-            "seed_events": conn.execute("SELECT count(*) FROM events WHERE id LIKE 'seed-%'").fetchall()[0][0],
+            "seed_events": conn.execute("SELECT count(*) FROM events WHERE id LIKE 'seed-%'").fetchall()[0][
+                0
+            ],
         }
     finally:
         conn.close()
@@ -430,7 +454,9 @@ def upgrade_round(
     with SQLiteSessionStore(path) as store:
         expected_from = None if committed else 1
         if store.upgraded_from != expected_from:
-            violations.append(prefix + f"reopen upgraded_from={store.upgraded_from}, expected {expected_from}")
+            violations.append(
+                prefix + f"reopen upgraded_from={store.upgraded_from}, expected {expected_from}"
+            )
     found, _ = check_store(path, acked, prefix=prefix)
     final = file_facts(path)
     if (final["version"], final["index"], final["runs"]) != (2, True, before["runs"]):
@@ -468,8 +494,16 @@ def run(
         mode = modes[round_no % len(modes)]
         level = synchronous[(round_no // len(modes)) % len(synchronous)]
         violations, facts = kill_round(
-            path, acked, deletes, round_no=round_no, writers=writers, mode=mode, synchronous=level,
-            sessions=sessions, max_delay_s=max_delay_s, rng=rng,
+            path,
+            acked,
+            deletes,
+            round_no=round_no,
+            writers=writers,
+            mode=mode,
+            synchronous=level,
+            sessions=sessions,
+            max_delay_s=max_delay_s,
+            rng=rng,
         )
         summary.rounds += 1
         summary.kills += writers
@@ -477,7 +511,10 @@ def run(
         summary.stored, summary.batches_seen = facts["stored"], facts["batches"]
         summary.committed_unacknowledged = facts["unacked"]
         if progress:
-            print(f"round {round_no}: {mode}/{level} acked={len(acked)} stored={facts['stored']} violations={len(violations)}", flush=True)
+            print(
+                f"round {round_no}: {mode}/{level} acked={len(acked)} stored={facts['stored']} violations={len(violations)}",
+                flush=True,
+            )
     summary.acknowledged = len(acked)
     summary.deletes_acknowledged = sum(deletes.values())
     summary.deletes_interrupted = len(deletes) - summary.deletes_acknowledged
@@ -500,17 +537,26 @@ def run(
             else:
                 summary.upgrade_killed_before_commit += 1
             if progress:
-                print(f"upgrade round {round_no}: committed={committed} violations={len(violations)}", flush=True)
+                print(
+                    f"upgrade round {round_no}: committed={committed} violations={len(violations)}",
+                    flush=True,
+                )
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=100, help="kill rounds (default 100)")
-    parser.add_argument("--upgrade-rounds", type=int, default=20, help="kills during a schema upgrade (default 20)")
+    parser.add_argument(
+        "--upgrade-rounds", type=int, default=20, help="kills during a schema upgrade (default 20)"
+    )
     parser.add_argument("--writers", type=int, default=2, help="writer processes per round (default 2)")
     parser.add_argument("--sessions", type=int, default=3, help="session ids the writers share (default 3)")
-    parser.add_argument("--mode", choices=[*MODES, "all"], default="all", help="single appends, batches, or both")
+    parser.add_argument(
+        "--mode", choices=[*MODES, "all"], default="all", help="single appends, batches, or both"
+    )
     parser.add_argument("--synchronous", choices=[*SYNCHRONOUS, "both"], default="both")
     parser.add_argument("--max-delay-ms", type=int, default=300, help="latest kill after the writers start")
     parser.add_argument("--upgrade-runs", type=int, default=100_000, help="runs in the version-1 store")

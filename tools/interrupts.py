@@ -188,8 +188,10 @@ class _Run:
             self.fail("a write that returned is not stored")
         for session_id in found:
             if store.get_latest_sequence(session_id) != self.latest[session_id]:
-                self.fail(f"session {session_id}: latest sequence {store.get_latest_sequence(session_id)}, "
-                          f"{self.latest[session_id]} stored")
+                self.fail(
+                    f"session {session_id}: latest sequence {store.get_latest_sequence(session_id)}, "
+                    f"{self.latest[session_id]} stored"
+                )
 
     def probe(self, store: SQLiteSessionStore, other: SQLiteSessionStore, n: int) -> None:
         """Nothing is left held: another store object, a fresh side-lock descriptor and another
@@ -210,7 +212,9 @@ class _Run:
             self.latest["probe"] += 1
 
 
-def run(path: Path, *, writes: int, seed: int, contended: bool = False, max_delay_ms: float | None = None) -> Summary:
+def run(
+    path: Path, *, writes: int, seed: int, contended: bool = False, max_delay_ms: float | None = None
+) -> Summary:
     """``writes`` writes on a new store at ``path``, each with an alarm at a random moment."""
     rng = random.Random(seed)
     summary = Summary()
@@ -268,15 +272,26 @@ def main() -> int:
     parser.add_argument("--writes", type=int, default=20_000, help="writes to interrupt (default 20000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--contended", action="store_true", help="make every write wait for both locks")
-    parser.add_argument("--max-delay-ms", type=float, default=None,
-                        help="latest alarm after a write starts (default 0.5, contended 3)")
+    parser.add_argument(
+        "--max-delay-ms",
+        type=float,
+        default=None,
+        help="latest alarm after a write starts (default 0.5, contended 3)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sqlitestream-interrupts-") as directory:
-        summary = run(Path(directory) / "events.db", writes=args.writes, seed=args.seed,
-                      contended=args.contended, max_delay_ms=args.max_delay_ms)
-    print(f"writes {summary.writes}, interrupted {summary.interrupted} "
-          f"(of which committed before the interrupt {summary.applied_anyway}), "
-          f"violations {len(summary.violations)}")
+        summary = run(
+            Path(directory) / "events.db",
+            writes=args.writes,
+            seed=args.seed,
+            contended=args.contended,
+            max_delay_ms=args.max_delay_ms,
+        )
+    print(
+        f"writes {summary.writes}, interrupted {summary.interrupted} "
+        f"(of which committed before the interrupt {summary.applied_anyway}), "
+        f"violations {len(summary.violations)}"
+    )
     for violation in summary.violations:
         print(f"  {violation}")
     return 1 if summary.violations else 0

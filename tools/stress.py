@@ -115,7 +115,12 @@ def worker_main(plan: Plan, worker: int) -> dict[str, Any]:
                 size = 1 if rng.random() < 0.6 else rng.randint(2, 5)
                 chunk = planned[done : done + size]
                 events = [
-                    Event("message_sent", session_id, id=f"w{worker}t{thread}e{done + k}", data={"w": worker, "t": thread})
+                    Event(
+                        "message_sent",
+                        session_id,
+                        id=f"w{worker}t{thread}e{done + k}",
+                        data={"w": worker, "t": thread},
+                    )
                     for k, session_id in enumerate(chunk)
                 ]
                 started = time.monotonic()
@@ -175,10 +180,14 @@ def worker_main(plan: Plan, worker: int) -> dict[str, Any]:
                 session_id = rng.choice(sessions)
                 latest = store.get_latest_sequence(session_id)
                 if latest < latest_seen.get(session_id, 0):
-                    reader_problems.append(f"{session_id}: latest went back from {latest_seen[session_id]} to {latest}")
+                    reader_problems.append(
+                        f"{session_id}: latest went back from {latest_seen[session_id]} to {latest}"
+                    )
                 latest_seen[session_id] = latest
                 after = rng.randint(0, max(latest, 1))
-                events = store.get_events(session_id, after=after, before=after + 40, limit=rng.randint(1, 30))
+                events = store.get_events(
+                    session_id, after=after, before=after + 40, limit=rng.randint(1, 30)
+                )
                 seqs = [e.sequence_number or 0 for e in events]
                 if seqs != list(range(after + 1, after + 1 + len(seqs))):
                     reader_problems.append(f"{session_id}: a page after {after} was {seqs[:10]}")
@@ -269,7 +278,9 @@ def run(plan: Plan) -> Report:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if not line.startswith('{"ready"'):
-            report.violations.append(f"a worker did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+            report.violations.append(
+                f"a worker did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}"
+            )
     started = time.monotonic()
     for proc in workers:
         assert proc.stdin is not None
@@ -325,10 +336,14 @@ def check_file(plan: Plan, acked: dict[str, tuple[str, int]], totals: dict[str, 
             if seqs != list(range(1, total + 1)):
                 violations.append(f"{session_id}: stored sequences are not 1..{total} (got {len(seqs)})")
             if store.get_latest_sequence(session_id) != total:
-                violations.append(f"{session_id}: latest sequence {store.get_latest_sequence(session_id)} != {total}")
+                violations.append(
+                    f"{session_id}: latest sequence {store.get_latest_sequence(session_id)} != {total}"
+                )
             for event in events:
                 if acked.get(event.id) != (session_id, event.sequence_number):
-                    violations.append(f"{event.id} stored at {session_id}/{event.sequence_number}, acknowledged {acked.get(event.id)}")
+                    violations.append(
+                        f"{event.id} stored at {session_id}/{event.sequence_number}, acknowledged {acked.get(event.id)}"
+                    )
     conn = apsw.Connection(plan.path, flags=apsw.SQLITE_OPEN_READONLY)
     try:
         rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
@@ -340,7 +355,9 @@ def check_file(plan: Plan, acked: dict[str, tuple[str, int]], totals: dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--threads", type=int, default=4, help="appender threads per process")
     parser.add_argument("--readers", type=int, default=2, help="reader threads per process")

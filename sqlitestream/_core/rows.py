@@ -26,12 +26,9 @@ from sqlitestream.models import (
 EVENT_COLUMNS = "session_id, seq, id, type, run_id, ts, data, metadata"
 PAGE_COLUMNS = "seq, id, type, run_id, ts, data, metadata"
 """A cursor page's columns: its rows all belong to the session the query names."""
-SESSION_COLUMNS = (
-    "id, agent_id, status, parent_session_id, metadata, context, tags, created_at, updated_at"
-)
+SESSION_COLUMNS = "id, agent_id, status, parent_session_id, metadata, context, tags, created_at, updated_at"
 RUN_COLUMNS = (
-    "id, session_id, status, input, output, error, metadata, turn_count, token_usage, "
-    "started_at, ended_at"
+    "id, session_id, status, input, output, error, metadata, turn_count, token_usage, started_at, ended_at"
 )
 
 _EVENT_TYPES = {member.value: member for member in EventType}

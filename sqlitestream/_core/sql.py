@@ -38,9 +38,7 @@ class EventQueries:
     """The page query of ``get_events`` for one events table: one statement per combination
     of filters present, built once and cached."""
 
-    def __init__(
-        self, table: str, page_columns: str, mark: str, since: Callable[[datetime], Any]
-    ) -> None:
+    def __init__(self, table: str, page_columns: str, mark: str, since: Callable[[datetime], Any]) -> None:
         self._select = f"SELECT {page_columns} FROM {table} WHERE session_id = {mark}"
         self._mark = mark
         self._since = since  # how the backend binds a timestamp

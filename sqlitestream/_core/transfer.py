@@ -194,6 +194,4 @@ def parse_record(raw: object, number: int) -> tuple[str, Session | Run | Event |
     except (ValidationError, TypeError) as exc:
         # TypeError: a required field is missing (the record types' constructors need it).
         raise ValidationError(f"record {number} ({kind}): {exc}") from exc
-    raise ValidationError(
-        f"record {number}: kind must be one of header, session, run, event; got {kind!r}"
-    )
+    raise ValidationError(f"record {number}: kind must be one of header, session, run, event; got {kind!r}")

@@ -15,8 +15,9 @@ from sqlitestream.cli.common import (
 
 @click.command()
 @click.argument("dest", type=click.Path(dir_okay=False))
-@click.option("--overwrite", is_flag=True,
-              help="Replace DEST if it exists (in one rename; it keeps its permissions).")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace DEST if it exists (in one rename; it keeps its permissions)."
+)
 @progress_option
 @db_option
 def backup(dest: str, overwrite: bool, progress: bool | None) -> None:

@@ -197,9 +197,7 @@ def note(message: str) -> None:
 # Completion --------------------------------------------------------------------------------------
 
 
-def complete_session_id(
-    ctx: click.Context, param: click.Parameter, incomplete: str
-) -> list[CompletionItem]:
+def complete_session_id(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """Session ids of the store named on the command line (or $SQLITESTREAM_DB) that start
     with what is typed; nothing at all when the store cannot be read (completion must never
     print an error into the user's shell)."""

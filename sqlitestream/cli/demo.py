@@ -47,8 +47,23 @@ _SESSION_ENDS = frozenset(
     {EventType.SESSION_COMPLETED, EventType.SESSION_FAILED, EventType.SESSION_CANCELLED}
 )
 _WORDS = (
-    "Events", "are", "appended", "with", "gap-free", "sequence", "numbers", "and", "followed",
-    "by", "cursor", "from", "another", "process", "while", "they", "happen.",
+    "Events",
+    "are",
+    "appended",
+    "with",
+    "gap-free",
+    "sequence",
+    "numbers",
+    "and",
+    "followed",
+    "by",
+    "cursor",
+    "from",
+    "another",
+    "process",
+    "while",
+    "they",
+    "happen.",
 )
 
 
@@ -166,7 +181,9 @@ def _describe(event: Event, latency_ms: float) -> str:
     detail = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
     if len(detail) > 48:
         detail = detail[:45] + "..."
-    return f"#{event.sequence_number:<4} {event.type.value:<22} seen {latency_ms:7.1f} ms after append  {detail}"
+    return (
+        f"#{event.sequence_number:<4} {event.type.value:<22} seen {latency_ms:7.1f} ms after append  {detail}"
+    )
 
 
 def _percentile(ordered: list[float], percent: int) -> float:
@@ -188,15 +205,30 @@ class _Writer:
         on_early_exit: Callable[[], None],
     ) -> None:
         argv = [
-            sys.executable, "-m", "sqlitestream.cli.demo", "--writer", "--db", db_path,
-            "--session-id", session_id, "--events", str(events), "--interval-ms", str(interval_ms),
+            sys.executable,
+            "-m",
+            "sqlitestream.cli.demo",
+            "--writer",
+            "--db",
+            db_path,
+            "--session-id",
+            session_id,
+            "--events",
+            str(events),
+            "--interval-ms",
+            str(interval_ms),
         ]
         self._stderr = ""
         self._done_following = threading.Event()
         self._on_early_exit = on_early_exit
         self._proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True, errors="replace", env=_child_env(),
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            env=_child_env(),
         )
         self._reaper = threading.Thread(target=self._reap, name="sqlitestream-demo-writer", daemon=True)
         self._reaper.start()
@@ -269,7 +301,9 @@ def _write(db_path: str, session_id: str, events: int, interval_ms: int) -> None
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m sqlitestream.cli.demo``: run the demo (or, with ``--writer``, its writer side)."""
-    parser = argparse.ArgumentParser(prog="python -m sqlitestream.cli.demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m sqlitestream.cli.demo", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--db", default="sqlitestream.db", help="store file (created if missing)")
     parser.add_argument("--events", type=int, default=DEFAULT_EVENTS, help="agent events to emit")
     parser.add_argument("--interval-ms", type=int, default=DEFAULT_INTERVAL_MS, help="pause between events")

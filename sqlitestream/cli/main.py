@@ -101,9 +101,7 @@ def init() -> None:
     elif store.upgraded_from is None:
         click.echo(f"store {store.path} is up to date (schema version {version})")
     else:
-        click.echo(
-            f"upgraded store {store.path} from schema version {store.upgraded_from} to {version}"
-        )
+        click.echo(f"upgraded store {store.path} from schema version {store.upgraded_from} to {version}")
 
 
 @cli.command()
@@ -227,8 +225,16 @@ def sessions(status: str | None, agent: str | None, limit: int | None, fmt: str)
 
 def _session_row(record: dict[str, Any], stream: Any, *, saved: bool) -> dict[str, Any]:
     blank = dict.fromkeys(
-        ("agent_id", "status", "parent_session_id", "metadata", "context", "tags", "created_at",
-         "updated_at"),
+        (
+            "agent_id",
+            "status",
+            "parent_session_id",
+            "metadata",
+            "context",
+            "tags",
+            "created_at",
+            "updated_at",
+        ),
     )
     return {
         **blank,
@@ -294,14 +300,19 @@ def _json_object(value: str | None, option: str) -> dict[str, Any] | None:
 
 @cli.command()
 @session_id_argument
-@click.option("--type", "type_", type=EVENT_TYPE, required=True,
-              help="The event type (e.g. message_sent).")
+@click.option("--type", "type_", type=EVENT_TYPE, required=True, help="The event type (e.g. message_sent).")
 @click.option("--data", metavar="JSON|@FILE|-", help="The event data: a JSON object, @FILE, or - for stdin.")
-@click.option("--metadata", metavar="JSON|@FILE|-", help="The event metadata: a JSON object, @FILE, or - for stdin.")
+@click.option(
+    "--metadata", metavar="JSON|@FILE|-", help="The event metadata: a JSON object, @FILE, or - for stdin."
+)
 @click.option("--run-id", metavar="RUN_ID", help="The run the event belongs to.")
 @click.option("--id", "event_id", metavar="ID", help="The event id (default: a new unique id).")
-@click.option("--expected-sequence", type=click.IntRange(min=0), metavar="N",
-              help="Append only if the session's latest sequence is N (0: empty).")
+@click.option(
+    "--expected-sequence",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Append only if the session's latest sequence is N (0: empty).",
+)
 @max_event_bytes_option
 @format_option
 @db_option
@@ -433,12 +444,24 @@ def check(fmt: str, progress: bool | None) -> None:
 
 
 @cli.command()
-@click.option("--events", "count", type=click.IntRange(min=DEMO_MIN_EVENTS), default=DEMO_EVENTS,
-              show_default=True, metavar="N",
-              help=f"How many agent events to emit (at least {DEMO_MIN_EVENTS}: the run's start, a "
-              "message, its token usage and its end come with every run).")
-@click.option("--interval-ms", type=click.IntRange(min=0), default=DEMO_INTERVAL_MS, show_default=True,
-              metavar="MS", help="Pause between emitted events.")
+@click.option(
+    "--events",
+    "count",
+    type=click.IntRange(min=DEMO_MIN_EVENTS),
+    default=DEMO_EVENTS,
+    show_default=True,
+    metavar="N",
+    help=f"How many agent events to emit (at least {DEMO_MIN_EVENTS}: the run's start, a "
+    "message, its token usage and its end come with every run).",
+)
+@click.option(
+    "--interval-ms",
+    type=click.IntRange(min=0),
+    default=DEMO_INTERVAL_MS,
+    show_default=True,
+    metavar="MS",
+    help="Pause between emitted events.",
+)
 @db_option
 def demo(count: int, interval_ms: int) -> None:
     """Run the main job: a second process records an agent session through SessionManager

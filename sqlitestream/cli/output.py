@@ -248,8 +248,7 @@ def _cell(value: str) -> str:
     if value.isprintable():
         return value
     return "".join(
-        char if char.isprintable() or char in _KEPT else _ESCAPES.get(char) or _escape(char)
-        for char in value
+        char if char.isprintable() or char in _KEPT else _ESCAPES.get(char) or _escape(char) for char in value
     )
 
 

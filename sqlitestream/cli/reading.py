@@ -84,7 +84,12 @@ class Damage:
 
 
 def read_page(
-    store: Store, session_id: str, *, after: int | None, before: int | None, limit: int,
+    store: Store,
+    session_id: str,
+    *,
+    after: int | None,
+    before: int | None,
+    limit: int,
     filters: dict[str, Any],
 ) -> tuple[list[StoredEvent], Damage | None]:
     """Up to ``limit`` events after ``after``; when the page holds a row the store cannot read
@@ -124,11 +129,20 @@ def read_page(
 
 @click.command()
 @session_id_argument
-@click.option("--after", type=click.IntRange(min=0), metavar="N", help="Only events with sequence number > N.")
-@click.option("--before", type=click.IntRange(min=1), metavar="N", help="Only events with sequence number < N.")
+@click.option(
+    "--after", type=click.IntRange(min=0), metavar="N", help="Only events with sequence number > N."
+)
+@click.option(
+    "--before", type=click.IntRange(min=1), metavar="N", help="Only events with sequence number < N."
+)
 @click.option("--run-id", metavar="RUN_ID", help="Only events of this run.")
-@click.option("--type", "types", type=EVENT_TYPE, multiple=True,
-              help="Only events of this type; repeat it for events of any of several types.")
+@click.option(
+    "--type",
+    "types",
+    type=EVENT_TYPE,
+    multiple=True,
+    help="Only events of this type; repeat it for events of any of several types.",
+)
 @click.option("--since", metavar="TIME", help="Only events at or after this ISO 8601 time (with an offset).")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N events.")
 @format_option
@@ -219,15 +233,34 @@ def latest(session_id: str, fmt: str) -> None:
 
 @click.command()
 @session_id_argument
-@click.option("-n", "--lines", "count", type=click.IntRange(min=0), default=10, show_default=True, metavar="N",
-              help="How many of the latest events to print first.")
-@click.option("--after", type=click.IntRange(min=0), metavar="N", help="Only events with sequence number > N.")
+@click.option(
+    "-n",
+    "--lines",
+    "count",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    metavar="N",
+    help="How many of the latest events to print first.",
+)
+@click.option(
+    "--after", type=click.IntRange(min=0), metavar="N", help="Only events with sequence number > N."
+)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new events until interrupted.")
-@click.option("--wait-ms", type=click.IntRange(min=0), metavar="MS",
-              help="Long-poll timeout of each read (with --follow; default 30000). Without "
-              "--follow: wait up to MS for a first event when there is none yet.")
-@click.option("--type", "types", type=EVENT_TYPE, multiple=True,
-              help="Only events of this type; repeat it for events of any of several types.")
+@click.option(
+    "--wait-ms",
+    type=click.IntRange(min=0),
+    metavar="MS",
+    help="Long-poll timeout of each read (with --follow; default 30000). Without "
+    "--follow: wait up to MS for a first event when there is none yet.",
+)
+@click.option(
+    "--type",
+    "types",
+    type=EVENT_TYPE,
+    multiple=True,
+    help="Only events of this type; repeat it for events of any of several types.",
+)
 @click.option("--run-id", metavar="RUN_ID", help="Only events of this run.")
 @format_option
 @db_option
@@ -275,8 +308,13 @@ def tail(
 
         # Made before the first lines are printed: it tells the log they came from.
         arriving = follow_session(
-            store, session_id, after=cursor, limit=PAGE, on_restart=restarted,
-            wait_timeout_ms=DEFAULT_WAIT_TIMEOUT_MS if wait_ms is None else wait_ms, **filters,
+            store,
+            session_id,
+            after=cursor,
+            limit=PAGE,
+            on_restart=restarted,
+            wait_timeout_ms=DEFAULT_WAIT_TIMEOUT_MS if wait_ms is None else wait_ms,
+            **filters,
         )
         writer.write(event.to_dict() for event in shown)
         for event in arriving:
@@ -284,7 +322,9 @@ def tail(
                 writer.write([event.to_dict()])
     else:
         if wait_ms and not shown and count:
-            arrived = store.get_events(session_id, after=cursor, limit=count, wait_timeout_ms=wait_ms, **filters)
+            arrived = store.get_events(
+                session_id, after=cursor, limit=count, wait_timeout_ms=wait_ms, **filters
+            )
             shown = [event for event in arrived if matches(event)]
         writer.write(event.to_dict() for event in shown)
     writer.close()

@@ -48,8 +48,14 @@ def _payload_bytes(data: dict[str, Any], metadata: dict[str, Any]) -> int:
 
 
 @click.command()
-@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, metavar="N",
-              help="How many of the busiest and largest sessions to name (table and json).")
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    metavar="N",
+    help="How many of the busiest and largest sessions to name (table and json).",
+)
 @format_option
 @progress_option
 @db_option
@@ -107,12 +113,16 @@ def stats(top: int, fmt: str, progress: bool | None) -> None:
     if fmt == "json":
         from sqlitestream.cli.output import dumps
 
-        click.echo(dumps({
-            "store": facts,
-            "busiest": [s.to_dict() for s in busiest],
-            "largest": [s.to_dict() for s in largest_sessions],
-            "event_types": dict(types.most_common()),
-        }))
+        click.echo(
+            dumps(
+                {
+                    "store": facts,
+                    "busiest": [s.to_dict() for s in busiest],
+                    "largest": [s.to_dict() for s in largest_sessions],
+                    "event_types": dict(types.most_common()),
+                }
+            )
+        )
         return
     if fmt in ("jsonl", "csv"):
         writer = output_writer(fmt, ())
@@ -129,7 +139,10 @@ def _table(
 
     writer = output_writer("table", FIELD_COLUMNS, header=False)
     writer.write({"field": key, "value": value} for key, value in facts.items())
-    for title, rows in (("busiest sessions (most events)", busiest), ("largest sessions (most bytes)", largest)):
+    for title, rows in (
+        ("busiest sessions (most events)", busiest),
+        ("largest sessions (most bytes)", largest),
+    ):
         if rows:
             click.echo(f"\n{title}:")
             writer = output_writer("table", STATS_COLUMNS)

@@ -28,9 +28,14 @@ from sqlitestream.errors import SqliteStreamError
 
 @click.command("export")
 @click.argument("session_ids", nargs=-1, shell_complete=complete_session_id)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
-              help="Write to this file instead of stdout (replaced only when complete; a new "
-              "file gets the permissions of the umask, a replaced one keeps its own).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    default="-",
+    help="Write to this file instead of stdout (replaced only when complete; a new "
+    "file gets the permissions of the umask, a replaced one keeps its own).",
+)
 @progress_option
 @db_option
 def export_(session_ids: tuple[str, ...], output: str, progress: bool | None) -> None:
@@ -191,10 +196,20 @@ def _bad_line(record: int, line: int, exc: ValueError) -> SqliteStreamError:
 
 
 @click.command()
-@click.option("--from", "source", required=True, metavar="SRC",
-              help="The store to copy from: a SQLite file or a postgresql:// URL.")
-@click.option("--to", "target", required=True, metavar="DST",
-              help="The store to copy into (created if needed): a SQLite file or a postgresql:// URL.")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    metavar="SRC",
+    help="The store to copy from: a SQLite file or a postgresql:// URL.",
+)
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    metavar="DST",
+    help="The store to copy into (created if needed): a SQLite file or a postgresql:// URL.",
+)
 @max_event_bytes_option
 @progress_option
 def copy(source: str, target: str, max_event_bytes: int | None, progress: bool | None) -> None:

@@ -74,9 +74,7 @@ def _table(schema: str, name: str) -> str:
     return f"{quoted(schema)}.{name}"
 
 
-def list_streams(
-    fetch: Fetch, schema: str, session_ids: Iterable[str] | None = None
-) -> list[StreamInfo]:
+def list_streams(fetch: Fetch, schema: str, session_ids: Iterable[str] | None = None) -> list[StreamInfo]:
     """:meth:`AdminStore.list_streams` (ids in byte order): one statement, so one snapshot."""
     events, streams = _table(schema, "events"), _table(schema, "streams")
     if session_ids is None:
@@ -181,7 +179,9 @@ def check_integrity(
         findings.append(CheckFinding("bad_type", f"event {seq} has unknown type {type_!r}", session_id))
     for session_id, seq in _bad_json(fetch, transact, events):
         findings.append(
-            CheckFinding("bad_json", f"event {seq} has data or metadata that is not a JSON object", session_id)
+            CheckFinding(
+                "bad_json", f"event {seq} has data or metadata that is not a JSON object", session_id
+            )
         )
     sessions = [
         row[0]

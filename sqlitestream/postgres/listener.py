@@ -206,8 +206,7 @@ class NotificationListener:
             return None, {}
         try:
             rows: list[Any] = conn.execute(
-                f'SELECT session_id, latest_seq FROM "{self._schema}".streams '
-                "WHERE session_id = ANY(%s)",
+                f'SELECT session_id, latest_seq FROM "{self._schema}".streams WHERE session_id = ANY(%s)',
                 (sessions,),
             ).fetchall()
         except Exception as exc:  # noqa: BLE001 - a background thread: wake all, never raise

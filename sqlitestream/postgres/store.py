@@ -97,13 +97,17 @@ DEFAULT_SCHEMA = "sqlitestream"
 """The PostgreSQL schema a store lives in unless told otherwise: its own namespace, so its
 tables never collide with an application's tables in ``public``."""
 
+
 class _Sql:
     """The store's statements, with its (validated, quoted) schema name filled in once."""
 
     def __init__(self, schema: str) -> None:
         s = quoted(schema)
         self.events, self.streams, self.sessions, self.runs = (
-            f"{s}.events", f"{s}.streams", f"{s}.sessions", f"{s}.runs"
+            f"{s}.events",
+            f"{s}.streams",
+            f"{s}.sessions",
+            f"{s}.runs",
         )
         self.event_by_id = f"SELECT {EVENT_COLUMNS} FROM {s}.events WHERE id = %s"
         self.events_by_ids = f"SELECT {EVENT_COLUMNS} FROM {s}.events WHERE id = ANY(%s)"
@@ -193,7 +197,9 @@ class PostgresSessionStore(AdminStore):
         self._schema = check_schema_name(schema)
         size = check_int(pool_size, "pool_size", minimum=1, allow_none=False) or 1
         pool_timeout = check_int(pool_timeout_ms, "pool_timeout_ms", minimum=0, allow_none=False) or 0
-        connect_timeout = check_int(connect_timeout_ms, "connect_timeout_ms", minimum=1000, allow_none=False) or 1000
+        connect_timeout = (
+            check_int(connect_timeout_ms, "connect_timeout_ms", minimum=1000, allow_none=False) or 1000
+        )
         if not isinstance(application_name, str) or "\x00" in application_name:
             raise ValidationError(f"application_name must be a string, got {describe(application_name)}")
         self._max_event_bytes = check_max_event_bytes(max_event_bytes)
@@ -237,12 +243,8 @@ class PostgresSessionStore(AdminStore):
         def check(conn: Connection) -> bool:
             (encoding,) = conn.execute("SHOW server_encoding").fetchone() or ("?",)
             if encoding != "UTF8":
-                raise StorageError(
-                    f"the database encoding is {encoding}; sqlitestream needs a UTF8 database"
-                )
-            return _pg_schema.check_usable(
-                conn, self._schema, readonly=self._readonly, create=self._create
-            )
+                raise StorageError(f"the database encoding is {encoding}; sqlitestream needs a UTF8 database")
+            return _pg_schema.check_usable(conn, self._schema, readonly=self._readonly, create=self._create)
 
         if not self._db.run("open the store", check, transaction=False):
             return None

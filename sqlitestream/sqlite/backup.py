@@ -114,9 +114,7 @@ def _has_content(path: str) -> bool:
         return False
 
 
-def _copy_into(
-    temporary: str, read: Reading, action: str, on_progress: ProgressCallback | None
-) -> None:
+def _copy_into(temporary: str, read: Reading, action: str, on_progress: ProgressCallback | None) -> None:
     # SQLite creates the file, so it gets the mode a new store file gets (0o644 less the umask).
     dest = open_connection(temporary, readonly=False)
     try:
@@ -158,10 +156,14 @@ def _publish(temporary: str, target: str, *, overwrite: bool) -> None:
         # check is never replaced.
         os.link(temporary, target)
     except FileExistsError:
-        raise ValidationError(f"dest {target!r} already exists; choose another, or pass overwrite=True") from None
+        raise ValidationError(
+            f"dest {target!r} already exists; choose another, or pass overwrite=True"
+        ) from None
     except OSError:  # a file system without hard links: check, then rename
         if os.path.lexists(target):
-            raise ValidationError(f"dest {target!r} already exists; choose another, or pass overwrite=True") from None
+            raise ValidationError(
+                f"dest {target!r} already exists; choose another, or pass overwrite=True"
+            ) from None
         os.replace(temporary, target)
         return
     os.unlink(temporary)

@@ -194,7 +194,10 @@ BAD_ARGUMENTS: list[BadArgument] = [
     BadArgument("session_id", "session_id", TAKING_A_SESSION_ID, BAD_IDS),
     BadArgument("run_id", "run_id", {"get_run": lambda s, v: s.get_run(v)}, BAD_IDS),
     BadArgument(
-        "agent_id-filter", "agent_id", {"list_sessions": lambda s, v: s.list_sessions(agent_id=v)}, BAD_OPTIONAL_IDS
+        "agent_id-filter",
+        "agent_id",
+        {"list_sessions": lambda s, v: s.list_sessions(agent_id=v)},
+        BAD_OPTIONAL_IDS,
     ),
     BadArgument(
         "run_id-filter", "run_id", {"get_events": lambda s, v: s.get_events("s1", run_id=v)}, BAD_OPTIONAL_IDS
@@ -294,6 +297,7 @@ BAD_ARGUMENTS: list[BadArgument] = [
         {"one-byte-over": OVERSIZED},
     ),
 ]
+
 
 def _seed(store: SessionStore) -> None:
     store.save_session(Session(agent_id="agent", id="s1", created_at=T0, updated_at=T0, tags=["t"]))

@@ -57,9 +57,7 @@ class EventsContract(ContractBase):
         assert read == stored
         assert read.timestamp == event.timestamp
         assert read.timestamp.utcoffset() == timedelta(0)
-        assert (read.data, read.metadata, read.run_id, read.id) == (
-            event.data, event.metadata, "r1", "e1"
-        )
+        assert (read.data, read.metadata, read.run_id, read.id) == (event.data, event.metadata, "r1", "e1")
 
     def test_tuples_come_back_as_lists(self, store: SessionStore) -> None:
         store.append_event(new_event(data={"pair": (1, 2)}))
@@ -159,16 +157,17 @@ class EventsContract(ContractBase):
 
     # Batches ---------------------------------------------------------------------------------
 
-    def test_batch_sequences_are_contiguous_per_session_in_input_order(
-        self, store: SessionStore
-    ) -> None:
+    def test_batch_sequences_are_contiguous_per_session_in_input_order(self, store: SessionStore) -> None:
         store.append_event(new_event("a"))
         stored = store.append_events(
-            [new_event("a", id="a2"), new_event("b", id="b1"), new_event("a", id="a3"), new_event("b", id="b2")]
+            [
+                new_event("a", id="a2"),
+                new_event("b", id="b1"),
+                new_event("a", id="a3"),
+                new_event("b", id="b2"),
+            ]
         )
-        assert [(e.id, e.sequence_number) for e in stored] == [
-            ("a2", 2), ("b1", 1), ("a3", 3), ("b2", 2)
-        ]
+        assert [(e.id, e.sequence_number) for e in stored] == [("a2", 2), ("b1", 1), ("a3", 3), ("b2", 2)]
         assert seqs(store.get_events("a")) == [1, 2, 3]
 
     def test_empty_batch_returns_empty(self, store: SessionStore) -> None:
@@ -203,4 +202,3 @@ class EventsContract(ContractBase):
         with pytest.raises(EventIdConflictError):
             store.append_events([new_event("s1", id="x"), new_event("s2", id="x")])
         assert store.get_latest_sequence("s1") == 0
-

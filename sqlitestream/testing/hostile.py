@@ -121,7 +121,9 @@ class HostileValuesContract(ContractBase):
         keys = {text: index for index, text in enumerate(HOSTILE_PAYLOAD_TEXT[:-1])}  # texts as keys
         nested = {"list": list(HOSTILE_PAYLOAD_TEXT[:5]), "deep": {"\x00": {"'": ["%", {"_": "\x00"}]}}}
         metadata = {"keys": keys, "nested": nested}
-        session = Session(agent_id="a", id="s1", metadata=metadata, context=data, tags=HOSTILE_PAYLOAD_TEXT[:8])
+        session = Session(
+            agent_id="a", id="s1", metadata=metadata, context=data, tags=HOSTILE_PAYLOAD_TEXT[:8]
+        )
         run = Run(session_id="s1", id="r1", input=data, output=metadata, error=nested, metadata=keys)
         store.save_session(session)
         store.save_run(run)

@@ -86,4 +86,3 @@ class ReadsContract(ContractBase):
         store.append_event(new_event(timestamp=T0 + timedelta(hours=1)))
         store.append_event(new_event(timestamp=T0))
         assert seqs(store.get_events("s1")) == [1, 2]
-

@@ -191,4 +191,3 @@ class SessionsContract(ContractBase):
         assert store.get_active_run("s1") == store.get_run("r1")
         store.save_run(Run(session_id="s1", id="r1", status=RunStatus.COMPLETED))
         assert store.get_active_run("s1") is None
-

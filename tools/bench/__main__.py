@@ -69,19 +69,32 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds per case")
     parser.add_argument(
-        "--only", action="append", metavar="NAME", choices=sorted(CASES),
+        "--only",
+        action="append",
+        metavar="NAME",
+        choices=sorted(CASES),
         help="run only this case (repeatable): " + ", ".join(CASES),
     )
-    parser.add_argument("--json", type=Path, default=Path("bench-results.json"), help="where to write the JSON report")
-    parser.add_argument("--markdown", type=Path, default=None, help="also write a Markdown table here")
-    parser.add_argument("--no-peers", action="store_true", help="measure only sqlitestream and the raw baselines")
-    parser.add_argument("--reps", type=int, default=None, help="repetitions per figure (default: 3 quick, 7 full)")
     parser.add_argument(
-        "--poll-interval-ms", type=int, default=None,
+        "--json", type=Path, default=Path("bench-results.json"), help="where to write the JSON report"
+    )
+    parser.add_argument("--markdown", type=Path, default=None, help="also write a Markdown table here")
+    parser.add_argument(
+        "--no-peers", action="store_true", help="measure only sqlitestream and the raw baselines"
+    )
+    parser.add_argument(
+        "--reps", type=int, default=None, help="repetitions per figure (default: 3 quick, 7 full)"
+    )
+    parser.add_argument(
+        "--poll-interval-ms",
+        type=int,
+        default=None,
         help="open sqlitestream's stores with this poll_interval_ms (default: the store's default)",
     )
     parser.add_argument(
-        "--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "sqlitestream-bench-cache",
+        "--cache-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "sqlitestream-bench-cache",
         help="where bulk-loaded large stores are kept between runs",
     )
     return parser.parse_args(argv)

@@ -32,7 +32,9 @@ def cached_store(cache_dir: Path, sessions: int, per_session: int) -> Path:
         Path(f"{partial}{suffix}").unlink(missing_ok=True)
     started = time.monotonic()
     total = sessions * per_session
-    print(f"  building {path.name} ({total:,} events; cached for later runs) ...", file=sys.stderr, flush=True)
+    print(
+        f"  building {path.name} ({total:,} events; cached for later runs) ...", file=sys.stderr, flush=True
+    )
     SQLiteSessionStore(partial).close()  # the schema and stamps, exactly as the store makes them
     conn = apsw.Connection(str(partial))
     try:
@@ -50,17 +52,23 @@ def cached_store(cache_dir: Path, sessions: int, per_session: int) -> Path:
             for seq in range(1, per_session + 1):
                 serial += 1
                 rows.append(
-                    (session, seq, f"evt_{serial:032x}", "message_sent", None,
-                     _BASE_MICROS + serial, bodies[serial % 1000], metadata)
+                    (
+                        session,
+                        seq,
+                        f"evt_{serial:032x}",
+                        "message_sent",
+                        None,
+                        _BASE_MICROS + serial,
+                        bodies[serial % 1000],
+                        metadata,
+                    )
                 )
                 if len(rows) >= _CHUNK:
                     conn.executemany(_INSERT, rows)
                     rows.clear()
                     conn.execute("COMMIT")
                     conn.execute("BEGIN")
-            conn.execute(
-                "INSERT INTO streams (session_id, latest_seq) VALUES (?, ?)", (session, per_session)
-            )
+            conn.execute("INSERT INTO streams (session_id, latest_seq) VALUES (?, ?)", (session, per_session))
         if rows:
             conn.executemany(_INSERT, rows)
         conn.execute("COMMIT")

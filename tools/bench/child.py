@@ -136,7 +136,9 @@ def idle_waiter(kind: str, db: str, session: str, window_s: float, poll_interval
 # Contention -------------------------------------------------------------------------------------
 
 
-def contention_writer(kind: str, db: str, prefix: str, threads: int, duration_s: float, start_at: float) -> None:
+def contention_writer(
+    kind: str, db: str, prefix: str, threads: int, duration_s: float, start_at: float
+) -> None:
     """``threads`` threads sharing this process's store, each appending single events to its
     own session from ``start_at`` (a shared wall-clock time) for ``duration_s``."""
     if kind == "sqlitestream":

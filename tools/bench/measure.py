@@ -120,9 +120,7 @@ class CaseResult:
         }
 
 
-def interleave(
-    variants: dict[str, Callable[[], float]], reps: int
-) -> dict[str, list[float]]:
+def interleave(variants: dict[str, Callable[[], float]], reps: int) -> dict[str, list[float]]:
     """Run each variant's one-repetition callable ``reps`` times, rotating the order each
     round so no variant always runs first (warm caches) or last (a tired machine)."""
     names = list(variants)
@@ -159,9 +157,7 @@ def add_rows(
         ratio = None
         if base is not None:
             ratio = ratio_stat(values, base, lower_is_better=lower_is_better)
-        case.rows.append(
-            Row(label, Stat.of(values), unit, ratio, (notes or {}).get(label, ""))
-        )
+        case.rows.append(Row(label, Stat.of(values), unit, ratio, (notes or {}).get(label, "")))
 
 
 # Rendering ----------------------------------------------------------------------------------
@@ -184,9 +180,7 @@ def render_case(case: CaseResult) -> str:
         table = [header]
         for row in case.rows:
             ratio = "" if row.ratio is None else f"{row.ratio.median:.2f}x"
-            ratio_range = (
-                "" if row.ratio is None else f"{row.ratio.low:.2f}-{row.ratio.high:.2f}"
-            )
+            ratio_range = "" if row.ratio is None else f"{row.ratio.low:.2f}-{row.ratio.high:.2f}"
             table.append(
                 (
                     row.label,

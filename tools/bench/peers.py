@@ -200,7 +200,10 @@ class RedisStreams:
         count = 0
         xrange = self.client.xrange
         while True:
-            page = [(entry_id, json.loads(fields[b"d"])) for entry_id, fields in xrange(key, min=cursor, count=PAGE)]
+            page = [
+                (entry_id, json.loads(fields[b"d"]))
+                for entry_id, fields in xrange(key, min=cursor, count=PAGE)
+            ]
             if not page:
                 return count
             count += len(page)
@@ -245,7 +248,9 @@ class JetStream:
             self.nc, self.js = self.loop.run_until_complete(connect())
         except Exception as exc:
             self.loop.close()
-            raise Unavailable(f"NATS JetStream not usable at {NATS_URL} ({type(exc).__name__}: {exc})") from None
+            raise Unavailable(
+                f"NATS JetStream not usable at {NATS_URL} ({type(exc).__name__}: {exc})"
+            ) from None
 
     def append(self, n: int) -> None:
         async def run() -> None:

@@ -152,7 +152,7 @@ def _cross_redis(key: str, count: int, seed: int) -> list[float]:
         for _ in range(count):
             writer.go()
             reply = client.xread({key: last}, block=10_000, count=1)
-            (_, entries), = reply
+            ((_, entries),) = reply
             entry_id, fields = entries[0]
             samples.append((time.time_ns() - int(fields[b"t"])) / 1e6)
             last = entry_id.decode()
@@ -183,7 +183,9 @@ def wake_cases(settings: Settings) -> list[CaseResult]:
     runs: dict[str, Any] = {
         "sqlitestream in-process": lambda rep: _in_process_wakes(file_store, "inproc", per_rep),
         "sqlitestream memory in-process": lambda rep: _in_process_wakes(memory_store, "inproc", per_rep),
-        "sqlitestream cross-process": lambda rep: _cross_ours(directory / "cross.db", "cross", per_rep, rep, options),
+        "sqlitestream cross-process": lambda rep: _cross_ours(
+            directory / "cross.db", "cross", per_rep, rep, options
+        ),
     }
     if settings.peers:
         try:
@@ -205,7 +207,9 @@ def wake_cases(settings: Settings) -> list[CaseResult]:
         from .postgres import check_available, cross_postgres
 
         check_available()
-        runs["sqlitestream postgres cross-process"] = lambda rep: cross_postgres("cross", per_rep, rep, _Writer)
+        runs["sqlitestream postgres cross-process"] = lambda rep: cross_postgres(
+            "cross", per_rep, rep, _Writer
+        )
     except Unavailable as exc:
         case.skip("sqlitestream postgres", str(exc))
     try:
@@ -242,7 +246,12 @@ def wake_cases(settings: Settings) -> list[CaseResult]:
         case.target("stretch: cross-process wake p99 <= 1 ms", cross99, cross99 <= 1.0, "ms")
         redis99 = median_of("redis XREAD BLOCK cross-process", p99)
         if redis99 is not None:
-            case.target("cross-process p99 within 2x of Redis XREAD BLOCK", cross99 / redis99, cross99 <= 2 * redis99, "x")
+            case.target(
+                "cross-process p99 within 2x of Redis XREAD BLOCK",
+                cross99 / redis99,
+                cross99 <= 2 * redis99,
+                "x",
+            )
     return [case]
 
 
@@ -275,7 +284,9 @@ def idle_cases(settings: Settings) -> list[CaseResult]:
     if ours is not None:
         case.target("idle waiting process <= 3% of a core", ours.stat.median, ours.stat.median <= 3.0, "%")
     poll = settings.poll_interval_ms
-    case.notes.append(f"poll_interval_ms={'default' if poll is None else poll}; window {settings.idle_window_s} s")
+    case.notes.append(
+        f"poll_interval_ms={'default' if poll is None else poll}; window {settings.idle_window_s} s"
+    )
     return [case]
 
 
@@ -336,7 +347,12 @@ def contention_cases(settings: Settings) -> list[CaseResult]:
     row = case.row("sqlitestream 4x2")
     if row is not None and row.ratio is not None:
         case.target("4x2 aggregate >= 0.7x one writer", row.ratio.median, row.ratio.median >= 0.7, "x")
-        case.target("4x2 worst single append <= 100 ms", worst["sqlitestream 4x2"], worst["sqlitestream 4x2"] <= 100, "ms")
+        case.target(
+            "4x2 worst single append <= 100 ms",
+            worst["sqlitestream 4x2"],
+            worst["sqlitestream 4x2"] <= 100,
+            "ms",
+        )
     case.notes.append(f"{settings.contention_s} s per run, {settings.contention_reps} run(s) each")
     return [case]
 
@@ -346,7 +362,9 @@ def contention_cases(settings: Settings) -> list[CaseResult]:
 
 def memory_cases(settings: Settings) -> list[CaseResult]:
     count = settings.memory_events
-    case = CaseResult("memory", f"following one {count:,}-event session from 0 with the stream, in a child process")
+    case = CaseResult(
+        "memory", f"following one {count:,}-event session from 0 with the stream, in a child process"
+    )
     path = cached_store(settings.cache_dir, 1, count)
     result = _result(_spawn("memory-follower", str(path), "s00000", str(count)), 3600)
     case.rows.append(Row("peak RSS growth", Stat.of([result["peak_growth_mb"]]), "MB"))
@@ -373,7 +391,9 @@ def _wall(args: list[str], runs: int) -> list[float]:
 
 
 def cli_cases(settings: Settings) -> list[CaseResult]:
-    case = CaseResult("cli", "`python -m sqlitestream --db FILE latest SESSION`, wall time of a whole process (ms)")
+    case = CaseResult(
+        "cli", "`python -m sqlitestream --db FILE latest SESSION`, wall time of a whole process (ms)"
+    )
     directory = settings.workdir / case.name
     directory.mkdir(parents=True, exist_ok=True)
     db = directory / "cli.db"

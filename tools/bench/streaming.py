@@ -23,7 +23,9 @@ def follow(store: Any, session: str, *, after: int, wait_timeout_ms: int) -> tup
     try:
         from sqlitestream.manager import SessionManager
     except ImportError:
-        return _long_poll(store, session, after, wait_timeout_ms), "store.get_events long-poll (no SessionManager yet)"
+        return _long_poll(
+            store, session, after, wait_timeout_ms
+        ), "store.get_events long-poll (no SessionManager yet)"
     try:
         manager = SessionManager(store)
         stream = manager.stream_session_events(

@@ -22,9 +22,7 @@ from .workloads import NaiveMemory, OurStore, RawApsw, RawSqlite3, session_name
 Factory = Callable[[Path], Any]
 
 
-def _open_all(
-    case: CaseResult, factories: dict[str, Factory], directory: Path
-) -> dict[str, Any]:
+def _open_all(case: CaseResult, factories: dict[str, Factory], directory: Path) -> dict[str, Any]:
     opened: dict[str, Any] = {}
     for label, factory in factories.items():
         path = directory / f"{label.replace(' ', '-')}.db"
@@ -53,7 +51,9 @@ def _rate(operation: Callable[[], object], count: int) -> float:
 
 def _writers(synchronous: str, settings: Settings, *, with_servers: bool) -> dict[str, Factory]:
     factories: dict[str, Factory] = {
-        "sqlitestream": lambda path: OurStore(SQLiteSessionStore(path, synchronous=synchronous, **settings.store_options())),
+        "sqlitestream": lambda path: OurStore(
+            SQLiteSessionStore(path, synchronous=synchronous, **settings.store_options())
+        ),
         "raw apsw": lambda path: RawApsw(path, synchronous),
         "raw sqlite3": lambda path: RawSqlite3(path, synchronous),
     }
@@ -90,7 +90,9 @@ def append_cases(settings: Settings) -> list[CaseResult]:
         )
         directory = settings.workdir / case.name
         directory.mkdir(parents=True, exist_ok=True)
-        opened = _open_all(case, _writers(synchronous, settings, with_servers=synchronous == "normal"), directory)
+        opened = _open_all(
+            case, _writers(synchronous, settings, with_servers=synchronous == "normal"), directory
+        )
         try:
             for target in opened.values():  # warm-up: caches, first pages, statement caches
                 target.append(max(1, count // 10))
@@ -111,7 +113,9 @@ def _append_targets(case: CaseResult, synchronous: str) -> None:
     if ours is None or ours.ratio is None:
         return
     want = 0.8 if synchronous == "normal" else 0.9
-    case.target(f"append {synchronous}: >= {want}x raw apsw", ours.ratio.median, ours.ratio.median >= want, "x")
+    case.target(
+        f"append {synchronous}: >= {want}x raw apsw", ours.ratio.median, ours.ratio.median >= want, "x"
+    )
     for peer in ("eventsourcing", "simplebroker"):
         row = case.row(peer)
         if row is not None:
@@ -151,7 +155,10 @@ def batch_cases(settings: Settings) -> list[CaseResult]:
         ours = case.row("sqlitestream")
         if ours is not None and ours.ratio is not None:
             case.target(
-                f"batch-{size} {synchronous}: >= 0.7x raw apsw", ours.ratio.median, ours.ratio.median >= 0.7, "x"
+                f"batch-{size} {synchronous}: >= 0.7x raw apsw",
+                ours.ratio.median,
+                ours.ratio.median >= 0.7,
+                "x",
             )
         results.append(case)
     return results
@@ -230,7 +237,11 @@ def scale_cases(settings: Settings) -> list[CaseResult]:
             for target in (ours, raw):
                 for session, after in probes:
                     target.read_page(session, after)
-            samples = interleave({"sqlitestream": lambda: pages(ours), "raw apsw": lambda: pages(raw)}, settings.reps)  # noqa: B023
+            variants: dict[str, Callable[[], float]] = {
+                "sqlitestream": functools.partial(pages, ours),
+                "raw apsw": functools.partial(pages, raw),
+            }
+            samples = interleave(variants, settings.reps)
         finally:
             ours.close()
             raw.close()
@@ -251,7 +262,9 @@ def scale_cases(settings: Settings) -> list[CaseResult]:
         )
     for row in case.rows:
         if row.label.startswith("sqlitestream") and row.ratio is not None:
-            case.target(f"page reads >= 0.7x raw ({row.label})", row.ratio.median, row.ratio.median >= 0.7, "x")
+            case.target(
+                f"page reads >= 0.7x raw ({row.label})", row.ratio.median, row.ratio.median >= 0.7, "x"
+            )
     return [case]
 
 
@@ -298,16 +311,24 @@ def latest_cases(settings: Settings) -> list[CaseResult]:
 def memory_store_cases(settings: Settings) -> list[CaseResult]:
     count = settings.read_events
     results = []
-    append = CaseResult("memory-append", "InMemorySessionStore vs a naive list: single appends (events/s)", baseline="naive list")
+    append = CaseResult(
+        "memory-append",
+        "InMemorySessionStore vs a naive list: single appends (events/s)",
+        baseline="naive list",
+    )
     read = CaseResult(
-        "memory-read", f"InMemorySessionStore vs a naive list: pages of 100 over a {count:,}-event session (events/s)",
+        "memory-read",
+        f"InMemorySessionStore vs a naive list: pages of 100 over a {count:,}-event session (events/s)",
         baseline="naive list",
     )
     ours, naive = OurStore(InMemorySessionStore()), NaiveMemory()
     try:
         targets: dict[str, OurStore | NaiveMemory] = {"sqlitestream memory": ours, "naive list": naive}
         samples = interleave(
-            {label: _timed(t.append, settings.append_n, count=settings.append_n) for label, t in targets.items()},
+            {
+                label: _timed(t.append, settings.append_n, count=settings.append_n)
+                for label, t in targets.items()
+            },
             settings.reps,
         )
         add_rows(append, samples, "events/s", baseline="naive list")

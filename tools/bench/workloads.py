@@ -209,8 +209,12 @@ class RawApsw(_RawTransactions):
 
     label = "raw apsw"
 
-    def __init__(self, path: Path, synchronous: str, session: str = "bench", *, readonly: bool = False) -> None:
-        flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+    def __init__(
+        self, path: Path, synchronous: str, session: str = "bench", *, readonly: bool = False
+    ) -> None:
+        flags = (
+            apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+        )
         self.conn = apsw.Connection(str(path), flags=flags)
         self.conn.set_busy_timeout(5000)
         if not readonly:
@@ -287,7 +291,8 @@ class NaiveMemory:
         count = 0
         while True:
             with self.lock:
-                page = [e for e in self.events if e.session_id == session and e.sequence_number > cursor][:PAGE]  # type: ignore[operator]
+                mine = [e for e in self.events if e.session_id == session]
+                page = [e for e in mine if (e.sequence_number or 0) > cursor][:PAGE]
             if not page:
                 return count
             count += len(page)

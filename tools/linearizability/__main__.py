@@ -28,17 +28,25 @@ from .workload import Workload
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.linearizability", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.linearizability", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
-    parser.add_argument("--dsn", default=os.environ.get("SQLITESTREAM_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument(
+        "--dsn", default=os.environ.get("SQLITESTREAM_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+    )
     parser.add_argument("--processes", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ops", type=int, default=200, help="operations per thread")
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--max-states", type=int, default=DEFAULT_MAX_STATES, help="search budget per session")
+    parser.add_argument(
+        "--max-states", type=int, default=DEFAULT_MAX_STATES, help="search budget per session"
+    )
     parser.add_argument("--history", type=Path, help="write the recorded history here (JSON lines)")
-    parser.add_argument("--check", type=Path, metavar="FILE", help="check a saved history instead of recording one")
+    parser.add_argument(
+        "--check", type=Path, metavar="FILE", help="check a saved history instead of recording one"
+    )
     args = parser.parse_args(argv)
 
     if args.check is not None:
@@ -47,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         started = time.monotonic()
         history = _record(args)
-        print(f"recorded {len(history)} operations from {args.processes} processes x {args.threads} "
-              f"threads on {args.store} in {time.monotonic() - started:.1f} s: {_outcomes(history)}")
+        print(
+            f"recorded {len(history)} operations from {args.processes} processes x {args.threads} "
+            f"threads on {args.store} in {time.monotonic() - started:.1f} s: {_outcomes(history)}"
+        )
         if args.history is not None:
             write_history(args.history, history)
     started = time.monotonic()

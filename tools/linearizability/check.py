@@ -194,7 +194,8 @@ class _Search:
         for _, i, why in refusals:
             lines.append(f"    {self.ops[i].describe()}: {why}")
         overlapping = [
-            other for other in self.ops
+            other
+            for other in self.ops
             if other is not op and other.invoke_ns < op.complete_ns and op.invoke_ns < other.complete_ns
         ]
         lines.append("  overlapping it:" + ("" if overlapping else " nothing"))

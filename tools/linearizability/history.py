@@ -137,8 +137,15 @@ def _events(events: tuple[tuple[str, int], ...], shown: int = 6) -> str:
 
 
 _DEFAULTS: dict[str, Any] = {
-    "ids": (), "expected": None, "after": 0, "limit": None, "wait_ms": 0, "seqs": (),
-    "events": (), "value": None, "error": "",
+    "ids": (),
+    "expected": None,
+    "after": 0,
+    "limit": None,
+    "wait_ms": 0,
+    "seqs": (),
+    "events": (),
+    "value": None,
+    "error": "",
 }
 
 

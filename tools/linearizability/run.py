@@ -33,7 +33,10 @@ def record(workload: Workload, directory: Path, *, timeout_s: float = 600.0) -> 
     workers = [
         subprocess.Popen(
             [sys.executable, "-m", "tools.linearizability.worker", config, str(n), str(out)],
-            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for n, out in enumerate(outputs)
     ]

@@ -88,8 +88,13 @@ class Client:
 
     def run(self) -> list[Operation]:
         choices = [
-            (self.append_fresh, 22), (self.append_repeat, 14), (self.append_batch, 12),
-            (self.append_expected, 12), (self.read, 18), (self.long_poll, 8), (self.get_latest, 10),
+            (self.append_fresh, 22),
+            (self.append_repeat, 14),
+            (self.append_batch, 12),
+            (self.append_expected, 12),
+            (self.read, 18),
+            (self.long_poll, 8),
+            (self.get_latest, 10),
         ]
         actions = [action for action, _ in choices]
         weights = [weight for _, weight in choices]
@@ -192,7 +197,9 @@ class Client:
         # A storage error leaves a write's fate unknown; anything else the model never does.
         unknown = isinstance(exc, (StorageError, StoreClosedError))
         status = Status.FAILED if unknown else Status.RAISED
-        kind_of = type(exc).__name__ if isinstance(exc, SqliteStreamError) else f"unexpected {type(exc).__name__}"
+        kind_of = (
+            type(exc).__name__ if isinstance(exc, SqliteStreamError) else f"unexpected {type(exc).__name__}"
+        )
         self._record(kind, session, start, end, status=status, error=f"{kind_of}: {exc}", **fields)
 
     def _record(self, kind: Kind, session: str, start: int, end: int, **fields: Any) -> None:
