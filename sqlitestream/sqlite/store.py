@@ -32,7 +32,7 @@ from sqlitestream._core.validate import (
     check_text,
     describe,
 )
-from sqlitestream._core.waiting import WakeHub, long_poll
+from sqlitestream._core.waiting import NO_SEED, WakeHub, long_poll
 from sqlitestream.admin import (
     AdminStore,
     CheckReport,
@@ -185,7 +185,7 @@ class SQLiteSessionStore(AdminStore):
         self._path = path_text if self._in_memory else os.path.abspath(path_text)
         self._closed = False
         self._readers = ReaderPool(self._open_reader, self._path)
-        self._hub = WakeHub(on_first_waiter=self._on_first_waiter)
+        self._hub = WakeHub(on_register=self._on_register)
         self._watcher: DataVersionWatcher | None = None
         self._writer: Writer  # set by _open: the write connection, its locks (see transaction.py)
         self._upgraded_from: int | None = None
@@ -274,9 +274,10 @@ class SQLiteSessionStore(AdminStore):
     def _open_reader(self) -> apsw.Connection:
         return self._configured(open_connection(self._path, readonly=True, immutable=self._immutable))
 
-    def _on_first_waiter(self) -> None:
-        if self._watcher is not None:
-            self._watcher.ensure_running()
+    def _on_register(self, session_id: str) -> object:
+        if self._watcher is None:  # ":memory:": every append is this process's own
+            return NO_SEED
+        return self._watcher.register(session_id)
 
     # Public facts about the store -----------------------------------------------------------
 
@@ -530,12 +531,21 @@ class SQLiteSessionStore(AdminStore):
         """See :class:`~sqlitestream.admin.StoreInfo`; here with the file's sizes, journal mode
         and this store object's synchronous level."""
         return _admin.store_info(
-            self._read, path=self._path, in_memory=self._in_memory, synchronous=self._synchronous
+            self._read,
+            path=self._path,
+            in_memory=self._in_memory,
+            synchronous=self._synchronous,
+            wal_pinned=self._wal_pinned(),
         )
 
     def check_integrity(self, *, on_progress: ProgressCallback | None = None) -> CheckReport:
         """See :meth:`AdminStore.check_integrity`; here with SQLite's ``PRAGMA integrity_check``."""
-        return _admin.check_integrity(self._read, on_progress)
+        wal = [] if self._in_memory else _admin.wal_findings(self._path, self._wal_pinned())
+        return _admin.check_integrity(self._read, on_progress, wal=wal)
+
+    def _wal_pinned(self) -> bool | None:
+        checkpoints = self._writer.checkpoints
+        return None if checkpoints is None else checkpoints.blocked
 
     def import_session(
         self,

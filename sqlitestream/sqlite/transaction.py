@@ -13,6 +13,7 @@ import weakref
 import apsw
 
 from sqlitestream.errors import StorageError, StoreClosedError
+from sqlitestream.sqlite.checkpoint import WalCheckpointer
 from sqlitestream.sqlite.connection import BusyRetry, translate
 from sqlitestream.sqlite.sidelock import SideLock
 
@@ -24,7 +25,9 @@ class Writer:
     ``busy_timeout_ms`` bounds each wait: for the side lock, then for SQLite's lock.
     """
 
-    __slots__ = ("busy_timeout_s", "closed", "conn", "lock", "path", "retry", "running", "side_lock")
+    __slots__ = (
+        "busy_timeout_s", "checkpoints", "closed", "conn", "lock", "path", "retry", "running", "side_lock"
+    )
 
     def __init__(
         self,
@@ -44,6 +47,8 @@ class Writer:
         self.retry = BusyRetry(busy_timeout_ms)
         self.closed = False
         self.running: weakref.ref[WriteTransaction] | None = None  # see finish_abandoned
+        # Keeps the WAL bounded (see checkpoint.py); None for a read-only store.
+        self.checkpoints = None if conn is None else WalCheckpointer(conn)
 
     def transaction(self, action: str) -> WriteTransaction:
         """One write transaction; ``action`` names it in error messages ("append an event")."""
@@ -154,6 +159,8 @@ class WriteTransaction:
         try:
             if exc is None:
                 conn.execute("COMMIT")
+                if self._writer.checkpoints is not None:
+                    self._writer.checkpoints.after_commit(conn)
         except apsw.Error as error:
             exc = error
         finally:
