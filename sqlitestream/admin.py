@@ -83,7 +83,7 @@ class StreamInfo:
 
 
 _BACKEND_FIELDS = {
-    "sqlite": ("file_bytes", "wal_bytes", "journal_mode", "synchronous"),
+    "sqlite": ("file_bytes", "wal_bytes", "checkpoint_pending", "wal_pinned", "journal_mode", "synchronous"),
     "postgres": ("dsn", "schema", "server_version", "synchronous_commit", "table_bytes"),
     "memory": (),
 }
@@ -101,7 +101,13 @@ class StoreInfo:
     The rest belong to one backend and are None for the others.
 
     - SQLite: ``file_bytes`` and ``wal_bytes``, the sizes of the database file and its
-      write-ahead log (0 when there is none; None for ``":memory:"``); ``journal_mode``;
+      write-ahead log (0 when there is none; None for ``":memory:"``); ``checkpoint_pending``,
+      True when the WAL holds committed pages that a checkpoint may not have copied into the
+      database file yet (the database file alone is then not the whole store: copy the store
+      with ``export``, or close every connection first); ``wal_pinned``, True when this store's
+      writer could not empty a large WAL at its last attempt because a read transaction held
+      open (by any connection, maybe in another process) keeps an old snapshot in it (None
+      when this store object does not write, so cannot tell); ``journal_mode``;
       ``synchronous``, the level this store object writes with (a per-connection setting, not
       stored in the file).
     - PostgreSQL: ``dsn`` (without the password), the PostgreSQL ``schema``,
@@ -119,6 +125,8 @@ class StoreInfo:
     streams: int
     file_bytes: int | None = None
     wal_bytes: int | None = None
+    checkpoint_pending: bool | None = None
+    wal_pinned: bool | None = None
     journal_mode: str | None = None
     synchronous: str | None = None
     dsn: str | None = None
@@ -143,7 +151,9 @@ class CheckFinding:
     ``sequence_gap`` (a session's sequence numbers are not exactly 1..N), ``latest_mismatch``
     (the stored latest sequence is not the highest event's), ``missing_counter`` (events
     without a sequence counter), ``duplicate_id`` (an event id stored twice), ``bad_type`` (an
-    unknown event type), ``bad_json`` (a payload that is not a JSON object). ``session_id``
+    unknown event type), ``bad_json`` (a payload that is not a JSON object), ``large_wal``
+    (SQLite: the write-ahead log is over twice its size limit, usually because a read
+    transaction is held open somewhere; not damage, but the disk fills). ``session_id``
     names the session when the problem is in one.
     """
 
@@ -388,9 +398,7 @@ def check_session_import(
     for index, run in enumerate(runs):
         check_record(run, Run, f"runs[{index}]")
         if run.session_id != checked_id:
-            raise ValidationError(
-                f"run {run.id!r} belongs to session {run.session_id!r}, not {checked_id!r}"
-            )
+            raise ValidationError(f"run {run.id!r} belongs to session {run.session_id!r}, not {checked_id!r}")
     ordered = check_import_events(checked_id, events)
     for event in ordered:
         check_event(event, max_event_bytes)

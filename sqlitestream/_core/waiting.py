@@ -29,22 +29,30 @@ class Signal(Protocol):
     def set(self) -> None: ...
 
 
+NO_SEED: object = object()
+"""What :meth:`WakeHub.seeds` gives for a session whose waiters hold no common seed."""
+
+
 class _Waiter:
-    __slots__ = ("woken", "released")
+    __slots__ = ("released", "seed", "woken")
 
     def __init__(self, woken: Signal) -> None:
         self.woken = woken
         self.released = False
+        self.seed: object = NO_SEED
 
 
 class WakeHub:
     """Waiters grouped by session id; ``wake`` touches only the named sessions' waiters."""
 
-    def __init__(self, on_first_waiter: Callable[[], None] | None = None) -> None:
+    def __init__(self, on_register: Callable[[str], object] | None = None) -> None:
+        """``on_register(session_id)`` runs after each registration, in the registering thread
+        and before the waiter re-queries; what it returns is the waiter's seed (the SQLite store
+        makes sure its watcher runs and returns the session's tip as of this moment)."""
         self._lock = threading.Lock()
         self._waiters: dict[str, set[_Waiter]] = {}
         self._closed = False
-        self._on_first_waiter = on_first_waiter
+        self._on_register = on_register
 
     @property
     def closed(self) -> bool:
@@ -54,6 +62,16 @@ class WakeHub:
         """The session ids someone is waiting on right now."""
         with self._lock:
             return list(self._waiters)
+
+    def seeds(self) -> dict[str, object]:
+        """The session ids waited on right now, each with the seed all its waiters share, or
+        :data:`NO_SEED` (no seed, or different ones)."""
+        with self._lock:
+            found: dict[str, object] = {}
+            for session_id, group in self._waiters.items():
+                seeds = {waiter.seed for waiter in group}  # tips: hashable
+                found[session_id] = seeds.pop() if len(seeds) == 1 else NO_SEED
+            return found
 
     def has_waiters(self) -> bool:
         return bool(self._waiters)
@@ -66,11 +84,10 @@ class WakeHub:
         with self._lock:
             if self._closed:
                 raise StoreClosedError("the store is closed")
-            first = not self._waiters
             self._waiters.setdefault(session_id, set()).add(waiter)
-        if first and self._on_first_waiter is not None:
-            self._on_first_waiter()
         try:
+            if self._on_register is not None:
+                waiter.seed = self._on_register(session_id)
             yield waiter
         finally:
             with self._lock:

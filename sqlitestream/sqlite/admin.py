@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -47,8 +48,18 @@ from sqlitestream.models import (
     from_micros_many,
     to_micros,
 )
+from sqlitestream.sqlite.connection import JOURNAL_SIZE_LIMIT
 
-__all__ = ["Fetch", "Read", "check_integrity", "import_session", "list_streams", "store_info"]
+__all__ = [
+    "Fetch",
+    "Read",
+    "check_integrity",
+    "import_session",
+    "list_streams",
+    "store_info",
+    "wal_findings",
+    "wal_holds_frames",
+]
 
 Fetch = Callable[[str, str, tuple[Any, ...]], list[Any]]
 """``fetch(action, sql, bindings)``: every row of one query on a read connection."""
@@ -89,8 +100,7 @@ _FIRST_GAP = (
 )
 _DUPLICATE_IDS = "SELECT id, count(*) FROM events GROUP BY id HAVING count(*) > 1 LIMIT 100"
 _BAD_TYPES = (
-    "SELECT session_id, seq, type FROM events "
-    "WHERE type NOT IN (SELECT value FROM json_each(?)) LIMIT 100"
+    "SELECT session_id, seq, type FROM events WHERE type NOT IN (SELECT value FROM json_each(?)) LIMIT 100"
 )
 _BAD_JSON = (
     "SELECT session_id, seq FROM events WHERE NOT (json_valid(data) AND json_type(data) = 'object' "
@@ -116,6 +126,28 @@ def _file_size(path: str) -> int:
         return 0
 
 
+_WAL_MAGIC = (0x377F0682, 0x377F0683)
+
+
+def wal_holds_frames(wal_path: str) -> bool:
+    """Whether the WAL file holds frames of its current generation: committed pages that a
+    checkpoint may not have copied into the database file yet (a WAL that was emptied or
+    restarted holds none). Reads the WAL header and the first frame header (see
+    https://www.sqlite.org/fileformat.html#the_write_ahead_log); the WAL file carries no locks,
+    so reading it cannot disturb this process's SQLite connections (the -shm file does, and is
+    left alone)."""
+    try:
+        with open(wal_path, "rb") as wal:
+            head = wal.read(32 + 24)
+    except FileNotFoundError:
+        return False
+    if len(head) < 32 + 24:
+        return False
+    magic, _, _, _, salt1, salt2 = struct.unpack(">6I", head[:24])
+    frame_salts = struct.unpack(">2I", head[32 + 8 : 32 + 16])
+    return magic in _WAL_MAGIC and frame_salts == (salt1, salt2)
+
+
 def list_streams(fetch: Fetch, session_ids: Iterable[str] | None = None) -> list[StreamInfo]:
     """:meth:`AdminStore.list_streams`: one statement, so one snapshot."""
     if session_ids is None:
@@ -137,9 +169,12 @@ def list_streams(fetch: Fetch, session_ids: Iterable[str] | None = None) -> list
     ]
 
 
-def store_info(read: Read, *, path: str, in_memory: bool, synchronous: str) -> StoreInfo:
+def store_info(
+    read: Read, *, path: str, in_memory: bool, synchronous: str, wal_pinned: bool | None
+) -> StoreInfo:
     """:meth:`AdminStore.store_info` for the store file at ``path`` (``synchronous`` is the
-    store object's level, a per-connection setting the file does not hold)."""
+    store object's level, a per-connection setting the file does not hold; ``wal_pinned`` what
+    its writer last found, None for a store that does not write)."""
     with read("read the store's facts") as conn:
         # The counts come from one statement, so they agree with each other.
         rows = _all(conn, _COUNTS)
@@ -156,15 +191,40 @@ def store_info(read: Read, *, path: str, in_memory: bool, synchronous: str) -> S
         streams=streams,
         file_bytes=None if in_memory else _file_size(path),
         wal_bytes=None if in_memory else _file_size(path + "-wal"),
+        checkpoint_pending=None if in_memory else wal_holds_frames(path + "-wal"),
+        wal_pinned=None if in_memory else wal_pinned,
         journal_mode=journal_mode.lower(),
         synchronous=synchronous,
     )
 
 
-def check_integrity(read: Read, on_progress: ProgressCallback | None = None) -> CheckReport:
+def wal_findings(path: str, wal_pinned: bool | None) -> list[CheckFinding]:
+    """A ``large_wal`` finding when the WAL is past twice ``journal_size_limit``: the writers
+    keep it under that (see checkpoint.py) unless a read transaction held open pins it."""
+    wal_bytes = _file_size(path + "-wal")
+    if wal_bytes <= 2 * JOURNAL_SIZE_LIMIT:
+        return []
+    if wal_pinned:
+        cause = "this store's writer could not empty it: a read transaction is held open"
+    else:
+        cause = "a read transaction held open (by any connection or process) may be pinning it"
+    return [
+        CheckFinding(
+            "large_wal",
+            f"the WAL is {wal_bytes / 2**20:,.0f} MiB, over twice journal_size_limit "
+            f"({JOURNAL_SIZE_LIMIT // 2**20} MiB); {cause}; it is emptied by the next writes once "
+            "the reader finishes",
+        )
+    ]
+
+
+def check_integrity(
+    read: Read, on_progress: ProgressCallback | None = None, *, wal: list[CheckFinding] | None = None
+) -> CheckReport:
     """:meth:`AdminStore.check_integrity`, with SQLite's ``PRAGMA integrity_check`` and
-    ``PRAGMA foreign_key_check`` as the engine's own checks."""
-    findings: list[CheckFinding] = []
+    ``PRAGMA foreign_key_check`` as the engine's own checks; ``wal`` the findings about the
+    WAL file (:func:`wal_findings`), reported first."""
+    findings: list[CheckFinding] = list(wal or ())
     with read("check the store") as conn:
         for (message,) in _all(conn, "PRAGMA integrity_check"):
             if message != "ok":
@@ -176,12 +236,12 @@ def check_integrity(read: Read, on_progress: ProgressCallback | None = None) -> 
         for event_id, count in _all(conn, _DUPLICATE_IDS):
             findings.append(CheckFinding("duplicate_id", f"event id {event_id!r} is stored {count} times"))
         for session_id, seq, type_ in _all(conn, _BAD_TYPES, (_KNOWN_TYPES,)):
-            findings.append(
-                CheckFinding("bad_type", f"event {seq} has unknown type {type_!r}", session_id)
-            )
+            findings.append(CheckFinding("bad_type", f"event {seq} has unknown type {type_!r}", session_id))
         for session_id, seq in _all(conn, _BAD_JSON):
             findings.append(
-                CheckFinding("bad_json", f"event {seq} has data or metadata that is not a JSON object", session_id)
+                CheckFinding(
+                    "bad_json", f"event {seq} has data or metadata that is not a JSON object", session_id
+                )
             )
         sessions = [row[0] for row in _all(conn, _CHECKED_SESSIONS)]
     events = 0

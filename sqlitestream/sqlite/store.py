@@ -33,7 +33,7 @@ from sqlitestream._core.validate import (
     check_text,
     describe,
 )
-from sqlitestream._core.waiting import WakeHub, long_poll
+from sqlitestream._core.waiting import NO_SEED, WakeHub, long_poll
 from sqlitestream.admin import (
     AdminStore,
     CheckReport,
@@ -92,9 +92,7 @@ from sqlitestream.store import (
 __all__ = ["SQLiteSessionStore"]
 
 _SELECT_EVENT_BY_ID = f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ?"
-_SELECT_EVENTS_BY_IDS = (
-    f"SELECT {EVENT_COLUMNS} FROM events WHERE id IN (SELECT value FROM json_each(?))"
-)
+_SELECT_EVENTS_BY_IDS = f"SELECT {EVENT_COLUMNS} FROM events WHERE id IN (SELECT value FROM json_each(?))"
 _INSERT_EVENT = insert("events", EVENT_COLUMNS, "?")
 _INSERT_NEW_EVENT = _INSERT_EVENT + " ON CONFLICT DO NOTHING"
 _BUMP_SEQUENCE = (
@@ -172,7 +170,9 @@ class SQLiteSessionStore(AdminStore):
             raise ValidationError(
                 f"synchronous must be one of {sorted(SYNCHRONOUS_LEVELS)}, got {describe(synchronous)}"
             )
-        self._busy_timeout_ms = check_int(busy_timeout_ms, "busy_timeout_ms", minimum=0, allow_none=False) or 0
+        self._busy_timeout_ms = (
+            check_int(busy_timeout_ms, "busy_timeout_ms", minimum=0, allow_none=False) or 0
+        )
         for name, flag in (("readonly", readonly), ("create", create)):
             if type(flag) is not bool:
                 raise ValidationError(f"{name} must be a bool, got {describe(flag)}")
@@ -190,7 +190,7 @@ class SQLiteSessionStore(AdminStore):
         self._closed = False
         self._pid = os.getpid()  # the process this store belongs to (see _core/forks.py)
         self._readers = ReaderPool(self._open_reader, self._path)
-        self._hub = WakeHub(on_first_waiter=self._on_first_waiter)
+        self._hub = WakeHub(on_register=self._on_register)
         self._watcher: DataVersionWatcher | None = None
         self._writer: Writer  # set by _open: the write connection, its locks (see transaction.py)
         self._upgraded_from: int | None = None
@@ -293,9 +293,10 @@ class SQLiteSessionStore(AdminStore):
     def _open_reader(self) -> apsw.Connection:
         return self._configured(open_connection(self._path, readonly=True, immutable=self._immutable))
 
-    def _on_first_waiter(self) -> None:
-        if self._watcher is not None:
-            self._watcher.ensure_running()
+    def _on_register(self, session_id: str) -> object:
+        if self._watcher is None:  # ":memory:": every append is this process's own
+            return NO_SEED
+        return self._watcher.register(session_id)
 
     # Public facts about the store -----------------------------------------------------------
 
@@ -560,12 +561,21 @@ class SQLiteSessionStore(AdminStore):
         """See :class:`~sqlitestream.admin.StoreInfo`; here with the file's sizes, journal mode
         and this store object's synchronous level."""
         return _admin.store_info(
-            self._read, path=self._path, in_memory=self._in_memory, synchronous=self._synchronous
+            self._read,
+            path=self._path,
+            in_memory=self._in_memory,
+            synchronous=self._synchronous,
+            wal_pinned=self._wal_pinned(),
         )
 
     def check_integrity(self, *, on_progress: ProgressCallback | None = None) -> CheckReport:
         """See :meth:`AdminStore.check_integrity`; here with SQLite's ``PRAGMA integrity_check``."""
-        return _admin.check_integrity(self._read, on_progress)
+        wal = [] if self._in_memory else _admin.wal_findings(self._path, self._wal_pinned())
+        return _admin.check_integrity(self._read, on_progress, wal=wal)
+
+    def _wal_pinned(self) -> bool | None:
+        checkpoints = self._writer.checkpoints
+        return None if checkpoints is None else checkpoints.blocked
 
     def import_session(
         self,

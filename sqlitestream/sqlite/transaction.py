@@ -14,6 +14,7 @@ import weakref
 import apsw
 
 from sqlitestream.errors import StorageError, StoreClosedError
+from sqlitestream.sqlite.checkpoint import WalCheckpointer
 from sqlitestream.sqlite.connection import BusyRetry, translate
 from sqlitestream.sqlite.sidelock import SideLock
 
@@ -29,7 +30,18 @@ class Writer:
     that file (see :meth:`check_files`).
     """
 
-    __slots__ = ("busy_timeout_s", "closed", "conn", "files", "lock", "path", "retry", "running", "side_lock")
+    __slots__ = (
+        "busy_timeout_s",
+        "checkpoints",
+        "closed",
+        "conn",
+        "files",
+        "lock",
+        "path",
+        "retry",
+        "running",
+        "side_lock",
+    )
 
     def __init__(
         self,
@@ -50,6 +62,8 @@ class Writer:
         self.closed = False
         self.running: weakref.ref[WriteTransaction] | None = None  # see finish_abandoned
         self.files: tuple[tuple[str, int, int], ...] = ()
+        # Keeps the WAL bounded (see checkpoint.py); None for a read-only store.
+        self.checkpoints = None if conn is None else WalCheckpointer(conn)
 
     def transaction(self, action: str) -> WriteTransaction:
         """One write transaction; ``action`` names it in error messages ("append an event")."""
@@ -189,6 +203,8 @@ class WriteTransaction:
             if exc is None:
                 self._writer.check_files(self._action)  # refused: rolled back below
                 conn.execute("COMMIT")
+                if self._writer.checkpoints is not None:
+                    self._writer.checkpoints.after_commit(conn)
         except apsw.Error as error:
             exc = error
         finally:

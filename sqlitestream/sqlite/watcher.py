@@ -13,6 +13,15 @@ short timer: a write to it wakes the thread, which then re-checks ``data_version
 0.2 ms for up to 5 ms (the frames reach the file just before the commit is published), and a
 timed poll every ``max(interval, 50 ms)`` stays as the fallback. The PRAGMA is always the
 source of truth; the hint only decides when to look.
+
+A look sends each waited session's last known sequence and gets back only the sessions whose
+sequence differs (in chunks of :data:`_CHUNK`), so its Python work is in proportion to what
+changed, not to the thousands of sessions waited on. A waiter registering tells the watcher its
+session's tip as of that moment (:meth:`DataVersionWatcher.register`, read before the waiter
+re-queries), so the look after it wakes it only if its session changed since; without that seed
+the watcher must wake every session it sees for the first time, and a watcher starting under
+thousands of waiters woke them all at once. The thread retries a failed start with back-off
+for as long as anyone waits, and every registration makes sure it runs.
 """
 
 from __future__ import annotations
@@ -24,19 +33,29 @@ import time
 from collections.abc import Callable
 
 import apsw
+import orjson
 
-from sqlitestream._core.waiting import WakeHub
+from sqlitestream._core.waiting import NO_SEED, WakeHub
+from sqlitestream.errors import StorageError
 from sqlitestream.sqlite.walhint import WalHint
 
 # One row holding every tip as JSON: apsw hands the GIL back and forth for each row fetched,
 # and with thousands of waited sessions while other Python threads are busy (an event loop of
 # followers, a server) those hand-offs dominate. Measured on 5,000 sessions: alone, 15-24 ms a
 # look row by row and 29-36 ms as JSON; beside three busy threads, 400-430 ms and 100-150 ms.
-_LATEST_OF = (
-    "SELECT json_group_array(json_array(s.session_id, s.latest_seq, e.id)) "
-    "FROM streams AS s LEFT JOIN events AS e ON e.session_id = s.session_id AND e.seq = 1 "
-    "WHERE s.session_id IN (SELECT value FROM json_each(?))"
+# The argument maps each session to the sequence last seen (null: no such session; -1: never
+# seen), so only sessions that changed come back, each with its first event's id.
+_CHANGED = (
+    "SELECT json_group_array(json_array(k.key, s.latest_seq, "
+    "(SELECT id FROM events WHERE session_id = k.key AND seq = 1))) "
+    "FROM json_each(?) AS k LEFT JOIN streams AS s ON s.session_id = k.key "
+    "WHERE s.latest_seq IS NOT k.value"
 )
+_TIP_OF = (
+    "SELECT latest_seq, (SELECT id FROM events WHERE session_id = ?1 AND seq = 1) "
+    "FROM streams WHERE session_id = ?1"
+)
+_CHUNK = 2000  # sessions per look query: the first chunks' waiters wake without waiting for all
 _Tip = tuple[int, "str | None"]
 """A session's latest sequence and the id of its first event: a log only grows, so a first
 event that changed means the session was deleted and written again."""
@@ -47,6 +66,8 @@ _BURST_S = 0.005  # after a hint, how long to keep looking for the commit to bec
 _BURST_SPIN_S = 0.0005  # the first part of it: re-check after only yielding the CPU
 _BURST_STEP_S = 0.0002
 _KEEP_UNWAITED = 10_000  # tips kept for sessions nobody waits on right now, before pruning
+_RETRY_FIRST_S = 0.01  # a failed start is retried after this, doubling up to _RETRY_MAX_S
+_RETRY_MAX_S = 1.0
 
 
 class DataVersionWatcher:
@@ -72,6 +93,28 @@ class DataVersionWatcher:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._seed_lock = threading.Lock()
+        self._seed_conn: apsw.Connection | None = None  # for register(), in waiters' threads
+
+    def register(self, session_id: str) -> object:
+        """A waiter registered for ``session_id``: make sure the thread runs, and return the
+        session's tip as of now (the waiter's seed; ``NO_SEED`` if it cannot be read). Runs in
+        the registering thread, before the waiter re-queries, so anything committed after the
+        seed is either in the waiter's query or seen by a look as a change."""
+        self.ensure_running()
+        with self._seed_lock:
+            try:
+                if self._stop.is_set():
+                    return NO_SEED
+                if self._seed_conn is None:
+                    self._seed_conn = self._open_connection()
+                rows = self._seed_conn.execute(_TIP_OF, (session_id,)).fetchall()
+            except (apsw.Error, StorageError):
+                return NO_SEED  # the first look then wakes it to re-query: late, never lost
+        if not rows:
+            return None
+        seq, first_id = rows[0]
+        return (int(seq), None if first_id is None else str(first_id))  # type: ignore[arg-type]
 
     @property
     def running(self) -> bool:
@@ -82,9 +125,7 @@ class DataVersionWatcher:
         with self._lock:
             if self._stop.is_set() or self.running:
                 return
-            self._thread = threading.Thread(
-                target=self._run, name="sqlitestream-watcher", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name="sqlitestream-watcher", daemon=True)
             self._thread.start()
 
     def stop(self) -> None:
@@ -95,21 +136,39 @@ class DataVersionWatcher:
                 self._hint.interrupt()
         if thread is not None and thread is not threading.current_thread():
             thread.join()
+        with self._seed_lock:
+            if self._seed_conn is not None:
+                self._seed_conn.close()
+                self._seed_conn = None
 
     def _run(self) -> None:
-        try:
-            conn = self._open_connection()
-        except Exception:
-            # Without a connection we cannot watch; wake everyone so waiters re-query and
-            # fall back to their timeouts rather than hang on a missed commit.
-            self._hub.wake(self._hub.sessions())
-            with self._lock:
-                self._thread = None
+        conn = self._connect()
+        if conn is None:
             return
         try:
             self._poll(conn)
         finally:
             conn.close()
+
+    def _connect(self) -> apsw.Connection | None:
+        """The watcher's connection, retried with back-off while anyone waits (a moment at the
+        file descriptor limit must not end cross-process wake-ups); None once nobody does."""
+        pause = _RETRY_FIRST_S
+        while True:
+            try:
+                return self._open_connection()
+            except (apsw.Error, StorageError):
+                # Waiters re-query now and meanwhile wait out their own timeouts.
+                self._hub.wake(self._hub.sessions())
+            if self._stop.wait(pause):
+                break
+            pause = min(2 * pause, _RETRY_MAX_S)
+            with self._lock:
+                if not self._hub.has_waiters():
+                    break
+        with self._lock:
+            self._thread = None
+        return None
 
     def _poll(self, conn: apsw.Connection) -> None:
         hint = WalHint.open(self._wal_path) if self._wal_path is not None else None
@@ -130,7 +189,7 @@ class DataVersionWatcher:
         idle_since: float | None = None
         spin_until = burst_until = 0.0
         while not self._stop.is_set():
-            sessions = self._hub.sessions()
+            sessions = self._hub.seeds()
             if not sessions:
                 now = time.monotonic()
                 idle_since = idle_since if idle_since is not None else now
@@ -148,22 +207,16 @@ class DataVersionWatcher:
                 if version != last_version:
                     changed = last_version is not None
                     last_version = version
-                    tips = conn.execute(_LATEST_OF, (json.dumps(sessions),)).get
-                    latest: dict[str, _Tip] = {
-                        str(session_id): (int(seq), None if tip_id is None else str(tip_id))
-                        for session_id, seq, tip_id in json.loads(str(tips))
-                    }
-                    self._wake_changed(sessions, latest, known, watched)
+                    self._look(conn, sessions, known, watched)
                     watched = set(sessions)
-                    # Kept across looks (not only for the sessions waited on now): a follower
-                    # that re-arms its long-poll after each page must not look new every time.
-                    known.update((session_id, latest.get(session_id)) for session_id in sessions)
                     if len(known) > 2 * len(sessions) + _KEEP_UNWAITED:
-                        known = {session_id: known[session_id] for session_id in sessions}
+                        known = {
+                            session_id: known[session_id] for session_id in sessions if session_id in known
+                        }
             except apsw.Error:
                 # A transient read failure (e.g. the file is being checkpointed); wake waiters so
                 # they re-query and see the truth, then keep watching.
-                self._hub.wake(sessions)
+                self._hub.wake(list(sessions))
                 last_version = None
             if hint is None:
                 self._stop.wait(self._interval_s)
@@ -184,26 +237,59 @@ class DataVersionWatcher:
                 now = time.monotonic()
                 spin_until, burst_until = now + _BURST_SPIN_S, now + _BURST_S
 
-    def _wake_changed(
+    def _look(
         self,
-        sessions: list[str],
-        latest: dict[str, _Tip],
+        conn: apsw.Connection,
+        sessions: dict[str, object],
         known: dict[str, object],
         watched: set[str],
     ) -> None:
+        """Wake the waited sessions whose tip moved (release those deleted) and note every
+        waited session's tip in ``known``. Kept across looks (not only for the sessions waited
+        on now): a follower that re-arms its long-poll after each page must not look new."""
+        before: dict[str, object] = {}
+        for session_id, seed in sessions.items():
+            if session_id in watched:
+                # Waited on at the last look: changes since then are what its waiters miss.
+                before[session_id] = known.get(session_id, _UNKNOWN)
+            elif seed is not NO_SEED:
+                # Its waiters each read this tip after registering, before they queried.
+                before[session_id] = seed
+            else:
+                # A tip from before its present waiters came (or none): whatever happened
+                # since happened before they queried, so a change only makes them re-query.
+                before[session_id] = known.get(session_id, _UNKNOWN)
+        ids = list(before)
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            last_seen = {
+                session_id: -1 if tip is _UNKNOWN else (None if tip is None else tip[0])  # type: ignore[index]
+                for session_id in chunk
+                for tip in (before[session_id],)
+            }
+            rows = json.loads(str(conn.execute(_CHANGED, (orjson.dumps(last_seen),)).get))
+            now: dict[str, _Tip | None] = {
+                str(session_id): None if seq is None else (int(seq), None if tip_id is None else str(tip_id))
+                for session_id, seq, tip_id in rows
+            }
+            self._wake_changed(now, before, watched)
+            known.update((session_id, now.get(session_id, before[session_id])) for session_id in chunk)
+
+    def _wake_changed(
+        self, now: dict[str, _Tip | None], before: dict[str, object], watched: set[str]
+    ) -> None:
         changed = []
-        for session_id in sessions:
-            before = known.get(session_id, _UNKNOWN)
-            now = latest.get(session_id)
-            if before == now:
+        for session_id, tip in now.items():
+            was = before[session_id]
+            if was == tip:
                 continue
-            if before is _UNKNOWN or before is None:
+            if was is _UNKNOWN or was is None:
                 changed.append(session_id)  # first sight of it, or its first events
             elif session_id not in watched:
-                # Its tip is from before its present waiters came: whatever happened since
+                # Its tip is from before its present waiters queried: whatever happened since
                 # (even a delete) happened before they queried, so they only re-query.
                 changed.append(session_id)
-            elif now is None or _replaced(before, now):  # type: ignore[arg-type]
+            elif tip is None or _replaced(was, tip):  # type: ignore[arg-type]
                 # Deleted by another process (and maybe refilled since the last look): its
                 # waiters return [] as they do when this process deletes it.
                 self._hub.release(session_id)

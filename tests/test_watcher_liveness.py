@@ -1,0 +1,82 @@
+"""The cross-process watcher: restarts after a failed start, and wakes only what changed.
+
+These drive :class:`~sqlitestream.sqlite.watcher.DataVersionWatcher` directly: its
+``open_connection`` argument (what the store passes its read-connection opener as) is the seam
+that makes one start fail deterministically, as a moment at the file descriptor limit would.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import apsw
+import pytest
+
+from sqlitestream import Event, SQLiteSessionStore
+from sqlitestream._core.waiting import WakeHub
+from sqlitestream.sqlite.connection import open_connection
+from sqlitestream.sqlite.watcher import DataVersionWatcher
+
+
+class _Signal:
+    """A waiter's signal that remembers how often it was set."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.count = 0
+
+    def set(self) -> None:
+        self.count += 1
+        self.event.set()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteSessionStore]:
+    with SQLiteSessionStore(tmp_path / "w.db") as store:
+        store.append_event_with_sequence(Event("message_sent", "quiet", data={}))
+        store.append_event_with_sequence(Event("message_sent", "busy", data={}))
+        yield store
+
+
+def _watcher(path: str, opener: Callable[[], apsw.Connection]) -> tuple[WakeHub, DataVersionWatcher]:
+    holder: list[DataVersionWatcher] = []
+    hub = WakeHub(on_register=lambda session_id: holder[0].register(session_id))
+    watcher = DataVersionWatcher(opener, hub, interval_s=0.002, wal_path=path + "-wal")
+    holder.append(watcher)
+    return hub, watcher
+
+
+def test_watcher_restarts_after_a_failed_start_while_waiters_remain(store: SQLiteSessionStore) -> None:
+    failed = threading.Event()
+
+    def opener() -> apsw.Connection:
+        if threading.current_thread().name == "sqlitestream-watcher" and not failed.is_set():
+            failed.set()
+            raise apsw.CantOpenError("too many open files")
+        return open_connection(store.path, readonly=True)
+
+    hub, watcher = _watcher(store.path, opener)
+    signal = _Signal()
+    try:
+        with hub.waiting("busy", signal):
+            assert failed.wait(30)
+            signal.event.clear()  # the failed start woke its waiters to re-query
+            store.append_event_with_sequence(Event("message_sent", "busy", data={}))
+            # The in-process hub of ``store`` is another one: only the watcher can wake this.
+            assert signal.event.wait(30), "the watcher never came back after its failed start"
+    finally:
+        watcher.stop()
+
+
+def test_a_new_waiter_is_not_woken_by_the_watchers_first_look(store: SQLiteSessionStore) -> None:
+    hub, watcher = _watcher(store.path, lambda: open_connection(store.path, readonly=True))
+    quiet, busy = _Signal(), _Signal()
+    try:
+        with hub.waiting("quiet", quiet), hub.waiting("busy", busy):
+            store.append_event_with_sequence(Event("message_sent", "busy", data={}))
+            assert busy.event.wait(30)  # the watcher has looked since both registered
+            assert quiet.count == 0
+    finally:
+        watcher.stop()
