@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from sqlitestream import SQLiteSessionStore
+from sqlitestream import Event, SQLiteSessionStore
 
 _MIB = 1024 * 1024
 _LIMIT = 64 * _MIB  # the store's journal_size_limit (docs/sqlite-file.md)
