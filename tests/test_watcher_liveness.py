@@ -42,7 +42,9 @@ def store(tmp_path: Path) -> Iterator[SQLiteSessionStore]:
 
 def _watcher(path: str, opener: Callable[[], apsw.Connection]) -> tuple[WakeHub, DataVersionWatcher]:
     holder: list[DataVersionWatcher] = []
-    hub = WakeHub(on_register=lambda session_id: holder[0].register(session_id))
+    hub = WakeHub(
+        on_register=lambda: holder[0].ensure_running(), seed=lambda session_id: holder[0].tip_of(session_id)
+    )
     watcher = DataVersionWatcher(opener, hub, interval_s=0.002, wal_path=path + "-wal")
     holder.append(watcher)
     return hub, watcher

@@ -45,14 +45,21 @@ class _Waiter:
 class WakeHub:
     """Waiters grouped by session id; ``wake`` touches only the named sessions' waiters."""
 
-    def __init__(self, on_register: Callable[[str], object] | None = None) -> None:
-        """``on_register(session_id)`` runs after each registration, in the registering thread
-        and before the waiter re-queries; what it returns is the waiter's seed (the SQLite store
-        makes sure its watcher runs and returns the session's tip as of this moment)."""
+    def __init__(
+        self,
+        on_register: Callable[[], None] | None = None,
+        seed: Callable[[str], object] | None = None,
+    ) -> None:
+        """``seed(session_id)`` runs as a waiter registers, before it is added, and what it
+        returns is the waiter's seed (the SQLite store returns the session's tip as of that
+        moment, read before the waiter re-queries); ``on_register()`` runs after each waiter is
+        added (the SQLite store makes sure its watcher runs). Both run in the registering
+        thread."""
         self._lock = threading.Lock()
         self._waiters: dict[str, set[_Waiter]] = {}
         self._closed = False
         self._on_register = on_register
+        self._seed = seed
 
     @property
     def closed(self) -> bool:
@@ -81,13 +88,15 @@ class WakeHub:
         """Registered for ``session_id`` inside the block: ``woken`` (a new
         ``threading.Event`` by default) is set on each append, delete or close."""
         waiter = _Waiter(threading.Event() if woken is None else woken)
+        if self._seed is not None:
+            waiter.seed = self._seed(session_id)
         with self._lock:
             if self._closed:
                 raise StoreClosedError("the store is closed")
             self._waiters.setdefault(session_id, set()).add(waiter)
         try:
             if self._on_register is not None:
-                waiter.seed = self._on_register(session_id)
+                self._on_register()
             yield waiter
         finally:
             with self._lock:

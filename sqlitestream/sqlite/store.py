@@ -190,7 +190,7 @@ class SQLiteSessionStore(AdminStore):
         self._closed = False
         self._pid = os.getpid()  # the process this store belongs to (see _core/forks.py)
         self._readers = ReaderPool(self._open_reader, self._path)
-        self._hub = WakeHub(on_register=self._on_register)
+        self._hub = WakeHub(on_register=self._on_register, seed=self._seed)
         self._watcher: DataVersionWatcher | None = None
         self._writer: Writer  # set by _open: the write connection, its locks (see transaction.py)
         self._upgraded_from: int | None = None
@@ -293,10 +293,12 @@ class SQLiteSessionStore(AdminStore):
     def _open_reader(self) -> apsw.Connection:
         return self._configured(open_connection(self._path, readonly=True, immutable=self._immutable))
 
-    def _on_register(self, session_id: str) -> object:
-        if self._watcher is None:  # ":memory:": every append is this process's own
-            return NO_SEED
-        return self._watcher.register(session_id)
+    def _on_register(self) -> None:
+        if self._watcher is not None:  # None for ":memory:": every append is this process's own
+            self._watcher.ensure_running()
+
+    def _seed(self, session_id: str) -> object:
+        return NO_SEED if self._watcher is None else self._watcher.tip_of(session_id)
 
     # Public facts about the store -----------------------------------------------------------
 
