@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import weakref
 
+from sqlitestream.errors import StoreClosedError
+
 _open_stores: weakref.WeakSet[object] = weakref.WeakSet()
 
 
@@ -33,13 +35,15 @@ def closed(store: object) -> None:
     _open_stores.discard(store)
 
 
-def inherited_message(store: str, owner_pid: int) -> str:
-    """What an inherited store's calls raise (as ``StoreClosedError``)."""
-    return (
-        f"the store {store} was opened by process {owner_pid} and this process "
-        f"({os.getpid()}) inherited it through fork(), where it is unusable (a child holds none "
-        "of its parent's locks): open a new store in this process after the fork"
-    )
+def refuse_if_inherited(owner_pid: int, store: str) -> None:
+    """Raise ``StoreClosedError`` if this process is not ``owner_pid``, the one that opened
+    ``store`` (a child of ``fork()`` inherited it)."""
+    if owner_pid != os.getpid():
+        raise StoreClosedError(
+            f"the store {store} was opened by process {owner_pid} and this process "
+            f"({os.getpid()}) inherited it through fork(), where it is unusable (a child holds "
+            "none of its parent's locks): open a new store in this process after the fork"
+        )
 
 
 def _keep_inherited() -> None:

@@ -284,8 +284,7 @@ class PostgresSessionStore(AdminStore):
     # Running statements ---------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._pid != os.getpid():
-            raise StoreClosedError(forks.inherited_message(repr(self._location), self._pid))
+        forks.refuse_if_inherited(self._pid, repr(self._location))
         if self._closed:
             raise StoreClosedError(f"the store {self._dsn!r} (schema {self._schema!r}) is closed")
 

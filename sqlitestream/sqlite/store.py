@@ -325,8 +325,7 @@ class SQLiteSessionStore(AdminStore):
 
     def _check_open(self) -> None:
         """Refuse a closed store, and a store this process inherited through fork()."""
-        if self._pid != os.getpid():
-            raise StoreClosedError(forks.inherited_message(repr(self._path), self._pid))
+        forks.refuse_if_inherited(self._pid, repr(self._path))
         if self._closed:
             raise StoreClosedError(f"the store {self._path!r} is closed")
 
