@@ -8,7 +8,6 @@ exception through), writes nothing partial, and the store works again once the c
 from __future__ import annotations
 
 import errno
-import importlib.util
 import os
 import pwd
 import select
@@ -21,12 +20,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import apsw
 import pytest
 
+import tools.interrupts as interrupts
 from sqlitestream import (
     Event,
     EventIdConflictError,
@@ -65,19 +64,6 @@ def _gap_free(store: SQLiteSessionStore, session_ids: list[str]) -> None:
 
 
 # Real interrupts at random moments -------------------------------------------------------------------
-
-
-def _load_tool(name: str) -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "tools" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"sqlitestream_tools_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-interrupts = _load_tool("interrupts")
 
 
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs setitimer")

@@ -8,13 +8,11 @@ take it are still served by SQLite's own lock.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,28 +22,9 @@ import pytest
 from test_faults import _gap_free, _integrity, interrupts
 
 from sqlitestream import Event, SQLiteSessionStore, StoreBusyError
+from tools.interrupts import side_lock_free
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="flock and SIGSTOP semantics")
-
-
-def _side_lock_free(path: Path, within_s: float = 10.0) -> bool:
-    """Whether a fresh open of the side file can take the lock (polled until ``within_s``: a
-    waiter thread whose caller gave up releases what it is granted a moment later)."""
-    fd = os.open(f"{path}-lock", os.O_RDONLY)
-    try:
-        deadline = time.monotonic() + within_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    return False
-                time.sleep(0.001)
-                continue
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return True
-    finally:
-        os.close(fd)
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
@@ -85,7 +64,7 @@ def test_closing_the_store_releases_and_closes_the_side_lock(tmp_path: Path) -> 
     store = SQLiteSessionStore(path)
     store.append_event(Event("message_sent", "s1"))
     store.close()
-    assert _side_lock_free(path, within_s=0.0)
+    assert side_lock_free(path, within_s=0.0)
 
 
 # A stopped process holding the side lock ------------------------------------------------------------
@@ -166,7 +145,7 @@ def test_stopped_holder_of_both_locks_gives_busy_error_not_a_hang(
         outcome = _append_in_thread(store, Event("message_sent", "s1", id="after"))
         assert [getattr(e, "sequence_number", e) for e in outcome] == [2]
         assert store.get_latest_sequence("holder") == 0
-        assert _side_lock_free(path)
+        assert side_lock_free(path, within_s=10.0)
     finally:
         store.close()
     assert _integrity(path) == ["ok"]

@@ -72,7 +72,7 @@ def _interrupted(call: Callable[[], object], delay_s: float) -> bool:
     return False
 
 
-def _side_lock_free(path: Path, within_s: float = 5.0) -> bool:
+def side_lock_free(path: Path, within_s: float = 5.0) -> bool:
     """Whether a fresh descriptor takes the side lock (polled: a waiter thread whose caller
     gave up lets go of a late grant a moment later)."""
     fd = os.open(f"{path}-lock", os.O_RDONLY)
@@ -201,7 +201,7 @@ class _Run:
             self.latest["probe"] += 1
         except StoreBusyError:
             self.fail("SQLite's write lock was left held (another store got busy at once)")
-        if not _side_lock_free(self.path):
+        if not side_lock_free(self.path):
             self.fail("the side lock was left held")
         outcome = _append_from_thread(store, Event("message_sent", "probe", id=f"q{n}"))
         if outcome is None:
