@@ -76,6 +76,7 @@ from sqlitestream.sqlite.connection import (
     open_connection,
     translating,
 )
+from sqlitestream.sqlite.files import StoreFiles
 from sqlitestream.sqlite.readers import ReaderPool
 from sqlitestream.sqlite.sidelock import SideLock
 from sqlitestream.sqlite.transaction import Writer, WriteTransaction
@@ -224,7 +225,6 @@ class SQLiteSessionStore(AdminStore):
             raise
         writer = Writer(None, self._path, busy_timeout_ms=self._busy_timeout_ms)
         try:
-            opened_file = _identity(self._path)  # the file this connection has open
             apply_settings(conn, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms)
             state = _schema.read_state(conn, self._path)
             _schema.check_state(state, self._path, readonly=self._readonly)
@@ -233,14 +233,14 @@ class SQLiteSessionStore(AdminStore):
                 writer = Writer(
                     conn, self._path, busy_timeout_ms=self._busy_timeout_ms, side_lock=self._open_side_lock()
                 )
-                writer.files = (opened_file,)
+                writer.files = StoreFiles((self._path,))  # the file this connection has open
                 if state.user_version != _schema.SCHEMA_VERSION:
                     self._upgraded_from = _schema.create_or_upgrade(writer, self._path)
                 # A read in WAL mode makes SQLite open (and create) the -wal and -shm, which it
                 # then keeps until the last connection closes; a file just switched to WAL has
                 # not been read in that mode yet.
                 conn.execute("PRAGMA schema_version").fetchall()
-                writer.files = (opened_file, _identity(self._path + "-wal"), _identity(self._path + "-shm"))
+                writer.files = StoreFiles((self._path, self._path + "-wal", self._path + "-shm"))
         except BaseException as exc:
             writer.close()
             conn.close()
@@ -620,15 +620,6 @@ class SQLiteSessionStore(AdminStore):
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("read-only" if self._readonly else "open")
         return f"SQLiteSessionStore({self._path!r}, synchronous={self._synchronous!r}, {state})"
-
-
-def _identity(path: str) -> tuple[str, int, int]:
-    """A file's path with its device and inode, which a commit checks are still the same."""
-    try:
-        stat = os.stat(path)
-    except OSError as exc:
-        raise StorageError(f"the store file {path!r} disappeared while the store opened ({exc})") from exc
-    return (path, stat.st_dev, stat.st_ino)
 
 
 def _refuse_other_names(path: str) -> None:
