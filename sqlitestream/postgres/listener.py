@@ -107,17 +107,24 @@ class NotificationListener:
         with self._lock:
             self._stopping = True
             thread = self._thread
+            # Not alive yet: its start() was interrupted (Ctrl-C in the waiting thread) before
+            # it ran. It cannot be joined, and if it runs at all, _run sees the stop first.
+            running = thread is not None and thread.is_alive()
         self._ready.set()  # release callers still waiting in ensure_started
         if thread is None:
             return
-        os.write(self._wake_w, b"x")
-        thread.join()
+        if running:
+            os.write(self._wake_w, b"x")
+            thread.join()
         os.close(self._wake_r)
         os.close(self._wake_w)
 
     # The thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
+        with self._lock:
+            if self._stopping:
+                return
         conn: Connection | None = None
         failures = 0
         known: dict[str, int | None] = {}
