@@ -100,6 +100,24 @@ def test_import_names_the_line_where_blank_lines_make_it_differ(tmp_path: Path) 
     assert "import stopped at record 2" in result.stderr
 
 
+def test_import_of_a_record_nested_100000_levels_deep_names_its_record(tmp_path: Path) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    good = Event(type="message_sent", session_id="s1", id="e1").to_dict() | {"sequence_number": 1}
+    (tmp_path / "deep.jsonl").write_text(
+        json.dumps({"kind": "event", **good})
+        + "\n\n"
+        + '{"kind": "event", "session_id": "s1", "type": "message_sent", "data": {"x": '
+        + deep
+        + "}}\n"
+    )
+    result = run("--db", str(tmp_path / "new.db"), "import", str(tmp_path / "deep.jsonl"))
+    assert result.exit_code == 1
+    assert "record 2 (line 3) is nested too deeply to read" in result.stderr
+    assert "RecursionError" not in result.stderr and "unexpected" not in result.stderr
+    with SQLiteSessionStore(tmp_path / "new.db") as store:
+        assert store.get_events("s1") == []  # the session's records go together or not at all
+
+
 # 7: command-line terms -----------------------------------------------------------------------------
 
 

@@ -166,7 +166,7 @@ def import_(file: str, max_event_bytes: int | None, progress: bool | None) -> No
             record += 1
             try:
                 yield json.loads(line)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise _bad_line(record, line_number, exc) from None
 
     try:
@@ -183,15 +183,18 @@ def import_(file: str, max_event_bytes: int | None, progress: bool | None) -> No
     )
 
 
-def _bad_line(record: int, line: int, exc: ValueError) -> SqliteStreamError:
+def _bad_line(record: int, line: int, exc: ValueError | RecursionError) -> SqliteStreamError:
     """Record numbers count the records (as the library's messages do); the line is named
     too where blank lines make it differ."""
     from json import JSONDecodeError
 
     from sqlitestream.errors import ValidationError
 
-    detail = f"{exc.msg} at column {exc.colno}" if isinstance(exc, JSONDecodeError) else str(exc)
     where = f"record {record}" if record == line else f"record {record} (line {line})"
+    if isinstance(exc, RecursionError):
+        # The decoder gives up at Python's recursion limit; an event may be nested 100 levels.
+        return ValidationError(f"{where} is nested too deeply to read (events allow 100 levels)")
+    detail = f"{exc.msg} at column {exc.colno}" if isinstance(exc, JSONDecodeError) else str(exc)
     return ValidationError(f"{where} is not JSON: {detail}")
 
 
