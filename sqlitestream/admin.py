@@ -538,25 +538,36 @@ class AdminStore(SessionStore):
 
         Consecutive records of the same session id are imported together by
         :meth:`import_session`: atomically, idempotently (an event already present by id is
-        skipped and counted), keeping sequence numbers. ``on_session`` is called after each
-        session is committed. The first bad record or conflict stops the import with its
-        error (``ValidationError`` naming the record number, ``ConflictError``, ...); the
-        sessions before it stay imported, nothing of the failing session is written, and a
-        note on the exception (``exc.__notes__``) says so.
+        skipped and counted), keeping sequence numbers. A session of more than
+        ``IMPORT_BATCH`` (1,000) events is imported in consecutive transactions of that many
+        events each, so an import holds at most that many events in memory however long a
+        session is. ``records`` is consumed as it goes. ``on_session`` is called after each
+        session is committed, with its counts. The first bad record or conflict stops the
+        import with its error (``ValidationError`` naming the record number,
+        ``ConflictError``, ...); the sessions before it stay imported, and so do the earlier
+        batches of a long session; nothing of the failing batch is written; a note on the
+        exception (``exc.__notes__``) says what was kept. Importing the same records again
+        after fixing the cause continues where it stopped.
         """
         done: list[SessionImport] = []
         group: SessionRecords | None = None
+        kept: SessionImport | None = None  # the committed batches of ``group``'s session
+
+        def commit_batch(group: SessionRecords) -> None:
+            nonlocal kept
+            session, runs, events = group.take()
+            result = self.import_session(group.session_id, session=session, runs=runs, events=events)
+            group.committed()
+            kept = result if kept is None else _merged(kept, result)
 
         def flush(group: SessionRecords) -> None:
-            result = self.import_session(
-                group.session_id,
-                session=group.session,
-                runs=list(group.runs.values()),
-                events=group.events,
-            )
-            done.append(result)
+            nonlocal kept
+            commit_batch(group)
+            assert kept is not None
+            done.append(kept)
+            kept = None
             if on_session is not None:
-                on_session(result)
+                on_session(done[-1])
 
         number = handled = 0
         try:
@@ -570,20 +581,42 @@ class AdminStore(SessionStore):
                     if group is not None:
                         flush(group)
                     group = SessionRecords(session_id, number)
+                elif group.full:
+                    commit_batch(group)
                 group.add(number, kind, record)
                 handled = number
             if group is not None:
                 flush(group)
         except SqliteStreamError as exc:
-            where = (
-                f"session {group.session_id!r} (records {group.first}-{group.last})"
-                if group is not None
-                # a record that failed to be read at all is the one after the last read
-                else f"record {number if number > handled else number + 1}"
-            )
             exc.add_note(
-                f"import stopped at {where}: nothing of it was written; "
-                f"{len(done)} session(s) before it were imported"
+                f"import stopped at {_stopped_at(group, kept, number, handled)}; {len(done)} session(s) before it were imported"
             )
             raise
         return ImportReport(tuple(done))
+
+
+def _merged(first: SessionImport, then: SessionImport) -> SessionImport:
+    """One session's counts over two of its import batches."""
+    return SessionImport(
+        session_id=first.session_id,
+        session=first.session if then.session is None else then.session,
+        runs_added=first.runs_added + then.runs_added,
+        runs_updated=first.runs_updated + then.runs_updated,
+        runs_unchanged=first.runs_unchanged + then.runs_unchanged,
+        events_added=first.events_added + then.events_added,
+        events_skipped=first.events_skipped + then.events_skipped,
+    )
+
+
+def _stopped_at(group: SessionRecords | None, kept: SessionImport | None, number: int, handled: int) -> str:
+    """Where a failed import stopped and what of that session it kept, for its note."""
+    if group is None:
+        # A record that failed to be read at all is the one after the last read.
+        return f"record {number if number > handled else number + 1}: nothing of it was written"
+    where = f"session {group.session_id!r} (records {group.first}-{group.last})"
+    if kept is None:
+        return f"{where}: nothing of it was written"
+    return (
+        f"{where}: its records before record {group.batch_first} were imported "
+        f"({kept.events_added + kept.events_skipped} events), nothing from there on"
+    )
