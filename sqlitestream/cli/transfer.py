@@ -132,8 +132,10 @@ def import_(file: str, max_event_bytes: int | None, progress: bool | None) -> No
     """Load an export (FILE, or - for stdin) into the store, creating the store if needed.
 
     Idempotent: events already present by id are skipped and counted. Each session is
-    imported atomically with its sequence numbers; the first conflict stops the import (the
-    sessions before it stay imported). Records are numbered from 1, one per non-blank line.
+    imported atomically with its sequence numbers (a session of more than 1,000 events in
+    transactions of 1,000, so memory stays bounded); the first conflict stops the import (the
+    sessions and batches before it stay imported, and a re-run continues). Records are numbered
+    from 1, one per non-blank line.
     An export of a store that takes larger events than the default needs --max-event-bytes.
 
     \b
@@ -220,7 +222,8 @@ def copy(source: str, target: str, max_event_bytes: int | None, progress: bool |
 
     Ids, payloads, timestamps and sequence numbers are kept exactly. Idempotent: a re-run
     copies nothing twice (events already in DST by id are skipped and counted); each session
-    is copied atomically, and the first conflict stops the copy. A SQLite file that the copy
+    is copied atomically (a session of more than 1,000 events in transactions of 1,000, so
+    memory stays bounded), and the first conflict stops the copy. A SQLite file that the copy
     created is removed again when the copy fails. SRC and DST must be different stores.
     --db is not used. Copying from a store that takes larger events than the default needs
     --max-event-bytes.
@@ -237,7 +240,12 @@ def copy(source: str, target: str, max_event_bytes: int | None, progress: bool |
     created = not is_postgres_location(target) and not os.path.lexists(target)
     if not created and _same_store(src.path, target):
         raise click.UsageError(f"--from and --to name the same store ({src.path}): nothing to copy")
-    dst = open_location(target, readonly=False, create=True, **store_options(max_event_bytes))
+    try:
+        dst = open_location(target, readonly=False, create=True, **store_options(max_event_bytes))
+    except BaseException:
+        if created:  # the open may have made the file before it failed (e.g. no descriptors left)
+            _remove_store_file(os.path.abspath(target))
+        raise
     if is_postgres_location(target) and dst.path == src.path:
         raise click.UsageError(f"--from and --to name the same store ({src.path}): nothing to copy")
     bar = Progress("copying events", sum(s.event_count for s in src.list_streams()), enabled=progress)
