@@ -32,6 +32,7 @@ from sqlitestream._core.transfer import (
     parse_record,
 )
 from sqlitestream._core.validate import check_id
+from sqlitestream.damage import DamageCallback, read_page
 from sqlitestream.errors import SessionNotFoundError, SqliteStreamError, ValidationError
 from sqlitestream.models import Event, Run, Session
 from sqlitestream.store import SessionStore, check_event, check_record
@@ -480,9 +481,16 @@ class AdminStore(SessionStore):
 
     # Export ---------------------------------------------------------------------------------
 
-    def export_records(self, session_ids: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
+    def export_records(
+        self, session_ids: Iterable[str] | None = None, *, on_damaged: DamageCallback | None = None
+    ) -> Iterator[dict[str, Any]]:
         """The store's contents as export records (the format: ``sqlitestream._core.transfer``
         and the README), header first.
+
+        An event row the store cannot read (a damaged file) raises its ``StorageError`` from
+        the iteration; with ``on_damaged``, the export instead calls ``on_damaged(row)`` (a
+        :class:`~sqlitestream.damage.DamagedRow`) and goes on after it, so everything readable
+        is exported (the session's log then has a hole there, which an import refuses).
 
         ``session_ids=None`` exports every session: each saved session and each session id
         with events, ordered by id. Named ids are exported in the order given; an id with
@@ -504,9 +512,9 @@ class AdminStore(SessionStore):
             for session_id in ids:
                 if session_id not in with_events:
                     self.get_session(session_id)  # SessionNotFoundError if it is nowhere
-        return self._export(ids)
+        return self._export(ids, on_damaged)
 
-    def _export(self, ids: list[str]) -> Iterator[dict[str, Any]]:
+    def _export(self, ids: list[str], on_damaged: DamageCallback | None) -> Iterator[dict[str, Any]]:
         from sqlitestream import __version__
 
         yield header_record(__version__)
@@ -519,12 +527,19 @@ class AdminStore(SessionStore):
                 yield {"kind": "run", **run.to_dict()}
             after = 0
             while True:
-                page = self.get_events(session_id, after=after, limit=PAGE)
+                if on_damaged is None:
+                    page, damage = self.get_events(session_id, after=after, limit=PAGE), None
+                else:
+                    page, damage = read_page(self, session_id, after=after, before=None, limit=PAGE)
                 for event in page:
                     yield {"kind": "event", **event.to_dict()}
-                if len(page) < PAGE:
+                if damage is not None and on_damaged is not None:
+                    on_damaged(damage)
+                    after = damage.sequence
+                elif len(page) < PAGE:
                     break
-                after = page[-1].sequence_number or after
+                else:
+                    after = page[-1].sequence_number or after
 
     # Import ---------------------------------------------------------------------------------
 

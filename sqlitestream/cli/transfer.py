@@ -16,6 +16,7 @@ from sqlitestream.cli.common import (
     complete_session_id,
     db_option,
     max_event_bytes_option,
+    note,
     open_location,
     open_store,
     progress_option,
@@ -44,16 +45,28 @@ def export_(session_ids: tuple[str, ...], output: str, progress: bool | None) ->
     With no SESSION_IDS, every session in the store (saved or only in the log). The format is
     specified in docs/export-format.md; `sqlitestream import` loads it.
 
+    A row the store cannot read (a damaged file) is reported on stderr and the export goes on,
+    exiting 1 at the end: to stdout everything readable is written; a file given with -o is
+    then left as it was (it is replaced only by a complete export).
+
     \b
     Example:
       sqlitestream --db events.db export -o backup.jsonl
       sqlitestream --db events.db export s1 s2 | gzip > two.jsonl.gz
     """
     from sqlitestream.cli.output import Progress, dumps
+    from sqlitestream.cli.reading import damaged_rows_error
+    from sqlitestream.damage import DamagedRow
 
     store = open_store(readonly=True)
     wanted = list(session_ids) or None
-    records = store.export_records(wanted)
+    damaged: list[DamagedRow] = []
+
+    def report(row: DamagedRow) -> None:
+        note(f"Error: {row.message}")
+        damaged.append(row)
+
+    records = store.export_records(wanted, on_damaged=report)
     total = sum(stream.event_count for stream in store.list_streams(wanted))
     bar = Progress("exporting events", total, enabled=progress)
 
@@ -62,6 +75,11 @@ def export_(session_ids: tuple[str, ...], output: str, progress: bool | None) ->
             if record["kind"] == "event":
                 bar.update()
             yield (dumps(record) + "\n").encode("utf-8")
+        if damaged:
+            # Raised from inside, so a file given with -o is not replaced by a partial export.
+            bar.finish()
+            done = "written to stdout" if output == "-" else f"read, but {output} was left as it was"
+            raise damaged_rows_error([(row.session_id, row.sequence) for row in damaged], done)
 
     try:
         if output == "-":
@@ -75,13 +93,15 @@ def export_(session_ids: tuple[str, ...], output: str, progress: bool | None) ->
 def _write_stdout(chunks: Iterable[bytes]) -> None:
     stream = sys.stdout.buffer
     batch: list[bytes] = []
-    for chunk in chunks:
-        batch.append(chunk)
-        if len(batch) >= PAGE:
-            stream.write(b"".join(batch))
-            batch.clear()
-    stream.write(b"".join(batch))
-    stream.flush()
+    try:
+        for chunk in chunks:
+            batch.append(chunk)
+            if len(batch) >= PAGE:
+                stream.write(b"".join(batch))
+                batch.clear()
+    finally:  # also what came before a failure: stdout shows everything that was read
+        stream.write(b"".join(batch))
+        stream.flush()
 
 
 def _write_file(path: str, chunks: Iterable[bytes]) -> None:
