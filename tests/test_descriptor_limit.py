@@ -50,6 +50,56 @@ def test_opening_stores_past_the_limit_says_file_descriptors_ran_out(tmp_path: P
     assert "ulimit -n" in message and "unable to open database file" not in message
 
 
+# Takes every descriptor but N (0, 1, 2, ...), then opens a PostgreSQL store and long-polls.
+_POSTGRES_WITH_FEW_DESCRIPTORS = """
+import os, resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+from sqlitestream import Event, SqliteStreamError
+from sqlitestream.postgres import PostgresSessionStore
+dsn, schema = sys.argv[1], sys.argv[2]
+with PostgresSessionStore(dsn, schema=schema) as store:
+    store.append_event(Event("message_sent", "s", id="e"))
+for free in range(0, 8):
+    held = []
+    try:
+        while True:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    for fd in held[:free]:
+        os.close(fd)
+    store = None
+    try:
+        store = PostgresSessionStore(dsn, schema=schema)
+        store.get_events("s", after=1, wait_timeout_ms=10)
+        outcome = "ok"
+    except SqliteStreamError as exc:
+        outcome = "ran out" if "file descriptors ran out" in str(exc) else f"other: {exc}"
+    finally:
+        for fd in held[free:]:
+            os.close(fd)
+        if store is not None:
+            store.close()
+    print(outcome, flush=True)
+"""
+
+
+def test_a_postgres_store_says_file_descriptors_ran_out(pg_dsn: str, pg_schema: str) -> None:
+    """psycopg's selector raised a raw OSError, and libpq said "connection is bad"."""
+    result = subprocess.run(
+        [sys.executable, "-c", _POSTGRES_WITH_FEW_DESCRIPTORS, pg_dsn, pg_schema],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    outcomes = result.stdout.split("\n")[:-1]
+    assert set(outcomes) <= {"ok", "ran out"}, outcomes
+    assert outcomes[0] == "ran out" and outcomes[-1] == "ok", outcomes
+
+
 # Takes every descriptor but the first argument's number, then runs the CLI on the rest.
 _CLI_WITH_FEW_DESCRIPTORS = """
 import os, resource, sys

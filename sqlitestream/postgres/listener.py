@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlitestream._core.waiting import WakeHub
+from sqlitestream.postgres.connection import translate
 
 if TYPE_CHECKING:
     from sqlitestream.postgres.connection import Connection
@@ -95,7 +96,10 @@ class NotificationListener:
             if self._stopping:
                 return  # the store is closing; the waiter will see StoreClosedError
             if self._thread is None:
-                self._wake_r, self._wake_w = os.pipe()
+                try:
+                    self._wake_r, self._wake_w = os.pipe()
+                except OSError as exc:
+                    raise translate(exc, "wait for events") from exc
                 self._thread = threading.Thread(
                     target=self._run, name=f"sqlitestream-listen-{self._schema}", daemon=True
                 )

@@ -8,7 +8,6 @@ process-global hooks, so a host application's other SQLite use is unaffected.
 
 from __future__ import annotations
 
-import errno
 import os
 import random
 import time
@@ -16,12 +15,8 @@ import urllib.parse
 
 import apsw
 
+from sqlitestream._core import descriptors
 from sqlitestream.errors import StorageError, StoreBusyError
-
-try:
-    import resource  # imported up front: at the descriptor limit an import fails (it opens a file)
-except ImportError:  # not on Windows
-    resource = None  # type: ignore[assignment]
 
 SYNCHRONOUS_LEVELS = {"normal": "NORMAL", "full": "FULL"}
 """``synchronous`` choices. ``normal`` (WAL): a commit survives a process crash; ``full``: it
@@ -150,8 +145,9 @@ def translate(exc: apsw.Error, action: str) -> StorageError:
         return StorageError(f"{action}: the file is not a SQLite database", sqlite_code=code)
     if isinstance(exc, apsw.CorruptError):
         return StorageError(f"{action}: the database file is corrupt ({detail})", sqlite_code=code)
-    if isinstance(exc, (apsw.CantOpenError, apsw.IOError)) and descriptors_ran_out():
-        return StorageError(f"{action}: {descriptors_message()}", sqlite_code=code)
+    # SQLite says only "unable to open database file" (or a disk I/O error for -wal and -shm).
+    if isinstance(exc, (apsw.CantOpenError, apsw.IOError)) and descriptors.ran_out():
+        return StorageError(f"{action}: {descriptors.ran_out_message(_HOLDS)}", sqlite_code=code)
     if isinstance(exc, apsw.CantOpenError):
         return StorageError(f"{action}: cannot open the file ({detail})", sqlite_code=code)
     if isinstance(exc, apsw.ConnectionClosedError):
@@ -159,34 +155,13 @@ def translate(exc: apsw.Error, action: str) -> StorageError:
     return StorageError(f"{action} failed: {type(exc).__name__}: {detail}", sqlite_code=code)
 
 
-def descriptors_ran_out() -> bool:
-    """Whether this process is at its file descriptor limit right now. SQLite reports only
-    "unable to open database file" (or a disk I/O error for its -wal and -shm files), so a
-    failed open asks the OS for one more descriptor to tell the user the real cause."""
-    try:
-        os.close(os.open(os.devnull, os.O_RDONLY))
-    except OSError as exc:
-        return exc.errno in (errno.EMFILE, errno.ENFILE)
-    return False
-
-
-def descriptors_message() -> str:
-    """What to tell a user whose open failed at the file descriptor limit."""
-    limit = ""
-    if resource is not None:
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        limit = "" if soft == resource.RLIM_INFINITY else f" (its limit: {soft})"
-    return (
-        f"file descriptors ran out: this process has as many files open as it may{limit}; "
-        "each open SQLite store holds several (the file, -wal, -shm and -lock, per "
-        "connection): close stores no longer needed, or raise the limit (ulimit -n)"
-    )
+_HOLDS = "the file, -wal, -shm and -lock, per connection"
 
 
 def translate_os_error(exc: OSError, action: str) -> StorageError:
     """The sqlitestream error for an OS error from one of our own file operations."""
-    if exc.errno in (errno.EMFILE, errno.ENFILE):
-        return StorageError(f"{action}: {descriptors_message()}")
+    if descriptors.ran_out(exc):
+        return StorageError(f"{action}: {descriptors.ran_out_message(_HOLDS)}")
     where = f" ({exc.filename})" if exc.filename else ""
     return StorageError(f"{action}: {exc.strerror or exc}{where}")
 
