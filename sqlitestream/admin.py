@@ -32,6 +32,7 @@ from sqlitestream._core.transfer import (
     parse_record,
 )
 from sqlitestream._core.validate import check_id
+from sqlitestream.damage import DamageCallback, read_page
 from sqlitestream.errors import SessionNotFoundError, SqliteStreamError, ValidationError
 from sqlitestream.models import Event, Run, Session
 from sqlitestream.store import SessionStore, check_event, check_record
@@ -480,9 +481,16 @@ class AdminStore(SessionStore):
 
     # Export ---------------------------------------------------------------------------------
 
-    def export_records(self, session_ids: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
+    def export_records(
+        self, session_ids: Iterable[str] | None = None, *, on_damaged: DamageCallback | None = None
+    ) -> Iterator[dict[str, Any]]:
         """The store's contents as export records (the format: ``sqlitestream._core.transfer``
         and the README), header first.
+
+        An event row the store cannot read (a damaged file) raises its ``StorageError`` from
+        the iteration; with ``on_damaged``, the export instead calls ``on_damaged(row)`` (a
+        :class:`~sqlitestream.damage.DamagedRow`) and goes on after it, so everything readable
+        is exported (the session's log then has a hole there, which an import refuses).
 
         ``session_ids=None`` exports every session: each saved session and each session id
         with events, ordered by id. Named ids are exported in the order given; an id with
@@ -504,9 +512,9 @@ class AdminStore(SessionStore):
             for session_id in ids:
                 if session_id not in with_events:
                     self.get_session(session_id)  # SessionNotFoundError if it is nowhere
-        return self._export(ids)
+        return self._export(ids, on_damaged)
 
-    def _export(self, ids: list[str]) -> Iterator[dict[str, Any]]:
+    def _export(self, ids: list[str], on_damaged: DamageCallback | None) -> Iterator[dict[str, Any]]:
         from sqlitestream import __version__
 
         yield header_record(__version__)
@@ -519,12 +527,19 @@ class AdminStore(SessionStore):
                 yield {"kind": "run", **run.to_dict()}
             after = 0
             while True:
-                page = self.get_events(session_id, after=after, limit=PAGE)
+                if on_damaged is None:
+                    page, damage = self.get_events(session_id, after=after, limit=PAGE), None
+                else:
+                    page, damage = read_page(self, session_id, after=after, before=None, limit=PAGE)
                 for event in page:
                     yield {"kind": "event", **event.to_dict()}
-                if len(page) < PAGE:
+                if damage is not None and on_damaged is not None:
+                    on_damaged(damage)
+                    after = damage.sequence
+                elif len(page) < PAGE:
                     break
-                after = page[-1].sequence_number or after
+                else:
+                    after = page[-1].sequence_number or after
 
     # Import ---------------------------------------------------------------------------------
 
@@ -538,25 +553,36 @@ class AdminStore(SessionStore):
 
         Consecutive records of the same session id are imported together by
         :meth:`import_session`: atomically, idempotently (an event already present by id is
-        skipped and counted), keeping sequence numbers. ``on_session`` is called after each
-        session is committed. The first bad record or conflict stops the import with its
-        error (``ValidationError`` naming the record number, ``ConflictError``, ...); the
-        sessions before it stay imported, nothing of the failing session is written, and a
-        note on the exception (``exc.__notes__``) says so.
+        skipped and counted), keeping sequence numbers. A session of more than
+        ``IMPORT_BATCH`` (1,000) events is imported in consecutive transactions of that many
+        events each, so an import holds at most that many events in memory however long a
+        session is. ``records`` is consumed as it goes. ``on_session`` is called after each
+        session is committed, with its counts. The first bad record or conflict stops the
+        import with its error (``ValidationError`` naming the record number,
+        ``ConflictError``, ...); the sessions before it stay imported, and so do the earlier
+        batches of a long session; nothing of the failing batch is written; a note on the
+        exception (``exc.__notes__``) says what was kept. Importing the same records again
+        after fixing the cause continues where it stopped.
         """
         done: list[SessionImport] = []
         group: SessionRecords | None = None
+        kept: SessionImport | None = None  # the committed batches of ``group``'s session
+
+        def commit_batch(group: SessionRecords) -> None:
+            nonlocal kept
+            session, runs, events = group.take()
+            result = self.import_session(group.session_id, session=session, runs=runs, events=events)
+            group.committed()
+            kept = result if kept is None else _merged(kept, result)
 
         def flush(group: SessionRecords) -> None:
-            result = self.import_session(
-                group.session_id,
-                session=group.session,
-                runs=list(group.runs.values()),
-                events=group.events,
-            )
-            done.append(result)
+            nonlocal kept
+            commit_batch(group)
+            assert kept is not None
+            done.append(kept)
+            kept = None
             if on_session is not None:
-                on_session(result)
+                on_session(done[-1])
 
         number = handled = 0
         try:
@@ -570,20 +596,42 @@ class AdminStore(SessionStore):
                     if group is not None:
                         flush(group)
                     group = SessionRecords(session_id, number)
+                elif group.full:
+                    commit_batch(group)
                 group.add(number, kind, record)
                 handled = number
             if group is not None:
                 flush(group)
         except SqliteStreamError as exc:
-            where = (
-                f"session {group.session_id!r} (records {group.first}-{group.last})"
-                if group is not None
-                # a record that failed to be read at all is the one after the last read
-                else f"record {number if number > handled else number + 1}"
-            )
             exc.add_note(
-                f"import stopped at {where}: nothing of it was written; "
-                f"{len(done)} session(s) before it were imported"
+                f"import stopped at {_stopped_at(group, kept, number, handled)}; {len(done)} session(s) before it were imported"
             )
             raise
         return ImportReport(tuple(done))
+
+
+def _merged(first: SessionImport, then: SessionImport) -> SessionImport:
+    """One session's counts over two of its import batches."""
+    return SessionImport(
+        session_id=first.session_id,
+        session=first.session if then.session is None else then.session,
+        runs_added=first.runs_added + then.runs_added,
+        runs_updated=first.runs_updated + then.runs_updated,
+        runs_unchanged=first.runs_unchanged + then.runs_unchanged,
+        events_added=first.events_added + then.events_added,
+        events_skipped=first.events_skipped + then.events_skipped,
+    )
+
+
+def _stopped_at(group: SessionRecords | None, kept: SessionImport | None, number: int, handled: int) -> str:
+    """Where a failed import stopped and what of that session it kept, for its note."""
+    if group is None:
+        # A record that failed to be read at all is the one after the last read.
+        return f"record {number if number > handled else number + 1}: nothing of it was written"
+    where = f"session {group.session_id!r} (records {group.first}-{group.last})"
+    if kept is None:
+        return f"{where}: nothing of it was written"
+    return (
+        f"{where}: its records before record {group.batch_first} were imported "
+        f"({kept.events_added + kept.events_skipped} events), nothing from there on"
+    )

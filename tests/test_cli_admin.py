@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -478,6 +479,43 @@ def test_import_of_a_diverged_log_is_refused_and_writes_nothing_of_that_session(
         assert copy.list_runs("s1") == []
         assert [event.id for event in copy.get_events("s1")] == ["other"]
         assert copy.get_latest_sequence("s2") == 0
+
+
+def _long_session(count: int, *, missing: int | None = None) -> Iterator[dict[str, Any]]:
+    for seq in range(1, count + 1):
+        if seq != missing:
+            event = Event(type="message_sent", session_id="long", id=f"e{seq}", sequence_number=seq)
+            yield {"kind": "event", **event.to_dict()}
+
+
+def test_a_long_session_is_imported_in_batches_as_its_records_are_read(tmp_path: Path) -> None:
+    """Bounded memory: the import commits each IMPORT_BATCH (1,000) events of a session
+    before it reads further, instead of gathering the whole session first."""
+    with SQLiteSessionStore(tmp_path / "copy.db") as copy, SQLiteSessionStore(tmp_path / "copy.db") as look:
+        seen_while_reading: dict[int, int] = {}
+
+        def records() -> Iterator[dict[str, Any]]:
+            for record in _long_session(2_500):
+                if record["sequence_number"] in (1_001, 2_001):
+                    seen_while_reading[record["sequence_number"]] = look.get_latest_sequence("long")
+                yield record
+
+        report = copy.import_records(records())
+        assert seen_while_reading == {1_001: 0, 2_001: 1_000}
+        assert [(item.session_id, item.events_added) for item in report.sessions] == [("long", 2_500)]
+        assert [event.sequence_number for event in copy.get_events("long")] == list(range(1, 2_501))
+
+
+def test_a_failure_in_a_later_batch_keeps_the_earlier_ones_and_a_rerun_completes_it(tmp_path: Path) -> None:
+    with SQLiteSessionStore(tmp_path / "copy.db") as copy:
+        with pytest.raises(ValidationError, match="jump from sequence 2300 to 2302") as caught:
+            copy.import_records(_long_session(2_500, missing=2_301))
+        note = " ".join(caught.value.__notes__)
+        assert "its records before record 2001 were imported (2000 events), nothing from there on" in note
+        assert copy.get_latest_sequence("long") == 2_000
+        report = copy.import_records(_long_session(2_500))
+        assert (report.events_added, report.events_skipped) == (500, 2_000)
+        assert copy.check_integrity().ok
 
 
 def test_import_refuses_an_event_that_would_leave_a_gap(store: SQLiteSessionStore, tmp_path: Path) -> None:

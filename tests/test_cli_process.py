@@ -11,6 +11,7 @@ import os
 import queue
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from support import child_env
+from support import child_env, wait_until
 
 from sqlitestream import Event, SQLiteSessionStore
 
@@ -382,3 +383,53 @@ def test_tail_follow_starts_again_from_sequence_1_when_the_session_is_written_ag
     stderr = follower.stderr.read()  # type: ignore[union-attr]
     assert follower.returncode == 130, stderr
     assert "following it from sequence 1" in stderr and "Traceback" not in stderr
+
+
+def _stopped(pid: int) -> bool:
+    """Whether the process is stopped (SIGSTOP has taken effect, not merely been sent)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_tail_follow_reports_a_damaged_row_and_follows_on_after_it(db: Path) -> None:
+    """The follower is stopped while three events are appended and the middle one is damaged,
+    so its next page holds the damaged row: it prints the healthy ones, reports the damaged
+    one on stderr, and keeps following."""
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "sqlitestream", "--db", str(db), "tail", "s1", "-n", "1", "-f", "--nl"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+    )
+    try:
+        lines = Lines(follower.stdout)  # type: ignore[arg-type]
+        assert json.loads(lines.next() or "null")["id"] == "e2"  # the last one, so it is following
+        with SQLiteSessionStore(db) as store:
+            store.append_event(Event(type="message_sent", session_id="s1", id="e3"))
+            assert json.loads(lines.next() or "null")["id"] == "e3"
+            follower.send_signal(signal.SIGSTOP)
+            try:
+                wait_until(lambda: _stopped(follower.pid), timeout=DEADLINE, what="the follower stopped")
+                store.append_events(
+                    [Event(type="message_sent", session_id="s1", id=f"e{n}") for n in (4, 5, 6)]
+                )
+                conn = sqlite3.connect(db)
+                with conn:
+                    conn.execute("UPDATE events SET data = '{oops' WHERE id = 'e5'")
+                conn.close()
+            finally:
+                follower.send_signal(signal.SIGCONT)
+            assert [json.loads(lines.next() or "null")["id"] for _ in range(2)] == ["e4", "e6"]
+            store.append_event(Event(type="message_sent", session_id="s1", id="e7"))
+            assert json.loads(lines.next() or "null")["id"] == "e7"  # and follows on
+        follower.send_signal(signal.SIGINT)
+        follower.wait(DEADLINE)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    stderr = follower.stderr.read()  # type: ignore[union-attr]
+    assert follower.returncode == 130, stderr
+    assert "sequence 5 of session 's1'" in stderr and "damaged" in stderr and "Traceback" not in stderr

@@ -100,6 +100,24 @@ def test_import_names_the_line_where_blank_lines_make_it_differ(tmp_path: Path) 
     assert "import stopped at record 2" in result.stderr
 
 
+def test_import_of_a_record_nested_100000_levels_deep_names_its_record(tmp_path: Path) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    good = Event(type="message_sent", session_id="s1", id="e1").to_dict() | {"sequence_number": 1}
+    (tmp_path / "deep.jsonl").write_text(
+        json.dumps({"kind": "event", **good})
+        + "\n\n"
+        + '{"kind": "event", "session_id": "s1", "type": "message_sent", "data": {"x": '
+        + deep
+        + "}}\n"
+    )
+    result = run("--db", str(tmp_path / "new.db"), "import", str(tmp_path / "deep.jsonl"))
+    assert result.exit_code == 1
+    assert "record 2 (line 3) is nested too deeply to read" in result.stderr
+    assert "RecursionError" not in result.stderr and "unexpected" not in result.stderr
+    with SQLiteSessionStore(tmp_path / "new.db") as store:
+        assert store.get_events("s1") == []  # the session's records go together or not at all
+
+
 # 7: command-line terms -----------------------------------------------------------------------------
 
 
@@ -183,6 +201,70 @@ def test_events_without_limit_read_past_several_damaged_rows(db: Path) -> None:
     assert result.exit_code == 1
     assert [row["sequence_number"] for row in jsonl(result.stdout)] == list(range(2, 20))
     assert "(sequence 1, 20)" in result.stderr
+
+
+def test_tail_prints_the_healthy_last_rows_and_reports_a_damaged_one(db: Path) -> None:
+    damage(db, "s2", 18)
+    result = run("--db", str(db), "tail", "s2", "-n", "5", "--nl")
+    assert result.exit_code == 1
+    # The damaged row counts as one of the five, as it does towards --limit of events.
+    assert [row["sequence_number"] for row in jsonl(result.stdout)] == [16, 17, 19, 20]
+    assert "sequence 18 of session 's2'" in result.stderr and "damaged" in result.stderr
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "Error: 1 event(s) of session s2 could not be read (sequence 18); the others were printed"
+        )
+    )
+
+
+def test_tail_before_a_damaged_row_reports_nothing(db: Path) -> None:
+    damage(db, "s2", 10)
+    result = run("--db", str(db), "tail", "s2", "-n", "5", "--nl")
+    assert result.exit_code == 0, result.stderr
+    assert [row["sequence_number"] for row in jsonl(result.stdout)] == [16, 17, 18, 19, 20]
+
+
+def test_export_to_stdout_writes_every_readable_record_and_reports_the_damaged_ones(
+    db: Path, tmp_path: Path
+) -> None:
+    fill(db, "s3", count=3)
+    damage(db, "s2", 5)
+    damage(db, "s3", 2)
+    result = run("--db", str(db), "export")
+    assert result.exit_code == 1
+    events = [
+        (row["session_id"], row["sequence_number"]) for row in jsonl(result.stdout) if row["kind"] == "event"
+    ]
+    assert events == [("s2", n) for n in range(1, 21) if n != 5] + [("s3", 1), ("s3", 3)]
+    assert "sequence 5 of session 's2'" in result.stderr and "sequence 2 of session 's3'" in result.stderr
+    assert "2 event(s) could not be read (session s2 sequence 5; session s3 sequence 2)" in result.stderr
+
+
+def test_export_to_a_file_leaves_it_as_it_was_when_a_row_is_damaged(db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "backup.jsonl"
+    out.write_text("the last good export\n")
+    damage(db, "s2", 5)
+    result = run("--db", str(db), "export", "-o", str(out))
+    assert result.exit_code == 1
+    assert f"{out} was left as it was" in result.stderr and "sequence 5 of session 's2'" in result.stderr
+    assert out.read_text() == "the last good export\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".export-")] == []
+
+
+def test_export_records_goes_past_damaged_rows_only_when_asked(db: Path) -> None:
+    from sqlitestream import StorageError
+    from sqlitestream.damage import DamagedRow
+
+    damage(db, "s2", 10)
+    with SQLiteSessionStore(db, readonly=True) as store:
+        with pytest.raises(StorageError, match="sequence 10 of session 's2'"):
+            list(store.export_records())
+        seen: list[DamagedRow] = []
+        records = list(store.export_records(on_damaged=seen.append))
+    assert [record["sequence_number"] for record in records[1:]] == [n for n in range(1, 21) if n != 10]
+    assert [(row.session_id, row.sequence) for row in seen] == [("s2", 10)]
 
 
 # 9: large events, copy cleanup -------------------------------------------------------------------------

@@ -424,6 +424,28 @@ def test_a_waiting_follower_holds_no_pooled_connection(
     assert [[e.id for e in waiter.result()] for waiter in waiters] == [["e0"], ["e1"], ["e2"]]
 
 
+def test_closing_after_ctrl_c_interrupted_the_listeners_start(
+    open_store: Callable[..., PostgresSessionStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C landing while a long-poll starts the LISTEN thread must not make ``close()``
+    fail (joining a thread whose start was interrupted raises RuntimeError)."""
+    real_start = threading.Thread.start
+
+    def interrupted_start(thread: threading.Thread) -> None:
+        if thread.name.startswith("sqlitestream-listen-"):
+            raise KeyboardInterrupt  # as if the signal came just before the thread launched
+        real_start(thread)
+
+    store = open_store()
+    store.append_event_with_sequence(_event())
+    monkeypatch.setattr(threading.Thread, "start", interrupted_start)
+    with pytest.raises(KeyboardInterrupt):
+        store.get_events("s1", after=1, wait_timeout_ms=30_000)
+    monkeypatch.undo()
+    store.close()
+    assert [event.sequence_number for event in open_store().get_events("s1")] == [1]
+
+
 def test_connections_stay_within_pool_size_plus_listener(
     pg_dsn: str, open_store: Callable[..., PostgresSessionStore]
 ) -> None:

@@ -82,3 +82,32 @@ def test_a_new_waiter_is_not_woken_by_the_watchers_first_look(store: SQLiteSessi
             assert quiet.count == 0
     finally:
         watcher.stop()
+
+
+def test_closing_after_ctrl_c_interrupted_the_watchers_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C can land in the thread that registers a long-poll while it starts the watcher
+    thread (``tail --follow`` under load). The store must still close cleanly: joining a
+    thread whose start was interrupted raised RuntimeError, so Ctrl-C ended ``tail`` with
+    "unexpected RuntimeError" and exit 1 instead of 130."""
+    real_start = threading.Thread.start
+
+    def interrupted_start(thread: threading.Thread) -> None:
+        if thread.name == "sqlitestream-watcher":
+            raise KeyboardInterrupt  # as if the signal came just before the thread launched
+        real_start(thread)
+
+    path = tmp_path / "w.db"
+    store = SQLiteSessionStore(path)
+    try:
+        store.append_event_with_sequence(Event("message_sent", "s1", data={}))
+        monkeypatch.setattr(threading.Thread, "start", interrupted_start)
+        with pytest.raises(KeyboardInterrupt):
+            store.get_events("s1", after=1, wait_timeout_ms=30_000)
+        monkeypatch.undo()
+    finally:
+        store.close()
+    with SQLiteSessionStore(path) as again:
+        assert [event.sequence_number for event in again.get_events("s1")] == [1]
+        assert again.get_events("s1", after=1, wait_timeout_ms=1) == []

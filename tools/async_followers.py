@@ -60,6 +60,13 @@ async def run(
                         latencies.append(now - event.data["sent"])
                         after = event.sequence_number or after
 
+            async def sample_threads() -> None:
+                nonlocal peak_threads
+                while True:
+                    peak_threads = max(peak_threads, threading.active_count())
+                    await asyncio.sleep(0.01)
+
+            sampler = asyncio.create_task(sample_threads())
             tasks = [asyncio.create_task(follow(f"s{n % sessions}")) for n in range(followers)]
             await asyncio.sleep(1.0)  # a tool, not a test: let every follower arm its wait
             writer = await asyncio.create_subprocess_exec(
@@ -80,11 +87,10 @@ async def run(
             await writer.wait()
             deadline = time.monotonic() + 60
             while len(latencies) < total and time.monotonic() < deadline:
-                peak_threads = max(peak_threads, threading.active_count())
                 await asyncio.sleep(0.05)
-            for task in tasks:
+            for task in [*tasks, sampler]:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, sampler, return_exceptions=True)
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
     print(
@@ -94,7 +100,10 @@ async def run(
         f"wake latency ms: p50 {statistics.median(ordered) * 1000:.2f}  p99 {p99 * 1000:.2f}  "
         f"max {ordered[-1] * 1000:.2f}  ({len(ordered)} of {total} delivered)"
     )
-    print(f"threads at most: {peak_threads} (pool {max_threads} + the watcher + main)")
+    print(
+        f"threads at most: {peak_threads} (pool {max_threads} + the watcher + main, and asyncio's "
+        "child watcher for the writer process)"
+    )
 
 
 def main() -> None:

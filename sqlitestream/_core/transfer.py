@@ -28,6 +28,7 @@ from sqlitestream.models import Event, Run, Session, StoredEvent, with_sequence
 __all__ = [
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
+    "IMPORT_BATCH",
     "PAGE",
     "SessionRecords",
     "check_import_events",
@@ -42,6 +43,10 @@ EXPORT_VERSION = 1
 
 PAGE = 1000
 """Events read per ``get_events`` call while exporting (bounded memory for any session size)."""
+
+IMPORT_BATCH = 1000
+"""Events of one session imported per transaction, and so the most an import holds at once:
+a longer session is imported in consecutive transactions of this many events."""
 
 
 def check_import_events(session_id: str, events: Sequence[Event]) -> list[Event]:
@@ -143,28 +148,51 @@ def header_record(package_version: str) -> dict[str, Any]:
 
 
 class SessionRecords:
-    """The records of one session, gathered from consecutive import records."""
+    """The records of one session, gathered from consecutive import records and handed to
+    ``import_session`` in batches of at most :data:`IMPORT_BATCH` events (:meth:`take`)."""
 
     def __init__(self, session_id: str, first: int) -> None:
         self.session_id = session_id
         self.first = first
+        """The number of the session's first record..."""
+        self.batch_first = first
+        """...and of the first record not yet handed out."""
         self.last = first
         self.session: Session | None = None
         self.runs: dict[str, Run] = {}
         self.events: list[Event] = []
+        # Kept across batches, so a repeat is refused wherever it comes.
+        self._session_seen = False
+        self._run_ids: set[str] = set()
+
+    @property
+    def full(self) -> bool:
+        return len(self.events) >= IMPORT_BATCH
 
     def add(self, number: int, kind: str, record: Session | Run | Event) -> None:
         self.last = number
         if isinstance(record, Session):
-            if self.session is not None:
+            if self._session_seen:
                 raise ValidationError(f"record {number}: session {record.id!r} appears twice")
+            self._session_seen = True
             self.session = record
         elif isinstance(record, Run):
-            if record.id in self.runs:
+            if record.id in self._run_ids:
                 raise ValidationError(f"record {number}: run {record.id!r} appears twice")
+            self._run_ids.add(record.id)
             self.runs[record.id] = record
         else:
             self.events.append(record)
+
+    def take(self) -> tuple[Session | None, list[Run], list[Event]]:
+        """The records gathered since the last take, which then starts a new batch
+        (:meth:`committed` moves ``batch_first`` once they are stored)."""
+        taken = (self.session, list(self.runs.values()), self.events)
+        self.session, self.runs, self.events = None, {}, []
+        return taken
+
+    def committed(self) -> None:
+        self.batch_first = self.last + 1
 
 
 def parse_record(raw: object, number: int) -> tuple[str, Session | Run | Event | None]:

@@ -4,6 +4,7 @@ output formats, the store options), and opening the store they name."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
@@ -65,6 +66,11 @@ class CommandGroup(click.Group):
             _silence_stdout()
             raise click.exceptions.Exit(EXIT_BROKEN_PIPE) from None
         except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                raise click.ClickException(
+                    "file descriptors ran out: this process has as many files open as it may; "
+                    "raise the limit (ulimit -n) and run the command again"
+                ) from None
             where = f": {exc.filename}" if exc.filename else ""
             raise click.ClickException(f"{exc.strerror or exc}{where}") from None
         except Exception as exc:
@@ -96,6 +102,10 @@ _CLI_TERMS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"readonly=True needs a store file"), "a command that only reads needs a store file"),
     (re.compile(r"^dest '"), "DEST '"),
     (re.compile(r"or pass overwrite=True"), "or give --overwrite"),
+    (
+        re.compile(r"close stores no longer needed, or raise the limit \(ulimit -n\)"),
+        "raise the limit (ulimit -n) and run the command again",
+    ),
 )
 
 

@@ -4,8 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,8 @@ from sqlitestream.cli.common import (
 
 if TYPE_CHECKING:
     from sqlitestream.cli.common import Store
+    from sqlitestream.cli.output import Writer
+    from sqlitestream.damage import DamagedRow
     from sqlitestream.models import StoredEvent
 
 
@@ -75,56 +76,24 @@ def _type_filter(types: tuple[str, ...]) -> tuple[dict[str, Any], Callable[[Stor
     return {"type": None}, lambda event: event.type.value in wanted
 
 
-@dataclass(frozen=True, slots=True)
-class Damage:
-    """An event row the store cannot read: its sequence number and the store's message."""
-
-    sequence: int
-    message: str
-
-
-def read_page(
-    store: Store,
-    session_id: str,
-    *,
-    after: int | None,
-    before: int | None,
-    limit: int,
-    filters: dict[str, Any],
-) -> tuple[list[StoredEvent], Damage | None]:
-    """Up to ``limit`` events after ``after``; when the page holds a row the store cannot read
-    (``StorageError`` naming it), the healthy events before that row and the damaged row.
-
-    The damaged row is found by halving the sequence range the page covers, each probe a
-    bounded read; so a store with damage costs a few more reads, a healthy one none.
-    """
-    from sqlitestream.errors import SchemaVersionError, StorageError, StoreBusyError
-
-    def read(upper: int | None) -> list[StoredEvent]:
-        return store.get_events(session_id, after=after, before=upper, limit=limit, **filters)
-
-    try:
-        return read(before), None
-    except StorageError as exc:
-        if isinstance(exc, (StoreBusyError, SchemaVersionError)):
-            raise
-        failure = exc
-    low = (after or 0) + 1
-    high = before - 1 if before is not None else store.get_latest_sequence(session_id)
-    # The first damaged row is the smallest ``s`` in [low, high] for which reading up to and
-    # including ``s`` fails.
-    while low < high:
-        middle = (low + high) // 2
-        try:
-            read(middle + 1)
-            low = middle + 1
-        except StorageError:
-            high = middle
-    try:
-        read(low + 1)
-    except StorageError as exc:
-        return read(low), Damage(low, str(exc))
-    raise failure  # not a damaged row after all: the store's error as it was
+def damaged_rows_error(rows: Sequence[tuple[str, int]], done: str) -> click.ClickException:
+    """The error a command ends with after reading past damaged rows, given as (session id,
+    sequence) (each was reported on stderr as it was met); ``done`` says what became of the
+    others ("printed", ...)."""
+    sessions: dict[str, list[str]] = {}
+    for session_id, sequence in rows:
+        sessions.setdefault(session_id, []).append(str(sequence))
+    where = "; ".join(
+        f"session {session_id} sequence {', '.join(seqs)}" for session_id, seqs in sessions.items()
+    )
+    if len(sessions) == 1:
+        session_id, seqs = next(iter(sessions.items()))
+        where = f"of session {session_id} could not be read (sequence {', '.join(seqs)})"
+    else:
+        where = f"could not be read ({where})"
+    return click.ClickException(
+        f"{len(rows)} event(s) {where}; the others were {done}. `sqlitestream check` lists every damaged row"
+    )
 
 
 @click.command()
@@ -170,6 +139,7 @@ def events(
       sqlitestream events s1 --type message_sent --type message_received --nl
     """
     from sqlitestream.cli.output import EVENT_COLUMNS
+    from sqlitestream.damage import read_page
 
     store = open_store(readonly=True)
     type_filter, matches = _type_filter(types)
@@ -200,11 +170,7 @@ def events(
         cursor = page[-1].sequence_number
     writer.close()
     if damaged:
-        listed = ", ".join(str(sequence) for sequence in damaged)
-        raise click.ClickException(
-            f"{len(damaged)} event(s) of session {session_id} could not be read (sequence "
-            f"{listed}); the others were printed. `sqlitestream check` lists every damaged row"
-        )
+        raise damaged_rows_error([(session_id, sequence) for sequence in damaged], "printed")
     if printed == 0 and fmt == "table":
         note("no events")
 
@@ -281,11 +247,17 @@ def tail(
     followed (and perhaps written again) is followed again from sequence 1, with a note on
     stderr. Ctrl-C ends it (exit 130).
 
+    A row the store cannot read (a damaged file) is reported on stderr and skipped, as by
+    `events`: it counts as one of the N, the healthy events around it are printed, and
+    without --follow the command exits 1 at the end; --follow goes on following after it.
+
     \b
     Example:
       sqlitestream --db events.db tail s1 -n 5 --follow --format jsonl
     """
     from sqlitestream.cli.output import EVENT_COLUMNS
+    from sqlitestream.damage import DamagedRow, read_page
+    from sqlitestream.errors import SchemaVersionError, StorageError, StoreBusyError
 
     if follow and fmt == "json":
         raise click.UsageError("--follow prints events as they come: use --format jsonl or table")
@@ -297,7 +269,8 @@ def tail(
     top = store.get_latest_sequence(session_id)
     floor = after or 0
     writer = output_writer(fmt, EVENT_COLUMNS)
-    shown = _last_events(store, session_id, count, floor, top, filters, matches)
+    last = _last_events(store, session_id, count, floor, top, filters, matches)
+    damaged = [item for item in last if isinstance(item, DamagedRow)]
     cursor = max(floor, top)
     if follow:
         from sqlitestream.streaming import DEFAULT_WAIT_TIMEOUT_MS
@@ -306,28 +279,63 @@ def tail(
         def restarted() -> None:
             note(f"session {session_id} was deleted or restarted; following it from sequence 1")
 
-        # Made before the first lines are printed: it tells the log they came from.
-        arriving = follow_session(
-            store,
-            session_id,
-            after=cursor,
-            limit=PAGE,
-            on_restart=restarted,
-            wait_timeout_ms=DEFAULT_WAIT_TIMEOUT_MS if wait_ms is None else wait_ms,
-            **filters,
-        )
-        writer.write(event.to_dict() for event in shown)
-        for event in arriving:
-            if matches(event):
-                writer.write([event.to_dict()])
-    else:
-        if wait_ms and not shown and count:
-            arrived = store.get_events(
-                session_id, after=cursor, limit=count, wait_timeout_ms=wait_ms, **filters
+        def arriving(after: int) -> Iterator[StoredEvent]:
+            return follow_session(
+                store,
+                session_id,
+                after=after,
+                limit=PAGE,
+                on_restart=restarted,
+                wait_timeout_ms=DEFAULT_WAIT_TIMEOUT_MS if wait_ms is None else wait_ms,
+                **filters,
             )
-            shown = [event for event in arrived if matches(event)]
-        writer.write(event.to_dict() for event in shown)
+
+        # Made before the first lines are printed: it tells the log they came from.
+        events = arriving(cursor)
+        _write_with_damage(writer, last)
+        while True:
+            try:
+                for event in events:
+                    cursor = event.sequence_number
+                    if matches(event):
+                        writer.write([event.to_dict()])
+                writer.close()
+                return
+            except StorageError as exc:
+                if isinstance(exc, (StoreBusyError, SchemaVersionError)):
+                    raise
+                # A page of the follower held a row the store cannot read: print the events
+                # before it, report it, and follow on after it.
+                page, damage = read_page(
+                    store, session_id, after=cursor, before=None, limit=PAGE, filters=filters
+                )
+                if damage is None:
+                    raise
+                _write_with_damage(writer, [*(e for e in page if matches(e)), damage])
+                cursor = damage.sequence
+                events = arriving(cursor)
+    if wait_ms and not last and count:
+        arrived = store.get_events(session_id, after=cursor, limit=count, wait_timeout_ms=wait_ms, **filters)
+        last = [event for event in arrived if matches(event)]
+    _write_with_damage(writer, last)
     writer.close()
+    if damaged:
+        raise damaged_rows_error([(row.session_id, row.sequence) for row in damaged], "printed")
+
+
+def _write_with_damage(writer: Writer, items: Sequence[StoredEvent | DamagedRow]) -> None:
+    """Events written in order, each damaged row among them reported on stderr in its place."""
+    from sqlitestream.damage import DamagedRow
+
+    run: list[StoredEvent] = []
+    for item in items:
+        if isinstance(item, DamagedRow):
+            writer.write(event.to_dict() for event in run)
+            run = []
+            note(f"Error: {item.message}")
+        else:
+            run.append(item)
+    writer.write(event.to_dict() for event in run)
 
 
 def _last_events(
@@ -338,16 +346,39 @@ def _last_events(
     top: int,
     filters: dict[str, Any],
     matches: Callable[[StoredEvent], bool],
-) -> list[StoredEvent]:
+) -> list[StoredEvent | DamagedRow]:
     """The last ``count`` matching events in (floor, top], read backwards in growing windows
-    (the store reads forwards only, and a filter may match few events)."""
-    found: list[StoredEvent] = []
+    (the store reads forwards only, and a filter may match few events). A damaged row takes
+    its place among them (as in ``events``, it counts)."""
+    from sqlitestream.damage import DamagedRow
+
+    found: list[StoredEvent | DamagedRow] = []
     upper = top + 1  # "before" is exclusive
     window = max(count, 100)
     while count and upper - 1 > floor and len(found) < count:
         lower = max(floor, upper - 1 - window)
-        window_events = store.get_events(session_id, after=lower, before=upper, **filters)
-        found = [event for event in window_events if matches(event)] + found
+        window_items = _window(store, session_id, lower, upper, filters)
+        found = [item for item in window_items if isinstance(item, DamagedRow) or matches(item)] + found
         upper = lower + 1
         window *= 4
     return found[-count:] if count else []
+
+
+def _window(
+    store: Store, session_id: str, lower: int, upper: int, filters: dict[str, Any]
+) -> list[StoredEvent | DamagedRow]:
+    """The events in (lower, upper), damaged rows in their places."""
+    from sqlitestream.damage import read_page
+
+    items: list[StoredEvent | DamagedRow] = []
+    cursor = lower
+    while True:
+        page, damage = read_page(store, session_id, after=cursor, before=upper, limit=PAGE, filters=filters)
+        items.extend(page)
+        if damage is not None:
+            items.append(damage)
+            cursor = damage.sequence
+        elif len(page) < PAGE:
+            return items
+        else:
+            cursor = page[-1].sequence_number

@@ -16,6 +16,7 @@ from sqlitestream.cli.common import (
     complete_session_id,
     db_option,
     max_event_bytes_option,
+    note,
     open_location,
     open_store,
     progress_option,
@@ -44,16 +45,28 @@ def export_(session_ids: tuple[str, ...], output: str, progress: bool | None) ->
     With no SESSION_IDS, every session in the store (saved or only in the log). The format is
     specified in docs/export-format.md; `sqlitestream import` loads it.
 
+    A row the store cannot read (a damaged file) is reported on stderr and the export goes on,
+    exiting 1 at the end: to stdout everything readable is written; a file given with -o is
+    then left as it was (it is replaced only by a complete export).
+
     \b
     Example:
       sqlitestream --db events.db export -o backup.jsonl
       sqlitestream --db events.db export s1 s2 | gzip > two.jsonl.gz
     """
     from sqlitestream.cli.output import Progress, dumps
+    from sqlitestream.cli.reading import damaged_rows_error
+    from sqlitestream.damage import DamagedRow
 
     store = open_store(readonly=True)
     wanted = list(session_ids) or None
-    records = store.export_records(wanted)
+    damaged: list[DamagedRow] = []
+
+    def report(row: DamagedRow) -> None:
+        note(f"Error: {row.message}")
+        damaged.append(row)
+
+    records = store.export_records(wanted, on_damaged=report)
     total = sum(stream.event_count for stream in store.list_streams(wanted))
     bar = Progress("exporting events", total, enabled=progress)
 
@@ -62,6 +75,11 @@ def export_(session_ids: tuple[str, ...], output: str, progress: bool | None) ->
             if record["kind"] == "event":
                 bar.update()
             yield (dumps(record) + "\n").encode("utf-8")
+        if damaged:
+            # Raised from inside, so a file given with -o is not replaced by a partial export.
+            bar.finish()
+            done = "written to stdout" if output == "-" else f"read, but {output} was left as it was"
+            raise damaged_rows_error([(row.session_id, row.sequence) for row in damaged], done)
 
     try:
         if output == "-":
@@ -75,13 +93,15 @@ def export_(session_ids: tuple[str, ...], output: str, progress: bool | None) ->
 def _write_stdout(chunks: Iterable[bytes]) -> None:
     stream = sys.stdout.buffer
     batch: list[bytes] = []
-    for chunk in chunks:
-        batch.append(chunk)
-        if len(batch) >= PAGE:
-            stream.write(b"".join(batch))
-            batch.clear()
-    stream.write(b"".join(batch))
-    stream.flush()
+    try:
+        for chunk in chunks:
+            batch.append(chunk)
+            if len(batch) >= PAGE:
+                stream.write(b"".join(batch))
+                batch.clear()
+    finally:  # also what came before a failure: stdout shows everything that was read
+        stream.write(b"".join(batch))
+        stream.flush()
 
 
 def _write_file(path: str, chunks: Iterable[bytes]) -> None:
@@ -132,8 +152,10 @@ def import_(file: str, max_event_bytes: int | None, progress: bool | None) -> No
     """Load an export (FILE, or - for stdin) into the store, creating the store if needed.
 
     Idempotent: events already present by id are skipped and counted. Each session is
-    imported atomically with its sequence numbers; the first conflict stops the import (the
-    sessions before it stay imported). Records are numbered from 1, one per non-blank line.
+    imported atomically with its sequence numbers (a session of more than 1,000 events in
+    transactions of 1,000, so memory stays bounded); the first conflict stops the import (the
+    sessions and batches before it stay imported, and a re-run continues). Records are numbered
+    from 1, one per non-blank line.
     An export of a store that takes larger events than the default needs --max-event-bytes.
 
     \b
@@ -166,7 +188,7 @@ def import_(file: str, max_event_bytes: int | None, progress: bool | None) -> No
             record += 1
             try:
                 yield json.loads(line)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise _bad_line(record, line_number, exc) from None
 
     try:
@@ -183,15 +205,18 @@ def import_(file: str, max_event_bytes: int | None, progress: bool | None) -> No
     )
 
 
-def _bad_line(record: int, line: int, exc: ValueError) -> SqliteStreamError:
+def _bad_line(record: int, line: int, exc: ValueError | RecursionError) -> SqliteStreamError:
     """Record numbers count the records (as the library's messages do); the line is named
     too where blank lines make it differ."""
     from json import JSONDecodeError
 
     from sqlitestream.errors import ValidationError
 
-    detail = f"{exc.msg} at column {exc.colno}" if isinstance(exc, JSONDecodeError) else str(exc)
     where = f"record {record}" if record == line else f"record {record} (line {line})"
+    if isinstance(exc, RecursionError):
+        # The decoder gives up at Python's recursion limit; an event may be nested 100 levels.
+        return ValidationError(f"{where} is nested too deeply to read (events allow 100 levels)")
+    detail = f"{exc.msg} at column {exc.colno}" if isinstance(exc, JSONDecodeError) else str(exc)
     return ValidationError(f"{where} is not JSON: {detail}")
 
 
@@ -217,7 +242,8 @@ def copy(source: str, target: str, max_event_bytes: int | None, progress: bool |
 
     Ids, payloads, timestamps and sequence numbers are kept exactly. Idempotent: a re-run
     copies nothing twice (events already in DST by id are skipped and counted); each session
-    is copied atomically, and the first conflict stops the copy. A SQLite file that the copy
+    is copied atomically (a session of more than 1,000 events in transactions of 1,000, so
+    memory stays bounded), and the first conflict stops the copy. A SQLite file that the copy
     created is removed again when the copy fails. SRC and DST must be different stores.
     --db is not used. Copying from a store that takes larger events than the default needs
     --max-event-bytes.
@@ -234,7 +260,12 @@ def copy(source: str, target: str, max_event_bytes: int | None, progress: bool |
     created = not is_postgres_location(target) and not os.path.lexists(target)
     if not created and _same_store(src.path, target):
         raise click.UsageError(f"--from and --to name the same store ({src.path}): nothing to copy")
-    dst = open_location(target, readonly=False, create=True, **store_options(max_event_bytes))
+    try:
+        dst = open_location(target, readonly=False, create=True, **store_options(max_event_bytes))
+    except BaseException:
+        if created:  # the open may have made the file before it failed (e.g. no descriptors left)
+            _remove_store_file(os.path.abspath(target))
+        raise
     if is_postgres_location(target) and dst.path == src.path:
         raise click.UsageError(f"--from and --to name the same store ({src.path}): nothing to copy")
     bar = Progress("copying events", sum(s.event_count for s in src.list_streams()), enabled=progress)

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from sqlitestream._core import descriptors
 from sqlitestream.errors import (
     MissingDependencyError,
     SqliteStreamError,
@@ -86,6 +87,9 @@ def _detail(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+_HOLDS = "one per pooled connection, up to pool_size, and one for the listener"
+
+
 def translate(exc: BaseException, action: str) -> SqliteStreamError:
     """The sqlitestream error for a psycopg (or text-encoding) error; the SQLSTATE is in the
     message and in ``StorageError.sqlstate``."""
@@ -93,6 +97,10 @@ def translate(exc: BaseException, action: str) -> SqliteStreamError:
         return ValidationError(
             f"{action}: a value holds text that is not valid Unicode (a lone surrogate?): {exc}"
         )
+    if isinstance(exc, OSError):
+        if descriptors.ran_out(exc):
+            return StorageError(f"{action}: {descriptors.ran_out_message(_HOLDS)}")
+        return StorageError(f"{action}: {exc.strerror or exc}")
     sqlstate = getattr(exc, "sqlstate", None)
     detail = _detail(exc)
     if sqlstate in _RETRY_STATES:
@@ -117,6 +125,8 @@ def translate(exc: BaseException, action: str) -> SqliteStreamError:
             sqlstate=sqlstate,
         )
     if sqlstate is None and type(exc).__name__ == "OperationalError":
+        if descriptors.ran_out():  # libpq could not make its socket: "connection is bad"
+            return StorageError(f"{action}: {descriptors.ran_out_message(_HOLDS)}")
         return StorageError(f"{action}: lost or could not open the connection to PostgreSQL: {detail}")
     state = f" (SQLSTATE {sqlstate})" if sqlstate else ""
     return StorageError(f"{action} failed: {type(exc).__name__}{state}: {detail}", sqlstate=sqlstate)
@@ -274,7 +284,11 @@ class Database:
                 application_name=self._application_name,
             )
         except self._psycopg.Error as exc:
+            if getattr(exc, "sqlstate", None) is None and descriptors.ran_out():
+                raise translate(exc, "connect to PostgreSQL") from exc  # libpq: "connection is bad"
             raise StorageError(f"cannot connect to PostgreSQL: {_detail(exc)}") from exc
+        except OSError as exc:  # psycopg's selector, before it has a connection
+            raise translate(exc, "connect to PostgreSQL") from exc
         if self._readonly:
             try:
                 conn.execute("SET default_transaction_read_only = on")

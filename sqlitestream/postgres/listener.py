@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlitestream._core.waiting import WakeHub
+from sqlitestream.postgres.connection import translate
 
 if TYPE_CHECKING:
     from sqlitestream.postgres.connection import Connection
@@ -95,7 +96,10 @@ class NotificationListener:
             if self._stopping:
                 return  # the store is closing; the waiter will see StoreClosedError
             if self._thread is None:
-                self._wake_r, self._wake_w = os.pipe()
+                try:
+                    self._wake_r, self._wake_w = os.pipe()
+                except OSError as exc:
+                    raise translate(exc, "wait for events") from exc
                 self._thread = threading.Thread(
                     target=self._run, name=f"sqlitestream-listen-{self._schema}", daemon=True
                 )
@@ -107,17 +111,24 @@ class NotificationListener:
         with self._lock:
             self._stopping = True
             thread = self._thread
+            # Not alive yet: its start() was interrupted (Ctrl-C in the waiting thread) before
+            # it ran. It cannot be joined, and if it runs at all, _run sees the stop first.
+            running = thread is not None and thread.is_alive()
         self._ready.set()  # release callers still waiting in ensure_started
         if thread is None:
             return
-        os.write(self._wake_w, b"x")
-        thread.join()
+        if running:
+            os.write(self._wake_w, b"x")
+            thread.join()
         os.close(self._wake_r)
         os.close(self._wake_w)
 
     # The thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
+        with self._lock:
+            if self._stopping:
+                return
         conn: Connection | None = None
         failures = 0
         known: dict[str, int | None] = {}

@@ -48,7 +48,7 @@ from sqlitestream.models import (
     from_micros_many,
     to_micros,
 )
-from sqlitestream.sqlite.connection import JOURNAL_SIZE_LIMIT
+from sqlitestream.sqlite.connection import JOURNAL_SIZE_LIMIT, translate_os_error
 
 __all__ = [
     "Fetch",
@@ -141,6 +141,8 @@ def wal_holds_frames(wal_path: str) -> bool:
             head = wal.read(32 + 24)
     except FileNotFoundError:
         return False
+    except OSError as exc:
+        raise translate_os_error(exc, "read the WAL file's header") from exc
     if len(head) < 32 + 24:
         return False
     magic, _, _, _, salt1, salt2 = struct.unpack(">6I", head[:24])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
@@ -56,6 +55,8 @@ def write_backup(
         what = "is not a directory" if os.path.lexists(directory) else "does not exist"
         raise StorageError(f"{action}: the directory {directory!r} {what}")
     name = os.path.basename(target)
+    import secrets  # here: it loads OpenSSL (through hmac), which every store open would pay for
+
     temporary = os.path.join(directory, f".{name}.{secrets.token_hex(6)}{TEMPORARY_SUFFIX}")
     try:
         _copy_into(temporary, read, action, on_progress)

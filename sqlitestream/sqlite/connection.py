@@ -15,6 +15,7 @@ import urllib.parse
 
 import apsw
 
+from sqlitestream._core import descriptors
 from sqlitestream.errors import StorageError, StoreBusyError
 
 SYNCHRONOUS_LEVELS = {"normal": "NORMAL", "full": "FULL"}
@@ -144,11 +145,25 @@ def translate(exc: apsw.Error, action: str) -> StorageError:
         return StorageError(f"{action}: the file is not a SQLite database", sqlite_code=code)
     if isinstance(exc, apsw.CorruptError):
         return StorageError(f"{action}: the database file is corrupt ({detail})", sqlite_code=code)
+    # SQLite says only "unable to open database file" (or a disk I/O error for -wal and -shm).
+    if isinstance(exc, (apsw.CantOpenError, apsw.IOError)) and descriptors.ran_out():
+        return StorageError(f"{action}: {descriptors.ran_out_message(_HOLDS)}", sqlite_code=code)
     if isinstance(exc, apsw.CantOpenError):
         return StorageError(f"{action}: cannot open the file ({detail})", sqlite_code=code)
     if isinstance(exc, apsw.ConnectionClosedError):
         return StorageError(f"{action}: the connection is closed", sqlite_code=code)
     return StorageError(f"{action} failed: {type(exc).__name__}: {detail}", sqlite_code=code)
+
+
+_HOLDS = "the file, -wal, -shm and -lock, per connection"
+
+
+def translate_os_error(exc: OSError, action: str) -> StorageError:
+    """The sqlitestream error for an OS error from one of our own file operations."""
+    if descriptors.ran_out(exc):
+        return StorageError(f"{action}: {descriptors.ran_out_message(_HOLDS)}")
+    where = f" ({exc.filename})" if exc.filename else ""
+    return StorageError(f"{action}: {exc.strerror or exc}{where}")
 
 
 class translating:

@@ -9,7 +9,7 @@ from pathlib import Path
 import apsw
 
 from sqlitestream.errors import SchemaVersionError, StorageError
-from sqlitestream.sqlite.connection import translating
+from sqlitestream.sqlite.connection import translate_os_error, translating
 from sqlitestream.sqlite.transaction import Writer
 
 APPLICATION_ID = 0x53715374  # "SqSt": marks the file as a sqlitestream store
@@ -27,7 +27,10 @@ _HEADER_SIZE = 100
 
 def schema_sql() -> str:
     """The canonical schema, ``schema.sql`` beside this module (shipped in the wheel)."""
-    return (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
+    try:
+        return (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
+    except OSError as exc:
+        raise translate_os_error(exc, "read the schema (schema.sql)") from exc
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,11 @@ def sniff_file(path: Path) -> None:
         return
     if path.is_dir():
         raise StorageError(f"{str(path)!r} is a directory, not a store file")
-    with path.open("rb") as handle:
-        header = handle.read(_HEADER_SIZE)
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(_HEADER_SIZE)
+    except OSError as exc:
+        raise translate_os_error(exc, f"open {str(path)!r}") from exc
     if not header:
         return  # an empty file: a new store
     if not header.startswith(_SQLITE_MAGIC[: len(header)]) or len(header) < _HEADER_SIZE:

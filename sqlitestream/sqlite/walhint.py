@@ -46,12 +46,12 @@ class WalHint:
         """The hint for ``wal_path``, or None where inotify cannot be used."""
         if not sys.platform.startswith("linux"):
             return None
-        import ctypes  # here, not at import: only a waiting store needs it (CLI start-up)
-
         try:
+            import ctypes  # here, not at import: only a waiting store needs it (CLI start-up)
+
             libc = ctypes.CDLL(None, use_errno=True)
             init, add = libc.inotify_init1, libc.inotify_add_watch
-        except (OSError, AttributeError):
+        except (ImportError, OSError, AttributeError):  # OSError: also no descriptor to import with
             return None
         add.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
         fd = init(_IN_NONBLOCK | _IN_CLOEXEC)

@@ -141,6 +141,11 @@ class DataVersionWatcher:
         self._stop.set()
         with self._lock:
             thread = self._thread
+            # A thread not alive yet was never started, or its start() was interrupted (Ctrl-C
+            # in the registering thread) before it ran: it can no longer be joined, and if it
+            # runs at all, _run sees the stop first and returns without touching the file.
+            if thread is not None and not thread.is_alive():
+                thread = None
             if self._hint is not None:
                 self._hint.interrupt()
         if thread is not None and thread is not threading.current_thread():
@@ -151,6 +156,9 @@ class DataVersionWatcher:
                 self._seed_conn = None
 
     def _run(self) -> None:
+        with self._lock:
+            if self._stop.is_set():
+                return
         conn = self._connect()
         if conn is None:
             return

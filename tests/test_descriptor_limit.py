@@ -1,0 +1,155 @@
+"""Running out of file descriptors (``ulimit -n``) is named as such, by the library and the
+command line, in real processes under a low ``RLIMIT_NOFILE``: SQLite itself only says
+"unable to open database file" or "disk I/O error"."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import child_env
+
+from sqlitestream import Event, SQLiteSessionStore
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_NOFILE is POSIX")
+
+_OPEN_STORES_UNTIL_IT_FAILS = """
+import resource, sys
+from pathlib import Path
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+from sqlitestream import Event, SQLiteSessionStore, StorageError
+opened = []
+try:
+    for n in range(64):
+        store = SQLiteSessionStore(Path(sys.argv[1]) / f"s{n}.db")
+        store.append_event(Event("message_sent", "s", id="e"))
+        store.get_events("s")
+        opened.append(store)
+    print("never ran out")
+except StorageError as exc:
+    print(len(opened), exc)
+    assert [e.id for e in opened[0].get_events("s")] == ["e"]  # the stores already open still work
+"""
+
+
+def test_opening_stores_past_the_limit_says_file_descriptors_ran_out(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _OPEN_STORES_UNTIL_IT_FAILS, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    opened, _, message = result.stdout.partition(" ")
+    assert int(opened) > 0, result.stdout
+    assert "file descriptors ran out" in message and "(its limit: 64)" in message, message
+    assert "ulimit -n" in message and "unable to open database file" not in message
+
+
+# Takes every descriptor but N (0, 1, 2, ...), then opens a PostgreSQL store and long-polls.
+_POSTGRES_WITH_FEW_DESCRIPTORS = """
+import os, resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+from sqlitestream import Event, SqliteStreamError
+from sqlitestream.postgres import PostgresSessionStore
+dsn, schema = sys.argv[1], sys.argv[2]
+with PostgresSessionStore(dsn, schema=schema) as store:
+    store.append_event(Event("message_sent", "s", id="e"))
+for free in range(0, 8):
+    held = []
+    try:
+        while True:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    for fd in held[:free]:
+        os.close(fd)
+    store = None
+    try:
+        store = PostgresSessionStore(dsn, schema=schema)
+        store.get_events("s", after=1, wait_timeout_ms=10)
+        outcome = "ok"
+    except SqliteStreamError as exc:
+        outcome = "ran out" if "file descriptors ran out" in str(exc) else f"other: {exc}"
+    finally:
+        for fd in held[free:]:
+            os.close(fd)
+        if store is not None:
+            store.close()
+    print(outcome, flush=True)
+"""
+
+
+def test_a_postgres_store_says_file_descriptors_ran_out(pg_dsn: str, pg_schema: str) -> None:
+    """psycopg's selector raised a raw OSError, and libpq said "connection is bad"."""
+    result = subprocess.run(
+        [sys.executable, "-c", _POSTGRES_WITH_FEW_DESCRIPTORS, pg_dsn, pg_schema],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    outcomes = result.stdout.split("\n")[:-1]
+    assert set(outcomes) <= {"ok", "ran out"}, outcomes
+    assert outcomes[0] == "ran out" and outcomes[-1] == "ok", outcomes
+
+
+# Takes every descriptor but the first argument's number, then runs the CLI on the rest.
+_CLI_WITH_FEW_DESCRIPTORS = """
+import os, resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32))
+from sqlitestream.cli import main
+held = []
+try:
+    while True:
+        held.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    pass
+for fd in held[: int(sys.argv[1])]:
+    os.close(fd)
+main(sys.argv[2:])
+"""
+
+
+def test_the_cli_says_file_descriptors_ran_out_wherever_they_run_out(tmp_path: Path) -> None:
+    """``copy`` into a new store with 0, 1, 2, ... descriptors left: each run either works or
+    fails with the one clear message, never a traceback or SQLite's "unable to open"."""
+    source = tmp_path / "source.db"
+    with SQLiteSessionStore(source) as store:
+        store.append_events([Event("message_sent", "s1", id=f"e{n}") for n in range(3)])
+    outcomes = []
+    for free in range(0, 14):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _CLI_WITH_FEW_DESCRIPTORS,
+                str(free),
+                "copy",
+                "--from",
+                str(source),
+                "--to",
+                str(tmp_path / f"copy{free}.db"),
+            ],
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            timeout=60,
+            check=False,
+        )
+        assert "Traceback" not in result.stderr and "unable to open" not in result.stderr, result.stderr
+        if result.returncode == 0:
+            outcomes.append("copied")
+            continue
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.startswith("Error: ") and "file descriptors ran out" in result.stderr
+        assert "raise the limit (ulimit -n)" in result.stderr, result.stderr
+        assert not (tmp_path / f"copy{free}.db").exists()  # a failed copy leaves no file behind
+        outcomes.append("ran out")
+    assert outcomes[0] == "ran out" and outcomes[-1] == "copied", outcomes
