@@ -68,6 +68,7 @@ from sqlitestream.models import (
 from sqlitestream.sqlite import admin as _admin
 from sqlitestream.sqlite import backup as _backup
 from sqlitestream.sqlite import schema as _schema
+from sqlitestream.sqlite.bytestreams import SQLiteByteStreams
 from sqlitestream.sqlite.connection import (
     SYNCHRONOUS_LEVELS,
     apply_settings,
@@ -79,7 +80,7 @@ from sqlitestream.sqlite.connection import (
 from sqlitestream.sqlite.readers import ReaderPool
 from sqlitestream.sqlite.sidelock import SideLock
 from sqlitestream.sqlite.transaction import Writer, WriteTransaction
-from sqlitestream.sqlite.watcher import DataVersionWatcher
+from sqlitestream.sqlite.watcher import BYTE_STREAMS, DataVersionWatcher
 from sqlitestream.store import (
     DEFAULT_MAX_EVENT_BYTES,
     EventFilter,
@@ -192,6 +193,8 @@ class SQLiteSessionStore(AdminStore):
         self._readers = ReaderPool(self._open_reader, self._path)
         self._hub = WakeHub(on_register=self._on_register, seed=self._seed)
         self._watcher: DataVersionWatcher | None = None
+        self._byte_streams: SQLiteByteStreams | None = None  # made by byte_streams()
+        self._streams_watcher: DataVersionWatcher | None = None
         self._writer: Writer  # set by _open: the write connection, its locks (see transaction.py)
         self._upgraded_from: int | None = None
         self._immutable = False  # a read-only open of a store in a read-only directory
@@ -529,6 +532,31 @@ class SQLiteSessionStore(AdminStore):
         self._check_open()
         return self._hub
 
+    def byte_streams(self) -> SQLiteByteStreams:
+        """The store's byte streams (:class:`~sqlitestream.bytestreams.ByteStreams`): the
+        Durable Streams protocol's streams, in this file beside the sessions; their changes
+        in other processes wake this process's watchers as sessions' do."""
+        self._check_open()
+        if self._byte_streams is None:
+            watcher = None
+            if not self._in_memory:
+                watcher = DataVersionWatcher(
+                    self._open_reader,
+                    WakeHub(),  # replaced below: the hub and its watcher refer to each other
+                    interval_s=self._poll_interval_s,
+                    wal_path=self._path + "-wal",
+                    queries=BYTE_STREAMS,
+                )
+            hub = WakeHub(
+                on_register=None if watcher is None else watcher.ensure_running,
+                seed=None if watcher is None else watcher.tip_of,
+            )
+            if watcher is not None:
+                watcher.serve(hub)
+            self._streams_watcher = watcher
+            self._byte_streams = SQLiteByteStreams(self._write, self._fetch, hub)
+        return self._byte_streams
+
     def get_latest_sequence(self, session_id: str) -> int:
         session_id = check_id(session_id, "session_id")
         rows = self._fetch("read the latest sequence", _LATEST_SEQUENCE, (session_id,))
@@ -546,8 +574,11 @@ class SQLiteSessionStore(AdminStore):
         self._closed = True
         forks.closed(self)
         self._hub.close()
-        if self._watcher is not None:
-            self._watcher.stop()
+        if self._byte_streams is not None:
+            self._byte_streams.close()
+        for watcher in (self._watcher, self._streams_watcher):
+            if watcher is not None:
+                watcher.stop()
         # Readers first: the last connection to close checkpoints the WAL into the file and
         # removes -wal and -shm, and only the writer can checkpoint, so it must be that last one.
         self._readers.close()
