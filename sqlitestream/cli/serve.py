@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import signal
 import socket
 import sys
+import threading
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
@@ -155,6 +159,20 @@ class _Server:
                 loop = outer.loop
                 if loop is not None:
                     loop.call_soon_threadsafe(app.shutdown)
+
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                # uvicorn re-raises the signal after its shutdown, which would end the process
+                # before the store is closed; a stop by signal is a normal, clean exit here.
+                if threading.current_thread() is not threading.main_thread():
+                    yield
+                    return
+                previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+                try:
+                    yield
+                finally:
+                    for sig, handler in previous.items():
+                        signal.signal(sig, handler)
 
             async def serve(self, sockets: Any = None) -> None:
                 import asyncio

@@ -146,9 +146,9 @@ class StreamRoutes:
         )
         response_headers = _state_headers(result.state)
         del response_headers["content-type"]
-        status = 204
+        # 200 tells a producer its data was stored now; a duplicate, or a close without data, is 204.
+        status = 200 if producer is not None and body and not result.duplicate else 204
         if producer is not None:
-            status = 204 if result.duplicate else 200
             if result.producer_epoch is not None:
                 response_headers[protocol.PRODUCER_EPOCH] = str(result.producer_epoch)
                 response_headers[protocol.PRODUCER_SEQ] = str(result.producer_seq)
