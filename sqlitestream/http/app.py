@@ -22,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sqlitestream._core.validate import check_int, describe
+from sqlitestream.aio import AsyncStore
 from sqlitestream.bytestreams import ByteStreams
 from sqlitestream.errors import ValidationError
 from sqlitestream.http import protocol
@@ -164,7 +165,8 @@ def create_app(
     shutdown = Shutdown()
     limits = Limits(long_poll_timeout_s=timeout / 1000.0, max_body_bytes=max_body)
     stream_routes = StreamRoutes(streams, limits, shutdown)
-    session_routes = SessionRoutes(store, limits, shutdown, allow_delete=allow_session_delete)
+    async_store = AsyncStore(store)
+    session_routes = SessionRoutes(async_store, limits, shutdown, allow_delete=allow_session_delete)
     methods = ["GET", "HEAD", "PUT", "POST", "DELETE"]
 
     @contextlib.asynccontextmanager
@@ -173,6 +175,7 @@ def create_app(
             yield
         finally:
             shutdown.stop()
+            await async_store.aclose()
             if owned:
                 store.close()
 
