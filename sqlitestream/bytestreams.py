@@ -82,7 +82,9 @@ def parse_offset(offset: str, name: str = "offset") -> tuple[int, int]:
         return (0, 0)
     match = _OFFSET.match(offset) if isinstance(offset, str) else None
     if match is None:
-        raise ValidationError(f"{name} must be -1 or an offset returned by the server, got {describe(offset)}")
+        raise ValidationError(
+            f"{name} must be -1 or an offset returned by the server, got {describe(offset)}"
+        )
     return (int(match.group(1)), int(match.group(2)))
 
 
@@ -106,7 +108,9 @@ def check_stream_name(name: object) -> str:
     if any(ord(char) < 0x20 or ord(char) == 0x7F for char in name):
         raise ValidationError(f"a stream name must not contain control characters, got {describe(name)}")
     if any(part in ("", ".", "..") for part in name.split("/")):
-        raise ValidationError(f"a stream name must not have empty, '.' or '..' segments, got {describe(name)}")
+        raise ValidationError(
+            f"a stream name must not have empty, '.' or '..' segments, got {describe(name)}"
+        )
     return name
 
 

@@ -378,11 +378,15 @@ def append(
                 raise ValidationError(f"a new producer epoch must start at seq 0, got {producer.seq}")
         elif producer.seq != 0:
             raise ProducerSequenceGapError(producer.id, 0, producer.seq)
-    if stream_seq is not None and row.stream_seq is not None:
-        if stream_seq.encode() <= row.stream_seq.encode():
-            raise StreamConflictError(
-                f"Stream-Seq {stream_seq!r} is not greater than the last one, {row.stream_seq!r}"
-            )
+    # Stream-Seq is scoped per stream (one writer sequence for all writers), compared byte-wise.
+    if (
+        stream_seq is not None
+        and row.stream_seq is not None
+        and stream_seq.encode() <= row.stream_seq.encode()
+    ):
+        raise StreamConflictError(
+            f"Stream-Seq {stream_seq!r} is not greater than the last one, {row.stream_seq!r}"
+        )
     chunks = _chunks_of(data, row.content_type, row.size, row.appends + 1, create=False)
     if chunks:
         tx.add_chunks(row.id, chunks)

@@ -38,7 +38,11 @@ def is_loopback(host: str) -> bool:
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
 @click.option(
-    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="The port (0: any free one)."
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="The port (0: any free one).",
 )
 @click.option(
     "--long-poll-timeout-ms",
@@ -167,7 +171,9 @@ class _Server:
                 if threading.current_thread() is not threading.main_thread():
                     yield
                     return
-                previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+                previous = {
+                    sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
+                }
                 try:
                     yield
                 finally:

@@ -51,7 +51,9 @@ class Waiter:
     block; ``await wait(timeout)`` returns True when woken (by a change or by shutdown), False
     when the time ran out."""
 
-    def __init__(self, watch: Callable[[LoopSignal], AbstractContextManager[Any]], shutdown: Shutdown) -> None:
+    def __init__(
+        self, watch: Callable[[LoopSignal], AbstractContextManager[Any]], shutdown: Shutdown
+    ) -> None:
         self._signal = LoopSignal(asyncio.get_running_loop())
         self._registration = watch(self._signal)
         self._shutdown = shutdown

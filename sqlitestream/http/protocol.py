@@ -50,9 +50,7 @@ EXPOSED_HEADERS = (
 
 _DECIMAL = re.compile(r"\A(0|[1-9][0-9]*)\Z")
 # RFC 3339 date-time (fromisoformat then reads it; it alone would take more shapes).
-_RFC3339 = re.compile(
-    r"\A\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z"
-)
+_RFC3339 = re.compile(r"\A\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z")
 _CURSOR_EPOCH_S = 1728432000  # 2024-10-09T00:00:00Z, the protocol's default cursor epoch
 _CURSOR_INTERVAL_S = 20
 

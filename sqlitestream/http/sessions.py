@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from sqlitestream.aio import AsyncStore
-from sqlitestream.bytestreams import format_offset, parse_offset
+from sqlitestream.bytestreams import format_offset, media_type, parse_offset
 from sqlitestream.errors import SqliteStreamError, ValidationError
 from sqlitestream.http import protocol
 from sqlitestream.http.errors import error_response, json_error
@@ -84,7 +84,11 @@ class SessionRoutes:
     async def _get(self, request: Request, session_id: str) -> Response:
         latest = await self._latest(session_id)
         if request.method == "HEAD":
-            headers = {"content-type": JSON_TYPE, protocol.NEXT_OFFSET: _offset(latest), "cache-control": "no-store"}
+            headers = {
+                "content-type": JSON_TYPE,
+                protocol.NEXT_OFFSET: _offset(latest),
+                "cache-control": "no-store",
+            }
             return Response(status_code=200, headers=headers)
         params = request.query_params
         offset, live = params.get("offset"), params.get("live")
@@ -96,7 +100,11 @@ class SessionRoutes:
         if live == "sse":
             return StreamingResponse(
                 self._sse(session_id, after, params.get("cursor")),
-                headers={"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"},
+                headers={
+                    "content-type": "text/event-stream",
+                    "cache-control": "no-cache",
+                    "x-accel-buffering": "no",
+                },
             )
         wait_ms = int(self._limits.long_poll_timeout_s * 1000) if live == "long-poll" else 0
         events, more = await self._page(session_id, after, wait_ms)
@@ -121,13 +129,17 @@ class SessionRoutes:
         headers["etag"] = tag
         headers["cache-control"] = "private, max-age=60, stale-while-revalidate=300" if events else "no-store"
         if protocol.etag_matches(request.headers.get("if-none-match"), tag):
-            return Response(status_code=304, headers={k: v for k, v in headers.items() if k != "content-type"})
+            return Response(
+                status_code=304, headers={k: v for k, v in headers.items() if k != "content-type"}
+            )
         return Response(_body(events), status_code=200, headers=headers)
 
     async def _page(self, session_id: str, after: int, wait_ms: int) -> tuple[list[StoredEvent], bool]:
         """Up to :data:`PAGE` events after ``after`` (waiting up to ``wait_ms`` for the first,
         or until shutdown), and whether more were there."""
-        read = self._store.get_events(session_id, after=after, limit=PAGE + 1, wait_timeout_ms=wait_ms or None)
+        read = self._store.get_events(
+            session_id, after=after, limit=PAGE + 1, wait_timeout_ms=wait_ms or None
+        )
         events = await self._until_shutdown(read, [])
         return events[:PAGE], len(events) > PAGE
 
@@ -179,7 +191,7 @@ class SessionRoutes:
 
     async def _post(self, request: Request, session_id: str) -> Response:
         content_type = request.headers.get("content-type")
-        if content_type is None or protocol.media_type(content_type) != JSON_TYPE:
+        if content_type is None or media_type(content_type) != JSON_TYPE:
             raise ValidationError("events are posted as application/json")
         producer = protocol.producer(request.headers)
         body = await read_body(request, self._limits.max_body_bytes)
@@ -226,7 +238,9 @@ def _event(item: object, session_id: str, index: int, stamp: str | None) -> Even
     if unknown:
         raise _EventError(f"{where} has unknown fields: {', '.join(unknown)}", f"{where}.{unknown[0]}")
     if item.get("session_id", session_id) != session_id:
-        raise _EventError(f"{where}.session_id must be {session_id!r} (the URL's session)", f"{where}.session_id")
+        raise _EventError(
+            f"{where}.session_id must be {session_id!r} (the URL's session)", f"{where}.session_id"
+        )
     if "type" not in item:
         raise _EventError(f"{where}.type is required", f"{where}.type")
     fields = {name: item[name] for name in ("type", "data", "metadata", "run_id", "id") if name in item}

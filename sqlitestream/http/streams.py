@@ -148,10 +148,9 @@ class StreamRoutes:
         del response_headers["content-type"]
         # 200 tells a producer its data was stored now; a duplicate, or a close without data, is 204.
         status = 200 if producer is not None and body and not result.duplicate else 204
-        if producer is not None:
-            if result.producer_epoch is not None:
-                response_headers[protocol.PRODUCER_EPOCH] = str(result.producer_epoch)
-                response_headers[protocol.PRODUCER_SEQ] = str(result.producer_seq)
+        if producer is not None and result.producer_epoch is not None:
+            response_headers[protocol.PRODUCER_EPOCH] = str(result.producer_epoch)
+            response_headers[protocol.PRODUCER_SEQ] = str(result.producer_seq)
         return Response(status_code=status, headers=response_headers)
 
     async def _get(self, streams: ByteStreams, request: Request, name: str) -> Response:
@@ -189,7 +188,11 @@ class StreamRoutes:
             if not read.closed:
                 response.headers[protocol.CURSOR] = protocol.cursor(client_cursor)
             return response
-        headers = {protocol.NEXT_OFFSET: read.next_offset, protocol.UP_TO_DATE: "true", "cache-control": "no-store"}
+        headers = {
+            protocol.NEXT_OFFSET: read.next_offset,
+            protocol.UP_TO_DATE: "true",
+            "cache-control": "no-store",
+        }
         if read.closed:
             headers[protocol.CLOSED] = "true"
         else:
@@ -261,7 +264,9 @@ def _catch_up(request: Request | None, read: StreamRead, *, now: bool) -> Respon
     tag = protocol.etag(read)
     headers["etag"] = tag
     # A page with data never changes; an empty page at the tail changes with the next append.
-    headers["cache-control"] = "private, max-age=60, stale-while-revalidate=300" if read.has_data else "no-store"
+    headers["cache-control"] = (
+        "private, max-age=60, stale-while-revalidate=300" if read.has_data else "no-store"
+    )
     if request is not None and protocol.etag_matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers={k: v for k, v in headers.items() if k != "content-type"})
     return Response(read.body(), status_code=200, headers=headers)
@@ -274,7 +279,9 @@ def _fork(request: Request) -> StreamFork | None:
     sub_text = headers.get(protocol.FORK_SUB_OFFSET)
     if source is None:
         if offset is not None or sub_text is not None:
-            raise ValidationError(f"{protocol.FORK_OFFSET} and {protocol.FORK_SUB_OFFSET} need {protocol.FORKED_FROM}")
+            raise ValidationError(
+                f"{protocol.FORK_OFFSET} and {protocol.FORK_SUB_OFFSET} need {protocol.FORKED_FROM}"
+            )
         return None
     sub = 0 if sub_text is None else protocol.decimal(sub_text, protocol.FORK_SUB_OFFSET)
     return StreamFork(source_name(request, source), offset, sub)

@@ -131,7 +131,10 @@ class _Tx:
         self.conn.execute("DELETE FROM ds_producers WHERE stream_id = ?", (stream_id,))
 
     def fork_count(self, stream_id: int) -> int:
-        return int(self.conn.execute("SELECT count(*) FROM ds_streams WHERE forked_from = ?", (stream_id,)).get)  # type: ignore[arg-type]
+        count: int = self.conn.execute(
+            "SELECT count(*) FROM ds_streams WHERE forked_from = ?", (stream_id,)
+        ).get
+        return count
 
     def add_chunks(self, stream_id: int, chunks: Sequence[Chunk]) -> None:
         self.conn.executemany(
@@ -270,7 +273,9 @@ class SQLiteByteStreams(ByteStreams):
         if row is not None and row.ttl_seconds is not None and not row.deleted:
             with self._write("read a stream") as conn:
                 rules.touch(_Tx(conn), now, name)
-            rows = self._fetch("read a stream", _READ, (name, -1 if start is None else start[0], _PAGE_CHUNKS))
+            rows = self._fetch(
+                "read a stream", _READ, (name, -1 if start is None else start[0], _PAGE_CHUNKS)
+            )
             row = _row(rows[0]) if rows else None
         if row is None or (not row.deleted and row.expired(now)):
             raise StreamNotFoundError(name)
@@ -292,7 +297,9 @@ class SQLiteByteStreams(ByteStreams):
             raise StreamDeletedError(name)
         source = None
         if row.forked_from is not None:
-            found = self._fetch("read a stream", "SELECT name FROM ds_streams WHERE id = ?", (row.forked_from,))
+            found = self._fetch(
+                "read a stream", "SELECT name FROM ds_streams WHERE id = ?", (row.forked_from,)
+            )
             source = str(found[0][0]) if found else None
         return rules.state_of(row, source)
 

@@ -16,7 +16,6 @@ APPLICATION_ID = 0x53715374  # "SqSt": marks the file as a sqlitestream store
 SCHEMA_VERSION = 3
 
 
-
 def _section(marker: str) -> tuple[str, ...]:
     """The statements of ``schema.sql`` from the comment ``marker`` to its end: a step that
     adds tables takes their text from the one place that defines them."""
