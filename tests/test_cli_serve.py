@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from support import child_env
 
 from sqlitestream import Event, SQLiteSessionStore
 from sqlitestream.cli import cli
-from support import child_env
 
 
 @contextmanager
@@ -33,7 +33,9 @@ def serve(db: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
-        assert line.startswith("serving http://127.0.0.1:"), line + (process.stderr.read() if process.stderr else "")
+        assert line.startswith("serving http://127.0.0.1:"), line + (
+            process.stderr.read() if process.stderr else ""
+        )
         yield process, line.split()[1]
     finally:
         if process.poll() is None:
