@@ -5,25 +5,64 @@ parked thread, and ends early when the server shuts down."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Hashable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class SharedReads:
+    """One store read for many waiters: when 2,000 SSE followers of one stream wake for one
+    append, the first starts the read and the others share it, instead of 2,000 identical reads
+    queueing for the thread pool. A caller shares only a read that began after its wake-up was
+    delivered (``since``: the :attr:`tick` then), so it never gets a snapshot older than the
+    change that woke it."""
+
+    def __init__(self) -> None:
+        self.tick = 0
+        self._pending: dict[Hashable, tuple[int, asyncio.Future[Any]]] = {}
+
+    async def read(self, key: Hashable, since: int, start: Callable[[], Awaitable[T]]) -> T:
+        entry = self._pending.get(key)
+        if entry is None or entry[0] <= since:
+            self.tick += 1
+            entry = (self.tick, asyncio.ensure_future(start()))
+            self._pending[key] = entry
+            mine = entry
+
+            def forget(_: object) -> None:
+                if self._pending.get(key) is mine:
+                    del self._pending[key]
+
+            entry[1].add_done_callback(forget)
+        # Shielded: a follower that goes away does not cancel the read the others wait for.
+        result: T = await asyncio.shield(entry[1])
+        return result
 
 
 class LoopSignal:
-    """A wake-up set from any thread, delivered to an asyncio event on its loop."""
+    """A wake-up set from any thread, delivered to an asyncio event on its loop; ``woken_at``
+    is the :class:`SharedReads` tick when it was delivered."""
 
-    __slots__ = ("_loop", "event")
+    __slots__ = ("_loop", "_reads", "event", "woken_at")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, reads: SharedReads | None = None) -> None:
         self.event = asyncio.Event()
         self._loop = loop
+        self._reads = reads
+        self.woken_at = 0 if reads is None else reads.tick
 
     def set(self) -> None:
         try:
-            self._loop.call_soon_threadsafe(self.event.set)
+            self._loop.call_soon_threadsafe(self._deliver)
         except RuntimeError:  # the loop is closed: nobody waits any more
             pass
+
+    def _deliver(self) -> None:
+        if self._reads is not None:
+            self.woken_at = self._reads.tick
+        self.event.set()
 
 
 class Shutdown:
@@ -52,9 +91,12 @@ class Waiter:
     when the time ran out."""
 
     def __init__(
-        self, watch: Callable[[LoopSignal], AbstractContextManager[Any]], shutdown: Shutdown
+        self,
+        watch: Callable[[LoopSignal], AbstractContextManager[Any]],
+        shutdown: Shutdown,
+        reads: SharedReads | None = None,
     ) -> None:
-        self._signal = LoopSignal(asyncio.get_running_loop())
+        self._signal = LoopSignal(asyncio.get_running_loop(), reads)
         self._registration = watch(self._signal)
         self._shutdown = shutdown
 
@@ -66,6 +108,10 @@ class Waiter:
     async def __aexit__(self, *exc: object) -> None:
         self._shutdown.unwatch(self._signal.event)
         self._registration.__exit__(None, None, None)
+
+    @property
+    def woken_at(self) -> int:
+        return self._signal.woken_at
 
     @property
     def stopping(self) -> bool:

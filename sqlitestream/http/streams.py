@@ -19,7 +19,7 @@ from sqlitestream.bytestreams import ByteStreams, StreamFork, StreamRead, Stream
 from sqlitestream.errors import SqliteStreamError, ValidationError
 from sqlitestream.http import protocol
 from sqlitestream.http.errors import error_response, json_error
-from sqlitestream.http.live import Shutdown, Waiter
+from sqlitestream.http.live import SharedReads, Shutdown, Waiter
 
 T = TypeVar("T")
 
@@ -75,6 +75,14 @@ class StreamRoutes:
         self._streams = streams
         self._limits = limits
         self._shutdown = shutdown
+        self._reads = SharedReads()
+
+    async def _read_after_wake(
+        self, streams: ByteStreams, name: str, offset: str, wait: Waiter
+    ) -> StreamRead:
+        return await self._reads.read(
+            (name, offset), wait.woken_at, lambda: call(streams.read_stream, name, offset=offset)
+        )
 
     async def handle(self, request: Request) -> Response:
         streams = self._streams
@@ -175,14 +183,16 @@ class StreamRoutes:
         if not read.has_data and not read.closed:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self._limits.long_poll_timeout_s
-            async with Waiter(lambda woken: streams.watch_stream(name, woken), self._shutdown) as wait:
+            async with Waiter(
+                lambda woken: streams.watch_stream(name, woken), self._shutdown, self._reads
+            ) as wait:
                 read = await call(streams.read_stream, name, offset=read.next_offset)
                 while not read.has_data and not read.closed and not wait.stopping:
                     remaining = deadline - loop.time()
                     if remaining <= 0:
                         break
                     if await wait(remaining):
-                        read = await call(streams.read_stream, name, offset=read.next_offset)
+                        read = await self._read_after_wake(streams, name, read.next_offset, wait)
         if read.has_data:
             response = _catch_up(None, read, now=False)
             if not read.closed:
@@ -218,13 +228,16 @@ class StreamRoutes:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SSE_MAX_SECONDS
         try:
-            async with Waiter(lambda woken: streams.watch_stream(name, woken), self._shutdown) as wait:
+            async with Waiter(
+                lambda woken: streams.watch_stream(name, woken), self._shutdown, self._reads
+            ) as wait:
                 # Read again now that wake-ups are registered: nothing between is missed.
                 read = await call(streams.read_stream, name, offset=first.start_offset)
                 announce = True  # the first control event goes out even without data
                 while True:
+                    frames = b""
                     if read.has_data:
-                        yield protocol.sse_data(read.body(), base64_encoded=encoded)
+                        frames = protocol.sse_data(read.body(), base64_encoded=encoded)
                     if read.has_data or announce or read.closed:
                         control: dict[str, object] = {"streamNextOffset": read.next_offset}
                         if read.closed:
@@ -234,7 +247,9 @@ class StreamRoutes:
                             control["streamCursor"] = protocol.cursor(client_cursor)
                             if read.up_to_date:
                                 control["upToDate"] = True
-                        yield protocol.sse_control(control)
+                        # One write for the data and its control event: with thousands of
+                        # followers woken at once, the sends are the server's main cost.
+                        yield frames + protocol.sse_control(control)
                         announce = False
                     if read.closed:
                         return
@@ -247,7 +262,7 @@ class StreamRoutes:
                     if await wait(remaining):
                         if wait.stopping:
                             return
-                        read = await call(streams.read_stream, name, offset=read.next_offset)
+                        read = await self._read_after_wake(streams, name, read.next_offset, wait)
         except SqliteStreamError:
             return  # deleted or closed store mid-stream: the client reconnects and learns why
 
