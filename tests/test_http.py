@@ -222,3 +222,37 @@ def test_create_app_refuses_bad_settings(store: SQLiteSessionStore) -> None:
         create_app(store, token="")
     with pytest.raises(ValidationError):
         create_app(store, cors_origins="https://one.example")  # a string is not a list of origins
+
+
+def test_a_session_sse_follower_gets_another_process_appends(
+    store: SQLiteSessionStore, client: httpx.Client
+) -> None:
+    store.append_event(Event("message_sent", "s1", data={"n": 1}))
+    with client.stream("GET", "/v1/sessions/s1", params={"offset": "-1", "live": "sse"}) as response:
+        assert response.headers["content-type"] == "text/event-stream"
+        lines = response.iter_lines()
+        batches: list[list[dict[str, object]]] = []
+        wrote = False
+        for line in lines:
+            if line.startswith("data:["):  # a data event: an array of events
+                batches.append(json.loads(line[5:]))
+            elif line.startswith("data:{") and not wrote:  # the first control event: caught up
+                in_other_process(
+                    Path(store.path), "store.append_event(Event('message_received', 's1', data={'n': 2}))"
+                )
+                wrote = True
+            if sum(len(batch) for batch in batches) == 2:
+                break
+    events = [event for batch in batches for event in batch]
+    assert [(event["sequence_number"], event["data"]) for event in events] == [(1, {"n": 1}), (2, {"n": 2})]
+
+
+def test_producer_headers_make_a_retried_session_post_idempotent(
+    store: SQLiteSessionStore, client: httpx.Client
+) -> None:
+    headers = {"producer-id": "worker-1", "producer-epoch": "0", "producer-seq": "7"}
+    body = [{"type": "message_sent"}, {"type": "message_received"}]
+    for _ in range(2):
+        response = client.post("/v1/sessions/s1", json=body, headers=headers)
+        assert (response.status_code, response.headers["producer-seq"]) == (200, "7")
+    assert [event.id for event in store.get_events("s1")] == ["worker-1:0:7:0", "worker-1:0:7:1"]
