@@ -11,7 +11,7 @@ from pathlib import Path
 import apsw
 from support import DROP_VERSION_3, child_env
 
-from sqlitestream import Event, SQLiteSessionStore
+from sqlitestream import Event, InMemorySessionStore, SQLiteSessionStore
 from sqlitestream.bytestreams import ByteStreams
 from sqlitestream.testing.bytestreams import ByteStreamsContract
 
@@ -77,3 +77,12 @@ def test_an_append_by_another_process_wakes_a_watcher(tmp_path: Path) -> None:
             subprocess.run([sys.executable, "-c", code], check=True, env=child_env(), timeout=60)
             assert woken.wait(10)
         assert streams.read_stream("a").body() == b"x"
+
+
+class TestInMemoryByteStreams(ByteStreamsContract):
+    def make_streams(self, tmp_path: Path) -> ByteStreams:
+        self.store = InMemorySessionStore()
+        return self.store.byte_streams()
+
+    def close_streams(self) -> None:
+        self.store.close()

@@ -5,32 +5,17 @@ read connection, except that a stream with a sliding TTL is first touched in a w
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import apsw
 
-from sqlitestream._core import streamrules as rules
-from sqlitestream._core.streamrules import Chunk, StreamRow
-from sqlitestream._core.validate import check_int, describe
+from sqlitestream._core.rulestreams import PAGE_CHUNKS, RuleStreams
+from sqlitestream._core.streamrules import Chunk, StreamRow, StreamTx
 from sqlitestream._core.waiting import WakeHub
-from sqlitestream.bytestreams import (
-    AppendResult,
-    ByteStreams,
-    CreateResult,
-    Producer,
-    StreamFork,
-    StreamRead,
-    StreamState,
-    WakeSignal,
-    check_stream_name,
-    parse_offset,
-)
-from sqlitestream.errors import StreamDeletedError, StreamNotFoundError, ValidationError
 from sqlitestream.sqlite.transaction import WriteTransaction
+
+T = TypeVar("T")
 
 _COLUMNS = (
     "id, name, content_type, ttl_seconds, expires_at, closed, deleted, appends, size, stream_seq, "
@@ -48,7 +33,6 @@ _READ = (
     "FROM ds_streams AS s LEFT JOIN ds_chunks AS c ON c.stream_id = s.id AND c.seq > ?2 AND c.seq <= ?2 + ?3 "
     "WHERE s.name = ?1 ORDER BY c.seq"
 )
-_PAGE_CHUNKS = 1000  # appends read at most per page (then cut to max_bytes)
 
 
 def _row(values: Sequence[Any]) -> StreamRow:
@@ -172,11 +156,7 @@ class _Tx:
         )
 
 
-def _now_us() -> int:
-    return time.time_ns() // 1000
-
-
-class SQLiteByteStreams(ByteStreams):
+class SQLiteByteStreams(RuleStreams):
     """See :class:`~sqlitestream.bytestreams.ByteStreams`. Built by the store, which passes
     its one write path (``write(action)``), its read path (``fetch``) and the wake-up hub of
     its byte streams (which its watcher also serves, for other processes' changes)."""
@@ -186,140 +166,25 @@ class SQLiteByteStreams(ByteStreams):
         write: Callable[[str], WriteTransaction],
         fetch: Callable[[str, str, tuple[Any, ...]], list[Any]],
         hub: WakeHub,
-        clock: Callable[[], int] = _now_us,
     ) -> None:
+        super().__init__(hub)
         self._write = write
         self._fetch = fetch
-        self._hub = hub
-        self._clock = clock
 
-    def _change(self, action: str, name: str, rule: Callable[[_Tx, int], Any]) -> Any:
+    def _transact(self, action: str, rule: Callable[[StreamTx, int], T]) -> T:
         with self._write(action) as conn:
-            result = rule(_Tx(conn), self._clock())
-        self._hub.wake((name,))
-        return result
+            return rule(_Tx(conn), self._clock())
 
-    def create_stream(
-        self,
-        name: str,
-        *,
-        content_type: str | None = None,
-        ttl_seconds: int | None = None,
-        expires_at: datetime | None = None,
-        closed: bool = False,
-        data: bytes = b"",
-        fork: StreamFork | None = None,
-    ) -> CreateResult:
-        name = check_stream_name(name)
-        ttl = check_int(ttl_seconds, "ttl_seconds", minimum=0)
-        expires_us = None if expires_at is None else rules.to_micros(expires_at)
-        _check_bytes(data)
-        if content_type is not None and type(content_type) is not str:
-            raise ValidationError(f"content_type must be a str, got {describe(content_type)}")
-        if fork is not None and not isinstance(fork, StreamFork):
-            raise ValidationError(f"fork must be a StreamFork, got {describe(fork)}")
-
-        def rule(tx: _Tx, now: int) -> CreateResult:
-            return rules.create(
-                tx,
-                now,
-                name,
-                content_type=content_type,
-                ttl_seconds=ttl,
-                expires_at_us=expires_us,
-                closed=bool(closed),
-                data=bytes(data),
-                fork=fork,
-            )
-
-        return self._change("create a stream", name, rule)  # type: ignore[no-any-return]
-
-    def append(
-        self,
-        name: str,
-        data: bytes,
-        *,
-        content_type: str | None = None,
-        close: bool = False,
-        stream_seq: str | None = None,
-        producer: Producer | None = None,
-    ) -> AppendResult:
-        name = check_stream_name(name)
-        _check_bytes(data)
-        if producer is not None and not isinstance(producer, Producer):
-            raise ValidationError(f"producer must be a Producer, got {describe(producer)}")
-
-        def rule(tx: _Tx, now: int) -> AppendResult:
-            return rules.append(
-                tx,
-                now,
-                name,
-                bytes(data),
-                content_type=content_type,
-                close=bool(close),
-                stream_seq=stream_seq,
-                producer=producer,
-            )
-
-        return self._change("append to a stream", name, rule)  # type: ignore[no-any-return]
-
-    def read_stream(self, name: str, *, offset: str = "-1", max_bytes: int = 1 << 22) -> StreamRead:
-        name = check_stream_name(name)
-        start = None if offset == "now" else parse_offset(offset)
-        limit = check_int(max_bytes, "max_bytes", minimum=1, allow_none=False) or 1
-        now = self._clock()
-        rows = self._fetch("read a stream", _READ, (name, -1 if start is None else start[0], _PAGE_CHUNKS))
-        row = _row(rows[0]) if rows else None
-        if row is not None and row.ttl_seconds is not None and not row.deleted:
-            with self._write("read a stream") as conn:
-                rules.touch(_Tx(conn), now, name)
-            rows = self._fetch(
-                "read a stream", _READ, (name, -1 if start is None else start[0], _PAGE_CHUNKS)
-            )
-            row = _row(rows[0]) if rows else None
-        if row is None or (not row.deleted and row.expired(now)):
-            raise StreamNotFoundError(name)
-        if row.deleted:
-            raise StreamDeletedError(name)
-        if start is None:
-            return rules.read_result(row, (row.appends, row.size), [], False)
+    def _snapshot(self, name: str, after: int | None) -> tuple[StreamRow | None, list[Chunk]]:
+        if after is None:
+            rows = self._fetch("read a stream", f"{_SELECT} WHERE name = ?", (name,))
+            return (_row(rows[0]) if rows else None), []
+        rows = self._fetch("read a stream", _READ, (name, after, PAGE_CHUNKS))
+        if not rows:
+            return None, []
         chunks = [Chunk(int(r[16]), int(r[17]), bytes(r[18])) for r in rows if r[16] is not None]
-        taken, more = rules.page(chunks, limit)
-        return rules.read_result(row, start, taken, more)
+        return _row(rows[0]), chunks
 
-    def stream_state(self, name: str) -> StreamState:
-        name = check_stream_name(name)
-        rows = self._fetch("read a stream", f"{_SELECT} WHERE name = ?", (name,))
-        row = _row(rows[0]) if rows else None
-        if row is None or (not row.deleted and row.expired(self._clock())):
-            raise StreamNotFoundError(name)
-        if row.deleted:
-            raise StreamDeletedError(name)
-        source = None
-        if row.forked_from is not None:
-            found = self._fetch(
-                "read a stream", "SELECT name FROM ds_streams WHERE id = ?", (row.forked_from,)
-            )
-            source = str(found[0][0]) if found else None
-        return rules.state_of(row, source)
-
-    def delete_stream(self, name: str) -> None:
-        name = check_stream_name(name)
-        self._change("delete a stream", name, lambda tx, now: rules.delete(tx, now, name))
-
-    def close(self) -> None:
-        """The store is closing: watchers wake (and then read a closed store)."""
-        self._hub.close()
-
-    def watch_stream(self, name: str, woken: WakeSignal) -> AbstractContextManager[None]:
-        return self._watching(check_stream_name(name), woken)
-
-    @contextmanager
-    def _watching(self, name: str, woken: WakeSignal) -> Iterator[None]:
-        with self._hub.waiting(name, woken):
-            yield
-
-
-def _check_bytes(data: object) -> None:
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ValidationError(f"data must be bytes, got {describe(data)}")
+    def _name_of(self, stream_id: int) -> str | None:
+        found = self._fetch("read a stream", "SELECT name FROM ds_streams WHERE id = ?", (stream_id,))
+        return str(found[0][0]) if found else None
