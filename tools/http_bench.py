@@ -192,7 +192,7 @@ def fan_out(url: str, pid: int, followers: int) -> dict[str, float]:
         ]
         await asyncio.wait_for(ready.wait(), 120)
         facts = _server_facts(pid)
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(timeout=60) as client:
             start = time.perf_counter()
             await client.post(stream, content=broadcast, headers=headers)
         await asyncio.wait_for(asyncio.gather(*tasks), 120)
