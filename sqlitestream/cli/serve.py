@@ -130,6 +130,9 @@ def serve(
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=5,
+        # Longer than clients keep idle connections (node's fetch: 4 s), so a client never
+        # reuses a connection at the moment the server closes it ("other side closed").
+        timeout_keep_alive=30,
         server_header=False,
     )
     server = _Server(config, app)
