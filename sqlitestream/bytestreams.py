@@ -31,6 +31,7 @@ all of it is stored, or none.
 
 from __future__ import annotations
 
+import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -306,8 +307,6 @@ class ByteStreams(ABC):
 
 def iter_json_messages(chunk: bytes) -> Iterator[bytes]:
     """The messages of a stored JSON chunk, each its JSON text (used to split at a sub-offset)."""
-    import json
-
     if not chunk:
         return
     for message in json.loads(b"[" + chunk + b"]"):

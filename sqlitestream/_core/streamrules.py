@@ -100,7 +100,8 @@ class StreamTx(Protocol):
     def set_producer(self, stream_id: int, producer_id: str, epoch: int, seq: int) -> None: ...
 
 
-def state_of(row: StreamRow, tx_source_name: str | None = None) -> StreamState:
+def state_of(row: StreamRow, source: str | None = None) -> StreamState:
+    """The public state of a stored stream (``source``: the name it was forked from)."""
     expires = None if row.expires_at_us is None else datetime.fromtimestamp(row.expires_at_us / 1e6, UTC)
     return StreamState(
         name=row.name,
@@ -110,7 +111,7 @@ def state_of(row: StreamRow, tx_source_name: str | None = None) -> StreamState:
         ttl_seconds=row.ttl_seconds,
         expires_at=expires,
         generation=row.id,
-        forked_from=tx_source_name,
+        forked_from=source,
         fork_offset=row.fork_offset,
         fork_sub_offset=row.fork_sub_offset,
     )

@@ -23,12 +23,12 @@ from starlette.responses import Response, StreamingResponse
 
 from sqlitestream.aio import AsyncStore
 from sqlitestream.bytestreams import format_offset, media_type, parse_offset
-from sqlitestream.errors import SqliteStreamError, ValidationError
+from sqlitestream.errors import SessionNotFoundError, SqliteStreamError, ValidationError
 from sqlitestream.http import protocol
 from sqlitestream.http.errors import error_response, json_error
 from sqlitestream.http.live import Shutdown
 from sqlitestream.http.streams import SSE_MAX_SECONDS, BodyTooLarge, Limits, read_body, too_large
-from sqlitestream.models import Event, StoredEvent
+from sqlitestream.models import Event, StoredEvent, parse_timestamp
 
 T = TypeVar("T")
 
@@ -214,8 +214,6 @@ class SessionRoutes:
 
 
 def _no_session(session_id: str) -> SqliteStreamError:
-    from sqlitestream.errors import SessionNotFoundError
-
     return SessionNotFoundError(session_id)
 
 
@@ -248,8 +246,6 @@ def _event(item: object, session_id: str, index: int, stamp: str | None) -> Even
         fields["id"] = f"{stamp}:{index}"
     try:
         if "timestamp" in item:
-            from sqlitestream.models import parse_timestamp
-
             fields["timestamp"] = parse_timestamp(item["timestamp"], "timestamp")
         return Event(session_id=session_id, **fields)
     except ValidationError as exc:

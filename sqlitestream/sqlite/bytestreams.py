@@ -14,6 +14,7 @@ from sqlitestream._core.rulestreams import PAGE_CHUNKS, RuleStreams
 from sqlitestream._core.streamrules import Chunk, StreamRow, StreamTx
 from sqlitestream._core.waiting import WakeHub
 from sqlitestream.sqlite.transaction import WriteTransaction
+from sqlitestream.sqlite.watcher import BYTE_STREAMS, DataVersionWatcher
 
 T = TypeVar("T")
 
@@ -188,3 +189,28 @@ class SQLiteByteStreams(RuleStreams):
     def _name_of(self, stream_id: int) -> str | None:
         found = self._fetch("read a stream", "SELECT name FROM ds_streams WHERE id = ?", (stream_id,))
         return str(found[0][0]) if found else None
+
+
+def open_byte_streams(
+    write: Callable[[str], WriteTransaction],
+    fetch: Callable[[str, str, tuple[Any, ...]], list[Any]],
+    open_reader: Callable[[], apsw.Connection] | None,
+    *,
+    interval_s: float,
+    wal_path: str,
+) -> tuple[SQLiteByteStreams, DataVersionWatcher | None]:
+    """A store's byte streams and the watcher that brings other processes' changes to them
+    (None for ``":memory:"``, which no other process opens; ``open_reader`` is None then)."""
+    watcher = None
+    if open_reader is not None:
+        # The hub and its watcher refer to each other: the watcher gets its hub just below.
+        watcher = DataVersionWatcher(
+            open_reader, WakeHub(), interval_s=interval_s, wal_path=wal_path, queries=BYTE_STREAMS
+        )
+    hub = WakeHub(
+        on_register=None if watcher is None else watcher.ensure_running,
+        seed=None if watcher is None else watcher.tip_of,
+    )
+    if watcher is not None:
+        watcher.serve(hub)
+    return SQLiteByteStreams(write, fetch, hub), watcher

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -68,7 +69,7 @@ from sqlitestream.models import (
 from sqlitestream.sqlite import admin as _admin
 from sqlitestream.sqlite import backup as _backup
 from sqlitestream.sqlite import schema as _schema
-from sqlitestream.sqlite.bytestreams import SQLiteByteStreams
+from sqlitestream.sqlite.bytestreams import SQLiteByteStreams, open_byte_streams
 from sqlitestream.sqlite.connection import (
     SYNCHRONOUS_LEVELS,
     apply_settings,
@@ -80,7 +81,7 @@ from sqlitestream.sqlite.connection import (
 from sqlitestream.sqlite.readers import ReaderPool
 from sqlitestream.sqlite.sidelock import SideLock
 from sqlitestream.sqlite.transaction import Writer, WriteTransaction
-from sqlitestream.sqlite.watcher import BYTE_STREAMS, DataVersionWatcher
+from sqlitestream.sqlite.watcher import DataVersionWatcher
 from sqlitestream.store import (
     DEFAULT_MAX_EVENT_BYTES,
     EventFilter,
@@ -195,6 +196,7 @@ class SQLiteSessionStore(AdminStore):
         self._watcher: DataVersionWatcher | None = None
         self._byte_streams: SQLiteByteStreams | None = None  # made by byte_streams()
         self._streams_watcher: DataVersionWatcher | None = None
+        self._streams_lock = threading.Lock()
         self._writer: Writer  # set by _open: the write connection, its locks (see transaction.py)
         self._upgraded_from: int | None = None
         self._immutable = False  # a read-only open of a store in a read-only directory
@@ -537,24 +539,15 @@ class SQLiteSessionStore(AdminStore):
         Durable Streams protocol's streams, in this file beside the sessions; their changes
         in other processes wake this process's watchers as sessions' do."""
         self._check_open()
-        if self._byte_streams is None:
-            watcher = None
-            if not self._in_memory:
-                watcher = DataVersionWatcher(
-                    self._open_reader,
-                    WakeHub(),  # replaced below: the hub and its watcher refer to each other
+        with self._streams_lock:  # made once, by whichever thread asks first
+            if self._byte_streams is None:
+                self._byte_streams, self._streams_watcher = open_byte_streams(
+                    self._write,
+                    self._fetch,
+                    None if self._in_memory else self._open_reader,
                     interval_s=self._poll_interval_s,
                     wal_path=self._path + "-wal",
-                    queries=BYTE_STREAMS,
                 )
-            hub = WakeHub(
-                on_register=None if watcher is None else watcher.ensure_running,
-                seed=None if watcher is None else watcher.tip_of,
-            )
-            if watcher is not None:
-                watcher.serve(hub)
-            self._streams_watcher = watcher
-            self._byte_streams = SQLiteByteStreams(self._write, self._fetch, hub)
         return self._byte_streams
 
     def get_latest_sequence(self, session_id: str) -> int:
