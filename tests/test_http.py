@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import apsw
 import httpx
 import pytest
 from http_support import LiveServer, serving
@@ -256,3 +257,18 @@ def test_producer_headers_make_a_retried_session_post_idempotent(
         response = client.post("/v1/sessions/s1", json=body, headers=headers)
         assert (response.status_code, response.headers["producer-seq"]) == (200, "7")
     assert [event.id for event in store.get_events("s1")] == ["worker-1:0:7:0", "worker-1:0:7:1"]
+
+
+def test_a_slow_client_holds_no_read_transaction(store: SQLiteSessionStore, client: httpx.Client) -> None:
+    big = b"x" * (4 << 20)  # far more than the socket buffers take: the response waits on the client
+    client.put("/v1/stream/big", content=big, headers={"content-type": "application/octet-stream"})
+    with client.stream("GET", "/v1/stream/big", params={"offset": "-1"}) as response:
+        assert response.status_code == 200  # headers read, the 4 MiB body not
+        store.byte_streams().append("big", b"more", content_type="application/octet-stream")
+        conn = apsw.Connection(store.path)
+        try:
+            busy, _log, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()[0]
+        finally:
+            conn.close()
+        assert busy == 0  # a read transaction kept open for the response would block it
+        assert len(response.read()) == len(big)

@@ -88,7 +88,7 @@ def summarise(report: Path, expect_all: bool) -> int:
                 message = (test.get("failureMessages") or [""])[0].splitlines()[:1]
                 print(f"FAILED {test['fullName']}: {' '.join(message)}")
     print(f"conformance: {passed} passed, {failed} failed, {results['numPendingTests']} skipped")
-    if failed or (expect_all and passed != EXPECTED):
+    if failed or passed == 0 or (expect_all and passed != EXPECTED):
         return 1
     return 0
 
