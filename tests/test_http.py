@@ -16,7 +16,7 @@ import pytest
 from http_support import LiveServer, serving
 from support import child_env
 
-from sqlitestream import Event, SQLiteSessionStore, ValidationError
+from sqlitestream import Event, InMemorySessionStore, SQLiteSessionStore, ValidationError
 from sqlitestream.http import create_app
 
 TOKEN = "s3cret-t0ken-value"
@@ -272,3 +272,16 @@ def test_a_slow_client_holds_no_read_transaction(store: SQLiteSessionStore, clie
             conn.close()
         assert busy == 0  # a read transaction kept open for the response would block it
         assert len(response.read()) == len(big)
+
+
+def test_the_in_memory_store_serves_streams_and_sessions() -> None:
+    store = InMemorySessionStore()
+    store.append_event(Event("message_sent", "s1"))
+    with serving(create_app(store)) as live, httpx.Client(base_url=live.url) as client:
+        assert (
+            client.put("/v1/stream/a", content=b"x", headers={"content-type": "text/plain"}).status_code
+            == 201
+        )
+        assert client.get("/v1/stream/a").text == "x"
+        assert [event["sequence_number"] for event in client.get("/v1/sessions/s1").json()] == [1]
+    store.close()
