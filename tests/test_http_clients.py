@@ -91,7 +91,7 @@ def test_the_typescript_client_follows_and_appends_to_a_session(
     )
 
 
-def test_the_python_durable_streams_client_reads_and_follows_a_session(
+def test_the_python_durable_streams_client_reads_follows_and_appends_to_a_session(
     store: SQLiteSessionStore, server: LiveServer
 ) -> None:
     durable_streams = pytest.importorskip("durable_streams")
@@ -114,3 +114,7 @@ def test_the_python_durable_streams_client_reads_and_follows_a_session(
     append_in_other_process(store.path, "s1", 1)
     assert followed.get(timeout=60)["sequence_number"] == 3
     thread.join(timeout=60)
+    with durable_streams.DurableStream(url, content_type="application/json", batching=False) as handle:
+        handle.append({"type": "message_received", "data": {"from": "python"}})
+    last = store.get_events("s1")[-1]
+    assert (last.sequence_number, last.data) == (4, {"from": "python"})
