@@ -45,12 +45,13 @@ class LoopSignal:
     """A wake-up set from any thread, delivered to an asyncio event on its loop; ``woken_at``
     is the :class:`SharedReads` tick when it was delivered."""
 
-    __slots__ = ("_loop", "_reads", "event", "woken_at")
+    __slots__ = ("_loop", "_reads", "event", "woken", "woken_at")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, reads: SharedReads | None = None) -> None:
         self.event = asyncio.Event()
         self._loop = loop
         self._reads = reads
+        self.woken = False
         self.woken_at = 0 if reads is None else reads.tick
 
     def set(self) -> None:
@@ -62,6 +63,7 @@ class LoopSignal:
     def _deliver(self) -> None:
         if self._reads is not None:
             self.woken_at = self._reads.tick
+        self.woken = True
         self.event.set()
 
 
@@ -118,14 +120,18 @@ class Waiter:
         return self._shutdown.stopping
 
     async def __call__(self, timeout: float) -> bool:
-        event = self._signal.event
+        signal = self._signal
         if self._shutdown.stopping:
             return True
-        if timeout > 0 and not event.is_set():
+        if timeout > 0 and not signal.woken:
+            # A timer that only sets the event, not asyncio.wait_for: that makes a task for every
+            # wait, which with thousands of followers woken at once was most of their cost.
+            timer = asyncio.get_running_loop().call_later(timeout, signal.event.set)
             try:
-                await asyncio.wait_for(event.wait(), timeout)
-            except TimeoutError:
-                pass
-        woken = event.is_set()
-        event.clear()
+                await signal.event.wait()
+            finally:
+                timer.cancel()
+        woken = signal.woken or self._shutdown.stopping
+        signal.woken = False
+        signal.event.clear()
         return woken
