@@ -103,9 +103,21 @@ class Waiter:
         self._shutdown = shutdown
 
     async def __aenter__(self) -> Waiter:
-        self._registration.__enter__()
+        # On a worker thread: registering reads the stream's tip from the store (the watcher's
+        # seed, a query of about 0.3 ms) that would otherwise stall every response on the loop.
+        entered = asyncio.get_running_loop().run_in_executor(None, self._registration.__enter__)
+        try:
+            await asyncio.shield(entered)
+        except asyncio.CancelledError:
+            # The response was dropped while registering: undo the registration once it is done.
+            entered.add_done_callback(self._undo)
+            raise
         self._shutdown.watch(self._signal.event)
         return self
+
+    def _undo(self, entered: asyncio.Future[Any]) -> None:
+        if not entered.cancelled() and entered.exception() is None:
+            self._registration.__exit__(None, None, None)
 
     async def __aexit__(self, *exc: object) -> None:
         self._shutdown.unwatch(self._signal.event)
