@@ -77,6 +77,12 @@ _PUBLIC: dict[str, str] = {
     "StoreBusyError": "errors",
     "SchemaVersionError": "errors",
     "StoreClosedError": "errors",
+    "StreamNotFoundError": "errors",
+    "StreamDeletedError": "errors",
+    "StreamConflictError": "errors",
+    "StreamClosedError": "errors",
+    "ProducerEpochError": "errors",
+    "ProducerSequenceGapError": "errors",
     "MissingDependencyError": "errors",
     "ProviderError": "errors",
 }
@@ -107,6 +113,8 @@ if TYPE_CHECKING:  # for type checkers only; must list exactly _PUBLIC (a test c
     from .errors import EventIdConflictError as EventIdConflictError
     from .errors import MissingDependencyError as MissingDependencyError
     from .errors import NotFoundError as NotFoundError
+    from .errors import ProducerEpochError as ProducerEpochError
+    from .errors import ProducerSequenceGapError as ProducerSequenceGapError
     from .errors import ProviderError as ProviderError
     from .errors import RunNotFoundError as RunNotFoundError
     from .errors import SchemaVersionError as SchemaVersionError
@@ -116,6 +124,10 @@ if TYPE_CHECKING:  # for type checkers only; must list exactly _PUBLIC (a test c
     from .errors import StorageError as StorageError
     from .errors import StoreBusyError as StoreBusyError
     from .errors import StoreClosedError as StoreClosedError
+    from .errors import StreamClosedError as StreamClosedError
+    from .errors import StreamConflictError as StreamConflictError
+    from .errors import StreamDeletedError as StreamDeletedError
+    from .errors import StreamNotFoundError as StreamNotFoundError
     from .errors import ValidationError as ValidationError
     from .locations import inspect_schema as inspect_schema
     from .locations import migrate_schema as migrate_schema

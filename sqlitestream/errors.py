@@ -13,6 +13,8 @@ __all__ = [
     "EventIdConflictError",
     "MissingDependencyError",
     "NotFoundError",
+    "ProducerEpochError",
+    "ProducerSequenceGapError",
     "ProviderError",
     "RunNotFoundError",
     "SchemaVersionError",
@@ -22,6 +24,10 @@ __all__ = [
     "StorageError",
     "StoreBusyError",
     "StoreClosedError",
+    "StreamClosedError",
+    "StreamConflictError",
+    "StreamDeletedError",
+    "StreamNotFoundError",
     "ValidationError",
 ]
 
@@ -89,6 +95,62 @@ class EventIdConflictError(ConflictError):
         self.event_id = event_id
         self.session_id = session_id
         self.existing_session_id = existing_session_id
+
+
+class StreamNotFoundError(NotFoundError):
+    """No byte stream has this name (never created, deleted, or expired). Create it first."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"stream not found: {name!r}")
+        self.name = name
+
+
+class StreamDeletedError(SqliteStreamError):
+    """The byte stream was deleted while forks of it still exist: its name stays taken (it
+    cannot be created again) until the last fork is deleted. Read the forks instead."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"stream {name!r} was deleted (its forks keep the name taken)")
+        self.name = name
+
+
+class StreamConflictError(ConflictError):
+    """The request conflicts with the byte stream as it is: another configuration at that
+    name, another content type, a ``Stream-Seq`` that does not increase, a fork source that
+    was deleted. Nothing was written; re-read the stream (``head``) and decide again."""
+
+
+class StreamClosedError(ConflictError):
+    """The byte stream is closed: it takes no more appends. ``next_offset`` is its final
+    offset; read up to it, and treat the stream as complete."""
+
+    def __init__(self, name: str, next_offset: str) -> None:
+        super().__init__(f"stream {name!r} is closed")
+        self.name = name
+        self.next_offset = next_offset
+
+
+class ProducerEpochError(ConflictError):
+    """An idempotent producer wrote with an epoch older than the stream's for that producer
+    id (a fenced "zombie"). ``current_epoch`` is the stream's; a restarted producer claims the
+    id with ``current_epoch + 1`` and sequence 0."""
+
+    def __init__(self, producer_id: str, epoch: int, current_epoch: int) -> None:
+        super().__init__(f"producer {producer_id!r}: epoch {epoch} is older than the current {current_epoch}")
+        self.producer_id = producer_id
+        self.epoch = epoch
+        self.current_epoch = current_epoch
+
+
+class ProducerSequenceGapError(ConflictError):
+    """An idempotent producer skipped sequence numbers: ``expected`` was due, ``received``
+    came. Nothing was written; send the missing batches first (in order)."""
+
+    def __init__(self, producer_id: str, expected: int, received: int) -> None:
+        super().__init__(f"producer {producer_id!r}: expected sequence {expected}, received {received}")
+        self.producer_id = producer_id
+        self.expected = expected
+        self.received = received
 
 
 class StorageError(SqliteStreamError):

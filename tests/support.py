@@ -158,3 +158,8 @@ class RecordingStore(DelegatingStore):
     def call_count(self) -> int:
         with self._lock:
             return len(self.calls)
+
+
+DROP_VERSION_3 = "DROP TABLE ds_producers; DROP TABLE ds_chunks; DROP TABLE ds_streams"
+"""The SQL that takes a current store file back to schema version 2 (with ``PRAGMA
+user_version = 2``): version 3 only added the byte streams' tables."""

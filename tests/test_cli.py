@@ -13,9 +13,12 @@ from typing import Any
 import apsw
 import pytest
 from click.testing import CliRunner, Result
+from support import DROP_VERSION_3
 
 from sqlitestream import Event, Run, Session, SQLiteSessionStore, __version__, inspect_schema
 from sqlitestream.cli import cli
+
+SCHEMA_VERSION = SQLiteSessionStore.SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -179,6 +182,7 @@ def make_v1(path: Path) -> None:
         store.append_event(Event(type="message_sent", session_id="s1"))
     conn = apsw.Connection(str(path))
     conn.execute("DROP INDEX runs_running")
+    conn.execute(DROP_VERSION_3)
     conn.pragma("user_version", 1)
     conn.close()
 
@@ -194,14 +198,14 @@ def test_read_only_commands_on_an_old_schema_point_to_migrate(tmp_path: Path) ->
 def test_init_creates_then_reports_up_to_date(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
     assert "created store" in ok(run(path, "init")).stdout
-    assert "schema version 2" in ok(run(path, "init")).stdout
+    assert f"schema version {SCHEMA_VERSION}" in ok(run(path, "init")).stdout
     assert "up to date" in ok(run(path, "init")).stdout
 
 
 def test_init_upgrades_an_old_store(tmp_path: Path) -> None:
     make_v1(tmp_path / "old.db")
-    assert "from schema version 1 to 2" in ok(run(tmp_path / "old.db", "init")).stdout
-    assert inspect_schema(tmp_path / "old.db").version == 2
+    assert f"from schema version 1 to {SCHEMA_VERSION}" in ok(run(tmp_path / "old.db", "init")).stdout
+    assert inspect_schema(tmp_path / "old.db").version == SCHEMA_VERSION
 
 
 def test_init_refuses_a_foreign_file(tmp_path: Path) -> None:
@@ -223,8 +227,8 @@ def test_migrate_writes_a_backup_then_upgrades(tmp_path: Path) -> None:
     result = ok(run(tmp_path / "old.db", "migrate"))
     backup = tmp_path / "old.db.schema-v1.bak"
     assert f"backup written to {backup}" in result.stdout
-    assert "upgraded to schema version 2" in result.stdout
-    assert inspect_schema(tmp_path / "old.db").version == 2
+    assert f"upgraded to schema version {SCHEMA_VERSION}" in result.stdout
+    assert inspect_schema(tmp_path / "old.db").version == SCHEMA_VERSION
     assert inspect_schema(backup).version == 1
     assert "nothing to upgrade" in ok(run(tmp_path / "old.db", "migrate")).stdout
 
@@ -243,7 +247,10 @@ def test_migrate_with_a_backup_path_or_without_a_backup(tmp_path: Path) -> None:
     ok(run(tmp_path / "a.db", "migrate", "--backup", str(tmp_path / "a-backup.db")))
     assert inspect_schema(tmp_path / "a-backup.db").version == 1
     result = ok(run(tmp_path / "b.db", "migrate", "--no-backup"))
-    assert "backup written" not in result.stdout and "upgraded to schema version 2" in result.stdout
+    assert (
+        "backup written" not in result.stdout
+        and f"upgraded to schema version {SCHEMA_VERSION}" in result.stdout
+    )
     assert not list(tmp_path.glob("b.db.*.bak"))
     error(run(tmp_path / "a.db", "migrate", "--no-backup", "--backup", "x"), 2, "exclude each other")
 
@@ -272,7 +279,7 @@ def test_info_in_every_format(db: Path) -> None:
     facts = json.loads(ok(run(db, "info", "--format", "json")).stdout)
     assert facts["path"] == str(db)
     assert (facts["sessions"], facts["runs"], facts["events"]) == (2, 2, 12)
-    assert facts["schema_version"] == 2 and facts["synchronous"] == "normal"
+    assert facts["schema_version"] == SCHEMA_VERSION and facts["synchronous"] == "normal"
     assert jsonl(ok(run(db, "info", "--format", "jsonl")).stdout) == [facts]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import apsw
 import pytest
+from support import DROP_VERSION_3
 
 from sqlitestream import (
     CheckReport,
@@ -146,7 +147,7 @@ def test_store_info_reports_file_facts_and_counts(store: SQLiteSessionStore, tmp
     assert info.path == str(tmp_path / "store.db")
     assert info.file_bytes is not None and info.file_bytes > 0
     assert info.wal_bytes is not None and info.wal_bytes >= 0
-    assert info.schema_version == 2
+    assert info.schema_version == SQLiteSessionStore.SCHEMA_VERSION
     assert info.journal_mode == "wal"
     assert info.synchronous == "normal"
     assert (info.sessions, info.runs, info.events, info.streams) == (2, 2, 7, 3)
@@ -293,15 +294,22 @@ def test_check_is_correct_while_another_process_appends(store: SQLiteSessionStor
 
 
 def make_v1(path: Path) -> None:
-    """A store file as schema version 1 left it (version 2 only added runs_running)."""
+    """A store file as schema version 1 left it (version 2 only added runs_running, version 3
+    the byte streams' tables)."""
     with SQLiteSessionStore(path) as writer:
         populate(writer)
-    raw(path, "DROP INDEX runs_running", "PRAGMA user_version = 1")
+    raw(path, "DROP INDEX runs_running", DROP_VERSION_3, "PRAGMA user_version = 1")
 
 
 def test_inspect_schema_of_a_current_store(store: SQLiteSessionStore, tmp_path: Path) -> None:
+    version = SQLiteSessionStore.SCHEMA_VERSION
     status = inspect_schema(tmp_path / "store.db")
-    assert (status.version, status.code_version, status.pending, status.up_to_date) == (2, 2, (), True)
+    assert (status.version, status.code_version, status.pending, status.up_to_date) == (
+        version,
+        version,
+        (),
+        True,
+    )
 
 
 def test_inspect_schema_of_an_old_store_lists_steps_and_changes_nothing(tmp_path: Path) -> None:
@@ -309,8 +317,9 @@ def test_inspect_schema_of_an_old_store_lists_steps_and_changes_nothing(tmp_path
     make_v1(path)
     status = inspect_schema(path)
     assert status.version == 1 and not status.up_to_date
-    assert [(step.from_version, step.to_version) for step in status.pending] == [(1, 2)]
+    assert [(step.from_version, step.to_version) for step in status.pending] == [(1, 2), (2, 3)]
     assert "runs_running" in status.pending[0].statements[0]
+    assert "CREATE TABLE ds_streams" in status.pending[1].statements[0]
     assert inspect_schema(path).version == 1
 
 
@@ -338,7 +347,7 @@ def test_migrate_schema_writes_a_backup_then_upgrades(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     make_v1(path)
     result = migrate_schema(path, backup_path=tmp_path / "backup.db")
-    assert (result.from_version, result.to_version, result.upgraded) == (1, 2, True)
+    assert (result.from_version, result.to_version, result.upgraded) == (1, 3, True)
     assert result.backup_path == str(tmp_path / "backup.db")
     assert inspect_schema(path).up_to_date
     assert inspect_schema(tmp_path / "backup.db").version == 1
@@ -378,7 +387,7 @@ def test_migrate_schema_never_creates_a_store(tmp_path: Path) -> None:
 
 
 def test_migrate_schema_refuses_a_newer_file_unchanged(store: SQLiteSessionStore, tmp_path: Path) -> None:
-    raw(tmp_path / "store.db", "PRAGMA user_version = 3")
+    raw(tmp_path / "store.db", f"PRAGMA user_version = {SQLiteSessionStore.SCHEMA_VERSION + 1}")
     with pytest.raises(SchemaVersionError):
         migrate_schema(tmp_path / "store.db", backup_path=tmp_path / "b.db")
     assert not (tmp_path / "b.db").exists()

@@ -16,6 +16,7 @@ import apsw
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import DROP_VERSION_3
 
 from sqlitestream import (
     Event,
@@ -223,7 +224,7 @@ def _make_version_1(path: Path) -> None:
         store.save_session(Session(agent_id="a", id="s1"))
         store.append_events([Event("message_sent", "s1"), Event("message_sent", "s1")])
     conn = apsw.Connection(str(path))
-    conn.execute("DROP INDEX runs_running; PRAGMA user_version = 1;")
+    conn.execute(f"DROP INDEX runs_running; {DROP_VERSION_3}; PRAGMA user_version = 1;")
     conn.close()
 
 

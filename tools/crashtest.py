@@ -393,7 +393,8 @@ _UPGRADE_INDEX = "runs_running"
 
 
 def make_version_1_store(path: Path, runs: int) -> dict[str, Any]:
-    """A store at schema version 1 (version 2 without the ``runs_running`` index) with data."""
+    """A store at schema version 1 (without the ``runs_running`` index of version 2 and the
+    byte streams' tables of version 3) with data."""
     with SQLiteSessionStore(path) as store:
         store.save_session(Session(agent_id="a", id="s-up"))
         store.append_events([Event("message_sent", "up", id=f"seed-{n}") for n in range(50)])
@@ -406,6 +407,7 @@ def make_version_1_store(path: Path, runs: int) -> dict[str, Any]:
                 ((f"run-{n}", "running" if n % 2 else "completed", n) for n in range(runs)),
             )
             conn.execute(f"DROP INDEX {_UPGRADE_INDEX}")
+            conn.execute("DROP TABLE ds_producers; DROP TABLE ds_chunks; DROP TABLE ds_streams")
             conn.pragma("user_version", 1)
     finally:
         conn.close()
@@ -419,6 +421,9 @@ def file_facts(path: Path) -> dict[str, Any]:
             "version": conn.pragma("user_version"),
             "index": bool(
                 conn.execute("SELECT 1 FROM sqlite_schema WHERE name = ?", (_UPGRADE_INDEX,)).fetchall()
+            ),
+            "byte_streams": bool(
+                conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'ds_streams'").fetchall()
             ),
             "runs": conn.execute("SELECT count(*) FROM runs").fetchall()[0][0],
             "seed_events": conn.execute("SELECT count(*) FROM events WHERE id LIKE 'seed-%'").fetchall()[0][
@@ -445,11 +450,17 @@ def upgrade_round(
     violations = [prefix + e for e in child.errors()]
     violations += [prefix + f"integrity_check: {row}" for row in integrity(path)]
     after = file_facts(path)
-    if after["version"] not in (1, 2) or after["index"] != (after["version"] == 2):
+    current = SQLiteSessionStore.SCHEMA_VERSION
+    upgraded = after["version"] == current
+    if (
+        after["version"] not in (1, current)
+        or after["index"] != upgraded
+        or after["byte_streams"] != upgraded
+    ):
         violations.append(prefix + f"the file is between versions: {after}")
     if (after["runs"], after["seed_events"]) != (before["runs"], before["seed_events"]):
         violations.append(prefix + f"data changed: {before} -> {after}")
-    committed = after["version"] == 2
+    committed = upgraded
     acked = {event_id: (session_id, seq) for event_id, session_id, seq in child.acked()}
     with SQLiteSessionStore(path) as store:
         expected_from = None if committed else 1
@@ -459,7 +470,7 @@ def upgrade_round(
             )
     found, _ = check_store(path, acked, prefix=prefix)
     final = file_facts(path)
-    if (final["version"], final["index"], final["runs"]) != (2, True, before["runs"]):
+    if (final["version"], final["index"], final["runs"]) != (current, True, before["runs"]):
         violations.append(prefix + f"after reopening: {final}")
     path.unlink()
     for suffix in ("-wal", "-shm"):

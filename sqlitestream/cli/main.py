@@ -45,6 +45,7 @@ from sqlitestream.cli.reading import (
     session_id_argument,
     tail,
 )
+from sqlitestream.cli.serve import serve
 from sqlitestream.cli.stats import stats
 from sqlitestream.cli.transfer import copy, export_, import_
 
@@ -487,7 +488,7 @@ def demo(count: int, interval_ms: int) -> None:
     click.echo(f"  sqlitestream{db} stats")
 
 
-for _command in (events, latest, tail, export_, import_, copy, backup, stats):
+for _command in (events, latest, tail, export_, import_, copy, backup, stats, serve):
     cli.add_command(_command)
 
 

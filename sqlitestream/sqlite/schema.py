@@ -13,11 +13,25 @@ from sqlitestream.sqlite.connection import translate_os_error, translating
 from sqlitestream.sqlite.transaction import Writer
 
 APPLICATION_ID = 0x53715374  # "SqSt": marks the file as a sqlitestream store
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+
+def _section(marker: str) -> tuple[str, ...]:
+    """The statements of ``schema.sql`` from the comment ``marker`` to its end: a step that
+    adds tables takes their text from the one place that defines them."""
+    text = (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
+    section = text[text.index(marker) :]
+    statements = (
+        "\n".join(line for line in part.splitlines() if not line.lstrip().startswith("--")).strip()
+        for part in section.split(";")
+    )
+    return tuple(statement for statement in statements if statement)
+
 
 UPGRADES: dict[int, tuple[str, ...]] = {
     # version N -> N+1; each step runs in one transaction with the version stamp.
     1: ("CREATE INDEX runs_running ON runs (session_id, started_at) WHERE status = 'running'",),
+    2: _section("-- Added in version 3"),
 }
 """Upgrade steps by the version they start from."""
 

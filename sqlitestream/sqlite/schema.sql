@@ -3,7 +3,7 @@
 -- PRAGMA user_version (see sqlitestream/_schema.py, which also holds the upgrade steps from
 -- older versions). Timestamps are INTEGER microseconds since the Unix epoch, UTC, so that
 -- comparisons are exact across time zones. JSON payloads are TEXT.
--- schema-version: 2
+-- schema-version: 3
 
 -- Saved session records (the log itself does not need them).
 CREATE TABLE sessions (
@@ -57,3 +57,43 @@ CREATE TABLE events (
 ) STRICT, WITHOUT ROWID;
 -- Event ids are unique store-wide: the duplicate check is one index probe.
 CREATE UNIQUE INDEX events_by_id ON events (id);
+
+-- Added in version 3: the byte streams of the Durable Streams protocol (sqlitestream.bytestreams),
+-- apart from the sessions. ids are never reused (AUTOINCREMENT): a stream created again at a name
+-- is another generation. A deleted stream that still has forks keeps its row (deleted = 1).
+CREATE TABLE ds_streams (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    name            TEXT NOT NULL UNIQUE,
+    content_type    TEXT NOT NULL,
+    ttl_seconds     INTEGER,
+    expires_at      INTEGER,
+    closed          INTEGER NOT NULL,
+    deleted         INTEGER NOT NULL,
+    appends         INTEGER NOT NULL CHECK (appends >= 0),
+    size            INTEGER NOT NULL CHECK (size >= 0),
+    stream_seq      TEXT,
+    forked_from     INTEGER,
+    fork_offset     TEXT,
+    fork_sub_offset INTEGER NOT NULL,
+    accessed_at     INTEGER NOT NULL,
+    closed_by       TEXT,
+    version         INTEGER NOT NULL
+) STRICT;
+CREATE INDEX ds_streams_by_source ON ds_streams (forked_from) WHERE forked_from IS NOT NULL;
+-- One row per append: end_size is the stream's size after it (the second half of its offset).
+CREATE TABLE ds_chunks (
+    stream_id INTEGER NOT NULL,
+    seq       INTEGER NOT NULL CHECK (seq >= 1),
+    end_size  INTEGER NOT NULL,
+    data      BLOB NOT NULL,
+    PRIMARY KEY (stream_id, seq)
+) STRICT, WITHOUT ROWID;
+-- Idempotent producers: the last (epoch, seq) stored per stream and producer id, committed with
+-- the append it stamps.
+CREATE TABLE ds_producers (
+    stream_id   INTEGER NOT NULL,
+    producer_id TEXT NOT NULL,
+    epoch       INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    PRIMARY KEY (stream_id, producer_id)
+) STRICT, WITHOUT ROWID;

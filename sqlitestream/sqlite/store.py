@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -66,6 +67,7 @@ from sqlitestream.models import (
 from sqlitestream.sqlite import admin as _admin
 from sqlitestream.sqlite import backup as _backup
 from sqlitestream.sqlite import schema as _schema
+from sqlitestream.sqlite.bytestreams import SQLiteByteStreams, open_byte_streams
 from sqlitestream.sqlite.connection import (
     SYNCHRONOUS_LEVELS,
     apply_settings,
@@ -188,6 +190,9 @@ class SQLiteSessionStore(AdminStore):
         self._readers = ReaderPool(self._open_reader, self._path)
         self._hub = WakeHub(on_register=self._on_register, seed=self._seed)
         self._watcher: DataVersionWatcher | None = None
+        self._byte_streams: SQLiteByteStreams | None = None  # made by byte_streams()
+        self._streams_watcher: DataVersionWatcher | None = None
+        self._streams_lock = threading.Lock()
         self._writer: Writer  # set by _open: the write connection, its locks (see transaction.py)
         self._upgraded_from: int | None = None
         self._immutable = False  # a read-only open of a store in a read-only directory
@@ -472,6 +477,22 @@ class SQLiteSessionStore(AdminStore):
         self._check_open()
         return self._hub
 
+    def byte_streams(self) -> SQLiteByteStreams:
+        """The store's byte streams (:class:`~sqlitestream.bytestreams.ByteStreams`): the
+        Durable Streams protocol's streams, in this file beside the sessions; their changes
+        in other processes wake this process's watchers as sessions' do."""
+        self._check_open()
+        with self._streams_lock:  # made once, by whichever thread asks first
+            if self._byte_streams is None:
+                self._byte_streams, self._streams_watcher = open_byte_streams(
+                    self._write,
+                    self._fetch,
+                    None if self._in_memory else self._open_reader,
+                    interval_s=self._poll_interval_s,
+                    wal_path=self._path + "-wal",
+                )
+        return self._byte_streams
+
     def get_latest_sequence(self, session_id: str) -> int:
         session_id = check_id(session_id, "session_id")
         rows = self._fetch("read the latest sequence", _LATEST_SEQUENCE, (session_id,))
@@ -489,8 +510,11 @@ class SQLiteSessionStore(AdminStore):
         self._closed = True
         forks.closed(self)
         self._hub.close()
-        if self._watcher is not None:
-            self._watcher.stop()
+        if self._byte_streams is not None:
+            self._byte_streams.close()
+        for watcher in (self._watcher, self._streams_watcher):
+            if watcher is not None:
+                watcher.stop()
         # Readers first: the last connection to close checkpoints the WAL into the file and
         # removes -wal and -shm, and only the writer can checkpoint, so it must be that last one.
         self._readers.close()

@@ -31,6 +31,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import apsw
 import orjson
@@ -66,6 +67,36 @@ _TIP_OF = (
     "SELECT latest_seq, (SELECT id FROM events WHERE session_id = ?1 AND seq = 1) "
     "FROM streams WHERE session_id = ?1"
 )
+
+
+@dataclass(frozen=True)
+class WatchQueries:
+    """What a watcher reads, for one kind of key: ``changed`` and ``changed_or_replaced`` take
+    the JSON map of keys to last-seen tips and return the keys whose tip differs, as one JSON
+    array of ``[key, number, identity]``; ``tip_of`` returns one key's ``(number, identity)``.
+    A tip's number only grows while its identity stays; a new identity means the thing was
+    deleted and made again."""
+
+    changed: str
+    changed_or_replaced: str
+    tip_of: str
+
+
+SESSIONS = WatchQueries(_CHANGED, _CHANGED_OR_REPLACED, _TIP_OF)
+"""Sessions: the latest sequence and the first event's id."""
+
+BYTE_STREAMS = WatchQueries(
+    "SELECT json_group_array(json_array(k.key, s.version, CAST(s.id AS TEXT))) "
+    "FROM json_each(?) AS k LEFT JOIN ds_streams AS s ON s.name = k.key "
+    "WHERE s.version IS NOT k.value",
+    "SELECT json_group_array(json_array(k.key, s.version, CAST(s.id AS TEXT))) "
+    "FROM json_each(?) AS k LEFT JOIN ds_streams AS s ON s.name = k.key "
+    "WHERE s.version IS NOT k.value ->> 0 OR CAST(s.id AS TEXT) IS NOT k.value ->> 1",
+    "SELECT version, CAST(id AS TEXT) FROM ds_streams WHERE name = ?1",
+)
+"""Byte streams (``sqlitestream.bytestreams``): the version every change bumps and the id of
+the stream's generation."""
+
 _CHUNK = 2000  # sessions per look query: the first chunks' waiters wake without waiting for all
 _Tip = tuple[int, "str | None"]
 """A session's latest sequence and the id of its first event: a log only grows, so a first
@@ -93,7 +124,9 @@ class DataVersionWatcher:
         interval_s: float,
         linger_s: float = 0.5,
         wal_path: str | None = None,
+        queries: WatchQueries | None = None,
     ) -> None:
+        self._queries = SESSIONS if queries is None else queries
         self._open_connection = open_connection
         self._hub = hub
         self._interval_s = interval_s
@@ -107,6 +140,11 @@ class DataVersionWatcher:
         self._seed_lock = threading.Lock()
         self._seed_conn: apsw.Connection | None = None  # for tip_of(), in registering threads
 
+    def serve(self, hub: WakeHub) -> None:
+        """Watch for ``hub`` instead (before the first waiter: a hub built with this
+        watcher's ``ensure_running`` and ``tip_of``)."""
+        self._hub = hub
+
     def tip_of(self, session_id: str) -> object:
         """The session's tip as of now, as a new waiter's seed (``NO_SEED`` if it cannot be
         read). Read in the registering thread before the waiter re-queries, so anything
@@ -117,7 +155,7 @@ class DataVersionWatcher:
                     return NO_SEED
                 if self._seed_conn is None:
                     self._seed_conn = self._open_connection()
-                rows = self._seed_conn.execute(_TIP_OF, (session_id,)).fetchall()
+                rows = self._seed_conn.execute(self._queries.tip_of, (session_id,)).fetchall()
             except (apsw.Error, StorageError):
                 return NO_SEED  # the first look then wakes it to re-query: late, never lost
         if not rows:
@@ -291,7 +329,7 @@ class DataVersionWatcher:
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
             last_seen = {session_id: _as_seen(before[session_id], full) for session_id in chunk}
-            sql = _CHANGED_OR_REPLACED if full else _CHANGED
+            sql = self._queries.changed_or_replaced if full else self._queries.changed
             rows = json.loads(str(conn.execute(sql, (orjson.dumps(last_seen),)).get))
             now: dict[str, _Tip | None] = {
                 str(session_id): None if seq is None else (int(seq), None if tip_id is None else str(tip_id))

@@ -1,0 +1,196 @@
+"""``create_app``: the ASGI application (Starlette) serving a store over HTTP with the Durable
+Streams protocol: byte streams at ``/v1/stream/{name}`` and every session at
+``/v1/sessions/{session_id}``.
+
+Every response, errors included, carries ``X-Content-Type-Options: nosniff`` and
+``Cross-Origin-Resource-Policy: cross-origin``. With a token, every request but a CORS
+preflight needs ``Authorization: Bearer <token>`` (401 otherwise). CORS answers only the
+origins given. Bodies beyond ``max_body_bytes`` get 413 without being read to their end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import os
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sqlitestream.aio import AsyncStore
+from sqlitestream.bytestreams import ByteStreams
+from sqlitestream.errors import ValidationError
+from sqlitestream.http import protocol
+from sqlitestream.http.errors import json_error
+from sqlitestream.http.live import Shutdown
+from sqlitestream.http.sessions import SessionRoutes
+from sqlitestream.http.streams import Limits, StreamRoutes
+from sqlitestream.locations import open_store
+from sqlitestream.store import SessionStore
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "TOKEN_ENV", "ServerApp", "create_app"]
+
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+"""The largest request body accepted by default (16 MiB); larger ones get 413."""
+TOKEN_ENV = "SQLITESTREAM_TOKEN"
+"""The environment variable ``sqlitestream serve`` reads the bearer token from."""
+
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"cross-origin-resource-policy", b"cross-origin"),
+]
+_METHODS = "GET, HEAD, PUT, POST, DELETE, OPTIONS"
+
+
+@dataclass(frozen=True)
+class _Policy:
+    token: bytes | None
+    origins: frozenset[str]
+
+
+class ServerApp:
+    """The ASGI application returned by :func:`create_app`: call it as any ASGI app. Its
+    :meth:`shutdown` ends open long-polls and SSE responses (``sqlitestream serve`` calls it
+    on SIGINT and SIGTERM, before the server waits for connections to close)."""
+
+    def __init__(self, app: ASGIApp, policy: _Policy, shutdown: Shutdown) -> None:
+        self._app = app
+        self._policy = policy
+        self._shutdown = shutdown
+
+    def shutdown(self) -> None:
+        """End every live response now (call in the event loop's thread)."""
+        self._shutdown.stop()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
+        origin = headers.get("origin")
+        allowed = origin is not None and ("*" in self._policy.origins or origin in self._policy.origins)
+        extra = list(_SECURITY_HEADERS)
+        if allowed:
+            assert origin is not None
+            extra += [
+                (b"access-control-allow-origin", origin.encode("latin-1")),
+                (b"vary", b"Origin"),
+                (b"access-control-expose-headers", ", ".join(protocol.EXPOSED_HEADERS).encode()),
+            ]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        if scope["method"] == "OPTIONS":
+            await _preflight(headers, send_with_headers)
+            return
+        if self._policy.token is not None and not _authorized(
+            headers.get("authorization"), self._policy.token
+        ):
+            response = json_error(401, "unauthorized", "a valid bearer token is required")
+            response.headers["www-authenticate"] = "Bearer"
+            await response(scope, receive, send_with_headers)
+            return
+        await self._app(scope, receive, send_with_headers)
+
+
+async def _preflight(headers: dict[str, str], send: Send) -> None:
+    """A CORS preflight: the methods and headers allowed. Without an allowed origin the
+    browser still refuses the request (no ``Access-Control-Allow-Origin``)."""
+    requested = headers.get("access-control-request-headers", "")
+    allow_headers = requested or "content-type, authorization, if-none-match"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 204,
+            "headers": [
+                (b"access-control-allow-methods", _METHODS.encode()),
+                (b"access-control-allow-headers", allow_headers.encode("latin-1")),
+                (b"access-control-max-age", b"600"),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _authorized(header: str | None, token: bytes) -> bool:
+    if header is None or not header.lower().startswith("bearer "):
+        return False
+    return hmac.compare_digest(header[7:].strip().encode("utf-8", errors="replace"), token)
+
+
+def _whole(value: object, name: str, minimum: int) -> int:
+    if type(value) is not int or value < minimum:
+        raise ValidationError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def create_app(
+    store_or_location: SessionStore | str | os.PathLike[str],
+    *,
+    long_poll_timeout_ms: int = 20000,
+    token: str | None = None,
+    cors_origins: Iterable[str] = (),
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    allow_session_delete: bool = False,
+) -> ServerApp:
+    """The ASGI app serving ``store_or_location`` (a store, which stays yours to close, or a
+    location for :func:`~sqlitestream.open_store`, opened now and closed when the app's
+    lifespan ends).
+
+    Args:
+        long_poll_timeout_ms: how long a long-poll waits for data before its 204.
+        token: when set, every request needs ``Authorization: Bearer <token>``.
+        cors_origins: origins allowed to read cross-origin (``"*"``: any).
+        max_body_bytes: the largest request body (413 beyond it).
+        allow_session_delete: let ``DELETE /v1/sessions/{id}`` delete a session (refused
+            with 405 otherwise).
+    """
+    timeout = _whole(long_poll_timeout_ms, "long_poll_timeout_ms", 0)
+    max_body = _whole(max_body_bytes, "max_body_bytes", 1)
+    if token is not None and (type(token) is not str or not token):
+        raise ValidationError("token must be a non-empty string")
+    origins = frozenset(cors_origins)
+    if isinstance(cors_origins, str) or not all(type(origin) is str for origin in origins):
+        raise ValidationError("cors_origins must be an iterable of origin strings")
+    if isinstance(store_or_location, SessionStore):
+        store, owned = store_or_location, False
+    else:
+        store, owned = open_store(store_or_location), True
+    byte_streams = getattr(store, "byte_streams", None)
+    streams = byte_streams() if callable(byte_streams) else None
+    if streams is not None and not isinstance(streams, ByteStreams):
+        streams = None
+    shutdown = Shutdown()
+    limits = Limits(long_poll_timeout_s=timeout / 1000.0, max_body_bytes=max_body)
+    stream_routes = StreamRoutes(streams, limits, shutdown)
+    async_store = AsyncStore(store)
+    session_routes = SessionRoutes(async_store, limits, shutdown, allow_delete=allow_session_delete)
+    methods = ["GET", "HEAD", "PUT", "POST", "DELETE"]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            shutdown.stop()
+            await async_store.aclose()
+            if owned:
+                store.close()
+
+    starlette = Starlette(
+        routes=[
+            Route("/v1/stream/{name:path}", stream_routes.handle, methods=methods),
+            Route("/v1/sessions/{session_id:path}", session_routes.handle, methods=methods),
+        ],
+        lifespan=lifespan,
+    )
+    policy = _Policy(None if token is None else token.encode("utf-8"), origins)
+    return ServerApp(starlette, policy, shutdown)

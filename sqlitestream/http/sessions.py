@@ -1,0 +1,254 @@
+"""``/v1/sessions/{session_id}``: every session of the store as a Durable Streams JSON stream.
+
+Its messages are the session's events in the export format (``Event.to_dict()``), in sequence
+order; the offset after sequence N is ``format_offset(N, 0)``, so a resume is a cursor read
+(``after=N``). A session without events reads as 404. POST appends one event object or an
+array of them as one batch (``append_events``: contiguous sequences, all or nothing,
+duplicate ids return the stored events); with producer headers, events without an ``id`` get
+one made of the producer's ``(id, epoch, seq)`` and their place in the batch, so a retried
+request is stored once. Long-poll and SSE wait through :class:`~sqlitestream.AsyncStore`,
+holding no thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from sqlitestream.aio import AsyncStore
+from sqlitestream.bytestreams import format_offset, media_type, parse_offset
+from sqlitestream.errors import SessionNotFoundError, SqliteStreamError, ValidationError
+from sqlitestream.http import protocol
+from sqlitestream.http.errors import error_response, json_error
+from sqlitestream.http.live import Shutdown
+from sqlitestream.http.streams import SSE_MAX_SECONDS, BodyTooLarge, Limits, read_body, too_large
+from sqlitestream.models import Event, StoredEvent, parse_timestamp
+
+T = TypeVar("T")
+
+PAGE = 1000  # events per response at most
+JSON_TYPE = "application/json"
+_EVENT_FIELDS = ("id", "type", "session_id", "run_id", "timestamp", "data", "metadata", "sequence_number")
+_FIELD_IN_MESSAGE = re.compile(r"\A(id|type|session_id|run_id|timestamp|data|metadata)\b")
+
+
+def _offset(sequence: int) -> str:
+    return format_offset(sequence, 0)
+
+
+def _body(events: list[StoredEvent]) -> bytes:
+    return orjson.dumps([event.to_dict() for event in events])
+
+
+class SessionRoutes:
+    """The handlers for sessions, on the app's :class:`~sqlitestream.AsyncStore`."""
+
+    def __init__(self, store: AsyncStore, limits: Limits, shutdown: Shutdown, *, allow_delete: bool) -> None:
+        self._store = store
+        self._limits = limits
+        self._shutdown = shutdown
+        self._allow_delete = allow_delete
+
+    async def handle(self, request: Request) -> Response:
+        session_id = request.path_params["session_id"]
+        try:
+            if request.method in ("GET", "HEAD"):
+                return await self._get(request, session_id)
+            if request.method == "POST":
+                return await self._post(request, session_id)
+            if request.method == "DELETE":
+                if not self._allow_delete:
+                    return json_error(
+                        405, "method_not_allowed", "deleting sessions is not allowed on this server"
+                    )
+                await self._store.delete_session(session_id)
+                return Response(status_code=204)
+            return json_error(405, "method_not_allowed", "a session is created by its first event (POST)")
+        except BodyTooLarge:
+            return too_large(self._limits.max_body_bytes)
+        except SqliteStreamError as exc:
+            return error_response(exc, field=_field_of(exc))
+
+    async def _latest(self, session_id: str) -> int:
+        latest = await self._store.get_latest_sequence(session_id)
+        if latest == 0:
+            raise _no_session(session_id)
+        return latest
+
+    async def _get(self, request: Request, session_id: str) -> Response:
+        latest = await self._latest(session_id)
+        if request.method == "HEAD":
+            headers = {
+                "content-type": JSON_TYPE,
+                protocol.NEXT_OFFSET: _offset(latest),
+                "cache-control": "no-store",
+            }
+            return Response(status_code=200, headers=headers)
+        params = request.query_params
+        offset, live = params.get("offset"), params.get("live")
+        if live is not None and live not in ("long-poll", "sse"):
+            raise ValidationError(f"live must be long-poll or sse, got {live!r}")
+        if live is not None and offset is None:
+            raise ValidationError("live reads need an offset")
+        after = latest if offset == "now" else parse_offset(offset or "-1")[0]
+        if live == "sse":
+            return StreamingResponse(
+                self._sse(session_id, after, params.get("cursor")),
+                headers={
+                    "content-type": "text/event-stream",
+                    "cache-control": "no-cache",
+                    "x-accel-buffering": "no",
+                },
+            )
+        wait_ms = int(self._limits.long_poll_timeout_s * 1000) if live == "long-poll" else 0
+        events, more = await self._page(session_id, after, wait_ms)
+        if live == "long-poll" and not events:
+            headers = {
+                protocol.NEXT_OFFSET: _offset(after),
+                protocol.UP_TO_DATE: "true",
+                protocol.CURSOR: protocol.cursor(params.get("cursor")),
+                "cache-control": "no-store",
+            }
+            return Response(status_code=204, headers=headers)
+        end = events[-1].sequence_number if events else after
+        headers = {"content-type": JSON_TYPE, protocol.NEXT_OFFSET: _offset(end)}
+        if not more:
+            headers[protocol.UP_TO_DATE] = "true"
+        if live == "long-poll":
+            headers[protocol.CURSOR] = protocol.cursor(params.get("cursor"))
+        if offset == "now":
+            headers["cache-control"] = "no-store"
+            return Response(b"[]", status_code=200, headers=headers)
+        tag = f'"session:{session_id}:{_offset(after)}:{_offset(end)}"'
+        headers["etag"] = tag
+        headers["cache-control"] = "private, max-age=60, stale-while-revalidate=300" if events else "no-store"
+        if protocol.etag_matches(request.headers.get("if-none-match"), tag):
+            return Response(
+                status_code=304, headers={k: v for k, v in headers.items() if k != "content-type"}
+            )
+        return Response(_body(events), status_code=200, headers=headers)
+
+    async def _page(self, session_id: str, after: int, wait_ms: int) -> tuple[list[StoredEvent], bool]:
+        """Up to :data:`PAGE` events after ``after`` (waiting up to ``wait_ms`` for the first,
+        or until shutdown), and whether more were there."""
+        read = self._store.get_events(
+            session_id, after=after, limit=PAGE + 1, wait_timeout_ms=wait_ms or None
+        )
+        events = await self._until_shutdown(read, [])
+        return events[:PAGE], len(events) > PAGE
+
+    async def _until_shutdown(self, call: Awaitable[T], instead: T) -> T:
+        """``call``'s result, or ``instead`` once the server shuts down first."""
+        task = asyncio.ensure_future(call)
+        stop = asyncio.Event()
+        self._shutdown.watch(stop)
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            if self._shutdown.stopping:
+                task.cancel()
+                return instead
+            await asyncio.wait((task, stopper), return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                return task.result()
+            task.cancel()
+            return instead
+        finally:
+            self._shutdown.unwatch(stop)
+            stopper.cancel()
+            if not task.done():
+                task.cancel()
+
+    async def _sse(self, session_id: str, after: int, client_cursor: str | None) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SSE_MAX_SECONDS
+        announce = True
+        try:
+            while not self._shutdown.stopping:
+                remaining_ms = int((deadline - loop.time()) * 1000)
+                if remaining_ms <= 0:
+                    return
+                events, more = await self._page(session_id, after, 0 if announce else remaining_ms)
+                if events:
+                    yield protocol.sse_data(_body(events), base64_encoded=False)
+                    after = events[-1].sequence_number
+                if events or announce:
+                    control: dict[str, Any] = {
+                        "streamNextOffset": _offset(after),
+                        "streamCursor": protocol.cursor(client_cursor),
+                    }
+                    if not more:
+                        control["upToDate"] = True
+                    yield protocol.sse_control(control)
+                    announce = False
+        except SqliteStreamError:
+            return
+
+    async def _post(self, request: Request, session_id: str) -> Response:
+        content_type = request.headers.get("content-type")
+        if content_type is None or media_type(content_type) != JSON_TYPE:
+            raise ValidationError("events are posted as application/json")
+        producer = protocol.producer(request.headers)
+        body = await read_body(request, self._limits.max_body_bytes)
+        try:
+            raw = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ValidationError(f"the body is not valid JSON: {exc}") from None
+        items = raw if isinstance(raw, list) else [raw]
+        if not items:
+            raise ValidationError("the body is an empty JSON array: post at least one event")
+        stamp = None if producer is None else f"{producer.id}:{producer.epoch}:{producer.seq}"
+        events = [_event(item, session_id, index, stamp) for index, item in enumerate(items)]
+        stored = await self._store.append_events(events)
+        headers = {protocol.NEXT_OFFSET: _offset(max(event.sequence_number for event in stored))}
+        if producer is None:
+            return Response(status_code=204, headers=headers)
+        headers[protocol.PRODUCER_EPOCH] = str(producer.epoch)
+        headers[protocol.PRODUCER_SEQ] = str(producer.seq)
+        return Response(status_code=200, headers=headers)
+
+
+def _no_session(session_id: str) -> SqliteStreamError:
+    return SessionNotFoundError(session_id)
+
+
+class _EventError(ValidationError):
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _field_of(exc: SqliteStreamError) -> str | None:
+    return exc.field if isinstance(exc, _EventError) else None
+
+
+def _event(item: object, session_id: str, index: int, stamp: str | None) -> Event:
+    """One posted event, validated as any new event; the error names the field."""
+    where = f"events[{index}]"
+    if not isinstance(item, dict):
+        raise _EventError(f"{where} must be a JSON object, got {type(item).__name__}", where)
+    unknown = sorted(set(item) - set(_EVENT_FIELDS))
+    if unknown:
+        raise _EventError(f"{where} has unknown fields: {', '.join(unknown)}", f"{where}.{unknown[0]}")
+    if item.get("session_id", session_id) != session_id:
+        raise _EventError(
+            f"{where}.session_id must be {session_id!r} (the URL's session)", f"{where}.session_id"
+        )
+    if "type" not in item:
+        raise _EventError(f"{where}.type is required", f"{where}.type")
+    fields = {name: item[name] for name in ("type", "data", "metadata", "run_id", "id") if name in item}
+    if "id" not in fields and stamp is not None:
+        fields["id"] = f"{stamp}:{index}"
+    try:
+        if "timestamp" in item:
+            fields["timestamp"] = parse_timestamp(item["timestamp"], "timestamp")
+        return Event(session_id=session_id, **fields)
+    except ValidationError as exc:
+        match = _FIELD_IN_MESSAGE.match(str(exc))
+        field = f"{where}.{match.group(1)}" if match else where
+        raise _EventError(f"{where}: {exc}", field) from None

@@ -1,0 +1,287 @@
+"""The HTTP server (``sqlitestream.http``) over real HTTP: uvicorn on a loopback port, httpx as
+the client, other OS processes writing through the Python API."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import apsw
+import httpx
+import pytest
+from http_support import LiveServer, serving
+from support import child_env
+
+from sqlitestream import Event, InMemorySessionStore, SQLiteSessionStore, ValidationError
+from sqlitestream.http import create_app
+
+TOKEN = "s3cret-t0ken-value"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteSessionStore]:
+    with SQLiteSessionStore(tmp_path / "store.db") as store:
+        yield store
+
+
+@pytest.fixture
+def server(store: SQLiteSessionStore) -> Iterator[LiveServer]:
+    with serving(create_app(store, long_poll_timeout_ms=20000)) as live:
+        yield live
+
+
+@pytest.fixture
+def client(server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client
+
+
+def in_other_process(path: Path, code: str) -> None:
+    """Run ``code`` in a new Python process with ``store`` open on ``path``."""
+    program = f"from sqlitestream import *\nwith SQLiteSessionStore({str(path)!r}) as store:\n"
+    program += "".join(f"    {line}\n" for line in code.strip().splitlines())
+    subprocess.run([sys.executable, "-c", program], check=True, env=child_env(), timeout=60)
+
+
+# Byte streams ------------------------------------------------------------------------------------
+
+
+def test_a_stream_is_created_appended_and_read_back(client: httpx.Client) -> None:
+    created = client.put("/v1/stream/docs/a", content=b"hello", headers={"content-type": "text/plain"})
+    assert created.status_code == 201
+    assert created.headers["location"].endswith("/v1/stream/docs/a")
+    appended = client.post("/v1/stream/docs/a", content=b" world", headers={"content-type": "text/plain"})
+    assert appended.status_code == 204
+    read = client.get("/v1/stream/docs/a", params={"offset": "-1"})
+    assert (read.status_code, read.text) == (200, "hello world")
+    assert read.headers["content-type"] == "text/plain"
+    assert read.headers["stream-next-offset"] == appended.headers["stream-next-offset"]
+    assert read.headers["stream-up-to-date"] == "true"
+    assert read.headers["x-content-type-options"] == "nosniff"
+
+
+def test_streams_live_in_the_store_file(store: SQLiteSessionStore, client: httpx.Client) -> None:
+    client.put("/v1/stream/s", content=b'[{"a":1},{"b":2}]', headers={"content-type": "application/json"})
+    read = store.byte_streams().read_stream("s")
+    assert json.loads(read.body()) == [{"a": 1}, {"b": 2}]
+
+
+def test_a_long_poll_wakes_on_an_append_by_another_process(
+    store: SQLiteSessionStore, client: httpx.Client
+) -> None:
+    created = client.put("/v1/stream/live", headers={"content-type": "text/plain"})
+    tail = created.headers["stream-next-offset"]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        poll = pool.submit(client.get, "/v1/stream/live", params={"offset": tail, "live": "long-poll"})
+        in_other_process(
+            Path(store.path), "store.byte_streams().append('live', b'from afar', content_type='text/plain')"
+        )
+        response = poll.result(timeout=30)
+    assert (response.status_code, response.text) == (200, "from afar")
+    assert response.headers["stream-cursor"].isdigit()
+
+
+def test_sse_delivers_data_then_a_control_event(client: httpx.Client) -> None:
+    client.put("/v1/stream/events", content=b"one", headers={"content-type": "text/plain"})
+    client.post(
+        "/v1/stream/events", content=b"two", headers={"content-type": "text/plain", "stream-closed": "true"}
+    )
+    with client.stream("GET", "/v1/stream/events", params={"offset": "-1", "live": "sse"}) as response:
+        assert response.headers["content-type"] == "text/event-stream"
+        text = response.read().decode()  # the stream is closed: the server ends the response
+    data, control = [block for block in text.split("\n\n") if block]
+    assert data == "event: data\ndata:onetwo"
+    assert control.startswith("event: control\ndata:")
+    assert json.loads(control.split("data:", 1)[1])["streamClosed"] is True
+
+
+def test_a_bad_stream_name_is_refused_without_touching_anything(client: httpx.Client) -> None:
+    for path in ("/v1/stream/a/%2e%2e/b", "/v1/stream/a//b", "/v1/stream/%00"):
+        response = client.put(path)
+        assert response.status_code == 400, path
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_body_over_the_limit_is_413_and_nothing_is_written(store: SQLiteSessionStore) -> None:
+    with (
+        serving(create_app(store, max_body_bytes=1000)) as live,
+        httpx.Client(base_url=live.url) as client,
+    ):
+        assert client.put("/v1/stream/big", headers={"content-type": "text/plain"}).status_code == 201
+        response = client.post("/v1/stream/big", content=b"x" * 1001, headers={"content-type": "text/plain"})
+        assert response.status_code == 413
+        assert (
+            client.post(
+                "/v1/stream/big", content=b"x" * 1000, headers={"content-type": "text/plain"}
+            ).status_code
+            == 204
+        )
+        assert len(client.get("/v1/stream/big").content) == 1000
+
+
+# Sessions ----------------------------------------------------------------------------------------
+
+
+def test_a_session_reads_as_404_until_it_has_an_event(
+    store: SQLiteSessionStore, client: httpx.Client
+) -> None:
+    assert client.get("/v1/sessions/s1").status_code == 404
+    store.append_event(Event("message_sent", "s1", data={"text": "hi"}))
+    response = client.get("/v1/sessions/s1", params={"offset": "-1"})
+    assert response.status_code == 200
+    [event] = response.json()
+    assert (event["sequence_number"], event["data"], event["session_id"]) == (1, {"text": "hi"}, "s1")
+    assert set(event) >= {"id", "type", "run_id", "timestamp", "metadata"}
+
+
+def test_posted_events_are_appended_as_one_batch(store: SQLiteSessionStore, client: httpx.Client) -> None:
+    body = [
+        {"type": "message_sent", "data": {"n": 1}, "id": "e1"},
+        {"type": "message_received", "run_id": "r1"},
+    ]
+    response = client.post("/v1/sessions/s1", json=body)
+    assert response.status_code == 204
+    assert [event.sequence_number for event in store.get_events("s1")] == [1, 2]
+    assert response.headers["stream-next-offset"].startswith("0000000000000002_")
+
+
+def test_an_invalid_event_is_a_400_naming_the_field_and_nothing_is_written(
+    store: SQLiteSessionStore, client: httpx.Client
+) -> None:
+    body = [{"type": "message_sent"}, {"type": "message_sent", "data": "not an object"}]
+    response = client.post("/v1/sessions/s1", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "events[1].data"
+    assert store.get_latest_sequence("s1") == 0
+
+
+def test_a_duplicate_event_id_is_idempotent(store: SQLiteSessionStore, client: httpx.Client) -> None:
+    for _ in range(2):
+        assert client.post("/v1/sessions/s1", json={"type": "message_sent", "id": "same"}).status_code == 204
+    assert store.get_latest_sequence("s1") == 1
+
+
+def test_a_session_long_poll_wakes_on_another_process_append(
+    store: SQLiteSessionStore, client: httpx.Client
+) -> None:
+    store.append_event(Event("message_sent", "s1"))
+    tail = client.get("/v1/sessions/s1").headers["stream-next-offset"]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        poll = pool.submit(client.get, "/v1/sessions/s1", params={"offset": tail, "live": "long-poll"})
+        in_other_process(
+            Path(store.path), "store.append_event(Event('message_received', 's1', data={'x': 2}))"
+        )
+        response = poll.result(timeout=30)
+    assert response.status_code == 200
+    assert [event["data"] for event in response.json()] == [{"x": 2}]
+
+
+def test_deleting_a_session_is_refused_unless_allowed(
+    store: SQLiteSessionStore, client: httpx.Client
+) -> None:
+    store.append_event(Event("message_sent", "s1"))
+    assert client.delete("/v1/sessions/s1").status_code == 405
+    assert store.get_latest_sequence("s1") == 1
+    with serving(create_app(store, allow_session_delete=True)) as live:
+        assert httpx.delete(f"{live.url}/v1/sessions/s1").status_code == 204
+    assert store.get_latest_sequence("s1") == 0
+
+
+# Security ----------------------------------------------------------------------------------------
+
+
+def test_a_token_is_required_on_every_request_and_never_echoed(store: SQLiteSessionStore) -> None:
+    with serving(create_app(store, token=TOKEN)) as live, httpx.Client(base_url=live.url) as client:
+        refused = client.put("/v1/stream/a", headers={"authorization": "Bearer wrong"})
+        assert refused.status_code == 401
+        assert refused.headers["x-content-type-options"] == "nosniff"
+        assert TOKEN not in refused.text and "wrong" not in refused.text
+        assert client.get("/v1/sessions/s1").status_code == 401
+        allowed = client.put("/v1/stream/a", headers={"authorization": f"Bearer {TOKEN}"})
+        assert allowed.status_code == 201
+
+
+def test_cors_answers_only_the_configured_origins(store: SQLiteSessionStore) -> None:
+    app = create_app(store, cors_origins=["https://app.example"])
+    with serving(app) as live, httpx.Client(base_url=live.url) as client:
+        client.put("/v1/stream/a")
+        good = client.get("/v1/stream/a", headers={"origin": "https://app.example"})
+        assert good.headers["access-control-allow-origin"] == "https://app.example"
+        assert "Stream-Next-Offset" in good.headers["access-control-expose-headers"]
+        other = client.get("/v1/stream/a", headers={"origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+
+
+def test_create_app_refuses_bad_settings(store: SQLiteSessionStore) -> None:
+    with pytest.raises(ValidationError):
+        create_app(store, long_poll_timeout_ms=-1)
+    with pytest.raises(ValidationError):
+        create_app(store, token="")
+    with pytest.raises(ValidationError):
+        create_app(store, cors_origins="https://one.example")  # a string is not a list of origins
+
+
+def test_a_session_sse_follower_gets_another_process_appends(
+    store: SQLiteSessionStore, client: httpx.Client
+) -> None:
+    store.append_event(Event("message_sent", "s1", data={"n": 1}))
+    with client.stream("GET", "/v1/sessions/s1", params={"offset": "-1", "live": "sse"}) as response:
+        assert response.headers["content-type"] == "text/event-stream"
+        lines = response.iter_lines()
+        batches: list[list[dict[str, object]]] = []
+        wrote = False
+        for line in lines:
+            if line.startswith("data:["):  # a data event: an array of events
+                batches.append(json.loads(line[5:]))
+            elif line.startswith("data:{") and not wrote:  # the first control event: caught up
+                in_other_process(
+                    Path(store.path), "store.append_event(Event('message_received', 's1', data={'n': 2}))"
+                )
+                wrote = True
+            if sum(len(batch) for batch in batches) == 2:
+                break
+    events = [event for batch in batches for event in batch]
+    assert [(event["sequence_number"], event["data"]) for event in events] == [(1, {"n": 1}), (2, {"n": 2})]
+
+
+def test_producer_headers_make_a_retried_session_post_idempotent(
+    store: SQLiteSessionStore, client: httpx.Client
+) -> None:
+    headers = {"producer-id": "worker-1", "producer-epoch": "0", "producer-seq": "7"}
+    body = [{"type": "message_sent"}, {"type": "message_received"}]
+    for _ in range(2):
+        response = client.post("/v1/sessions/s1", json=body, headers=headers)
+        assert (response.status_code, response.headers["producer-seq"]) == (200, "7")
+    assert [event.id for event in store.get_events("s1")] == ["worker-1:0:7:0", "worker-1:0:7:1"]
+
+
+def test_a_slow_client_holds_no_read_transaction(store: SQLiteSessionStore, client: httpx.Client) -> None:
+    big = b"x" * (4 << 20)  # far more than the socket buffers take: the response waits on the client
+    client.put("/v1/stream/big", content=big, headers={"content-type": "application/octet-stream"})
+    with client.stream("GET", "/v1/stream/big", params={"offset": "-1"}) as response:
+        assert response.status_code == 200  # headers read, the 4 MiB body not
+        store.byte_streams().append("big", b"more", content_type="application/octet-stream")
+        conn = apsw.Connection(store.path)
+        try:
+            busy, _log, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()[0]
+        finally:
+            conn.close()
+        assert busy == 0  # a read transaction kept open for the response would block it
+        assert len(response.read()) == len(big)
+
+
+def test_the_in_memory_store_serves_streams_and_sessions() -> None:
+    store = InMemorySessionStore()
+    store.append_event(Event("message_sent", "s1"))
+    with serving(create_app(store)) as live, httpx.Client(base_url=live.url) as client:
+        assert (
+            client.put("/v1/stream/a", content=b"x", headers={"content-type": "text/plain"}).status_code
+            == 201
+        )
+        assert client.get("/v1/stream/a").text == "x"
+        assert [event["sequence_number"] for event in client.get("/v1/sessions/s1").json()] == [1]
+    store.close()

@@ -1,0 +1,258 @@
+"""``python -m tools.http_bench [--rounds N] [--appends N] [--followers N] [--json FILE]``: the
+HTTP server beside the reference Node server (``@durable-streams/server`` 0.3.7, file-backed:
+log files and LMDB), in the same run, with the same clients.
+
+1. **append-to-wake**: a long-poll waiter on one connection, a ``POST`` on another; the time
+   from just before the ``POST`` to the waiter holding the data (p50, p99).
+2. **append throughput**: small (64-byte) ``POST``\\ s one after another over one keep-alive
+   connection (appends a second).
+3. **SSE fan-out**: N followers on one stream (one asyncio client process); one broadcast
+   append; the time until each follower has it (p50, p99, max), and the server's threads and
+   resident memory with all N connected.
+
+The reference server is npm-installed into ``.conformance/`` (as ``tools/conformance.py`` does)
+and run by node. Only ratios measured in one run mean anything on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tools.conformance import ROOT
+
+REFERENCE = "@durable-streams/server"
+REFERENCE_VERSION = "0.3.7"
+_NODE_SERVER = """
+import { pathToFileURL } from "node:url"
+const [modulePath, dataDir] = process.argv.slice(2)
+const { DurableStreamTestServer } = await import(pathToFileURL(modulePath).href)
+const server = new DurableStreamTestServer({ port: 0, host: "127.0.0.1", dataDir, longPollTimeout: 20000 })
+const url = await server.start()
+console.log(`serving ${url}`)
+process.on("SIGTERM", async () => { await server.stop(); process.exit(0) })
+"""
+
+
+def install_reference(directory: Path) -> Path:
+    module = directory / "node_modules" / REFERENCE / "dist" / "index.js"
+    package = directory / "node_modules" / REFERENCE / "package.json"
+    if not package.exists() or json.loads(package.read_text())["version"] != REFERENCE_VERSION:
+        directory.mkdir(parents=True, exist_ok=True)
+        if not (directory / "package.json").exists():
+            (directory / "package.json").write_text('{"name": "conformance", "private": true}\n')
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", f"{REFERENCE}@{REFERENCE_VERSION}"],
+            cwd=directory,
+            check=True,
+        )
+    return module
+
+
+@contextmanager
+def server(command: list[str], cwd: Path | None = None) -> Iterator[tuple[str, int]]:
+    """A server process printing ``serving URL``; yields the URL and its pid."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=cwd)
+    assert process.stdout is not None
+    line = ""
+    for line in process.stdout:  # the reference server logs its recovery first
+        if line.startswith("serving "):
+            break
+    else:
+        process.kill()
+        raise SystemExit(f"{command[0]} did not start: {line!r}")
+    # Keep its pipe drained: a server blocked writing its log would measure the log.
+    threading.Thread(target=process.stdout.read, daemon=True).start()
+    try:
+        yield line.split()[1].rstrip("/"), process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def append_to_wake(url: str, rounds: int) -> dict[str, float]:
+    stream = f"{url}/v1/stream/wake-{time.monotonic_ns()}"
+    headers = {"content-type": "application/octet-stream"}
+    with httpx.Client(timeout=30) as writer, httpx.Client(timeout=30) as reader:
+        offset = writer.put(stream, headers=headers).headers["stream-next-offset"]
+        latencies = []
+
+        def wait(at: str, armed: threading.Event, got: list[float]) -> None:
+            armed.set()
+            response = reader.get(stream, params={"offset": at, "live": "long-poll"})
+            got.append(time.perf_counter())
+            assert response.status_code == 200, response.status_code
+
+        for _ in range(rounds):
+            got: list[float] = []
+            armed = threading.Event()
+            waiter = threading.Thread(target=wait, args=(offset, armed, got))
+            waiter.start()
+            armed.wait()
+            time.sleep(0.002)  # let the long-poll reach the server and park (a benchmark, no assertion)
+            start = time.perf_counter()
+            offset = writer.post(stream, content=b"x" * 64, headers=headers).headers["stream-next-offset"]
+            waiter.join()
+            latencies.append((got[0] - start) * 1000)
+    return {"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)}
+
+
+def throughput(url: str, appends: int) -> dict[str, float]:
+    stream = f"{url}/v1/stream/tput-{time.monotonic_ns()}"
+    headers = {"content-type": "application/octet-stream"}
+    body = b"m" * 64
+    with httpx.Client(timeout=30) as client:
+        client.put(stream, headers=headers)
+        start = time.perf_counter()
+        for _ in range(appends):
+            client.post(stream, content=body, headers=headers)
+        elapsed = time.perf_counter() - start
+    return {"appends_per_s": appends / elapsed}
+
+
+async def _follower(
+    host: str,
+    port: int,
+    path: str,
+    ready: asyncio.Event,
+    counter: list[int],
+    total: int,
+    arrivals: list[float],
+    broadcast: bytes,
+) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode())
+    await writer.drain()
+    seen = b""
+    announced = False
+    while True:
+        chunk = await reader.read(65536)
+        if not chunk:
+            break
+        seen += chunk
+        if not announced and b"event: control" in seen:
+            announced = True
+            counter[0] += 1
+            if counter[0] == total:
+                ready.set()
+        if broadcast in seen:
+            arrivals.append(time.perf_counter())
+            break
+    writer.close()
+
+
+def _server_facts(pid: int) -> dict[str, float]:
+    facts: dict[str, float] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key == "Threads":
+                facts["threads"] = int(value)
+            elif key == "VmRSS":
+                facts["rss_mib"] = int(value.split()[0]) / 1024
+    except OSError:
+        pass
+    return facts
+
+
+def fan_out(url: str, pid: int, followers: int) -> dict[str, float]:
+    parsed = httpx.URL(url)
+    name = f"fan-{time.monotonic_ns()}"
+    stream = f"{url}/v1/stream/{name}"
+    headers = {"content-type": "text/plain"}
+    httpx.put(stream, headers=headers)
+    broadcast = f"broadcast-{time.monotonic_ns()}".encode()
+
+    async def run() -> dict[str, float]:
+        ready = asyncio.Event()
+        counter = [0]
+        arrivals: list[float] = []
+        path = f"/v1/stream/{name}?offset=-1&live=sse"
+        host, port = parsed.host, parsed.port or 80
+        tasks = [
+            asyncio.create_task(_follower(host, port, path, ready, counter, followers, arrivals, broadcast))
+            for _ in range(followers)
+        ]
+        await asyncio.wait_for(ready.wait(), 120)
+        facts = _server_facts(pid)
+        async with httpx.AsyncClient(timeout=60) as client:
+            start = time.perf_counter()
+            await client.post(stream, content=broadcast, headers=headers)
+        await asyncio.wait_for(asyncio.gather(*tasks), 120)
+        latencies = [(arrival - start) * 1000 for arrival in arrivals]
+        return {
+            "followers": float(len(latencies)),
+            "first_ms": min(latencies),
+            "p50_ms": percentile(latencies, 0.5),
+            "p99_ms": percentile(latencies, 0.99),
+            "max_ms": max(latencies),
+            **facts,
+        }
+
+    return asyncio.run(run())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=300, help="append-to-wake round trips")
+    parser.add_argument("--appends", type=int, default=3000, help="appends for the throughput")
+    parser.add_argument("--followers", type=int, default=2000, help="SSE followers")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    module = install_reference(ROOT / ".conformance")
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="sqlitestream-http-bench-") as scratch:
+        ours = [
+            sys.executable,
+            "-m",
+            "sqlitestream",
+            "--db",
+            os.path.join(scratch, "store.db"),
+            "serve",
+            "--port",
+            "0",
+        ]
+        script = Path(scratch) / "reference.mjs"
+        script.write_text(_NODE_SERVER)
+        reference = ["node", str(script), str(module), os.path.join(scratch, "reference-data")]
+        for label, command in (("sqlitestream", ours), ("reference", reference)):
+            with server(command) as (url, pid):
+                results[label] = {
+                    "append_to_wake": append_to_wake(url, args.rounds),
+                    "throughput": throughput(url, args.appends),
+                    "sse_fan_out": fan_out(url, pid, args.followers),
+                }
+    for workload in ("append_to_wake", "throughput", "sse_fan_out"):
+        print(workload)
+        for label, figures in results.items():
+            shown = ", ".join(f"{key} {value:.1f}" for key, value in figures[workload].items())
+            print(f"  {label:13} {shown}")
+    ratio = (
+        results["sqlitestream"]["throughput"]["appends_per_s"]
+        / results["reference"]["throughput"]["appends_per_s"]
+    )
+    print(f"throughput ratio (sqlitestream / reference): {ratio:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps({**results, "throughput_ratio": ratio}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
