@@ -174,11 +174,15 @@ def test_the_filters_of_both_pages(driver: Any, server: Server, db: Path) -> Non
     driver.get(server.url + "/session?id=ses_f")
     wait(driver, present("#event-10"), what="the session")
 
+    def text(css: str) -> str:
+        return str(driver.execute_script("return document.querySelector(arguments[0])?.textContent ?? ''", css))
+
     def seqs() -> list[int]:
         return [seq for seq, _ in rows_in_view(driver)]
 
     def headings() -> list[str]:
-        return [node.get_attribute("data-run") for node in driver.find_elements(By.CSS_SELECTOR, ".row.group")]
+        script = "return [...document.querySelectorAll('#timeline .row.group')].map((n) => n.dataset.run)"
+        return list(driver.execute_script(script))
 
     assert seqs() == list(range(1, 11))
     assert headings() == ["r1", "r2", ""]  # grouped by run; the last event is outside any run
@@ -197,12 +201,13 @@ def test_the_filters_of_both_pages(driver: Any, server: Server, db: Path) -> Non
     runs.select_by_value("")
     wait(driver, lambda d: seqs() == list(range(1, 11)), what="no filter")
 
-    button = driver.find_element(By.CSS_SELECTOR, '#runs button[data-run="r1"]')
-    assert "completed" in button.text and "in 7" in button.text  # the saved run's status and usage
-    assert "failed" in driver.find_element(By.CSS_SELECTOR, '#runs button[data-run="r2"]').text
-    button.click()
+    r1, r2 = '#runs button[data-run="r1"]', '#runs button[data-run="r2"]'
+    # The saved run's status and token usage; the unsaved one's status from its events.
+    wait(driver, lambda d: "completed" in text(r1) and "in 7 tokens" in text(r1), what="run r1")
+    assert "failed" in text(r2)
+    wait(driver, click(r1), what="a click on run r1")
     wait(driver, lambda d: seqs() == [2, 3, 4, 5], what="a run chosen from the runs list")
-    assert driver.find_element(By.CSS_SELECTOR, '#runs button[data-run="r1"]').get_attribute("aria-pressed") == "true"
+    wait(driver, lambda d: d.execute_script(f"return document.querySelector('{r1}').ariaPressed") == "true")
     driver.refresh()
     wait(driver, present("#event-5"), what="the page reloaded")
     wait(driver, lambda d: seqs() == [2, 3, 4, 5], what="the run filter kept in the address")
