@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-
 from support import child_env
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -22,7 +21,9 @@ CHROMEDRIVER = shutil.which("chromedriver")
 
 def skip_without_browser() -> None:
     if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.skip("no browser: install chromium and chromium-driver (apt-get install chromium chromium-driver)")
+        pytest.skip(
+            "no browser: install chromium and chromium-driver (apt-get install chromium chromium-driver)"
+        )
     try:
         import selenium  # noqa: F401
     except ImportError:
@@ -96,7 +97,16 @@ class Server:
         self._process: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
-        argv = [sys.executable, "-m", "sqlitestream", "--db", str(self._db), "serve", "--port", str(self.port)]
+        argv = [
+            sys.executable,
+            "-m",
+            "sqlitestream",
+            "--db",
+            str(self._db),
+            "serve",
+            "--port",
+            str(self.port),
+        ]
         with self._log.open("a") as log:
             self._process = subprocess.Popen(
                 argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=child_env()
@@ -151,7 +161,9 @@ class Writer:
     def session(self, session_id: str, agent: str, status: str = "active") -> None:
         self.send(op="session", id=session_id, agent=agent, status=status)
 
-    def append(self, session_id: str, type: str, data: dict[str, Any] | None = None, run: str | None = None) -> int:
+    def append(
+        self, session_id: str, type: str, data: dict[str, Any] | None = None, run: str | None = None
+    ) -> int:
         return int(self.send(op="append", session=session_id, type=type, data=data or {}, run=run).split()[1])
 
     def close(self) -> None:

@@ -42,7 +42,10 @@ def _session(store: SQLiteSessionStore, session_id: str, agent: str, status: str
 def _events(store: SQLiteSessionStore, session_id: str, count: int, minutes: int) -> None:
     moment = T0 + timedelta(minutes=minutes)
     store.append_events(
-        [Event(type="message_sent", session_id=session_id, timestamp=moment, data={"n": n}) for n in range(count)]
+        [
+            Event(type="message_sent", session_id=session_id, timestamp=moment, data={"n": n})
+            for n in range(count)
+        ]
     )
 
 
@@ -149,7 +152,9 @@ def test_runs_lists_the_sessions_saved_runs(store: SQLiteSessionStore, client: T
     assert missing.status_code == 400 and "session_id" in missing.json()["error"]["message"]
 
 
-def test_export_downloads_the_session_in_the_export_format(store: SQLiteSessionStore, client: TestClient) -> None:
+def test_export_downloads_the_session_in_the_export_format(
+    store: SQLiteSessionStore, client: TestClient
+) -> None:
     _session(store, "a/b c", "coder", "active", 0)
     store.save_run(Run(session_id="a/b c", id="r1", started_at=T0))
     _events(store, "a/b c", 3, 1)
@@ -159,7 +164,10 @@ def test_export_downloads_the_session_in_the_export_format(store: SQLiteSessionS
 
     assert response.status_code == 200
     assert response.headers["content-disposition"] == 'attachment; filename="a_b_c.jsonl"'
-    expected = [json.dumps(record, ensure_ascii=False, separators=(",", ":")) for record in store.export_records(["a/b c"])]
+    expected = [
+        json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+        for record in store.export_records(["a/b c"])
+    ]
     assert response.text == "\n".join(expected) + "\n"
     kinds = [json.loads(line)["kind"] for line in response.text.splitlines()]
     assert kinds == ["header", "session", "run", "event", "event", "event"]
@@ -177,3 +185,24 @@ def test_listing_works_on_a_store_without_admin_methods() -> None:
         store.append_event(Event(type="message_sent", session_id="s1"))
         row = client.get("/v1/sessions").json()["sessions"][0]
         assert (row["session_id"], row["event_count"], row["latest_sequence"]) == ("s1", 1, 1)
+
+
+def test_the_installed_package_carries_the_viewer_files(tmp_path: Path) -> None:
+    """From another directory the import resolves to the installed package (in CI, the wheel
+    built by ``pip install .``), which must ship the pages, script and style sheet."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from importlib.resources import files\n"
+        "static = files('sqlitestream.http') / 'static'\n"
+        "names = ['index.html', 'session.html', 'common.js', 'sessions.js', 'session.js', 'viewer.css']\n"
+        "print(all((static / name).is_file() for name in names))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"

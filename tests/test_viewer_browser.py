@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browsing import Server, Writer, all_rows, chrome, narrow, page_problems, rows_in_view, skip_without_browser
+from browsing import (
+    Server,
+    Writer,
+    all_rows,
+    chrome,
+    narrow,
+    page_problems,
+    rows_in_view,
+    skip_without_browser,
+)
 
 from sqlitestream import Event, Run, Session, SQLiteSessionStore
 
@@ -60,7 +69,9 @@ def present(css: str) -> Any:
 def text_of(css: str, expected: str) -> Any:
     # Read in the page, in one step: the listing replaces its rows when they change, so an
     # element found in one WebDriver call may be gone by the next.
-    return lambda d: d.execute_script("return document.querySelector(arguments[0])?.textContent", css) == expected
+    return lambda d: (
+        d.execute_script("return document.querySelector(arguments[0])?.textContent", css) == expected
+    )
 
 
 def click(css: str) -> Any:
@@ -78,7 +89,11 @@ def click(css: str) -> Any:
 
 
 def listed_ids(d: Any) -> list[str]:
-    return list(d.execute_script("return [...document.querySelectorAll('#sessions tbody tr')].map((r) => r.dataset.id)"))
+    return list(
+        d.execute_script(
+            "return [...document.querySelectorAll('#sessions tbody tr')].map((r) => r.dataset.id)"
+        )
+    )
 
 
 def test_live_sessions_and_events_from_another_process_survive_a_server_restart(
@@ -175,7 +190,9 @@ def test_the_filters_of_both_pages(driver: Any, server: Server, db: Path) -> Non
     wait(driver, present("#event-10"), what="the session")
 
     def text(css: str) -> str:
-        return str(driver.execute_script("return document.querySelector(arguments[0])?.textContent ?? ''", css))
+        return str(
+            driver.execute_script("return document.querySelector(arguments[0])?.textContent ?? ''", css)
+        )
 
     def seqs() -> list[int]:
         return [seq for seq, _ in rows_in_view(driver)]
@@ -214,7 +231,9 @@ def test_the_filters_of_both_pages(driver: Any, server: Server, db: Path) -> Non
     assert page_problems(driver) == []
 
 
-def test_a_session_of_100000_events_renders_only_what_is_in_view(driver: Any, server: Server, db: Path) -> None:
+def test_a_session_of_100000_events_renders_only_what_is_in_view(
+    driver: Any, server: Server, db: Path
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 

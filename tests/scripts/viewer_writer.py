@@ -18,7 +18,9 @@ def main() -> None:
         for line in sys.stdin:
             command = json.loads(line)
             if command["op"] == "session":
-                store.save_session(Session(id=command["id"], agent_id=command["agent"], status=command["status"]))
+                store.save_session(
+                    Session(id=command["id"], agent_id=command["agent"], status=command["status"])
+                )
                 print("ok", flush=True)
             elif command["op"] == "append":
                 stored = store.append_event(
