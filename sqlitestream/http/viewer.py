@@ -33,7 +33,7 @@ from starlette.staticfiles import StaticFiles
 
 from sqlitestream.admin import AdminStore
 from sqlitestream.aio import AsyncStore
-from sqlitestream.errors import SqliteStreamError, ValidationError
+from sqlitestream.errors import SessionNotFoundError, SqliteStreamError, ValidationError
 from sqlitestream.http.errors import error_response
 from sqlitestream.models import Session, SessionStatus
 
@@ -111,16 +111,24 @@ def list_sessions(
     """
     if status is not None and status not in _STATUSES:
         raise ValidationError(f"status must be one of {', '.join(sorted(_STATUSES))}, got {status!r}")
-    saved: dict[str, Session] = {session.id: session for session in store.list_sessions()}
+    if exact_id is not None:
+        # One session (the session page's summary): read only its own records.
+        try:
+            saved = {exact_id: store.get_session(exact_id)}
+        except SessionNotFoundError:
+            saved = {}
+    else:
+        saved = {session.id: session for session in store.list_sessions()}
     if isinstance(store, AdminStore):
-        streams = {info.session_id: info for info in store.list_streams()}
+        wanted = None if exact_id is None else [exact_id]
+        streams = {info.session_id: info for info in store.list_streams(wanted)}
         logged = {sid: (s.event_count, s.latest_sequence, s.last_event_at) for sid, s in streams.items()}
     else:
         logged = {}
         for session_id in saved:
             latest = store.get_latest_sequence(session_id)
             logged[session_id] = (latest, latest, None)
-    agents = sorted({session.agent_id for session in saved.values()})
+    agents = sorted({session.agent_id for session in saved.values()})  # for the agent filter's hints
     rows: list[dict[str, Any]] = []
     needle = contains.lower() if contains else None
     for session_id in saved.keys() | logged.keys():

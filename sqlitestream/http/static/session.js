@@ -47,6 +47,7 @@ let offset = "-1";
 let cursor = null;
 let source = null;
 let retryTimer = null;
+let dropTimer = null;
 let retryMs = 250;
 let upToDate = false;
 
@@ -404,6 +405,7 @@ async function loadRuns() {
 }
 
 function retry(state, text, delay = retryMs) {
+  clearTimeout(dropTimer);
   liveState(live, state, text);
   clearTimeout(retryTimer);
   retryTimer = setTimeout(connect, delay);
@@ -436,14 +438,20 @@ async function connect() {
     cursor = control.streamCursor ?? cursor;
     upToDate = control.upToDate === true;
     retryMs = 250;
+    clearTimeout(dropTimer);
     liveState(live, "live", upToDate ? "live" : `catching up: ${fmtNumber(events.length)} events`);
   });
   source.addEventListener("error", () => {
     // EventSource would reconnect by itself, but to the URL it was opened with: the first
-    // offset. Close it and resume from the last offset instead.
+    // offset. Close it and resume from the last offset instead. The server also ends each SSE
+    // response after a minute, so a drop is only shown if resuming takes a while.
     source.close();
     source = null;
-    retry("down", "connection lost; resuming from the last offset");
+    clearTimeout(dropTimer);
+    dropTimer = setTimeout(() => liveState(live, "down", "connection lost; resuming from the last offset"), 1000);
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(connect, retryMs);
+    retryMs = Math.min(retryMs * 2, 4000);
   });
 }
 
