@@ -206,3 +206,18 @@ def test_the_installed_package_carries_the_viewer_files(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
+
+
+def test_the_viewer_works_mounted_under_a_prefix(store: SQLiteSessionStore) -> None:
+    """The pages use relative URLs, so the app can be mounted inside another ASGI app."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    _session(store, "s1", "coder", "active", 0)
+    outer = Starlette(routes=[Mount("/tools", app=create_app(store))])
+    with TestClient(outer) as client:
+        page = client.get("/tools/")
+        assert page.status_code == 200 and 'href="static/viewer.css"' in page.text
+        assert client.get("/tools/static/viewer.css").status_code == 200
+        assert client.get("/tools/session").status_code == 200
+        assert client.get("/tools/v1/sessions").json()["sessions"][0]["session_id"] == "s1"

@@ -203,6 +203,11 @@ def test_the_filters_of_both_pages(driver: Any, server: Server, db: Path) -> Non
 
     assert seqs() == list(range(1, 11))
     assert headings() == ["r1", "r2", ""]  # grouped by run; the last event is outside any run
+    # Readable summaries: the tool's name, the error's message; colour by family, failures marked.
+    assert (text("#event-3 .text"), text("#event-8 .text")) == ("ls", "denied")
+    badge = "return document.querySelector(arguments[0] + ' .badge').className"
+    assert driver.execute_script(badge, "#event-3") == "badge fam-tool"
+    assert driver.execute_script(badge, "#event-8") == "badge fam-error failed"
     types = Select(driver.find_element(By.ID, "type"))
     types.select_by_value("tool_call_started")
     wait(driver, lambda d: seqs() == [3, 7], what="the type filter")
