@@ -51,6 +51,19 @@ let dropTimer = null;
 let retryMs = 250;
 let upToDate = false;
 
+function startOver() {
+  events.length = 0;
+  lastSeq = 0;
+  runs.clear();
+  runRecords.clear();
+  offset = "-1";
+  cursor = null;
+  active = expanded = -1;
+  runsDirty = true;
+  rebuild();
+  fail("This session was deleted and written again; showing its new log from sequence 1.");
+}
+
 function fail(message) {
   const banner = $("banner");
   banner.textContent = message;
@@ -427,6 +440,10 @@ async function connect() {
     retry("waiting", "no events yet; waiting for the first", 1000);
     return;
   }
+  if (info.latest_sequence < lastSeq) {
+    // Deleted and written again while we were away: its log starts at sequence 1 again.
+    startOver();
+  }
   loadRuns().catch(() => {});
   const params = new URLSearchParams({ offset, live: "sse" });
   if (cursor) params.set("cursor", cursor);
@@ -439,7 +456,7 @@ async function connect() {
     upToDate = control.upToDate === true;
     retryMs = 250;
     clearTimeout(dropTimer);
-    liveState(live, "live", upToDate ? "live" : `catching up: ${fmtNumber(events.length)} events`);
+    liveState(live, "live", upToDate ? "live" : "catching up");
   });
   source.addEventListener("error", () => {
     // EventSource would reconnect by itself, but to the URL it was opened with: the first
