@@ -111,6 +111,7 @@ def list_sessions(
     """
     if status is not None and status not in _STATUSES:
         raise ValidationError(f"status must be one of {', '.join(sorted(_STATUSES))}, got {status!r}")
+    saved: dict[str, Session]
     if exact_id is not None:
         # One session (the session page's summary): read only its own records.
         try:
