@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sqlitestream.aio import AsyncStore
 from sqlitestream.bytestreams import ByteStreams
 from sqlitestream.errors import ValidationError
-from sqlitestream.http import protocol
+from sqlitestream.http import protocol, viewer
 from sqlitestream.http.errors import json_error
 from sqlitestream.http.live import Shutdown
 from sqlitestream.http.sessions import SessionRoutes
@@ -189,6 +189,7 @@ def create_app(
         routes=[
             Route("/v1/stream/{name:path}", stream_routes.handle, methods=methods),
             Route("/v1/sessions/{session_id:path}", session_routes.handle, methods=methods),
+            *viewer.routes(async_store),
         ],
         lifespan=lifespan,
     )
