@@ -521,7 +521,8 @@ class AdminStore(SessionStore):
             while True:
                 page = self.get_events(session_id, after=after, limit=PAGE)
                 for event in page:
-                    yield {"kind": "event", **event.to_dict()}
+                    # Without ``position``: it belongs to this store, and an import assigns new ones.
+                    yield {"kind": "event", **Event.to_dict(event)}
                 if len(page) < PAGE:
                     break
                 after = page[-1].sequence_number or after

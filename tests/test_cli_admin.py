@@ -12,6 +12,7 @@ from typing import Any
 
 import apsw
 import pytest
+from support import records as event_records
 
 from sqlitestream import (
     CheckReport,
@@ -28,6 +29,7 @@ from sqlitestream import (
     inspect_schema,
     migrate_schema,
 )
+from tools.oldstores import downgrade_sqlite_store
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -145,7 +147,7 @@ def test_store_info_reports_file_facts_and_counts(store: SQLiteSessionStore, tmp
     assert info.path == str(tmp_path / "store.db")
     assert info.file_bytes is not None and info.file_bytes > 0
     assert info.wal_bytes is not None and info.wal_bytes >= 0
-    assert info.schema_version == 2
+    assert info.schema_version == 3
     assert info.journal_mode == "wal"
     assert info.synchronous == "normal"
     assert (info.sessions, info.runs, info.events, info.streams) == (2, 2, 7, 3)
@@ -292,15 +294,15 @@ def test_check_is_correct_while_another_process_appends(store: SQLiteSessionStor
 
 
 def make_v1(path: Path) -> None:
-    """A store file as schema version 1 left it (version 2 only added runs_running)."""
+    """A store file as schema version 1 left it."""
     with SQLiteSessionStore(path) as writer:
         populate(writer)
-    raw(path, "DROP INDEX runs_running", "PRAGMA user_version = 1")
+    downgrade_sqlite_store(path, 1)
 
 
 def test_inspect_schema_of_a_current_store(store: SQLiteSessionStore, tmp_path: Path) -> None:
     status = inspect_schema(tmp_path / "store.db")
-    assert (status.version, status.code_version, status.pending, status.up_to_date) == (2, 2, (), True)
+    assert (status.version, status.code_version, status.pending, status.up_to_date) == (3, 3, (), True)
 
 
 def test_inspect_schema_of_an_old_store_lists_steps_and_changes_nothing(tmp_path: Path) -> None:
@@ -308,7 +310,7 @@ def test_inspect_schema_of_an_old_store_lists_steps_and_changes_nothing(tmp_path
     make_v1(path)
     status = inspect_schema(path)
     assert status.version == 1 and not status.up_to_date
-    assert [(step.from_version, step.to_version) for step in status.pending] == [(1, 2)]
+    assert [(step.from_version, step.to_version) for step in status.pending] == [(1, 2), (2, 3)]
     assert "runs_running" in status.pending[0].statements[0]
     assert inspect_schema(path).version == 1
 
@@ -337,7 +339,7 @@ def test_migrate_schema_writes_a_backup_then_upgrades(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     make_v1(path)
     result = migrate_schema(path, backup_path=tmp_path / "backup.db")
-    assert (result.from_version, result.to_version, result.upgraded) == (1, 2, True)
+    assert (result.from_version, result.to_version, result.upgraded) == (1, 3, True)
     assert result.backup_path == str(tmp_path / "backup.db")
     assert inspect_schema(path).up_to_date
     assert inspect_schema(tmp_path / "backup.db").version == 1
@@ -377,7 +379,7 @@ def test_migrate_schema_never_creates_a_store(tmp_path: Path) -> None:
 
 
 def test_migrate_schema_refuses_a_newer_file_unchanged(store: SQLiteSessionStore, tmp_path: Path) -> None:
-    raw(tmp_path / "store.db", "PRAGMA user_version = 3")
+    raw(tmp_path / "store.db", "PRAGMA user_version = 99")
     with pytest.raises(SchemaVersionError):
         migrate_schema(tmp_path / "store.db", backup_path=tmp_path / "b.db")
     assert not (tmp_path / "b.db").exists()
@@ -424,7 +426,8 @@ def test_export_then_import_into_an_empty_store_reproduces_everything(
             0,
         )
         for session_id in ("s1", "s2", "log-only"):
-            assert copy.get_events(session_id) == store.get_events(session_id)
+            # Equal but for the positions: the copy assigned its own, in import order.
+            assert event_records(copy.get_events(session_id)) == event_records(store.get_events(session_id))
             assert copy.get_latest_sequence(session_id) == store.get_latest_sequence(session_id)
             assert copy.list_runs(session_id) == store.list_runs(session_id)
         assert copy.list_sessions() == store.list_sessions()

@@ -122,5 +122,5 @@ def test_sql_fragments_in_values_leave_the_schema_alone(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     finally:
         conn.close()
-    assert tables == ["events", "runs", "sessions", "streams"]
+    assert tables == ["cursors", "events", "feed", "runs", "sessions", "streams"]
     assert count == 22

@@ -9,7 +9,7 @@ import sqlite3
 import stat
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import apsw
@@ -26,6 +26,9 @@ from sqlitestream import (
     ValidationError,
 )
 from sqlitestream.sqlite.schema import APPLICATION_ID, SCHEMA_VERSION, schema_sql
+from tools.oldstores import downgrade_sqlite_store
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 # Appends on a damaged counter --------------------------------------------------------------------
 
@@ -218,13 +221,77 @@ def test_empty_file_becomes_a_store(tmp_path: Path) -> None:
 
 
 def _make_version_1(path: Path) -> None:
-    """A store as version 1 wrote it: the same tables without the ``runs_running`` index."""
+    """A store as version 1 wrote it (no ``runs_running`` index, no feed positions)."""
     with SQLiteSessionStore(path) as store:
         store.save_session(Session(agent_id="a", id="s1"))
         store.append_events([Event("message_sent", "s1"), Event("message_sent", "s1")])
+    downgrade_sqlite_store(path, 1)
+
+
+def _columns(conn: apsw.Connection) -> dict[str, list[tuple[object, ...]]]:
+    """Every table's and index's columns as PRAGMA table_xinfo / index_xinfo give them."""
+    objects = conn.execute(
+        "SELECT type, name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+    )
+    return {
+        name: conn.execute(f"PRAGMA {'table' if kind == 'table' else 'index'}_xinfo({name})").fetchall()
+        for kind, name in list(objects)
+    }
+
+
+def test_version_2_store_is_upgraded_with_positions_in_commit_order(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    with SQLiteSessionStore(path) as store:
+        store.save_cursor("gone-with-the-downgrade", 1)
+        for n in range(30):
+            store.append_event(
+                Event("message_sent", f"s{n % 4}", id=f"e{n}", timestamp=T0 + timedelta(seconds=n))
+            )
+        # Appended later but dated earlier than its session's previous event: it still comes after it.
+        store.append_event(Event("message_sent", "s1", id="late", timestamp=T0))
+    downgrade_sqlite_store(path, 2)
+    with SQLiteSessionStore(path) as store:
+        assert store.upgraded_from == 2
+        feed = store.read_feed()
+        assert [event.position for event in feed] == list(range(1, 32))
+        assert [event.id for event in feed] == [f"e{n}" for n in range(30)] + ["late"]
+        assert [e.sequence_number for e in store.get_events("s1")] == list(range(1, 10))
+        assert store.get_last_position() == 31 and store.list_cursors() == []
+        assert store.append_event(Event("message_sent", "s9")).position == 32
+        assert store.check_integrity().ok
+
+
+def test_an_upgraded_store_has_the_schema_of_a_new_one(tmp_path: Path) -> None:
+    SQLiteSessionStore(tmp_path / "new.db").close()
+    with SQLiteSessionStore(tmp_path / "old.db") as store:
+        store.append_event(Event("message_sent", "s1"))
+    downgrade_sqlite_store(tmp_path / "old.db", 1)
+    SQLiteSessionStore(tmp_path / "old.db").close()
+    new, old = (apsw.Connection(str(tmp_path / name)) for name in ("new.db", "old.db"))
+    try:
+        assert _columns(old) == _columns(new)
+    finally:
+        new.close()
+        old.close()
+
+
+def test_a_failed_upgrade_leaves_version_2_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    with SQLiteSessionStore(path) as store:
+        store.append_events([Event("message_sent", "s1", id=f"e{n}") for n in range(5)])
+    downgrade_sqlite_store(path, 2)
     conn = apsw.Connection(str(path))
-    conn.execute("DROP INDEX runs_running; PRAGMA user_version = 1;")
+    conn.execute("CREATE TABLE cursors (x)")  # makes the upgrade's CREATE TABLE cursors fail
     conn.close()
+    with pytest.raises(StorageError, match="cursors"):
+        SQLiteSessionStore(path)
+    conn = apsw.Connection(str(path))
+    try:
+        assert conn.pragma("user_version") == 2
+        assert [row[1] for row in conn.execute("PRAGMA table_info(events)")][-1] == "metadata"
+        assert conn.execute("SELECT count(*) FROM events").fetchall() == [(5,)]
+    finally:
+        conn.close()
 
 
 def test_version_1_store_is_upgraded_on_open(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from sqlitestream._core import forks
 from sqlitestream._core.batch import plan_batch
 from sqlitestream._core.sql import EventQueries, create, upsert
 from sqlitestream._core.validate import check_choice, check_id, check_int, describe
-from sqlitestream._core.waiting import WakeHub, long_poll
+from sqlitestream._core.waiting import FEED, WakeHub, long_poll
 from sqlitestream.admin import (
     AdminStore,
     CheckReport,
@@ -38,6 +38,7 @@ from sqlitestream.errors import (
     StoreClosedError,
     ValidationError,
 )
+from sqlitestream.feed import ConsumerCursor, FeedFilter, FeedStore, check_cursor_name
 from sqlitestream.models import (
     Event,
     Run,
@@ -47,6 +48,7 @@ from sqlitestream.models import (
     StoredEvent,
 )
 from sqlitestream.postgres import admin as _admin
+from sqlitestream.postgres import feed as _feed
 from sqlitestream.postgres import schema as _pg_schema
 from sqlitestream.postgres.connection import (
     Database,
@@ -112,20 +114,24 @@ class _Sql:
         self.event_by_id = f"SELECT {EVENT_COLUMNS} FROM {s}.events WHERE id = %s"
         self.events_by_ids = f"SELECT {EVENT_COLUMNS} FROM {s}.events WHERE id = ANY(%s)"
         # The common append, as ONE statement (its own transaction, one round trip): look the
-        # id up; only if it is new, bump the counter (locking its row until commit) and insert
-        # the event with the new number, notifying in the same transaction. A concurrent
-        # insert of the same id is caught by the unique index; Database.run retries and the
-        # lookup then finds it. Result: the new number, or the stored event's columns.
+        # id up; only if it is new, bump the counter (locking its row until commit), then take
+        # the next position (locking the feed row until commit: see feed.py) and insert the
+        # event with both, notifying in the same transaction. A concurrent insert of the same
+        # id is caught by the unique index; Database.run retries and the lookup then finds it.
+        # Result: the new number and position, or the stored event's columns.
         self.append = (
             f"WITH existing AS (SELECT {EVENT_COLUMNS} FROM {s}.events WHERE id = %s), "
             f"bump AS (INSERT INTO {s}.streams AS c (session_id, latest_seq) "
             "SELECT %s, 1 WHERE NOT EXISTS (SELECT 1 FROM existing) "
             "ON CONFLICT (session_id) DO UPDATE SET latest_seq = c.latest_seq + 1 "
             "RETURNING latest_seq), "
+            f"taken AS (UPDATE {s}.feed SET last_position = last_position + 1 "
+            "WHERE EXISTS (SELECT 1 FROM bump) RETURNING last_position), "
             f"inserted AS (INSERT INTO {s}.events ({EVENT_COLUMNS}) "
-            "SELECT %s, latest_seq, %s, %s, %s, %s, %s, %s FROM bump "
-            f"RETURNING seq, pg_notify(%s, {APPEND_PAYLOAD_SQL})) "
-            "SELECT (SELECT seq FROM inserted), e.* FROM (SELECT 1) AS one LEFT JOIN existing AS e ON true"
+            "SELECT %s, latest_seq, %s, %s, %s, %s, %s, %s, last_position FROM bump, taken "
+            f"RETURNING seq, position, pg_notify(%s, {APPEND_PAYLOAD_SQL})) "
+            "SELECT (SELECT seq FROM inserted), (SELECT position FROM inserted), e.* "
+            "FROM (SELECT 1) AS one LEFT JOIN existing AS e ON true"
         )
         self.bump = (
             f"INSERT INTO {s}.streams AS c (session_id, latest_seq) "
@@ -134,7 +140,7 @@ class _Sql:
             f"RETURNING session_id, latest_seq, pg_notify(%s, {APPEND_PAYLOAD_SQL})"
         )
         self.insert_event = (
-            f"INSERT INTO {s}.events ({EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            f"INSERT INTO {s}.events ({EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
         )
         self.insert_events = f"INSERT INTO {s}.events ({EVENT_COLUMNS}) {UNNEST_EVENTS}"
         self.latest = f"SELECT latest_seq FROM {s}.streams WHERE session_id = %s"
@@ -148,9 +154,10 @@ class _Sql:
         self.save_session = upsert(f"{s}.sessions", SESSION_COLUMNS, "%s")
         self.save_run = upsert(f"{s}.runs", RUN_COLUMNS, "%s")
         self.pages = EventQueries(f"{s}.events", PAGE_COLUMNS, "%s", lambda moment: moment)
+        self.feed = _feed.FeedSql(schema)
 
 
-class PostgresSessionStore(AdminStore):
+class PostgresSessionStore(AdminStore, FeedStore):
     """The session event store on a PostgreSQL server (psycopg 3).
 
     Args:
@@ -442,7 +449,7 @@ class PostgresSessionStore(AdminStore):
         check_event(event, self._max_event_bytes)
         expected_sequence = check_int(expected_sequence, "expected_sequence", minimum=0)
         sql = self._sql
-        values = event_values(event, 0)[2:]  # the columns after session_id and seq
+        values = event_values(event, 0, 0)[2:-1]  # the columns after session_id and seq, but position
 
         def append(conn: Connection) -> StoredEvent:
             row = conn.execute(
@@ -450,8 +457,8 @@ class PostgresSessionStore(AdminStore):
             ).fetchone()
             assert row is not None
             if row[0] is not None:
-                return with_sequence(event, int(row[0]))
-            return self._original(event, event_from_row(row[1:]))
+                return with_sequence(event, int(row[0]), int(row[1]))
+            return self._original(event, event_from_row(row[2:]))
 
         def append_expecting(conn: Connection, expected: int) -> StoredEvent:
             # The counter row first: once it is ours, every append of this session that
@@ -467,8 +474,9 @@ class PostgresSessionStore(AdminStore):
             latest = int(bumped[1])
             if latest - 1 != expected:
                 raise SequenceConflictError(event.session_id, expected, latest - 1)
-            conn.execute(sql.insert_event, event_values(event, latest))
-            return with_sequence(event, latest)
+            position = int(conn.execute(sql.feed.take, (1,)).fetchone()[0])  # type: ignore[index]
+            conn.execute(sql.insert_event, event_values(event, latest, position))
+            return with_sequence(event, latest, position)
 
         self._check_open()
         if expected_sequence is None:
@@ -498,8 +506,11 @@ class PostgresSessionStore(AdminStore):
             bumped = conn.execute(
                 sql.bump, (sessions, [plan.counts[s] for s in sessions], self._channel)
             ).fetchall()
-            numbered = plan.numbered({session_id: int(latest) for session_id, latest, _ in bumped})
-            rows = [event_values(event, event.sequence_number) for event in numbered]
+            last = int(conn.execute(sql.feed.take, (len(plan.new),)).fetchone()[0])  # type: ignore[index]
+            numbered = plan.numbered(
+                {session_id: int(latest) for session_id, latest, _ in bumped}, last - len(plan.new)
+            )
+            rows = [event_values(event, event.sequence_number, event.position) for event in numbered]
             conn.execute(sql.insert_events, event_columns(rows))
             return plan.results(numbered), sessions
 
@@ -519,6 +530,32 @@ class PostgresSessionStore(AdminStore):
             # Listen before the waiter's first re-query, so no notification can slip between.
             self._listener.ensure_started(self._connect_timeout_s)
         return long_poll(self._hub, query.session_id, run_query, query.wait_seconds)
+
+    # The feed and consumer cursors (the FeedStore contract; see feed.py) -------------------
+
+    def query_feed(self, query: FeedFilter) -> list[StoredEvent]:
+        self._check_open()
+        sql = self._sql.feed
+        if query.wait_seconds > 0:
+            self._listener.ensure_started(self._connect_timeout_s)
+        return long_poll(
+            self._hub, FEED, lambda: _feed.feed_page(self._fetch, sql, query), query.wait_seconds
+        )
+
+    def get_last_position(self) -> int:
+        return _feed.last_position(self._fetch, self._sql.feed)
+
+    def write_cursor(self, name: str, position: int, expected: int | None) -> None:
+        _feed.write_cursor(self._transact, self._sql.feed, name, position, expected)
+
+    def get_cursor(self, name: str) -> int:
+        return _feed.get_cursor(self._fetch, self._sql.feed, check_cursor_name(name))
+
+    def list_cursors(self) -> list[ConsumerCursor]:
+        return _feed.list_cursors(self._fetch, self._sql.feed)
+
+    def delete_cursor(self, name: str) -> None:
+        _feed.delete_cursor(self._transact, self._sql.feed, check_cursor_name(name))
 
     def _wait_hub(self) -> WakeHub:
         """See :mod:`sqlitestream._core.waiting`: LISTENing when this returns."""

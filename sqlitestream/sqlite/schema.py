@@ -13,11 +13,48 @@ from sqlitestream.sqlite.connection import translating
 from sqlitestream.sqlite.transaction import Writer
 
 APPLICATION_ID = 0x53715374  # "SqSt": marks the file as a sqlitestream store
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+_FEED_STEP = (
+    # The events table again, with position; existing events take positions in the order
+    # closest to their commit order that is left: by time, but never ahead of an earlier event
+    # of their own session (a caller may have given an event an older timestamp).
+    """CREATE TABLE events_v3 (
+    session_id TEXT NOT NULL,
+    seq        INTEGER NOT NULL CHECK (seq >= 1),
+    id         TEXT NOT NULL,
+    type       TEXT NOT NULL,
+    run_id     TEXT,
+    ts         INTEGER NOT NULL,
+    data       TEXT NOT NULL,
+    metadata   TEXT NOT NULL,
+    position   INTEGER NOT NULL CHECK (position >= 1),
+    PRIMARY KEY (session_id, seq)
+) STRICT, WITHOUT ROWID""",
+    "INSERT INTO events_v3 (session_id, seq, id, type, run_id, ts, data, metadata, position) "
+    "SELECT session_id, seq, id, type, run_id, ts, data, metadata, "
+    "row_number() OVER (ORDER BY reached, session_id, seq) FROM ("
+    "SELECT *, max(ts) OVER (PARTITION BY session_id ORDER BY seq) AS reached FROM events)",
+    "DROP TABLE events",
+    "ALTER TABLE events_v3 RENAME TO events",
+    "CREATE UNIQUE INDEX events_by_id ON events (id)",
+    "CREATE UNIQUE INDEX events_by_position ON events (position)",
+    """CREATE TABLE feed (
+    only_row      INTEGER PRIMARY KEY CHECK (only_row = 1),
+    last_position INTEGER NOT NULL CHECK (last_position >= 0)
+) STRICT""",
+    "INSERT INTO feed (only_row, last_position) SELECT 1, ifnull(max(position), 0) FROM events",
+    """CREATE TABLE cursors (
+    name       TEXT PRIMARY KEY NOT NULL,
+    position   INTEGER NOT NULL CHECK (position >= 0),
+    updated_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID""",
+)
 
 UPGRADES: dict[int, tuple[str, ...]] = {
     # version N -> N+1; each step runs in one transaction with the version stamp.
     1: ("CREATE INDEX runs_running ON runs (session_id, started_at) WHERE status = 'running'",),
+    2: _FEED_STEP,
 }
 """Upgrade steps by the version they start from."""
 

@@ -33,7 +33,7 @@ from sqlitestream._core.validate import (
     check_text,
     describe,
 )
-from sqlitestream._core.waiting import NO_SEED, WakeHub, long_poll
+from sqlitestream._core.waiting import FEED, NO_SEED, WakeHub, long_poll
 from sqlitestream.admin import (
     AdminStore,
     CheckReport,
@@ -53,6 +53,7 @@ from sqlitestream.errors import (
     StoreClosedError,
     ValidationError,
 )
+from sqlitestream.feed import ConsumerCursor, FeedFilter, FeedStore, check_cursor_name
 from sqlitestream.models import (
     Event,
     Run,
@@ -67,6 +68,7 @@ from sqlitestream.models import (
 )
 from sqlitestream.sqlite import admin as _admin
 from sqlitestream.sqlite import backup as _backup
+from sqlitestream.sqlite import feed as _feed
 from sqlitestream.sqlite import schema as _schema
 from sqlitestream.sqlite.connection import (
     SYNCHRONOUS_LEVELS,
@@ -111,7 +113,7 @@ _PAGES = EventQueries("events", PAGE_COLUMNS, "?", to_micros)
 _ROWS = RowCodec(to_micros, from_micros, from_micros_many)
 
 
-class SQLiteSessionStore(AdminStore):
+class SQLiteSessionStore(AdminStore, FeedStore):
     """The session event store on a SQLite file.
 
     Args:
@@ -298,7 +300,9 @@ class SQLiteSessionStore(AdminStore):
             self._watcher.ensure_running()
 
     def _seed(self, session_id: str) -> object:
-        return NO_SEED if self._watcher is None else self._watcher.tip_of(session_id)
+        if self._watcher is None or session_id == FEED:
+            return NO_SEED
+        return self._watcher.tip_of(session_id)
 
     # Public facts about the store -----------------------------------------------------------
 
@@ -411,6 +415,7 @@ class SQLiteSessionStore(AdminStore):
     def delete_session(self, session_id: str) -> None:
         session_id = check_id(session_id, "session_id")
         with self._write("delete a session") as conn:
+            conn.execute(_feed.RAISE_FLOOR)
             conn.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM streams WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM runs WHERE session_id = ?", (session_id,))
@@ -480,14 +485,15 @@ class SQLiteSessionStore(AdminStore):
             # Optimistic: the id is almost always new, so the insert itself is the duplicate
             # check (one statement fewer than probing first); a taken id undoes the bump.
             latest: int = conn.execute(_BUMP_SEQUENCE, (event.session_id, 1)).get
-            conn.execute(_INSERT_NEW_EVENT, _ROWS.event_row(event, latest))
+            position: int = conn.execute(_feed.LAST_POSITION).get + 1
+            conn.execute(_INSERT_NEW_EVENT, _ROWS.event_row(event, latest, position))
             if not conn.changes():
                 conn.execute(_UNBUMP_SEQUENCE, (event.session_id,))
                 return self._stored_as(conn, event)
             if expected_sequence is not None and latest - 1 != expected_sequence:
                 raise SequenceConflictError(event.session_id, expected_sequence, latest - 1)
         self._hub.wake((event.session_id,))
-        return with_sequence(event, latest)
+        return with_sequence(event, latest, position)
 
     def _stored_as(self, conn: apsw.Connection, event: Event) -> StoredEvent:
         """The event stored under ``event.id``, which an insert just found taken."""
@@ -507,9 +513,9 @@ class SQLiteSessionStore(AdminStore):
         with self._write("append a batch of events") as conn:
             plan = plan_batch(batch, _stored_with_ids(conn, batch))
             latest = {session: _bump(conn, session, count) for session, count in plan.counts.items()}
-            numbered = plan.numbered(latest)
+            numbered = plan.numbered(latest, conn.execute(_feed.LAST_POSITION).get)
             if numbered:
-                rows = [_ROWS.event_row(event, event.sequence_number) for event in numbered]
+                rows = [_ROWS.event_row(event, event.sequence_number, event.position) for event in numbered]
                 conn.executemany(_INSERT_EVENT, rows)
         if plan.counts:
             self._hub.wake(plan.counts.keys())
@@ -523,6 +529,27 @@ class SQLiteSessionStore(AdminStore):
             return _ROWS.events_from_page(query.session_id, self._fetch("read events", sql, bindings))
 
         return long_poll(self._hub, query.session_id, run_query, query.wait_seconds)
+
+    # The feed and consumer cursors (the FeedStore contract; see feed.py) -------------------
+
+    def query_feed(self, query: FeedFilter) -> list[StoredEvent]:
+        self._check_open()
+        return long_poll(self._hub, FEED, lambda: _feed.feed_page(self._fetch, query), query.wait_seconds)
+
+    def get_last_position(self) -> int:
+        return _feed.last_position(self._fetch)
+
+    def write_cursor(self, name: str, position: int, expected: int | None) -> None:
+        _feed.write_cursor(self._write, name, position, expected)
+
+    def get_cursor(self, name: str) -> int:
+        return _feed.get_cursor(self._fetch, check_cursor_name(name))
+
+    def list_cursors(self) -> list[ConsumerCursor]:
+        return _feed.list_cursors(self._fetch)
+
+    def delete_cursor(self, name: str) -> None:
+        _feed.delete_cursor(self._write, check_cursor_name(name))
 
     def _wait_hub(self) -> WakeHub:
         """See :mod:`sqlitestream._core.waiting` (the watcher starts with the first waiter)."""
