@@ -5,15 +5,19 @@ A store that is not a ``FeedStore`` skips these tests.
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from sqlitestream.aio import AsyncStore
 from sqlitestream.errors import CursorConflictError, StoreClosedError, ValidationError
 from sqlitestream.feed import FeedStore
 from sqlitestream.models import Event, Session, StoredEvent
 from sqlitestream.store import SessionStore
+from sqlitestream.streaming import afollow, follow
 from sqlitestream.testing._base import DEADLINE_S, Background, ContractBase, new_event
 
 
@@ -316,3 +320,131 @@ class FeedContract(ContractBase):
         with pytest.raises(ValidationError, match=named):
             call(feed)  # type: ignore[operator]
         assert feed.list_cursors() == []
+
+    # Following the feed, and consumers ------------------------------------------------------
+
+    def test_follow_the_feed_catches_up_in_position_order_and_stops(self, store: SessionStore) -> None:
+        feed = feed_of(store)
+        stored = feed.append_events([new_event(f"s{n % 3}", id=f"e{n}") for n in range(8)])
+        assert list(follow(feed, None, limit=3, stop_when_caught_up=True)) == stored
+        assert [e.id for e in follow(feed, after=stored[5].position, stop_when_caught_up=True)] == [
+            "e6",
+            "e7",
+        ]
+        only = follow(feed, types=["run_started"], stop_when_caught_up=True)
+        assert list(only) == []
+
+    def test_follow_the_feed_delivers_an_event_appended_while_it_waits(self, store: SessionStore) -> None:
+        feed = feed_of(store)
+        events = follow(feed, None, wait_timeout_ms=60_000, poll_interval_ms=5)
+        waiter = Background(next, events)
+        feed.append_event(new_event("anywhere", id="wake"))
+        assert waiter.result().id == "wake"
+        events.close()
+
+    def test_afollow_follows_the_feed_through_a_plain_store_and_an_async_store(
+        self, store: SessionStore
+    ) -> None:
+        feed = feed_of(store)
+        stored = feed.append_events([new_event(f"s{n % 2}") for n in range(5)])
+
+        async def both() -> tuple[list[StoredEvent], list[StoredEvent]]:
+            plain = [event async for event in afollow(feed, None, limit=2, stop_when_caught_up=True)]
+            async with AsyncStore(feed) as facade:
+                wrapped = [event async for event in facade.follow(limit=2, stop_when_caught_up=True)]
+            return plain, wrapped
+
+        assert asyncio.run(both()) == (stored, stored)
+
+    def test_async_read_feed_long_poll_wakes_on_an_append(self, store: SessionStore) -> None:
+        self._require_long_poll()
+        feed = feed_of(store)
+
+        async def wait_and_append() -> list[StoredEvent]:
+            async with AsyncStore(feed) as facade:
+                waiting = asyncio.ensure_future(facade.read_feed(wait_timeout_ms=60_000))
+                await asyncio.sleep(0)
+                await facade.append_event(new_event("s7", id="wake"))
+                return await asyncio.wait_for(waiting, DEADLINE_S)
+
+        assert [event.id for event in asyncio.run(wait_and_append())] == ["wake"]
+
+    def test_a_consumer_resumes_after_what_it_finished_with(self, store: SessionStore) -> None:
+        feed = feed_of(store)
+        stored = feed.append_events([new_event(f"s{n % 2}", id=f"e{n}") for n in range(6)])
+        first = follow(feed, None, consumer="proj", limit=2, stop_when_caught_up=True)
+        assert [next(first).id for _ in range(3)] == ["e0", "e1", "e2"]
+        first.close()  # e2 was being handled: not finished, so delivered again
+        assert feed.get_cursor("proj") == stored[1].position
+        rest = list(follow(feed, None, consumer="proj", stop_when_caught_up=True))
+        assert [event.id for event in rest] == ["e2", "e3", "e4", "e5"]
+        assert feed.get_cursor("proj") == stored[-1].position
+        assert list(follow(feed, None, consumer="proj", stop_when_caught_up=True)) == []
+
+    def test_a_consumer_saves_before_it_waits(self, store: SessionStore) -> None:
+        self._require_long_poll()
+        feed = feed_of(store)
+        stored = feed.append_events([new_event(id="e0"), new_event(id="e1")])
+        events = follow(feed, None, consumer="live", wait_timeout_ms=60_000, poll_interval_ms=5)
+        assert [next(events).id for _ in range(2)] == ["e0", "e1"]
+        waiter = Background(next, events)  # asks past e1, then waits for more
+        deadline = time.monotonic() + DEADLINE_S
+        while feed.get_cursor("live") != stored[1].position:
+            assert time.monotonic() < deadline, "the consumer did not save its cursor before waiting"
+            time.sleep(0.005)
+        feed.append_event(new_event(id="e2"))
+        assert waiter.result().id == "e2"
+        events.close()
+
+    def test_a_consumer_of_one_session_saves_sequence_numbers(self, store: SessionStore) -> None:
+        feed = feed_of(store)
+        feed.append_events([new_event("s1"), new_event("s2"), new_event("s1")])
+        assert len(list(follow(feed, "s1", consumer="ui:s1", stop_when_caught_up=True))) == 2
+        assert feed.get_cursor("ui:s1") == 2
+        feed.append_event(new_event("s1", id="third"))
+        assert [e.id for e in follow(feed, "s1", consumer="ui:s1", stop_when_caught_up=True)] == ["third"]
+
+    def test_two_followers_of_one_consumer_conflict(self, store: SessionStore) -> None:
+        feed = feed_of(store)
+        feed.append_events([new_event(id=f"e{n}") for n in range(4)])
+        one = follow(feed, None, consumer="dup", limit=1, stop_when_caught_up=True)
+        two = follow(feed, None, consumer="dup", limit=1, stop_when_caught_up=True)
+        next(one), next(one)  # saves e0
+        next(two)
+        with pytest.raises(CursorConflictError):
+            next(two)  # would save e0 expecting 0, but one saved it already
+        one.close()
+
+    def test_a_consumer_with_save_cursor_false_only_resumes(self, store: SessionStore) -> None:
+        feed = feed_of(store)
+        stored = feed.append_events([new_event(id=f"e{n}") for n in range(3)])
+        feed.save_cursor("manual", stored[0].position)
+        seen = list(follow(feed, None, consumer="manual", save_cursor=False, stop_when_caught_up=True))
+        assert [e.id for e in seen] == ["e1", "e2"]
+        assert feed.get_cursor("manual") == stored[0].position
+
+    def test_an_async_consumer_saves_its_cursor(self, store: SessionStore) -> None:
+        feed = feed_of(store)
+        stored = feed.append_events([new_event(id=f"e{n}") for n in range(3)])
+
+        async def consume() -> list[str]:
+            async with AsyncStore(feed) as facade:
+                return [e.id async for e in facade.follow(consumer="async", stop_when_caught_up=True)]
+
+        assert asyncio.run(consume()) == ["e0", "e1", "e2"]
+        assert feed.get_cursor("async") == stored[-1].position
+
+    @pytest.mark.parametrize(
+        "arguments",
+        [
+            {"run_id": "r"},
+            {"before": 3},
+            {"type": "message_sent", "types": ["run_started"]},
+            {"consumer": ""},
+        ],
+    )
+    def test_follow_the_feed_refuses_session_filters_and_bad_consumers(
+        self, store: SessionStore, arguments: dict[str, object]
+    ) -> None:
+        with pytest.raises(ValidationError):
+            follow(feed_of(store), None, **arguments)  # type: ignore[arg-type]

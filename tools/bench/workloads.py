@@ -107,9 +107,10 @@ class OurStore:
 
 _DUPLICATE = "SELECT 1 FROM events WHERE id = ?"
 _LATEST = "SELECT latest_seq FROM streams WHERE session_id = ?"
+# The feed position as the store takes it: the highest so far plus one (one writer at a time).
 _INSERT = (
-    "INSERT INTO events (session_id, seq, id, type, run_id, ts, data, metadata) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO events (session_id, seq, id, type, run_id, ts, data, metadata, position) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, (SELECT ifnull(max(position), 0) + 1 FROM events))"
 )
 _SET_LATEST = (
     "INSERT INTO streams (session_id, latest_seq) VALUES (?, ?) "
