@@ -30,6 +30,7 @@ from typing import Any, Self, TypeVar
 
 from sqlitestream._core.validate import check_int, describe
 from sqlitestream._core.waiting import FEED, WakeHub
+from sqlitestream._following import OnRestart
 from sqlitestream.errors import StoreClosedError, ValidationError
 from sqlitestream.feed import ConsumerCursor, FeedFilter, FeedStore
 from sqlitestream.models import (
@@ -42,7 +43,7 @@ from sqlitestream.models import (
     StoredEvent,
 )
 from sqlitestream.store import EventFilter, SessionStore
-from sqlitestream.streaming import DEFAULT_WAIT_TIMEOUT_MS, OnRestart, afollow
+from sqlitestream.streaming import DEFAULT_WAIT_TIMEOUT_MS, afollow
 
 __all__ = ["AsyncStore"]
 
