@@ -117,3 +117,33 @@ def test_feed_followers_end_with_exactly_the_committed_events(where: dict[str, s
     for n in range(FOLLOWERS):
         seen = [tuple(item) for item in json.loads((tmp_path / f"f{n}.json").read_text(encoding="utf-8"))]
         assert seen == committed, f"follower {n} skipped or repeated events"
+
+
+def _wait_for_one(where: dict[str, str], after: int, ready: Any, out: str) -> None:
+    with _open(where) as store:
+        ready.set()
+        # 60 s: without a cross-process wake-up this returns long after the test's deadline.
+        page = store.read_feed(after=after, wait_timeout_ms=60_000)
+    Path(out).write_text(json.dumps([event.id for event in page]), encoding="utf-8")
+
+
+def test_a_feed_long_poll_wakes_on_another_process_append(where: dict[str, str], tmp_path: Path) -> None:
+    with _open(where) as store:
+        after = store.append_event(Event("message_sent", "before")).position
+        context = multiprocessing.get_context("spawn")
+        ready = context.Event()
+        waiter = context.Process(target=_wait_for_one, args=(where, after, ready, str(tmp_path / "w.json")))
+        waiter.start()
+        try:
+            assert ready.wait(DEADLINE_S)
+            # Not needed for the assertion (an append before the wait is simply found by its
+            # first query); it makes the wake-up, what this tests, the path almost always taken.
+            time.sleep(0.3)
+            store.append_event(Event("run_started", "elsewhere", id="wake"))
+            waiter.join(20)
+            assert waiter.exitcode == 0, "the waiter in the other process was not woken"
+        finally:
+            if waiter.is_alive():
+                waiter.kill()
+                waiter.join()
+    assert json.loads((tmp_path / "w.json").read_text(encoding="utf-8")) == ["wake"]

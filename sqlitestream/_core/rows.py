@@ -88,6 +88,19 @@ class RowCodec:
             position,
         )
 
+    def new_event_row(self, event: Event, seq: int) -> tuple[Any, ...]:
+        """The event's row without its position, for an insert that takes the next one."""
+        return (
+            event.session_id,
+            seq,
+            event.id,
+            event.type.value,
+            event.run_id,
+            self._to_db(event.timestamp),
+            codec.encode(event.data),
+            codec.encode(event.metadata),
+        )
+
     def event_from_row(self, row: Sequence[Any]) -> StoredEvent:
         """An event from its row in ``EVENT_COLUMNS`` order."""
         return self.events_from_page(row[0], (row[1:],))[0]

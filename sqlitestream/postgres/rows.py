@@ -31,6 +31,7 @@ __all__ = [
     "event_values",
     "events_from_page",
     "events_from_rows",
+    "new_event_values",
     "run_from_row",
     "run_row",
     "session_from_row",
@@ -63,6 +64,7 @@ def event_columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
 
 _ROWS = RowCodec(lambda moment: moment, utc)
 event_values = _ROWS.event_row
+new_event_values = _ROWS.new_event_row
 event_from_row = _ROWS.event_from_row
 events_from_rows = _ROWS.events_from_rows
 events_from_page = _ROWS.events_from_page

@@ -71,6 +71,7 @@ from sqlitestream.postgres.rows import (
     event_from_row,
     event_values,
     events_from_page,
+    new_event_values,
     run_from_row,
     run_row,
     session_from_row,
@@ -449,7 +450,7 @@ class PostgresSessionStore(AdminStore, FeedStore):
         check_event(event, self._max_event_bytes)
         expected_sequence = check_int(expected_sequence, "expected_sequence", minimum=0)
         sql = self._sql
-        values = event_values(event, 0, 0)[2:-1]  # the columns after session_id and seq, but position
+        values = new_event_values(event, 0)[2:]  # the columns after session_id and seq
 
         def append(conn: Connection) -> StoredEvent:
             row = conn.execute(

@@ -25,6 +25,7 @@ from sqlitestream.models import StoredEvent, from_micros, from_micros_many, to_m
 
 __all__ = [
     "LAST_POSITION",
+    "NEXT_POSITION",
     "RAISE_FLOOR",
     "delete_cursor",
     "feed_page",
@@ -44,6 +45,8 @@ LAST_POSITION = f"SELECT {_HIGHEST}"
 """The highest position ever assigned: the next event takes this plus one."""
 RAISE_FLOOR = f"UPDATE feed SET last_position = {_HIGHEST}"
 """Run before deleting events, so that their positions are never handed out again."""
+NEXT_POSITION = f"({_HIGHEST} + 1)"
+"""The next position, as an SQL expression an insert can hold (no statement of its own)."""
 
 _PAGE = f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
 _PAGE_OF_TYPES = (

@@ -96,7 +96,11 @@ __all__ = ["SQLiteSessionStore"]
 _SELECT_EVENT_BY_ID = f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ?"
 _SELECT_EVENTS_BY_IDS = f"SELECT {EVENT_COLUMNS} FROM events WHERE id IN (SELECT value FROM json_each(?))"
 _INSERT_EVENT = insert("events", EVENT_COLUMNS, "?")
-_INSERT_NEW_EVENT = _INSERT_EVENT + " ON CONFLICT DO NOTHING"
+# The single append's insert takes its position itself and returns it (no row: the id is taken).
+_INSERT_NEW_EVENT = (
+    f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {_feed.NEXT_POSITION}) "
+    "ON CONFLICT DO NOTHING RETURNING position"
+)
 _BUMP_SEQUENCE = (
     "INSERT INTO streams (session_id, latest_seq) VALUES (?, ?) "
     "ON CONFLICT (session_id) DO UPDATE SET latest_seq = latest_seq + excluded.latest_seq "
@@ -485,9 +489,8 @@ class SQLiteSessionStore(AdminStore, FeedStore):
             # Optimistic: the id is almost always new, so the insert itself is the duplicate
             # check (one statement fewer than probing first); a taken id undoes the bump.
             latest: int = conn.execute(_BUMP_SEQUENCE, (event.session_id, 1)).get
-            position: int = conn.execute(_feed.LAST_POSITION).get + 1
-            conn.execute(_INSERT_NEW_EVENT, _ROWS.event_row(event, latest, position))
-            if not conn.changes():
+            position: int | None = conn.execute(_INSERT_NEW_EVENT, _ROWS.new_event_row(event, latest)).get
+            if position is None:
                 conn.execute(_UNBUMP_SEQUENCE, (event.session_id,))
                 return self._stored_as(conn, event)
             if expected_sequence is not None and latest - 1 != expected_sequence:
