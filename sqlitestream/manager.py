@@ -6,10 +6,8 @@ follow a session by cursor while another one runs it. It works with every ``Sess
 
 from __future__ import annotations
 
-import threading
 from collections.abc import (
     AsyncGenerator,
-    Callable,
     Generator,
     Iterable,
     Mapping,
@@ -20,9 +18,9 @@ from typing import Any
 
 from sqlitestream import streaming as _streaming
 from sqlitestream._core.validate import check_id, check_json_object, describe
+from sqlitestream._execution import RunExecutions, manager_event, record
 from sqlitestream._runs import (
     EventCallback,
-    Execution,
     Sink,
     adapter_event,
     check_adapter,
@@ -31,13 +29,11 @@ from sqlitestream._runs import (
     check_input,
     check_names,
     describe_error,
-    input_messages,
     not_following,
 )
 from sqlitestream.adapters import (
     ProviderAdapter,
     ProviderError,
-    RunOutcome,
 )
 from sqlitestream.errors import (
     ConflictError,
@@ -45,7 +41,6 @@ from sqlitestream.errors import (
     ValidationError,
 )
 from sqlitestream.models import (
-    Event,
     EventType,
     Run,
     RunStatus,
@@ -108,8 +103,7 @@ class SessionManager:
             check_adapter(adapter)
         self._store = store
         self._adapter = adapter
-        self._lock = threading.Lock()
-        self._executions: dict[str, Execution] = {}
+        self._runs = None if adapter is None else RunExecutions(store, adapter)
 
     @property
     def store(self) -> SessionStore:
@@ -187,7 +181,7 @@ class SessionManager:
         )
         self._store.create_session(session)
         data = {} if provider is None else {"provider": provider}
-        self._append(self._event(EventType.SESSION_CREATED, session.id, None, data), sink)
+        self._append(EventType.SESSION_CREATED, session.id, None, data, sink)
         return session
 
     def _transition(
@@ -207,7 +201,7 @@ class SessionManager:
             )
         updated = replace(session, status=status, updated_at=utc_now())
         self._store.save_session(updated)
-        self._append(self._event(event_type, session.id, None, data), sink)
+        self._append(event_type, session.id, None, data, sink)
         return updated
 
     # Runs ---------------------------------------------------------------------------------
@@ -268,7 +262,6 @@ class SessionManager:
         """
         check_callback(event_callback)
         opts = check_adapter_opts(adapter_opts)
-        self._require_adapter()
         return self._execute(check_id(run_id, "run_id"), Sink(event_callback), opts)
 
     def run_once(
@@ -335,10 +328,10 @@ class SessionManager:
         ``ConflictError``.
         """
         run_id = check_id(run_id, "run_id")
-        with self._lock:
-            execution = self._executions.get(run_id)
-        if execution is not None:
-            return self._cancel_executing(execution)
+        runs = self._runs
+        execution = None if runs is None else runs.find(run_id)
+        if runs is not None and execution is not None:
+            return runs.cancel(execution)
         run = self._store.get_run(run_id)
         if run.status is RunStatus.CANCELLED:
             return run
@@ -350,152 +343,8 @@ class SessionManager:
             raise ConflictError(f"run {run_id!r} already ended {run.status.value}")
         cancelled = replace(run, status=RunStatus.CANCELLED, ended_at=utc_now())
         self._store.save_run(cancelled)
-        self._append(self._event(EventType.RUN_CANCELLED, run.session_id, run.id, {}), Sink())
+        self._append(EventType.RUN_CANCELLED, run.session_id, run.id, {}, Sink())
         return cancelled
-
-    def _cancel_executing(self, execution: Execution) -> Run:
-        marked = False
-        try:
-            # Under the execution's lock, so no adapter event slips in between the cancel
-            # and its run_cancelled event.
-            with execution.lock:
-                if execution.cancelled:
-                    return execution.run
-                if execution.finished:
-                    raise ConflictError(f"run {execution.run.id!r} already finished executing")
-                execution.cancelled = marked = True
-                run = replace(execution.run, status=RunStatus.CANCELLED, ended_at=utc_now())
-                execution.run = run
-                self._store.save_run(run)
-                self._append(self._event(EventType.RUN_CANCELLED, run.session_id, run.id, {}), execution.sink)
-            return run
-        finally:
-            if marked:
-                # Outside the lock: an adapter's cancel may wait for its execute to wind down.
-                self._require_adapter().cancel(execution.run.id)
-
-    def _execute(self, run_id: str, sink: Sink, adapter_opts: dict[str, Any]) -> RunResult:
-        adapter = self._require_adapter()
-        run = self._store.get_run(run_id)
-        if run.status is not RunStatus.PENDING:
-            raise ConflictError(f"run {run_id!r} is {run.status.value}; only a pending run can execute")
-        session = self._store.get_session(run.session_id)
-        first_event = len(sink.events)
-        with self._lock:
-            if run_id in self._executions:
-                raise ConflictError(f"run {run_id!r} is already executing")
-            run = replace(run, status=RunStatus.RUNNING, started_at=utc_now())
-            execution = Execution(run=run, session=session, sink=sink)
-            self._executions[run_id] = execution
-        try:
-            self._store.save_run(run)
-            try:
-                with execution.lock:
-                    for role, content in input_messages(run.input):
-                        data = {"role": role, "content": content}
-                        self._record(execution, self._event(EventType.MESSAGE_SENT, session.id, run.id, data))
-                    if execution.cancelled:
-                        raise ProviderError(f"run {run_id!r} was cancelled", "cancelled")
-                outcome = adapter.execute(run, session, self._emitter(execution), **adapter_opts)
-                if not isinstance(outcome, RunOutcome):
-                    raise ProviderError(
-                        f"adapter {adapter.name!r} returned {describe(outcome)}, not a RunOutcome",
-                        "adapter_error",
-                    )
-            except BaseException as exc:
-                to_raise = self._finish_failed(execution, exc)
-                if to_raise is exc:
-                    raise
-                raise to_raise from exc
-            with execution.lock:
-                failure = execution.emit_failure
-                if not execution.cancelled and failure is None:
-                    execution.finished = True
-            if execution.cancelled:
-                raise ProviderError(f"run {run_id!r} was cancelled", "cancelled")
-            if failure is not None:
-                raise self._finish_failed(execution, failure[1])
-            done = replace(
-                execution.run,
-                status=RunStatus.COMPLETED,
-                output=outcome.output,
-                token_usage=outcome.token_usage,
-                ended_at=utc_now(),
-            )
-            self._store.save_run(done)
-            return RunResult(done, done.output or {}, done.token_usage, sink.events[first_event:])
-        finally:
-            with self._lock:
-                self._executions.pop(run_id, None)
-
-    def _finish_failed(self, execution: Execution, exc: BaseException) -> BaseException:
-        """Record the run's failure (unless it was cancelled) and return what to raise."""
-        with execution.lock:
-            execution.finished = True
-            if execution.cancelled:
-                return ProviderError(f"run {execution.run.id!r} was cancelled", "cancelled")
-            to_raise = exc
-            if execution.emit_failure is not None:
-                code, to_raise = execution.emit_failure
-                _, message, details = describe_error(to_raise)
-            else:
-                code, message, details = describe_error(exc)
-                if not isinstance(exc, SqliteStreamError) and isinstance(exc, Exception):
-                    to_raise = ProviderError(message, code)
-        try:
-            error: dict[str, Any] = {"code": code, "message": message}
-            if details:
-                error["details"] = details
-            if not execution.saw_run_failed:
-                data = {"error_code": code, "error_message": message}
-                run = execution.run
-                self._append(self._event(EventType.RUN_FAILED, run.session_id, run.id, data), Sink())
-            failed = replace(execution.run, status=RunStatus.FAILED, error=error, ended_at=utc_now())
-            self._store.save_run(failed)
-        except Exception as record_exc:  # noqa: BLE001 - never hide the run's own error behind this one
-            to_raise.add_note(f"recording the run failure also failed: {record_exc!r}")
-        return to_raise
-
-    def _emitter(self, execution: Execution) -> Callable[[Mapping[str, Any]], StoredEvent]:
-        def emit(event_data: Mapping[str, Any]) -> StoredEvent:
-            with execution.lock:
-                run = execution.run
-                if execution.cancelled:
-                    raise ProviderError(f"run {run.id!r} was cancelled", "cancelled")
-                if execution.finished:
-                    raise ProviderError(f"run {run.id!r} already finished", "run_finished")
-                try:
-                    event = adapter_event(run, execution.session, event_data, self._provider())
-                except ValidationError as exc:
-                    execution.note_failure("invalid_event", exc)
-                    raise
-                if event_data.get("id") is None:
-                    return self._record(execution, event)
-                repeated = execution.emitted.get(event.id)
-                if repeated is not None:
-                    return repeated  # the adapter re-sent an id: recorded once, delivered once
-                stored = self._record(execution, event)
-                execution.emitted[event.id] = stored
-                return stored
-
-        return emit
-
-    def _record(self, execution: Execution, event: Event) -> StoredEvent:
-        """Append one event of an executing run and deliver it; a failure here fails the run
-        even if the adapter swallows the exception."""
-        try:
-            stored = self._store.append_event_with_sequence(event)
-        except SqliteStreamError as exc:
-            execution.note_failure("storage_error", exc)
-            raise
-        if stored.type is EventType.RUN_FAILED:
-            execution.saw_run_failed = True
-        try:
-            execution.sink.deliver(stored)
-        except BaseException as exc:
-            execution.note_failure("callback_error", exc)
-            raise
-        return stored
 
     def _fail_after_error(self, session_id: str, exc: BaseException, run: Run | None, sink: Sink) -> None:
         code, message, _ = describe_error(exc)
@@ -651,17 +500,22 @@ class SessionManager:
 
     def _require_adapter(self) -> ProviderAdapter:
         if self._adapter is None:
-            raise ValidationError(
-                "adapter: this SessionManager has none; create it as SessionManager(store, adapter)"
-            )
+            raise _no_adapter()
         return self._adapter
 
-    def _event(self, type: EventType, session_id: str, run_id: str | None, data: dict[str, Any]) -> Event:
-        provider = self._provider()
-        metadata = {} if provider is None else {"provider": provider}
-        return Event(type=type, session_id=session_id, run_id=run_id, data=data, metadata=metadata)
+    def _execute(self, run_id: str, sink: Sink, adapter_opts: dict[str, Any]) -> RunResult:
+        if self._runs is None:
+            raise _no_adapter()
+        done, events = self._runs.execute(run_id, sink, adapter_opts)
+        return RunResult(done, done.output or {}, done.token_usage, events)
 
-    def _append(self, event: Event, sink: Sink) -> StoredEvent:
-        stored = self._store.append_event_with_sequence(event)
-        sink.deliver(stored)
-        return stored
+    def _append(
+        self, type: EventType, session_id: str, run_id: str | None, data: dict[str, Any], sink: Sink
+    ) -> StoredEvent:
+        return record(self._store, manager_event(self._provider(), type, session_id, run_id, data), sink)
+
+
+def _no_adapter() -> ValidationError:
+    return ValidationError(
+        "adapter: this SessionManager has none; create it as SessionManager(store, adapter)"
+    )

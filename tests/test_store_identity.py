@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import apsw
@@ -95,12 +96,25 @@ def test_a_store_opened_through_a_symlink_keeps_every_side_file_beside_the_real_
 # The file moved, deleted or replaced under an open store --------------------------------------------
 
 
+def _settle(directory: Path) -> None:
+    """Date the directory's last change an hour back, as for a store that has been open a
+    while: commits then check the directory instead of each file (sqlite/files.py)."""
+    an_hour_ago = time.time() - 3600
+    os.utime(directory, (an_hour_ago, an_hour_ago))
+
+
+@pytest.mark.parametrize("settled", [False, True], ids=["new-directory", "settled-directory"])
 @pytest.mark.parametrize("removed", ["", "-wal", "-shm"])
-def test_a_store_whose_file_was_deleted_refuses_to_acknowledge(tmp_path: Path, removed: str) -> None:
+def test_a_store_whose_file_was_deleted_refuses_to_acknowledge(
+    tmp_path: Path, removed: str, settled: bool
+) -> None:
     path = tmp_path / "events.db"
     store = SQLiteSessionStore(path)
     try:
+        if settled:
+            _settle(tmp_path)
         store.append_event(Event("message_sent", "s1", id="kept"))
+        store.append_event(Event("message_sent", "s1", id="kept-too"))
         subprocess.run(["rm", f"{path}{removed}"], check=True)
         for call in (
             lambda: store.append_event(Event("message_sent", "s1", id="lost")),
@@ -112,19 +126,41 @@ def test_a_store_whose_file_was_deleted_refuses_to_acknowledge(tmp_path: Path, r
         store.close()
 
 
-def test_a_store_whose_file_was_replaced_refuses_to_acknowledge(tmp_path: Path) -> None:
+@pytest.mark.parametrize("settled", [False, True], ids=["new-directory", "settled-directory"])
+def test_a_store_whose_file_was_replaced_refuses_to_acknowledge(tmp_path: Path, settled: bool) -> None:
     path = tmp_path / "events.db"
     replacement = tmp_path / "replacement.db"
     with SQLiteSessionStore(replacement) as other:
         other.append_event(Event("message_sent", "s1", id="replacement"))
     store = SQLiteSessionStore(path)
     try:
+        if settled:
+            _settle(tmp_path)
         store.append_event(Event("message_sent", "s1", id="original"))
+        store.append_event(Event("message_sent", "s1", id="original-too"))
         os.replace(replacement, path)
         with pytest.raises(StorageError, match="moved or deleted"):
             store.append_event(Event("message_sent", "s1", id="lost"))
         with pytest.raises(StorageError, match="moved or deleted"):
             store.append_events([Event("message_sent", "s1", id="lost-too")])
+    finally:
+        store.close()
+
+
+def test_a_store_whose_directory_was_swapped_for_a_copy_refuses_to_acknowledge(tmp_path: Path) -> None:
+    directory = tmp_path / "data"
+    directory.mkdir()
+    store = SQLiteSessionStore(directory / "events.db")
+    try:
+        _settle(directory)
+        store.append_event(Event("message_sent", "s1", id="original"))
+        store.append_event(Event("message_sent", "s1", id="original-too"))
+        # The copy keeps every name and time of the original; only the directory is another.
+        subprocess.run(["cp", "-a", str(directory), str(tmp_path / "copy")], check=True)
+        os.rename(directory, tmp_path / "moved-away")
+        os.rename(tmp_path / "copy", directory)
+        with pytest.raises(StorageError, match="moved or deleted"):
+            store.append_event(Event("message_sent", "s1", id="lost"))
     finally:
         store.close()
 

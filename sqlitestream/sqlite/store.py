@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 import apsw
@@ -46,7 +45,6 @@ from sqlitestream.errors import (
     ConflictError,
     EventIdConflictError,
     RunNotFoundError,
-    SchemaVersionError,
     SequenceConflictError,
     SessionNotFoundError,
     StorageError,
@@ -73,13 +71,11 @@ from sqlitestream.sqlite import schema as _schema
 from sqlitestream.sqlite.connection import (
     SYNCHRONOUS_LEVELS,
     apply_settings,
-    enable_wal,
-    frozen_location,
     open_connection,
     translating,
 )
+from sqlitestream.sqlite.opening import no_store_at, open_file
 from sqlitestream.sqlite.readers import ReaderPool
-from sqlitestream.sqlite.sidelock import SideLock
 from sqlitestream.sqlite.transaction import Writer, WriteTransaction
 from sqlitestream.sqlite.watcher import DataVersionWatcher
 from sqlitestream.store import (
@@ -201,7 +197,7 @@ class SQLiteSessionStore(AdminStore, FeedStore):
         self._writer: Writer  # set by _open: the write connection, its locks (see transaction.py)
         self._upgraded_from: int | None = None
         self._immutable = False  # a read-only open of a store in a read-only directory
-        if not (create or readonly or self._in_memory) and _no_store_at(self._path):
+        if not (create or readonly or self._in_memory) and no_store_at(self._path):
             raise StorageError(
                 f"no store at {self._path!r} (create=False: nothing was created; "
                 f"`sqlitestream --db {self._path} init` creates one)"
@@ -217,76 +213,23 @@ class SQLiteSessionStore(AdminStore, FeedStore):
             self._writer = Writer(conn, self._path, busy_timeout_ms=self._busy_timeout_ms)
             self._upgraded_from = _schema.create_or_upgrade(self._writer, self._path)
             return
-        file = Path(self._path)
-        if self._readonly and not file.exists():
-            raise StorageError(f"no store at {self._path!r} (read-only open creates nothing)")
-        _refuse_other_names(self._path)
-        _schema.sniff_file(file)
-        self._immutable = self._readonly and frozen_location(self._path)
-        try:
-            conn = open_connection(self._path, readonly=self._readonly, immutable=self._immutable)
-        except StorageError as exc:
-            self._explain_unwritable(exc)
-            raise
-        writer = Writer(None, self._path, busy_timeout_ms=self._busy_timeout_ms)
-        try:
-            opened_file = _identity(self._path)  # the file this connection has open
-            apply_settings(conn, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms)
-            state = _schema.read_state(conn, self._path)
-            _schema.check_state(state, self._path, readonly=self._readonly)
-            if not self._readonly:
-                enable_wal(conn, self._busy_timeout_ms)
-                writer = Writer(
-                    conn, self._path, busy_timeout_ms=self._busy_timeout_ms, side_lock=self._open_side_lock()
-                )
-                writer.files = (opened_file,)
-                if state.user_version != _schema.SCHEMA_VERSION:
-                    self._upgraded_from = _schema.create_or_upgrade(writer, self._path)
-                # A read in WAL mode makes SQLite open (and create) the -wal and -shm, which it
-                # then keeps until the last connection closes; a file just switched to WAL has
-                # not been read in that mode yet.
-                conn.execute("PRAGMA schema_version").fetchall()
-                writer.files = (opened_file, _identity(self._path + "-wal"), _identity(self._path + "-shm"))
-        except BaseException as exc:
-            writer.close()
-            conn.close()
-            if isinstance(exc, StorageError):
-                self._explain_unwritable(exc)
-            raise
-        self._writer = writer
+        opened = open_file(
+            self._path,
+            readonly=self._readonly,
+            synchronous=self._synchronous,
+            busy_timeout_ms=self._busy_timeout_ms,
+        )
+        self._writer = opened.writer
+        self._immutable = opened.immutable
+        self._upgraded_from = opened.upgraded_from
         if self._readonly:
-            self._readers.adopt(conn)
+            self._readers.adopt(opened.conn)
         self._watcher = DataVersionWatcher(
             self._open_reader,
             self._hub,
             interval_s=self._poll_interval_s,
             wal_path=self._path + "-wal",
         )
-
-    def _open_side_lock(self) -> SideLock | None:
-        try:
-            return SideLock.beside(self._path)
-        except OSError:  # only a fairness aid (see sidelock.py): write without it
-            return None
-
-    def _explain_unwritable(self, exc: StorageError) -> None:
-        """A writable open in a directory that is missing or that we cannot write fails deep
-        inside SQLite with a vague message; say what is wrong and what to do instead."""
-        if self._readonly or isinstance(exc, SchemaVersionError):
-            return
-        directory = os.path.dirname(self._path)
-        if not os.path.isdir(directory):
-            what = "is not a directory" if os.path.lexists(directory) else "does not exist"
-            raise StorageError(
-                f"cannot create {self._path!r}: the directory {directory!r} {what}",
-                sqlite_code=exc.sqlite_code,
-            ) from exc
-        if not os.access(directory, os.W_OK):
-            raise StorageError(
-                f"cannot open {self._path!r} for writing: its directory is read-only (a store "
-                "creates its -wal and -shm files beside it); open it with readonly=True to read it",
-                sqlite_code=exc.sqlite_code,
-            ) from exc
 
     def _configured(self, conn: apsw.Connection) -> apsw.Connection:
         try:
@@ -650,39 +593,6 @@ class SQLiteSessionStore(AdminStore, FeedStore):
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("read-only" if self._readonly else "open")
         return f"SQLiteSessionStore({self._path!r}, synchronous={self._synchronous!r}, {state})"
-
-
-def _identity(path: str) -> tuple[str, int, int]:
-    """A file's path with its device and inode, which a commit checks are still the same."""
-    try:
-        stat = os.stat(path)
-    except OSError as exc:
-        raise StorageError(f"the store file {path!r} disappeared while the store opened ({exc})") from exc
-    return (path, stat.st_dev, stat.st_ino)
-
-
-def _refuse_other_names(path: str) -> None:
-    """Refuse a store file that has other names (hard links): SQLite keeps a -wal and -shm per
-    name, so two processes opening it by two names would each have their own and corrupt it."""
-    try:
-        links = os.stat(path).st_nlink
-    except (FileNotFoundError, NotADirectoryError):
-        return  # nothing there yet: opening it says what is wrong with the directory
-    except OSError as exc:
-        raise StorageError(f"cannot open {path!r}: {exc}") from exc
-    if links > 1:
-        raise StorageError(
-            f"cannot open {path!r}: the file has {links} names (hard links); a store must have "
-            "exactly one, since SQLite keeps its -wal and -shm files by name and two names would "
-            "give two of them and corrupt the store; copy it to a file of its own"
-        )
-
-
-def _no_store_at(path: str) -> bool:
-    try:
-        return os.path.getsize(path) == 0
-    except FileNotFoundError:
-        return True
 
 
 def _stored_with_ids(conn: apsw.Connection, batch: Sequence[Event]) -> dict[str, StoredEvent]:

@@ -7,7 +7,6 @@ for lack of it.
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 
@@ -16,6 +15,7 @@ import apsw
 from sqlitestream.errors import StorageError, StoreClosedError
 from sqlitestream.sqlite.checkpoint import WalCheckpointer
 from sqlitestream.sqlite.connection import BusyRetry, translate
+from sqlitestream.sqlite.files import StoreFiles
 from sqlitestream.sqlite.sidelock import SideLock
 
 
@@ -25,9 +25,8 @@ class Writer:
 
     ``busy_timeout_ms`` bounds each wait: for the side lock, then for SQLite's lock.
 
-    ``files`` holds the path, device and inode of each file the connection has open (the
-    store, its ``-wal`` and ``-shm``); every commit first checks that each path still names
-    that file (see :meth:`check_files`).
+    ``files`` holds the files the connection has open (the store, its ``-wal`` and ``-shm``);
+    every commit first checks that each path still names that file (see :meth:`check_files`).
     """
 
     __slots__ = (
@@ -61,7 +60,7 @@ class Writer:
         self.retry = BusyRetry(busy_timeout_ms)
         self.closed = False
         self.running: weakref.ref[WriteTransaction] | None = None  # see finish_abandoned
-        self.files: tuple[tuple[str, int, int], ...] = ()
+        self.files = StoreFiles(())
         # Keeps the WAL bounded (see checkpoint.py); None for a read-only store.
         self.checkpoints = None if conn is None else WalCheckpointer(conn)
 
@@ -91,23 +90,11 @@ class Writer:
             finally:
                 self.lock.release()
 
-    def moved_file(self) -> str | None:
-        """The first of :attr:`files` whose path no longer names the file this connection has
-        open (moved, deleted or replaced), or None. A ``stat`` each (about a microsecond)."""
-        for path, device, inode in self.files:
-            try:
-                stat = os.stat(path)
-            except OSError:
-                return path
-            if stat.st_ino != inode or stat.st_dev != device:
-                return path
-        return None
-
     def check_files(self, action: str) -> None:
         """Raise ``StorageError`` if a file of the store was moved, deleted or replaced: a
         commit then would go into a file nobody opening the path will ever read again (or,
         for ``-wal`` and ``-shm``, corrupt the file that is there now)."""
-        moved = self.moved_file()
+        moved = self.files.moved()
         if moved is not None:
             raise StorageError(
                 f"cannot {action}: the store file was moved or deleted ({moved!r} is no longer "
@@ -122,7 +109,7 @@ class Writer:
         self.closed = True
         with self.lock:
             if self.conn is not None:
-                if self.moved_file() is not None:
+                if self.files.moved() is not None:
                     self.conn.config(apsw.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1)
                 self.conn.close()
                 self.conn = None
