@@ -203,7 +203,8 @@ class DataVersionWatcher:
         while not self._stop.is_set():
             sessions = self._hub.seeds()
             # Feed waiters follow every session: any commit may hold their next event.
-            feed_waited = sessions.pop(FEED, None) is not None
+            feed_waited = FEED in sessions
+            sessions.pop(FEED, None)
             if not sessions and not feed_waited:
                 now = time.monotonic()
                 idle_since = idle_since if idle_since is not None else now
