@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from sqlitestream import (
     Event,
     SchemaVersionError,
+    SequenceConflictError,
     Session,
     SQLiteSessionStore,
     StorageError,
@@ -596,3 +597,33 @@ def test_processes_creating_the_same_new_store_at_once_all_succeed(tmp_path: Pat
     assert results == ["ok"] * 4
     with SQLiteSessionStore(path) as store:
         assert [e.sequence_number for e in store.get_events("s1")] == [1, 2, 3, 4]
+
+
+# Feed positions on one file ---------------------------------------------------------------------
+
+
+def test_positions_stay_contiguous_across_store_objects_rollbacks_and_duplicates(tmp_path: Path) -> None:
+    """Each writer keeps its last position between its transactions; another connection's
+    commit, a rolled-back append and a duplicate must each leave it right."""
+    path = tmp_path / "events.db"
+    with SQLiteSessionStore(path) as one, SQLiteSessionStore(path) as two:
+        for n in range(30):
+            writer = one if n % 3 else two
+            if n % 5 == 0:
+                writer.append_events([Event("message_sent", f"s{n % 4}"), Event("message_sent", "s9")])
+            else:
+                writer.append_event(Event("message_sent", f"s{n % 4}", id=f"e{n}"))
+            if n % 7 == 0:
+                with pytest.raises(SequenceConflictError):
+                    writer.append_event_with_sequence(Event("message_sent", "s0"), expected_sequence=999)
+                writer.append_event(Event("message_sent", "s1", id="dup"))  # new the first time only
+            if n % 11 == 0:
+                writer.save_cursor("c", n)
+                other = two if writer is one else one
+                other.import_session(
+                    f"imported-{n}",
+                    events=[Event("message_sent", f"imported-{n}", id=f"i{n}", sequence_number=1)],
+                )
+        positions = [event.position for event in one.read_feed()]
+        assert positions == list(range(1, len(positions) + 1))
+        assert one.get_last_position() == two.get_last_position() == len(positions)

@@ -25,8 +25,8 @@ from sqlitestream.models import StoredEvent, from_micros, from_micros_many, to_m
 
 __all__ = [
     "LAST_POSITION",
-    "NEXT_POSITION",
     "RAISE_FLOOR",
+    "PositionCache",
     "delete_cursor",
     "feed_page",
     "get_cursor",
@@ -45,8 +45,6 @@ LAST_POSITION = f"SELECT {_HIGHEST}"
 """The highest position ever assigned: the next event takes this plus one."""
 RAISE_FLOOR = f"UPDATE feed SET last_position = {_HIGHEST}"
 """Run before deleting events, so that their positions are never handed out again."""
-NEXT_POSITION = f"({_HIGHEST} + 1)"
-"""The next position, as an SQL expression an insert can hold (no statement of its own)."""
 
 _PAGE = f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
 _PAGE_OF_TYPES = (
@@ -58,6 +56,38 @@ _SAVE_CURSOR = (
     "INSERT INTO cursors (name, position, updated_at) VALUES (?, ?, ?) "
     "ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at"
 )
+
+
+class PositionCache:
+    """The writer's last position, kept from one of its transactions to the next while no
+    other connection commits, which saves the read of the highest position: a statement of its
+    own, about 5% of a single append (measured against taking it from Python, same run).
+
+    ``Connection.data_version()`` (no statement: a file control) tells: SQLite adds one to it
+    on each commit of this connection, and adds to it again whenever it finds that another
+    connection changed the file. So a value one above the one seen inside our last committed
+    transaction means nobody else committed since. Anything else (another process's commit,
+    our own rollback, a checkpoint) only makes :meth:`take` read the position again. A prediction
+    is kept only once its transaction committed (:meth:`committed`, called after the ``with``
+    block), so a rolled-back position is never taken as the last one.
+    """
+
+    __slots__ = ("_last", "_valid_at")
+
+    def __init__(self) -> None:
+        self._valid_at: int | None = None
+        self._last = 0
+
+    def take(self, conn: apsw.Connection, count: int) -> tuple[int, tuple[int, int]]:
+        """Inside the write transaction: the first of ``count`` new positions, and the
+        prediction to hand to :meth:`committed` once the transaction has committed."""
+        version = conn.data_version()
+        last = self._last if version == self._valid_at else int(conn.execute(LAST_POSITION).get)
+        self._valid_at = None  # until this transaction's outcome is known
+        return last + 1, (version + 1, last + count)
+
+    def committed(self, prediction: tuple[int, int]) -> None:
+        self._valid_at, self._last = prediction
 
 
 def last_position(fetch: Fetch) -> int:

@@ -92,11 +92,7 @@ __all__ = ["SQLiteSessionStore"]
 _SELECT_EVENT_BY_ID = f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ?"
 _SELECT_EVENTS_BY_IDS = f"SELECT {EVENT_COLUMNS} FROM events WHERE id IN (SELECT value FROM json_each(?))"
 _INSERT_EVENT = insert("events", EVENT_COLUMNS, "?")
-# The single append's insert takes its position itself and returns it (no row: the id is taken).
-_INSERT_NEW_EVENT = (
-    f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {_feed.NEXT_POSITION}) "
-    "ON CONFLICT DO NOTHING RETURNING position"
-)
+_INSERT_NEW_EVENT = _INSERT_EVENT + " ON CONFLICT DO NOTHING"
 _BUMP_SEQUENCE = (
     "INSERT INTO streams (session_id, latest_seq) VALUES (?, ?) "
     "ON CONFLICT (session_id) DO UPDATE SET latest_seq = latest_seq + excluded.latest_seq "
@@ -196,6 +192,7 @@ class SQLiteSessionStore(AdminStore, FeedStore):
         self._watcher: DataVersionWatcher | None = None
         self._writer: Writer  # set by _open: the write connection, its locks (see transaction.py)
         self._upgraded_from: int | None = None
+        self._positions = _feed.PositionCache()  # the writer's last position (see feed.py)
         self._immutable = False  # a read-only open of a store in a read-only directory
         if not (create or readonly or self._in_memory) and no_store_at(self._path):
             raise StorageError(
@@ -432,12 +429,14 @@ class SQLiteSessionStore(AdminStore, FeedStore):
             # Optimistic: the id is almost always new, so the insert itself is the duplicate
             # check (one statement fewer than probing first); a taken id undoes the bump.
             latest: int = conn.execute(_BUMP_SEQUENCE, (event.session_id, 1)).get
-            position: int | None = conn.execute(_INSERT_NEW_EVENT, _ROWS.new_event_row(event, latest)).get
-            if position is None:
+            position, taken = self._positions.take(conn, 1)
+            conn.execute(_INSERT_NEW_EVENT, _ROWS.event_row(event, latest, position))
+            if not conn.changes():
                 conn.execute(_UNBUMP_SEQUENCE, (event.session_id,))
                 return self._stored_as(conn, event)
             if expected_sequence is not None and latest - 1 != expected_sequence:
                 raise SequenceConflictError(event.session_id, expected_sequence, latest - 1)
+        self._positions.committed(taken)
         self._hub.wake((event.session_id,))
         return with_sequence(event, latest, position)
 
@@ -459,10 +458,16 @@ class SQLiteSessionStore(AdminStore, FeedStore):
         with self._write("append a batch of events") as conn:
             plan = plan_batch(batch, _stored_with_ids(conn, batch))
             latest = {session: _bump(conn, session, count) for session, count in plan.counts.items()}
-            numbered = plan.numbered(latest, conn.execute(_feed.LAST_POSITION).get)
-            if numbered:
+            taken = None
+            if plan.new:
+                first, taken = self._positions.take(conn, len(plan.new))
+                numbered = plan.numbered(latest, first - 1)
                 rows = [_ROWS.event_row(event, event.sequence_number, event.position) for event in numbered]
                 conn.executemany(_INSERT_EVENT, rows)
+            else:
+                numbered = []
+        if taken is not None:
+            self._positions.committed(taken)
         if plan.counts:
             self._hub.wake(plan.counts.keys())
         return plan.results(numbered)
