@@ -247,6 +247,12 @@ class StoredEvent(Event):
         position belongs to the store that assigned it)."""
         return {**Event.to_dict(self), "position": self.position}
 
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Self:
+        """A stored event from :meth:`to_dict` output (``sequence_number`` and ``position``
+        required), validated like any record."""
+        return cls(**_from_dict(raw, (*_EVENT_FIELDS, "position"), ("timestamp",), "stored event"))
+
 
 def parse_timestamp(value: object, name: str) -> datetime:
     """An aware datetime from a datetime or an ISO 8601 string with an offset."""
@@ -447,4 +453,9 @@ _RUN_FIELDS = (
     "started_at",
     "ended_at",
 )
-_REQUIRED = {"event": ("type", "session_id"), "session": ("agent_id",), "run": ("session_id",)}
+_REQUIRED = {
+    "event": ("type", "session_id"),
+    "stored event": ("type", "session_id", "sequence_number", "position"),
+    "session": ("agent_id",),
+    "run": ("session_id",),
+}

@@ -60,6 +60,9 @@ def test_a_stored_event_needs_a_position() -> None:
     event = StoredEvent("message_sent", "s", sequence_number=1, position=7)
     assert event.to_dict()["position"] == 7
     assert "position" not in Event.from_dict(event.to_dict()).to_dict()
+    assert StoredEvent.from_dict(event.to_dict()) == event
+    with pytest.raises(ValidationError, match="position"):
+        StoredEvent.from_dict(Event.to_dict(event))
 
 
 EDGE_NUMBERS = {
