@@ -31,6 +31,9 @@ _PUBLIC: dict[str, str] = {
     "SessionStore": "store",
     "EventFilter": "store",
     "AdminStore": "admin",
+    "FeedStore": "feed",
+    "FeedFilter": "feed",
+    "ConsumerCursor": "feed",
     "InMemorySessionStore": "memory",
     "SQLiteSessionStore": "sqlite",
     "PostgresSessionStore": "postgres",
@@ -72,6 +75,7 @@ _PUBLIC: dict[str, str] = {
     "RunNotFoundError": "errors",
     "ConflictError": "errors",
     "SequenceConflictError": "errors",
+    "CursorConflictError": "errors",
     "EventIdConflictError": "errors",
     "StorageError": "errors",
     "StoreBusyError": "errors",
@@ -110,6 +114,7 @@ if TYPE_CHECKING:  # for type checkers only; must list exactly _PUBLIC (a test c
     from .admin import StreamInfo as StreamInfo
     from .aio import AsyncStore as AsyncStore
     from .errors import ConflictError as ConflictError
+    from .errors import CursorConflictError as CursorConflictError
     from .errors import EventIdConflictError as EventIdConflictError
     from .errors import MissingDependencyError as MissingDependencyError
     from .errors import NotFoundError as NotFoundError
@@ -129,6 +134,9 @@ if TYPE_CHECKING:  # for type checkers only; must list exactly _PUBLIC (a test c
     from .errors import StreamDeletedError as StreamDeletedError
     from .errors import StreamNotFoundError as StreamNotFoundError
     from .errors import ValidationError as ValidationError
+    from .feed import ConsumerCursor as ConsumerCursor
+    from .feed import FeedFilter as FeedFilter
+    from .feed import FeedStore as FeedStore
     from .locations import inspect_schema as inspect_schema
     from .locations import migrate_schema as migrate_schema
     from .locations import open_store as open_store

@@ -532,7 +532,8 @@ class AdminStore(SessionStore):
                 else:
                     page, damage = read_page(self, session_id, after=after, before=None, limit=PAGE)
                 for event in page:
-                    yield {"kind": "event", **event.to_dict()}
+                    # Without ``position``: it belongs to this store, and an import assigns new ones.
+                    yield {"kind": "event", **Event.to_dict(event)}
                 if damage is not None and on_damaged is not None:
                     on_damaged(damage)
                     after = damage.sequence

@@ -22,15 +22,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from sqlitestream._core.validate import check_int, describe
-from sqlitestream._core.waiting import WakeHub
+from sqlitestream._core.waiting import FEED, WakeHub
+from sqlitestream._following import OnRestart
 from sqlitestream.errors import StoreClosedError, ValidationError
+from sqlitestream.feed import ConsumerCursor, FeedFilter, FeedStore
 from sqlitestream.models import (
     Event,
     EventType,
@@ -41,7 +43,7 @@ from sqlitestream.models import (
     StoredEvent,
 )
 from sqlitestream.store import EventFilter, SessionStore
-from sqlitestream.streaming import DEFAULT_WAIT_TIMEOUT_MS, OnRestart, afollow
+from sqlitestream.streaming import DEFAULT_WAIT_TIMEOUT_MS, afollow
 
 __all__ = ["AsyncStore"]
 
@@ -198,16 +200,16 @@ class AsyncStore:
         wait_hub: Callable[[], WakeHub] | None = getattr(self._store, "_wait_hub", None)
         if wait_hub is None:
             return await self._call(self._store.read_events, query)
-        return await self._long_poll(await self._call(wait_hub), query, read)
+        return await self._long_poll(await self._call(wait_hub), query.session_id, query.wait_seconds, read)
 
     async def _long_poll(
-        self, hub: WakeHub, query: EventFilter, read: Callable[[], list[StoredEvent]]
+        self, hub: WakeHub, key: str, wait_seconds: float, read: Callable[[], list[StoredEvent]]
     ) -> list[StoredEvent]:
         """:func:`sqlitestream._core.waiting.long_poll` with the wait as an awaited event."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + query.wait_seconds
+        deadline = loop.time() + wait_seconds
         woken = _LoopSignal(loop)
-        with hub.waiting(query.session_id, woken) as waiter:
+        with hub.waiting(key, woken) as waiter:
             while True:
                 page = await self._call(read)
                 if page:
@@ -225,25 +227,79 @@ class AsyncStore:
                 if waiter.released:
                     return []
 
-    def follow(
+    # The feed and consumer cursors (a FeedStore's) ------------------------------------------
+
+    def _feed_store(self) -> FeedStore:
+        if not isinstance(self._store, FeedStore):
+            raise ValidationError(f"the store has no feed (it is not a FeedStore): {self._store!r}")
+        return self._store
+
+    async def read_feed(
         self,
-        session_id: str,
         *,
         after: int = 0,
+        limit: int | None = None,
+        types: Iterable[EventType | str] | None = None,
+        wait_timeout_ms: int | None = None,
+    ) -> list[StoredEvent]:
+        """See :meth:`FeedStore.read_feed`; a long-poll on a built-in store holds no thread
+        while it waits."""
+        store = self._feed_store()
+        query = FeedFilter.build(after=after, limit=limit, types=types, wait_timeout_ms=wait_timeout_ms)
+        read = functools.partial(store.query_feed, dataclasses.replace(query, wait_timeout_ms=None))
+        page = await self._call(read)
+        if page or query.wait_seconds <= 0:
+            return page
+        wait_hub: Callable[[], WakeHub] | None = getattr(store, "_wait_hub", None)
+        if wait_hub is None:
+            return await self._call(store.query_feed, query)
+        return await self._long_poll(await self._call(wait_hub), FEED, query.wait_seconds, read)
+
+    async def get_last_position(self) -> int:
+        """See :meth:`FeedStore.get_last_position`."""
+        return await self._call(self._feed_store().get_last_position)
+
+    async def save_cursor(self, name: str, position: int, *, expected: int | None = None) -> None:
+        """See :meth:`FeedStore.save_cursor`."""
+        await self._call(self._feed_store().save_cursor, name, position, expected=expected)
+
+    async def get_cursor(self, name: str) -> int:
+        """See :meth:`FeedStore.get_cursor`."""
+        return await self._call(self._feed_store().get_cursor, name)
+
+    async def list_cursors(self) -> list[ConsumerCursor]:
+        """See :meth:`FeedStore.list_cursors`."""
+        return await self._call(self._feed_store().list_cursors)
+
+    async def delete_cursor(self, name: str) -> None:
+        """See :meth:`FeedStore.delete_cursor`."""
+        await self._call(self._feed_store().delete_cursor, name)
+
+    def follow(
+        self,
+        session_id: str | None = None,
+        *,
+        after: int | None = None,
         run_id: str | None = None,
         type: EventType | str | None = None,
         since: datetime | None = None,
         before: int | None = None,
+        types: Iterable[EventType | str] | None = None,
         limit: int = 100,
         wait_timeout_ms: int | None = DEFAULT_WAIT_TIMEOUT_MS,
         poll_interval_ms: int = 250,
         stop_when_caught_up: bool = False,
         on_restart: OnRestart | None = None,
+        consumer: str | None = None,
+        save_cursor: bool = True,
     ) -> AsyncGenerator[StoredEvent, None]:
-        """The session's events as they are stored, as an async iterator: the one follower,
-        :func:`sqlitestream.streaming.afollow`, reading through this facade, so its waits hold
-        no thread and any number of followers share the pool. Same arguments and behaviour
-        (a session deleted and written again is followed from sequence 1)."""
+        """The session's events (or, with ``session_id=None``, the store-wide feed) as they are
+        stored, as an async iterator: the one follower, :func:`sqlitestream.streaming.afollow`,
+        reading through this facade, so its waits hold no thread and any number of followers
+        share the pool. Same arguments and behaviour (a session deleted and written again is
+        followed from sequence 1; a ``consumer`` resumes from and saves its cursor)."""
+        if session_id is None or consumer is not None:
+            self._feed_store()
         return afollow(
             self,
             session_id,
@@ -252,11 +308,14 @@ class AsyncStore:
             type=type,
             since=since,
             before=before,
+            types=types,
             limit=limit,
             wait_timeout_ms=wait_timeout_ms,
             poll_interval_ms=poll_interval_ms,
             stop_when_caught_up=stop_when_caught_up,
             on_restart=on_restart,
+            consumer=consumer,
+            save_cursor=save_cursor,
         )
 
     # Lifecycle ------------------------------------------------------------------------------

@@ -81,6 +81,21 @@ class SequenceConflictError(ConflictError):
         self.actual = actual
 
 
+class CursorConflictError(ConflictError):
+    """``save_cursor(..., expected=N)`` found the consumer's cursor at another value.
+
+    Another process of the same consumer saved first (two consumers share a name, or a reset
+    happened meanwhile). ``actual`` holds the stored value (0 for no cursor); re-read, decide,
+    and retry with the new expectation, or stop this consumer.
+    """
+
+    def __init__(self, name: str, expected: int, actual: int) -> None:
+        super().__init__(f"expected cursor {name!r} at {expected} but it is at {actual}; nothing was written")
+        self.name = name
+        self.expected = expected
+        self.actual = actual
+
+
 class EventIdConflictError(ConflictError):
     """The event id is already stored in another session; event ids are unique store-wide.
 

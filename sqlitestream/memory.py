@@ -7,6 +7,7 @@ slices from ``after`` in O(1) plus the page; an id index makes duplicate checks 
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,7 @@ from sqlitestream._core.rulestreams import PAGE_CHUNKS, RuleStreams
 from sqlitestream._core.streamrules import Chunk, StreamRow, StreamTx
 from sqlitestream._core.transfer import plan_event_import
 from sqlitestream._core.validate import check_choice, check_id, check_int, describe
-from sqlitestream._core.waiting import WakeHub, long_poll
+from sqlitestream._core.waiting import FEED, WakeHub, long_poll
 from sqlitestream.admin import (
     AdminStore,
     CheckFinding,
@@ -32,6 +33,7 @@ from sqlitestream.admin import (
 )
 from sqlitestream.errors import (
     ConflictError,
+    CursorConflictError,
     EventIdConflictError,
     RunNotFoundError,
     SequenceConflictError,
@@ -39,6 +41,7 @@ from sqlitestream.errors import (
     StoreClosedError,
     ValidationError,
 )
+from sqlitestream.feed import ConsumerCursor, FeedFilter, FeedStore
 from sqlitestream.models import (
     Event,
     Run,
@@ -47,6 +50,7 @@ from sqlitestream.models import (
     SessionStatus,
     StoredEvent,
     stored_event,
+    utc_now,
     with_sequence,
 )
 from sqlitestream.store import (
@@ -68,7 +72,7 @@ class _Stream:
     events: list[StoredEvent] = field(default_factory=list)
 
 
-class InMemorySessionStore(AdminStore):
+class InMemorySessionStore(AdminStore, FeedStore):
     """The whole contract, long-poll and administration included, held in this process's
     memory. Its :attr:`path` is ``"<memory>"`` (no location opens it: construct it)."""
 
@@ -79,6 +83,11 @@ class InMemorySessionStore(AdminStore):
         self._runs: dict[str, Run] = {}
         self._streams: dict[str, _Stream] = {}
         self._event_index: dict[str, StoredEvent] = {}
+        # The feed: every stored event in position order, and those positions (for bisect).
+        self._feed: list[StoredEvent] = []
+        self._positions: list[int] = []
+        self._last_position = 0
+        self._cursors: dict[str, ConsumerCursor] = {}
         self._hub = WakeHub()
         self._closed = False
         self._byte_streams = InMemoryByteStreams(self._lock, self._check_open)
@@ -151,7 +160,13 @@ class InMemorySessionStore(AdminStore):
             if stream is not None:
                 for event in stream.events:
                     del self._event_index[event.id]
+                self._forget({event.position for event in stream.events})
         self._hub.release(session_id)
+
+    def _forget(self, positions: set[int]) -> None:
+        """Take events out of the feed (their positions stay used: ``_last_position`` stays)."""
+        self._feed = [event for event in self._feed if event.position not in positions]
+        self._positions = [event.position for event in self._feed]
 
     # Runs ---------------------------------------------------------------------------------
 
@@ -207,6 +222,9 @@ class InMemorySessionStore(AdminStore):
             stream = self._streams[stored.session_id] = _Stream()
         stream.events.append(stored)
         self._event_index[stored.id] = stored
+        self._feed.append(stored)
+        self._positions.append(stored.position)
+        self._last_position = stored.position
 
     def append_event_with_sequence(
         self, event: Event, *, expected_sequence: int | None = None
@@ -222,7 +240,7 @@ class InMemorySessionStore(AdminStore):
                 latest = self._latest(event.session_id)
                 if latest != expected_sequence:
                     raise SequenceConflictError(event.session_id, expected_sequence, latest)
-            stored = with_sequence(event, self._latest(event.session_id) + 1)
+            stored = with_sequence(event, self._latest(event.session_id) + 1, self._last_position + 1)
             self._keep(stored)
         self._hub.wake([stored.session_id])
         return _copy(stored)
@@ -234,7 +252,8 @@ class InMemorySessionStore(AdminStore):
             index = self._event_index
             plan = plan_batch(batch, {event.id: index[event.id] for event in batch if event.id in index})
             numbered = plan.numbered(
-                {session_id: self._latest(session_id) + count for session_id, count in plan.counts.items()}
+                {session_id: self._latest(session_id) + count for session_id, count in plan.counts.items()},
+                self._last_position,
             )
             for stored in numbered:
                 self._keep(stored)
@@ -271,6 +290,54 @@ class InMemorySessionStore(AdminStore):
                     if query.limit is not None and len(found) >= query.limit:
                         break
             return found
+
+    def query_feed(self, query: FeedFilter) -> list[StoredEvent]:
+        self._check_open()
+        return long_poll(self._hub, FEED, lambda: self._feed_page(query), query.wait_seconds)
+
+    def _feed_page(self, query: FeedFilter) -> list[StoredEvent]:
+        with self._lock:
+            self._check_open()
+            found: list[StoredEvent] = []
+            for index in range(bisect.bisect_right(self._positions, query.after), len(self._feed)):
+                event = self._feed[index]
+                if query.types is None or event.type in query.types:
+                    found.append(_copy(event))
+                    if query.limit is not None and len(found) >= query.limit:
+                        break
+            return found
+
+    def get_last_position(self) -> int:
+        with self._lock:
+            self._check_open()
+            return self._last_position
+
+    def write_cursor(self, name: str, position: int, expected: int | None) -> None:
+        with self._lock:
+            self._check_open()
+            current = self._cursors.get(name)
+            actual = 0 if current is None else current.position
+            if expected is not None and actual != expected:
+                raise CursorConflictError(name, expected, actual)
+            self._cursors[name] = ConsumerCursor(name, position, utc_now())
+
+    def get_cursor(self, name: str) -> int:
+        name = check_id(name, "name")
+        with self._lock:
+            self._check_open()
+            cursor = self._cursors.get(name)
+            return 0 if cursor is None else cursor.position
+
+    def list_cursors(self) -> list[ConsumerCursor]:
+        with self._lock:
+            self._check_open()
+            return [self._cursors[name] for name in sorted(self._cursors)]
+
+    def delete_cursor(self, name: str) -> None:
+        name = check_id(name, "name")
+        with self._lock:
+            self._check_open()
+            self._cursors.pop(name, None)
 
     def _wait_hub(self) -> WakeHub:
         """See :mod:`sqlitestream._core.waiting`."""
@@ -396,8 +463,8 @@ class InMemorySessionStore(AdminStore):
                 self._sessions[session_id] = replace(session)
             for run in runs:
                 self._runs[run.id] = replace(run)
-            for event in new:
-                self._keep(_copy(event))
+            for position, event in enumerate(new, self._last_position + 1):
+                self._keep(_copy(event, position))
         if new:
             self._hub.wake([session_id])
         return SessionImport.counted(session_id, session_outcome, runs_outcome, len(new), skipped)
@@ -409,8 +476,9 @@ def _outcome(stored: Session | Run | None, record: Session | Run) -> str:
     return "unchanged" if stored == record else "updated"
 
 
-def _copy(event: StoredEvent) -> StoredEvent:
-    """A copy whose payload dicts the caller may mutate without touching the store."""
+def _copy(event: StoredEvent, position: int | None = None) -> StoredEvent:
+    """A copy whose payload dicts the caller may mutate without touching the store (at another
+    ``position`` if given)."""
     return stored_event(
         event.type,
         event.session_id,
@@ -420,6 +488,7 @@ def _copy(event: StoredEvent) -> StoredEvent:
         event.id,
         event.timestamp,
         event.sequence_number,
+        event.position if position is None else position,
     )
 
 

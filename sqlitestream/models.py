@@ -226,17 +226,32 @@ class StoredEvent(Event):
     """An event as a store holds it: what every read and append returns.
 
     ``sequence_number`` is its place in its session's log: 1, 2, 3, ... with no gaps.
+    ``position`` is its place in the store-wide feed (see :class:`~sqlitestream.feed.FeedStore`):
+    strictly increasing in commit order across all sessions, never reused.
     A stored event is not equal to an :class:`Event` with the same fields (dataclass
     equality compares classes); compare ``to_dict()`` for that.
     """
 
     sequence_number: int = field(kw_only=True)
+    position: int = field(kw_only=True)
 
     def __post_init__(self) -> None:
         # Event.__post_init__ by name: zero-argument super() fails in a slotted dataclass.
         Event.__post_init__(self)
         if self.sequence_number is None:
             raise ValidationError("sequence_number is required for a stored event, got None")
+        _set(self, "position", check_int(self.position, "position", minimum=1, allow_none=False))
+
+    def to_dict(self) -> dict[str, Any]:
+        """:meth:`Event.to_dict` plus ``position`` (which :meth:`Event.from_dict` ignores: a
+        position belongs to the store that assigned it)."""
+        return {**Event.to_dict(self), "position": self.position}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Self:
+        """A stored event from :meth:`to_dict` output (``sequence_number`` and ``position``
+        required), validated like any record."""
+        return cls(**_from_dict(raw, (*_EVENT_FIELDS, "position"), ("timestamp",), "stored event"))
 
 
 def parse_timestamp(value: object, name: str) -> datetime:
@@ -274,6 +289,7 @@ def stored_event(
     id: str,
     timestamp: datetime,
     sequence_number: int,
+    position: int,
 ) -> StoredEvent:
     """A stored event from values that are already valid: those of a validated event, or
     those a store read back from what it wrote; positional, in field order.
@@ -291,11 +307,12 @@ def stored_event(
     _set(event, "id", id)
     _set(event, "timestamp", timestamp)
     _set(event, "sequence_number", sequence_number)
+    _set(event, "position", position)
     return event
 
 
-def with_sequence(event: Event, seq: int) -> StoredEvent:
-    """``event`` as stored with sequence number ``seq`` (no re-validation)."""
+def with_sequence(event: Event, seq: int, position: int) -> StoredEvent:
+    """``event`` as stored with sequence number ``seq`` at feed ``position`` (no re-validation)."""
     return stored_event(
         event.type,
         event.session_id,
@@ -305,6 +322,7 @@ def with_sequence(event: Event, seq: int) -> StoredEvent:
         event.id,
         event.timestamp,
         seq,
+        position,
     )
 
 
@@ -435,4 +453,9 @@ _RUN_FIELDS = (
     "started_at",
     "ended_at",
 )
-_REQUIRED = {"event": ("type", "session_id"), "session": ("agent_id",), "run": ("session_id",)}
+_REQUIRED = {
+    "event": ("type", "session_id"),
+    "stored event": ("type", "session_id", "sequence_number", "position"),
+    "session": ("agent_id",),
+    "run": ("session_id",),
+}

@@ -20,6 +20,17 @@ What a caller may rely on:
 * ``after`` is taken to belong to the log as it is when :func:`follow` is called (for
   :func:`afollow`, at its first read); an ``after`` past that log's end is kept (the follower
   waits for events past it).
+* **The feed** (``session_id=None``) is followed by position: events of every session in
+  commit order, each once. It has no restarts: a deleted session's events just leave it.
+* **A consumer** (``consumer="name"``) starts after its saved cursor and saves, with
+  compare-and-set against the value it read or last saved, the position (for a session: the
+  sequence) of the last event the caller has *finished with*, i.e. asked past. That is saved
+  before each read of a new page (so before any wait) and when the iteration ends or is
+  closed; an event being handled when the process dies, or when the iterator is closed, is
+  delivered again next time: at-least-once. A second follower of the same consumer makes the
+  slower one's save raise ``CursorConflictError``. For exactly-once, pass
+  ``save_cursor=False`` and save the cursor in the same transaction as the results (see the
+  Guarantees page).
 """
 
 from __future__ import annotations
@@ -28,14 +39,16 @@ import asyncio
 import functools
 import inspect
 import time
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-from sqlitestream._core.validate import check_int, describe
-from sqlitestream.errors import ValidationError
+from sqlitestream._core.validate import check_id, check_int, describe
+from sqlitestream._following import AsyncReader, OnRestart, _FeedCursor, _Page, _Saver
+from sqlitestream.errors import StoreClosedError, ValidationError
+from sqlitestream.feed import FeedStore
 from sqlitestream.models import EventType, StoredEvent
 from sqlitestream.store import EventFilter, SessionStore
 
@@ -48,7 +61,6 @@ ASYNC_WAIT_CHUNK_MS = 250
 """Longest single store wait in :func:`afollow`: a cancelled task's worker thread returns
 within this, so cancelling never leaves a thread blocked for a full long-poll."""
 
-OnRestart = Callable[[], object]
 
 _HEAD: dict[str, Any] = {"before": 2, "limit": 1}
 """The read of a session's first event: its log's identity."""
@@ -56,34 +68,45 @@ _HEAD: dict[str, Any] = {"before": 2, "limit": 1}
 
 def follow(
     store: SessionStore,
-    session_id: str,
+    session_id: str | None = None,
     *,
-    after: int = 0,
+    after: int | None = None,
     run_id: str | None = None,
     type: EventType | str | None = None,
     since: datetime | None = None,
     before: int | None = None,
+    types: Iterable[EventType | str] | None = None,
     limit: int = 100,
     wait_timeout_ms: int | None = DEFAULT_WAIT_TIMEOUT_MS,
     poll_interval_ms: int = 250,
     stop_when_caught_up: bool = False,
     on_restart: OnRestart | None = None,
+    consumer: str | None = None,
+    save_cursor: bool = True,
 ) -> Generator[StoredEvent, None, None]:
-    """The session's events after sequence ``after`` that pass the filters, as they are stored.
+    """The session's events after sequence ``after`` that pass the filters, as they are stored;
+    with ``session_id=None``, the store-wide feed: every session's events after position
+    ``after``, in position order (the store must be a :class:`~sqlitestream.feed.FeedStore`).
 
-    Reads pages of up to ``limit`` events. ``run_id``, ``type``, ``since`` and ``before`` filter
-    like ``get_events``; the follower ends once no event can pass ``before`` any more. With
+    Reads pages of up to ``limit`` events. For a session, ``run_id``, ``type``, ``since`` and
+    ``before`` filter like ``get_events``, and the follower ends once no event can pass
+    ``before`` any more. For the feed, ``types`` (or ``type``) filter like ``read_feed``. With
     ``stop_when_caught_up`` it ends at the first page shorter than ``limit`` instead of
     waiting. ``wait_timeout_ms`` None or 0 polls every ``poll_interval_ms``. See the module
     docstring for a session deleted while followed (``on_restart`` is called, then the new
     log comes from sequence 1).
+
+    ``consumer="name"`` resumes from that consumer's saved cursor (``after``, if given,
+    overrides it) and, with ``save_cursor`` (default), saves it as it goes; see the module
+    docstring for exactly when (at-least-once). ``save_cursor=False`` only resumes: the caller
+    saves the cursor itself, for instance in the same transaction as its results.
 
     Arguments are checked, and the log identified (one read of its first event), when called:
     ``after`` is taken to belong to the log as it is then, so a caller that printed events
     up to ``after`` before iterating still sees a replacement made in between. The iterator
     holds nothing between items, so ``close()`` or dropping it releases everything.
     """
-    cursor = _Cursor.build(
+    cursor, saver = _build(
         store,
         session_id,
         after=after,
@@ -91,30 +114,38 @@ def follow(
         type=type,
         since=since,
         before=before,
+        types=types,
         limit=limit,
         wait_timeout_ms=wait_timeout_ms,
         poll_interval_ms=poll_interval_ms,
         stop_when_caught_up=stop_when_caught_up,
         on_restart=on_restart,
+        consumer=consumer,
+        save_cursor=save_cursor,
     )
+    if saver is not None:
+        saver.start(_as_feed_store(store, "consumer"), cursor)
     cursor.identify()
-    return _follow(cursor)
+    return _follow(cursor, saver)
 
 
 def afollow(
     store: SessionStore | AsyncReader,
-    session_id: str,
+    session_id: str | None = None,
     *,
-    after: int = 0,
+    after: int | None = None,
     run_id: str | None = None,
     type: EventType | str | None = None,
     since: datetime | None = None,
     before: int | None = None,
+    types: Iterable[EventType | str] | None = None,
     limit: int = 100,
     wait_timeout_ms: int | None = DEFAULT_WAIT_TIMEOUT_MS,
     poll_interval_ms: int = 250,
     stop_when_caught_up: bool = False,
     on_restart: OnRestart | None = None,
+    consumer: str | None = None,
+    save_cursor: bool = True,
 ) -> AsyncGenerator[StoredEvent, None]:
     """:func:`follow` as an async iterator, with the same arguments and behaviour.
 
@@ -123,9 +154,9 @@ def afollow(
     store. For a plain store, calls run in a worker thread owned by this iterator, never on
     the event loop, and long-polls are made in waits of at most 250 ms, so cancelling the
     consuming task ends the iteration at once and the worker thread within 250 ms. The log is
-    identified at the first read (not when called), and ``on_restart`` is called on the event
-    loop. Close it with ``contextlib.aclosing`` (or let the task be cancelled) to release the
-    thread.
+    identified (and a consumer's cursor read) at the first read, not when called, and
+    ``on_restart`` is called on the event loop. Close it with ``contextlib.aclosing`` (or let
+    the task be cancelled) to release the thread.
     """
     options: dict[str, Any] = {
         "after": after,
@@ -133,28 +164,62 @@ def afollow(
         "type": type,
         "since": since,
         "before": before,
+        "types": types,
         "limit": limit,
         "wait_timeout_ms": wait_timeout_ms,
         "poll_interval_ms": poll_interval_ms,
         "stop_when_caught_up": stop_when_caught_up,
         "on_restart": on_restart,
+        "consumer": consumer,
+        "save_cursor": save_cursor,
     }
     if isinstance(store, SessionStore):
-        cursor = _Cursor.build(store, session_id, **options)
-        return _afollow(cursor, _WorkerReader(store), ASYNC_WAIT_CHUNK_MS)
-    readers = ("get_events", "get_latest_sequence")
+        if session_id is None or consumer is not None:
+            _as_feed_store(store, "session_id=None" if session_id is None else "consumer")
+        cursor, saver = _build(store, session_id, **options)
+        return _afollow(cursor, saver, _WorkerReader(store), ASYNC_WAIT_CHUNK_MS)
+    readers = ["get_events", "get_latest_sequence"]
+    if session_id is None or consumer is not None:
+        readers += ["read_feed", "get_cursor", "save_cursor"]
     if not all(inspect.iscoroutinefunction(getattr(store, name, None)) for name in readers):
-        raise ValidationError(f"store must be a SessionStore or an AsyncStore, got {describe(store)}")
-    return _afollow(_Cursor.build(None, session_id, **options), store, None)
+        raise ValidationError(
+            f"store must be a SessionStore or an AsyncStore (a FeedStore's to follow the feed or "
+            f"a consumer), got {describe(store)}"
+        )
+    cursor, saver = _build(None, session_id, **options)
+    return _afollow(cursor, saver, store, None)
 
 
-@dataclass(frozen=True, slots=True)
-class _Page:
-    events: list[StoredEvent]
-    over: bool = False
-    restarted: bool = False
-    idle: bool = False
-    """Nothing came and the store did not wait: sleep before the next read, never spin."""
+def _as_feed_store(store: object, what: str) -> FeedStore:
+    if not isinstance(store, FeedStore):
+        raise ValidationError(f"{what} needs a store with a feed (a FeedStore), got {describe(store)}")
+    return store
+
+
+def _build(
+    store: SessionStore | None, session_id: object, **options: Any
+) -> tuple[_Cursor | _FeedCursor, _Saver | None]:
+    """The follower's cursor (of a session, or of the feed when ``session_id`` is None) and
+    its consumer's saver, every argument checked."""
+    consumer, save = options.pop("consumer"), options.pop("save_cursor")
+    if consumer is not None:
+        consumer = check_id(consumer, "consumer")
+    if not isinstance(save, bool):
+        raise ValidationError(f"save_cursor must be a bool, got {describe(save)}")
+    explicit_after = options["after"]
+    if consumer is not None and explicit_after is None:
+        options["after"] = 0  # replaced by the saved cursor when the saver starts
+    cursor: _Cursor | _FeedCursor
+    if session_id is None:
+        cursor = _FeedCursor.build(
+            None if store is None else _as_feed_store(store, "session_id=None"), **options
+        )
+    else:
+        if options.pop("types") is not None:
+            raise ValidationError("types filters the feed; for one session's events use type")
+        cursor = _Cursor.build(store, session_id, **options)
+    saver = None if consumer is None else _Saver(consumer, save, explicit_after is not None)
+    return cursor, saver
 
 
 @dataclass(slots=True)
@@ -320,24 +385,46 @@ class _Cursor:
                 fresh.append(event)
         return fresh
 
+    @staticmethod
+    def key(event: StoredEvent) -> int:
+        """What a consumer of this log saves as its cursor: the sequence number."""
+        return event.sequence_number or 0
 
-def _follow(cursor: _Cursor) -> Generator[StoredEvent, None, None]:
-    while True:
-        page = cursor.read(cursor.wait_ms)
-        if page.restarted and cursor.on_restart is not None:
-            cursor.on_restart()
-        yield from page.events
-        if page.over:
-            return
-        if page.idle:
-            time.sleep(cursor.poll_s)
+
+def _follow(cursor: _Cursor | _FeedCursor, saver: _Saver | None) -> Generator[StoredEvent, None, None]:
+    done: int | None = None  # the cursor of the last event the caller asked past
+    try:
+        while True:
+            if saver is not None and (value := saver.due(done)) is not None:
+                saver.save(value)
+            page = cursor.read(cursor.wait_ms)
+            if page.restarted and cursor.on_restart is not None:
+                cursor.on_restart()
+            for event in page.events:
+                yield event
+                done = cursor.key(event)
+            if page.over:
+                return
+            if page.idle:
+                time.sleep(cursor.poll_s)
+    finally:
+        if saver is not None and (value := saver.due(done)) is not None:
+            try:
+                saver.save(value)
+            except StoreClosedError:
+                pass  # closed under us: the events since the last save come again (at-least-once)
 
 
 async def _afollow(
-    cursor: _Cursor, reader: AsyncReader, max_wait_ms: int | None
+    cursor: _Cursor | _FeedCursor, saver: _Saver | None, reader: AsyncReader, max_wait_ms: int | None
 ) -> AsyncGenerator[StoredEvent, None]:
+    done: int | None = None
     try:
+        if saver is not None:
+            await saver.astart(reader, cursor)
         while True:
+            if saver is not None and (value := saver.due(done)) is not None:
+                await saver.asave(reader, value)
             wait_ms = cursor.wait_ms
             if wait_ms is not None and max_wait_ms is not None:
                 wait_ms = min(wait_ms, max_wait_ms)
@@ -346,33 +433,21 @@ async def _afollow(
                 cursor.on_restart()
             for event in page.events:
                 yield event
+                done = cursor.key(event)
             if page.over:
                 return
             if page.idle:
                 await asyncio.sleep(cursor.poll_s)
     finally:
-        if isinstance(reader, _WorkerReader):
-            reader.close()
-
-
-class AsyncReader(Protocol):
-    """What :func:`afollow` reads through: :class:`sqlitestream.aio.AsyncStore`, or the
-    worker thread it makes for a plain store."""
-
-    async def get_events(
-        self,
-        session_id: str,
-        *,
-        run_id: str | None = None,
-        type: EventType | str | None = None,
-        since: datetime | None = None,
-        after: int | None = None,
-        before: int | None = None,
-        limit: int | None = None,
-        wait_timeout_ms: int | None = None,
-    ) -> list[StoredEvent]: ...
-
-    async def get_latest_sequence(self, session_id: str) -> int: ...
+        try:
+            if saver is not None and (value := saver.due(done)) is not None:
+                try:
+                    await saver.asave(reader, value)
+                except StoreClosedError:
+                    pass
+        finally:
+            if isinstance(reader, _WorkerReader):
+                reader.close()
 
 
 class _WorkerReader:
@@ -390,6 +465,19 @@ class _WorkerReader:
     async def get_latest_sequence(self, session_id: str) -> int:
         call = functools.partial(self._store.get_latest_sequence, session_id)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def read_feed(self, **query: Any) -> list[StoredEvent]:
+        call = functools.partial(_as_feed_store(self._store, "the feed").read_feed, **query)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def get_cursor(self, name: str) -> int:
+        call = functools.partial(_as_feed_store(self._store, "consumer").get_cursor, name)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def save_cursor(self, name: str, position: int, *, expected: int | None = None) -> None:
+        store = _as_feed_store(self._store, "consumer")
+        call = functools.partial(store.save_cursor, name, position, expected=expected)
+        await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def close(self) -> None:
         # Do not wait: a worker still inside a (bounded) store wait finishes on its own.

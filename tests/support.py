@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlitestream import Event, InMemorySessionStore, SessionStore, SQLiteSessionStore
+from sqlitestream import Event, InMemorySessionStore, SessionStore, SQLiteSessionStore, StoredEvent
 from sqlitestream.store import SessionStore as _Base
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +60,11 @@ def run_python(code: str, *args: str, timeout: float = 60) -> None:
 def script(name: str) -> list[str]:
     """argv that runs ``tests/scripts/<name>`` with this interpreter."""
     return [sys.executable, str(SCRIPTS / name)]
+
+
+def records(events: list[StoredEvent]) -> list[dict[str, Any]]:
+    """The events as records, without their positions (which differ between stores)."""
+    return [Event.to_dict(event) for event in events]
 
 
 def types(events: list[Event]) -> list[str]:
@@ -158,8 +163,3 @@ class RecordingStore(DelegatingStore):
     def call_count(self) -> int:
         with self._lock:
             return len(self.calls)
-
-
-DROP_VERSION_3 = "DROP TABLE ds_producers; DROP TABLE ds_chunks; DROP TABLE ds_streams"
-"""The SQL that takes a current store file back to schema version 2 (with ``PRAGMA
-user_version = 2``): version 3 only added the byte streams' tables."""

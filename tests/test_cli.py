@@ -13,10 +13,11 @@ from typing import Any
 import apsw
 import pytest
 from click.testing import CliRunner, Result
-from support import DROP_VERSION_3
+from support import records as event_records
 
-from sqlitestream import Event, Run, Session, SQLiteSessionStore, __version__, inspect_schema
+from sqlitestream import Event, Run, Session, SQLiteSessionStore, __version__, follow, inspect_schema
 from sqlitestream.cli import cli
+from tools.oldstores import downgrade_sqlite_store
 
 SCHEMA_VERSION = SQLiteSessionStore.SCHEMA_VERSION
 
@@ -121,7 +122,7 @@ def test_version() -> None:
 def test_unknown_command_and_option_are_usage_errors(db: Path) -> None:
     error(run(db, "frobnicate"), 2, "No such command")
     error(run(db, "events", "s1", "--frob"), 2, "No such option")
-    error(run(db, "events"), 2, "Missing argument")
+    error(run(db, "events"), 2, "give a SESSION_ID, or --all")
 
 
 def test_default_store_is_in_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -180,11 +181,7 @@ def test_a_foreign_file_is_an_error_not_a_traceback(tmp_path: Path, args: list[s
 def make_v1(path: Path) -> None:
     with store_at(path) as store:
         store.append_event(Event(type="message_sent", session_id="s1"))
-    conn = apsw.Connection(str(path))
-    conn.execute("DROP INDEX runs_running")
-    conn.execute(DROP_VERSION_3)
-    conn.pragma("user_version", 1)
-    conn.close()
+    downgrade_sqlite_store(path, 1)
 
 
 def test_read_only_commands_on_an_old_schema_point_to_migrate(tmp_path: Path) -> None:
@@ -218,6 +215,7 @@ def test_migrate_dry_run_shows_the_steps_and_changes_nothing(tmp_path: Path) -> 
     result = ok(run(tmp_path / "old.db", "migrate", "--dry-run"))
     assert "schema version 1" in result.stdout and "upgrade 1 -> 2" in result.stdout
     assert "CREATE INDEX runs_running" in result.stdout and "nothing was changed" in result.stdout
+    assert "upgrade 2 -> 3" in result.stdout and "CREATE TABLE feed" in result.stdout
     assert inspect_schema(tmp_path / "old.db").version == 1
     assert not list(tmp_path.glob("*.bak"))
 
@@ -713,7 +711,8 @@ def test_export_import_round_trip_through_files(db: Path, tmp_path: Path) -> Non
         SQLiteSessionStore(tmp_path / "copy.db", readonly=True) as b,
     ):
         for session_id in ("s1", "s2", "loose"):
-            assert a.get_events(session_id) == b.get_events(session_id)
+            # Equal but for the positions: the copy assigned its own, in import order.
+            assert event_records(a.get_events(session_id)) == event_records(b.get_events(session_id))
         assert a.list_sessions() == b.list_sessions()
         assert a.list_runs("s1") == b.list_runs("s1")
     again = ok(run(tmp_path / "copy.db", "import", str(tmp_path / "dump.jsonl")))
@@ -874,3 +873,65 @@ def test_every_command_is_in_the_cli_guide_and_its_reference_is_generated() -> N
     assert re.search(
         r"^::: mkdocs-click\n    :module: sqlitestream\.cli\.main\n    :command: cli\n", guide, re.M
     )
+
+
+# The store-wide feed and consumers ---------------------------------------------------------------
+
+
+def test_events_all_lists_the_feed_in_position_order(db: Path) -> None:
+    feed = jsonl(ok(run(db, "events", "--all", "--format", "jsonl")).stdout)
+    assert [e["position"] for e in feed] == list(range(1, 13))
+    assert [e["id"] for e in feed][-3:] == ["e10", "s2-e1", "loose-1"]
+    later = jsonl(ok(run(db, "events", "--all", "--after-position", "9", "--format", "jsonl")).stdout)
+    assert [e["id"] for e in later] == ["e10", "s2-e1", "loose-1"]
+    typed = jsonl(ok(run(db, "events", "--all", "--type", "session_created", "--nl")).stdout)
+    assert [e["id"] for e in typed] == ["s2-e1"]
+    limited = jsonl(ok(run(db, "events", "--all", "--limit", "3", "--nl")).stdout)
+    assert [e["position"] for e in limited] == [1, 2, 3]
+    table = ok(run(db, "events", "--all", "--after-position", "10", env={"COLUMNS": "200"})).stdout
+    assert re.search(r"^11\s+s2\s+1\s", table.splitlines()[1]) and len(table.splitlines()) == 3
+
+
+def test_tail_all_prints_the_last_events_of_every_session(db: Path) -> None:
+    last = jsonl(ok(run(db, "tail", "--all", "-n", "2", "--format", "jsonl")).stdout)
+    assert [(e["session_id"], e["position"]) for e in last] == [("s2", 11), ("loose", 12)]
+    assert jsonl(ok(run(db, "tail", "--all", "--after-position", "12", "--nl")).stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["events"], "give a SESSION_ID, or --all"),
+        (["events", "s1", "--all"], "not both"),
+        (["events", "--all", "--after", "3"], "--after: for one session only"),
+        (["events", "--all", "--run-id", "r1"], "--run-id: for one session only"),
+        (["events", "s1", "--after-position", "3"], "--after-position goes with --all"),
+        (["tail", "--all", "--after", "3"], "--after: for one session only"),
+    ],
+)
+def test_feed_options_and_session_options_do_not_mix(db: Path, args: list[str], message: str) -> None:
+    error(run(db, *args), 2, message)
+
+
+def test_consumers_lists_resets_and_deletes_cursors(db: Path) -> None:
+    assert "no consumers" in ok(run(db, "consumers")).stderr
+    assert (
+        "consumer billing: cursor 0 -> 4" in ok(run(db, "consumers", "reset", "billing", "--to", "4")).stdout
+    )
+    ok(run(db, "consumers", "reset", "audit", "--to", "11"))
+    listed = jsonl(ok(run(db, "consumers", "--format", "jsonl")).stdout)
+    assert [(c["name"], c["position"], c["lag"]) for c in listed] == [("audit", 11, 1), ("billing", 4, 8)]
+    assert "billing" in ok(run(db, "consumers")).stdout
+    ok(run(db, "consumers", "delete", "billing"))
+    assert [c["name"] for c in jsonl(ok(run(db, "consumers", "--nl")).stdout)] == ["audit"]
+    error(run(db, "consumers", "reset", "audit", "--to", "-1"), 2, "-1")
+    error(run(db, "consumers", "reset", "audit"), 2, "--to")
+
+
+def test_a_reset_consumer_resumes_from_its_new_cursor(db: Path) -> None:
+    ok(run(db, "consumers", "reset", "proj", "--to", "9"))
+    with SQLiteSessionStore(db) as store:
+        consumed = [e.id for e in follow(store, None, consumer="proj", stop_when_caught_up=True)]
+        assert consumed == ["e10", "s2-e1", "loose-1"]
+    listed = jsonl(ok(run(db, "consumers", "--nl")).stdout)
+    assert (listed[0]["position"], listed[0]["lag"]) == (12, 0)

@@ -433,3 +433,53 @@ def test_tail_follow_reports_a_damaged_row_and_follows_on_after_it(db: Path) -> 
     stderr = follower.stderr.read()  # type: ignore[union-attr]
     assert follower.returncode == 130, stderr
     assert "sequence 5 of session 's1'" in stderr and "damaged" in stderr and "Traceback" not in stderr
+
+
+def test_tail_all_follow_sees_another_process_append_to_any_session(db: Path) -> None:
+    follower = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sqlitestream",
+            "--db",
+            str(db),
+            "tail",
+            "--all",
+            "--follow",
+            "--format",
+            "jsonl",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+    )
+    try:
+        lines = Lines(follower.stdout)  # type: ignore[arg-type]
+        before = [lines.next() for _ in range(2)]
+        assert all(line is not None for line in before), before
+        last = json.loads(before[-1])["position"]  # type: ignore[arg-type]
+        for session_id, event_id in (("brand-new", "n1"), ("s1", "n2")):
+            appended = command(
+                [sys.executable, "-m", "sqlitestream"],
+                db,
+                "append",
+                session_id,
+                "--type",
+                "message_sent",
+                "--id",
+                event_id,
+            )
+            assert appended.returncode == 0, appended.stderr
+        arrived = [json.loads(lines.next() or "null") for _ in range(2)]
+        assert [(e["id"], e["session_id"], e["position"]) for e in arrived] == [
+            ("n1", "brand-new", last + 1),
+            ("n2", "s1", last + 2),
+        ]
+        follower.send_signal(signal.SIGINT)
+        follower.wait(DEADLINE)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    assert follower.returncode == 130

@@ -40,7 +40,8 @@ def test_killed_writers_lose_no_acknowledged_event(tmp_path: Path, synchronous: 
 
 
 def test_kill_during_schema_upgrade_leaves_old_or_new_version(tmp_path: Path) -> None:
-    # 20,000 runs: the upgrade lasts long enough to be killed anywhere in it (the kill window
+    # A version-2 store with 20,000 runs and 20,000 events, upgraded to version 3 (feed
+    # positions): the upgrade lasts long enough to be killed anywhere in it (the kill window
     # scales with the measured upgrade time); the long run in tools/crashtest.py uses 100,000.
     summary = crashtest.run(tmp_path, rounds=0, upgrade_rounds=5, upgrade_runs=20_000, seed=3)
     assert summary.violations == []

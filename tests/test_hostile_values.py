@@ -123,10 +123,12 @@ def test_sql_fragments_in_values_leave_the_schema_alone(tmp_path: Path) -> None:
     finally:
         conn.close()
     assert tables == [
+        "cursors",
         "ds_chunks",
         "ds_producers",
         "ds_streams",
         "events",
+        "feed",
         "runs",
         "sessions",
         "sqlite_sequence",

@@ -240,9 +240,10 @@ def _replace_in_another_process(path: Path, session_id: str, events: int) -> Non
         "conn = apsw.Connection(sys.argv[1]); s = sys.argv[2]; n = int(sys.argv[3])\n"
         "conn.execute('BEGIN IMMEDIATE')\n"
         "conn.execute('DELETE FROM events WHERE session_id = ?', (s,))\n"
+        "first = conn.execute('SELECT ifnull(max(position), 0) FROM events').fetchall()[0][0]\n"
         "for seq in range(1, n + 1):\n"
-        "    conn.execute(\"INSERT INTO events VALUES (?, ?, ?, 'message_sent', NULL, 0, '{}', '{}')\","
-        " (s, seq, f'{s}-new-{seq}'))\n"
+        "    conn.execute(\"INSERT INTO events VALUES (?, ?, ?, 'message_sent', NULL, 0, '{}', '{}', ?)\","
+        " (s, seq, f'{s}-new-{seq}', first + seq))\n"
         "conn.execute('UPDATE streams SET latest_seq = ? WHERE session_id = ?', (n, s))\n"
         "conn.execute('COMMIT')\n"
     )

@@ -1,6 +1,7 @@
 """Model-based test: a hypothesis state machine drives a store with random sessions, runs,
-appends (with duplicates and expected sequences), batches, deletes, queries and (for the SQLite
-file) close-and-reopen, and checks every answer against a plain-Python model of the contract."""
+appends (with duplicates and expected sequences), batches, deletes, queries, feed reads,
+consumer cursors (with compare-and-set) and (for the SQLite file) close-and-reopen, and checks
+every answer against a plain-Python model of the contract."""
 
 from __future__ import annotations
 
@@ -20,16 +21,18 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from sqlitestream import (
     ConflictError,
+    CursorConflictError,
     Event,
     EventIdConflictError,
+    FeedStore,
     InMemorySessionStore,
     Run,
     RunNotFoundError,
     SequenceConflictError,
     Session,
     SessionNotFoundError,
-    SessionStore,
     SQLiteSessionStore,
+    StoredEvent,
 )
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -56,7 +59,12 @@ class Model:
 
     sessions: dict[str, Session] = field(default_factory=dict)
     runs: dict[str, Run] = field(default_factory=dict)
-    logs: dict[str, list[Event]] = field(default_factory=dict)
+    logs: dict[str, list[StoredEvent]] = field(default_factory=dict)
+    last_position: int = 0
+    cursors: dict[str, int] = field(default_factory=dict)
+
+    def feed(self) -> list[StoredEvent]:
+        return sorted((e for log in self.logs.values() for e in log), key=lambda e: e.position)
 
     def owner(self, event_id: str) -> str | None:
         for session_id, log in self.logs.items():
@@ -64,7 +72,7 @@ class Model:
                 return session_id
         return None
 
-    def find(self, event_id: str) -> Event | None:
+    def find(self, event_id: str) -> StoredEvent | None:
         for log in self.logs.values():
             for event in log:
                 if event.id == event_id:
@@ -74,9 +82,10 @@ class Model:
     def latest(self, session_id: str) -> int:
         return len(self.logs.get(session_id, []))
 
-    def store(self, event: Event) -> Event:
+    def store(self, event: Event) -> StoredEvent:
         log = self.logs.setdefault(event.session_id, [])
-        stored = Event(
+        self.last_position += 1  # every store hands out the next one, and never one twice
+        stored = StoredEvent(
             type=event.type,
             session_id=event.session_id,
             data=event.data,
@@ -85,13 +94,15 @@ class Model:
             id=event.id,
             timestamp=event.timestamp,
             sequence_number=len(log) + 1,
+            position=self.last_position,
         )
         log.append(stored)
         return stored
 
 
-def _key(event: Event) -> tuple[Any, ...]:
+def _key(event: StoredEvent) -> tuple[Any, ...]:
     return (
+        event.position,
         event.id,
         event.session_id,
         event.sequence_number,
@@ -114,7 +125,7 @@ class StoreMachine(RuleBasedStateMachine):
             self.dir = Path(tempfile.mkdtemp(prefix="sqlitestream-model-"))
         self.store = self.open()
 
-    def open(self) -> SessionStore:
+    def open(self) -> FeedStore:
         if self.kind == "memory":
             return InMemorySessionStore()
         if self.kind == "sqlite-memory":
@@ -367,6 +378,53 @@ class StoreMachine(RuleBasedStateMachine):
             session_id, after=after, before=before, limit=limit, type=type_, run_id=run_id, since=since
         )
         assert [_key(e) for e in got] == [_key(e) for e in expected]
+
+    # The feed and consumer cursors ------------------------------------------------------------
+
+    @rule(
+        data=st.data(),
+        limit=st.one_of(st.none(), st.integers(1, 5)),
+        wanted=st.one_of(st.none(), st.none(), st.lists(types, min_size=1, max_size=2)),
+    )
+    def read_feed(self, data: st.DataObject, limit: int | None, wanted: list[str] | None) -> None:
+        after = data.draw(st.integers(0, self.model.last_position + 2), label="after")
+        expected = [
+            e for e in self.model.feed() if e.position > after and (wanted is None or e.type.value in wanted)
+        ][:limit]
+        got = self.store.read_feed(after=after, limit=limit, types=wanted)
+        assert [_key(e) for e in got] == [_key(e) for e in expected]
+
+    @rule(
+        name=st.sampled_from(["c1", "c2"]),
+        position=st.integers(0, 30),
+        expected=st.one_of(st.none(), st.integers(0, 30), st.just("current")),
+    )
+    def save_cursor(self, name: str, position: int, expected: int | str | None) -> None:
+        current = self.model.cursors.get(name, 0)
+        wanted = current if expected == "current" else expected
+        assert wanted is None or isinstance(wanted, int)
+        if wanted is not None and wanted != current:
+            with pytest.raises(CursorConflictError) as caught:
+                self.store.save_cursor(name, position, expected=wanted)
+            assert caught.value.actual == current
+            return
+        self.store.save_cursor(name, position, expected=wanted)
+        self.model.cursors[name] = position
+
+    @rule(name=st.sampled_from(["c1", "c2"]), now=st.integers(0, 2))
+    def delete_cursor(self, name: str, now: int) -> None:
+        if now:
+            return
+        self.store.delete_cursor(name)
+        self.model.cursors.pop(name, None)
+
+    @invariant()
+    def feed_facts_match(self) -> None:
+        assert self.store.get_last_position() == self.model.last_position
+        cursors = self.store.list_cursors()
+        assert [(c.name, c.position) for c in cursors] == sorted(self.model.cursors.items())
+        for name in ("c1", "c2"):
+            assert self.store.get_cursor(name) == self.model.cursors.get(name, 0)
 
     # Lifecycle ------------------------------------------------------------------------------
 

@@ -51,7 +51,7 @@ def test_store_info_reports_counts_and_versions(store: PostgresSessionStore, pg_
     info = store.store_info()
     assert (info.schema, info.schema_version, info.sessions, info.runs, info.events, info.streams) == (
         pg_schema,
-        1,
+        2,
         1,
         1,
         2,
@@ -83,8 +83,8 @@ def test_check_integrity_finds_what_other_writers_broke(
     raw("UPDATE {s}.streams SET latest_seq = 7 WHERE session_id = 'latest'")
     raw("UPDATE {s}.events SET type = 'made_up', data = '[1]' WHERE session_id = 'types'")
     raw(
-        "INSERT INTO {s}.events (session_id, seq, id, type, ts, data, metadata) "
-        "VALUES ('nocounter', 1, 'nc', 'message_sent', now(), '{}', 'not json')"
+        "INSERT INTO {s}.events (session_id, seq, id, type, ts, data, metadata, position) "
+        "VALUES ('nocounter', 1, 'nc', 'message_sent', now(), '{}', 'not json', 1000)"
     )
     raw("ALTER TABLE {s}.runs DROP CONSTRAINT runs_session_id_fkey")
     raw("DELETE FROM {s}.sessions WHERE id = 'doomed'")

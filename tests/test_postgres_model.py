@@ -11,7 +11,7 @@ from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
 from test_model_based import _SETTINGS, EXAMPLES, StoreMachine
 
-from sqlitestream import SessionStore
+from sqlitestream import FeedStore
 from sqlitestream.postgres import PostgresSessionStore
 
 
@@ -19,7 +19,7 @@ def test_postgres_store_behaves_like_the_model(pg_dsn: str) -> None:
     class PostgresMachine(StoreMachine):
         kind = "file"  # a durable store: the machine's reopen rule applies
 
-        def open(self) -> SessionStore:
+        def open(self) -> FeedStore:
             if not hasattr(self, "schema"):
                 self.schema = f"sqlitestream_test_{secrets.token_hex(6)}"
             return PostgresSessionStore(pg_dsn, schema=self.schema)

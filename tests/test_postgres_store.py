@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -24,8 +25,11 @@ from sqlitestream import (
     ValidationError,
 )
 from sqlitestream.postgres import PostgresSessionStore
+from tools.oldstores import downgrade_postgres_store
 
 pytestmark = pytest.mark.usefixtures("pg_dsn")
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 DEADLINE = 30.0  # seconds a background step may take before the test fails
 
@@ -146,8 +150,54 @@ def test_first_open_creates_the_schema_and_later_opens_do_not(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1",
         (pg_schema,),
     )
-    assert [row[0] for row in tables] == ["events", "runs", "schema_version", "sessions", "streams"]
-    assert _sql(pg_dsn, f'SELECT version FROM "{pg_schema}".schema_version') == [(1,)]
+    assert [row[0] for row in tables] == [
+        "cursors",
+        "events",
+        "feed",
+        "runs",
+        "schema_version",
+        "sessions",
+        "streams",
+    ]
+    assert _sql(pg_dsn, f'SELECT version FROM "{pg_schema}".schema_version') == [(2,)]
+
+
+def _columns(dsn: str, schema: str) -> list[Any]:
+    return _sql(
+        dsn,
+        "SELECT table_name, column_name, data_type, is_nullable, collation_name "
+        "FROM information_schema.columns WHERE table_schema = %s ORDER BY 1, 2",
+        (schema,),
+    )
+
+
+def test_version_1_store_is_upgraded_with_positions_in_commit_order(
+    pg_dsn: str, pg_schema: str, open_store: Callable[..., PostgresSessionStore]
+) -> None:
+    with open_store() as store:
+        for n in range(30):
+            store.append_event(_event(f"s{n % 4}", id=f"e{n}", timestamp=T0 + timedelta(seconds=n)))
+        store.append_event(_event("s1", id="late", timestamp=T0))  # dated before its predecessor
+        store.save_cursor("dropped", 3)
+    downgrade_postgres_store(pg_dsn, pg_schema, 1)
+    with open_store() as store:
+        assert store.upgraded_from == 1
+        feed = store.read_feed()
+        assert [event.position for event in feed] == list(range(1, 32))
+        assert [event.id for event in feed] == [f"e{n}" for n in range(30)] + ["late"]
+        assert store.get_last_position() == 31 and store.list_cursors() == []
+        assert store.append_event(_event("s9")).position == 32
+        assert store.check_integrity().ok
+
+
+def test_an_upgraded_schema_has_the_columns_of_a_new_one(
+    pg_dsn: str, pg_schema: str, open_store: Callable[..., PostgresSessionStore]
+) -> None:
+    open_store().close()
+    new = _columns(pg_dsn, pg_schema)
+    downgrade_postgres_store(pg_dsn, pg_schema, 1)
+    open_store().close()
+    assert _columns(pg_dsn, pg_schema) == new
 
 
 def test_newer_schema_version_is_refused_unchanged(
@@ -408,8 +458,8 @@ def test_fallback_poll_wakes_on_writes_that_sent_no_notification(
     with psycopg.connect(pg_dsn, autocommit=True) as conn, conn.transaction():
         conn.execute(f'UPDATE "{pg_schema}".streams SET latest_seq = 2 WHERE session_id = %s', ("s1",))
         conn.execute(
-            f'INSERT INTO "{pg_schema}".events (session_id, seq, id, type, ts, data, metadata) '
-            "VALUES ('s1', 2, 'silent', 'message_sent', now(), '{}', '{}')"
+            f'INSERT INTO "{pg_schema}".events (session_id, seq, id, type, ts, data, metadata, position) '
+            "VALUES ('s1', 2, 'silent', 'message_sent', now(), '{}', '{}', 1000)"
         )
     assert [e.id for e in waiter.result()] == ["silent"]
 

@@ -206,7 +206,7 @@ def test_every_command_works_on_a_postgresql_url(pg_dsn: str, pg_schema: str, tm
     tail = ok(run("--db", url, "tail", "s1", "-n", "1", "--format", "jsonl")).output
     assert json.loads(tail)["sequence_number"] == 2
     info = json.loads(ok(run("--db", url, "info", "--format", "json")).output)
-    assert (info["schema"], info["events"], info["schema_version"]) == (pg_schema, 2, 1)
+    assert (info["schema"], info["events"], info["schema_version"]) == (pg_schema, 2, 2)
     sessions = ok(run("--db", url, "sessions", "--format", "jsonl")).output
     assert json.loads(sessions)["latest_sequence"] == 2
     assert ok(run("--db", url, "runs", "s1")).exit_code == 0

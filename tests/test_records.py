@@ -47,9 +47,22 @@ def test_reads_and_appends_return_stored_events() -> None:
 
 def test_a_stored_event_needs_a_sequence_number() -> None:
     with pytest.raises(ValidationError, match="sequence_number"):
-        StoredEvent("message_sent", "s", sequence_number=None)  # type: ignore[arg-type]
+        StoredEvent("message_sent", "s", sequence_number=None, position=1)  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="sequence_number"):
-        StoredEvent("message_sent", "s", sequence_number=0)
+        StoredEvent("message_sent", "s", sequence_number=0, position=1)
+
+
+def test_a_stored_event_needs_a_position() -> None:
+    with pytest.raises(ValidationError, match="position"):
+        StoredEvent("message_sent", "s", sequence_number=1, position=0)
+    with pytest.raises(ValidationError, match="position"):
+        StoredEvent("message_sent", "s", sequence_number=1, position=None)  # type: ignore[arg-type]
+    event = StoredEvent("message_sent", "s", sequence_number=1, position=7)
+    assert event.to_dict()["position"] == 7
+    assert "position" not in Event.from_dict(event.to_dict()).to_dict()
+    assert StoredEvent.from_dict(event.to_dict()) == event
+    with pytest.raises(ValidationError, match="position"):
+        StoredEvent.from_dict(Event.to_dict(event))
 
 
 EDGE_NUMBERS = {

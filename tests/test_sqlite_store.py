@@ -9,24 +9,27 @@ import sqlite3
 import stat
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import apsw
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import DROP_VERSION_3
 
 from sqlitestream import (
     Event,
     SchemaVersionError,
+    SequenceConflictError,
     Session,
     SQLiteSessionStore,
     StorageError,
     ValidationError,
 )
 from sqlitestream.sqlite.schema import APPLICATION_ID, SCHEMA_VERSION, schema_sql
+from tools.oldstores import downgrade_sqlite_store
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 # Appends on a damaged counter --------------------------------------------------------------------
 
@@ -219,13 +222,77 @@ def test_empty_file_becomes_a_store(tmp_path: Path) -> None:
 
 
 def _make_version_1(path: Path) -> None:
-    """A store as version 1 wrote it: the same tables without the ``runs_running`` index."""
+    """A store as version 1 wrote it (no ``runs_running`` index, no feed positions)."""
     with SQLiteSessionStore(path) as store:
         store.save_session(Session(agent_id="a", id="s1"))
         store.append_events([Event("message_sent", "s1"), Event("message_sent", "s1")])
+    downgrade_sqlite_store(path, 1)
+
+
+def _columns(conn: apsw.Connection) -> dict[str, list[tuple[object, ...]]]:
+    """Every table's and index's columns as PRAGMA table_xinfo / index_xinfo give them."""
+    objects = conn.execute(
+        "SELECT type, name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+    )
+    return {
+        name: conn.execute(f"PRAGMA {'table' if kind == 'table' else 'index'}_xinfo({name})").fetchall()
+        for kind, name in list(objects)
+    }
+
+
+def test_version_2_store_is_upgraded_with_positions_in_commit_order(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    with SQLiteSessionStore(path) as store:
+        store.save_cursor("gone-with-the-downgrade", 1)
+        for n in range(30):
+            store.append_event(
+                Event("message_sent", f"s{n % 4}", id=f"e{n}", timestamp=T0 + timedelta(seconds=n))
+            )
+        # Appended later but dated earlier than its session's previous event: it still comes after it.
+        store.append_event(Event("message_sent", "s1", id="late", timestamp=T0))
+    downgrade_sqlite_store(path, 2)
+    with SQLiteSessionStore(path) as store:
+        assert store.upgraded_from == 2
+        feed = store.read_feed()
+        assert [event.position for event in feed] == list(range(1, 32))
+        assert [event.id for event in feed] == [f"e{n}" for n in range(30)] + ["late"]
+        assert [e.sequence_number for e in store.get_events("s1")] == list(range(1, 10))
+        assert store.get_last_position() == 31 and store.list_cursors() == []
+        assert store.append_event(Event("message_sent", "s9")).position == 32
+        assert store.check_integrity().ok
+
+
+def test_an_upgraded_store_has_the_schema_of_a_new_one(tmp_path: Path) -> None:
+    SQLiteSessionStore(tmp_path / "new.db").close()
+    with SQLiteSessionStore(tmp_path / "old.db") as store:
+        store.append_event(Event("message_sent", "s1"))
+    downgrade_sqlite_store(tmp_path / "old.db", 1)
+    SQLiteSessionStore(tmp_path / "old.db").close()
+    new, old = (apsw.Connection(str(tmp_path / name)) for name in ("new.db", "old.db"))
+    try:
+        assert _columns(old) == _columns(new)
+    finally:
+        new.close()
+        old.close()
+
+
+def test_a_failed_upgrade_leaves_version_2_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    with SQLiteSessionStore(path) as store:
+        store.append_events([Event("message_sent", "s1", id=f"e{n}") for n in range(5)])
+    downgrade_sqlite_store(path, 2)
     conn = apsw.Connection(str(path))
-    conn.execute(f"DROP INDEX runs_running; {DROP_VERSION_3}; PRAGMA user_version = 1;")
+    conn.execute("CREATE TABLE cursors (x)")  # makes the upgrade's CREATE TABLE cursors fail
     conn.close()
+    with pytest.raises(StorageError, match="cursors"):
+        SQLiteSessionStore(path)
+    conn = apsw.Connection(str(path))
+    try:
+        assert conn.pragma("user_version") == 2
+        assert [row[1] for row in conn.execute("PRAGMA table_info(events)")][-1] == "metadata"
+        assert conn.execute("SELECT count(*) FROM events").fetchall() == [(5,)]
+    finally:
+        conn.close()
 
 
 def test_version_1_store_is_upgraded_on_open(tmp_path: Path) -> None:
@@ -530,3 +597,33 @@ def test_processes_creating_the_same_new_store_at_once_all_succeed(tmp_path: Pat
     assert results == ["ok"] * 4
     with SQLiteSessionStore(path) as store:
         assert [e.sequence_number for e in store.get_events("s1")] == [1, 2, 3, 4]
+
+
+# Feed positions on one file ---------------------------------------------------------------------
+
+
+def test_positions_stay_contiguous_across_store_objects_rollbacks_and_duplicates(tmp_path: Path) -> None:
+    """Each writer keeps its last position between its transactions; another connection's
+    commit, a rolled-back append and a duplicate must each leave it right."""
+    path = tmp_path / "events.db"
+    with SQLiteSessionStore(path) as one, SQLiteSessionStore(path) as two:
+        for n in range(30):
+            writer = one if n % 3 else two
+            if n % 5 == 0:
+                writer.append_events([Event("message_sent", f"s{n % 4}"), Event("message_sent", "s9")])
+            else:
+                writer.append_event(Event("message_sent", f"s{n % 4}", id=f"e{n}"))
+            if n % 7 == 0:
+                with pytest.raises(SequenceConflictError):
+                    writer.append_event_with_sequence(Event("message_sent", "s0"), expected_sequence=999)
+                writer.append_event(Event("message_sent", "s1", id="dup"))  # new the first time only
+            if n % 11 == 0:
+                writer.save_cursor("c", n)
+                other = two if writer is one else one
+                other.import_session(
+                    f"imported-{n}",
+                    events=[Event("message_sent", f"imported-{n}", id=f"i{n}", sequence_number=1)],
+                )
+        positions = [event.position for event in one.read_feed()]
+        assert positions == list(range(1, len(positions) + 1))
+        assert one.get_last_position() == two.get_last_position() == len(positions)

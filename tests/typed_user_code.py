@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sqlitestream import Event, InMemorySessionStore, SessionManager, StoredEvent
+from sqlitestream import Event, FeedStore, InMemorySessionStore, SessionManager, StoredEvent, follow
 
 
 def next_cursor(store: InMemorySessionStore) -> int:
@@ -19,3 +19,11 @@ def next_cursor(store: InMemorySessionStore) -> int:
 def followed(manager: SessionManager) -> Iterator[int]:
     for event in manager.stream_session_events("s", follow=False):
         yield event.sequence_number * 2
+
+
+def feed_lag(store: FeedStore) -> int:
+    positions: list[int] = [event.position + 1 for event in store.read_feed(limit=10)]
+    resumed: int = sum(
+        event.position for event in follow(store, None, consumer="c", stop_when_caught_up=True)
+    )
+    return store.get_last_position() - store.get_cursor("c") + sum(positions) + resumed

@@ -13,8 +13,9 @@ moment, then checks the file:
   the kill left the session, its run, its events and its counter all there or all gone;
 * no writer saw an error (a busy error or anything else) before it was killed.
 
-Upgrade rounds kill a process while it opens a version-1 store (the upgrade step) and check
-the file is either the old or the new version, never in between, with its data intact.
+Upgrade rounds kill a process while it opens a version-2 store (the upgrade step that gives
+every event its feed position) and check the file is either the old or the new version, never
+in between, with its data intact and, once upgraded, every event at a position.
 
     python tools/crashtest.py --rounds 200 --upgrade-rounds 50 --writers 2 --seed 7
 
@@ -47,6 +48,10 @@ except ImportError:  # run from a checkout without installing: use the source tr
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import sqlitestream
 from sqlitestream import Event, Run, Session, SessionNotFoundError, SQLiteSessionStore
+
+if __package__ in (None, ""):  # run as a script: its children too; tools/ is then not a package
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tools.oldstores import downgrade_sqlite_store
 
 MODES = ("single", "batch", "mixed")
 SYNCHRONOUS = ("normal", "full")
@@ -217,7 +222,7 @@ class Summary:
             f"batches found whole: {self.batches_seen}; session deletes acknowledged: "
             f"{self.deletes_acknowledged}, cut short by a kill: {self.deletes_interrupted}",
             (
-                f"upgrade rounds: {self.upgrade_rounds} (killed still at version 1: "
+                f"upgrade rounds: {self.upgrade_rounds} (killed still at version 2: "
                 f"{self.upgrade_killed_before_commit}, after the upgrade committed: "
                 f"{self.upgrade_killed_after_commit})"
             ),
@@ -389,15 +394,21 @@ def kill_round(
 
 # Upgrade rounds ---------------------------------------------------------------------------------
 
-_UPGRADE_INDEX = "runs_running"
+_UPGRADE_TABLE = "feed"  # what the last step (version 3 to 4) creates
 
 
-def make_version_1_store(path: Path, runs: int) -> dict[str, Any]:
-    """A store at schema version 1 (without the ``runs_running`` index of version 2 and the
-    byte streams' tables of version 3) with data."""
+def make_version_2_store(path: Path, runs: int) -> dict[str, Any]:
+    """A store at schema version 2 (before the byte streams' tables and feed positions) with
+    ``runs`` runs and as many events."""
     with SQLiteSessionStore(path) as store:
         store.save_session(Session(agent_id="a", id="s-up"))
-        store.append_events([Event("message_sent", "up", id=f"seed-{n}") for n in range(50)])
+        for start in range(0, max(runs, 50), 1000):
+            store.append_events(
+                [
+                    Event("message_sent", f"up-{n % 7}", id=f"seed-{n}")
+                    for n in range(start, min(start + 1000, max(runs, 50)))
+                ]
+            )
     conn = apsw.Connection(str(path))
     try:
         with conn:
@@ -406,21 +417,20 @@ def make_version_1_store(path: Path, runs: int) -> dict[str, Any]:
                 "VALUES (?, 's-up', ?, '{}', 0, '{}', ?)",
                 ((f"run-{n}", "running" if n % 2 else "completed", n) for n in range(runs)),
             )
-            conn.execute(f"DROP INDEX {_UPGRADE_INDEX}")
-            conn.execute("DROP TABLE ds_producers; DROP TABLE ds_chunks; DROP TABLE ds_streams")
-            conn.pragma("user_version", 1)
     finally:
         conn.close()
+    downgrade_sqlite_store(path, 2)
     return file_facts(path)
 
 
 def file_facts(path: Path) -> dict[str, Any]:
     conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
     try:
+        version = conn.pragma("user_version")
         return {
-            "version": conn.pragma("user_version"),
+            "version": version,
             "index": bool(
-                conn.execute("SELECT 1 FROM sqlite_schema WHERE name = ?", (_UPGRADE_INDEX,)).fetchall()
+                conn.execute("SELECT 1 FROM sqlite_schema WHERE name = ?", (_UPGRADE_TABLE,)).fetchall()
             ),
             "byte_streams": bool(
                 conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'ds_streams'").fetchall()
@@ -429,6 +439,10 @@ def file_facts(path: Path) -> dict[str, Any]:
             "seed_events": conn.execute("SELECT count(*) FROM events WHERE id LIKE 'seed-%'").fetchall()[0][
                 0
             ],
+            # Once upgraded: the distinct positions, which must be one per event.
+            "positions": conn.execute("SELECT count(DISTINCT position) FROM events").fetchall()[0][0]
+            if version == SQLiteSessionStore.SCHEMA_VERSION
+            else None,
         }
     finally:
         conn.close()
@@ -453,17 +467,19 @@ def upgrade_round(
     current = SQLiteSessionStore.SCHEMA_VERSION
     upgraded = after["version"] == current
     if (
-        after["version"] not in (1, current)
+        after["version"] not in (2, current)
         or after["index"] != upgraded
         or after["byte_streams"] != upgraded
     ):
         violations.append(prefix + f"the file is between versions: {after}")
+    if after["version"] == current and after["positions"] < before["seed_events"]:
+        violations.append(prefix + f"upgraded without a position for every event: {after}")
     if (after["runs"], after["seed_events"]) != (before["runs"], before["seed_events"]):
         violations.append(prefix + f"data changed: {before} -> {after}")
     committed = upgraded
     acked = {event_id: (session_id, seq) for event_id, session_id, seq in child.acked()}
     with SQLiteSessionStore(path) as store:
-        expected_from = None if committed else 1
+        expected_from = None if committed else 2
         if store.upgraded_from != expected_from:
             violations.append(
                 prefix + f"reopen upgraded_from={store.upgraded_from}, expected {expected_from}"
@@ -530,8 +546,8 @@ def run(
     summary.deletes_acknowledged = sum(deletes.values())
     summary.deletes_interrupted = len(deletes) - summary.deletes_acknowledged
     if upgrade_rounds:
-        template = workdir / "version-1.db"
-        make_version_1_store(template, upgrade_runs)
+        template = workdir / "version-2.db"
+        make_version_2_store(template, upgrade_runs)
         timing = workdir / "timing.db"
         shutil.copyfile(template, timing)
         started = time.monotonic()
@@ -570,7 +586,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--synchronous", choices=[*SYNCHRONOUS, "both"], default="both")
     parser.add_argument("--max-delay-ms", type=int, default=300, help="latest kill after the writers start")
-    parser.add_argument("--upgrade-runs", type=int, default=100_000, help="runs in the version-1 store")
+    parser.add_argument(
+        "--upgrade-runs", type=int, default=100_000, help="runs (and events) in the version-2 store"
+    )
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
     parser.add_argument("--dir", type=Path, default=None, help="work directory (default: a temporary one)")
     parser.add_argument("--quiet", action="store_true")

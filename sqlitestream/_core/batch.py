@@ -3,7 +3,8 @@ already stored id (returned as the original), and which sequence each new event 
 
 A store looks up the stored originals of the batch's ids however suits it, then calls
 :func:`plan_batch` inside its write transaction, bumps each session's counter by
-``plan.counts[session]`` and calls :meth:`BatchPlan.numbered` with the counters' new values.
+``plan.counts[session]`` and calls :meth:`BatchPlan.numbered` with the counters' new values
+and the feed position before the batch (its new events take the next ``len(plan.new)``).
 """
 
 from __future__ import annotations
@@ -26,15 +27,16 @@ class BatchPlan:
     new: tuple[Event, ...]
     counts: Mapping[str, int]
 
-    def numbered(self, latest: Mapping[str, int]) -> list[StoredEvent]:
-        """The new events with their sequences, given each session's latest sequence after
-        its counter was raised by ``counts[session]``."""
+    def numbered(self, latest: Mapping[str, int], last_position: int) -> list[StoredEvent]:
+        """The new events with their sequences and positions, given each session's latest
+        sequence after its counter was raised by ``counts[session]`` and the feed's last
+        position before the batch (the new events take the next ones, in batch order)."""
         next_seq = {session: latest[session] - count + 1 for session, count in self.counts.items()}
         numbered = []
-        for event in self.new:
+        for position, event in enumerate(self.new, last_position + 1):
             seq = next_seq[event.session_id]
             next_seq[event.session_id] = seq + 1
-            numbered.append(with_sequence(event, seq))
+            numbered.append(with_sequence(event, seq, position))
         return numbered
 
     def results(self, numbered: Sequence[StoredEvent]) -> list[StoredEvent]:

@@ -23,8 +23,8 @@ from sqlitestream.models import (
     stored_event,
 )
 
-EVENT_COLUMNS = "session_id, seq, id, type, run_id, ts, data, metadata"
-PAGE_COLUMNS = "seq, id, type, run_id, ts, data, metadata"
+EVENT_COLUMNS = "session_id, seq, id, type, run_id, ts, data, metadata, position"
+PAGE_COLUMNS = "seq, id, type, run_id, ts, data, metadata, position"
 """A cursor page's columns: its rows all belong to the session the query names."""
 SESSION_COLUMNS = "id, agent_id, status, parent_session_id, metadata, context, tags, created_at, updated_at"
 RUN_COLUMNS = (
@@ -74,8 +74,22 @@ class RowCodec:
         self._from_db = time_from_db
         self._many_from_db = times_from_db or (lambda values: [time_from_db(v) for v in values])
 
-    def event_row(self, event: Event, seq: int) -> tuple[Any, ...]:
+    def event_row(self, event: Event, seq: int, position: int) -> tuple[Any, ...]:
         """The event's row, in ``EVENT_COLUMNS`` order."""
+        return (
+            event.session_id,
+            seq,
+            event.id,
+            event.type.value,
+            event.run_id,
+            self._to_db(event.timestamp),
+            codec.encode(event.data),
+            codec.encode(event.metadata),
+            position,
+        )
+
+    def new_event_row(self, event: Event, seq: int) -> tuple[Any, ...]:
+        """The event's row without its position, for an insert that takes the next one."""
         return (
             event.session_id,
             seq,
@@ -91,6 +105,31 @@ class RowCodec:
         """An event from its row in ``EVENT_COLUMNS`` order."""
         return self.events_from_page(row[0], (row[1:],))[0]
 
+    def events_from_rows(self, rows: Sequence[Sequence[Any]]) -> list[StoredEvent]:
+        """Rows of any sessions in ``EVENT_COLUMNS`` order (a feed page) as events."""
+        if not rows:
+            return []
+        session_ids, seqs, ids, types, run_ids, times, datas, metadatas, positions = zip(*rows)
+        try:
+            return list(
+                map(
+                    stored_event,
+                    map(_EVENT_TYPES.__getitem__, types),
+                    session_ids,
+                    _objects(codec.decode_many(datas)),
+                    _objects(codec.decode_many(metadatas)),
+                    run_ids,
+                    ids,
+                    self._many_from_db(times),
+                    seqs,
+                    positions,
+                )
+            )
+        except _DAMAGE:
+            for row in rows:  # the first damaged row raises, naming its session
+                self.events_from_page(row[0], (row[1:],))
+            raise
+
     def events_from_page(self, session_id: str, rows: Sequence[Sequence[Any]]) -> list[StoredEvent]:
         """One session's rows in ``PAGE_COLUMNS`` order as events.
 
@@ -99,7 +138,7 @@ class RowCodec:
         each in one call for the page."""
         if not rows:
             return []
-        seqs, ids, types, run_ids, times, datas, metadatas = zip(*rows)
+        seqs, ids, types, run_ids, times, datas, metadatas, positions = zip(*rows)
         try:
             return list(
                 map(
@@ -112,6 +151,7 @@ class RowCodec:
                     ids,
                     self._many_from_db(times),
                     seqs,
+                    positions,
                 )
             )
         except _DAMAGE as exc:
@@ -122,7 +162,7 @@ class RowCodec:
     ) -> StorageError:
         """The error for a page holding a row that no writer of ours could have stored (edited
         behind the store's back or damaged): it names the first such row."""
-        for seq, event_id, type_, _run_id, ts, data, metadata in rows:
+        for seq, event_id, type_, _run_id, ts, data, metadata, _position in rows:
             for part, convert, value in (
                 ("type", _EVENT_TYPES.__getitem__, type_),
                 ("timestamp", self._from_db, ts),

@@ -132,7 +132,7 @@ def plan_event_import(
                 f"event {event.id!r} has sequence {seq} but session {session_id!r} is at "
                 f"sequence {next_seq - 1}: importing it would leave a gap"
             )
-        new.append(with_sequence(event, seq))
+        new.append(with_sequence(event, seq, 0))  # the store assigns positions as it inserts
         next_seq += 1
     return new, skipped
 

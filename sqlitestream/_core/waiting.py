@@ -29,6 +29,10 @@ class Signal(Protocol):
     def set(self) -> None: ...
 
 
+FEED = ""
+"""The hub key of the store-wide feed's waiters: no session id is empty. Every wake-up of a
+session also wakes them (anything appended is in the feed)."""
+
 NO_SEED: object = object()
 """What :meth:`WakeHub.seeds` gives for a session whose waiters hold no common seed."""
 
@@ -113,6 +117,8 @@ class WakeHub:
             for session_id in session_ids:
                 for waiter in self._waiters.get(session_id, ()):
                     waiter.woken.set()
+            for waiter in self._waiters.get(FEED, ()):
+                waiter.woken.set()
 
     def release(self, session_id: str) -> None:
         """The session was deleted: its waiters return ``[]``."""

@@ -38,6 +38,7 @@ from sqlitestream.cli.common import (
     store_options,
     write_one,
 )
+from sqlitestream.cli.feed import consumers
 from sqlitestream.cli.reading import (
     EVENT_TYPE,
     events,
@@ -488,7 +489,7 @@ def demo(count: int, interval_ms: int) -> None:
     click.echo(f"  sqlitestream{db} stats")
 
 
-for _command in (events, latest, tail, export_, import_, copy, backup, stats, serve):
+for _command in (events, latest, tail, consumers, export_, import_, copy, backup, stats, serve):
     cli.add_command(_command)
 
 

@@ -18,7 +18,9 @@ from datetime import UTC
 from typing import IO, Any, Protocol
 
 __all__ = [
+    "CONSUMER_COLUMNS",
     "EVENT_COLUMNS",
+    "FEED_COLUMNS",
     "FIELD_COLUMNS",
     "FINDING_COLUMNS",
     "FORMATS",
@@ -314,6 +316,17 @@ EVENT_COLUMNS = (
     Column("RUN", _text("run_id")),
     Column("DATA", _json("data"), shrink=1),
     Column("ID", _text("id")),
+)
+FEED_COLUMNS = (
+    Column("POS", _text("position")),
+    Column("SESSION", _text("session_id")),
+    *EVENT_COLUMNS,
+)
+CONSUMER_COLUMNS = (
+    Column("CONSUMER", _text("name")),
+    Column("POSITION", _text("position")),
+    Column("LAG", _text("lag")),
+    Column("UPDATED (UTC)", _when("updated_at")),
 )
 SESSION_COLUMNS = (
     Column("SESSION", _text("id")),

@@ -1,6 +1,6 @@
 """The ``sqlitestream`` commands that read one session's log: ``events``, ``latest`` and
-``tail``; and reading a page of events around a damaged row. Registered on the group in
-``main``."""
+``tail`` (with ``--all``, the store-wide feed instead: see ``feed``); and reading a page of
+events around a damaged row. Registered on the group in ``main``."""
 
 from __future__ import annotations
 
@@ -49,6 +49,36 @@ class EventTypeChoice(click.Choice[str]):
 
 EVENT_TYPE = EventTypeChoice()
 session_id_argument = click.argument("session_id", shell_complete=complete_session_id)
+optional_session_id = click.argument("session_id", required=False, shell_complete=complete_session_id)
+all_option = click.option(
+    "--all",
+    "whole_feed",
+    is_flag=True,
+    help="The store-wide feed (every session, in commit order) instead of one session.",
+)
+after_position_option = click.option(
+    "--after-position",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="With --all: only events at positions > N.",
+)
+
+
+def _one_log(
+    session_id: str | None, whole_feed: bool, after_position: int | None, **session_only: Any
+) -> None:
+    """Refuse a command line that names both a session and --all, or neither, or mixes their
+    options."""
+    if whole_feed == (session_id is not None):
+        raise click.UsageError("give a SESSION_ID, or --all for the store-wide feed (not both)")
+    if whole_feed:
+        given = [f"--{name.replace('_', '-')}" for name, value in session_only.items() if value]
+        if given:
+            raise click.UsageError(
+                f"{', '.join(given)}: for one session only; with --all use --after-position"
+            )
+    elif after_position is not None:
+        raise click.UsageError("--after-position goes with --all; for one session use --after")
 
 
 def _since(value: str | None) -> datetime | None:
@@ -97,7 +127,9 @@ def damaged_rows_error(rows: Sequence[tuple[str, int]], done: str) -> click.Clic
 
 
 @click.command()
-@session_id_argument
+@optional_session_id
+@all_option
+@after_position_option
 @click.option(
     "--after", type=click.IntRange(min=0), metavar="N", help="Only events with sequence number > N."
 )
@@ -117,7 +149,9 @@ def damaged_rows_error(rows: Sequence[tuple[str, int]], done: str) -> click.Clic
 @format_option
 @db_option
 def events(
-    session_id: str,
+    session_id: str | None,
+    whole_feed: bool,
+    after_position: int | None,
     after: int | None,
     before: int | None,
     run_id: str | None,
@@ -126,7 +160,9 @@ def events(
     limit: int | None,
     fmt: str,
 ) -> None:
-    """The session's events, oldest first, filtered exactly like the store's get_events.
+    """The session's events, oldest first, filtered exactly like the store's get_events; with
+    --all instead of a session, the store-wide feed: every session's events in commit order
+    (position), from --after-position on.
 
     A row the store cannot read (a damaged file) does not stop the listing: the healthy
     events around it are printed, the damaged one is reported on stderr, and the command
@@ -137,11 +173,18 @@ def events(
     Example:
       sqlitestream --db events.db events s1 --after 100 --limit 50 --format jsonl
       sqlitestream events s1 --type message_sent --type message_received --nl
+      sqlitestream events --all --after-position 5000 --limit 100
     """
     from sqlitestream.cli.output import EVENT_COLUMNS
     from sqlitestream.damage import read_page
 
+    _one_log(session_id, whole_feed, after_position, after=after, before=before, run_id=run_id, since=since)
     store = open_store(readonly=True)
+    if session_id is None:
+        from sqlitestream.cli.feed import print_feed
+
+        print_feed(store, after=after_position or 0, types=types, limit=limit, fmt=fmt)
+        return
     type_filter, matches = _type_filter(types)
     filters: dict[str, Any] = {"run_id": run_id, "since": _since(since), **type_filter}
     writer = output_writer(fmt, EVENT_COLUMNS)
@@ -198,7 +241,9 @@ def latest(session_id: str, fmt: str) -> None:
 
 
 @click.command()
-@session_id_argument
+@optional_session_id
+@all_option
+@after_position_option
 @click.option(
     "-n",
     "--lines",
@@ -231,7 +276,9 @@ def latest(session_id: str, fmt: str) -> None:
 @format_option
 @db_option
 def tail(
-    session_id: str,
+    session_id: str | None,
+    whole_feed: bool,
+    after_position: int | None,
     count: int,
     after: int | None,
     follow: bool,
@@ -241,6 +288,7 @@ def tail(
     fmt: str,
 ) -> None:
     """The session's last N events; with --follow, then every new event as it is appended.
+    With --all instead of a session: the store-wide feed's (every session, in commit order).
 
     Following uses the store's long-poll (no busy polling) and sees appends from any process;
     each event is flushed as it is printed, so it works in a pipe. A session deleted while
@@ -254,6 +302,7 @@ def tail(
     \b
     Example:
       sqlitestream --db events.db tail s1 -n 5 --follow --format jsonl
+      sqlitestream tail --all -f
     """
     from sqlitestream.cli.output import EVENT_COLUMNS
     from sqlitestream.damage import DamagedRow, read_page
@@ -261,7 +310,15 @@ def tail(
 
     if follow and fmt == "json":
         raise click.UsageError("--follow prints events as they come: use --format jsonl or table")
+    _one_log(session_id, whole_feed, after_position, after=after, run_id=run_id)
     store = open_store(readonly=True)
+    if session_id is None:
+        from sqlitestream.cli.feed import tail_feed
+
+        tail_feed(
+            store, count=count, after=after_position, follow=follow, wait_ms=wait_ms, types=types, fmt=fmt
+        )
+        return
     type_filter, matches = _type_filter(types)
     filters: dict[str, Any] = {"run_id": run_id, **type_filter}
     # Let the store check the other arguments up front (before=1 matches nothing).

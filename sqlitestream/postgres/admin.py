@@ -27,7 +27,7 @@ from sqlitestream.admin import (
     sequence_findings,
 )
 from sqlitestream.errors import SessionNotFoundError, ValidationError
-from sqlitestream.models import Event, EventType, Run, Session, StoredEvent
+from sqlitestream.models import Event, EventType, Run, Session, StoredEvent, with_sequence
 from sqlitestream.postgres.listener import payload
 from sqlitestream.postgres.rows import (
     EVENT_COLUMNS,
@@ -290,9 +290,17 @@ def import_session(
         }
         new, skipped = plan_event_import(session_id, ordered, int(latest), stored)
         if new:
+            # Positions last, just before the commit: the feed row stays locked until then.
+            (last,) = conn.execute(
+                f"UPDATE {_table(schema, 'feed')} SET last_position = last_position + %s "
+                "RETURNING last_position",
+                (len(new),),
+            ).fetchone() or (0,)
+            first = int(last) - len(new) + 1
+            new = [with_sequence(event, event.sequence_number or 0, first + n) for n, event in enumerate(new)]
             conn.execute(
                 f"INSERT INTO {events_t} ({EVENT_COLUMNS}) {UNNEST_EVENTS}",
-                event_columns([event_values(event, event.sequence_number or 0) for event in new]),
+                event_columns([event_values(event, event.sequence_number, event.position) for event in new]),
             )
             conn.execute(
                 f"UPDATE {streams_t} SET latest_seq = %s WHERE session_id = %s",

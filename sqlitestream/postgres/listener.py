@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlitestream._core.waiting import WakeHub
+from sqlitestream._core.waiting import FEED, WakeHub
 from sqlitestream.postgres.connection import translate
 
 if TYPE_CHECKING:
@@ -220,6 +220,13 @@ class NotificationListener:
                 f'SELECT session_id, latest_seq FROM "{self._schema}".streams WHERE session_id = ANY(%s)',
                 (sessions,),
             ).fetchall()
+            if FEED in sessions:  # the feed's tip: its last position
+                rows += [
+                    (FEED, value)
+                    for (value,) in conn.execute(
+                        f'SELECT last_position FROM "{self._schema}".feed'
+                    ).fetchall()
+                ]
         except Exception as exc:  # noqa: BLE001 - a background thread: wake all, never raise
             _log.warning("sqlitestream: fallback poll failed (%s)", exc)
             self._hub.wake(sessions)

@@ -30,6 +30,8 @@ __all__ = [
     "event_from_row",
     "event_values",
     "events_from_page",
+    "events_from_rows",
+    "new_event_values",
     "run_from_row",
     "run_row",
     "session_from_row",
@@ -40,9 +42,9 @@ __all__ = [
 
 UNNEST_EVENTS = (
     "SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], "
-    "%s::timestamptz[], %s::text[], %s::text[])"
+    "%s::timestamptz[], %s::text[], %s::text[], %s::bigint[])"
 )
-"""Rows for ``INSERT INTO events (EVENT_COLUMNS)`` from the eight arrays of
+"""Rows for ``INSERT INTO events (EVENT_COLUMNS)`` from the nine arrays of
 :func:`event_columns`: a whole batch in one statement."""
 
 
@@ -52,8 +54,8 @@ def utc(moment: datetime) -> datetime:
 
 
 def event_columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
-    """Event rows turned into the eight column arrays :data:`UNNEST_EVENTS` takes."""
-    columns: list[list[Any]] = [[] for _ in range(8)]
+    """Event rows turned into the nine column arrays :data:`UNNEST_EVENTS` takes."""
+    columns: list[list[Any]] = [[] for _ in range(9)]
     for row in rows:
         for column, value in zip(columns, row):
             column.append(value)
@@ -62,7 +64,9 @@ def event_columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
 
 _ROWS = RowCodec(lambda moment: moment, utc)
 event_values = _ROWS.event_row
+new_event_values = _ROWS.new_event_row
 event_from_row = _ROWS.event_from_row
+events_from_rows = _ROWS.events_from_rows
 events_from_page = _ROWS.events_from_page
 session_row = _ROWS.session_row
 session_from_row = _ROWS.session_from_row

@@ -14,13 +14,32 @@ from sqlitestream.errors import SchemaVersionError, StorageError, ValidationErro
 if TYPE_CHECKING:
     from sqlitestream.postgres.connection import Connection
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-UPGRADES: dict[int, tuple[str, ...]] = {}
+_FEED_STEP = (
+    # Existing events take positions in the order closest to their commit order that is left:
+    # by time, but never ahead of an earlier event of their own session.
+    "ALTER TABLE events ADD COLUMN position bigint",
+    "UPDATE events SET position = ranked.position FROM ("
+    "SELECT session_id, seq, row_number() OVER (ORDER BY reached, session_id, seq) AS position FROM ("
+    "SELECT session_id, seq, max(ts) OVER (PARTITION BY session_id ORDER BY seq) AS reached "
+    "FROM events) AS reaching) AS ranked "
+    "WHERE events.session_id = ranked.session_id AND events.seq = ranked.seq",
+    "ALTER TABLE events ALTER COLUMN position SET NOT NULL",
+    "ALTER TABLE events ADD CHECK (position >= 1)",
+    "CREATE UNIQUE INDEX events_by_position ON events (position)",
+    "CREATE TABLE feed (only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row), "
+    "last_position bigint NOT NULL CHECK (last_position >= 0))",
+    "INSERT INTO feed (last_position) SELECT coalesce(max(position), 0) FROM events",
+    'CREATE TABLE cursors (name text COLLATE "C" PRIMARY KEY, '
+    "position bigint NOT NULL CHECK (position >= 0), updated_at timestamptz NOT NULL)",
+)
+
+UPGRADES: dict[int, tuple[str, ...]] = {1: _FEED_STEP}
 """Upgrade steps by the version they start from (N -> N+1), run with search_path set to the
 store's schema, in the same transaction as the new version stamp."""
 
-TABLES = ("sessions", "runs", "streams", "events", "schema_version")
+TABLES = ("sessions", "runs", "streams", "events", "feed", "cursors", "schema_version")
 
 MAX_SCHEMA_NAME = 48
 """Schema names are short enough that the notification channel ``sqlitestream:<schema>`` fits

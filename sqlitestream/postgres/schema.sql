@@ -1,4 +1,4 @@
--- The sqlitestream PostgreSQL schema, version 1: the single source of truth for a new store.
+-- The sqlitestream PostgreSQL schema, version 2: the single source of truth for a new store.
 -- sqlitestream/_pg_schema.py runs this script in one transaction with search_path set to the
 -- store's schema (default "sqlitestream"), then stamps schema_version.
 --
@@ -9,7 +9,7 @@
 --   hold "\u0000" in a string and rewrites numbers such as 1e300 (which would come back as an
 --   int), and the contract promises that what goes in comes back equal. Query them with
 --   data::jsonb when needed.
--- schema-version: 1
+-- schema-version: 2
 
 -- Saved session records (the log itself does not need them).
 CREATE TABLE sessions (
@@ -49,7 +49,8 @@ CREATE TABLE streams (
     latest_seq bigint NOT NULL CHECK (latest_seq >= 0)
 );
 
--- The log. The primary key makes a cursor page one index range scan.
+-- The log. The primary key makes a cursor page one index range scan. position (added in
+-- version 2) is the event's place in the store-wide feed, taken from the feed row below.
 CREATE TABLE events (
     session_id text COLLATE "C" NOT NULL,
     seq        bigint NOT NULL CHECK (seq >= 1),
@@ -59,11 +60,30 @@ CREATE TABLE events (
     ts         timestamptz NOT NULL,
     data       text NOT NULL,
     metadata   text NOT NULL,
+    position   bigint NOT NULL CHECK (position >= 1),
     PRIMARY KEY (session_id, seq)
 );
 -- Event ids are unique store-wide: the duplicate check is one index probe, and two
 -- transactions racing to store the same id cannot both succeed.
 CREATE UNIQUE INDEX events_by_id ON events (id);
+CREATE UNIQUE INDEX events_by_position ON events (position);
+
+-- Exactly one row: the last position handed out. An append takes the next by updating this
+-- row, which holds the row's lock until it commits: positions are handed out one transaction
+-- at a time, in commit order, so a feed reader never sees a position before a lower one that
+-- is still to commit (a sequence would let 11 commit before 10 and the reader skip 10).
+CREATE TABLE feed (
+    only_row      boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    last_position bigint NOT NULL CHECK (last_position >= 0)
+);
+INSERT INTO feed (last_position) VALUES (0);
+
+-- Consumers' saved cursors (a feed position, or a sequence for a consumer of one session).
+CREATE TABLE cursors (
+    name       text COLLATE "C" PRIMARY KEY,
+    position   bigint NOT NULL CHECK (position >= 0),
+    updated_at timestamptz NOT NULL
+);
 
 -- Exactly one row: the schema version of this store.
 CREATE TABLE schema_version (

@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlitestream._core import forks
 from sqlitestream._core.batch import plan_batch
-from sqlitestream._core.sql import EventQueries, create, upsert
 from sqlitestream._core.validate import check_choice, check_id, check_int, describe
-from sqlitestream._core.waiting import WakeHub, long_poll
+from sqlitestream._core.waiting import FEED, WakeHub, long_poll
 from sqlitestream.admin import (
     AdminStore,
     CheckReport,
@@ -38,6 +37,7 @@ from sqlitestream.errors import (
     StoreClosedError,
     ValidationError,
 )
+from sqlitestream.feed import ConsumerCursor, FeedFilter, FeedStore, check_cursor_name
 from sqlitestream.models import (
     Event,
     Run,
@@ -47,6 +47,7 @@ from sqlitestream.models import (
     StoredEvent,
 )
 from sqlitestream.postgres import admin as _admin
+from sqlitestream.postgres import feed as _feed
 from sqlitestream.postgres import schema as _pg_schema
 from sqlitestream.postgres.connection import (
     Database,
@@ -54,28 +55,26 @@ from sqlitestream.postgres.connection import (
     redact_dsn,
 )
 from sqlitestream.postgres.listener import (
-    APPEND_PAYLOAD_SQL,
     NotificationListener,
     channel_for,
     payload,
 )
 from sqlitestream.postgres.rows import (
-    EVENT_COLUMNS,
-    PAGE_COLUMNS,
     RUN_COLUMNS,
     SESSION_COLUMNS,
-    UNNEST_EVENTS,
     event_columns,
     event_from_row,
     event_values,
     events_from_page,
+    new_event_values,
     run_from_row,
     run_row,
     session_from_row,
     session_row,
     with_sequence,
 )
-from sqlitestream.postgres.schema import check_schema_name, quoted
+from sqlitestream.postgres.schema import check_schema_name
+from sqlitestream.postgres.statements import Statements
 from sqlitestream.postgres.url import display_url
 from sqlitestream.store import (
     DEFAULT_MAX_EVENT_BYTES,
@@ -98,59 +97,7 @@ DEFAULT_SCHEMA = "sqlitestream"
 tables never collide with an application's tables in ``public``."""
 
 
-class _Sql:
-    """The store's statements, with its (validated, quoted) schema name filled in once."""
-
-    def __init__(self, schema: str) -> None:
-        s = quoted(schema)
-        self.events, self.streams, self.sessions, self.runs = (
-            f"{s}.events",
-            f"{s}.streams",
-            f"{s}.sessions",
-            f"{s}.runs",
-        )
-        self.event_by_id = f"SELECT {EVENT_COLUMNS} FROM {s}.events WHERE id = %s"
-        self.events_by_ids = f"SELECT {EVENT_COLUMNS} FROM {s}.events WHERE id = ANY(%s)"
-        # The common append, as ONE statement (its own transaction, one round trip): look the
-        # id up; only if it is new, bump the counter (locking its row until commit) and insert
-        # the event with the new number, notifying in the same transaction. A concurrent
-        # insert of the same id is caught by the unique index; Database.run retries and the
-        # lookup then finds it. Result: the new number, or the stored event's columns.
-        self.append = (
-            f"WITH existing AS (SELECT {EVENT_COLUMNS} FROM {s}.events WHERE id = %s), "
-            f"bump AS (INSERT INTO {s}.streams AS c (session_id, latest_seq) "
-            "SELECT %s, 1 WHERE NOT EXISTS (SELECT 1 FROM existing) "
-            "ON CONFLICT (session_id) DO UPDATE SET latest_seq = c.latest_seq + 1 "
-            "RETURNING latest_seq), "
-            f"inserted AS (INSERT INTO {s}.events ({EVENT_COLUMNS}) "
-            "SELECT %s, latest_seq, %s, %s, %s, %s, %s, %s FROM bump "
-            f"RETURNING seq, pg_notify(%s, {APPEND_PAYLOAD_SQL})) "
-            "SELECT (SELECT seq FROM inserted), e.* FROM (SELECT 1) AS one LEFT JOIN existing AS e ON true"
-        )
-        self.bump = (
-            f"INSERT INTO {s}.streams AS c (session_id, latest_seq) "
-            "SELECT * FROM unnest(%s::text[], %s::bigint[]) "
-            "ON CONFLICT (session_id) DO UPDATE SET latest_seq = c.latest_seq + excluded.latest_seq "
-            f"RETURNING session_id, latest_seq, pg_notify(%s, {APPEND_PAYLOAD_SQL})"
-        )
-        self.insert_event = (
-            f"INSERT INTO {s}.events ({EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-        )
-        self.insert_events = f"INSERT INTO {s}.events ({EVENT_COLUMNS}) {UNNEST_EVENTS}"
-        self.latest = f"SELECT latest_seq FROM {s}.streams WHERE session_id = %s"
-        # Taking the counter row (creating it if need be) first makes a delete wait for
-        # in-flight appends of the session and makes later appends wait for the delete.
-        self.lock_counter = (
-            f"INSERT INTO {s}.streams AS c (session_id, latest_seq) VALUES (%s, 0) "
-            "ON CONFLICT (session_id) DO UPDATE SET latest_seq = c.latest_seq"
-        )
-        self.create_session = create(f"{s}.sessions", SESSION_COLUMNS, "%s")
-        self.save_session = upsert(f"{s}.sessions", SESSION_COLUMNS, "%s")
-        self.save_run = upsert(f"{s}.runs", RUN_COLUMNS, "%s")
-        self.pages = EventQueries(f"{s}.events", PAGE_COLUMNS, "%s", lambda moment: moment)
-
-
-class PostgresSessionStore(AdminStore):
+class PostgresSessionStore(AdminStore, FeedStore):
     """The session event store on a PostgreSQL server (psycopg 3).
 
     Args:
@@ -221,7 +168,7 @@ class PostgresSessionStore(AdminStore):
         self._dsn = redact_dsn(dsn)
         self._location = display_url(dsn, self._schema)
         self._channel = channel_for(self._schema)
-        self._sql = _Sql(self._schema)
+        self._sql = Statements(self._schema)
         self._closed = False
         self._pid = os.getpid()  # the process this store belongs to (see _core/forks.py)
         self._hub = WakeHub()
@@ -442,7 +389,7 @@ class PostgresSessionStore(AdminStore):
         check_event(event, self._max_event_bytes)
         expected_sequence = check_int(expected_sequence, "expected_sequence", minimum=0)
         sql = self._sql
-        values = event_values(event, 0)[2:]  # the columns after session_id and seq
+        values = new_event_values(event, 0)[2:]  # the columns after session_id and seq
 
         def append(conn: Connection) -> StoredEvent:
             row = conn.execute(
@@ -450,8 +397,8 @@ class PostgresSessionStore(AdminStore):
             ).fetchone()
             assert row is not None
             if row[0] is not None:
-                return with_sequence(event, int(row[0]))
-            return self._original(event, event_from_row(row[1:]))
+                return with_sequence(event, int(row[0]), int(row[1]))
+            return self._original(event, event_from_row(row[2:]))
 
         def append_expecting(conn: Connection, expected: int) -> StoredEvent:
             # The counter row first: once it is ours, every append of this session that
@@ -467,8 +414,9 @@ class PostgresSessionStore(AdminStore):
             latest = int(bumped[1])
             if latest - 1 != expected:
                 raise SequenceConflictError(event.session_id, expected, latest - 1)
-            conn.execute(sql.insert_event, event_values(event, latest))
-            return with_sequence(event, latest)
+            position = int(conn.execute(sql.feed.take, (1,)).fetchone()[0])  # type: ignore[index]
+            conn.execute(sql.insert_event, event_values(event, latest, position))
+            return with_sequence(event, latest, position)
 
         self._check_open()
         if expected_sequence is None:
@@ -498,8 +446,11 @@ class PostgresSessionStore(AdminStore):
             bumped = conn.execute(
                 sql.bump, (sessions, [plan.counts[s] for s in sessions], self._channel)
             ).fetchall()
-            numbered = plan.numbered({session_id: int(latest) for session_id, latest, _ in bumped})
-            rows = [event_values(event, event.sequence_number) for event in numbered]
+            last = int(conn.execute(sql.feed.take, (len(plan.new),)).fetchone()[0])  # type: ignore[index]
+            numbered = plan.numbered(
+                {session_id: int(latest) for session_id, latest, _ in bumped}, last - len(plan.new)
+            )
+            rows = [event_values(event, event.sequence_number, event.position) for event in numbered]
             conn.execute(sql.insert_events, event_columns(rows))
             return plan.results(numbered), sessions
 
@@ -519,6 +470,32 @@ class PostgresSessionStore(AdminStore):
             # Listen before the waiter's first re-query, so no notification can slip between.
             self._listener.ensure_started(self._connect_timeout_s)
         return long_poll(self._hub, query.session_id, run_query, query.wait_seconds)
+
+    # The feed and consumer cursors (the FeedStore contract; see feed.py) -------------------
+
+    def query_feed(self, query: FeedFilter) -> list[StoredEvent]:
+        self._check_open()
+        sql = self._sql.feed
+        if query.wait_seconds > 0:
+            self._listener.ensure_started(self._connect_timeout_s)
+        return long_poll(
+            self._hub, FEED, lambda: _feed.feed_page(self._fetch, sql, query), query.wait_seconds
+        )
+
+    def get_last_position(self) -> int:
+        return _feed.last_position(self._fetch, self._sql.feed)
+
+    def write_cursor(self, name: str, position: int, expected: int | None) -> None:
+        _feed.write_cursor(self._transact, self._sql.feed, name, position, expected)
+
+    def get_cursor(self, name: str) -> int:
+        return _feed.get_cursor(self._fetch, self._sql.feed, check_cursor_name(name))
+
+    def list_cursors(self) -> list[ConsumerCursor]:
+        return _feed.list_cursors(self._fetch, self._sql.feed)
+
+    def delete_cursor(self, name: str) -> None:
+        _feed.delete_cursor(self._transact, self._sql.feed, check_cursor_name(name))
 
     def _wait_hub(self) -> WakeHub:
         """See :mod:`sqlitestream._core.waiting`: LISTENing when this returns."""

@@ -47,8 +47,10 @@ from sqlitestream.models import (
     from_micros,
     from_micros_many,
     to_micros,
+    with_sequence,
 )
 from sqlitestream.sqlite.connection import JOURNAL_SIZE_LIMIT, translate_os_error
+from sqlitestream.sqlite.feed import LAST_POSITION
 
 __all__ = [
     "Fetch",
@@ -108,7 +110,7 @@ _BAD_JSON = (
 )
 _STORED_IDS = "SELECT id, session_id, seq FROM events WHERE id IN (SELECT value FROM json_each(?))"
 _LATEST_SEQUENCE = "SELECT latest_seq FROM streams WHERE session_id = ?"
-_INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _SET_LATEST = (
     "INSERT INTO streams (session_id, latest_seq) VALUES (?, ?) "
     "ON CONFLICT (session_id) DO UPDATE SET latest_seq = excluded.latest_seq"
@@ -296,9 +298,14 @@ def import_session(
                 session_id, ordered, latest_rows[0][0] if latest_rows else 0, stored
             )
             if new:
+                last = int(_all(conn, LAST_POSITION, ())[0][0])
+                new = [
+                    with_sequence(event, event.sequence_number or 0, last + n)
+                    for n, event in enumerate(new, 1)
+                ]
                 conn.executemany(
                     _INSERT_EVENT,
-                    [_ROWS.event_row(event, event.sequence_number or 0) for event in new],
+                    [_ROWS.event_row(event, event.sequence_number, event.position) for event in new],
                 )
                 conn.execute(_SET_LATEST, (session_id, new[-1].sequence_number))
     return SessionImport.counted(session_id, session_outcome, runs_outcome, len(new), skipped)

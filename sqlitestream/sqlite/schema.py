@@ -13,14 +13,17 @@ from sqlitestream.sqlite.connection import translate_os_error, translating
 from sqlitestream.sqlite.transaction import Writer
 
 APPLICATION_ID = 0x53715374  # "SqSt": marks the file as a sqlitestream store
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _section(marker: str) -> tuple[str, ...]:
-    """The statements of ``schema.sql`` from the comment ``marker`` to its end: a step that
-    adds tables takes their text from the one place that defines them."""
+    """The statements of ``schema.sql`` from the comment ``marker`` to the next version's
+    marker (or the end): a step that adds tables takes their text from the one place that
+    defines them."""
     text = (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
-    section = text[text.index(marker) :]
+    start = text.index(marker)
+    end = text.find("\n-- Added in version ", start + len(marker))
+    section = text[start:] if end == -1 else text[start:end]
     statements = (
         "\n".join(line for line in part.splitlines() if not line.lstrip().startswith("--")).strip()
         for part in section.split(";")
@@ -28,10 +31,47 @@ def _section(marker: str) -> tuple[str, ...]:
     return tuple(statement for statement in statements if statement)
 
 
+_FEED_STEP = (
+    # The events table again, with position; existing events take positions in the order
+    # closest to their commit order that is left: by time, but never ahead of an earlier event
+    # of their own session (a caller may have given an event an older timestamp).
+    """CREATE TABLE events_v4 (
+    session_id TEXT NOT NULL,
+    seq        INTEGER NOT NULL CHECK (seq >= 1),
+    id         TEXT NOT NULL,
+    type       TEXT NOT NULL,
+    run_id     TEXT,
+    ts         INTEGER NOT NULL,
+    data       TEXT NOT NULL,
+    metadata   TEXT NOT NULL,
+    position   INTEGER NOT NULL CHECK (position >= 1),
+    PRIMARY KEY (session_id, seq)
+) STRICT, WITHOUT ROWID""",
+    "INSERT INTO events_v4 (session_id, seq, id, type, run_id, ts, data, metadata, position) "
+    "SELECT session_id, seq, id, type, run_id, ts, data, metadata, "
+    "row_number() OVER (ORDER BY reached, session_id, seq) FROM ("
+    "SELECT *, max(ts) OVER (PARTITION BY session_id ORDER BY seq) AS reached FROM events)",
+    "DROP TABLE events",
+    "ALTER TABLE events_v4 RENAME TO events",
+    "CREATE UNIQUE INDEX events_by_id ON events (id)",
+    "CREATE UNIQUE INDEX events_by_position ON events (position)",
+    """CREATE TABLE feed (
+    only_row      INTEGER PRIMARY KEY CHECK (only_row = 1),
+    last_position INTEGER NOT NULL CHECK (last_position >= 0)
+) STRICT""",
+    "INSERT INTO feed (only_row, last_position) SELECT 1, ifnull(max(position), 0) FROM events",
+    """CREATE TABLE cursors (
+    name       TEXT PRIMARY KEY NOT NULL,
+    position   INTEGER NOT NULL CHECK (position >= 0),
+    updated_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID""",
+)
+
 UPGRADES: dict[int, tuple[str, ...]] = {
     # version N -> N+1; each step runs in one transaction with the version stamp.
     1: ("CREATE INDEX runs_running ON runs (session_id, started_at) WHERE status = 'running'",),
     2: _section("-- Added in version 3"),
+    3: _FEED_STEP,
 }
 """Upgrade steps by the version they start from."""
 

@@ -3,7 +3,7 @@
 -- PRAGMA user_version (see sqlitestream/_schema.py, which also holds the upgrade steps from
 -- older versions). Timestamps are INTEGER microseconds since the Unix epoch, UTC, so that
 -- comparisons are exact across time zones. JSON payloads are TEXT.
--- schema-version: 3
+-- schema-version: 4
 
 -- Saved session records (the log itself does not need them).
 CREATE TABLE sessions (
@@ -44,6 +44,8 @@ CREATE TABLE streams (
 ) STRICT, WITHOUT ROWID;
 
 -- The log, clustered by (session_id, seq) so a cursor page is one contiguous range read.
+-- Added in version 4: position, the event's place in the store-wide feed (commit order; one
+-- writer at a time makes the next position simply the highest so far plus one).
 CREATE TABLE events (
     session_id TEXT NOT NULL,
     seq        INTEGER NOT NULL CHECK (seq >= 1),
@@ -53,6 +55,7 @@ CREATE TABLE events (
     ts         INTEGER NOT NULL,
     data       TEXT NOT NULL,
     metadata   TEXT NOT NULL,
+    position   INTEGER NOT NULL CHECK (position >= 1),
     PRIMARY KEY (session_id, seq)
 ) STRICT, WITHOUT ROWID;
 -- Event ids are unique store-wide: the duplicate check is one index probe.
@@ -96,4 +99,24 @@ CREATE TABLE ds_producers (
     epoch       INTEGER NOT NULL,
     seq         INTEGER NOT NULL,
     PRIMARY KEY (stream_id, producer_id)
+) STRICT, WITHOUT ROWID;
+
+-- Added in version 4: the store-wide feed and consumers' cursors (sqlitestream.feed).
+-- A feed page is one range scan of this index.
+CREATE UNIQUE INDEX events_by_position ON events (position);
+
+-- Exactly one row: a floor under the next position, raised to the highest position before
+-- events are deleted, so that positions are never handed out twice. Appends do not write it
+-- (the next position is max(highest stored, this) + 1).
+CREATE TABLE feed (
+    only_row      INTEGER PRIMARY KEY CHECK (only_row = 1),
+    last_position INTEGER NOT NULL CHECK (last_position >= 0)
+) STRICT;
+INSERT INTO feed (only_row, last_position) VALUES (1, 0);
+
+-- Consumers' saved cursors (a feed position, or a sequence for a consumer of one session).
+CREATE TABLE cursors (
+    name       TEXT PRIMARY KEY NOT NULL,
+    position   INTEGER NOT NULL CHECK (position >= 0),
+    updated_at INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;

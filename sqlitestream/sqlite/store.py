@@ -33,7 +33,7 @@ from sqlitestream._core.validate import (
     check_text,
     describe,
 )
-from sqlitestream._core.waiting import NO_SEED, WakeHub, long_poll
+from sqlitestream._core.waiting import FEED, NO_SEED, WakeHub, long_poll
 from sqlitestream.admin import (
     AdminStore,
     CheckReport,
@@ -52,6 +52,7 @@ from sqlitestream.errors import (
     StoreClosedError,
     ValidationError,
 )
+from sqlitestream.feed import ConsumerCursor, FeedFilter, FeedStore, check_cursor_name
 from sqlitestream.models import (
     Event,
     Run,
@@ -66,6 +67,7 @@ from sqlitestream.models import (
 )
 from sqlitestream.sqlite import admin as _admin
 from sqlitestream.sqlite import backup as _backup
+from sqlitestream.sqlite import feed as _feed
 from sqlitestream.sqlite import schema as _schema
 from sqlitestream.sqlite.bytestreams import SQLiteByteStreams, open_byte_streams
 from sqlitestream.sqlite.connection import (
@@ -109,7 +111,7 @@ _PAGES = EventQueries("events", PAGE_COLUMNS, "?", to_micros)
 _ROWS = RowCodec(to_micros, from_micros, from_micros_many)
 
 
-class SQLiteSessionStore(AdminStore):
+class SQLiteSessionStore(AdminStore, FeedStore):
     """The session event store on a SQLite file.
 
     Args:
@@ -195,6 +197,7 @@ class SQLiteSessionStore(AdminStore):
         self._streams_lock = threading.Lock()
         self._writer: Writer  # set by _open: the write connection, its locks (see transaction.py)
         self._upgraded_from: int | None = None
+        self._positions = _feed.PositionCache()  # the writer's last position (see feed.py)
         self._immutable = False  # a read-only open of a store in a read-only directory
         if not (create or readonly or self._in_memory) and no_store_at(self._path):
             raise StorageError(
@@ -246,7 +249,9 @@ class SQLiteSessionStore(AdminStore):
             self._watcher.ensure_running()
 
     def _seed(self, session_id: str) -> object:
-        return NO_SEED if self._watcher is None else self._watcher.tip_of(session_id)
+        if self._watcher is None or session_id == FEED:
+            return NO_SEED
+        return self._watcher.tip_of(session_id)
 
     # Public facts about the store -----------------------------------------------------------
 
@@ -359,6 +364,7 @@ class SQLiteSessionStore(AdminStore):
     def delete_session(self, session_id: str) -> None:
         session_id = check_id(session_id, "session_id")
         with self._write("delete a session") as conn:
+            conn.execute(_feed.RAISE_FLOOR)
             conn.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM streams WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM runs WHERE session_id = ?", (session_id,))
@@ -428,14 +434,16 @@ class SQLiteSessionStore(AdminStore):
             # Optimistic: the id is almost always new, so the insert itself is the duplicate
             # check (one statement fewer than probing first); a taken id undoes the bump.
             latest: int = conn.execute(_BUMP_SEQUENCE, (event.session_id, 1)).get
-            conn.execute(_INSERT_NEW_EVENT, _ROWS.event_row(event, latest))
+            position, taken = self._positions.take(conn, 1)
+            conn.execute(_INSERT_NEW_EVENT, _ROWS.event_row(event, latest, position))
             if not conn.changes():
                 conn.execute(_UNBUMP_SEQUENCE, (event.session_id,))
                 return self._stored_as(conn, event)
             if expected_sequence is not None and latest - 1 != expected_sequence:
                 raise SequenceConflictError(event.session_id, expected_sequence, latest - 1)
+        self._positions.committed(taken)
         self._hub.wake((event.session_id,))
-        return with_sequence(event, latest)
+        return with_sequence(event, latest, position)
 
     def _stored_as(self, conn: apsw.Connection, event: Event) -> StoredEvent:
         """The event stored under ``event.id``, which an insert just found taken."""
@@ -455,10 +463,16 @@ class SQLiteSessionStore(AdminStore):
         with self._write("append a batch of events") as conn:
             plan = plan_batch(batch, _stored_with_ids(conn, batch))
             latest = {session: _bump(conn, session, count) for session, count in plan.counts.items()}
-            numbered = plan.numbered(latest)
-            if numbered:
-                rows = [_ROWS.event_row(event, event.sequence_number) for event in numbered]
+            taken = None
+            if plan.new:
+                first, taken = self._positions.take(conn, len(plan.new))
+                numbered = plan.numbered(latest, first - 1)
+                rows = [_ROWS.event_row(event, event.sequence_number, event.position) for event in numbered]
                 conn.executemany(_INSERT_EVENT, rows)
+            else:
+                numbered = []
+        if taken is not None:
+            self._positions.committed(taken)
         if plan.counts:
             self._hub.wake(plan.counts.keys())
         return plan.results(numbered)
@@ -471,6 +485,27 @@ class SQLiteSessionStore(AdminStore):
             return _ROWS.events_from_page(query.session_id, self._fetch("read events", sql, bindings))
 
         return long_poll(self._hub, query.session_id, run_query, query.wait_seconds)
+
+    # The feed and consumer cursors (the FeedStore contract; see feed.py) -------------------
+
+    def query_feed(self, query: FeedFilter) -> list[StoredEvent]:
+        self._check_open()
+        return long_poll(self._hub, FEED, lambda: _feed.feed_page(self._fetch, query), query.wait_seconds)
+
+    def get_last_position(self) -> int:
+        return _feed.last_position(self._fetch)
+
+    def write_cursor(self, name: str, position: int, expected: int | None) -> None:
+        _feed.write_cursor(self._write, name, position, expected)
+
+    def get_cursor(self, name: str) -> int:
+        return _feed.get_cursor(self._fetch, check_cursor_name(name))
+
+    def list_cursors(self) -> list[ConsumerCursor]:
+        return _feed.list_cursors(self._fetch)
+
+    def delete_cursor(self, name: str) -> None:
+        _feed.delete_cursor(self._write, check_cursor_name(name))
 
     def _wait_hub(self) -> WakeHub:
         """See :mod:`sqlitestream._core.waiting` (the watcher starts with the first waiter)."""

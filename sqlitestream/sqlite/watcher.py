@@ -2,8 +2,8 @@
 
 Commits by other processes do not pass through our in-process wake hub. While (and only while)
 someone in this process waits, one thread polls ``PRAGMA data_version`` on its own idle
-connection; when it changes, it reads the latest sequence of each waited-on session and wakes
-the sessions whose latest sequence moved (or releases those that were deleted, or deleted and
+connection; when it changes, it wakes the feed's waiters (any commit may extend the feed), reads
+the latest sequence of each waited-on session and wakes the sessions whose latest sequence moved (or releases those that were deleted, or deleted and
 written again: their first event changed). A connection
 with no open statement sees other processes' commits through the PRAGMA; apsw's
 ``Connection.data_version()`` alone would not until the connection begins a read.
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import apsw
 import orjson
 
-from sqlitestream._core.waiting import NO_SEED, WakeHub
+from sqlitestream._core.waiting import FEED, NO_SEED, WakeHub
 from sqlitestream.errors import StorageError
 from sqlitestream.sqlite.walhint import WalHint
 
@@ -248,7 +248,10 @@ class DataVersionWatcher:
         spin_until = burst_until = 0.0
         while not self._stop.is_set():
             sessions = self._hub.seeds()
-            if not sessions:
+            # Feed waiters follow every session: any commit may hold their next event.
+            feed_waited = FEED in sessions
+            sessions.pop(FEED, None)
+            if not sessions and not feed_waited:
                 now = time.monotonic()
                 idle_since = idle_since if idle_since is not None else now
                 if now - idle_since >= self._linger_s:
@@ -268,8 +271,11 @@ class DataVersionWatcher:
                         changed = last_version is not None
                         last_version = version
                         replaced_unchecked = True
+                        if feed_waited:  # also at the first look: a commit may precede it
+                            self._hub.wake(())
                     full = now >= next_full_look
-                    self._look(conn, sessions, known, watched, full=full)
+                    if sessions:
+                        self._look(conn, sessions, known, watched, full=full)
                     if full:
                         replaced_unchecked, next_full_look = False, now + _FULL_LOOK_S
                     watched = set(sessions)

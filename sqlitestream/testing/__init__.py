@@ -18,7 +18,8 @@ and the tables of bad and hostile values (:mod:`sqlitestream.testing.bad_input`,
 
 One module per concern: ``sessions`` (sessions and runs), ``events`` (sequencing, idempotency,
 batches), ``reads`` (cursor reads), ``longpoll`` (long-polls and closing), ``follow`` (the
-follower), ``bad_input`` and ``hostile``.
+follower), ``feed`` (the store-wide feed and consumer cursors, for a
+:class:`~sqlitestream.feed.FeedStore`), ``bad_input`` and ``hostile``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 from sqlitestream.testing._base import Background
 from sqlitestream.testing.bad_input import BadInputContract
 from sqlitestream.testing.events import EventsContract
+from sqlitestream.testing.feed import FeedContract
 from sqlitestream.testing.follow import FollowContract
 from sqlitestream.testing.hostile import HostileValuesContract
 from sqlitestream.testing.longpoll import LongPollContract
@@ -41,6 +43,7 @@ class SessionStoreContract(
     ReadsContract,
     LongPollContract,
     FollowContract,
+    FeedContract,
     BadInputContract,
     HostileValuesContract,
 ):

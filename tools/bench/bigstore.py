@@ -14,9 +14,13 @@ import apsw
 
 from sqlitestream import SQLiteSessionStore
 
-from .workloads import _INSERT, dumps, payload, session_name
+from .workloads import dumps, payload, session_name
 
 _CHUNK = 200_000
+_INSERT = (
+    "INSERT INTO events (session_id, seq, id, type, run_id, ts, data, metadata, position) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _BASE_MICROS = 1_700_000_000_000_000
 
 
@@ -61,6 +65,7 @@ def cached_store(cache_dir: Path, sessions: int, per_session: int) -> Path:
                         _BASE_MICROS + serial,
                         bodies[serial % 1000],
                         metadata,
+                        serial,  # the feed position: load order
                     )
                 )
                 if len(rows) >= _CHUNK:

@@ -10,14 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlitestream import InMemorySessionStore, SQLiteSessionStore
+from sqlitestream import Event, InMemorySessionStore, SQLiteSessionStore
 
 from .bigstore import cached_store
 from .measure import CaseResult, Row, Stat, add_rows, interleave, percentile, ratio_stat
 from .peers import JetStream, RedisStreams, Unavailable, open_peer
 from .postgres import PostgresOurs
 from .settings import Settings
-from .workloads import NaiveMemory, OurStore, RawApsw, RawSqlite3, session_name
+from .workloads import NaiveMemory, OurStore, RawApsw, RawSqlite3, payload, session_name
 
 Factory = Callable[[Path], Any]
 
@@ -196,6 +196,45 @@ def read_cases(settings: Settings) -> list[CaseResult]:
             if row is not None:
                 ratio = ours.stat.median / row.stat.median
                 case.target(f"read: faster than {peer}", ratio, ratio > 1.0, "x")
+    return [case]
+
+
+def feed_cases(settings: Settings) -> list[CaseResult]:
+    """Feed pages against session pages over the same events: the feed's index scan (with a
+    row look-up per event) against each session's contiguous range, both decoded."""
+    count = settings.read_events
+    sessions = [session_name(n) for n in range(10)]
+    case = CaseResult(
+        "feed",
+        f"pages of 100 (decoded) through the feed and through 10 sessions' cursors, {count:,} events (events/s)",
+        baseline="session pages",
+    )
+    directory = settings.workdir / case.name
+    directory.mkdir(parents=True, exist_ok=True)
+    store = OurStore(SQLiteSessionStore(directory / "feed.db", **settings.store_options()))
+    try:
+        for start in range(0, count, 100):
+            store.store.append_events(
+                [
+                    Event("message_sent", sessions[(start + k) % 10], data=payload(start + k))
+                    for k in range(100)
+                ]
+            )
+        if store.read_feed_all() != count or store.read_sessions_all(sessions) != count:
+            raise RuntimeError("the feed or the sessions did not return every event")
+        samples = interleave(
+            {
+                "session pages": _timed(store.read_sessions_all, sessions, count=count),
+                "feed pages": _timed(store.read_feed_all, count=count),
+            },
+            settings.reps,
+        )
+        add_rows(case, samples, "events/s", baseline="session pages")
+    finally:
+        store.close()
+    feed = case.row("feed pages")
+    if feed is not None and feed.ratio is not None:
+        case.target("feed pages: >= 0.8x session pages", feed.ratio.median, feed.ratio.median >= 0.8, "x")
     return [case]
 
 

@@ -99,6 +99,22 @@ class OurStore:
     def read_page(self, session: str, after: int) -> int:
         return len(self.store.get_events(session, after=after, limit=PAGE))
 
+    def read_feed_all(self) -> int:
+        """Every event of the store through the feed, page by page (position cursors)."""
+        cursor = 0
+        count = 0
+        read_feed = self.store.read_feed
+        while True:
+            page = read_feed(after=cursor, limit=PAGE)
+            if not page:
+                return count
+            count += len(page)
+            cursor = page[-1].position
+
+    def read_sessions_all(self, sessions: list[str]) -> int:
+        """Every event of the store through each session's cursor pages."""
+        return sum(self.read_all(session) for session in sessions)
+
     def close(self) -> None:
         self.store.close()
 
@@ -107,9 +123,10 @@ class OurStore:
 
 _DUPLICATE = "SELECT 1 FROM events WHERE id = ?"
 _LATEST = "SELECT latest_seq FROM streams WHERE session_id = ?"
+# The feed position as the store takes it: the highest so far plus one (one writer at a time).
 _INSERT = (
-    "INSERT INTO events (session_id, seq, id, type, run_id, ts, data, metadata) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO events (session_id, seq, id, type, run_id, ts, data, metadata, position) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, (SELECT ifnull(max(position), 0) + 1 FROM events))"
 )
 _SET_LATEST = (
     "INSERT INTO streams (session_id, latest_seq) VALUES (?, ?) "

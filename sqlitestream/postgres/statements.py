@@ -1,0 +1,74 @@
+"""The PostgreSQL store's statements, with its (validated, quoted) schema name filled in once."""
+
+from __future__ import annotations
+
+from sqlitestream._core.sql import EventQueries, create, upsert
+from sqlitestream.postgres import feed as _feed
+from sqlitestream.postgres.listener import APPEND_PAYLOAD_SQL
+from sqlitestream.postgres.rows import (
+    EVENT_COLUMNS,
+    PAGE_COLUMNS,
+    RUN_COLUMNS,
+    SESSION_COLUMNS,
+    UNNEST_EVENTS,
+)
+from sqlitestream.postgres.schema import quoted
+
+__all__ = ["Statements"]
+
+
+class Statements:
+    """The store's statements, with its (validated, quoted) schema name filled in once."""
+
+    def __init__(self, schema: str) -> None:
+        s = quoted(schema)
+        self.events, self.streams, self.sessions, self.runs = (
+            f"{s}.events",
+            f"{s}.streams",
+            f"{s}.sessions",
+            f"{s}.runs",
+        )
+        self.event_by_id = f"SELECT {EVENT_COLUMNS} FROM {s}.events WHERE id = %s"
+        self.events_by_ids = f"SELECT {EVENT_COLUMNS} FROM {s}.events WHERE id = ANY(%s)"
+        # The common append, as ONE statement (its own transaction, one round trip): look the
+        # id up; only if it is new, bump the counter (locking its row until commit), then take
+        # the next position (locking the feed row until commit: see feed.py) and insert the
+        # event with both, notifying in the same transaction. A concurrent insert of the same
+        # id is caught by the unique index; Database.run retries and the lookup then finds it.
+        # Result: the new number and position, or the stored event's columns.
+        self.append = (
+            f"WITH existing AS (SELECT {EVENT_COLUMNS} FROM {s}.events WHERE id = %s), "
+            f"bump AS (INSERT INTO {s}.streams AS c (session_id, latest_seq) "
+            "SELECT %s, 1 WHERE NOT EXISTS (SELECT 1 FROM existing) "
+            "ON CONFLICT (session_id) DO UPDATE SET latest_seq = c.latest_seq + 1 "
+            "RETURNING latest_seq), "
+            f"taken AS (UPDATE {s}.feed SET last_position = last_position + 1 "
+            "WHERE EXISTS (SELECT 1 FROM bump) RETURNING last_position), "
+            f"inserted AS (INSERT INTO {s}.events ({EVENT_COLUMNS}) "
+            "SELECT %s, latest_seq, %s, %s, %s, %s, %s, %s, last_position FROM bump, taken "
+            f"RETURNING seq, position, pg_notify(%s, {APPEND_PAYLOAD_SQL})) "
+            "SELECT (SELECT seq FROM inserted), (SELECT position FROM inserted), e.* "
+            "FROM (SELECT 1) AS one LEFT JOIN existing AS e ON true"
+        )
+        self.bump = (
+            f"INSERT INTO {s}.streams AS c (session_id, latest_seq) "
+            "SELECT * FROM unnest(%s::text[], %s::bigint[]) "
+            "ON CONFLICT (session_id) DO UPDATE SET latest_seq = c.latest_seq + excluded.latest_seq "
+            f"RETURNING session_id, latest_seq, pg_notify(%s, {APPEND_PAYLOAD_SQL})"
+        )
+        self.insert_event = (
+            f"INSERT INTO {s}.events ({EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        )
+        self.insert_events = f"INSERT INTO {s}.events ({EVENT_COLUMNS}) {UNNEST_EVENTS}"
+        self.latest = f"SELECT latest_seq FROM {s}.streams WHERE session_id = %s"
+        # Taking the counter row (creating it if need be) first makes a delete wait for
+        # in-flight appends of the session and makes later appends wait for the delete.
+        self.lock_counter = (
+            f"INSERT INTO {s}.streams AS c (session_id, latest_seq) VALUES (%s, 0) "
+            "ON CONFLICT (session_id) DO UPDATE SET latest_seq = c.latest_seq"
+        )
+        self.create_session = create(f"{s}.sessions", SESSION_COLUMNS, "%s")
+        self.save_session = upsert(f"{s}.sessions", SESSION_COLUMNS, "%s")
+        self.save_run = upsert(f"{s}.runs", RUN_COLUMNS, "%s")
+        self.pages = EventQueries(f"{s}.events", PAGE_COLUMNS, "%s", lambda moment: moment)
+        self.feed = _feed.FeedSql(schema)
