@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import apsw
 
 from sqlitestream._core import forks
-from sqlitestream._core.batch import plan_batch
+from sqlitestream._core.batch import BatchPlan, plan_batch
 from sqlitestream._core.rows import (
     EVENT_COLUMNS,
     PAGE_COLUMNS,
@@ -95,6 +95,9 @@ _SELECT_EVENT_BY_ID = f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ?"
 _SELECT_EVENTS_BY_IDS = f"SELECT {EVENT_COLUMNS} FROM events WHERE id IN (SELECT value FROM json_each(?))"
 _INSERT_EVENT = insert("events", EVENT_COLUMNS, "?")
 _INSERT_NEW_EVENT = _INSERT_EVENT + " ON CONFLICT DO NOTHING"
+# Only a taken id is skipped: a taken (session_id, seq) still raises, the counter being behind.
+_INSERT_NEW_IDS = _INSERT_EVENT + " ON CONFLICT (id) DO NOTHING"
+_COUNT_AFTER = "SELECT count(*) FROM events WHERE session_id = ? AND seq > ?"
 _BUMP_SEQUENCE = (
     "INSERT INTO streams (session_id, latest_seq) VALUES (?, ?) "
     "ON CONFLICT (session_id) DO UPDATE SET latest_seq = latest_seq + excluded.latest_seq "
@@ -505,12 +508,7 @@ class SQLiteSessionStore(AdminStore):
             self._check_open()
             return []
         with self._write("append a batch of events") as conn:
-            plan = plan_batch(batch, _stored_with_ids(conn, batch))
-            latest = {session: _bump(conn, session, count) for session, count in plan.counts.items()}
-            numbered = plan.numbered(latest)
-            if numbered:
-                rows = [_ROWS.event_row(event, event.sequence_number) for event in numbered]
-                conn.executemany(_INSERT_EVENT, rows)
+            plan, numbered = _insert_batch(conn, batch)
         if plan.counts:
             self._hub.wake(plan.counts.keys())
         return plan.results(numbered)
@@ -659,6 +657,42 @@ def _stored_with_ids(conn: apsw.Connection, batch: Sequence[Event]) -> dict[str,
     """The stored events holding any of the batch's ids, by id (one query)."""
     ids = json.dumps(list({event.id for event in batch}))
     return {row[2]: _ROWS.event_from_row(row) for row in conn.execute(_SELECT_EVENTS_BY_IDS, (ids,))}
+
+
+def _insert_batch(conn: apsw.Connection, batch: Sequence[Event]) -> tuple[BatchPlan, list[StoredEvent]]:
+    """Store a batch's new events, returning its plan and the events it numbered.
+
+    Optimistic, as a single append is: the ids are almost always new, so the unique index does
+    the duplicate check inside the one ``executemany`` (``ON CONFLICT (id) DO NOTHING``) instead
+    of a probe per id, and a count per session confirms every row went in. When one did not,
+    the attempt is rolled back to its savepoint and the batch planned against the stored
+    originals (the batch-100 figures are in the commit that made this change).
+    """
+    plan = plan_batch(batch, {})  # refuses an id repeated under two sessions inside the batch
+    conn.execute("SAVEPOINT batch")
+    latest, numbered = _insert_numbered(conn, plan, _INSERT_NEW_IDS)
+    if all(
+        conn.execute(_COUNT_AFTER, (session, latest[session] - count)).get == count
+        for session, count in plan.counts.items()
+    ):
+        conn.execute("RELEASE batch")
+        return plan, numbered
+    conn.execute("ROLLBACK TO batch")
+    conn.execute("RELEASE batch")
+    plan = plan_batch(batch, _stored_with_ids(conn, batch))
+    return plan, _insert_numbered(conn, plan, _INSERT_EVENT)[1]
+
+
+def _insert_numbered(
+    conn: apsw.Connection, plan: BatchPlan, sql: str
+) -> tuple[dict[str, int], list[StoredEvent]]:
+    """Raise the plan's counters and insert its new events with ``sql``: each session's new
+    latest sequence, and the numbered events."""
+    latest = {session: _bump(conn, session, count) for session, count in plan.counts.items()}
+    numbered = plan.numbered(latest)
+    if numbered:
+        conn.executemany(sql, [_ROWS.event_row(event, event.sequence_number) for event in numbered])
+    return latest, numbered
 
 
 def _bump(conn: apsw.Connection, session_id: str, count: int) -> int:

@@ -17,7 +17,7 @@ from .measure import CaseResult, Row, Stat, add_rows, interleave, percentile, ra
 from .peers import JetStream, RedisStreams, Unavailable, open_peer
 from .postgres import PostgresOurs
 from .settings import Settings
-from .workloads import NaiveMemory, OurStore, RawApsw, RawSqlite3, session_name
+from .workloads import NaiveMemory, OurStore, RawApsw, RawExecutemany, RawSqlite3, session_name
 
 Factory = Callable[[Path], Any]
 
@@ -135,6 +135,7 @@ def batch_cases(settings: Settings) -> list[CaseResult]:
         directory = settings.workdir / case.name
         directory.mkdir(parents=True, exist_ok=True)
         factories = _writers(synchronous, settings, with_servers=synchronous == "normal")
+        factories["raw executemany"] = lambda path: RawExecutemany(path, synchronous)  # noqa: B023
         if "simplebroker" in factories:
             del factories["simplebroker"]
             case.skip("simplebroker", "no public batch-append API (Queue.write is one message per call)")
@@ -160,6 +161,11 @@ def batch_cases(settings: Settings) -> list[CaseResult]:
                 ours.ratio.median >= 0.7,
                 "x",
             )
+            for peer, want in (("raw executemany", 0.8), ("eventsourcing", 1.2)):
+                row = case.row(peer)
+                if row is not None:
+                    ratio = ours.stat.median / row.stat.median
+                    case.target(f"batch-{size} {synchronous}: >= {want}x {peer}", ratio, ratio >= want, "x")
         results.append(case)
     return results
 
