@@ -8,6 +8,7 @@ wait for the writer (WAL). Several processes may open the same file.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -76,6 +77,7 @@ from sqlitestream.sqlite.connection import (
     open_connection,
     translating,
 )
+from sqlitestream.sqlite.groupcommit import GroupCommit, GroupCommitStats
 from sqlitestream.sqlite.readers import ReaderPool
 from sqlitestream.sqlite.sidelock import SideLock
 from sqlitestream.sqlite.transaction import Writer, WriteTransaction
@@ -83,10 +85,10 @@ from sqlitestream.sqlite.watcher import DataVersionWatcher
 from sqlitestream.store import (
     DEFAULT_MAX_EVENT_BYTES,
     EventFilter,
-    check_event,
-    check_events,
     check_max_event_bytes,
     check_record,
+    check_sized_events,
+    event_size,
 )
 
 __all__ = ["SQLiteSessionStore"]
@@ -196,6 +198,7 @@ class SQLiteSessionStore(AdminStore):
         self._hub = WakeHub(on_register=self._on_register, seed=self._seed)
         self._watcher: DataVersionWatcher | None = None
         self._writer: Writer  # set by _open: the write connection, its locks (see transaction.py)
+        self._appends: GroupCommit  # set by _open: the appends' queue (see groupcommit.py)
         self._upgraded_from: int | None = None
         self._immutable = False  # a read-only open of a store in a read-only directory
         if not (create or readonly or self._in_memory) and _no_store_at(self._path):
@@ -213,6 +216,7 @@ class SQLiteSessionStore(AdminStore):
             conn = self._configured(open_connection(":memory:", readonly=False))
             self._writer = Writer(conn, self._path, busy_timeout_ms=self._busy_timeout_ms)
             self._upgraded_from = _schema.create_or_upgrade(self._writer, self._path)
+            self._appends = GroupCommit(self._writer)
             return
         file = Path(self._path)
         if self._readonly and not file.exists():
@@ -251,6 +255,7 @@ class SQLiteSessionStore(AdminStore):
                 self._explain_unwritable(exc)
             raise
         self._writer = writer
+        self._appends = GroupCommit(writer)
         if self._readonly:
             self._readers.adopt(conn)
         self._watcher = DataVersionWatcher(
@@ -323,6 +328,12 @@ class SQLiteSessionStore(AdminStore):
     def upgraded_from(self) -> int | None:
         """The schema version this open created (0) or upgraded from; None if it was current."""
         return self._upgraded_from
+
+    def group_commit_stats(self) -> GroupCommitStats:
+        """How this store object's appends shared write transactions (see
+        :class:`~sqlitestream.sqlite.groupcommit.GroupCommitStats`): concurrent appends from
+        threads of this process are committed together, each still with its own outcome."""
+        return self._appends.stats()
 
     # Connections ----------------------------------------------------------------------------
 
@@ -477,20 +488,31 @@ class SQLiteSessionStore(AdminStore):
     def append_event_with_sequence(
         self, event: Event, *, expected_sequence: int | None = None
     ) -> StoredEvent:
-        check_event(event, self._max_event_bytes)
+        size = event_size(event, self._max_event_bytes)
         expected_sequence = check_int(expected_sequence, "expected_sequence", minimum=0)
-        with self._write("append an event") as conn:
-            # Optimistic: the id is almost always new, so the insert itself is the duplicate
-            # check (one statement fewer than probing first); a taken id undoes the bump.
-            latest: int = conn.execute(_BUMP_SEQUENCE, (event.session_id, 1)).get
-            conn.execute(_INSERT_NEW_EVENT, _ROWS.event_row(event, latest))
-            if not conn.changes():
-                conn.execute(_UNBUMP_SEQUENCE, (event.session_id,))
-                return self._stored_as(conn, event)
-            if expected_sequence is not None and latest - 1 != expected_sequence:
-                raise SequenceConflictError(event.session_id, expected_sequence, latest - 1)
-        self._hub.wake((event.session_id,))
-        return with_sequence(event, latest)
+        self._check_open()  # before queueing for a lock a forked child never gets
+        stored, new = self._appends.append(
+            "append an event", functools.partial(self._append_one, event, expected_sequence), size
+        )
+        if new:
+            self._hub.wake((event.session_id,))
+        return stored
+
+    def _append_one(
+        self, event: Event, expected_sequence: int | None, conn: apsw.Connection
+    ) -> tuple[StoredEvent, bool]:
+        """One append's writes (inside a write transaction): the stored event, and whether it
+        is new."""
+        # Optimistic: the id is almost always new, so the insert itself is the duplicate
+        # check (one statement fewer than probing first); a taken id undoes the bump.
+        latest: int = conn.execute(_BUMP_SEQUENCE, (event.session_id, 1)).get
+        conn.execute(_INSERT_NEW_EVENT, _ROWS.event_row(event, latest))
+        if not conn.changes():
+            conn.execute(_UNBUMP_SEQUENCE, (event.session_id,))
+            return self._stored_as(conn, event), False
+        if expected_sequence is not None and latest - 1 != expected_sequence:
+            raise SequenceConflictError(event.session_id, expected_sequence, latest - 1)
+        return with_sequence(event, latest), True
 
     def _stored_as(self, conn: apsw.Connection, event: Event) -> StoredEvent:
         """The event stored under ``event.id``, which an insert just found taken."""
@@ -503,12 +525,13 @@ class SQLiteSessionStore(AdminStore):
         return stored
 
     def append_events(self, events: Sequence[Event]) -> list[StoredEvent]:
-        batch = check_events(events, self._max_event_bytes)
+        batch, size = check_sized_events(events, self._max_event_bytes)
+        self._check_open()
         if not batch:
-            self._check_open()
             return []
-        with self._write("append a batch of events") as conn:
-            plan, numbered = _insert_batch(conn, batch)
+        plan, numbered = self._appends.append(
+            "append a batch of events", functools.partial(_insert_batch, batch=batch), size
+        )
         if plan.counts:
             self._hub.wake(plan.counts.keys())
         return plan.results(numbered)
@@ -659,7 +682,7 @@ def _stored_with_ids(conn: apsw.Connection, batch: Sequence[Event]) -> dict[str,
     return {row[2]: _ROWS.event_from_row(row) for row in conn.execute(_SELECT_EVENTS_BY_IDS, (ids,))}
 
 
-def _insert_batch(conn: apsw.Connection, batch: Sequence[Event]) -> tuple[BatchPlan, list[StoredEvent]]:
+def _insert_batch(conn: apsw.Connection, *, batch: Sequence[Event]) -> tuple[BatchPlan, list[StoredEvent]]:
     """Store a batch's new events, returning its plan and the events it numbered.
 
     Optimistic, as a single append is: the ids are almost always new, so the unique index does

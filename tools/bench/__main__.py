@@ -23,11 +23,13 @@ import sqlitestream
 from .measure import CaseResult, render_case, render_markdown
 from .processes import cli_cases, contention_cases, idle_cases, memory_cases, wake_cases
 from .settings import Settings
+from .threads import thread_cases
 from .throughput import append_cases, batch_cases, latest_cases, memory_store_cases, read_cases, scale_cases
 
 CASES: dict[str, Callable[[Settings], list[CaseResult]]] = {
     "append": append_cases,
     "batch": batch_cases,
+    "threads": thread_cases,
     "read": read_cases,
     "scale": scale_cases,
     "latest": latest_cases,
