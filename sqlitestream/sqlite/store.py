@@ -1,8 +1,9 @@
 """``SQLiteSessionStore``: the contract on one embedded SQLite file (or ``":memory:"``).
 
 Writes go through one writer connection per store (serialised by a lock, each write one
-``BEGIN IMMEDIATE`` transaction); reads use a pool of read-only connections, so readers never
-wait for the writer (WAL). Several processes may open the same file.
+``BEGIN IMMEDIATE`` transaction, which appends made at the same time by several threads share:
+``groupcommit.py``); reads use a pool of read-only connections, so readers never wait for the
+writer (WAL). Several processes may open the same file.
 """
 
 from __future__ import annotations
@@ -330,9 +331,9 @@ class SQLiteSessionStore(AdminStore):
         return self._upgraded_from
 
     def group_commit_stats(self) -> GroupCommitStats:
-        """How this store object's appends shared write transactions (see
-        :class:`~sqlitestream.sqlite.groupcommit.GroupCommitStats`): concurrent appends from
-        threads of this process are committed together, each still with its own outcome."""
+        """How this store object's appends shared write transactions (a
+        :class:`~sqlitestream.sqlite.GroupCommitStats`): concurrent appends from threads of
+        this process are committed together, each still with its own outcome."""
         return self._appends.stats()
 
     # Connections ----------------------------------------------------------------------------
