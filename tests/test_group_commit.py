@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +23,7 @@ from typing import Any
 import apsw
 import pytest
 
+import tools.interrupts as interrupts
 from sqlitestream import (
     AsyncStore,
     Event,
@@ -227,3 +230,63 @@ def test_async_appends_through_the_facade_share_transactions(store: SQLiteSessio
     ]
     stats = store.group_commit_stats()
     assert stats.appends == tasks and stats.largest >= 7 and stats.transactions < tasks
+
+
+# Interrupts ---------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs setitimer")
+def test_interrupting_appends_in_group_commits_leaves_the_queue_working(tmp_path: Path) -> None:
+    """A real SIGALRM raising KeyboardInterrupt at a random moment of each of 400 appends of the
+    main thread while three other threads append on the same store object, so the interrupt
+    lands while the main thread leads a group, waits in one, or is the next to lead: every
+    thread's appends go on (nothing is left held or queued), the other threads' acknowledged
+    events are all stored, each of the others is told its outcome is unknown (the interrupt may
+    have come after the commit), and every session stays gap-free."""
+    store = SQLiteSessionStore(tmp_path / "events.db", synchronous="full", busy_timeout_ms=60_000)
+    stop = threading.Event()
+    acked: list[list[StoredEvent]] = [[] for _ in range(3)]
+
+    unknown: set[str] = set()
+
+    def background(index: int) -> None:
+        while not stop.is_set():
+            mine = event(f"bg{index}")
+            try:
+                acked[index].append(store.append_event(mine))
+            except StorageError as exc:  # the main thread was interrupted leading its group
+                assert "cannot tell whether" in str(exc), exc
+                unknown.add(mine.id)
+
+    threads = [threading.Thread(target=background, args=(index,)) for index in range(3)]
+    rng = random.Random(8)
+    previous = signal.signal(signal.SIGALRM, interrupts.raise_interrupt)
+    try:
+        for thread in threads:
+            thread.start()
+        hits = sum(
+            interrupts.interrupted(
+                lambda n=n: store.append_event(event("main", id=f"m{n}")), rng.uniform(0, 0.004)
+            )
+            for n in range(400)
+        )
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+    try:
+        assert not any(thread.is_alive() for thread in threads), "an appender hung"
+        assert hits > 40  # the alarms did strike inside appends
+        assert store.group_commit_stats().largest > 1  # and appends did share commits
+        assert store.group_commit_stats().queued == 0
+        for index, mine in enumerate(acked):
+            stored = store.get_events(f"bg{index}")
+            assert [e.sequence_number for e in stored] == list(range(1, len(stored) + 1))
+            assert [e for e in stored if e.id not in unknown] == mine
+        main = store.get_events("main")
+        assert [e.sequence_number for e in main] == list(range(1, len(main) + 1))
+        store.append_event(event("main", id="after"))  # the main thread gets on at once
+    finally:
+        store.close()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -45,6 +46,8 @@ MAX_BYTES = 4 << 20
 """The most encoded data + metadata one shared transaction takes (its first append always)."""
 
 _QUEUED, _HEAD, _TAKEN, _DONE = range(4)
+_NOT_YET = [False]  # never set: the flag of an append not (yet) taken into a transaction
+_RELEASE = type(threading.Lock()).release  # C: a map over it runs no bytecode in between
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,7 @@ class GroupCommitStats:
 class _Append(Generic[T]):
     """One caller's append: its work on the write connection, and then its outcome."""
 
-    __slots__ = ("action", "error", "result", "size", "state", "wakeup", "work")
+    __slots__ = ("action", "committed", "error", "result", "size", "state", "wakeup", "work")
 
     def __init__(self, action: str, work: Callable[[apsw.Connection], T], size: int) -> None:
         self.action = action
@@ -74,20 +77,23 @@ class _Append(Generic[T]):
         self.result: T | None = None
         self.error: BaseException | None = None
         self.wakeup: threading.Lock | None = None  # held while its caller waits, if it waits
+        self.committed: list[bool] = _NOT_YET  # its group's flag, shared by the members: see _lead
 
     def outcome(self) -> T:
-        if self.state != _DONE:  # its leader was interrupted before it could say
-            raise StorageError(
+        """Its result, its own error, or the shared transaction's failure; when its leader was
+        interrupted before it could tell whether the commit happened, an error that says so."""
+        error, self.error = self.error, None  # no cycle through this record's frame
+        if error is None and not self.committed[0]:
+            error = StorageError(
                 f"cannot tell whether {self.action[0].lower()}{self.action[1:]} happened: the thread "
                 "committing it together with others was interrupted; read the session to see"
             )
-        error, self.error = self.error, None  # no cycle through this record's frame
         if error is not None:
             try:
                 raise error
             finally:
                 del error
-        return self.result  # type: ignore[return-value]  # set: done without an error
+        return self.result  # type: ignore[return-value]  # committed, and not refused
 
 
 class GroupCommit:
@@ -168,45 +174,50 @@ class GroupCommit:
 
     def _lead(self, mine: _Append[Any]) -> None:
         """Run ``mine`` and the appends queued after it in one transaction (under the writer's
-        thread lock) and settle each one's outcome."""
-        with self._mutex:
-            self._head = None
-            queue = self._queue
-            if len(queue) == 1 and queue[0] is mine:  # alone: the common case, kept short
-                self._queue = []
-                mine.state = _TAKEN
-                group = [mine]
-            else:
-                group = self._take(mine)
-                self._name_head()
-            self._transactions += 1
-            self._appends += len(group)
-            self._largest = max(self._largest, len(group))
+        thread lock) and settle each one's outcome.
+
+        Written for an interrupt at any moment of the leader's thread: whatever was taken is
+        in ``group`` and woken by one C call in ``finally`` (no bytecode runs between the
+        wake-ups), and ``committed`` (one flag shared by the group) turns true only once the
+        transaction is over, so a member whose outcome was never set is told it is unknown.
+        """
+        group = [mine]
+        committed = [False]
+        wakeups: list[threading.Lock] = []
         try:
+            with self._mutex:
+                self._head = None
+                queue = self._queue
+                if len(queue) == 1 and queue[0] is mine:  # alone: the common case, kept short
+                    self._queue = []
+                    mine.state = _TAKEN
+                else:
+                    self._take(group)
+                    wakeups[:] = [m.wakeup for m in group if m.wakeup is not None and m is not mine]
+                    self._name_head()
+                for member in group:
+                    member.committed = committed
+                self._transactions += 1
+                self._appends += len(group)
+                self._largest = max(self._largest, len(group))
             if len(group) == 1:
                 with self._writer.transaction(mine.action) as conn:
                     mine.result = mine.work(conn)
             else:
                 self._run(group)
+            committed[0] = True
         except BaseException as exc:
             _fail(group, exc)
             if not isinstance(exc, Exception):
                 raise  # an interrupt of this thread: its caller sees it, the others an error
         finally:
-            if len(group) == 1:
-                mine.state = _DONE  # read by this thread alone
-            else:
-                with self._mutex:
-                    for member in group:
-                        member.state = _DONE
-                        if member.wakeup is not None and member is not mine:
-                            member.wakeup.release()
+            deque(map(_RELEASE, wakeups), 0)
 
-    def _take(self, mine: _Append[Any]) -> list[_Append[Any]]:
-        """``mine`` and the oldest other queued appends within the bounds, taken out of the
-        queue by one assignment (under the mutex)."""
+    def _take(self, group: list[_Append[Any]]) -> None:
+        """Add the oldest other queued appends within the bounds to ``group`` (holding the
+        leader's own) and take them out of the queue (under the mutex)."""
+        mine = group[0]
         queue = self._queue
-        group = [mine]
         size = mine.size
         for other in queue:
             if len(group) == MAX_APPENDS or size + other.size > MAX_BYTES:
@@ -218,7 +229,6 @@ class GroupCommit:
         self._queue = [other for other in queue if id(other) not in chosen]
         for member in group:
             member.state = _TAKEN
-        return group
 
     def _run(self, group: list[_Append[Any]]) -> None:
         """A group of several in one transaction, each member in a savepoint of its own."""
@@ -241,9 +251,11 @@ class GroupCommit:
 
 
 def _fail(group: list[_Append[Any]], exc: BaseException) -> None:
-    """Every member not refused on its own account gets the shared transaction's failure
-    (nothing of theirs was committed): the leader the exception itself, the others a copy
-    each, since one exception object raised in several threads would share a traceback.
+    """Every member not refused on its own account gets the shared transaction's failure: the
+    leader the exception itself, the others a copy each, since one exception object raised in
+    several threads would share a traceback. An error means nothing of theirs was committed
+    (nothing after the COMMIT raises one); an interrupt of the leader's thread leaves that
+    unknown, and the others are told so.
     """
     for index, member in enumerate(group):
         if member.error is None:
@@ -254,7 +266,10 @@ def _fail(group: list[_Append[Any]], exc: BaseException) -> None:
             elif isinstance(exc, Exception):
                 member.error = copy.copy(exc)
             else:
+                # The interrupt may have struck after the COMMIT (in the checkpoint that
+                # follows it, say): whether it was written is not known here.
                 member.error = StorageError(
-                    f"cannot {member.action}: the thread committing it together with others was "
-                    f"interrupted ({type(exc).__name__}) and the transaction rolled back"
+                    f"cannot tell whether {member.action[0].lower()}{member.action[1:]} happened: "
+                    f"the thread committing it together with others was interrupted "
+                    f"({type(exc).__name__}); read the session to see"
                 )
