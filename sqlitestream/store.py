@@ -99,6 +99,12 @@ class EventFilter:
 
 def check_event(event: object, max_event_bytes: int, name: str = "event") -> Event:
     """An ``Event`` whose encoded payload fits in ``max_event_bytes``."""
+    event_size(event, max_event_bytes, name)
+    return event  # type: ignore[return-value]
+
+
+def event_size(event: object, max_event_bytes: int, name: str = "event") -> int:
+    """The encoded data + metadata bytes of an ``Event`` that :func:`check_event` accepts."""
     if not isinstance(event, Event):
         raise ValidationError(f"{name} must be an Event, got {describe(event)}")
     size = len(codec.encode(event.data).encode()) + len(codec.encode(event.metadata).encode())
@@ -107,17 +113,23 @@ def check_event(event: object, max_event_bytes: int, name: str = "event") -> Eve
             f"{name} {event.id!r} has {size} bytes of data and metadata, over the store's "
             f"max_event_bytes={max_event_bytes}"
         )
-    return event
+    return size
 
 
 def check_events(events: object, max_event_bytes: int) -> list[Event]:
     """A list of valid events for a batch append (any iterable except a str or a single Event)."""
+    return check_sized_events(events, max_event_bytes)[0]
+
+
+def check_sized_events(events: object, max_event_bytes: int) -> tuple[list[Event], int]:
+    """:func:`check_events`, and the batch's encoded data + metadata bytes."""
     if isinstance(events, (str, bytes, Event, dict)) or not isinstance(events, Iterable):
         raise ValidationError(f"events must be a list of Event, got {describe(events)}")
     checked = list(events)
+    size = 0
     for index, event in enumerate(checked):
-        check_event(event, max_event_bytes, f"events[{index}]")
-    return checked
+        size += event_size(event, max_event_bytes, f"events[{index}]")
+    return checked, size
 
 
 def check_max_event_bytes(value: object) -> int:

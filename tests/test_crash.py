@@ -39,6 +39,27 @@ def test_killed_writers_lose_no_acknowledged_event(tmp_path: Path, synchronous: 
     assert summary.stored > 0
 
 
+@pytest.mark.parametrize("synchronous", ["normal", "full"])
+def test_killed_writers_in_group_commits_lose_no_acknowledged_event(tmp_path: Path, synchronous: str) -> None:
+    """The same with four threads in each writer process on one store object: the kill lands
+    in the middle of commits that carry several threads' appends."""
+    summary = crashtest.run(
+        tmp_path,
+        rounds=4,
+        upgrade_rounds=0,
+        writers=2,
+        sessions=3,
+        synchronous=(synchronous,),
+        max_delay_s=0.25,
+        threads=4,
+        seed=3 if synchronous == "normal" else 4,
+    )
+    assert summary.violations == []
+    assert summary.rounds == 4 and summary.kills == 8
+    assert summary.acknowledged > 0 and summary.batches_seen > 0
+    assert summary.stored > 0
+
+
 def test_kill_during_schema_upgrade_leaves_old_or_new_version(tmp_path: Path) -> None:
     # A version-2 store with 20,000 runs and 20,000 events, upgraded to version 3 (feed
     # positions): the upgrade lasts long enough to be killed anywhere in it (the kill window

@@ -1,7 +1,8 @@
 """Crash test: SIGKILL writer processes at random moments and prove nothing acknowledged is lost.
 
 Each round starts ``--writers`` OS processes that append to the same store (single events,
-batches, or both) and report every acknowledged event (id, session, sequence) on stdout the
+batches, or both; ``--threads`` threads in each, sharing one store object, so that their appends
+share group commits) and report every acknowledged event (id, session, sequence) on stdout the
 moment ``append_*`` returns. The parent kills each writer with SIGKILL at an independent random
 moment, then checks the file:
 
@@ -67,15 +68,31 @@ def _emit(line: str) -> None:
     os.write(1, (line + "\n").encode())
 
 
-def writer_main(path: str, name: str, mode: str, synchronous: str, sessions: int, seed: int) -> None:
-    """Append forever (until killed), reporting each acknowledged event as a JSON line."""
-    rng = random.Random(seed)
+def writer_main(
+    path: str, name: str, mode: str, synchronous: str, sessions: int, seed: int, threads: int
+) -> None:
+    """Append forever (until killed) from ``threads`` threads sharing one store object, so
+    that their appends share group commits; report each acknowledged event as a JSON line."""
     try:
         store = SQLiteSessionStore(path, synchronous=synchronous, busy_timeout_ms=20_000)
     except Exception as exc:  # reported, then the parent counts it as a violation
         _emit(json.dumps({"error": f"open: {type(exc).__name__}: {exc}"}))
         return
+    workers = [
+        threading.Thread(
+            target=_append_forever, args=(store, f"{name}t{n}", mode, sessions, seed + n), daemon=True
+        )
+        for n in range(threads)
+    ]
+    for worker in workers:
+        worker.start()
     _emit(json.dumps({"ready": name}))
+    for worker in workers:
+        worker.join()
+
+
+def _append_forever(store: SQLiteSessionStore, name: str, mode: str, sessions: int, seed: int) -> None:
+    rng = random.Random(seed)
     counter = 0
     while True:
         if mode == "mixed" and rng.random() < 0.1:
@@ -352,6 +369,7 @@ def kill_round(
     sessions: int,
     max_delay_s: float,
     rng: random.Random,
+    threads: int = 1,
 ) -> tuple[list[str], dict[str, Any]]:
     """One round: start the writers, kill each at a random moment, check the file."""
     children = [
@@ -364,6 +382,7 @@ def kill_round(
                 synchronous,
                 str(sessions),
                 str(rng.randrange(2**32)),
+                str(threads),
             ]
         )
         for n in range(writers)
@@ -507,6 +526,7 @@ def run(
     modes: tuple[str, ...] = MODES,
     synchronous: tuple[str, ...] = SYNCHRONOUS,
     max_delay_s: float = 0.3,
+    threads: int = 1,
     upgrade_runs: int = 100_000,
     seed: int = 0,
     progress: bool = False,
@@ -531,6 +551,7 @@ def run(
             sessions=sessions,
             max_delay_s=max_delay_s,
             rng=rng,
+            threads=threads,
         )
         summary.rounds += 1
         summary.kills += writers
@@ -580,6 +601,9 @@ def main(argv: list[str] | None = None) -> int:
         "--upgrade-rounds", type=int, default=20, help="kills during a schema upgrade (default 20)"
     )
     parser.add_argument("--writers", type=int, default=2, help="writer processes per round (default 2)")
+    parser.add_argument(
+        "--threads", type=int, default=4, help="threads per writer process, sharing group commits (default 4)"
+    )
     parser.add_argument("--sessions", type=int, default=3, help="session ids the writers share (default 3)")
     parser.add_argument(
         "--mode", choices=[*MODES, "all"], default="all", help="single appends, batches, or both"
@@ -606,6 +630,7 @@ def main(argv: list[str] | None = None) -> int:
         modes=MODES if args.mode == "all" else (args.mode,),
         synchronous=SYNCHRONOUS if args.synchronous == "both" else (args.synchronous,),
         max_delay_s=args.max_delay_ms / 1000.0,
+        threads=args.threads,
         upgrade_runs=args.upgrade_runs,
         seed=seed,
         progress=not args.quiet,
@@ -620,8 +645,8 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "writer":
-        _, _, path, name, mode, synchronous, sessions, seed = sys.argv
-        writer_main(path, name, mode, synchronous, int(sessions), int(seed))
+        _, _, path, name, mode, synchronous, sessions, seed, threads = sys.argv
+        writer_main(path, name, mode, synchronous, int(sessions), int(seed), int(threads))
     elif len(sys.argv) > 1 and sys.argv[1] == "upgrade":
         upgrader_main(sys.argv[2])
     else:

@@ -55,11 +55,11 @@ class Summary:
     violations: list[str] = field(default_factory=list)
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+def raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _interrupted(call: Callable[[], object], delay_s: float) -> bool:
+def interrupted(call: Callable[[], object], delay_s: float) -> bool:
     """Run ``call`` with an alarm ``delay_s`` ahead; whether the interrupt reached the caller."""
     try:
         signal.setitimer(signal.ITIMER_REAL, delay_s)
@@ -223,7 +223,7 @@ def run(
     other = SQLiteSessionStore(path, busy_timeout_ms=0)
     contention = _Contention(path, rng) if contended else None
     checks = _Run(path, rng, summary)
-    previous = signal.signal(signal.SIGALRM, _raise_interrupt)
+    previous = signal.signal(signal.SIGALRM, raise_interrupt)
     try:
         for n in range(writes):
             batch = checks.plan(n)
@@ -232,15 +232,15 @@ def run(
                 contention.arm()
             summary.writes += 1
             try:
-                interrupted = _interrupted(call, rng.uniform(0.0, max_delay_s))
+                was_interrupted = interrupted(call, rng.uniform(0.0, max_delay_s))
             except SqliteStreamError as exc:
                 checks.fail(f"the write raised {exc!r}")
-                interrupted = True
+                was_interrupted = True
             if contention is not None:
                 contention.settle()
-            summary.interrupted += interrupted
-            checks.settle(store, batch, interrupted)
-            if interrupted:
+            summary.interrupted += was_interrupted
+            checks.settle(store, batch, was_interrupted)
+            if was_interrupted:
                 checks.probe(store, other, n)
             if len(summary.violations) >= 10:
                 break

@@ -3,10 +3,12 @@
 Modules by concern: ``store`` (the contract's operations), ``connection`` (opening connections,
 their settings, the one apsw error translation), ``schema`` (+ ``schema.sql``: versions and
 upgrades), ``admin`` (inspection, integrity check, import, migration), ``watcher`` and
-``walhint`` (cross-process wake-ups), ``sidelock`` (queueing writers across processes).
+``walhint`` (cross-process wake-ups), ``sidelock`` (queueing writers across processes),
+``groupcommit`` (appends of several threads sharing write transactions).
 Only the names re-exported here are public.
 """
 
+from sqlitestream.sqlite.groupcommit import GroupCommitStats
 from sqlitestream.sqlite.store import SQLiteSessionStore
 
-__all__ = ["SQLiteSessionStore"]
+__all__ = ["GroupCommitStats", "SQLiteSessionStore"]

@@ -67,27 +67,44 @@ class PositionCache:
     on each commit of this connection, and adds to it again whenever it finds that another
     connection changed the file. So a value one above the one seen inside our last committed
     transaction means nobody else committed since. Anything else (another process's commit,
-    our own rollback, a checkpoint) only makes :meth:`take` read the position again. A prediction
-    is kept only once its transaction committed (:meth:`committed`, called after the ``with``
-    block), so a rolled-back position is never taken as the last one.
+    our own rollback, a checkpoint) only makes :meth:`take` read the position again.
+
+    The prediction is kept by the connection's commit hook, which runs inside the COMMIT and so
+    under the writer's lock, before any other transaction of this store can begin (a thread
+    keeping it after its ``with`` block could overwrite a later transaction's). Only the last
+    take of a transaction is pending: appends sharing a transaction (group commit) take in
+    turn, each reading what the ones before it wrote, and an append whose positions are not
+    used after all (a repeated id, a refusal, an error) calls :meth:`forget`.
     """
 
-    __slots__ = ("_last", "_valid_at")
+    __slots__ = ("_last", "_pending", "_valid_at")
 
     def __init__(self) -> None:
         self._valid_at: int | None = None
         self._last = 0
+        self._pending: tuple[int, int] | None = None  # (data_version after commit, last position)
 
-    def take(self, conn: apsw.Connection, count: int) -> tuple[int, tuple[int, int]]:
-        """Inside the write transaction: the first of ``count`` new positions, and the
-        prediction to hand to :meth:`committed` once the transaction has committed."""
+    def keep_on_commit(self, conn: apsw.Connection) -> None:
+        """Install the commit hook on the writer's connection ``conn``."""
+        conn.set_commit_hook(self._on_commit)
+
+    def take(self, conn: apsw.Connection, count: int) -> int:
+        """Inside the write transaction: the first of ``count`` new positions."""
         version = conn.data_version()
         last = self._last if version == self._valid_at else int(conn.execute(LAST_POSITION).get)
         self._valid_at = None  # until this transaction's outcome is known
-        return last + 1, (version + 1, last + count)
+        self._pending = (version + 1, last + count)
+        return last + 1
 
-    def committed(self, prediction: tuple[int, int]) -> None:
-        self._valid_at, self._last = prediction
+    def forget(self) -> None:
+        """The positions of the last take will not be stored: keep no prediction from it."""
+        self._pending = None
+
+    def _on_commit(self) -> bool:
+        if self._pending is not None:
+            self._valid_at, self._last = self._pending
+            self._pending = None
+        return False  # let the commit go ahead
 
 
 def last_position(fetch: Fetch) -> int:

@@ -1,8 +1,9 @@
 """The one write transaction of the SQLite backend: ``with writer.transaction(action) as conn``.
 
-Nothing else in the backend begins, commits or rolls back. A transaction is ``BEGIN
-IMMEDIATE``, so it holds SQLite's write lock from its first statement and never fails half way
-for lack of it.
+Nothing else in the backend begins, commits or rolls back a transaction (savepoints inside one,
+for each append of a group commit and a batch's optimistic insert, undo only their own part).
+A transaction is ``BEGIN IMMEDIATE``, so it holds SQLite's write lock from its first statement
+and never fails half way for lack of it.
 """
 
 from __future__ import annotations

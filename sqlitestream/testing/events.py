@@ -180,6 +180,30 @@ class EventsContract(ContractBase):
         assert stored[0].sequence_number == 2
         assert store.get_latest_sequence("s1") == 2
 
+    def test_batch_with_stored_ids_in_several_sessions_leaves_no_gaps(self, store: SessionStore) -> None:
+        first_a = store.append_event_with_sequence(new_event("a", id="a1"))
+        first_b = store.append_event_with_sequence(new_event("b", id="b1"))
+        stored = store.append_events(
+            [
+                new_event("a", id="a2"),
+                new_event("b", id="b1"),
+                new_event("b", id="b2"),
+                new_event("a", id="a1"),
+                new_event("a", id="a3"),
+            ]
+        )
+        assert [(e.id, e.sequence_number) for e in stored] == [
+            ("a2", 2),
+            ("b1", 1),
+            ("b2", 2),
+            ("a1", 1),
+            ("a3", 3),
+        ]
+        assert stored[1] == first_b and stored[3] == first_a
+        assert store.append_event_with_sequence(new_event("a", id="a4")).sequence_number == 4
+        assert seqs(store.get_events("a")) == [1, 2, 3, 4]
+        assert seqs(store.get_events("b")) == [1, 2]
+
     def test_batch_repeating_an_id_stores_it_once(self, store: SessionStore) -> None:
         stored = store.append_events([new_event(id="x", data={"v": 1}), new_event(id="x", data={"v": 2})])
         assert stored[0] == stored[1]

@@ -23,6 +23,7 @@ import sqlitestream
 from .measure import CaseResult, render_case, render_markdown
 from .processes import cli_cases, contention_cases, idle_cases, memory_cases, wake_cases
 from .settings import Settings
+from .threads import thread_cases
 from .throughput import (
     append_cases,
     batch_cases,
@@ -36,6 +37,7 @@ from .throughput import (
 CASES: dict[str, Callable[[Settings], list[CaseResult]]] = {
     "append": append_cases,
     "batch": batch_cases,
+    "threads": thread_cases,
     "read": read_cases,
     "feed": feed_cases,
     "scale": scale_cases,

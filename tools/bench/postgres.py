@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .peers import Unavailable
+from .peers import EventSourcingRecorder, Unavailable
 from .streaming import timed_wakes
 from .workloads import OurStore
 
@@ -54,6 +54,57 @@ def check_available() -> None:
     location = new_location()
     open_location(location).close()
     drop(location)
+
+
+def _dsn_parts() -> dict[str, Any]:
+    parts = urlsplit(PG_DSN)
+    return {
+        "dbname": parts.path.lstrip("/") or "postgres",
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 5432,
+        "user": parts.username or "postgres",
+        "password": parts.password or "",
+    }
+
+
+class EventSourcingPostgres(EventSourcingRecorder):
+    """``eventsourcing.postgres.PostgresAggregateRecorder`` on the same server and database,
+    in a schema of its own (same durability: the server's ``synchronous_commit``), one
+    aggregate per session, driven exactly like its SQLite recorder."""
+
+    label = "eventsourcing postgres"
+
+    def __init__(self, path: Path | None = None, synchronous: str = "normal", session: str = "bench") -> None:
+        try:
+            es_pg = __import__("eventsourcing.postgres", fromlist=["_"])
+            self._stored_event = __import__("eventsourcing.persistence", fromlist=["_"]).StoredEvent
+            import psycopg
+        except ImportError as exc:
+            raise Unavailable(f"eventsourcing's PostgreSQL recorder is not installed ({exc})") from None
+        self.schema = f"bench_es_{secrets.token_hex(5)}"
+        try:
+            with psycopg.connect(PG_DSN, autocommit=True, connect_timeout=3) as conn:
+                conn.execute(f'CREATE SCHEMA "{self.schema}"')
+            self.datastore = es_pg.PostgresDatastore(
+                **_dsn_parts(), schema=self.schema, originator_id_type="text", pool_size=16
+            )
+            self.recorder = es_pg.PostgresAggregateRecorder(self.datastore, events_table_name="stored_events")
+            self.recorder.create_table()
+        except Exception as exc:
+            raise Unavailable(f"PostgreSQL at {PG_DSN} unusable: {exc}".splitlines()[0]) from None
+        self.session = session
+        self.version = 0
+        self.counter = 0
+
+    def durability(self) -> str:
+        return "the server's synchronous_commit, localhost server"
+
+    def close(self) -> None:
+        self.datastore.close()
+        import psycopg
+
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
 
 
 class PostgresOurs(OurStore):

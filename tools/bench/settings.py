@@ -26,6 +26,11 @@ class Settings:
     contention_s: float
     contention_reps: int
     memory_events: int
+    thread_count: int  # threads appending on one store object
+    thread_events: int  # events per repetition across them, at synchronous=normal
+    thread_full_events: int  # ... at synchronous=full
+    pg_writers: int  # threads appending on one PostgreSQL store object
+    pg_thread_events: int
     cli_runs: int
     peers: bool
     poll_interval_ms: int | None  # None: the store's default
@@ -51,6 +56,11 @@ class Settings:
                 contention_s=1.0,
                 contention_reps=1,
                 memory_events=20_000,
+                thread_count=8,
+                thread_events=2_000,
+                thread_full_events=400,
+                pg_writers=16,
+                pg_thread_events=800,
                 cli_runs=3,
                 peers=True,
                 poll_interval_ms=None,
@@ -73,6 +83,11 @@ class Settings:
             contention_s=4.0,
             contention_reps=3,
             memory_events=1_000_000,
+            thread_count=8,
+            thread_events=16_000,
+            thread_full_events=4_000,
+            pg_writers=16,
+            pg_thread_events=8_000,
             cli_runs=20,
             peers=True,
             poll_interval_ms=None,

@@ -15,9 +15,9 @@ from sqlitestream import Event, InMemorySessionStore, SQLiteSessionStore
 from .bigstore import cached_store
 from .measure import CaseResult, Row, Stat, add_rows, interleave, percentile, ratio_stat
 from .peers import JetStream, RedisStreams, Unavailable, open_peer
-from .postgres import PostgresOurs
+from .postgres import EventSourcingPostgres, PostgresOurs
 from .settings import Settings
-from .workloads import NaiveMemory, OurStore, RawApsw, RawSqlite3, payload, session_name
+from .workloads import NaiveMemory, OurStore, RawApsw, RawExecutemany, RawSqlite3, payload, session_name
 
 Factory = Callable[[Path], Any]
 
@@ -65,6 +65,8 @@ def _writers(synchronous: str, settings: Settings, *, with_servers: bool) -> dic
             factories["nats jetstream"] = lambda path: open_peer("jetstream", path, synchronous)
     if with_servers:
         factories["sqlitestream postgres"] = lambda path: PostgresOurs(path, synchronous)
+        if settings.peers:
+            factories["eventsourcing postgres"] = lambda path: EventSourcingPostgres(path, synchronous)
     return factories
 
 
@@ -75,7 +77,7 @@ def _server_notes(opened: dict[str, Any]) -> dict[str, str]:
             notes[target.label] = f"server's own durability ({target.durability()})"
         elif isinstance(target, JetStream):
             notes[target.label] = "file storage, server's default fsync interval"
-        elif isinstance(target, PostgresOurs):
+        elif isinstance(target, (PostgresOurs, EventSourcingPostgres)):
             notes[target.label] = target.durability()
     return notes
 
@@ -108,7 +110,15 @@ def append_cases(settings: Settings) -> list[CaseResult]:
     return results
 
 
+def _postgres_target(case: CaseResult, what: str, want: float) -> None:
+    ours, peer = case.row("sqlitestream postgres"), case.row("eventsourcing postgres")
+    if ours is not None and peer is not None:
+        ratio = ours.stat.median / peer.stat.median
+        case.target(f"{what} on PostgreSQL: >= {want}x eventsourcing's recorder", ratio, ratio >= want, "x")
+
+
 def _append_targets(case: CaseResult, synchronous: str) -> None:
+    _postgres_target(case, "single appends", 1.0)
     ours = case.row("sqlitestream")
     if ours is None or ours.ratio is None:
         return
@@ -135,6 +145,7 @@ def batch_cases(settings: Settings) -> list[CaseResult]:
         directory = settings.workdir / case.name
         directory.mkdir(parents=True, exist_ok=True)
         factories = _writers(synchronous, settings, with_servers=synchronous == "normal")
+        factories["raw executemany"] = lambda path: RawExecutemany(path, synchronous)  # noqa: B023
         if "simplebroker" in factories:
             del factories["simplebroker"]
             case.skip("simplebroker", "no public batch-append API (Queue.write is one message per call)")
@@ -160,6 +171,12 @@ def batch_cases(settings: Settings) -> list[CaseResult]:
                 ours.ratio.median >= 0.7,
                 "x",
             )
+            _postgres_target(case, f"batch-{size}", 1.2)
+            for peer, want in (("raw executemany", 0.8), ("eventsourcing", 1.2)):
+                row = case.row(peer)
+                if row is not None:
+                    ratio = ours.stat.median / row.stat.median
+                    case.target(f"batch-{size} {synchronous}: >= {want}x {peer}", ratio, ratio >= want, "x")
         results.append(case)
     return results
 
