@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import compileall
 import os
 import secrets
+import shutil
 import signal
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from support import CHILD_PACKAGE_VARIABLE, REPO_ROOT
 
 # Signals -----------------------------------------------------------------------------------
 # A shell starts a background job (``cmd &``) with SIGINT ignored, and an ignored signal stays
@@ -16,6 +21,40 @@ import pytest
 
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# Child interpreters ------------------------------------------------------------------------
+# The tests start about 200 Python processes. Where PYTHONDONTWRITEBYTECODE is set (and the
+# checkout has no __pycache__: the suite never writes into it), each would compile the package
+# from source again, about 40 ms of CPU apiece. So the run (the xdist controller, before its
+# workers start, so they share it) compiles a copy of the package once into a temporary
+# directory that tests/support.py puts first on the children's PYTHONPATH; it is removed when
+# the run ends. The copy is taken as the run starts, as the workers import the checkout.
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if CHILD_PACKAGE_VARIABLE in os.environ:  # an xdist worker: the controller made it
+        return
+    directory = Path(tempfile.mkdtemp(prefix="sqlitestream-test-children-"))
+    shutil.copytree(
+        REPO_ROOT / "sqlitestream", directory / "sqlitestream", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    compiled = compileall.compile_dir(directory / "sqlitestream", quiet=1, workers=1)
+    if not compiled:
+        shutil.rmtree(directory)
+        raise pytest.UsageError(f"could not byte-compile the copy of the package in {directory}")
+    os.environ[CHILD_PACKAGE_VARIABLE] = str(directory)
+    config.stash[_CHILD_PACKAGE] = directory
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    directory = config.stash.get(_CHILD_PACKAGE, None)
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
+        os.environ.pop(CHILD_PACKAGE_VARIABLE, None)
+
+
+_CHILD_PACKAGE = pytest.StashKey[Path]()
 
 
 # PostgreSQL --------------------------------------------------------------------------------
