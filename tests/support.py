@@ -44,11 +44,27 @@ def open_store(kind: str, tmp_path: Path) -> Iterator[SessionStore]:
         opened.close()
 
 
+CHILD_PACKAGE_VARIABLE = "SQLITESTREAM_TEST_CHILD_PACKAGE"
+"""Set by ``conftest.py`` for the whole run: a directory holding a byte-compiled copy of this
+checkout's ``sqlitestream`` package, which child interpreters import first."""
+
+
+def child_import_path() -> str:
+    """``PYTHONPATH`` for a child interpreter: the compiled copy of the package (when the run
+    made one), then this checkout (``tools``, and the package when there is no copy)."""
+    copy = os.environ.get(CHILD_PACKAGE_VARIABLE)
+    return os.pathsep.join([copy, str(REPO_ROOT)] if copy else [str(REPO_ROOT)])
+
+
 def child_env() -> dict[str, str]:
-    """The environment for a child Python process that imports this source tree."""
+    """The environment for a child Python process that imports this source tree.
+
+    ``PYTHONSAFEPATH``: ``python -c`` and ``-m`` would otherwise put the working directory
+    (the checkout, where pytest runs) first on ``sys.path``, ahead of the compiled copy."""
     env = dict(os.environ)
     existing = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + existing if existing else "")
+    env["PYTHONPATH"] = child_import_path() + (os.pathsep + existing if existing else "")
+    env["PYTHONSAFEPATH"] = "1"
     return env
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import child_env
 
 from sqlitestream import (
     Event,
@@ -27,7 +28,6 @@ from sqlitestream import (
     ValidationError,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 60.0
 SESSIONS = [f"w{i}" for i in range(4)]
 
@@ -238,9 +238,7 @@ with SQLiteSessionStore(sys.argv[1]) as store:
 
 
 def _backup_until_signalled(store: SQLiteSessionStore, dest: Path, signum: int) -> int:
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    )
+    env = child_env()
     child = subprocess.Popen(
         [sys.executable, "-c", _BACKUP_UNTIL_SIGNALLED, store.path, str(dest)],
         stdin=subprocess.PIPE,

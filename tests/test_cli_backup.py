@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from support import child_env
 
 from sqlitestream import Event, SQLiteSessionStore
 from sqlitestream.cli import cli
 
-ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 60.0
 
 
@@ -93,9 +93,7 @@ def _stderr_on_a_terminal(argv: list[str]) -> tuple[int, bytes]:
     import pty
     import select
 
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    )
+    env = child_env()
     env.pop("SQLITESTREAM_DB", None)
     master, slave = pty.openpty()
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=slave, env=env)

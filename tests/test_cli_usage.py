@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from support import child_env
 
 from sqlitestream import Event, SQLiteSessionStore
 from sqlitestream.cli import cli
@@ -64,7 +65,7 @@ def test_export_file_follows_the_umask(db: Path, tmp_path: Path) -> None:
         [sys.executable, "-c", code, "--db", str(db), "export", "-o", str(out)],
         check=True,
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=child_env(),
     )
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
 

@@ -72,7 +72,8 @@ def test_python_block_runs(
         code = code.replace(SAMPLE_DSN, dsn).replace(SAMPLE_SCHEMA, f'schema="{schema}"')
     script = tmp_path / "sample.py"
     script.write_text(code, encoding="utf-8")
-    env = {**child_env(), "PYTEST_ADDOPTS": "-k 'reopen or reads_back'"}
+    # TMPDIR: a sample that runs pytest keeps its temporary directories in this test's.
+    env = {**child_env(), "PYTEST_ADDOPTS": "-k 'reopen or reads_back'", "TMPDIR": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, str(script)],
         cwd=tmp_path,

@@ -12,11 +12,12 @@ from sqlitestream.testing import SessionStoreContract
 
 
 class TestPostgresStore(SessionStoreContract):
-    """Each test gets its own schema; ``reopen`` closes the store and opens the schema again."""
+    """Each test gets an empty store (``pg_store_schema``: one schema per test process, emptied
+    before each test); ``reopen`` closes the store and opens the schema again."""
 
     @pytest.fixture(autouse=True)
-    def _server(self, pg_dsn: str, pg_schema: str) -> None:
-        self.dsn, self.schema = pg_dsn, pg_schema
+    def _server(self, pg_dsn: str, pg_store_schema: str) -> None:
+        self.dsn, self.schema = pg_dsn, pg_store_schema
 
     def make_store(self, tmp_path: Path) -> SessionStore:
         return PostgresSessionStore(self.dsn, schema=self.schema)

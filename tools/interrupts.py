@@ -118,8 +118,18 @@ class _Contention:
         self.rng = rng
         self.timer: threading.Timer | None = None
 
-    def arm(self) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+    def arm(self, within_s: float = 10.0) -> None:
+        """Take both locks. The side lock is polled with a deadline: held past it (the store
+        kept it after an interrupted write), the run fails with that instead of hanging."""
+        deadline = time.monotonic() + within_s
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the side lock stayed held for {within_s} s between writes") from None
+                time.sleep(0.001)
         self.conn.execute("BEGIN IMMEDIATE")
         self.timer = threading.Timer(self.rng.uniform(0.0002, 0.002), self._release)
         self.timer.start()
