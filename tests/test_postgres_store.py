@@ -24,6 +24,7 @@ from sqlitestream import (
     ValidationError,
 )
 from sqlitestream.postgres import PostgresSessionStore
+from sqlitestream.postgres.schema import SCHEMA_VERSION, TABLES
 
 pytestmark = pytest.mark.usefixtures("pg_dsn")
 
@@ -146,8 +147,8 @@ def test_first_open_creates_the_schema_and_later_opens_do_not(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1",
         (pg_schema,),
     )
-    assert [row[0] for row in tables] == ["events", "runs", "schema_version", "sessions", "streams"]
-    assert _sql(pg_dsn, f'SELECT version FROM "{pg_schema}".schema_version') == [(1,)]
+    assert [row[0] for row in tables] == sorted(TABLES)
+    assert _sql(pg_dsn, f'SELECT version FROM "{pg_schema}".schema_version') == [(SCHEMA_VERSION,)]
 
 
 def test_newer_schema_version_is_refused_unchanged(
