@@ -51,7 +51,7 @@ def _row(values: Sequence[Any]) -> StreamRow:
         fork_offset=None if values[11] is None else str(values[11]),
         fork_sub_offset=int(values[12]),
         accessed_us=int(values[13]),
-        closed_by=None if values[14] is None else str(values[14]),
+        closed_by=None if values[14] is None else bytes(values[14]).decode(),
         version=int(values[15]),
     )
 
@@ -71,7 +71,7 @@ def _values(row: StreamRow) -> tuple[Any, ...]:
         row.fork_offset,
         row.fork_sub_offset,
         row.accessed_us,
-        row.closed_by,
+        None if row.closed_by is None else row.closed_by.encode(),
         row.version,
     )
 

@@ -76,7 +76,8 @@ CREATE TABLE schema_version (
 -- identity): a stream created again at a name is another generation. A deleted stream that
 -- still has forks keeps its row (deleted). Every change locks its stream's row
 -- (SELECT ... FOR UPDATE) for the rest of its transaction: that is what keeps producer state,
--- Stream-Seq, closing, expiry and fork bookkeeping atomic across nodes.
+-- Stream-Seq, closing, expiry and fork bookkeeping atomic across nodes. closed_by is bytea:
+-- the producer stamp that closed the stream has NUL separators, which text cannot hold.
 CREATE TABLE ds_streams (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name            text COLLATE "C" NOT NULL UNIQUE,
@@ -92,7 +93,7 @@ CREATE TABLE ds_streams (
     fork_offset     text,
     fork_sub_offset bigint NOT NULL,
     accessed_at     bigint NOT NULL,
-    closed_by       text,
+    closed_by       bytea,
     version         bigint NOT NULL
 );
 CREATE INDEX ds_streams_by_source ON ds_streams (forked_from) WHERE forked_from IS NOT NULL;

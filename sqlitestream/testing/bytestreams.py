@@ -148,6 +148,15 @@ class ByteStreamsContract:
         assert (read.body(), read.closed) == (b"xend", True)
         assert streams.append("a", b"", close=True).state.closed  # closing again: idempotent
 
+    def test_a_producer_retrying_its_closing_append_is_a_duplicate(self, streams: ByteStreams) -> None:
+        streams.create_stream("a", content_type=TEXT)
+        stamp = Producer("p", 0, 0)
+        assert not streams.append("a", b"end", content_type=TEXT, close=True, producer=stamp).duplicate
+        assert streams.append("a", b"end", content_type=TEXT, close=True, producer=stamp).duplicate
+        with pytest.raises(StreamClosedError):
+            streams.append("a", b"end", content_type=TEXT, close=True, producer=Producer("p", 0, 1))
+        assert streams.read_stream("a").body() == b"end"
+
     # Producers -----------------------------------------------------------------------------
 
     def test_a_retried_producer_append_is_stored_once(self, streams: ByteStreams) -> None:
