@@ -224,6 +224,48 @@ def test_deleting_the_last_two_forks_on_two_nodes_removes_their_deleted_source(
     assert a.create_stream("src", content_type=TEXT).created
 
 
+_RACER = """
+import sys
+from sqlitestream.bytestreams import Producer
+from sqlitestream.postgres import PostgresSessionStore
+with PostgresSessionStore(sys.argv[1], schema=sys.argv[2], pool_size=2) as store:
+    streams = store.byte_streams()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for seq in range(15):
+        streams.append("s", b"p%d;" % seq, content_type="text/plain", producer=Producer("p", 0, seq))
+        streams.append("s", b"%s;" % sys.argv[3].encode(), content_type="text/plain")
+"""
+
+
+def test_two_processes_racing_one_producer_and_plain_appends(pg_dsn: str, pg_schema: str) -> None:
+    """Two processes send the same producer's appends (each a retry of the other's) and their
+    own plain ones, released together: each producer seq is stored once, in order, and every
+    plain append once."""
+    with PostgresSessionStore(pg_dsn, schema=pg_schema) as store:
+        store.byte_streams().create_stream("s", content_type=TEXT)
+        racers = [
+            subprocess.Popen(
+                [sys.executable, "-c", _RACER, pg_dsn, pg_schema, label],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env=child_env(),
+            )
+            for label in ("x", "y")
+        ]
+        for racer in racers:
+            assert racer.stdout is not None and racer.stdout.readline() == "ready\n"
+        for racer in racers:
+            assert racer.stdin is not None
+            racer.stdin.write("go\n")
+            racer.stdin.close()
+        assert [racer.wait(timeout=60) for racer in racers] == [0, 0]
+        parts = store.byte_streams().read_stream("s").body().decode().split(";")[:-1]
+    assert [part for part in parts if part.startswith("p")] == [f"p{seq}" for seq in range(15)]
+    assert sorted(part for part in parts if not part.startswith("p")) == ["x"] * 15 + ["y"] * 15
+
+
 def test_a_watcher_on_one_node_wakes_on_an_append_through_the_other(
     nodes: tuple[ByteStreams, ByteStreams],
 ) -> None:
