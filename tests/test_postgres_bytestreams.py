@@ -279,7 +279,8 @@ def test_a_watcher_on_one_node_wakes_on_an_append_through_the_other(
 
 
 def test_an_append_by_another_process_wakes_a_watcher(pg_dsn: str, pg_schema: str) -> None:
-    with PostgresSessionStore(pg_dsn, schema=pg_schema) as store:
+    # An hour between polls: only the notification can wake it within the test.
+    with PostgresSessionStore(pg_dsn, schema=pg_schema, poll_interval_ms=3_600_000) as store:
         streams = store.byte_streams()
         streams.create_stream("a", content_type=TEXT)
         woken = threading.Event()

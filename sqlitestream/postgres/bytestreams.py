@@ -77,8 +77,9 @@ def _values(row: StreamRow) -> tuple[Any, ...]:
 
 
 class _Sql:
-    def __init__(self, schema: str) -> None:
+    def __init__(self, schema: str, channel: str) -> None:
         s = f'"{schema}"'
+        self.channel = channel
         self.select = f"SELECT {_COLUMNS} FROM {s}.ds_streams"
         self.streams, self.chunks, self.producers = f"{s}.ds_streams", f"{s}.ds_chunks", f"{s}.ds_producers"
         self.insert = (
@@ -102,14 +103,16 @@ class _Sql:
 
 class _Tx:
     """:class:`~sqlitestream._core.streamrules.StreamTx` on one connection inside its
-    transaction. ``changed``: the names whose readers must hear of this transaction."""
+    transaction. ``changed``: the names whose readers must still hear of this transaction
+    (an update that changes a stream notifies as it writes)."""
 
-    __slots__ = ("changed", "conn", "seen", "sql")
+    __slots__ = ("changed", "conn", "notified", "seen", "sql")
 
     def __init__(self, conn: Connection, sql: _Sql) -> None:
         self.conn = conn
         self.sql = sql
         self.changed: set[str] = set()
+        self.notified: set[str] = set()  # changed names already notified by their update
         self.seen: dict[int, int] = {}  # id -> version as read, to tell a TTL touch from a change
 
     def _one(self, where: str, bindings: tuple[Any, ...]) -> StreamRow | None:
@@ -133,9 +136,15 @@ class _Tx:
         return int(inserted[0])
 
     def update(self, row: StreamRow) -> None:
-        self.conn.execute(self.sql.update, (*_values(row), row.id))
-        if self.seen.get(row.id) != row.version:
-            self.changed.add(row.name)
+        if self.seen.get(row.id) == row.version or row.name in self.notified:
+            self.conn.execute(self.sql.update, (*_values(row), row.id))
+            return
+        # A change readers care about: notify in the same statement (one round trip fewer).
+        self.conn.execute(
+            f"{self.sql.update} RETURNING pg_notify(%s, %s)",
+            (*_values(row), row.id, self.sql.channel, payload(STREAM_KIND, row.name)),
+        )
+        self.notified.add(row.name)
 
     def remove(self, stream_id: int) -> None:
         self.drop_data(stream_id)
@@ -156,10 +165,12 @@ class _Tx:
         return 0 if found is None else int(found[0])
 
     def add_chunks(self, stream_id: int, chunks: Sequence[Chunk]) -> None:
-        self.conn.cursor().executemany(
-            f"INSERT INTO {self.sql.chunks} (stream_id, seq, end_size, data) VALUES (%s, %s, %s, %s)",
-            [(stream_id, chunk.seq, chunk.end, chunk.data) for chunk in chunks],
-        )
+        rows = [(stream_id, chunk.seq, chunk.end, chunk.data) for chunk in chunks]
+        insert = f"INSERT INTO {self.sql.chunks} (stream_id, seq, end_size, data) VALUES (%s, %s, %s, %s)"
+        if len(rows) == 1:  # an append: one statement, not executemany's pipeline
+            self.conn.execute(insert, rows[0])
+        else:
+            self.conn.cursor().executemany(insert, rows)
 
     def chunk(self, stream_id: int, seq: int) -> Chunk | None:
         found = self.conn.execute(
@@ -207,17 +218,18 @@ class PostgresByteStreams(RuleStreams):
         super().__init__(hub)
         self._run = run
         self._listen = listen
-        self._sql = _Sql(schema)
+        self._sql = _Sql(schema, channel)
         self._channel = channel
 
     def _transact(self, action: str, rule: Callable[[StreamTx, int], T]) -> T:
         def work(conn: Connection) -> T:
             tx = _Tx(conn, self._sql)
             result = rule(tx, self._clock())
-            if tx.changed:
+            pending = tx.changed - tx.notified
+            if pending:
                 conn.execute(
                     "SELECT pg_notify(%s, note) FROM unnest(%s::text[]) AS note",
-                    (self._channel, [payload(STREAM_KIND, name) for name in sorted(tx.changed)]),
+                    (self._channel, [payload(STREAM_KIND, name) for name in sorted(pending)]),
                 )
             return result
 
