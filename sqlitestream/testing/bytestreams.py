@@ -82,6 +82,16 @@ class ByteStreamsContract:
             with pytest.raises(ValidationError):
                 streams.create_stream(name)
 
+    def test_nul_in_a_content_type_stream_seq_or_producer_id_is_refused(self, streams: ByteStreams) -> None:
+        with pytest.raises(ValidationError):
+            streams.create_stream("a", content_type="text/plain\x00")
+        streams.create_stream("a", content_type=TEXT)
+        with pytest.raises(ValidationError):
+            streams.append("a", b"x", content_type=TEXT, stream_seq="1\x00")
+        with pytest.raises(ValidationError):
+            Producer("p\x00", 0, 0)
+        assert streams.read_stream("a").body() == b""
+
     # Appending and reading ------------------------------------------------------------------
 
     def test_bytes_of_appends_are_concatenated_and_offsets_grow(self, streams: ByteStreams) -> None:
