@@ -4,6 +4,7 @@ be atomic; wake-ups from another store object and from another process."""
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from conftest import drop_pg_schema
 from support import child_env
 
 from sqlitestream import Event
@@ -31,10 +33,27 @@ from sqlitestream.testing.bytestreams import ByteStreamsContract
 TEXT = "text/plain"
 
 
+@pytest.fixture(scope="class")
+def class_schema(pg_dsn: str) -> Iterator[str]:
+    """One schema for a whole test class (creating one costs more than most tests)."""
+    schema = f"sqlitestream_test_{secrets.token_hex(6)}"
+    PostgresSessionStore(pg_dsn, schema=schema).close()
+    try:
+        yield schema
+    finally:
+        drop_pg_schema(pg_dsn, schema)
+
+
 class TestPostgresByteStreams(ByteStreamsContract):
+    """Each test starts from empty stream tables in the class's schema."""
+
     @pytest.fixture(autouse=True)
-    def _server(self, pg_dsn: str, pg_schema: str) -> None:
-        self.dsn, self.schema = pg_dsn, pg_schema
+    def _server(self, pg_dsn: str, class_schema: str) -> None:
+        self.dsn, self.schema = pg_dsn, class_schema
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(
+                f'TRUNCATE "{class_schema}".ds_streams, "{class_schema}".ds_chunks, "{class_schema}".ds_producers'
+            )
 
     def make_streams(self, tmp_path: Path) -> ByteStreams:
         self.store = PostgresSessionStore(self.dsn, schema=self.schema, pool_size=4)
