@@ -136,6 +136,8 @@ class Producer:
         if type(self.id) is not str or not self.id:
             raise ValidationError(f"the producer id must be a non-empty string, got {describe(self.id)}")
         check_text(self.id, "the producer id")
+        if "\x00" in self.id:
+            raise ValidationError(f"the producer id must not contain NUL, got {describe(self.id)}")
         _check_count(self.epoch, "the producer epoch")
         _check_count(self.seq, "the producer seq")
 

@@ -159,7 +159,8 @@ def pg_store_schema(pg_dsn: str, _pg_worker_schemas: list[str]) -> str:
 
 def _empty_pg_schema(dsn: str, schema: str) -> None:
     """Delete every row of every table of ``schema`` except ``schema_version``, referencing
-    tables before the tables they reference, in one transaction."""
+    tables before the tables they reference, and set the one-row ``feed`` back to position 0,
+    in one transaction."""
     import graphlib
 
     import psycopg
@@ -169,7 +170,8 @@ def _empty_pg_schema(dsn: str, schema: str) -> None:
         tables = [
             str(row[0])
             for row in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename <> 'schema_version'",
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s "
+                "AND tablename NOT IN ('schema_version', 'feed')",
                 (schema,),
             )
         ]
@@ -182,6 +184,7 @@ def _empty_pg_schema(dsn: str, schema: str) -> None:
             order.add(_unqualified(referenced), _unqualified(referencing))
         for table in order.static_order():
             conn.execute(f'DELETE FROM "{schema}"."{table}"')
+        conn.execute(f'UPDATE "{schema}".feed SET last_position = 0')
 
 
 def _unqualified(name: str) -> str:

@@ -11,6 +11,7 @@ import pytest
 
 from sqlitestream import Event, Run, SchemaVersionError, Session, StorageError
 from sqlitestream.postgres import PostgresSessionStore
+from sqlitestream.postgres.schema import SCHEMA_VERSION
 
 pytestmark = pytest.mark.usefixtures("pg_dsn")
 
@@ -51,7 +52,7 @@ def test_store_info_reports_counts_and_versions(store: PostgresSessionStore, pg_
     info = store.store_info()
     assert (info.schema, info.schema_version, info.sessions, info.runs, info.events, info.streams) == (
         pg_schema,
-        2,
+        SCHEMA_VERSION,
         1,
         1,
         2,

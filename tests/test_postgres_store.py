@@ -25,6 +25,7 @@ from sqlitestream import (
     ValidationError,
 )
 from sqlitestream.postgres import PostgresSessionStore
+from sqlitestream.postgres.schema import SCHEMA_VERSION, TABLES
 from tools.oldstores import downgrade_postgres_store
 
 pytestmark = pytest.mark.usefixtures("pg_dsn")
@@ -150,16 +151,8 @@ def test_first_open_creates_the_schema_and_later_opens_do_not(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1",
         (pg_schema,),
     )
-    assert [row[0] for row in tables] == [
-        "cursors",
-        "events",
-        "feed",
-        "runs",
-        "schema_version",
-        "sessions",
-        "streams",
-    ]
-    assert _sql(pg_dsn, f'SELECT version FROM "{pg_schema}".schema_version') == [(2,)]
+    assert [row[0] for row in tables] == sorted(TABLES)
+    assert _sql(pg_dsn, f'SELECT version FROM "{pg_schema}".schema_version') == [(SCHEMA_VERSION,)]
 
 
 def _columns(dsn: str, schema: str) -> list[Any]:

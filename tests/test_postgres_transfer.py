@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 from sqlitestream import Event, Run, Session, SQLiteSessionStore, StorageError
 from sqlitestream.cli import cli
 from sqlitestream.postgres import PostgresSessionStore
+from sqlitestream.postgres.schema import SCHEMA_VERSION
 
 pytestmark = pytest.mark.usefixtures("pg_dsn")
 
@@ -206,7 +207,7 @@ def test_every_command_works_on_a_postgresql_url(pg_dsn: str, pg_schema: str, tm
     tail = ok(run("--db", url, "tail", "s1", "-n", "1", "--format", "jsonl")).output
     assert json.loads(tail)["sequence_number"] == 2
     info = json.loads(ok(run("--db", url, "info", "--format", "json")).output)
-    assert (info["schema"], info["events"], info["schema_version"]) == (pg_schema, 2, 2)
+    assert (info["schema"], info["events"], info["schema_version"]) == (pg_schema, 2, SCHEMA_VERSION)
     sessions = ok(run("--db", url, "sessions", "--format", "jsonl")).output
     assert json.loads(sessions)["latest_sequence"] == 2
     assert ok(run("--db", url, "runs", "s1")).exit_code == 0

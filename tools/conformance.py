@@ -1,6 +1,12 @@
-"""``python -m tools.conformance [--dir DIR] [-t REGEX]``: run the Durable Streams conformance
-suite (``@durable-streams/server-conformance-tests``, on vitest) against ``sqlitestream serve``
-on a temporary store, and fail unless every test it runs passes (all 332 without ``-t``).
+"""``python -m tools.conformance [--dir DIR] [-t REGEX] [--db URL] [--nodes N]``: run the Durable
+Streams conformance suite (``@durable-streams/server-conformance-tests``, on vitest) against
+``sqlitestream serve`` on a temporary store, and fail unless every test it runs passes (all 332
+without ``-t``).
+
+``--db postgresql://...`` serves a PostgreSQL store instead (a fresh schema, dropped after the
+run: give the URL without a ``schema`` parameter). ``--nodes 2`` starts two ``serve`` processes
+on that one database and puts a round-robin proxy (``tools/rrproxy.py``) in front of them, so
+consecutive requests of a test go to different nodes.
 
 The suite is installed with npm into ``DIR`` (default ``.conformance/`` at the repository root,
 ignored by git) the first time; node 18 or newer and npm must be on the PATH. The server runs
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -43,30 +50,37 @@ def install(directory: Path) -> None:
     )
 
 
-def start_server(store: Path) -> tuple[subprocess.Popen[str], str]:
+def _started(command: list[str], banner: str) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith(banner):
+        process.kill()
+        raise SystemExit(f"{command[2]} did not start: {line!r}")
+    return process, line.split()[1]
+
+
+def start_server(store: Path | str) -> tuple[subprocess.Popen[str], str]:
     """``sqlitestream serve --port 0`` on ``store``, and the URL it prints once listening."""
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sqlitestream",
-            "--db",
-            str(store),
-            "serve",
-            "--port",
-            "0",
-            "--long-poll-timeout-ms",
-            "2000",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert server.stdout is not None
-    line = server.stdout.readline()
-    if not line.startswith("serving "):
-        server.kill()
-        raise SystemExit(f"the server did not start: {line!r}")
-    return server, line.split()[1]
+    command = [sys.executable, "-m", "sqlitestream", "--db", str(store), "serve", "--port", "0"]
+    return _started([*command, "--long-poll-timeout-ms", "2000"], "serving ")
+
+
+def start_proxy(upstreams: list[str]) -> tuple[subprocess.Popen[str], str]:
+    """``tools/rrproxy.py`` on a free port in front of ``upstreams``, and its URL."""
+    return _started([sys.executable, "-m", "tools.rrproxy", *upstreams], "proxying ")
+
+
+def drop_schema(dsn: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def stop(process: subprocess.Popen[str]) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=30)
 
 
 def run_suite(directory: Path, url: str, pattern: str | None, report: Path) -> None:
@@ -100,21 +114,46 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=ROOT / ".conformance", help="where to install the suite")
     parser.add_argument("-t", dest="pattern", help="only the tests whose names match this regex")
+    parser.add_argument(
+        "--db", help="a postgresql:// URL to serve a fresh schema of (default: a SQLite file)"
+    )
+    parser.add_argument("--nodes", type=int, default=1, help="serve processes behind a round-robin proxy")
     args = parser.parse_args(argv)
+    if args.nodes < 1 or (args.nodes > 1 and not args.db):
+        parser.error("--nodes above 1 needs --db postgresql://... (nodes share one database)")
     directory = args.dir.resolve()
     install(directory)
+    schema = f"sqlitestream_conformance_{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory(prefix="sqlitestream-conformance-") as scratch:
-        server, url = start_server(Path(scratch) / "store.db")
+        if args.db:
+            separator = "&" if "?" in args.db else "?"
+            store: Path | str = f"{args.db}{separator}schema={schema}"
+        else:
+            store = Path(scratch) / "store.db"
+        servers: list[subprocess.Popen[str]] = []
+        proxy = None
+        status = 0
         try:
+            urls = []
+            for _ in range(args.nodes):
+                server, url = start_server(store)
+                servers.append(server)
+                urls.append(url)
+            if args.nodes > 1:
+                proxy, url = start_proxy(urls)
             report = Path(scratch) / "report.json"
             run_suite(directory, url, args.pattern, report)
         finally:
-            server.send_signal(signal.SIGTERM)
-            code = server.wait(timeout=30)
-        status = summarise(report, expect_all=args.pattern is None)
-        if code != 0:
-            print(f"the server exited with {code} on SIGTERM")
-            status = 1
+            if proxy is not None:
+                stop(proxy)
+            for server in servers:
+                code = stop(server)
+                if code != 0:
+                    print(f"the server exited with {code} on SIGTERM")
+                    status = 1
+            if args.db:
+                drop_schema(args.db, schema)
+        status = summarise(report, expect_all=args.pattern is None) or status
     return status
 
 

@@ -1,6 +1,9 @@
-"""``python -m tools.http_bench [--rounds N] [--appends N] [--followers N] [--json FILE]``: the
-HTTP server beside the reference Node server (``@durable-streams/server`` 0.3.7, file-backed:
-log files and LMDB), in the same run, with the same clients.
+"""``python -m tools.http_bench [--rounds N] [--appends N] [--followers N] [--json FILE]
+[--db postgresql://...] [--no-reference]``: the HTTP server beside the reference Node server
+(``@durable-streams/server`` 0.3.7, file-backed: log files and LMDB), in the same run, with the
+same clients. With ``--db``, also a PostgreSQL-backed ``serve`` (a fresh schema, dropped after),
+as one node and as two nodes on that database: the waiter on node A and the writer on node B,
+two writers (one per node) against two on one node, the followers split over the two nodes.
 
 1. **append-to-wake**: a long-poll waiter on one connection, a ``POST`` on another; the time
    from just before the ``POST`` to the waiter holding the data (p50, p99).
@@ -87,11 +90,13 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def append_to_wake(url: str, rounds: int) -> dict[str, float]:
-    stream = f"{url}/v1/stream/wake-{time.monotonic_ns()}"
+def append_to_wake(url: str, rounds: int, writer_url: str | None = None) -> dict[str, float]:
+    """``writer_url``: append through another node (default: the waiter's)."""
+    name = f"/v1/stream/wake-{time.monotonic_ns()}"
+    stream, written = f"{url}{name}", f"{writer_url or url}{name}"
     headers = {"content-type": "application/octet-stream"}
     with httpx.Client(timeout=30) as writer, httpx.Client(timeout=30) as reader:
-        offset = writer.put(stream, headers=headers).headers["stream-next-offset"]
+        offset = writer.put(written, headers=headers).headers["stream-next-offset"]
         latencies = []
 
         def wait(at: str, armed: threading.Event, got: list[float]) -> None:
@@ -108,23 +113,40 @@ def append_to_wake(url: str, rounds: int) -> dict[str, float]:
             armed.wait()
             time.sleep(0.002)  # let the long-poll reach the server and park (a benchmark, no assertion)
             start = time.perf_counter()
-            offset = writer.post(stream, content=b"x" * 64, headers=headers).headers["stream-next-offset"]
+            offset = writer.post(written, content=b"x" * 64, headers=headers).headers["stream-next-offset"]
             waiter.join()
             latencies.append((got[0] - start) * 1000)
     return {"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)}
 
 
 def throughput(url: str, appends: int) -> dict[str, float]:
-    stream = f"{url}/v1/stream/tput-{time.monotonic_ns()}"
+    return parallel_throughput([url], appends)
+
+
+def parallel_throughput(urls: list[str], appends: int) -> dict[str, float]:
+    """One writer thread per URL, each with its own stream and keep-alive connection,
+    ``appends`` in all; appends a second over the whole run."""
     headers = {"content-type": "application/octet-stream"}
     body = b"m" * 64
-    with httpx.Client(timeout=30) as client:
-        client.put(stream, headers=headers)
-        start = time.perf_counter()
-        for _ in range(appends):
-            client.post(stream, content=body, headers=headers)
-        elapsed = time.perf_counter() - start
-    return {"appends_per_s": appends / elapsed}
+    barrier = threading.Barrier(len(urls) + 1)
+
+    def write(url: str) -> None:
+        stream = f"{url}/v1/stream/tput-{time.monotonic_ns()}-{threading.get_ident()}"
+        with httpx.Client(timeout=30) as client:
+            client.put(stream, headers=headers)
+            barrier.wait()
+            for _ in range(appends // len(urls)):
+                client.post(stream, content=body, headers=headers)
+
+    writers = [threading.Thread(target=write, args=(url,)) for url in urls]
+    for thread in writers:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in writers:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    return {"appends_per_s": (appends // len(urls)) * len(urls) / elapsed}
 
 
 async def _follower(
@@ -172,8 +194,10 @@ def _server_facts(pid: int) -> dict[str, float]:
     return facts
 
 
-def fan_out(url: str, pid: int, followers: int) -> dict[str, float]:
-    parsed = httpx.URL(url)
+def fan_out(url: str, pid: int, followers: int, more_urls: tuple[str, ...] = ()) -> dict[str, float]:
+    """``more_urls``: other nodes; the followers are spread over all (round robin); the
+    broadcast goes through ``url``; threads and memory are those of ``pid`` (``url``'s)."""
+    nodes = [httpx.URL(node) for node in (url, *more_urls)]
     name = f"fan-{time.monotonic_ns()}"
     stream = f"{url}/v1/stream/{name}"
     headers = {"content-type": "text/plain"}
@@ -185,10 +209,20 @@ def fan_out(url: str, pid: int, followers: int) -> dict[str, float]:
         counter = [0]
         arrivals: list[float] = []
         path = f"/v1/stream/{name}?offset=-1&live=sse"
-        host, port = parsed.host, parsed.port or 80
         tasks = [
-            asyncio.create_task(_follower(host, port, path, ready, counter, followers, arrivals, broadcast))
-            for _ in range(followers)
+            asyncio.create_task(
+                _follower(
+                    nodes[n % len(nodes)].host,
+                    nodes[n % len(nodes)].port or 80,
+                    path,
+                    ready,
+                    counter,
+                    followers,
+                    arrivals,
+                    broadcast,
+                )
+            )
+            for n in range(followers)
         ]
         await asyncio.wait_for(ready.wait(), 120)
         facts = _server_facts(pid)
@@ -215,8 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--appends", type=int, default=3000, help="appends for the throughput")
     parser.add_argument("--followers", type=int, default=2000, help="SSE followers")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--db", help="a postgresql:// URL: also measure PostgreSQL-backed nodes")
+    parser.add_argument("--no-reference", action="store_true", help="skip the reference server")
     args = parser.parse_args(argv)
-    module = install_reference(ROOT / ".conformance")
+    module = None if args.no_reference else install_reference(ROOT / ".conformance")
     results: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="sqlitestream-http-bench-") as scratch:
         ours = [
@@ -229,29 +265,70 @@ def main(argv: list[str] | None = None) -> int:
             "--port",
             "0",
         ]
-        script = Path(scratch) / "reference.mjs"
-        script.write_text(_NODE_SERVER)
-        reference = ["node", str(script), str(module), os.path.join(scratch, "reference-data")]
-        for label, command in (("sqlitestream", ours), ("reference", reference)):
+        servers = [("sqlitestream", ours)]
+        if module is not None:
+            script = Path(scratch) / "reference.mjs"
+            script.write_text(_NODE_SERVER)
+            servers.append(
+                ("reference", ["node", str(script), str(module), os.path.join(scratch, "reference-data")])
+            )
+        for label, command in servers:
             with server(command) as (url, pid):
                 results[label] = {
                     "append_to_wake": append_to_wake(url, args.rounds),
                     "throughput": throughput(url, args.appends),
                     "sse_fan_out": fan_out(url, pid, args.followers),
                 }
+    if args.db:
+        results.update(postgres_nodes(args.db, args.rounds, args.appends, args.followers))
     for workload in ("append_to_wake", "throughput", "sse_fan_out"):
         print(workload)
         for label, figures in results.items():
             shown = ", ".join(f"{key} {value:.1f}" for key, value in figures[workload].items())
-            print(f"  {label:13} {shown}")
-    ratio = (
-        results["sqlitestream"]["throughput"]["appends_per_s"]
-        / results["reference"]["throughput"]["appends_per_s"]
-    )
-    print(f"throughput ratio (sqlitestream / reference): {ratio:.2f}x")
+            print(f"  {label:17} {shown}")
+    ratios: dict[str, float] = {}
+    if "reference" in results:
+        ratios["sqlitestream / reference"] = (
+            results["sqlitestream"]["throughput"]["appends_per_s"]
+            / results["reference"]["throughput"]["appends_per_s"]
+        )
+    if args.db:
+        ratios["postgres 2 nodes / 1 node"] = (
+            results["postgres-2-nodes"]["throughput"]["appends_per_s"]
+            / results["postgres-1-node"]["throughput"]["appends_per_s"]
+        )
+    for label, ratio in ratios.items():
+        print(f"throughput ratio ({label}): {ratio:.2f}x")
     if args.json:
-        args.json.write_text(json.dumps({**results, "throughput_ratio": ratio}, indent=2))
+        args.json.write_text(json.dumps({**results, "throughput_ratios": ratios}, indent=2))
     return 0
+
+
+def postgres_nodes(
+    dsn: str, rounds: int, appends: int, followers: int
+) -> dict[str, dict[str, dict[str, float]]]:
+    """One and two PostgreSQL-backed ``serve`` nodes on a fresh schema of ``dsn``."""
+    from tools.conformance import drop_schema
+
+    schema = f"sqlitestream_http_bench_{time.monotonic_ns() % 10**9}"
+    location = f"{dsn}{'&' if '?' in dsn else '?'}schema={schema}"
+    command = [sys.executable, "-m", "sqlitestream", "--db", location, "serve", "--port", "0"]
+    try:
+        with server(command) as (url_a, pid_a), server(command) as (url_b, _pid_b):
+            return {
+                "postgres-1-node": {
+                    "append_to_wake": append_to_wake(url_a, rounds),
+                    "throughput": parallel_throughput([url_a, url_a], appends),
+                    "sse_fan_out": fan_out(url_a, pid_a, followers),
+                },
+                "postgres-2-nodes": {
+                    "append_to_wake": append_to_wake(url_a, rounds, writer_url=url_b),
+                    "throughput": parallel_throughput([url_a, url_b], appends),
+                    "sse_fan_out": fan_out(url_a, pid_a, followers, (url_b,)),
+                },
+            }
+    finally:
+        drop_schema(dsn, schema)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ _SQLITE_UNDO = {
 }
 
 _POSTGRES_UNDO = {
+    3: ("DROP TABLE ds_producers", "DROP TABLE ds_chunks", "DROP TABLE ds_streams"),
     2: (
         "ALTER TABLE events DROP COLUMN position",
         "DROP TABLE feed",

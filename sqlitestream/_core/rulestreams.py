@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from sqlitestream._core import streamrules as rules
 from sqlitestream._core.streamrules import Chunk, StreamRow, StreamTx
-from sqlitestream._core.validate import check_int, describe
+from sqlitestream._core.validate import check_int, check_text, describe
 from sqlitestream._core.waiting import WakeHub
 from sqlitestream.bytestreams import (
     AppendResult,
@@ -45,6 +45,18 @@ def _check_bytes(data: object) -> bytes:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ValidationError(f"data must be bytes, got {describe(data)}")
     return bytes(data)
+
+
+def _check_header(value: object, what: str) -> None:
+    """A value that travels as an HTTP header: text without NUL (which no header can carry
+    and PostgreSQL's text cannot store), or None."""
+    if value is None:
+        return
+    if type(value) is not str:
+        raise ValidationError(f"{what} must be a str, got {describe(value)}")
+    check_text(value, what)
+    if "\x00" in value:
+        raise ValidationError(f"{what} must not contain NUL, got {describe(value)}")
 
 
 class RuleStreams(ByteStreams):
@@ -87,8 +99,7 @@ class RuleStreams(ByteStreams):
         ttl = check_int(ttl_seconds, "ttl_seconds", minimum=0)
         expires_us = None if expires_at is None else rules.to_micros(expires_at)
         body = _check_bytes(data)
-        if content_type is not None and type(content_type) is not str:
-            raise ValidationError(f"content_type must be a str, got {describe(content_type)}")
+        _check_header(content_type, "content_type")
         if fork is not None and not isinstance(fork, StreamFork):
             raise ValidationError(f"fork must be a StreamFork, got {describe(fork)}")
         return self._change(
@@ -122,8 +133,7 @@ class RuleStreams(ByteStreams):
         if producer is not None and not isinstance(producer, Producer):
             raise ValidationError(f"producer must be a Producer, got {describe(producer)}")
         for value, what in ((content_type, "content_type"), (stream_seq, "stream_seq")):
-            if value is not None and type(value) is not str:
-                raise ValidationError(f"{what} must be a str, got {describe(value)}")
+            _check_header(value, what)
         return self._change(
             "append to a stream",
             name,

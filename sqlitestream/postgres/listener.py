@@ -4,7 +4,7 @@ Every append and delete sends a notification on the store's channel inside its o
 transaction, so it is delivered exactly when the write commits (and never if it rolls back).
 One thread per store object holds one listening connection; it turns each notification into
 a wake-up (or, for a delete, a release) of the waiters on the named session in the in-process
-:class:`WakeHub`. Notifications are hints: a woken waiter re-runs its query.
+:class:`WakeHub` (byte-stream changes: of the waiters on the named stream, in a second hub). Notifications are hints: a woken waiter re-runs its query.
 
 Notifications can be lost: while the listening connection is down, or behind a connection
 pooler in transaction mode that does not forward them. So while someone waits, the thread also
@@ -30,7 +30,7 @@ from sqlitestream.postgres.connection import translate
 if TYPE_CHECKING:
     from sqlitestream.postgres.connection import Connection
 
-__all__ = ["APPEND_PAYLOAD_SQL", "NotificationListener", "channel_for", "payload"]
+__all__ = ["APPEND_PAYLOAD_SQL", "STREAM_KIND", "NotificationListener", "channel_for", "payload"]
 
 _log = logging.getLogger("sqlitestream.postgres")
 
@@ -47,6 +47,13 @@ APPEND_PAYLOAD_SQL = (
 
 _RECONNECT_BACKOFF_S = (0.05, 0.2, 1.0, 5.0)
 
+STREAM_KIND = "s"
+"""The payload kind of a byte-stream change (``s:name``); its waiters are in the streams hub."""
+
+_Known = dict[tuple[str, str], object]
+"""What the last fallback poll saw: ``("s", session id)`` -> latest sequence, ``("b", stream
+name)`` -> (generation, version); None for absent."""
+
 
 def channel_for(schema: str) -> str:
     return f"sqlitestream:{schema}"
@@ -57,7 +64,8 @@ def _digest(session_id: str) -> str:
 
 
 def payload(kind: str, session_id: str) -> str:
-    """The notification text: ``a`` (append) or ``d`` (delete), then ``:id`` or ``#sha256``."""
+    """The notification text: ``a`` (append), ``d`` (delete) or ``s`` (a byte stream's
+    change), then ``:id`` or ``#sha256``."""
     if len(session_id.encode("utf-8")) <= _MAX_PLAIN_ID_BYTES:
         return f"{kind}:{session_id}"
     return f"{kind}#{_digest(session_id)}"
@@ -74,11 +82,13 @@ class NotificationListener:
         *,
         is_own_backend: Callable[[int], bool],
         fallback_interval_s: float,
+        streams_hub: WakeHub | None = None,
     ) -> None:
         self._connect = connect
         self._schema = schema
         self._channel = channel_for(schema)
         self._hub = hub
+        self._streams_hub = WakeHub() if streams_hub is None else streams_hub
         self._is_own_backend = is_own_backend
         self._interval_s = fallback_interval_s
         self._lock = threading.Lock()
@@ -131,7 +141,7 @@ class NotificationListener:
                 return
         conn: Connection | None = None
         failures = 0
-        known: dict[str, int | None] = {}
+        known: _Known = {}
         next_check = time.monotonic() + self._interval_s
         try:
             while True:
@@ -142,7 +152,7 @@ class NotificationListener:
                     elif failures:
                         # Notifications sent while we were disconnected are gone: re-query all.
                         _log.info("sqlitestream: LISTEN connection re-established")
-                        self._hub.wake(self._hub.sessions())
+                        self._wake_all()
                         failures = 0
                     self._ready.set()
                 now = time.monotonic()
@@ -159,7 +169,7 @@ class NotificationListener:
                     failures = failures if conn is not None else 1
                 if time.monotonic() >= next_check:
                     next_check = time.monotonic() + self._interval_s
-                    if self._hub.has_waiters():
+                    if self._hub.has_waiters() or self._streams_hub.has_waiters():
                         had_connection = conn is not None
                         conn, known = self._fallback(conn, known)
                         failures = 1 if had_connection and conn is None else failures
@@ -189,31 +199,38 @@ class NotificationListener:
         except Exception as exc:  # noqa: BLE001 - a background thread: reconnect, never raise
             _log.warning("sqlitestream: lost the LISTEN connection (%s); reconnecting", exc)
             conn.close()
-            self._hub.wake(self._hub.sessions())
+            self._wake_all()
             return None
+
+    def _wake_all(self) -> None:
+        self._hub.wake(self._hub.sessions())
+        self._streams_hub.wake(self._streams_hub.sessions())
 
     def _dispatch(self, text: str) -> None:
         kind, marker, rest = text[:1], text[1:2], text[2:]
+        hub = self._streams_hub if kind == STREAM_KIND else self._hub
         if marker == ":":
             targets = [rest]
         elif marker == "#":
-            targets = [sid for sid in self._hub.sessions() if _digest(sid) == rest]
+            targets = [sid for sid in hub.sessions() if _digest(sid) == rest]
         else:
             return
-        if kind == "d":
+        if kind == STREAM_KIND:
+            self._streams_hub.wake(targets)
+        elif kind == "d":
             for session_id in targets:
                 self._hub.release(session_id)
         else:
             self._hub.wake(targets)
 
-    def _fallback(
-        self, conn: Connection | None, known: dict[str, int | None]
-    ) -> tuple[Connection | None, dict[str, int | None]]:
-        """Wake waited-on sessions whose latest sequence moved since the last check (and, the
-        first time a session is seen, wake it once: a notification may already be lost)."""
+    def _fallback(self, conn: Connection | None, known: _Known) -> tuple[Connection | None, _Known]:
+        """Wake waited-on sessions whose latest sequence moved since the last check, and
+        waited-on byte streams whose version or generation changed (and, the first time one
+        is seen, wake it once: a notification may already be lost)."""
         sessions = self._hub.sessions()
+        names = self._streams_hub.sessions()
         if conn is None:
-            self._hub.wake(sessions)
+            self._wake_all()
             return None, {}
         try:
             rows: list[Any] = conn.execute(
@@ -227,9 +244,17 @@ class NotificationListener:
                         f'SELECT last_position FROM "{self._schema}".feed'
                     ).fetchall()
                 ]
+            tips: list[Any] = (
+                conn.execute(
+                    f'SELECT name, id, version FROM "{self._schema}".ds_streams WHERE name = ANY(%s)',
+                    (names,),
+                ).fetchall()
+                if names
+                else []
+            )
         except Exception as exc:  # noqa: BLE001 - a background thread: wake all, never raise
             _log.warning("sqlitestream: fallback poll failed (%s)", exc)
-            self._hub.wake(sessions)
+            self._wake_all()
             if conn.broken or conn.closed:
                 conn.close()
                 return None, {}
@@ -237,11 +262,16 @@ class NotificationListener:
         latest: dict[str, int | None] = {str(row[0]): int(row[1]) for row in rows}
         for session_id in sessions:
             now = latest.get(session_id)
-            if session_id in known and known[session_id] == now:
+            if ("s", session_id) in known and known["s", session_id] == now:
                 continue
-            if now is None and known.get(session_id) is not None:
+            if now is None and known.get(("s", session_id)) is not None:
                 self._hub.release(session_id)  # deleted, and the notification was lost
             else:
                 self._hub.wake([session_id])
+        versions: dict[str, object] = {str(row[0]): (int(row[1]), int(row[2])) for row in tips}
+        moved = [name for name in names if ("b", name) not in known or known["b", name] != versions.get(name)]
+        self._streams_hub.wake(moved)
+        seen: _Known = {("s", session_id): latest.get(session_id) for session_id in sessions}
+        seen.update({("b", name): versions.get(name) for name in names})
         # Notifications read from the socket during the query wait in psycopg's backlog.
-        return self._drain(conn), {session_id: latest.get(session_id) for session_id in sessions}
+        return self._drain(conn), seen

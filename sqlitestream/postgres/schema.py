@@ -14,7 +14,28 @@ from sqlitestream.errors import SchemaVersionError, StorageError, ValidationErro
 if TYPE_CHECKING:
     from sqlitestream.postgres.connection import Connection
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+
+def schema_sql() -> str:
+    """The canonical schema, ``schema.sql`` beside this module (shipped in the wheel)."""
+    return (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
+
+
+def _section(marker: str) -> tuple[str, ...]:
+    """The statements of ``schema.sql`` from the comment ``marker`` to the next version's
+    marker (or the end): a step that adds tables takes their text from the one place that
+    defines them."""
+    text = schema_sql()
+    start = text.index(marker)
+    end = text.find("\n-- Added in version ", start + len(marker))
+    section = text[start:] if end == -1 else text[start:end]
+    statements = (
+        "\n".join(line for line in part.splitlines() if not line.lstrip().startswith("--")).strip()
+        for part in section.split(";")
+    )
+    return tuple(statement for statement in statements if statement)
+
 
 _FEED_STEP = (
     # Existing events take positions in the order closest to their commit order that is left:
@@ -35,11 +56,25 @@ _FEED_STEP = (
     "position bigint NOT NULL CHECK (position >= 0), updated_at timestamptz NOT NULL)",
 )
 
-UPGRADES: dict[int, tuple[str, ...]] = {1: _FEED_STEP}
+UPGRADES: dict[int, tuple[str, ...]] = {
+    1: _FEED_STEP,
+    2: _section("-- Added in version 3"),
+}
 """Upgrade steps by the version they start from (N -> N+1), run with search_path set to the
 store's schema, in the same transaction as the new version stamp."""
 
-TABLES = ("sessions", "runs", "streams", "events", "feed", "cursors", "schema_version")
+TABLES = (
+    "sessions",
+    "runs",
+    "streams",
+    "events",
+    "feed",
+    "cursors",
+    "schema_version",
+    "ds_streams",
+    "ds_chunks",
+    "ds_producers",
+)
 
 MAX_SCHEMA_NAME = 48
 """Schema names are short enough that the notification channel ``sqlitestream:<schema>`` fits
@@ -61,11 +96,6 @@ def check_schema_name(value: object) -> str:
 def quoted(schema: str) -> str:
     """The schema as an SQL identifier (``check_schema_name`` already ruled out quotes)."""
     return f'"{schema}"'
-
-
-def schema_sql() -> str:
-    """The canonical schema, ``schema.sql`` beside this module (shipped in the wheel)."""
-    return (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
 
 
 def read_version(conn: Connection, schema: str) -> int | None:

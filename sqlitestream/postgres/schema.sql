@@ -9,7 +9,7 @@
 --   hold "\u0000" in a string and rewrites numbers such as 1e300 (which would come back as an
 --   int), and the contract promises that what goes in comes back equal. Query them with
 --   data::jsonb when needed.
--- schema-version: 2
+-- schema-version: 3
 
 -- Saved session records (the log itself does not need them).
 CREATE TABLE sessions (
@@ -89,4 +89,48 @@ CREATE TABLE cursors (
 CREATE TABLE schema_version (
     only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
     version  integer NOT NULL
+);
+
+-- Added in version 3: the byte streams of the Durable Streams protocol (sqlitestream.bytestreams),
+-- apart from the sessions, in the same tables as the SQLite store's. Ids are never reused (an
+-- identity): a stream created again at a name is another generation. A deleted stream that
+-- still has forks keeps its row (deleted). Every change locks its stream's row
+-- (SELECT ... FOR UPDATE) for the rest of its transaction: that is what keeps producer state,
+-- Stream-Seq, closing, expiry and fork bookkeeping atomic across nodes. closed_by is bytea:
+-- the producer stamp that closed the stream has NUL separators, which text cannot hold.
+CREATE TABLE ds_streams (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name            text COLLATE "C" NOT NULL UNIQUE,
+    content_type    text NOT NULL,
+    ttl_seconds     bigint,
+    expires_at      bigint,
+    closed          boolean NOT NULL,
+    deleted         boolean NOT NULL,
+    appends         bigint NOT NULL CHECK (appends >= 0),
+    size            bigint NOT NULL CHECK (size >= 0),
+    stream_seq      text COLLATE "C",
+    forked_from     bigint,
+    fork_offset     text,
+    fork_sub_offset bigint NOT NULL,
+    accessed_at     bigint NOT NULL,
+    closed_by       bytea,
+    version         bigint NOT NULL
+);
+CREATE INDEX ds_streams_by_source ON ds_streams (forked_from) WHERE forked_from IS NOT NULL;
+-- One row per append: end_size is the stream's size after it (the second half of its offset).
+CREATE TABLE ds_chunks (
+    stream_id bigint NOT NULL,
+    seq       bigint NOT NULL CHECK (seq >= 1),
+    end_size  bigint NOT NULL,
+    data      bytea NOT NULL,
+    PRIMARY KEY (stream_id, seq)
+);
+-- Idempotent producers: the last (epoch, seq) stored per stream and producer id, committed with
+-- the append it stamps.
+CREATE TABLE ds_producers (
+    stream_id   bigint NOT NULL,
+    producer_id text COLLATE "C" NOT NULL,
+    epoch       bigint NOT NULL,
+    seq         bigint NOT NULL,
+    PRIMARY KEY (stream_id, producer_id)
 );

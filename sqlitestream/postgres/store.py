@@ -49,6 +49,7 @@ from sqlitestream.models import (
 from sqlitestream.postgres import admin as _admin
 from sqlitestream.postgres import feed as _feed
 from sqlitestream.postgres import schema as _pg_schema
+from sqlitestream.postgres.bytestreams import PostgresByteStreams
 from sqlitestream.postgres.connection import (
     Database,
     MissingDependencyError,
@@ -172,12 +173,17 @@ class PostgresSessionStore(AdminStore, FeedStore):
         self._closed = False
         self._pid = os.getpid()  # the process this store belongs to (see _core/forks.py)
         self._hub = WakeHub()
+        streams_hub = WakeHub()
         self._listener = NotificationListener(
             self._db.connect,
             self._schema,
             self._hub,
             is_own_backend=self._db.pool.owns_backend,
             fallback_interval_s=fallback / 1000.0,
+            streams_hub=streams_hub,
+        )
+        self._byte_streams = PostgresByteStreams(
+            self._run, self._wait_hub, self._schema, self._channel, streams_hub
         )
         try:
             self._upgraded_from = self._open()
@@ -234,6 +240,17 @@ class PostgresSessionStore(AdminStore, FeedStore):
         forks.refuse_if_inherited(self._pid, repr(self._location))
         if self._closed:
             raise StoreClosedError(f"the store {self._dsn!r} (schema {self._schema!r}) is closed")
+
+    def _run(self, action: str, work: Callable[[Connection], T], transaction: bool) -> T:
+        self._check_open()
+        return self._db.run(action, work, transaction=transaction)
+
+    def byte_streams(self) -> PostgresByteStreams:
+        """The store's byte streams (:class:`~sqlitestream.bytestreams.ByteStreams`), in its
+        schema: what ``sqlitestream serve`` serves at ``/v1/stream/``, shared by every node
+        on the same database."""
+        self._check_open()
+        return self._byte_streams
 
     def _fetch(self, action: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         self._check_open()
@@ -519,6 +536,7 @@ class PostgresSessionStore(AdminStore, FeedStore):
         self._closed = True
         forks.closed(self)
         self._hub.close()
+        self._byte_streams.close()
         self._listener.stop()
         self._db.close()
 

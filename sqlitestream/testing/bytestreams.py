@@ -82,6 +82,16 @@ class ByteStreamsContract:
             with pytest.raises(ValidationError):
                 streams.create_stream(name)
 
+    def test_nul_in_a_content_type_stream_seq_or_producer_id_is_refused(self, streams: ByteStreams) -> None:
+        with pytest.raises(ValidationError):
+            streams.create_stream("a", content_type="text/plain\x00")
+        streams.create_stream("a", content_type=TEXT)
+        with pytest.raises(ValidationError):
+            streams.append("a", b"x", content_type=TEXT, stream_seq="1\x00")
+        with pytest.raises(ValidationError):
+            Producer("p\x00", 0, 0)
+        assert streams.read_stream("a").body() == b""
+
     # Appending and reading ------------------------------------------------------------------
 
     def test_bytes_of_appends_are_concatenated_and_offsets_grow(self, streams: ByteStreams) -> None:
@@ -147,6 +157,15 @@ class ByteStreamsContract:
         read = streams.read_stream("a")
         assert (read.body(), read.closed) == (b"xend", True)
         assert streams.append("a", b"", close=True).state.closed  # closing again: idempotent
+
+    def test_a_producer_retrying_its_closing_append_is_a_duplicate(self, streams: ByteStreams) -> None:
+        streams.create_stream("a", content_type=TEXT)
+        stamp = Producer("p", 0, 0)
+        assert not streams.append("a", b"end", content_type=TEXT, close=True, producer=stamp).duplicate
+        assert streams.append("a", b"end", content_type=TEXT, close=True, producer=stamp).duplicate
+        with pytest.raises(StreamClosedError):
+            streams.append("a", b"end", content_type=TEXT, close=True, producer=Producer("p", 0, 1))
+        assert streams.read_stream("a").body() == b"end"
 
     # Producers -----------------------------------------------------------------------------
 
