@@ -29,6 +29,7 @@ from sqlitestream.errors import (
 from sqlitestream.postgres import PostgresSessionStore
 from sqlitestream.postgres.schema import SCHEMA_VERSION, UPGRADES
 from sqlitestream.testing.bytestreams import ByteStreamsContract
+from tools.oldstores import downgrade_postgres_store
 
 TEXT = "text/plain"
 
@@ -101,11 +102,8 @@ def _race(count: int, *calls: Callable[[int], Any]) -> list[Any]:
 def test_a_version_1_schema_is_upgraded_and_keeps_its_sessions(pg_dsn: str, pg_schema: str) -> None:
     with PostgresSessionStore(pg_dsn, schema=pg_schema) as store:
         store.append_event(Event("message_sent", "s1"))
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(f'SET search_path TO "{pg_schema}"')
-        conn.execute("DROP TABLE ds_producers, ds_chunks, ds_streams")
-        conn.execute("UPDATE schema_version SET version = 1")
-    assert SCHEMA_VERSION == 2 and len(UPGRADES[1]) == 4
+    downgrade_postgres_store(pg_dsn, pg_schema, 1)  # before the feed (2) and the byte streams (3)
+    assert SCHEMA_VERSION == 3 and len(UPGRADES[2]) == 4
     with PostgresSessionStore(pg_dsn, schema=pg_schema) as store:
         assert store.upgraded_from == 1 and store.schema_version() == SCHEMA_VERSION
         assert store.get_latest_sequence("s1") == 1
