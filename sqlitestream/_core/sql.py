@@ -62,3 +62,17 @@ class EventQueries:
             sql = self._cache[present] = f"{self._select}{where} ORDER BY seq LIMIT {self._mark}"
         values = tuple(value for _, value in filters if value is not None)
         return sql, (query.session_id, *values, no_limit if query.limit is None else query.limit)
+
+
+def schema_section(schema_text: str, marker: str) -> tuple[str, ...]:
+    """The statements of a ``schema.sql`` text from the comment ``marker`` to the next
+    version's marker (``-- Added in version N``) or the end: an upgrade step that adds tables
+    takes their text from the one place that defines them."""
+    start = schema_text.index(marker)
+    end = schema_text.find("\n-- Added in version ", start + len(marker))
+    section = schema_text[start:] if end == -1 else schema_text[start:end]
+    statements = (
+        "\n".join(line for line in part.splitlines() if not line.lstrip().startswith("--")).strip()
+        for part in section.split(";")
+    )
+    return tuple(statement for statement in statements if statement)

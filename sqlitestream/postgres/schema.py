@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlitestream._core.sql import schema_section
 from sqlitestream._core.validate import describe
 from sqlitestream.errors import SchemaVersionError, StorageError, ValidationError
 
@@ -20,21 +21,6 @@ SCHEMA_VERSION = 3
 def schema_sql() -> str:
     """The canonical schema, ``schema.sql`` beside this module (shipped in the wheel)."""
     return (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
-
-
-def _section(marker: str) -> tuple[str, ...]:
-    """The statements of ``schema.sql`` from the comment ``marker`` to the next version's
-    marker (or the end): a step that adds tables takes their text from the one place that
-    defines them."""
-    text = schema_sql()
-    start = text.index(marker)
-    end = text.find("\n-- Added in version ", start + len(marker))
-    section = text[start:] if end == -1 else text[start:end]
-    statements = (
-        "\n".join(line for line in part.splitlines() if not line.lstrip().startswith("--")).strip()
-        for part in section.split(";")
-    )
-    return tuple(statement for statement in statements if statement)
 
 
 _FEED_STEP = (
@@ -58,7 +44,7 @@ _FEED_STEP = (
 
 UPGRADES: dict[int, tuple[str, ...]] = {
     1: _FEED_STEP,
-    2: _section("-- Added in version 3"),
+    2: schema_section(schema_sql(), "-- Added in version 3"),
 }
 """Upgrade steps by the version they start from (N -> N+1), run with search_path set to the
 store's schema, in the same transaction as the new version stamp."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import apsw
 
+from sqlitestream._core.sql import schema_section
 from sqlitestream.errors import SchemaVersionError, StorageError
 from sqlitestream.sqlite.connection import translate_os_error, translating
 from sqlitestream.sqlite.transaction import Writer
@@ -16,19 +17,12 @@ APPLICATION_ID = 0x53715374  # "SqSt": marks the file as a sqlitestream store
 SCHEMA_VERSION = 4
 
 
-def _section(marker: str) -> tuple[str, ...]:
-    """The statements of ``schema.sql`` from the comment ``marker`` to the next version's
-    marker (or the end): a step that adds tables takes their text from the one place that
-    defines them."""
-    text = (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
-    start = text.index(marker)
-    end = text.find("\n-- Added in version ", start + len(marker))
-    section = text[start:] if end == -1 else text[start:end]
-    statements = (
-        "\n".join(line for line in part.splitlines() if not line.lstrip().startswith("--")).strip()
-        for part in section.split(";")
-    )
-    return tuple(statement for statement in statements if statement)
+def schema_sql() -> str:
+    """The canonical schema, ``schema.sql`` beside this module (shipped in the wheel)."""
+    try:
+        return (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
+    except OSError as exc:
+        raise translate_os_error(exc, "read the schema (schema.sql)") from exc
 
 
 _FEED_STEP = (
@@ -70,21 +64,13 @@ _FEED_STEP = (
 UPGRADES: dict[int, tuple[str, ...]] = {
     # version N -> N+1; each step runs in one transaction with the version stamp.
     1: ("CREATE INDEX runs_running ON runs (session_id, started_at) WHERE status = 'running'",),
-    2: _section("-- Added in version 3"),
+    2: schema_section(schema_sql(), "-- Added in version 3"),
     3: _FEED_STEP,
 }
 """Upgrade steps by the version they start from."""
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _HEADER_SIZE = 100
-
-
-def schema_sql() -> str:
-    """The canonical schema, ``schema.sql`` beside this module (shipped in the wheel)."""
-    try:
-        return (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
-    except OSError as exc:
-        raise translate_os_error(exc, "read the schema (schema.sql)") from exc
 
 
 @dataclass(frozen=True)
