@@ -160,6 +160,9 @@ class RecordingStore(DelegatingStore):
             return len(self.calls)
 
 
-DROP_VERSION_3 = "DROP TABLE ds_producers; DROP TABLE ds_chunks; DROP TABLE ds_streams"
+DROP_VERSION_4 = "DROP TABLE session_producers"
+"""The SQL that takes a current store file back to schema version 3 (with ``PRAGMA
+user_version = 3``): version 4 only added the sessions' producer table."""
+DROP_VERSION_3 = f"{DROP_VERSION_4}; DROP TABLE ds_producers; DROP TABLE ds_chunks; DROP TABLE ds_streams"
 """The SQL that takes a current store file back to schema version 2 (with ``PRAGMA
-user_version = 2``): version 3 only added the byte streams' tables."""
+user_version = 2``): versions 3 and 4 only added tables (byte streams, sessions' producers)."""

@@ -295,7 +295,7 @@ def test_check_is_correct_while_another_process_appends(store: SQLiteSessionStor
 
 def make_v1(path: Path) -> None:
     """A store file as schema version 1 left it (version 2 only added runs_running, version 3
-    the byte streams' tables)."""
+    the byte streams' tables, version 4 the sessions' producers)."""
     with SQLiteSessionStore(path) as writer:
         populate(writer)
     raw(path, "DROP INDEX runs_running", DROP_VERSION_3, "PRAGMA user_version = 1")
@@ -317,9 +317,10 @@ def test_inspect_schema_of_an_old_store_lists_steps_and_changes_nothing(tmp_path
     make_v1(path)
     status = inspect_schema(path)
     assert status.version == 1 and not status.up_to_date
-    assert [(step.from_version, step.to_version) for step in status.pending] == [(1, 2), (2, 3)]
+    assert [(step.from_version, step.to_version) for step in status.pending] == [(1, 2), (2, 3), (3, 4)]
     assert "runs_running" in status.pending[0].statements[0]
     assert "CREATE TABLE ds_streams" in status.pending[1].statements[0]
+    assert status.pending[2].statements[0].startswith("CREATE TABLE session_producers")
     assert inspect_schema(path).version == 1
 
 
@@ -347,7 +348,7 @@ def test_migrate_schema_writes_a_backup_then_upgrades(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     make_v1(path)
     result = migrate_schema(path, backup_path=tmp_path / "backup.db")
-    assert (result.from_version, result.to_version, result.upgraded) == (1, 3, True)
+    assert (result.from_version, result.to_version, result.upgraded) == (1, 4, True)
     assert result.backup_path == str(tmp_path / "backup.db")
     assert inspect_schema(path).up_to_date
     assert inspect_schema(tmp_path / "backup.db").version == 1

@@ -4,9 +4,10 @@ Its messages are the session's events in the export format (``Event.to_dict()``)
 order; the offset after sequence N is ``format_offset(N, 0)``, so a resume is a cursor read
 (``after=N``). A session without events reads as 404. POST appends one event object or an
 array of them as one batch (``append_events``: contiguous sequences, all or nothing,
-duplicate ids return the stored events); with producer headers, events without an ``id`` get
-one made of the producer's ``(id, epoch, seq)`` and their place in the batch, so a retried
-request is stored once. Long-poll and SSE wait through :class:`~sqlitestream.AsyncStore`,
+duplicate ids return the stored events); with producer headers the batch is appended with
+:meth:`~sqlitestream.producers.SessionProducers.append_events_as` (epoch fencing, sequence gaps,
+retries stored once, the stamp committed with the batch); on a store without producer state
+events without an ``id`` get one made of the producer's stamp, so only retries are handled. Long-poll and SSE wait through :class:`~sqlitestream.AsyncStore`,
 holding no thread.
 """
 
@@ -29,6 +30,7 @@ from sqlitestream.http.errors import error_response, json_error
 from sqlitestream.http.live import Shutdown
 from sqlitestream.http.streams import SSE_MAX_SECONDS, BodyTooLarge, Limits, read_body, too_large
 from sqlitestream.models import Event, StoredEvent, parse_timestamp
+from sqlitestream.producers import SessionProducers
 
 T = TypeVar("T")
 
@@ -202,14 +204,25 @@ class SessionRoutes:
         items = raw if isinstance(raw, list) else [raw]
         if not items:
             raise ValidationError("the body is an empty JSON array: post at least one event")
-        stamp = None if producer is None else f"{producer.id}:{producer.epoch}:{producer.seq}"
+        fenced = producer is not None and isinstance(self._store.store, SessionProducers)
+        # A store without producer state (PostgreSQL, for now) still stores a retry once: the
+        # events get ids made of the stamp, so the retry's ids are duplicates.
+        stamp = None if producer is None or fenced else f"{producer.id}:{producer.epoch}:{producer.seq}"
         events = [_event(item, session_id, index, stamp) for index, item in enumerate(items)]
-        stored = await self._store.append_events(events)
-        headers = {protocol.NEXT_OFFSET: _offset(max(event.sequence_number for event in stored))}
-        if producer is None:
+        if producer is None or not fenced:
+            stored = await self._store.append_events(events)
+            headers = {protocol.NEXT_OFFSET: _offset(max(event.sequence_number for event in stored))}
+            if producer is None:
+                return Response(status_code=204, headers=headers)
+            headers[protocol.PRODUCER_EPOCH] = str(producer.epoch)
+            headers[protocol.PRODUCER_SEQ] = str(producer.seq)
+            return Response(status_code=200, headers=headers)
+        result = await self._store.append_events_as(producer, events)
+        headers = {protocol.PRODUCER_EPOCH: str(result.epoch), protocol.PRODUCER_SEQ: str(result.seq)}
+        if result.duplicate:  # stored before: as for byte streams, 204 and the tail as it is now
+            headers[protocol.NEXT_OFFSET] = _offset(await self._store.get_latest_sequence(session_id))
             return Response(status_code=204, headers=headers)
-        headers[protocol.PRODUCER_EPOCH] = str(producer.epoch)
-        headers[protocol.PRODUCER_SEQ] = str(producer.seq)
+        headers[protocol.NEXT_OFFSET] = _offset(max(event.sequence_number for event in result.events))
         return Response(status_code=200, headers=headers)
 
 

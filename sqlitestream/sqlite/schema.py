@@ -13,14 +13,18 @@ from sqlitestream.sqlite.connection import translate_os_error, translating
 from sqlitestream.sqlite.transaction import Writer
 
 APPLICATION_ID = 0x53715374  # "SqSt": marks the file as a sqlitestream store
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+_ADDED_IN = "\n-- Added in version "
 
 
-def _section(marker: str) -> tuple[str, ...]:
-    """The statements of ``schema.sql`` from the comment ``marker`` to its end: a step that
-    adds tables takes their text from the one place that defines them."""
+def _section(version: int) -> tuple[str, ...]:
+    """The statements of ``schema.sql`` from the comment ``-- Added in version N`` to the next
+    such comment (or the end): a step that adds tables takes their text from the one place that
+    defines them."""
     text = (Path(__file__).parent / "schema.sql").read_text(encoding="utf-8")
-    section = text[text.index(marker) :]
+    start = text.index(f"{_ADDED_IN}{version}")
+    end = text.find(_ADDED_IN, start + 1)
+    section = text[start : end if end >= 0 else len(text)]
     statements = (
         "\n".join(line for line in part.splitlines() if not line.lstrip().startswith("--")).strip()
         for part in section.split(";")
@@ -31,7 +35,8 @@ def _section(marker: str) -> tuple[str, ...]:
 UPGRADES: dict[int, tuple[str, ...]] = {
     # version N -> N+1; each step runs in one transaction with the version stamp.
     1: ("CREATE INDEX runs_running ON runs (session_id, started_at) WHERE status = 'running'",),
-    2: _section("-- Added in version 3"),
+    2: _section(3),
+    3: _section(4),
 }
 """Upgrade steps by the version they start from."""
 

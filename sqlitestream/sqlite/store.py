@@ -8,7 +8,6 @@ wait for the writer (WAL). Several processes may open the same file.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -17,15 +16,13 @@ from typing import Any, ClassVar
 import apsw
 
 from sqlitestream._core import forks
-from sqlitestream._core.batch import plan_batch
 from sqlitestream._core.rows import (
     EVENT_COLUMNS,
     PAGE_COLUMNS,
     RUN_COLUMNS,
     SESSION_COLUMNS,
-    RowCodec,
 )
-from sqlitestream._core.sql import EventQueries, create, insert, upsert
+from sqlitestream._core.sql import EventQueries, create, upsert
 from sqlitestream._core.validate import (
     check_choice,
     check_id,
@@ -42,6 +39,7 @@ from sqlitestream.admin import (
     StoreInfo,
     StreamInfo,
 )
+from sqlitestream.bytestreams import Producer
 from sqlitestream.errors import (
     ConflictError,
     EventIdConflictError,
@@ -59,14 +57,22 @@ from sqlitestream.models import (
     Session,
     SessionStatus,
     StoredEvent,
-    from_micros,
-    from_micros_many,
     to_micros,
     with_sequence,
 )
+from sqlitestream.producers import ProducerAppend, SessionProducers, producer_session, producer_verdict
 from sqlitestream.sqlite import admin as _admin
 from sqlitestream.sqlite import backup as _backup
 from sqlitestream.sqlite import schema as _schema
+from sqlitestream.sqlite.appends import (
+    BUMP_SEQUENCE,
+    DELETE_PRODUCERS,
+    INSERT_EVENT,
+    ROWS,
+    insert_batch,
+    producer_state,
+    record_producer,
+)
 from sqlitestream.sqlite.bytestreams import SQLiteByteStreams, open_byte_streams
 from sqlitestream.sqlite.connection import (
     SYNCHRONOUS_LEVELS,
@@ -90,14 +96,7 @@ from sqlitestream.store import (
 __all__ = ["SQLiteSessionStore"]
 
 _SELECT_EVENT_BY_ID = f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ?"
-_SELECT_EVENTS_BY_IDS = f"SELECT {EVENT_COLUMNS} FROM events WHERE id IN (SELECT value FROM json_each(?))"
-_INSERT_EVENT = insert("events", EVENT_COLUMNS, "?")
-_INSERT_NEW_EVENT = _INSERT_EVENT + " ON CONFLICT DO NOTHING"
-_BUMP_SEQUENCE = (
-    "INSERT INTO streams (session_id, latest_seq) VALUES (?, ?) "
-    "ON CONFLICT (session_id) DO UPDATE SET latest_seq = latest_seq + excluded.latest_seq "
-    "RETURNING latest_seq"
-)
+_INSERT_NEW_EVENT = INSERT_EVENT + " ON CONFLICT DO NOTHING"
 _UNBUMP_SEQUENCE = "UPDATE streams SET latest_seq = latest_seq - 1 WHERE session_id = ?"
 _LATEST_SEQUENCE = "SELECT latest_seq FROM streams WHERE session_id = ?"
 _CREATE_SESSION = create("sessions", SESSION_COLUMNS, "?")
@@ -106,10 +105,7 @@ _SAVE_RUN = upsert("runs", RUN_COLUMNS, "?")
 _PAGES = EventQueries("events", PAGE_COLUMNS, "?", to_micros)
 
 
-_ROWS = RowCodec(to_micros, from_micros, from_micros_many)
-
-
-class SQLiteSessionStore(AdminStore):
+class SQLiteSessionStore(AdminStore, SessionProducers):
     """The session event store on a SQLite file.
 
     Args:
@@ -309,7 +305,7 @@ class SQLiteSessionStore(AdminStore):
 
     def create_session(self, session: Session) -> None:
         check_record(session, Session, "session")
-        row = _ROWS.session_row(session)
+        row = ROWS.session_row(session)
         with self._write("create a session") as conn:
             conn.execute(_CREATE_SESSION, row)
             if not conn.changes():
@@ -317,7 +313,7 @@ class SQLiteSessionStore(AdminStore):
 
     def save_session(self, session: Session) -> None:
         check_record(session, Session, "session")
-        row = _ROWS.session_row(session)
+        row = ROWS.session_row(session)
         with self._write("save a session") as conn:
             conn.execute(_SAVE_SESSION, row)
 
@@ -328,7 +324,7 @@ class SQLiteSessionStore(AdminStore):
         )
         if not rows:
             raise SessionNotFoundError(session_id)
-        return _ROWS.session_from_row(rows[0])
+        return ROWS.session_from_row(rows[0])
 
     def list_sessions(
         self,
@@ -354,7 +350,7 @@ class SQLiteSessionStore(AdminStore):
                 offset or 0,
             ),
         )
-        return [_ROWS.session_from_row(row) for row in rows]
+        return [ROWS.session_from_row(row) for row in rows]
 
     def delete_session(self, session_id: str) -> None:
         session_id = check_id(session_id, "session_id")
@@ -362,6 +358,7 @@ class SQLiteSessionStore(AdminStore):
             conn.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM streams WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM runs WHERE session_id = ?", (session_id,))
+            conn.execute(DELETE_PRODUCERS, (session_id,))
             conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
         self._hub.release(session_id)
 
@@ -369,7 +366,7 @@ class SQLiteSessionStore(AdminStore):
 
     def save_run(self, run: Run) -> None:
         check_record(run, Run, "run")
-        row = _ROWS.run_row(run)
+        row = ROWS.run_row(run)
         with self._write("save a run") as conn:
             if not conn.execute("SELECT 1 FROM sessions WHERE id = ?", (run.session_id,)).fetchall():
                 raise SessionNotFoundError(run.session_id)
@@ -380,7 +377,7 @@ class SQLiteSessionStore(AdminStore):
         rows = self._fetch("read a run", f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
         if not rows:
             raise RunNotFoundError(run_id)
-        return _ROWS.run_from_row(rows[0])
+        return ROWS.run_from_row(rows[0])
 
     def list_runs(
         self, session_id: str, *, status: RunStatus | str | None = None, limit: int | None = None
@@ -394,7 +391,7 @@ class SQLiteSessionStore(AdminStore):
             "ORDER BY started_at, id LIMIT ?3",
             (session_id, None if wanted is None else wanted.value, -1 if limit is None else limit),
         )
-        return [_ROWS.run_from_row(row) for row in rows]
+        return [ROWS.run_from_row(row) for row in rows]
 
     def get_active_run(self, session_id: str) -> Run | None:
         session_id = check_id(session_id, "session_id")
@@ -404,7 +401,7 @@ class SQLiteSessionStore(AdminStore):
             "ORDER BY started_at DESC, id DESC LIMIT 1",
             (session_id,),
         )
-        return _ROWS.run_from_row(rows[0]) if rows else None
+        return ROWS.run_from_row(rows[0]) if rows else None
 
     # Events ---------------------------------------------------------------------------------
 
@@ -414,7 +411,7 @@ class SQLiteSessionStore(AdminStore):
         rows = conn.execute(_SELECT_EVENT_BY_ID, (event.id,)).fetchall()
         if not rows:
             return None
-        stored = _ROWS.event_from_row(rows[0])
+        stored = ROWS.event_from_row(rows[0])
         if stored.session_id != event.session_id:
             raise EventIdConflictError(event.id, event.session_id, stored.session_id)
         return stored
@@ -427,8 +424,8 @@ class SQLiteSessionStore(AdminStore):
         with self._write("append an event") as conn:
             # Optimistic: the id is almost always new, so the insert itself is the duplicate
             # check (one statement fewer than probing first); a taken id undoes the bump.
-            latest: int = conn.execute(_BUMP_SEQUENCE, (event.session_id, 1)).get
-            conn.execute(_INSERT_NEW_EVENT, _ROWS.event_row(event, latest))
+            latest: int = conn.execute(BUMP_SEQUENCE, (event.session_id, 1)).get
+            conn.execute(_INSERT_NEW_EVENT, ROWS.event_row(event, latest))
             if not conn.changes():
                 conn.execute(_UNBUMP_SEQUENCE, (event.session_id,))
                 return self._stored_as(conn, event)
@@ -453,22 +450,31 @@ class SQLiteSessionStore(AdminStore):
             self._check_open()
             return []
         with self._write("append a batch of events") as conn:
-            plan = plan_batch(batch, _stored_with_ids(conn, batch))
-            latest = {session: _bump(conn, session, count) for session, count in plan.counts.items()}
-            numbered = plan.numbered(latest)
-            if numbered:
-                rows = [_ROWS.event_row(event, event.sequence_number) for event in numbered]
-                conn.executemany(_INSERT_EVENT, rows)
-        if plan.counts:
-            self._hub.wake(plan.counts.keys())
-        return plan.results(numbered)
+            results, woken = insert_batch(conn, batch)
+        if woken:
+            self._hub.wake(woken)
+        return results
+
+    def append_events_as(self, producer: Producer, events: Sequence[Event]) -> ProducerAppend:
+        check_record(producer, Producer, "producer")
+        batch = check_events(events, self._max_event_bytes)
+        session_id = producer_session(batch)
+        with self._write("append a producer's batch of events") as conn:
+            last = producer_verdict(producer_state(conn, session_id, producer.id), producer)
+            if last is not None:
+                return ProducerAppend([], True, producer.epoch, last)
+            results, woken = insert_batch(conn, batch)
+            record_producer(conn, session_id, producer)
+        if woken:
+            self._hub.wake(woken)
+        return ProducerAppend(results, False, producer.epoch, producer.seq)
 
     def read_events(self, query: EventFilter) -> list[StoredEvent]:
         sql, bindings = _PAGES.page(query, no_limit=-1)
         self._check_open()
 
         def run_query() -> list[StoredEvent]:
-            return _ROWS.events_from_page(query.session_id, self._fetch("read events", sql, bindings))
+            return ROWS.events_from_page(query.session_id, self._fetch("read events", sql, bindings))
 
         return long_poll(self._hub, query.session_id, run_query, query.wait_seconds)
 
@@ -587,14 +593,3 @@ class SQLiteSessionStore(AdminStore):
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("read-only" if self._readonly else "open")
         return f"SQLiteSessionStore({self._path!r}, synchronous={self._synchronous!r}, {state})"
-
-
-def _stored_with_ids(conn: apsw.Connection, batch: Sequence[Event]) -> dict[str, StoredEvent]:
-    """The stored events holding any of the batch's ids, by id (one query)."""
-    ids = json.dumps(list({event.id for event in batch}))
-    return {row[2]: _ROWS.event_from_row(row) for row in conn.execute(_SELECT_EVENTS_BY_IDS, (ids,))}
-
-
-def _bump(conn: apsw.Connection, session_id: str, count: int) -> int:
-    """Add ``count`` to the session's counter (creating it at 0) and return the new latest."""
-    return int(conn.execute(_BUMP_SEQUENCE, (session_id, count)).fetchall()[0][0])  # type: ignore[arg-type]
