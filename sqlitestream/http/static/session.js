@@ -6,7 +6,7 @@
 
 import {
   el, family, FAMILY_LABELS, fmtDateTime, fmtDuration, fmtNumber, fmtRelative, fmtTime, isFailure,
-  liveState, summary, usageText,
+  liveState, signedIn, summary, usageText,
 } from "./common.js";
 
 const sessionId = new URLSearchParams(location.search).get("id");
@@ -589,5 +589,5 @@ if (!sessionId) {
   typeSelect.value = filter.type;
   runSelect.value = filter.run;
   measure();
-  connect();
+  signedIn().then(connect, () => liveState(live, "down", "server unreachable; reload to retry"));
 }
