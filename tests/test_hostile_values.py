@@ -128,6 +128,7 @@ def test_sql_fragments_in_values_leave_the_schema_alone(tmp_path: Path) -> None:
         "ds_streams",
         "events",
         "runs",
+        "session_producers",
         "sessions",
         "sqlite_sequence",
         "streams",

@@ -407,7 +407,9 @@ def make_version_1_store(path: Path, runs: int) -> dict[str, Any]:
                 ((f"run-{n}", "running" if n % 2 else "completed", n) for n in range(runs)),
             )
             conn.execute(f"DROP INDEX {_UPGRADE_INDEX}")
-            conn.execute("DROP TABLE ds_producers; DROP TABLE ds_chunks; DROP TABLE ds_streams")
+            conn.execute(
+                "DROP TABLE session_producers; DROP TABLE ds_producers; DROP TABLE ds_chunks; DROP TABLE ds_streams"
+            )
             conn.pragma("user_version", 1)
     finally:
         conn.close()

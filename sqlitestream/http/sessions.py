@@ -38,6 +38,7 @@ from sqlitestream.producers import SessionProducers
 T = TypeVar("T")
 
 PAGE = 1000  # events per response at most
+DELETE_CHECK_MS = 5000  # an open SSE response notices a deleted session within this, at most
 JSON_TYPE = "application/json"
 _EVENT_FIELDS = ("id", "type", "session_id", "run_id", "timestamp", "data", "metadata", "sequence_number")
 _FIELD_IN_MESSAGE = re.compile(r"\A(id|type|session_id|run_id|timestamp|data|metadata)\b")
@@ -204,10 +205,13 @@ class SessionRoutes:
                 remaining_ms = int((deadline - loop.time()) * 1000)
                 if remaining_ms <= 0:
                     return
-                events, more = await self._page(session_id, after, 0 if announce else remaining_ms)
+                wait_ms = 0 if announce else min(remaining_ms, DELETE_CHECK_MS)
+                events, more = await self._page(session_id, after, wait_ms)
                 if not events and not announce and await self._store.get_latest_sequence(session_id) < after:
-                    # Deleted (its waiters are released) or shorter than our offset: end the
-                    # response; the client's next request learns which (404, or 410 if replaced).
+                    # Deleted or shorter than our offset: end the response; the client's next
+                    # request learns which (404, or 410 if replaced). A delete releases the
+                    # waiters, so this is at once, unless it came before the wait registered:
+                    # then the wait's slice bounds it.
                     return
                 if events:
                     yield protocol.sse_data(_body(events), base64_encoded=False)
