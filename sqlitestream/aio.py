@@ -31,6 +31,7 @@ from typing import Any, Self, TypeVar
 from sqlitestream._core.validate import check_int, describe
 from sqlitestream._core.waiting import FEED, WakeHub
 from sqlitestream._following import OnRestart
+from sqlitestream.bytestreams import Producer
 from sqlitestream.errors import StoreClosedError, ValidationError
 from sqlitestream.feed import ConsumerCursor, FeedFilter, FeedStore
 from sqlitestream.models import (
@@ -42,6 +43,7 @@ from sqlitestream.models import (
     SessionStatus,
     StoredEvent,
 )
+from sqlitestream.producers import ProducerAppend, SessionProducers
 from sqlitestream.store import EventFilter, SessionStore
 from sqlitestream.streaming import DEFAULT_WAIT_TIMEOUT_MS, afollow
 
@@ -164,6 +166,14 @@ class AsyncStore:
     async def append_events(self, events: Sequence[Event]) -> list[StoredEvent]:
         """See :meth:`SessionStore.append_events`."""
         return await self._call(self._store.append_events, events)
+
+    async def append_events_as(self, producer: Producer, events: Sequence[Event]) -> ProducerAppend:
+        """See :meth:`SessionProducers.append_events_as <sqlitestream.producers.SessionProducers.append_events_as>`
+        (a :class:`~sqlitestream.errors.ValidationError` on a store without producers)."""
+        store = self._store
+        if not isinstance(store, SessionProducers):
+            raise ValidationError(f"{type(store).__name__} does not take idempotent producers on sessions")
+        return await self._call(store.append_events_as, producer, events)
 
     async def get_latest_sequence(self, session_id: str) -> int:
         """See :meth:`SessionStore.get_latest_sequence`."""

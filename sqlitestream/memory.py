@@ -31,6 +31,7 @@ from sqlitestream.admin import (
     check_session_import,
     sequence_findings,
 )
+from sqlitestream.bytestreams import Producer
 from sqlitestream.errors import (
     ConflictError,
     CursorConflictError,
@@ -53,6 +54,7 @@ from sqlitestream.models import (
     utc_now,
     with_sequence,
 )
+from sqlitestream.producers import ProducerAppend, SessionProducers, producer_session, producer_verdict
 from sqlitestream.store import (
     DEFAULT_MAX_EVENT_BYTES,
     EventFilter,
@@ -70,9 +72,10 @@ T = TypeVar("T")
 @dataclass
 class _Stream:
     events: list[StoredEvent] = field(default_factory=list)
+    producers: dict[str, tuple[int, int]] = field(default_factory=dict)  # id: (epoch, seq)
 
 
-class InMemorySessionStore(AdminStore, FeedStore):
+class InMemorySessionStore(AdminStore, FeedStore, SessionProducers):
     """The whole contract, long-poll and administration included, held in this process's
     memory. Its :attr:`path` is ``"<memory>"`` (no location opens it: construct it)."""
 
@@ -249,16 +252,36 @@ class InMemorySessionStore(AdminStore, FeedStore):
         batch = check_events(events, self._max_event_bytes)
         with self._lock:
             self._check_open()
-            index = self._event_index
-            plan = plan_batch(batch, {event.id: index[event.id] for event in batch if event.id in index})
-            numbered = plan.numbered(
-                {session_id: self._latest(session_id) + count for session_id, count in plan.counts.items()},
-                self._last_position,
-            )
-            for stored in numbered:
-                self._keep(stored)
-        self._hub.wake(plan.counts.keys())
-        return [_copy(event) for event in plan.results(numbered)]
+            results, woken = self._append_locked(batch)
+        self._hub.wake(woken)
+        return results
+
+    def append_events_as(self, producer: Producer, events: Sequence[Event]) -> ProducerAppend:
+        check_record(producer, Producer, "producer")
+        batch = check_events(events, self._max_event_bytes)
+        session_id = producer_session(batch)
+        with self._lock:
+            self._check_open()
+            stream = self._streams.get(session_id)
+            last = producer_verdict(None if stream is None else stream.producers.get(producer.id), producer)
+            if last is not None:
+                return ProducerAppend([], True, producer.epoch, last)
+            results, woken = self._append_locked(batch)
+            stream = self._streams.setdefault(session_id, _Stream())
+            stream.producers[producer.id] = (producer.epoch, producer.seq)
+        self._hub.wake(woken)
+        return ProducerAppend(results, False, producer.epoch, producer.seq)
+
+    def _append_locked(self, batch: Sequence[Event]) -> tuple[list[StoredEvent], list[str]]:
+        index = self._event_index
+        plan = plan_batch(batch, {event.id: index[event.id] for event in batch if event.id in index})
+        numbered = plan.numbered(
+            {session_id: self._latest(session_id) + count for session_id, count in plan.counts.items()},
+            self._last_position,
+        )
+        for stored in numbered:
+            self._keep(stored)
+        return [_copy(event) for event in plan.results(numbered)], list(plan.counts)
 
     def _latest(self, session_id: str) -> int:
         stream = self._streams.get(session_id)

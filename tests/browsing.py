@@ -89,9 +89,10 @@ class Server:
     """``sqlitestream --db DB serve`` in its own process; :meth:`kill` is a SIGKILL, and
     :meth:`start` again listens on the same port, so open pages reconnect to it."""
 
-    def __init__(self, db: Path, log: Path) -> None:
+    def __init__(self, db: Path, log: Path, token: str | None = None) -> None:
         self._db = db
         self._log = log
+        self._token = token
         self.port = 0
         self.url = ""
         self._process: subprocess.Popen[str] | None = None
@@ -107,9 +108,12 @@ class Server:
             "--port",
             str(self.port),
         ]
+        env = child_env()
+        if self._token is not None:  # from the environment: not in the command line ps shows
+            env["SQLITESTREAM_TOKEN"] = self._token
         with self._log.open("a") as log:
             self._process = subprocess.Popen(
-                argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=child_env()
+                argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=env
             )
         assert self._process.stdout is not None
         line = _Lines(self._process.stdout).next(timeout=30)

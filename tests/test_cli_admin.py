@@ -317,10 +317,16 @@ def test_inspect_schema_of_an_old_store_lists_steps_and_changes_nothing(tmp_path
     make_v1(path)
     status = inspect_schema(path)
     assert status.version == 1 and not status.up_to_date
-    assert [(step.from_version, step.to_version) for step in status.pending] == [(1, 2), (2, 3), (3, 4)]
+    assert [(step.from_version, step.to_version) for step in status.pending] == [
+        (1, 2),
+        (2, 3),
+        (3, 4),
+        (4, 5),
+    ]
     assert "runs_running" in status.pending[0].statements[0]
     assert "CREATE TABLE ds_streams" in status.pending[1].statements[0]
     assert any("CREATE TABLE feed" in statement for statement in status.pending[2].statements)
+    assert status.pending[3].statements[0].startswith("CREATE TABLE session_producers")
     assert inspect_schema(path).version == 1
 
 

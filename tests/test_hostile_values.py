@@ -130,6 +130,7 @@ def test_sql_fragments_in_values_leave_the_schema_alone(tmp_path: Path) -> None:
         "events",
         "feed",
         "runs",
+        "session_producers",
         "sessions",
         "sqlite_sequence",
         "streams",

@@ -248,15 +248,81 @@ def test_a_session_sse_follower_gets_another_process_appends(
     assert [(event["sequence_number"], event["data"]) for event in events] == [(1, {"n": 1}), (2, {"n": 2})]
 
 
-def test_producer_headers_make_a_retried_session_post_idempotent(
+def _as_producer(client: httpx.Client, epoch: int, seq: int, *texts: str) -> httpx.Response:
+    headers = {"producer-id": "worker-1", "producer-epoch": str(epoch), "producer-seq": str(seq)}
+    body = [{"type": "message_sent", "data": {"text": text}} for text in texts]
+    return client.post("/v1/sessions/s1", json=body, headers=headers)
+
+
+def test_a_producers_retried_session_post_is_stored_once(
     store: SQLiteSessionStore, client: httpx.Client
 ) -> None:
-    headers = {"producer-id": "worker-1", "producer-epoch": "0", "producer-seq": "7"}
-    body = [{"type": "message_sent"}, {"type": "message_received"}]
-    for _ in range(2):
-        response = client.post("/v1/sessions/s1", json=body, headers=headers)
-        assert (response.status_code, response.headers["producer-seq"]) == (200, "7")
-    assert [event.id for event in store.get_events("s1")] == ["worker-1:0:7:0", "worker-1:0:7:1"]
+    first = _as_producer(client, 0, 0, "a", "b")
+    assert (first.status_code, first.headers["producer-seq"]) == (200, "0")
+    assert first.headers["stream-next-offset"].startswith("0000000000000002_")
+    again = _as_producer(client, 0, 0, "a", "b")
+    assert (again.status_code, again.headers["producer-epoch"], again.headers["producer-seq"]) == (
+        204,
+        "0",
+        "0",
+    )
+    assert again.headers["stream-next-offset"] == first.headers["stream-next-offset"]
+    assert [event.data["text"] for event in store.get_events("s1")] == ["a", "b"]
+
+
+def test_a_producers_sequence_gap_on_a_session_is_a_409_and_nothing_is_written(
+    store: SQLiteSessionStore, client: httpx.Client
+) -> None:
+    assert _as_producer(client, 0, 0, "a").status_code == 200
+    gap = _as_producer(client, 0, 2, "c")
+    assert gap.status_code == 409
+    assert (gap.headers["producer-expected-seq"], gap.headers["producer-received-seq"]) == ("1", "2")
+    assert _as_producer(client, 0, 1, "b").status_code == 200
+    assert [event.data["text"] for event in store.get_events("s1")] == ["a", "b"]
+
+
+def test_an_older_producer_epoch_on_a_session_is_fenced_with_a_403(
+    store: SQLiteSessionStore, client: httpx.Client
+) -> None:
+    assert _as_producer(client, 0, 0, "old").status_code == 200
+    assert _as_producer(client, 1, 0, "new").status_code == 200
+    zombie = _as_producer(client, 0, 1, "zombie")
+    assert (zombie.status_code, zombie.headers["producer-epoch"]) == (403, "1")
+    assert _as_producer(client, 2, 5, "bad start").status_code == 400
+    assert [event.data["text"] for event in store.get_events("s1")] == ["old", "new"]
+
+
+def test_an_offset_of_a_session_deleted_and_written_again_is_gone(
+    store: SQLiteSessionStore, client: httpx.Client
+) -> None:
+    store.append_events([Event("message_sent", "s1") for _ in range(3)])
+    old = client.get("/v1/sessions/s1", params={"offset": "-1"}).headers["stream-next-offset"]
+    store.delete_session("s1")
+    store.append_events([Event("message_received", "s1") for _ in range(5)])  # longer than before
+    gone = client.get("/v1/sessions/s1", params={"offset": old})
+    assert (gone.status_code, gone.json()["error"]["code"]) == (410, "session_replaced")
+    assert client.get("/v1/sessions/s1", params={"offset": old, "live": "sse"}).status_code == 410
+    new = client.head("/v1/sessions/s1").headers["stream-next-offset"]
+    assert new.split("_")[0] == "0000000000000005" and new.split("_")[1] != old.split("_")[1]
+    # An offset without a generation (its second half 0) still resumes as a cursor.
+    plain = client.get("/v1/sessions/s1", params={"offset": "0000000000000004_0000000000000000"})
+    assert [event["sequence_number"] for event in plain.json()] == [5]
+
+
+def test_an_open_sse_response_ends_when_its_session_is_deleted(
+    store: SQLiteSessionStore, client: httpx.Client
+) -> None:
+    store.append_event(Event("message_sent", "s1"))
+    params = {"offset": "-1", "live": "sse"}
+    with client.stream("GET", "/v1/sessions/s1", params=params) as response:
+        seen = b""
+        for chunk in response.iter_raw():
+            seen += chunk
+            if b"event: control" in seen and b"deleted" not in seen:
+                store.delete_session("s1")
+                seen += b"deleted"
+    # The loop above ended: the response was closed by the server, not by a timeout.
+    assert seen.count(b"event: control") == 1
 
 
 def test_a_slow_client_holds_no_read_transaction(store: SQLiteSessionStore, client: httpx.Client) -> None:

@@ -327,7 +327,7 @@ def test_both_pages_work_at_375_px_with_readable_contrast(driver: Any, server: S
     assert page_problems(driver) == []
 
 
-def test_a_session_deleted_and_written_again_while_away_is_shown_from_sequence_1(
+def test_a_session_deleted_and_written_again_longer_while_away_is_shown_from_sequence_1(
     driver: Any, server: Server, db: Path
 ) -> None:
     with SQLiteSessionStore(db) as store:
@@ -337,10 +337,46 @@ def test_a_session_deleted_and_written_again_while_away_is_shown_from_sequence_1
     server.kill()
     with SQLiteSessionStore(db) as store:
         store.delete_session("again")
-        store.append_events([Event(type="message_received", session_id="again") for _ in range(2)])
+        # Longer than the log on the page: only the offset's generation tells the two apart.
+        store.append_events([Event(type="message_received", session_id="again") for _ in range(5)])
     server.start()
     wait(driver, present("#banner:not([hidden])"), what="the page noticing the new log")
-    wait(driver, lambda d: [seq for seq, _ in rows_in_view(d)] == [1, 2], what="the new log")
+    wait(driver, lambda d: [seq for seq, _ in rows_in_view(d)] == [1, 2, 3, 4, 5], what="the new log")
     assert {kind for _, kind in rows_in_view(driver)} == {"message_received"}
     problems = page_problems(driver)
     assert all(entry["source"] == "network" for entry in problems), problems
+
+
+def test_a_server_with_a_token_asks_for_it_once_then_follows_live_with_a_cookie(
+    driver: Any, db: Path, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    token = "viewer-t0ken-value"
+    with SQLiteSessionStore(db) as store:
+        store.append_events(
+            [Event(type="message_sent", session_id="guarded", data={"n": n}) for n in range(2)]
+        )
+    server = Server(db, tmp_path / "serve.log", token=token)
+    server.start()
+    writer = Writer(db)
+    try:
+        driver.get(server.url + "/")
+        wait(driver, present("#signin #token"), what="the sign-in form")
+        assert listed_ids(driver) == []  # nothing of the store is shown before signing in
+        driver.find_element(By.ID, "token").send_keys(token + "\n")
+        wait(driver, present('tr[data-id="guarded"]'), what="the listing once signed in")
+        assert not driver.find_elements(By.ID, "signin")
+        # The cookie is HttpOnly: no script on the page can read it (or the token).
+        assert driver.execute_script("return document.cookie") == ""
+        wait(driver, click('tr[data-id="guarded"] a'), what="a click on the session")
+        wait(driver, present("#event-2"), what="the session's events over SSE, with the cookie")
+        assert not driver.find_elements(By.ID, "signin")  # asked once, not on every page
+        writer.append("guarded", "message_received", {"content": "live"})
+        wait(driver, present("#event-3"), DELIVERY_DEADLINE_S, "an appended event within 1 s")
+        assert token not in driver.current_url
+        assert page_problems(driver) == []
+    finally:
+        writer.close()
+        server.stop()
+    assert token not in (tmp_path / "serve.log").read_text()

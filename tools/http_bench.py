@@ -9,9 +9,12 @@ two writers (one per node) against two on one node, the followers split over the
    from just before the ``POST`` to the waiter holding the data (p50, p99).
 2. **append throughput**: small (64-byte) ``POST``\\ s one after another over one keep-alive
    connection (appends a second).
-3. **SSE fan-out**: N followers on one stream (one asyncio client process); one broadcast
-   append; the time until each follower has it (p50, p99, max), and the server's threads and
-   resident memory with all N connected.
+3. **SSE fan-out**: N followers on one stream, one broadcast append, the time until each
+   follower has it (p50, p99, max), and the server's threads and resident memory with all N
+   connected; measured twice, with the followers in one asyncio client process and spread over
+   ``--client-processes`` processes (the client alone can be what is slow: the last of 2,000
+   followers in one event loop reads its frame after the other 1,999). Times are taken with
+   the system's monotonic clock, which all processes share.
 
 The reference server is npm-installed into ``.conformance/`` (as ``tools/conformance.py`` does)
 and run by node. Only ratios measured in one run mean anything on a shared machine.
@@ -22,15 +25,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -158,8 +163,10 @@ async def _follower(
     total: int,
     arrivals: list[float],
     broadcast: bytes,
+    all_in: asyncio.Event,
+    hang_up: asyncio.Event,
 ) -> None:
-    reader, writer = await asyncio.open_connection(host, port)
+    reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
     writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode())
     await writer.drain()
     seen = b""
@@ -175,9 +182,23 @@ async def _follower(
             if counter[0] == total:
                 ready.set()
         if broadcast in seen:
-            arrivals.append(time.perf_counter())
+            arrivals.append(time.monotonic())
+            if len(arrivals) == total:
+                all_in.set()
             break
+    # Hang up only once every follower has the broadcast: 2,000 disconnections handled while
+    # the server is still sending would be measured as delivery time.
+    await hang_up.wait()
     writer.close()
+
+
+def _cpu_ms(pid: int) -> float:
+    """The CPU time (user and system) the process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def _server_facts(pid: int) -> dict[str, float]:
@@ -194,53 +215,140 @@ def _server_facts(pid: int) -> dict[str, float]:
     return facts
 
 
-def fan_out(url: str, pid: int, followers: int, more_urls: tuple[str, ...] = ()) -> dict[str, float]:
-    """``more_urls``: other nodes; the followers are spread over all (round robin); the
-    broadcast goes through ``url``; threads and memory are those of ``pid`` (``url``'s)."""
-    nodes = [httpx.URL(node) for node in (url, *more_urls)]
+def _new_stream(url: str) -> tuple[str, str, bytes]:
     name = f"fan-{time.monotonic_ns()}"
-    stream = f"{url}/v1/stream/{name}"
-    headers = {"content-type": "text/plain"}
-    httpx.put(stream, headers=headers)
-    broadcast = f"broadcast-{time.monotonic_ns()}".encode()
+    httpx.put(f"{url}/v1/stream/{name}", headers={"content-type": "text/plain"})
+    return name, f"/v1/stream/{name}?offset=-1&live=sse", f"broadcast-{time.monotonic_ns()}".encode()
+
+
+async def _followers(
+    urls: Sequence[str],
+    path: str,
+    count: int,
+    broadcast: bytes,
+    ready: asyncio.Event,
+    all_in: asyncio.Event,
+    hang_up: asyncio.Event,
+) -> tuple[list[asyncio.Task[None]], list[float]]:
+    """``count`` followers spread over ``urls`` (nodes of one store) round robin."""
+    nodes = [httpx.URL(url) for url in urls]
+    counter = [0]
+    arrivals: list[float] = []
+    tasks = [
+        asyncio.create_task(
+            _follower(
+                str(nodes[n % len(nodes)].host),
+                nodes[n % len(nodes)].port or 80,
+                path,
+                ready,
+                counter,
+                count,
+                arrivals,
+                broadcast,
+                all_in,
+                hang_up,
+            )
+        )
+        for n in range(count)
+    ]
+    return tasks, arrivals
+
+
+def _figures(start: float, arrivals: list[float], facts: dict[str, float], cpu_ms: float) -> dict[str, float]:
+    """``cpu_ms``: the server's CPU time from the broadcast to the last arrival, which a loaded
+    machine changes far less than the latencies (it is the server's cost of the fan-out)."""
+    latencies = [(arrival - start) * 1000 for arrival in arrivals]
+    return {
+        "server_cpu_ms": cpu_ms,
+        "followers": float(len(latencies)),
+        "first_ms": min(latencies),
+        "p50_ms": percentile(latencies, 0.5),
+        "p99_ms": percentile(latencies, 0.99),
+        "max_ms": max(latencies),
+        **facts,
+    }
+
+
+def fan_out(url: str, pid: int, followers: int, more_urls: tuple[str, ...] = ()) -> dict[str, float]:
+    """All followers in this process's event loop; ``more_urls``: other nodes, the followers
+    spread over all of them (round robin), the broadcast through ``url``, threads and memory
+    those of ``pid`` (``url``'s)."""
+    name, path, broadcast = _new_stream(url)
 
     async def run() -> dict[str, float]:
-        ready = asyncio.Event()
-        counter = [0]
-        arrivals: list[float] = []
-        path = f"/v1/stream/{name}?offset=-1&live=sse"
-        tasks = [
-            asyncio.create_task(
-                _follower(
-                    nodes[n % len(nodes)].host,
-                    nodes[n % len(nodes)].port or 80,
-                    path,
-                    ready,
-                    counter,
-                    followers,
-                    arrivals,
-                    broadcast,
-                )
-            )
-            for n in range(followers)
-        ]
+        ready, all_in, hang_up = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        tasks, arrivals = await _followers(
+            (url, *more_urls), path, followers, broadcast, ready, all_in, hang_up
+        )
         await asyncio.wait_for(ready.wait(), 120)
         facts = _server_facts(pid)
         async with httpx.AsyncClient(timeout=60) as client:
-            start = time.perf_counter()
-            await client.post(stream, content=broadcast, headers=headers)
+            cpu = _cpu_ms(pid)
+            start = time.monotonic()
+            await client.post(
+                f"{url}/v1/stream/{name}", content=broadcast, headers={"content-type": "text/plain"}
+            )
+        await asyncio.wait_for(all_in.wait(), 120)
+        cpu = _cpu_ms(pid) - cpu
+        hang_up.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 120)
-        latencies = [(arrival - start) * 1000 for arrival in arrivals]
-        return {
-            "followers": float(len(latencies)),
-            "first_ms": min(latencies),
-            "p50_ms": percentile(latencies, 0.5),
-            "p99_ms": percentile(latencies, 0.99),
-            "max_ms": max(latencies),
-            **facts,
-        }
+        return _figures(start, arrivals, facts, cpu)
 
     return asyncio.run(run())
+
+
+def _client_process(url: str, path: str, count: int, broadcast: bytes, pipe: Any) -> None:
+    """One of the client processes: ``count`` followers; says "ready" once all are connected,
+    then sends their arrival times."""
+
+    async def run() -> None:
+        ready, all_in, hang_up = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        tasks, arrivals = await _followers((url,), path, count, broadcast, ready, all_in, hang_up)
+        await asyncio.wait_for(ready.wait(), 120)
+        pipe.send("ready")
+        await asyncio.wait_for(all_in.wait(), 120)
+        pipe.send(arrivals)
+        await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # every process has its share
+        hang_up.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 120)
+
+    asyncio.run(run())
+
+
+def fan_out_spread(url: str, pid: int, followers: int, processes: int) -> dict[str, float]:
+    """The followers spread over ``processes`` client processes."""
+    name, path, broadcast = _new_stream(url)
+    context = multiprocessing.get_context("spawn")
+    pipes, children = [], []
+    for index in range(processes):
+        count = followers // processes + (1 if index < followers % processes else 0)
+        mine, theirs = context.Pipe()
+        child = context.Process(target=_client_process, args=(url, path, count, broadcast, theirs))
+        child.start()
+        pipes.append(mine)
+        children.append(child)
+    try:
+        for pipe in pipes:
+            if not pipe.poll(180) or pipe.recv() != "ready":
+                raise SystemExit("a client process did not connect its followers")
+        facts = _server_facts(pid)
+        cpu = _cpu_ms(pid)
+        start = time.monotonic()
+        httpx.post(f"{url}/v1/stream/{name}", content=broadcast, headers={"content-type": "text/plain"})
+        arrivals: list[float] = []
+        for pipe in pipes:
+            if not pipe.poll(180):
+                raise SystemExit("a client process did not report its arrivals")
+            arrivals += pipe.recv()
+        cpu = _cpu_ms(pid) - cpu
+        for pipe in pipes:
+            pipe.send("hang up")
+    finally:
+        for child in children:
+            child.join(timeout=30)
+            if child.is_alive():
+                child.kill()
+    return {**_figures(start, arrivals, facts, cpu), "client_processes": float(processes)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,11 +356,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=300, help="append-to-wake round trips")
     parser.add_argument("--appends", type=int, default=3000, help="appends for the throughput")
     parser.add_argument("--followers", type=int, default=2000, help="SSE followers")
+    parser.add_argument(
+        "--client-processes", type=int, default=4, help="client processes for the spread fan-out"
+    )
+    parser.add_argument("--only", choices=("sqlitestream", "reference"), help="run one server only")
+    parser.add_argument(
+        "--workloads",
+        default="append_to_wake,throughput,sse_fan_out,sse_fan_out_spread",
+        help="comma-separated",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--db", help="a postgresql:// URL: also measure PostgreSQL-backed nodes")
     parser.add_argument("--no-reference", action="store_true", help="skip the reference server")
     args = parser.parse_args(argv)
-    module = None if args.no_reference else install_reference(ROOT / ".conformance")
+    module = (
+        None if args.no_reference or args.only == "sqlitestream" else install_reference(ROOT / ".conformance")
+    )
     results: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="sqlitestream-http-bench-") as scratch:
         ours = [
@@ -272,22 +391,32 @@ def main(argv: list[str] | None = None) -> int:
             servers.append(
                 ("reference", ["node", str(script), str(module), os.path.join(scratch, "reference-data")])
             )
+        workloads = {
+            "append_to_wake": lambda url, pid: append_to_wake(url, args.rounds),
+            "throughput": lambda url, pid: throughput(url, args.appends),
+            "sse_fan_out": lambda url, pid: fan_out(url, pid, args.followers),
+            "sse_fan_out_spread": lambda url, pid: fan_out_spread(
+                url, pid, args.followers, args.client_processes
+            ),
+        }
+        chosen = [name.strip() for name in args.workloads.split(",") if name.strip()]
+        unknown = set(chosen) - set(workloads)
+        if unknown:
+            parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
         for label, command in servers:
-            with server(command) as (url, pid):
-                results[label] = {
-                    "append_to_wake": append_to_wake(url, args.rounds),
-                    "throughput": throughput(url, args.appends),
-                    "sse_fan_out": fan_out(url, pid, args.followers),
-                }
+            if args.only in (None, label):
+                with server(command) as (url, pid):
+                    results[label] = {name: workloads[name](url, pid) for name in chosen}
     if args.db:
         results.update(postgres_nodes(args.db, args.rounds, args.appends, args.followers))
-    for workload in ("append_to_wake", "throughput", "sse_fan_out"):
+    for workload in chosen:
         print(workload)
         for label, figures in results.items():
-            shown = ", ".join(f"{key} {value:.1f}" for key, value in figures[workload].items())
-            print(f"  {label:17} {shown}")
+            if workload in figures:
+                shown = ", ".join(f"{key} {value:.1f}" for key, value in figures[workload].items())
+                print(f"  {label:17} {shown}")
     ratios: dict[str, float] = {}
-    if "reference" in results:
+    if "throughput" in chosen and "reference" in results and "sqlitestream" in results:
         ratios["sqlitestream / reference"] = (
             results["sqlitestream"]["throughput"]["appends_per_s"]
             / results["reference"]["throughput"]["appends_per_s"]

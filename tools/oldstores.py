@@ -5,7 +5,8 @@ put in), then taken back to an older version by undoing each later step in one t
 
 * version 2 -> 1: the ``runs_running`` index did not exist;
 * version 3 -> 2: there were no byte streams' tables (``ds_*``);
-* version 4 -> 3: events had no ``position``, and there was no ``feed`` nor ``cursors`` table.
+* version 4 -> 3: events had no ``position``, and there was no ``feed`` nor ``cursors`` table;
+* version 5 -> 4: there was no ``session_producers`` table.
 
 The SQLite events table of versions 2 and 3 is spelled out below as their ``schema.sql`` had it.
 """
@@ -31,6 +32,7 @@ SQLITE_V2_EVENTS = """CREATE TABLE events (
 ) STRICT, WITHOUT ROWID"""
 
 _SQLITE_UNDO = {
+    5: ("DROP TABLE session_producers",),
     4: (
         SQLITE_V2_EVENTS.replace("CREATE TABLE events", "CREATE TABLE events_v2"),
         "INSERT INTO events_v2 SELECT session_id, seq, id, type, run_id, ts, data, metadata FROM events",
@@ -55,7 +57,7 @@ _POSTGRES_UNDO = {
 
 
 def downgrade_sqlite_store(path: str | os.PathLike[str], version: int) -> None:
-    """Take the closed store file at ``path`` back to schema ``version`` (1 to 3), keeping its data."""
+    """Take the closed store file at ``path`` back to schema ``version`` (1 to 4), keeping its data."""
     conn = apsw.Connection(os.fspath(path))
     try:
         current = int(conn.pragma("user_version"))

@@ -31,14 +31,13 @@ from sqlitestream.bytestreams import (
     parse_offset,
 )
 from sqlitestream.errors import (
-    ProducerEpochError,
-    ProducerSequenceGapError,
     StreamClosedError,
     StreamConflictError,
     StreamDeletedError,
     StreamNotFoundError,
     ValidationError,
 )
+from sqlitestream.producers import producer_verdict
 
 
 @dataclass(frozen=True)
@@ -365,20 +364,9 @@ def append(
                 f"content type {content_type!r} differs from the stream's {row.content_type!r}"
             )
     if producer is not None:
-        stored = tx.producer(row.id, producer.id)
-        if stored is not None:
-            epoch, last = stored
-            if producer.epoch < epoch:
-                raise ProducerEpochError(producer.id, producer.epoch, epoch)
-            if producer.epoch == epoch:
-                if producer.seq <= last:
-                    return AppendResult(state_of(row), True, producer.epoch, last)
-                if producer.seq != last + 1:
-                    raise ProducerSequenceGapError(producer.id, last + 1, producer.seq)
-            elif producer.seq != 0:
-                raise ValidationError(f"a new producer epoch must start at seq 0, got {producer.seq}")
-        elif producer.seq != 0:
-            raise ProducerSequenceGapError(producer.id, 0, producer.seq)
+        last = producer_verdict(tx.producer(row.id, producer.id), producer)
+        if last is not None:
+            return AppendResult(state_of(row), True, producer.epoch, last)
     # Stream-Seq is scoped per stream (one writer sequence for all writers), compared byte-wise.
     if (
         stream_seq is not None

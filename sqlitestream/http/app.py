@@ -4,17 +4,16 @@ Streams protocol: byte streams at ``/v1/stream/{name}`` and every session at
 
 Every response, errors included, carries ``X-Content-Type-Options: nosniff`` and
 ``Cross-Origin-Resource-Policy: cross-origin``. With a token, every request but a CORS
-preflight needs ``Authorization: Bearer <token>`` (401 otherwise). CORS answers only the
+preflight, the viewer's pages and its sign-in needs ``Authorization: Bearer <token>`` (401
+otherwise), or for reads the viewer's cookie (:mod:`sqlitestream.http.auth`). CORS answers only the
 origins given. Bodies beyond ``max_body_bytes`` get 413 without being read to their end.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hmac
 import os
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -25,7 +24,7 @@ from sqlitestream.aio import AsyncStore
 from sqlitestream.bytestreams import ByteStreams
 from sqlitestream.errors import ValidationError
 from sqlitestream.http import protocol, viewer
-from sqlitestream.http.errors import json_error
+from sqlitestream.http.auth import AUTH_PATH, Policy, sign_in, unauthorized
 from sqlitestream.http.live import Shutdown
 from sqlitestream.http.sessions import SessionRoutes
 from sqlitestream.http.streams import Limits, StreamRoutes
@@ -46,18 +45,12 @@ _SECURITY_HEADERS = [
 _METHODS = "GET, HEAD, PUT, POST, DELETE, OPTIONS"
 
 
-@dataclass(frozen=True)
-class _Policy:
-    token: bytes | None
-    origins: frozenset[str]
-
-
 class ServerApp:
     """The ASGI application returned by :func:`create_app`: call it as any ASGI app. Its
     :meth:`shutdown` ends open long-polls and SSE responses (``sqlitestream serve`` calls it
     on SIGINT and SIGTERM, before the server waits for connections to close)."""
 
-    def __init__(self, app: ASGIApp, policy: _Policy, shutdown: Shutdown) -> None:
+    def __init__(self, app: ASGIApp, policy: Policy, shutdown: Shutdown) -> None:
         self._app = app
         self._policy = policy
         self._shutdown = shutdown
@@ -90,12 +83,13 @@ class ServerApp:
         if scope["method"] == "OPTIONS":
             await _preflight(headers, send_with_headers)
             return
-        if self._policy.token is not None and not _authorized(
-            headers.get("authorization"), self._policy.token
-        ):
-            response = json_error(401, "unauthorized", "a valid bearer token is required")
-            response.headers["www-authenticate"] = "Bearer"
-            await response(scope, receive, send_with_headers)
+        root = scope.get("root_path") or ""
+        path = scope["path"][len(root) :] if root and scope["path"].startswith(root) else scope["path"]
+        if path == AUTH_PATH:
+            await sign_in(self._policy, scope, receive, send_with_headers, headers)
+            return
+        if not self._policy.allows(scope["method"], path, headers):
+            await unauthorized()(scope, receive, send_with_headers)
             return
         await self._app(scope, receive, send_with_headers)
 
@@ -120,12 +114,6 @@ async def _preflight(headers: dict[str, str], send: Send) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-def _authorized(header: str | None, token: bytes) -> bool:
-    if header is None or not header.lower().startswith("bearer "):
-        return False
-    return hmac.compare_digest(header[7:].strip().encode("utf-8", errors="replace"), token)
-
-
 def _whole(value: object, name: str, minimum: int) -> int:
     if type(value) is not int or value < minimum:
         raise ValidationError(f"{name} must be an int >= {minimum}, got {value!r}")
@@ -147,7 +135,8 @@ def create_app(
 
     Args:
         long_poll_timeout_ms: how long a long-poll waits for data before its 204.
-        token: when set, every request needs ``Authorization: Bearer <token>``.
+        token: when set, every request needs ``Authorization: Bearer <token>`` (reads may
+            carry the cookie the viewer gets from ``POST /v1/auth`` instead).
         cors_origins: origins allowed to read cross-origin (``"*"``: any).
         max_body_bytes: the largest request body (413 beyond it).
         allow_session_delete: let ``DELETE /v1/sessions/{id}`` delete a session (refused
@@ -193,5 +182,5 @@ def create_app(
         ],
         lifespan=lifespan,
     )
-    policy = _Policy(None if token is None else token.encode("utf-8"), origins)
+    policy = Policy(None if token is None else token.encode("utf-8"), origins)
     return ServerApp(starlette, policy, shutdown)

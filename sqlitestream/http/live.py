@@ -87,41 +87,102 @@ class Shutdown:
             event.set()
 
 
+class _Group:
+    """The waiters of one stream on one loop, and the one store registration they share."""
+
+    __slots__ = ("entered", "loop", "members", "registration")
+
+    def __init__(self, watch: Callable[[_Group], AbstractContextManager[Any]]) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.members: set[LoopSignal] = set()
+        self.registration = watch(self)
+        # On a worker thread: registering reads the stream's tip from the store (the watcher's
+        # seed, a query of about 0.3 ms) that would otherwise stall every response on the loop.
+        self.entered = self.loop.run_in_executor(None, self.registration.__enter__)
+
+    def set(self) -> None:
+        """The store's wake-up, from any thread: one hop to the loop for all the members."""
+        try:
+            self.loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    def _deliver(self) -> None:
+        for member in list(self.members):
+            member._deliver()
+
+    def leave(self) -> None:
+        if self.entered.done():
+            self._exit(self.entered)
+        else:  # dropped while registering: undo the registration once it is done
+            self.entered.add_done_callback(self._exit)
+
+    def _exit(self, entered: asyncio.Future[Any]) -> None:
+        if not entered.cancelled() and entered.exception() is None:
+            self.registration.__exit__(None, None, None)
+
+
+class Registrations:
+    """The waiters of one stream share one registration with the store (the first registers,
+    the last one out unregisters), and a change reaches all of them in one call from the
+    store's thread to the loop. With 2,000 SSE followers of a stream the store keeps one waiter
+    instead of 2,000: its watcher no longer walks 2,000 seeds at every look, and an append
+    makes one cross-thread call instead of 2,000."""
+
+    def __init__(self) -> None:
+        self._groups: dict[Hashable, _Group] = {}
+
+    async def join(
+        self, key: Hashable, watch: Callable[[_Group], AbstractContextManager[Any]], signal: LoopSignal
+    ) -> None:
+        group = self._groups.get(key)
+        if group is None or (group.entered.done() and group.entered.exception() is not None):
+            group = self._groups[key] = _Group(watch)
+        group.members.add(signal)
+        try:
+            await asyncio.shield(group.entered)
+        except BaseException:
+            self.leave(key, signal)
+            raise
+
+    def leave(self, key: Hashable, signal: LoopSignal) -> None:
+        group = self._groups.get(key)
+        if group is None or signal not in group.members:
+            return
+        group.members.discard(signal)
+        if not group.members:
+            del self._groups[key]
+            group.leave()
+
+
 class Waiter:
-    """``async with Waiter(watch, shutdown) as wait:`` registered for a stream's changes in the
-    block; ``await wait(timeout)`` returns True when woken (by a change or by shutdown), False
-    when the time ran out."""
+    """``async with Waiter(registrations, key, watch, shutdown) as wait:`` registered for a
+    stream's changes in the block (``watch(signal)``: the store's registration, shared through
+    ``registrations`` by every waiter on ``key``); ``await wait(timeout)`` returns True when
+    woken (by a change or by shutdown), False when the time ran out."""
 
     def __init__(
         self,
-        watch: Callable[[LoopSignal], AbstractContextManager[Any]],
+        registrations: Registrations,
+        key: Hashable,
+        watch: Callable[[Any], AbstractContextManager[Any]],
         shutdown: Shutdown,
         reads: SharedReads | None = None,
     ) -> None:
         self._signal = LoopSignal(asyncio.get_running_loop(), reads)
-        self._registration = watch(self._signal)
+        self._registrations = registrations
+        self._key = key
+        self._watch = watch
         self._shutdown = shutdown
 
     async def __aenter__(self) -> Waiter:
-        # On a worker thread: registering reads the stream's tip from the store (the watcher's
-        # seed, a query of about 0.3 ms) that would otherwise stall every response on the loop.
-        entered = asyncio.get_running_loop().run_in_executor(None, self._registration.__enter__)
-        try:
-            await asyncio.shield(entered)
-        except asyncio.CancelledError:
-            # The response was dropped while registering: undo the registration once it is done.
-            entered.add_done_callback(self._undo)
-            raise
+        await self._registrations.join(self._key, self._watch, self._signal)
         self._shutdown.watch(self._signal.event)
         return self
 
-    def _undo(self, entered: asyncio.Future[Any]) -> None:
-        if not entered.cancelled() and entered.exception() is None:
-            self._registration.__exit__(None, None, None)
-
     async def __aexit__(self, *exc: object) -> None:
         self._shutdown.unwatch(self._signal.event)
-        self._registration.__exit__(None, None, None)
+        self._registrations.leave(self._key, self._signal)
 
     @property
     def woken_at(self) -> int:

@@ -1,18 +1,22 @@
 """``/v1/sessions/{session_id}``: every session of the store as a Durable Streams JSON stream.
 
 Its messages are the session's events in the export format (``Event.to_dict()``), in sequence
-order; the offset after sequence N is ``format_offset(N, 0)``, so a resume is a cursor read
-(``after=N``). A session without events reads as 404. POST appends one event object or an
+order; the offset after sequence N is ``format_offset(N, G)``, so a resume is a cursor read
+(``after=N``); G is the log's generation, a number made from its first event's id, so an offset
+of a session since deleted and written again is told apart (410) instead of resuming in the
+middle of the new log. A session without events reads as 404. POST appends one event object or an
 array of them as one batch (``append_events``: contiguous sequences, all or nothing,
-duplicate ids return the stored events); with producer headers, events without an ``id`` get
-one made of the producer's ``(id, epoch, seq)`` and their place in the batch, so a retried
-request is stored once. Long-poll and SSE wait through :class:`~sqlitestream.AsyncStore`,
+duplicate ids return the stored events); with producer headers the batch is appended with
+:meth:`~sqlitestream.producers.SessionProducers.append_events_as` (epoch fencing, sequence gaps,
+retries stored once, the stamp committed with the batch); on a store without producer state
+events without an ``id`` get one made of the producer's stamp, so only retries are handled. Long-poll and SSE wait through :class:`~sqlitestream.AsyncStore`,
 holding no thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
@@ -29,17 +33,31 @@ from sqlitestream.http.errors import error_response, json_error
 from sqlitestream.http.live import Shutdown
 from sqlitestream.http.streams import SSE_MAX_SECONDS, BodyTooLarge, Limits, read_body, too_large
 from sqlitestream.models import Event, StoredEvent, parse_timestamp
+from sqlitestream.producers import SessionProducers
 
 T = TypeVar("T")
 
 PAGE = 1000  # events per response at most
+DELETE_CHECK_MS = 5000  # an open SSE response notices a deleted session within this, at most
 JSON_TYPE = "application/json"
 _EVENT_FIELDS = ("id", "type", "session_id", "run_id", "timestamp", "data", "metadata", "sequence_number")
 _FIELD_IN_MESSAGE = re.compile(r"\A(id|type|session_id|run_id|timestamp|data|metadata)\b")
 
 
-def _offset(sequence: int) -> str:
-    return format_offset(sequence, 0)
+def _generation_of(first_event_id: str) -> int:
+    """A log's generation: its first event's id, hashed to 48 bits (plus one, so 0 stays free
+    for offsets minted without one). A session deleted and written again starts with another
+    id, so its offsets change even where its sequences are the same."""
+    digest = hashlib.blake2b(first_event_id.encode("utf-8"), digest_size=6).digest()
+    return int.from_bytes(digest, "big") + 1
+
+
+def _replaced(session_id: str) -> Response:
+    return json_error(
+        410,
+        "session_replaced",
+        f"session {session_id!r} was deleted and written again since this offset: read it from -1",
+    )
 
 
 def _body(events: list[StoredEvent]) -> bytes:
@@ -81,8 +99,18 @@ class SessionRoutes:
             raise _no_session(session_id)
         return latest
 
+    async def _generation(self, session_id: str) -> int:
+        """The generation of the session's log now (0 while it has no events)."""
+        first = await self._store.get_events(session_id, after=0, limit=1)
+        return _generation_of(first[0].id) if first else 0
+
     async def _get(self, request: Request, session_id: str) -> Response:
         latest = await self._latest(session_id)
+        generation = await self._generation(session_id)
+
+        def _offset(sequence: int) -> str:
+            return format_offset(sequence, generation)
+
         if request.method == "HEAD":
             headers = {
                 "content-type": JSON_TYPE,
@@ -96,10 +124,12 @@ class SessionRoutes:
             raise ValidationError(f"live must be long-poll or sse, got {live!r}")
         if live is not None and offset is None:
             raise ValidationError("live reads need an offset")
-        after = latest if offset == "now" else parse_offset(offset or "-1")[0]
+        after, given = (latest, generation) if offset == "now" else parse_offset(offset or "-1")
+        if given not in (0, generation):
+            return _replaced(session_id)
         if live == "sse":
             return StreamingResponse(
-                self._sse(session_id, after, params.get("cursor")),
+                self._sse(session_id, after, generation, params.get("cursor")),
                 headers={
                     "content-type": "text/event-stream",
                     "cache-control": "no-cache",
@@ -164,7 +194,9 @@ class SessionRoutes:
             if not task.done():
                 task.cancel()
 
-    async def _sse(self, session_id: str, after: int, client_cursor: str | None) -> AsyncIterator[bytes]:
+    async def _sse(
+        self, session_id: str, after: int, generation: int, client_cursor: str | None
+    ) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SSE_MAX_SECONDS
         announce = True
@@ -173,13 +205,20 @@ class SessionRoutes:
                 remaining_ms = int((deadline - loop.time()) * 1000)
                 if remaining_ms <= 0:
                     return
-                events, more = await self._page(session_id, after, 0 if announce else remaining_ms)
+                wait_ms = 0 if announce else min(remaining_ms, DELETE_CHECK_MS)
+                events, more = await self._page(session_id, after, wait_ms)
+                if not events and not announce and await self._store.get_latest_sequence(session_id) < after:
+                    # Deleted or shorter than our offset: end the response; the client's next
+                    # request learns which (404, or 410 if replaced). A delete releases the
+                    # waiters, so this is at once, unless it came before the wait registered:
+                    # then the wait's slice bounds it.
+                    return
                 if events:
                     yield protocol.sse_data(_body(events), base64_encoded=False)
                     after = events[-1].sequence_number
                 if events or announce:
                     control: dict[str, Any] = {
-                        "streamNextOffset": _offset(after),
+                        "streamNextOffset": format_offset(after, generation),
                         "streamCursor": protocol.cursor(client_cursor),
                     }
                     if not more:
@@ -202,14 +241,30 @@ class SessionRoutes:
         items = raw if isinstance(raw, list) else [raw]
         if not items:
             raise ValidationError("the body is an empty JSON array: post at least one event")
-        stamp = None if producer is None else f"{producer.id}:{producer.epoch}:{producer.seq}"
+        fenced = producer is not None and isinstance(self._store.store, SessionProducers)
+        # A store without producer state (PostgreSQL, for now) still stores a retry once: the
+        # events get ids made of the stamp, so the retry's ids are duplicates.
+        stamp = None if producer is None or fenced else f"{producer.id}:{producer.epoch}:{producer.seq}"
         events = [_event(item, session_id, index, stamp) for index, item in enumerate(items)]
-        stored = await self._store.append_events(events)
-        headers = {protocol.NEXT_OFFSET: _offset(max(event.sequence_number for event in stored))}
-        if producer is None:
+        if producer is None or not fenced:
+            stored = await self._store.append_events(events)
+            generation = await self._generation(session_id)
+            tail = max(event.sequence_number for event in stored)
+            headers = {protocol.NEXT_OFFSET: format_offset(tail, generation)}
+            if producer is None:
+                return Response(status_code=204, headers=headers)
+            headers[protocol.PRODUCER_EPOCH] = str(producer.epoch)
+            headers[protocol.PRODUCER_SEQ] = str(producer.seq)
+            return Response(status_code=200, headers=headers)
+        result = await self._store.append_events_as(producer, events)
+        headers = {protocol.PRODUCER_EPOCH: str(result.epoch), protocol.PRODUCER_SEQ: str(result.seq)}
+        generation = await self._generation(session_id)
+        if result.duplicate:  # stored before: as for byte streams, 204 and the tail as it is now
+            latest = await self._store.get_latest_sequence(session_id)
+            headers[protocol.NEXT_OFFSET] = format_offset(latest, generation)
             return Response(status_code=204, headers=headers)
-        headers[protocol.PRODUCER_EPOCH] = str(producer.epoch)
-        headers[protocol.PRODUCER_SEQ] = str(producer.seq)
+        tail = max(event.sequence_number for event in result.events)
+        headers[protocol.NEXT_OFFSET] = format_offset(tail, generation)
         return Response(status_code=200, headers=headers)
 
 

@@ -19,7 +19,7 @@ from sqlitestream.bytestreams import ByteStreams, StreamFork, StreamRead, Stream
 from sqlitestream.errors import SqliteStreamError, ValidationError
 from sqlitestream.http import protocol
 from sqlitestream.http.errors import error_response, json_error
-from sqlitestream.http.live import SharedReads, Shutdown, Waiter
+from sqlitestream.http.live import Registrations, SharedReads, Shutdown, Waiter
 
 T = TypeVar("T")
 
@@ -76,6 +76,7 @@ class StreamRoutes:
         self._limits = limits
         self._shutdown = shutdown
         self._reads = SharedReads()
+        self._registrations = Registrations()
 
     async def _read_after_wake(
         self, streams: ByteStreams, name: str, offset: str, wait: Waiter
@@ -184,7 +185,11 @@ class StreamRoutes:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self._limits.long_poll_timeout_s
             async with Waiter(
-                lambda woken: streams.watch_stream(name, woken), self._shutdown, self._reads
+                self._registrations,
+                name,
+                lambda woken: streams.watch_stream(name, woken),
+                self._shutdown,
+                self._reads,
             ) as wait:
                 read = await call(streams.read_stream, name, offset=read.next_offset)
                 while not read.has_data and not read.closed and not wait.stopping:
@@ -229,7 +234,11 @@ class StreamRoutes:
         deadline = loop.time() + SSE_MAX_SECONDS
         try:
             async with Waiter(
-                lambda woken: streams.watch_stream(name, woken), self._shutdown, self._reads
+                self._registrations,
+                name,
+                lambda woken: streams.watch_stream(name, woken),
+                self._shutdown,
+                self._reads,
             ) as wait:
                 # Read again now that wake-ups are registered: nothing between is missed.
                 read = await call(streams.read_stream, name, offset=first.start_offset)

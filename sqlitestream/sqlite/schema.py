@@ -14,7 +14,7 @@ from sqlitestream.sqlite.connection import translate_os_error, translating
 from sqlitestream.sqlite.transaction import Writer
 
 APPLICATION_ID = 0x53715374  # "SqSt": marks the file as a sqlitestream store
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def schema_sql() -> str:
@@ -66,6 +66,7 @@ UPGRADES: dict[int, tuple[str, ...]] = {
     1: ("CREATE INDEX runs_running ON runs (session_id, started_at) WHERE status = 'running'",),
     2: schema_section(schema_sql(), "-- Added in version 3"),
     3: _FEED_STEP,
+    4: schema_section(schema_sql(), "-- Added in version 5"),
 }
 """Upgrade steps by the version they start from."""
 

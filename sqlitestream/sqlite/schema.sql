@@ -3,7 +3,7 @@
 -- PRAGMA user_version (see sqlitestream/_schema.py, which also holds the upgrade steps from
 -- older versions). Timestamps are INTEGER microseconds since the Unix epoch, UTC, so that
 -- comparisons are exact across time zones. JSON payloads are TEXT.
--- schema-version: 4
+-- schema-version: 5
 
 -- Saved session records (the log itself does not need them).
 CREATE TABLE sessions (
@@ -119,4 +119,15 @@ CREATE TABLE cursors (
     name       TEXT PRIMARY KEY NOT NULL,
     position   INTEGER NOT NULL CHECK (position >= 0),
     updated_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+-- Added in version 5: idempotent producers on sessions (sqlitestream.producers): the last
+-- (epoch, seq) accepted per session and producer id, committed with the batch it stamps, and
+-- deleted with the session.
+CREATE TABLE session_producers (
+    session_id  TEXT NOT NULL,
+    producer_id TEXT NOT NULL,
+    epoch       INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    PRIMARY KEY (session_id, producer_id)
 ) STRICT, WITHOUT ROWID;

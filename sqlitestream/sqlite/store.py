@@ -44,6 +44,7 @@ from sqlitestream.admin import (
     StoreInfo,
     StreamInfo,
 )
+from sqlitestream.bytestreams import Producer
 from sqlitestream.errors import (
     ConflictError,
     EventIdConflictError,
@@ -67,10 +68,12 @@ from sqlitestream.models import (
     to_micros,
     with_sequence,
 )
+from sqlitestream.producers import ProducerAppend, SessionProducers, producer_session, producer_verdict
 from sqlitestream.sqlite import admin as _admin
 from sqlitestream.sqlite import backup as _backup
 from sqlitestream.sqlite import feed as _feed
 from sqlitestream.sqlite import schema as _schema
+from sqlitestream.sqlite.appends import DELETE_PRODUCERS, producer_state, record_producer
 from sqlitestream.sqlite.bytestreams import SQLiteByteStreams, open_byte_streams
 from sqlitestream.sqlite.connection import (
     SYNCHRONOUS_LEVELS,
@@ -117,7 +120,7 @@ _PAGES = EventQueries("events", PAGE_COLUMNS, "?", to_micros)
 _ROWS = RowCodec(to_micros, from_micros, from_micros_many)
 
 
-class SQLiteSessionStore(AdminStore, FeedStore):
+class SQLiteSessionStore(AdminStore, FeedStore, SessionProducers):
     """The session event store on a SQLite file.
 
     Args:
@@ -386,6 +389,7 @@ class SQLiteSessionStore(AdminStore, FeedStore):
             conn.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM streams WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM runs WHERE session_id = ?", (session_id,))
+            conn.execute(DELETE_PRODUCERS, (session_id,))
             conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
         self._hub.release(session_id)
 
@@ -501,6 +505,26 @@ class SQLiteSessionStore(AdminStore, FeedStore):
         if plan.counts:
             self._hub.wake(plan.counts.keys())
         return plan.results(numbered)
+
+    def append_events_as(self, producer: Producer, events: Sequence[Event]) -> ProducerAppend:
+        check_record(producer, Producer, "producer")
+        batch, size = check_sized_events(events, self._max_event_bytes)
+        session_id = producer_session(batch)
+        self._check_open()
+
+        def stamped(conn: apsw.Connection) -> tuple[ProducerAppend, Iterable[str]]:
+            last = producer_verdict(producer_state(conn, session_id, producer.id), producer)
+            if last is not None:
+                return ProducerAppend([], True, producer.epoch, last), ()
+            plan, numbered = _insert_batch(conn, batch=batch, positions=self._positions)
+            record_producer(conn, session_id, producer)
+            stored = ProducerAppend(plan.results(numbered), False, producer.epoch, producer.seq)
+            return stored, list(plan.counts)
+
+        result, woken = self._appends.append("append a producer's batch of events", stamped, size)
+        if woken:
+            self._hub.wake(woken)
+        return result
 
     def read_events(self, query: EventFilter) -> list[StoredEvent]:
         sql, bindings = _PAGES.page(query, no_limit=-1)

@@ -168,3 +168,42 @@ export async function errorText(response) {
     return `HTTP ${response.status}`;
   }
 }
+
+// A server started with a token: the page asks for it once and exchanges it for an HttpOnly
+// cookie (POST v1/auth, the token in the body, never in a URL), which the browser then sends
+// with the page's own reads and its EventSource. Resolves once the page may read.
+export async function signedIn() {
+  const state = await (await fetch("v1/auth", { cache: "no-store" })).json();
+  if (!state.token_required || state.signed_in) return;
+  const input = el("input", { id: "token", type: "password", autocomplete: "current-password", required: true });
+  const message = el("p", { class: "signin-error", role: "alert" });
+  const form = el(
+    "form",
+    { id: "signin", class: "signin", "aria-label": "Sign in" },
+    el("p", { text: "This server needs its token (the one given to sqlitestream serve --token)." }),
+    el("label", { for: "token", text: "Token" }),
+    input,
+    el("button", { type: "submit", text: "Sign in" }),
+    message,
+  );
+  document.querySelector("main").prepend(form);
+  input.focus();
+  await new Promise((resolve) => {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const response = await fetch("v1/auth", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ token: input.value }),
+        cache: "no-store",
+      });
+      if (response.ok) {
+        form.remove();
+        resolve();
+      } else {
+        message.textContent = response.status === 401 ? "That is not the server's token." : await errorText(response);
+        input.select();
+      }
+    });
+  });
+}

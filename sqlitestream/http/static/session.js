@@ -6,7 +6,7 @@
 
 import {
   el, family, FAMILY_LABELS, fmtDateTime, fmtDuration, fmtNumber, fmtRelative, fmtTime, isFailure,
-  liveState, summary, usageText,
+  liveState, signedIn, summary, usageText,
 } from "./common.js";
 
 const sessionId = new URLSearchParams(location.search).get("id");
@@ -417,6 +417,17 @@ async function loadRuns() {
   schedule();
 }
 
+// An offset's second half is the log's generation (made from its first event): a session deleted
+// and written again has another, even once the new log is longer than the one shown.
+const generation = (value) => value.split("_")[1];
+
+async function replaced() {
+  if (offset === "-1") return false;
+  const response = await fetch(`v1/sessions/${encodeURIComponent(sessionId)}`, { method: "HEAD", cache: "no-store" });
+  const tail = response.ok ? response.headers.get("Stream-Next-Offset") : null;
+  return tail !== null && generation(tail) !== generation(offset);
+}
+
 function retry(state, text, delay = retryMs) {
   clearTimeout(dropTimer);
   liveState(live, state, text);
@@ -440,7 +451,14 @@ async function connect() {
     retry("waiting", "no events yet; waiting for the first", 1000);
     return;
   }
-  if (info.latest_sequence < lastSeq) {
+  let again;
+  try {
+    again = info.latest_sequence < lastSeq || (await replaced());
+  } catch {
+    retry("down", "server unreachable; retrying");
+    return;
+  }
+  if (again) {
     // Deleted and written again while we were away: its log starts at sequence 1 again.
     startOver();
   }
@@ -589,5 +607,5 @@ if (!sessionId) {
   typeSelect.value = filter.type;
   runSelect.value = filter.run;
   measure();
-  connect();
+  signedIn().then(connect, () => liveState(live, "down", "server unreachable; reload to retry"));
 }

@@ -3,7 +3,7 @@
 // a reload. A store-wide change feed would let this wait instead of asking; until the server
 // has one, a conditional request a second is the cheap honest choice.
 
-import { el, fmtDateTime, fmtNumber, fmtRelative, liveState, errorText } from "./common.js";
+import { el, fmtDateTime, fmtNumber, fmtRelative, liveState, errorText, signedIn } from "./common.js";
 
 const REFRESH_MS = 1000;
 const form = document.getElementById("filters");
@@ -158,4 +158,4 @@ document.addEventListener("visibilitychange", () => {
 });
 
 restoreFilters();
-refresh();
+signedIn().then(refresh, () => liveState(live, "down", "server unreachable; reload to retry"));
