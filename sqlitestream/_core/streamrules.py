@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlitestream.bytestreams import (
     DEFAULT_CONTENT_TYPE,
@@ -38,6 +38,12 @@ from sqlitestream.errors import (
     ValidationError,
 )
 from sqlitestream.producers import producer_verdict
+
+STREAM_COLUMNS = (
+    "id, name, content_type, ttl_seconds, expires_at, closed, deleted, appends, size, stream_seq, "
+    "forked_from, fork_offset, fork_sub_offset, accessed_at, closed_by, version"
+)
+"""The columns of a ``ds_streams`` row, as :meth:`StreamRow.from_row` reads them."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,32 @@ class StreamRow:
     @property
     def next_offset(self) -> str:
         return format_offset(self.appends, self.size)
+
+    @classmethod
+    def from_row(cls, values: Sequence[Any]) -> StreamRow:
+        """A stream from its ``ds_streams`` row in :data:`STREAM_COLUMNS` order (``closed_by``
+        is text in SQLite and ``bytea`` in PostgreSQL, which cannot hold the stamp's NULs)."""
+        closed_by = values[14]
+        if isinstance(closed_by, (bytes, bytearray, memoryview)):
+            closed_by = bytes(closed_by).decode()
+        return cls(
+            id=int(values[0]),
+            name=str(values[1]),
+            content_type=str(values[2]),
+            ttl_seconds=None if values[3] is None else int(values[3]),
+            expires_at_us=None if values[4] is None else int(values[4]),
+            closed=bool(values[5]),
+            deleted=bool(values[6]),
+            appends=int(values[7]),
+            size=int(values[8]),
+            stream_seq=None if values[9] is None else str(values[9]),
+            forked_from=None if values[10] is None else int(values[10]),
+            fork_offset=None if values[11] is None else str(values[11]),
+            fork_sub_offset=int(values[12]),
+            accessed_us=int(values[13]),
+            closed_by=None if closed_by is None else str(closed_by),
+            version=int(values[15]),
+        )
 
 
 @dataclass(frozen=True)

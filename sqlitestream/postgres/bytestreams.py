@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlitestream._core.rulestreams import PAGE_CHUNKS, RuleStreams
-from sqlitestream._core.streamrules import Chunk, StreamRow, StreamTx
+from sqlitestream._core.streamrules import STREAM_COLUMNS, Chunk, StreamRow, StreamTx
 from sqlitestream._core.waiting import WakeHub
 from sqlitestream.bytestreams import WakeSignal, check_stream_name
 from sqlitestream.postgres.listener import STREAM_KIND, payload
@@ -28,32 +28,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-_COLUMNS = (
-    "id, name, content_type, ttl_seconds, expires_at, closed, deleted, appends, size, stream_seq, "
-    "forked_from, fork_offset, fork_sub_offset, accessed_at, closed_by, version"
-)
+_COLUMNS = STREAM_COLUMNS
 _PREFIXED = ", ".join("s." + column.strip() for column in _COLUMNS.split(","))
-
-
-def _row(values: Sequence[Any]) -> StreamRow:
-    return StreamRow(
-        id=int(values[0]),
-        name=str(values[1]),
-        content_type=str(values[2]),
-        ttl_seconds=None if values[3] is None else int(values[3]),
-        expires_at_us=None if values[4] is None else int(values[4]),
-        closed=bool(values[5]),
-        deleted=bool(values[6]),
-        appends=int(values[7]),
-        size=int(values[8]),
-        stream_seq=None if values[9] is None else str(values[9]),
-        forked_from=None if values[10] is None else int(values[10]),
-        fork_offset=None if values[11] is None else str(values[11]),
-        fork_sub_offset=int(values[12]),
-        accessed_us=int(values[13]),
-        closed_by=None if values[14] is None else bytes(values[14]).decode(),
-        version=int(values[15]),
-    )
 
 
 def _values(row: StreamRow) -> tuple[Any, ...]:
@@ -119,7 +95,7 @@ class _Tx:
         found = self.conn.execute(f"{self.sql.select} WHERE {where} FOR UPDATE", bindings).fetchone()
         if found is None:
             return None
-        row = _row(found)
+        row = StreamRow.from_row(found)
         self.seen[row.id] = row.version
         return row
 
@@ -239,12 +215,12 @@ class PostgresByteStreams(RuleStreams):
     def _snapshot(self, name: str, after: int | None) -> tuple[StreamRow | None, list[Chunk]]:
         if after is None:
             rows = self._fetch(f"{self._sql.select} WHERE name = %s", (name,))
-            return (_row(rows[0]) if rows else None), []
+            return (StreamRow.from_row(rows[0]) if rows else None), []
         rows = self._fetch(self._sql.read, {"name": name, "after": after, "limit": PAGE_CHUNKS})
         if not rows:
             return None, []
         chunks = [Chunk(int(r[16]), int(r[17]), bytes(r[18])) for r in rows if r[16] is not None]
-        return _row(rows[0]), chunks
+        return StreamRow.from_row(rows[0]), chunks
 
     def _fetch(self, sql: str, params: Any) -> list[Any]:
         rows: list[Any] = self._run("read a stream", lambda conn: conn.execute(sql, params).fetchall(), False)

@@ -11,17 +11,14 @@ from typing import Any, TypeVar
 import apsw
 
 from sqlitestream._core.rulestreams import PAGE_CHUNKS, RuleStreams
-from sqlitestream._core.streamrules import Chunk, StreamRow, StreamTx
+from sqlitestream._core.streamrules import STREAM_COLUMNS, Chunk, StreamRow, StreamTx
 from sqlitestream._core.waiting import WakeHub
 from sqlitestream.sqlite.transaction import WriteTransaction
 from sqlitestream.sqlite.watcher import BYTE_STREAMS, DataVersionWatcher
 
 T = TypeVar("T")
 
-_COLUMNS = (
-    "id, name, content_type, ttl_seconds, expires_at, closed, deleted, appends, size, stream_seq, "
-    "forked_from, fork_offset, fork_sub_offset, accessed_at, closed_by, version"
-)
+_COLUMNS = STREAM_COLUMNS
 _SELECT = f"SELECT {_COLUMNS} FROM ds_streams"
 _UPDATE = (
     "UPDATE ds_streams SET content_type = ?2, ttl_seconds = ?3, expires_at = ?4, closed = ?5, "
@@ -34,27 +31,6 @@ _READ = (
     "FROM ds_streams AS s LEFT JOIN ds_chunks AS c ON c.stream_id = s.id AND c.seq > ?2 AND c.seq <= ?2 + ?3 "
     "WHERE s.name = ?1 ORDER BY c.seq"
 )
-
-
-def _row(values: Sequence[Any]) -> StreamRow:
-    return StreamRow(
-        id=int(values[0]),
-        name=str(values[1]),
-        content_type=str(values[2]),
-        ttl_seconds=None if values[3] is None else int(values[3]),
-        expires_at_us=None if values[4] is None else int(values[4]),
-        closed=bool(values[5]),
-        deleted=bool(values[6]),
-        appends=int(values[7]),
-        size=int(values[8]),
-        stream_seq=None if values[9] is None else str(values[9]),
-        forked_from=None if values[10] is None else int(values[10]),
-        fork_offset=None if values[11] is None else str(values[11]),
-        fork_sub_offset=int(values[12]),
-        accessed_us=int(values[13]),
-        closed_by=None if values[14] is None else str(values[14]),
-        version=int(values[15]),
-    )
 
 
 def _values(row: StreamRow) -> tuple[Any, ...]:
@@ -88,7 +64,7 @@ class _Tx:
 
     def _one(self, sql: str, bindings: tuple[Any, ...]) -> StreamRow | None:
         rows = self.conn.execute(sql, bindings).fetchall()
-        return _row(rows[0]) if rows else None
+        return StreamRow.from_row(rows[0]) if rows else None
 
     def find(self, name: str) -> StreamRow | None:
         return self._one(f"{_SELECT} WHERE name = ?", (name,))
@@ -179,12 +155,12 @@ class SQLiteByteStreams(RuleStreams):
     def _snapshot(self, name: str, after: int | None) -> tuple[StreamRow | None, list[Chunk]]:
         if after is None:
             rows = self._fetch("read a stream", f"{_SELECT} WHERE name = ?", (name,))
-            return (_row(rows[0]) if rows else None), []
+            return (StreamRow.from_row(rows[0]) if rows else None), []
         rows = self._fetch("read a stream", _READ, (name, after, PAGE_CHUNKS))
         if not rows:
             return None, []
         chunks = [Chunk(int(r[16]), int(r[17]), bytes(r[18])) for r in rows if r[16] is not None]
-        return _row(rows[0]), chunks
+        return StreamRow.from_row(rows[0]), chunks
 
     def _name_of(self, stream_id: int) -> str | None:
         found = self._fetch("read a stream", "SELECT name FROM ds_streams WHERE id = ?", (stream_id,))
