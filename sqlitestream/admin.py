@@ -26,12 +26,13 @@ from typing import Any
 
 from sqlitestream._core.transfer import (
     PAGE,
+    LogStart,
     SessionRecords,
     check_import_events,
     header_record,
     parse_record,
 )
-from sqlitestream._core.validate import check_id
+from sqlitestream._core.validate import check_id, check_int
 from sqlitestream.damage import DamageCallback, read_page
 from sqlitestream.errors import SessionNotFoundError, SqliteStreamError, ValidationError
 from sqlitestream.models import Event, Run, Session
@@ -63,22 +64,56 @@ ProgressCallback = Callable[[int, int], None]
 
 @dataclass(frozen=True, slots=True)
 class StreamInfo:
-    """One session id present in the log: how many events it holds and its latest sequence.
+    """One session's log: its retained events and its sequence counter.
 
-    ``latest_sequence`` is the store's sequence counter for the session; in a healthy store it
-    equals ``event_count``. ``last_event_at`` is the newest event timestamp (None if no events).
+    The retained events hold sequences ``first_sequence`` .. ``latest_sequence`` without a gap
+    (``first_sequence`` is 1 until a trim, and ``latest_sequence + 1`` once every event was
+    trimmed); ``event_count`` is how many that is, ``bytes`` their encoded data and metadata,
+    ``last_event_at`` the newest event timestamp (None if no event is retained).
+    ``latest_sequence`` is the store's sequence counter for the session.
     """
 
     session_id: str
     event_count: int
     latest_sequence: int
     last_event_at: datetime | None
+    first_sequence: int
+    bytes: int
+
+    @classmethod
+    def of(
+        cls,
+        session_id: str,
+        *,
+        latest: int,
+        count: int,
+        lowest: int | None,
+        size: int,
+        last_event_at: datetime | None,
+    ) -> StreamInfo:
+        """Built from what a backend reads: the counter, and the count, lowest sequence and size
+        of the retained events (``lowest`` None when there are none)."""
+        return cls(
+            session_id=session_id,
+            event_count=count,
+            latest_sequence=latest,
+            last_event_at=last_event_at,
+            first_sequence=latest + 1 if not count or lowest is None else lowest,
+            bytes=size,
+        )
+
+    @property
+    def trimmed(self) -> int:
+        """How many of the session's events were trimmed (or are otherwise not held)."""
+        return self.latest_sequence - self.event_count
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "session_id": self.session_id,
-            "event_count": self.event_count,
+            "first_sequence": self.first_sequence,
             "latest_sequence": self.latest_sequence,
+            "event_count": self.event_count,
+            "bytes": self.bytes,
             "last_event_at": None if self.last_event_at is None else self.last_event_at.isoformat(),
         }
 
@@ -350,20 +385,17 @@ def sequence_findings(
 ) -> Iterator[CheckFinding]:
     """The findings for one session from facts read in one snapshot: its stored ``latest``
     sequence (None without a counter), how many events it holds (``count``), their lowest and
-    highest sequence numbers, and the first missing sequence number (``gap``, if known)."""
+    highest sequence numbers, and the first missing sequence number above the lowest (``gap``,
+    if known). A trimmed log (lowest above 1, or no events left under a counter) is healthy;
+    a hole inside the retained range is not."""
     if count == 0:
-        if latest:
-            yield CheckFinding(
-                "latest_mismatch",
-                f"the stored latest sequence is {latest} but the session has no events",
-                session_id,
-            )
         return
-    if low != 1 or high != count:
+    assert low is not None and high is not None
+    if high - low + 1 != count:
         where = f"; sequence {gap} is missing" if gap is not None else ""
         yield CheckFinding(
             "sequence_gap",
-            f"{count} events hold sequences {low}..{high}, not exactly 1..{count}{where}",
+            f"{count} events hold sequences {low}..{high}, not a run without gaps{where}",
             session_id,
         )
     if latest is None:
@@ -386,11 +418,13 @@ def check_session_import(
     runs: Sequence[Run],
     events: Sequence[Event],
     max_event_bytes: int,
+    first_sequence: object = None,
 ) -> tuple[str, list[Event]]:
     """Validate :meth:`AdminStore.import_session`'s arguments (every store calls this first):
     the session and runs must belong to ``session_id``, the events must be importable (see
-    ``check_import_events``: contiguous sequence numbers, no repeats) and within
-    ``max_event_bytes``. Returns the checked id and the events in sequence order."""
+    ``check_import_events``: contiguous sequence numbers, no repeats, none below
+    ``first_sequence``) and within ``max_event_bytes``. Returns the checked id and the events in
+    sequence order."""
     checked_id = check_id(session_id, "session_id")
     if session is not None:
         check_record(session, Session, "session")
@@ -401,6 +435,12 @@ def check_session_import(
         if run.session_id != checked_id:
             raise ValidationError(f"run {run.id!r} belongs to session {run.session_id!r}, not {checked_id!r}")
     ordered = check_import_events(checked_id, events)
+    first = check_int(first_sequence, "first_sequence", minimum=1)
+    if first is not None and ordered and (ordered[0].sequence_number or 0) < first:
+        raise ValidationError(
+            f"event {ordered[0].id!r} has sequence {ordered[0].sequence_number}, below the "
+            f"first_sequence {first} of session {checked_id!r}"
+        )
     for event in ordered:
         check_event(event, max_event_bytes)
     return checked_id, ordered
@@ -466,6 +506,7 @@ class AdminStore(SessionStore):
         session: Session | None = None,
         runs: Sequence[Run] = (),
         events: Sequence[Event] = (),
+        first_sequence: int | None = None,
     ) -> SessionImport:
         """Store one session's exported records in one transaction: all of them or nothing.
 
@@ -477,6 +518,11 @@ class AdminStore(SessionStore):
         Anything else raises a ``ConflictError`` (``EventIdConflictError`` for an id stored in
         another session) and writes nothing; so do bad records (``ValidationError``). Long-poll
         waiters on the session are woken when events are added.
+
+        ``first_sequence`` (from an export's ``log`` record) says the exported log was trimmed
+        and starts there: a session this store holds less of continues from that sequence
+        (its counter is raised even when ``events`` is empty, so sequences are never reused).
+        An event whose sequence number this store has trimmed is skipped, never brought back.
         """
 
     # Export ---------------------------------------------------------------------------------
@@ -525,12 +571,17 @@ class AdminStore(SessionStore):
                 pass  # a log-only session
             for run in self.list_runs(session_id):
                 yield {"kind": "run", **run.to_dict()}
-            after = 0
+            after, first = 0, True
             while True:
                 if on_damaged is None:
                     page, damage = self.get_events(session_id, after=after, limit=PAGE), None
                 else:
                     page, damage = read_page(self, session_id, after=after, before=None, limit=PAGE)
+                if first:
+                    first = False
+                    start = page[0].sequence_number if page else self._first_sequence(session_id)
+                    if start is not None and start > 1:
+                        yield LogStart(session_id, start).to_record()
                 for event in page:
                     # Without ``position``: it belongs to this store, and an import assigns new ones.
                     yield {"kind": "event", **Event.to_dict(event)}
@@ -541,6 +592,11 @@ class AdminStore(SessionStore):
                     break
                 else:
                     after = page[-1].sequence_number or after
+
+    def _first_sequence(self, session_id: str) -> int | None:
+        """Where the session's log starts when it holds no event (None: no log at all)."""
+        streams = self.list_streams([session_id])
+        return streams[0].first_sequence if streams else None
 
     # Import ---------------------------------------------------------------------------------
 
@@ -571,8 +627,10 @@ class AdminStore(SessionStore):
 
         def commit_batch(group: SessionRecords) -> None:
             nonlocal kept
-            session, runs, events = group.take()
-            result = self.import_session(group.session_id, session=session, runs=runs, events=events)
+            session, runs, events, first_sequence = group.take()
+            result = self.import_session(
+                group.session_id, session=session, runs=runs, events=events, first_sequence=first_sequence
+            )
             group.committed()
             kept = result if kept is None else _merged(kept, result)
 

@@ -1,8 +1,9 @@
 """``InMemorySessionStore``: the reference implementation of the contract, for tests and
 prototypes. Thread-safe; nothing survives the process.
 
-Per session, events live in a list where sequence N sits at index N-1, so a cursor read
-slices from ``after`` in O(1) plus the page; an id index makes duplicate checks O(1).
+Per session, the retained events live in a list where sequence N sits at index N - first
+(``first`` is 1 until a trim), so a cursor read slices from ``after`` in O(1) plus the page; an
+id index makes duplicate checks O(1).
 """
 
 from __future__ import annotations
@@ -51,10 +52,12 @@ from sqlitestream.models import (
     SessionStatus,
     StoredEvent,
     stored_event,
+    to_micros,
     utc_now,
     with_sequence,
 )
 from sqlitestream.producers import ProducerAppend, SessionProducers, producer_session, producer_verdict
+from sqlitestream.retention import RetentionStore, TrimRule
 from sqlitestream.store import (
     DEFAULT_MAX_EVENT_BYTES,
     EventFilter,
@@ -71,11 +74,31 @@ T = TypeVar("T")
 
 @dataclass
 class _Stream:
-    events: list[StoredEvent] = field(default_factory=list)
+    events: list[StoredEvent] = field(default_factory=list)  # the retained events
+    latest: int = 0  # the sequence counter: it stays when events are trimmed
     producers: dict[str, tuple[int, int]] = field(default_factory=dict)  # id: (epoch, seq)
 
+    @property
+    def first(self) -> int:
+        """The first retained sequence (``latest + 1`` when none is retained)."""
+        return self.events[0].sequence_number or 0 if self.events else self.latest + 1
 
-class InMemorySessionStore(AdminStore, FeedStore, SessionProducers):
+    def info(self, session_id: str) -> StreamInfo:
+        return StreamInfo.of(
+            session_id,
+            latest=self.latest,
+            count=len(self.events),
+            lowest=self.first,
+            size=sum(_size(event) for event in self.events),
+            last_event_at=max((event.timestamp for event in self.events), default=None),
+        )
+
+
+def _size(event: StoredEvent) -> int:
+    return len(codec.encode(event.data).encode()) + len(codec.encode(event.metadata).encode())
+
+
+class InMemorySessionStore(AdminStore, FeedStore, RetentionStore, SessionProducers):
     """The whole contract, long-poll and administration included, held in this process's
     memory. Its :attr:`path` is ``"<memory>"`` (no location opens it: construct it)."""
 
@@ -224,6 +247,7 @@ class InMemorySessionStore(AdminStore, FeedStore, SessionProducers):
         if stream is None:
             stream = self._streams[stored.session_id] = _Stream()
         stream.events.append(stored)
+        stream.latest = stored.sequence_number or 0
         self._event_index[stored.id] = stored
         self._feed.append(stored)
         self._positions.append(stored.position)
@@ -285,7 +309,7 @@ class InMemorySessionStore(AdminStore, FeedStore, SessionProducers):
 
     def _latest(self, session_id: str) -> int:
         stream = self._streams.get(session_id)
-        return 0 if stream is None else len(stream.events)
+        return 0 if stream is None else stream.latest
 
     def read_events(self, query: EventFilter) -> list[StoredEvent]:
         self._check_open()
@@ -297,9 +321,9 @@ class InMemorySessionStore(AdminStore, FeedStore, SessionProducers):
             stream = self._streams.get(query.session_id)
             if stream is None:
                 return []
-            events = stream.events
-            start = query.after or 0
-            stop = len(events) if query.before is None else max(start, query.before - 1)
+            events, first = stream.events, stream.first
+            start = max(0, (query.after or 0) - first + 1)
+            stop = len(events) if query.before is None else max(start, query.before - first)
             unfiltered = query.run_id is None and query.type is None and query.since is None
             if unfiltered:
                 if query.limit is not None:
@@ -379,6 +403,44 @@ class InMemorySessionStore(AdminStore, FeedStore, SessionProducers):
         self._hub.close()
         self._byte_streams.close()
 
+    # Retention (the RetentionStore contract) ---------------------------------------------
+
+    def apply_trim(self, session_id: str, rule: TrimRule, *, dry_run: bool) -> int:
+        with self._lock:
+            self._check_open()
+            stream = self._streams.get(session_id)
+            if stream is None or not stream.events:
+                return 0
+            first_recent = None
+            if rule.older_than_micros is not None:
+                first_recent = next(
+                    (
+                        e.sequence_number
+                        for e in stream.events
+                        if to_micros(e.timestamp) >= rule.older_than_micros
+                    ),
+                    None,
+                )
+            count = max(0, rule.before(stream.latest, first_recent) - stream.first)
+            if dry_run or not count:
+                return count
+            trimmed, stream.events = stream.events[:count], stream.events[count:]
+            for event in trimmed:
+                del self._event_index[event.id]
+            self._forget({event.position for event in trimmed})
+            return count
+
+    def trimmable_sessions(self) -> list[str]:
+        with self._lock:
+            self._check_open()
+            return [session_id for session_id, stream in self._streams.items() if stream.events]
+
+    def get_stream_info(self, session_id: str) -> StreamInfo:
+        session_id = check_id(session_id, "session_id")
+        with self._lock:
+            self._check_open()
+            return self._streams.get(session_id, _Stream()).info(session_id)
+
     # Administration (the AdminStore contract) -------------------------------------------
 
     @property
@@ -401,14 +463,9 @@ class InMemorySessionStore(AdminStore, FeedStore, SessionProducers):
         with self._lock:
             self._check_open()
             found = [
-                StreamInfo(
-                    session_id=session_id,
-                    event_count=len(stream.events),
-                    latest_sequence=len(stream.events),
-                    last_event_at=max(event.timestamp for event in stream.events),
-                )
+                stream.info(session_id)
                 for session_id, stream in self._streams.items()
-                if stream.events and (session_ids is None or session_id in wanted)
+                if (stream.events or stream.latest) and (session_ids is None or session_id in wanted)
             ]
         return sorted(found, key=lambda stream: stream.session_id)
 
@@ -416,7 +473,7 @@ class InMemorySessionStore(AdminStore, FeedStore, SessionProducers):
         """See :class:`~sqlitestream.admin.StoreInfo`; no schema, so ``schema_version`` is None."""
         with self._lock:
             self._check_open()
-            streams = sum(1 for stream in self._streams.values() if stream.events)
+            streams = sum(1 for stream in self._streams.values() if stream.events or stream.latest)
             return StoreInfo(
                 backend="memory",
                 path=self.path,
@@ -444,11 +501,12 @@ class InMemorySessionStore(AdminStore, FeedStore, SessionProducers):
         for done, (session_id, sequences) in enumerate(facts, 1):
             count = len(sequences)
             events += count
-            missing = sorted(set(range(1, count + 1)) - set(sequences))
+            low = min(sequences, default=1)
+            missing = sorted(set(range(low, low + count)) - set(sequences))
             findings.extend(
                 sequence_findings(
                     session_id,
-                    count or None,
+                    self._streams[session_id].latest or None,
                     count,
                     min(sequences, default=None),
                     max(sequences, default=None),
@@ -466,10 +524,13 @@ class InMemorySessionStore(AdminStore, FeedStore, SessionProducers):
         session: Session | None = None,
         runs: Sequence[Run] = (),
         events: Sequence[Event] = (),
+        first_sequence: int | None = None,
     ) -> SessionImport:
         """See :meth:`AdminStore.import_session`; everything is decided before anything is
         stored, under the store's lock, so a refused import leaves no trace."""
-        session_id, ordered = check_session_import(session_id, session, runs, events, self._max_event_bytes)
+        session_id, ordered = check_session_import(
+            session_id, session, runs, events, self._max_event_bytes, first_sequence
+        )
         with self._lock:
             self._check_open()
             session_outcome = None if session is None else _outcome(self._sessions.get(session_id), session)
@@ -481,13 +542,24 @@ class InMemorySessionStore(AdminStore, FeedStore, SessionProducers):
                 for event in ordered
                 if (found := self._event_index.get(event.id)) is not None
             }
-            new, skipped = plan_event_import(session_id, ordered, self._latest(session_id), stored)
+            stream = self._streams.get(session_id)
+            plan = plan_event_import(
+                session_id,
+                ordered,
+                self._latest(session_id),
+                stored,
+                first_retained=stream.first if stream is not None and stream.events else None,
+                first_sequence=first_sequence,
+            )
+            new, skipped = plan.new, plan.skipped
             if session is not None:
                 self._sessions[session_id] = replace(session)
             for run in runs:
                 self._runs[run.id] = replace(run)
             for position, event in enumerate(new, self._last_position + 1):
                 self._keep(_copy(event, position))
+            if plan.latest:
+                self._streams.setdefault(session_id, _Stream()).latest = plan.latest
         if new:
             self._hub.wake([session_id])
         return SessionImport.counted(session_id, session_outcome, runs_outcome, len(new), skipped)

@@ -194,11 +194,13 @@ def test_check_finds_a_sequence_gap(store: SQLiteSessionStore, tmp_path: Path) -
     assert "sequence 3 is missing" in report.findings[0].message
 
 
-def test_check_finds_a_missing_first_sequence(store: SQLiteSessionStore, tmp_path: Path) -> None:
-    raw(tmp_path / "store.db", "DELETE FROM events WHERE session_id = 's1' AND seq = 1")
+def test_check_accepts_a_trimmed_log_but_not_a_gap_inside_it(store: SQLiteSessionStore, tmp_path: Path) -> None:
+    store.trim_session("s1", before_sequence=2)
+    assert _check(tmp_path / "store.db").ok
+    raw(tmp_path / "store.db", "DELETE FROM events WHERE session_id = 's1' AND seq = 3")
     report = _check(tmp_path / "store.db")
-    assert ("sequence_gap", "s1") in _kinds(report)
-    assert "sequence 1 is missing" in report.findings[0].message
+    assert _kinds(report) == [("sequence_gap", "s1")]
+    assert "sequence 3 is missing" in report.findings[0].message
 
 
 def test_check_finds_a_latest_sequence_mismatch(store: SQLiteSessionStore, tmp_path: Path) -> None:
@@ -213,9 +215,9 @@ def test_check_finds_events_without_a_counter(store: SQLiteSessionStore, tmp_pat
     assert _kinds(_check(tmp_path / "store.db")) == [("missing_counter", "s2")]
 
 
-def test_check_finds_a_counter_without_events(store: SQLiteSessionStore, tmp_path: Path) -> None:
-    raw(tmp_path / "store.db", "DELETE FROM events WHERE session_id = 's2'")
-    assert _kinds(_check(tmp_path / "store.db")) == [("latest_mismatch", "s2")]
+def test_check_accepts_a_counter_whose_events_were_all_trimmed(store: SQLiteSessionStore, tmp_path: Path) -> None:
+    assert store.trim_session("s2", keep_last=0) == 1
+    assert _check(tmp_path / "store.db").ok
 
 
 def test_check_finds_unknown_types_and_bad_payloads(store: SQLiteSessionStore, tmp_path: Path) -> None:
@@ -412,7 +414,7 @@ def test_export_starts_with_a_header_and_groups_each_session(store: SQLiteSessio
     assert records[0] == {
         "kind": "header",
         "format": "sqlitestream-export",
-        "version": 1,
+        "version": 2,
         "sqlitestream": records[0]["sqlitestream"],
     }
     kinds = [(record["kind"], record.get("session_id", record.get("id"))) for record in records[1:]]
@@ -588,7 +590,7 @@ def test_import_refuses_an_id_stored_at_another_sequence(tmp_path: Path) -> None
         ({"kind": "event", "session_id": "s", "id": "x", "sequence_number": 1}, "record 1"),
         ({"kind": "event", "type": "nope", "session_id": "s", "sequence_number": 1}, "record 1 .*type"),
         ({"kind": "comment"}, "kind must be one of"),
-        ({"kind": "header", "format": "sqlitestream-export", "version": 2}, "version 2"),
+        ({"kind": "header", "format": "sqlitestream-export", "version": 3}, "version 3"),
         ({"kind": "header", "format": "other", "version": 1}, "format"),
         (["not", "an", "object"], "JSON object"),
         ({"kind": "session", "id": "s"}, "record 1 \\(session\\)"),

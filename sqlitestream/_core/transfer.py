@@ -10,6 +10,9 @@ UTF-8), each with a ``"kind"``:
 - ``"session"``: a saved session, the fields of :meth:`Session.to_dict`.
 - ``"run"``: a saved run, the fields of :meth:`Run.to_dict`.
 - ``"event"``: a stored event, the fields of :meth:`Event.to_dict`, ``sequence_number`` included.
+- ``"log"`` (version 2): ``{"kind": "log", "session_id": ..., "first_sequence": N}``, written
+  before the events of a session whose log was trimmed: its retained events start at N (or,
+  with none left, its sequence counter stands at N - 1).
 
 An export lists each session's records together: its session record (if it was saved), its
 runs, then its events in sequence order. Timestamps are ISO 8601 with microseconds in UTC, so
@@ -20,8 +23,10 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from sqlitestream._core.validate import check_id, check_int
 from sqlitestream.errors import ConflictError, EventIdConflictError, ValidationError
 from sqlitestream.models import Event, Run, Session, StoredEvent, with_sequence
 
@@ -30,6 +35,8 @@ __all__ = [
     "EXPORT_VERSION",
     "IMPORT_BATCH",
     "PAGE",
+    "ImportPlan",
+    "LogStart",
     "SessionRecords",
     "check_import_events",
     "header_record",
@@ -38,7 +45,7 @@ __all__ = [
 ]
 
 EXPORT_FORMAT = "sqlitestream-export"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 """The record format version this code writes and the newest it reads."""
 
 PAGE = 1000
@@ -87,24 +94,56 @@ def check_import_events(session_id: str, events: Sequence[Event]) -> list[Event]
     return ordered
 
 
+@dataclass(frozen=True, slots=True)
+class LogStart:
+    """A ``log`` record: session ``session_id``'s exported log starts at ``first_sequence``."""
+
+    session_id: str
+    first_sequence: int
+
+    def to_record(self) -> dict[str, Any]:
+        return {"kind": "log", "session_id": self.session_id, "first_sequence": self.first_sequence}
+
+
+@dataclass(frozen=True, slots=True)
+class ImportPlan:
+    """What :func:`plan_event_import` decided: the events to insert, how many are skipped, and
+    the session's latest sequence once they are in (a backend stores it as the counter)."""
+
+    new: list[StoredEvent]
+    skipped: int
+    latest: int
+
+
 def plan_event_import(
     session_id: str,
     events: Sequence[Event],
     latest: int,
     stored: Mapping[str, tuple[str, int]],
-) -> tuple[list[StoredEvent], int]:
+    *,
+    first_retained: int | None = None,
+    first_sequence: int | None = None,
+) -> ImportPlan:
     """Decide, inside the importing transaction, which events to insert.
 
     ``events`` come from :func:`check_import_events`; ``latest`` is the session's latest
-    sequence in the store; ``stored`` maps each of the events' ids that the store already holds
-    to its ``(session_id, sequence_number)`` there. Returns the events to insert (their
-    sequence numbers continue ``latest`` exactly) and how many are skipped as already present.
+    sequence in the store and ``first_retained`` its oldest retained event's (None when it
+    holds none); ``stored`` maps each of the events' ids that the store already holds to its
+    ``(session_id, sequence_number)`` there. ``first_sequence`` is where the exported log
+    starts (its earlier events were trimmed at the source): a session the store has not got
+    that far in continues from there, as if the same events had been trimmed here too.
+
+    An event is skipped when it is stored by id at the same sequence number, or when its
+    sequence number is one this store has trimmed (an import never brings trimmed events back).
+    New events must continue the log exactly.
 
     Raises ``EventIdConflictError`` if an id is stored in another session, and
     ``ConflictError`` if an id is stored at another sequence number, or a new event's sequence
     number is taken by another event or would leave a gap after ``latest``: the import and the
     store have diverged, and nothing may be written.
     """
+    if first_sequence is not None and latest < first_sequence - 1:
+        latest = first_sequence - 1
     new: list[StoredEvent] = []
     skipped = 0
     next_seq = latest + 1
@@ -122,6 +161,9 @@ def plan_event_import(
                 )
             skipped += 1
             continue
+        if seq < next_seq and (first_retained is None or seq < first_retained):
+            skipped += 1  # trimmed here
+            continue
         if seq != next_seq:
             if seq <= next_seq - 1:
                 raise ConflictError(
@@ -134,7 +176,7 @@ def plan_event_import(
             )
         new.append(with_sequence(event, seq, 0))  # the store assigns positions as it inserts
         next_seq += 1
-    return new, skipped
+    return ImportPlan(new, skipped, next_seq - 1)
 
 
 def header_record(package_version: str) -> dict[str, Any]:
@@ -161,17 +203,26 @@ class SessionRecords:
         self.session: Session | None = None
         self.runs: dict[str, Run] = {}
         self.events: list[Event] = []
+        self.first_sequence: int | None = None
         # Kept across batches, so a repeat is refused wherever it comes.
         self._session_seen = False
+        self._events_seen = False
         self._run_ids: set[str] = set()
 
     @property
     def full(self) -> bool:
         return len(self.events) >= IMPORT_BATCH
 
-    def add(self, number: int, kind: str, record: Session | Run | Event) -> None:
+    def add(self, number: int, kind: str, record: Session | Run | Event | LogStart) -> None:
         self.last = number
-        if isinstance(record, Session):
+        if isinstance(record, LogStart):
+            if self.first_sequence is not None or self._events_seen:
+                raise ValidationError(
+                    f"record {number}: the log record of session {record.session_id!r} must come "
+                    "once, before its events"
+                )
+            self.first_sequence = record.first_sequence
+        elif isinstance(record, Session):
             if self._session_seen:
                 raise ValidationError(f"record {number}: session {record.id!r} appears twice")
             self._session_seen = True
@@ -182,12 +233,14 @@ class SessionRecords:
             self._run_ids.add(record.id)
             self.runs[record.id] = record
         else:
+            self._events_seen = True
             self.events.append(record)
 
-    def take(self) -> tuple[Session | None, list[Run], list[Event]]:
+    def take(self) -> tuple[Session | None, list[Run], list[Event], int | None]:
         """The records gathered since the last take, which then starts a new batch
-        (:meth:`committed` moves ``batch_first`` once they are stored)."""
-        taken = (self.session, list(self.runs.values()), self.events)
+        (:meth:`committed` moves ``batch_first`` once they are stored), and the log's first
+        sequence (for every batch: later batches continue above it anyway)."""
+        taken = (self.session, list(self.runs.values()), self.events, self.first_sequence)
         self.session, self.runs, self.events = None, {}, []
         return taken
 
@@ -195,7 +248,7 @@ class SessionRecords:
         self.batch_first = self.last + 1
 
 
-def parse_record(raw: object, number: int) -> tuple[str, Session | Run | Event | None]:
+def parse_record(raw: object, number: int) -> tuple[str, Session | Run | Event | LogStart | None]:
     if not isinstance(raw, Mapping):
         raise ValidationError(f"record {number}: must be a JSON object, got {type(raw).__name__}")
     kind = raw.get("kind")
@@ -215,6 +268,8 @@ def parse_record(raw: object, number: int) -> tuple[str, Session | Run | Event |
             return kind, Session.from_dict(fields)
         if kind == "run":
             return kind, Run.from_dict(fields)
+        if kind == "log":
+            return kind, _log_start(fields)
         if kind == "event":
             if fields.get("sequence_number") is None:
                 raise ValidationError("an event record needs its sequence_number")
@@ -222,4 +277,15 @@ def parse_record(raw: object, number: int) -> tuple[str, Session | Run | Event |
     except (ValidationError, TypeError) as exc:
         # TypeError: a required field is missing (the record types' constructors need it).
         raise ValidationError(f"record {number} ({kind}): {exc}") from exc
-    raise ValidationError(f"record {number}: kind must be one of header, session, run, event; got {kind!r}")
+    raise ValidationError(
+        f"record {number}: kind must be one of header, session, run, log, event; got {kind!r}"
+    )
+
+
+def _log_start(fields: Mapping[str, Any]) -> LogStart:
+    unknown = set(fields) - {"kind", "session_id", "first_sequence"}
+    if unknown:
+        raise ValidationError(f"unknown fields {sorted(unknown)}")
+    first = check_int(fields.get("first_sequence"), "first_sequence", minimum=1, allow_none=False)
+    assert first is not None
+    return LogStart(check_id(fields.get("session_id"), "session_id"), first)

@@ -70,6 +70,10 @@ class Transact(Protocol):
 _KNOWN_TYPES = [member.value for member in EventType]
 
 
+_SIZE = "coalesce(sum(octet_length(data) + octet_length(metadata)), 0)::bigint"
+"""The encoded bytes of a group of events' data and metadata (the unit of max_event_bytes)."""
+
+
 def _table(schema: str, name: str) -> str:
     return f"{quoted(schema)}.{name}"
 
@@ -80,10 +84,11 @@ def list_streams(fetch: Fetch, schema: str, session_ids: Iterable[str] | None = 
     if session_ids is None:
         rows = fetch(
             "list the log's sessions",
-            "SELECT session_id, sum(n)::bigint, max(latest)::bigint, max(last_ts) FROM ("
-            f"SELECT session_id, count(*) AS n, 0 AS latest, max(ts) AS last_ts FROM {events} "
-            "GROUP BY session_id UNION ALL "
-            f"SELECT session_id, 0, latest_seq, NULL FROM {streams}"
+            "SELECT session_id, sum(n)::bigint, max(latest)::bigint, min(low), sum(size)::bigint, "
+            "max(last_ts) FROM ("
+            f"SELECT session_id, count(*) AS n, 0 AS latest, min(seq) AS low, {_SIZE} AS size, "
+            f"max(ts) AS last_ts FROM {events} GROUP BY session_id UNION ALL "
+            f"SELECT session_id, 0, latest_seq, NULL, 0, NULL FROM {streams}"
             ") AS u GROUP BY session_id ORDER BY session_id",
             (),
         )
@@ -96,18 +101,22 @@ def list_streams(fetch: Fetch, schema: str, session_ids: Iterable[str] | None = 
             "SELECT w.id, "
             f"(SELECT count(*) FROM {events} WHERE session_id = w.id), "
             f"coalesce((SELECT latest_seq FROM {streams} WHERE session_id = w.id), 0), "
+            f"(SELECT min(seq) FROM {events} WHERE session_id = w.id), "
+            f"(SELECT {_SIZE} FROM {events} WHERE session_id = w.id), "
             f"(SELECT max(ts) FROM {events} WHERE session_id = w.id) "
             'FROM (SELECT DISTINCT unnest(%s::text[]) COLLATE "C" AS id) AS w ORDER BY w.id',
             (wanted,),
         )
     return [
-        StreamInfo(
-            session_id=session_id,
-            event_count=int(count),
-            latest_sequence=int(latest),
+        StreamInfo.of(
+            session_id,
+            latest=int(latest),
+            count=int(count),
+            lowest=None if lowest is None else int(lowest),
+            size=int(size or 0),
             last_event_at=None if last_ts is None else utc(last_ts),
         )
-        for session_id, count, latest, last_ts in rows
+        for session_id, count, latest, lowest, size, last_ts in rows
         if count or latest
     ]
 
@@ -204,8 +213,6 @@ def check_integrity(
             (session_id, session_id, session_id, session_id),
         )
         checked += count
-        if count and low != 1:
-            gap = 1
         findings.extend(sequence_findings(session_id, latest, count, low, high, gap))
         if on_progress is not None:
             on_progress(done, len(sessions))
@@ -253,11 +260,14 @@ def import_session(
     session: Session | None = None,
     runs: Sequence[Run] = (),
     events: Sequence[Event] = (),
+    first_sequence: int | None = None,
 ) -> SessionImport:
     """:meth:`AdminStore.import_session` in one transaction that holds the session's counter
     row, so concurrent appends wait for it and cannot interleave; other processes' waiters are
     notified on ``channel``. Waking this process's waiters is the caller's."""
-    session_id, ordered = check_session_import(session_id, session, runs, events, max_event_bytes)
+    session_id, ordered = check_session_import(
+        session_id, session, runs, events, max_event_bytes, first_sequence
+    )
     sessions_t, runs_t = _table(schema, "sessions"), _table(schema, "runs")
     events_t, streams_t = _table(schema, "events"), _table(schema, "streams")
 
@@ -274,7 +284,7 @@ def import_session(
                 raise SessionNotFoundError(session_id)
         for run in runs:
             runs_done.append(_put(conn, runs_t, RUN_COLUMNS, run_row(run)))
-        if not ordered:
+        if not ordered and first_sequence is None:
             return outcome, runs_done, [], 0
         (latest,) = conn.execute(
             f"INSERT INTO {streams_t} AS c (session_id, latest_seq) VALUES (%s, 0) "
@@ -288,7 +298,22 @@ def import_session(
                 ([event.id for event in ordered],),
             ).fetchall()
         }
-        new, skipped = plan_event_import(session_id, ordered, int(latest), stored)
+        (first_retained,) = conn.execute(
+            f"SELECT min(seq) FROM {events_t} WHERE session_id = %s", (session_id,)
+        ).fetchone() or (None,)
+        plan = plan_event_import(
+            session_id,
+            ordered,
+            int(latest),
+            stored,
+            first_retained=None if first_retained is None else int(first_retained),
+            first_sequence=first_sequence,
+        )
+        new = plan.new
+        if plan.latest != int(latest):
+            conn.execute(
+                f"UPDATE {streams_t} SET latest_seq = %s WHERE session_id = %s", (plan.latest, session_id)
+            )
         if new:
             # Positions last, just before the commit: the feed row stays locked until then.
             (last,) = conn.execute(
@@ -302,12 +327,8 @@ def import_session(
                 f"INSERT INTO {events_t} ({EVENT_COLUMNS}) {UNNEST_EVENTS}",
                 event_columns([event_values(event, event.sequence_number, event.position) for event in new]),
             )
-            conn.execute(
-                f"UPDATE {streams_t} SET latest_seq = %s WHERE session_id = %s",
-                (new[-1].sequence_number, session_id),
-            )
             conn.execute("SELECT pg_notify(%s, %s)", (channel, payload("a", session_id)))
-        return outcome, runs_done, new, skipped
+        return outcome, runs_done, new, plan.skipped
 
     outcome, runs_done, new, skipped = transact("import a session", work)
     return SessionImport.counted(session_id, outcome, runs_done, len(new), skipped)

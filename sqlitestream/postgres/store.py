@@ -48,6 +48,7 @@ from sqlitestream.models import (
 )
 from sqlitestream.postgres import admin as _admin
 from sqlitestream.postgres import feed as _feed
+from sqlitestream.postgres import retention as _retention
 from sqlitestream.postgres import schema as _pg_schema
 from sqlitestream.postgres.bytestreams import PostgresByteStreams
 from sqlitestream.postgres.connection import (
@@ -77,6 +78,7 @@ from sqlitestream.postgres.rows import (
 from sqlitestream.postgres.schema import check_schema_name
 from sqlitestream.postgres.statements import Statements
 from sqlitestream.postgres.url import display_url
+from sqlitestream.retention import RetentionStore, TrimRule
 from sqlitestream.store import (
     DEFAULT_MAX_EVENT_BYTES,
     EventFilter,
@@ -98,7 +100,7 @@ DEFAULT_SCHEMA = "sqlitestream"
 tables never collide with an application's tables in ``public``."""
 
 
-class PostgresSessionStore(AdminStore, FeedStore):
+class PostgresSessionStore(AdminStore, FeedStore, RetentionStore):
     """The session event store on a PostgreSQL server (psycopg 3).
 
     Args:
@@ -540,6 +542,19 @@ class PostgresSessionStore(AdminStore, FeedStore):
         self._listener.stop()
         self._db.close()
 
+    # Retention (the RetentionStore contract) -------------------------------------------------
+
+    def apply_trim(self, session_id: str, rule: TrimRule, *, dry_run: bool) -> int:
+        """See :meth:`RetentionStore.apply_trim`; here holding the session's counter row, in
+        transactions of at most ``TRIM_CHUNK`` events (see postgres/retention.py)."""
+        return _retention.trim(self._transact, self._schema, session_id, rule, dry_run=dry_run)
+
+    def trimmable_sessions(self) -> list[str]:
+        return _retention.trimmable_sessions(self._fetch, self._schema)
+
+    def get_stream_info(self, session_id: str) -> StreamInfo:
+        return _retention.stream_info(self._fetch, self._schema, check_id(session_id, "session_id"))
+
     # Administration (the AdminStore contract) -----------------------------------------------
 
     def _transact(self, action: str, work: Callable[[Connection], T]) -> T:
@@ -570,6 +585,7 @@ class PostgresSessionStore(AdminStore, FeedStore):
         session: Session | None = None,
         runs: Sequence[Run] = (),
         events: Sequence[Event] = (),
+        first_sequence: int | None = None,
     ) -> SessionImport:
         """See :meth:`AdminStore.import_session`; here one transaction that holds the
         session's counter row, so concurrent appends wait for it and cannot interleave."""
@@ -582,6 +598,7 @@ class PostgresSessionStore(AdminStore, FeedStore):
             session=session,
             runs=runs,
             events=events,
+            first_sequence=first_sequence,
         )
         if result.events_added:
             self._hub.wake((result.session_id,))

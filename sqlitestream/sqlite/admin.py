@@ -73,16 +73,21 @@ _ROWS = RowCodec(to_micros, from_micros, from_micros_many)
 _KNOWN_TYPES = json.dumps([member.value for member in EventType])
 
 _STREAMS_ALL = """
-SELECT session_id, sum(n), max(latest), max(last_ts) FROM (
-    SELECT session_id, count(*) AS n, 0 AS latest, max(ts) AS last_ts FROM events GROUP BY session_id
+SELECT session_id, sum(n), max(latest), min(low), sum(size), max(last_ts) FROM (
+    SELECT session_id, count(*) AS n, 0 AS latest, min(seq) AS low,
+           sum(octet_length(data) + octet_length(metadata)) AS size, max(ts) AS last_ts
+    FROM events GROUP BY session_id
     UNION ALL
-    SELECT session_id, 0, latest_seq, NULL FROM streams
+    SELECT session_id, 0, latest_seq, NULL, 0, NULL FROM streams
 ) GROUP BY session_id ORDER BY session_id
 """
 _STREAMS_SOME = """
 SELECT wanted.value,
        (SELECT count(*) FROM events WHERE session_id = wanted.value),
        coalesce((SELECT latest_seq FROM streams WHERE session_id = wanted.value), 0),
+       (SELECT min(seq) FROM events WHERE session_id = wanted.value),
+       (SELECT ifnull(sum(octet_length(data) + octet_length(metadata)), 0) FROM events
+        WHERE session_id = wanted.value),
        (SELECT max(ts) FROM events WHERE session_id = wanted.value)
 FROM (SELECT DISTINCT value FROM json_each(?)) AS wanted ORDER BY wanted.value
 """
@@ -110,6 +115,7 @@ _BAD_JSON = (
 )
 _STORED_IDS = "SELECT id, session_id, seq FROM events WHERE id IN (SELECT value FROM json_each(?))"
 _LATEST_SEQUENCE = "SELECT latest_seq FROM streams WHERE session_id = ?"
+_FIRST_RETAINED = "SELECT min(seq) FROM events WHERE session_id = ?"
 _INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _SET_LATEST = (
     "INSERT INTO streams (session_id, latest_seq) VALUES (?, ?) "
@@ -162,13 +168,15 @@ def list_streams(fetch: Fetch, session_ids: Iterable[str] | None = None) -> list
         wanted = [check_id(session_id, "session_ids[]") for session_id in session_ids]
         rows = fetch("list the log's sessions", _STREAMS_SOME, (json.dumps(wanted),))
     return [
-        StreamInfo(
-            session_id=session_id,
-            event_count=count,
-            latest_sequence=latest,
+        StreamInfo.of(
+            session_id,
+            latest=latest,
+            count=count,
+            lowest=lowest,
+            size=int(size or 0),
             last_event_at=None if last_ts is None else from_micros(last_ts),
         )
-        for session_id, count, latest, last_ts in rows
+        for session_id, count, latest, lowest, size, last_ts in rows
         if count or latest
     ]
 
@@ -253,9 +261,9 @@ def check_integrity(
         with read("check a session") as conn:
             latest, count, low, high = _all(conn, _SESSION_FACTS, (session_id,))[0]
             gap = None
-            if count and (low != 1 or high != count):
+            if count and high - low + 1 != count:
                 gap_rows = _all(conn, _FIRST_GAP, (session_id, high))
-                gap = 1 if low != 1 else (gap_rows[0][0] if gap_rows else None)
+                gap = gap_rows[0][0] if gap_rows else None
         events += count
         findings.extend(sequence_findings(session_id, latest, count, low, high, gap))
         if on_progress is not None:
@@ -271,10 +279,13 @@ def import_session(
     session: Session | None = None,
     runs: Sequence[Run] = (),
     events: Sequence[Event] = (),
+    first_sequence: int | None = None,
 ) -> SessionImport:
     """:meth:`AdminStore.import_session` in one write transaction (``write(action)`` lends the
     writer inside it). Waking the session's waiters is the caller's: it holds the wake hub."""
-    session_id, ordered = check_session_import(session_id, session, runs, events, max_event_bytes)
+    session_id, ordered = check_session_import(
+        session_id, session, runs, events, max_event_bytes, first_sequence
+    )
     session_outcome = None
     runs_outcome: list[str] = []
     new: list[StoredEvent] = []
@@ -286,28 +297,37 @@ def import_session(
             raise SessionNotFoundError(session_id)
         for run in runs:
             runs_outcome.append(_put(conn, "runs", RUN_COLUMNS, _ROWS.run_row(run)))
-        if ordered:
+        if ordered or first_sequence is not None:
             latest_rows = _all(conn, _LATEST_SEQUENCE, (session_id,))
+            latest = int(latest_rows[0][0]) if latest_rows else 0
             stored = {
                 event_id: (owner, seq)
                 for event_id, owner, seq in _all(
                     conn, _STORED_IDS, (json.dumps([event.id for event in ordered]),)
                 )
             }
-            new, skipped = plan_event_import(
-                session_id, ordered, latest_rows[0][0] if latest_rows else 0, stored
+            first_retained = _all(conn, _FIRST_RETAINED, (session_id,))[0][0]
+            plan = plan_event_import(
+                session_id,
+                ordered,
+                latest,
+                stored,
+                first_retained=first_retained,
+                first_sequence=first_sequence,
             )
-            if new:
+            skipped = plan.skipped
+            if plan.new:
                 last = int(_all(conn, LAST_POSITION, ())[0][0])
                 new = [
                     with_sequence(event, event.sequence_number or 0, last + n)
-                    for n, event in enumerate(new, 1)
+                    for n, event in enumerate(plan.new, 1)
                 ]
                 conn.executemany(
                     _INSERT_EVENT,
                     [_ROWS.event_row(event, event.sequence_number, event.position) for event in new],
                 )
-                conn.execute(_SET_LATEST, (session_id, new[-1].sequence_number))
+            if plan.latest != latest:
+                conn.execute(_SET_LATEST, (session_id, plan.latest))
     return SessionImport.counted(session_id, session_outcome, runs_outcome, len(new), skipped)
 
 

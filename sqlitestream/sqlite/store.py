@@ -69,9 +69,11 @@ from sqlitestream.models import (
     with_sequence,
 )
 from sqlitestream.producers import ProducerAppend, SessionProducers, producer_session, producer_verdict
+from sqlitestream.retention import RetentionStore, TrimRule
 from sqlitestream.sqlite import admin as _admin
 from sqlitestream.sqlite import backup as _backup
 from sqlitestream.sqlite import feed as _feed
+from sqlitestream.sqlite import retention as _retention
 from sqlitestream.sqlite import schema as _schema
 from sqlitestream.sqlite.appends import DELETE_PRODUCERS, producer_state, record_producer
 from sqlitestream.sqlite.bytestreams import SQLiteByteStreams, open_byte_streams
@@ -120,7 +122,7 @@ _PAGES = EventQueries("events", PAGE_COLUMNS, "?", to_micros)
 _ROWS = RowCodec(to_micros, from_micros, from_micros_many)
 
 
-class SQLiteSessionStore(AdminStore, FeedStore, SessionProducers):
+class SQLiteSessionStore(AdminStore, FeedStore, RetentionStore, SessionProducers):
     """The session event store on a SQLite file.
 
     Args:
@@ -604,6 +606,31 @@ class SQLiteSessionStore(AdminStore, FeedStore, SessionProducers):
         self._readers.close()
         self._writer.close()
 
+    # Retention (the RetentionStore contract) -------------------------------------------------
+
+    def apply_trim(self, session_id: str, rule: TrimRule, *, dry_run: bool) -> int:
+        """See :meth:`RetentionStore.apply_trim`; here in transactions of at most
+        ``TRIM_CHUNK`` events, then a bounded incremental vacuum (see sqlite/retention.py)."""
+        return _retention.trim(self._write, session_id, rule, dry_run=dry_run)
+
+    def trimmable_sessions(self) -> list[str]:
+        return _retention.trimmable_sessions(self._fetch)
+
+    def get_stream_info(self, session_id: str) -> StreamInfo:
+        return _retention.stream_info(self._fetch, check_id(session_id, "session_id"))
+
+    def compact(self) -> None:
+        """Rewrite the store file without its free pages (``VACUUM``), switching a store created
+        before incremental auto-vacuum to it, so that later trims shrink the file. Blocks this
+        store object's writers meanwhile; needs free disk as large as the file. Atomic."""
+        self._check_open()
+        writer = self._writer
+        with writer.lock, translating("compact the store"):
+            self._check_open()
+            if writer.conn is None:
+                raise ValidationError(f"the store {self._path!r} is read-only; it cannot be compacted")
+            _retention.compact(writer.conn)
+
     # Administration (the AdminStore contract) -----------------------------------------------
 
     def list_streams(self, session_ids: Iterable[str] | None = None) -> list[StreamInfo]:
@@ -636,10 +663,17 @@ class SQLiteSessionStore(AdminStore, FeedStore, SessionProducers):
         session: Session | None = None,
         runs: Sequence[Run] = (),
         events: Sequence[Event] = (),
+        first_sequence: int | None = None,
     ) -> SessionImport:
         """See :meth:`AdminStore.import_session`; here one ``BEGIN IMMEDIATE`` transaction."""
         result = _admin.import_session(
-            self._write, self._max_event_bytes, session_id, session=session, runs=runs, events=events
+            self._write,
+            self._max_event_bytes,
+            session_id,
+            session=session,
+            runs=runs,
+            events=events,
+            first_sequence=first_sequence,
         )
         if result.events_added:
             self._hub.wake((result.session_id,))

@@ -1,0 +1,122 @@
+"""The PostgreSQL half of retention (:class:`sqlitestream.retention.RetentionStore`).
+
+A trim holds the session's counter row (``FOR UPDATE``) while it decides and deletes, so it
+orders with the session's appends; it deletes in transactions of at most :data:`TRIM_CHUNK`
+events, oldest first. Positions come from the feed's counter row and are never reused, so a
+trim needs no floor. Freed space is PostgreSQL's to reuse (autovacuum marks the dead rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlitestream.admin import StreamInfo
+from sqlitestream.models import from_micros
+from sqlitestream.postgres.rows import utc
+from sqlitestream.postgres.schema import quoted
+from sqlitestream.retention import TrimRule
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+
+__all__ = ["TRIM_CHUNK", "stream_info", "trim", "trimmable_sessions"]
+
+T = TypeVar("T")
+Fetch = Callable[[str, str, Sequence[Any]], list[Any]]
+Transact = Callable[[str, Callable[["Connection[Any]"], T]], T]
+
+TRIM_CHUNK = 50_000
+"""Events deleted per transaction, so a large trim never holds the session's counter long."""
+
+
+def _table(schema: str, name: str) -> str:
+    return f"{quoted(schema)}.{name}"
+
+
+def trim(transact: Transact[int], schema: str, session_id: str, rule: TrimRule, *, dry_run: bool) -> int:
+    """:meth:`RetentionStore.apply_trim`; returns the events removed (or that would be)."""
+    events, streams = _table(schema, "events"), _table(schema, "streams")
+    bound = 0
+
+    def first_chunk(conn: Connection[Any]) -> int:
+        nonlocal bound
+        locked = conn.execute(
+            f"SELECT latest_seq FROM {streams} WHERE session_id = %s FOR UPDATE", (session_id,)
+        ).fetchone()
+        (lowest,) = conn.execute(
+            f"SELECT min(seq) FROM {events} WHERE session_id = %s", (session_id,)
+        ).fetchone() or (None,)
+        if locked is None or lowest is None:
+            return 0
+        first_recent = None
+        if rule.older_than_micros is not None:
+            found = conn.execute(
+                f"SELECT seq FROM {events} WHERE session_id = %s AND ts >= %s ORDER BY seq LIMIT 1",
+                (session_id, from_micros(rule.older_than_micros)),
+            ).fetchone()
+            first_recent = None if found is None else int(found[0])
+        bound = max(int(lowest), rule.before(int(locked[0]), first_recent))
+        if dry_run:
+            return bound - int(lowest)
+        return _delete(conn, events, streams, session_id, int(lowest), min(bound, int(lowest) + TRIM_CHUNK))
+
+    removed = transact("trim a session", first_chunk)
+    if dry_run or not removed:
+        return removed
+    return removed + _rest(transact, events, streams, session_id, bound)
+
+
+def _rest(transact: Transact[int], events: str, streams: str, session_id: str, bound: int) -> int:
+    removed = 0
+    while True:
+
+        def chunk(conn: Connection[Any]) -> int:
+            conn.execute(f"SELECT 1 FROM {streams} WHERE session_id = %s FOR UPDATE", (session_id,))
+            (lowest,) = conn.execute(
+                f"SELECT min(seq) FROM {events} WHERE session_id = %s", (session_id,)
+            ).fetchone() or (None,)
+            if lowest is None or int(lowest) >= bound:
+                return 0
+            return _delete(
+                conn, events, streams, session_id, int(lowest), min(bound, int(lowest) + TRIM_CHUNK)
+            )
+
+        done = transact("trim a session", chunk)
+        if not done:
+            return removed
+        removed += done
+
+
+def _delete(conn: Connection[Any], events: str, streams: str, session_id: str, start: int, stop: int) -> int:
+    cursor = conn.execute(
+        f"DELETE FROM {events} WHERE session_id = %s AND seq >= %s AND seq < %s", (session_id, start, stop)
+    )
+    return cursor.rowcount
+
+
+def trimmable_sessions(fetch: Fetch, schema: str) -> list[str]:
+    return [
+        row[0]
+        for row in fetch(
+            "list the sessions with events", f"SELECT DISTINCT session_id FROM {_table(schema, 'events')}", ()
+        )
+    ]
+
+
+def stream_info(fetch: Fetch, schema: str, session_id: str) -> StreamInfo:
+    ((latest, count, lowest, size, last_ts),) = fetch(
+        "read a session's log facts",
+        f"SELECT (SELECT latest_seq FROM {_table(schema, 'streams')} WHERE session_id = %s), count(*), "
+        "min(seq), coalesce(sum(octet_length(data) + octet_length(metadata)), 0)::bigint, max(ts) "
+        f"FROM {_table(schema, 'events')} WHERE session_id = %s",
+        (session_id, session_id),
+    )
+    return StreamInfo.of(
+        session_id,
+        latest=int(latest or 0),
+        count=int(count),
+        lowest=None if lowest is None else int(lowest),
+        size=int(size),
+        last_event_at=None if last_ts is None else utc(last_ts),
+    )

@@ -1,0 +1,128 @@
+"""The SQLite half of retention (:class:`sqlitestream.retention.RetentionStore`): trimming a
+session's oldest events, a session's log facts, and giving freed pages back to the file system.
+
+A trim deletes in transactions of at most :data:`TRIM_CHUNK` events, oldest first, so that a
+large trim never holds the write lock for long (appends from other threads and processes go
+between the chunks) and a reader only ever sees the first sequence rise. Each chunk first raises
+the feed's floor, so positions held by deleted events are never handed out again.
+
+New stores are created with ``auto_vacuum = INCREMENTAL``: after a trim, pages emptied by it
+are handed back in bounded ``incremental_vacuum`` steps, and the file shrinks at the next
+checkpoint. A store created before that keeps its freed pages on SQLite's free list, where
+later appends reuse them; :func:`compact` rewrites such a file (once) to incremental mode.
+
+Like :mod:`sqlitestream.sqlite.feed`, the functions take the store's accessors explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import apsw
+
+from sqlitestream.admin import StreamInfo
+from sqlitestream.models import from_micros
+from sqlitestream.retention import TrimRule
+from sqlitestream.sqlite import feed as _feed
+
+__all__ = ["TRIM_CHUNK", "compact", "stream_info", "trim", "trimmable_sessions"]
+
+Fetch = Callable[[str, str, tuple[Any, ...]], list[Any]]
+Write = Callable[[str], AbstractContextManager[apsw.Connection]]
+
+TRIM_CHUNK = 50_000
+"""Events deleted per write transaction: about 0.3 s of holding the lock on two cores."""
+
+VACUUM_STEP_PAGES = 4096
+"""Free pages handed back per ``incremental_vacuum`` transaction (16 MiB at 4 KiB pages)."""
+
+INCREMENTAL = 2
+"""``PRAGMA auto_vacuum`` for incremental vacuum."""
+
+_FACTS = (
+    "SELECT (SELECT latest_seq FROM streams WHERE session_id = ?1), "
+    "(SELECT min(seq) FROM events WHERE session_id = ?1)"
+)
+_FIRST_RECENT = "SELECT seq FROM events WHERE session_id = ?1 AND ts >= ?2 ORDER BY seq LIMIT 1"
+_COUNT_BELOW = "SELECT count(*) FROM events WHERE session_id = ? AND seq < ?"
+_DELETE_RANGE = "DELETE FROM events WHERE session_id = ? AND seq >= ? AND seq < ?"
+_STREAM_INFO = (
+    "SELECT (SELECT latest_seq FROM streams WHERE session_id = ?1), count(*), min(seq), "
+    "ifnull(sum(octet_length(data) + octet_length(metadata)), 0), max(ts) "
+    "FROM events WHERE session_id = ?1"
+)
+_SESSIONS_WITH_EVENTS = "SELECT DISTINCT session_id FROM events"
+
+
+def _bound(conn: apsw.Connection, session_id: str, rule: TrimRule) -> tuple[int, int]:
+    """The session's lowest retained sequence and the trim's exclusive bound (equal when there
+    is nothing to trim)."""
+    latest, lowest = conn.execute(_FACTS, (session_id,)).fetchall()[0]
+    if lowest is None:
+        return 0, 0
+    first_recent = None
+    if rule.older_than_micros is not None:
+        found = conn.execute(_FIRST_RECENT, (session_id, rule.older_than_micros)).fetchall()
+        first_recent = int(found[0][0]) if found else None  # type: ignore[arg-type]
+    return int(lowest), max(int(lowest), rule.before(int(latest or 0), first_recent))
+
+
+def trim(write: Write, session_id: str, rule: TrimRule, *, dry_run: bool) -> int:
+    """:meth:`RetentionStore.apply_trim`: delete chunk by chunk; returns the events removed."""
+    removed = 0
+    with write("trim a session") as conn:
+        lowest, bound = _bound(conn, session_id, rule)
+        if dry_run or bound <= lowest:
+            return int(conn.execute(_COUNT_BELOW, (session_id, bound)).get) if dry_run else 0
+        removed += _delete(conn, session_id, lowest, min(bound, lowest + TRIM_CHUNK))
+    start = lowest + TRIM_CHUNK
+    while start < bound:
+        with write("trim a session") as conn:
+            removed += _delete(conn, session_id, start, min(bound, start + TRIM_CHUNK))
+        start += TRIM_CHUNK
+    if removed:
+        _give_back_pages(write)
+    return removed
+
+
+def _delete(conn: apsw.Connection, session_id: str, start: int, stop: int) -> int:
+    conn.execute(_feed.RAISE_FLOOR)
+    conn.execute(_DELETE_RANGE, (session_id, start, stop))
+    return conn.changes()
+
+
+def _give_back_pages(write: Write) -> None:
+    """Hand emptied pages back to the file system, a bounded step per transaction (nothing on a
+    store without incremental auto-vacuum: its free pages wait for later appends)."""
+    while True:
+        with write("give trimmed pages back") as conn:
+            if int(conn.pragma("auto_vacuum")) != INCREMENTAL or not int(conn.pragma("freelist_count")):
+                return
+            conn.execute(f"PRAGMA incremental_vacuum({VACUUM_STEP_PAGES})").fetchall()
+
+
+def compact(conn: apsw.Connection) -> None:
+    """Rewrite the file without free pages, in incremental auto-vacuum mode. ``conn`` is the
+    writer connection, outside any transaction (``VACUUM`` cannot run inside one) and under the
+    writer's thread lock. ``VACUUM`` is atomic (a crash leaves the old file or the new one) and
+    needs as much free disk as the file's size."""
+    conn.pragma("auto_vacuum", INCREMENTAL)
+    conn.execute("VACUUM")
+
+
+def trimmable_sessions(fetch: Fetch) -> list[str]:
+    return [row[0] for row in fetch("list the sessions with events", _SESSIONS_WITH_EVENTS, ())]
+
+
+def stream_info(fetch: Fetch, session_id: str) -> StreamInfo:
+    latest, count, lowest, size, last_ts = fetch("read a session's log facts", _STREAM_INFO, (session_id,))[0]
+    return StreamInfo.of(
+        session_id,
+        latest=int(latest or 0),
+        count=int(count),
+        lowest=lowest,
+        size=int(size),
+        last_event_at=None if last_ts is None else from_micros(last_ts),
+    )
