@@ -19,7 +19,8 @@ and the tables of bad and hostile values (:mod:`sqlitestream.testing.bad_input`,
 One module per concern: ``sessions`` (sessions and runs), ``events`` (sequencing, idempotency,
 batches), ``reads`` (cursor reads), ``longpoll`` (long-polls and closing), ``follow`` (the
 follower), ``feed`` (the store-wide feed and consumer cursors, for a
-:class:`~sqlitestream.feed.FeedStore`), ``bad_input`` and ``hostile``.
+:class:`~sqlitestream.feed.FeedStore`), ``retention`` (trims, for a
+:class:`~sqlitestream.retention.RetentionStore`), ``bad_input`` and ``hostile``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sqlitestream.testing.follow import FollowContract
 from sqlitestream.testing.hostile import HostileValuesContract
 from sqlitestream.testing.longpoll import LongPollContract
 from sqlitestream.testing.reads import ReadsContract
+from sqlitestream.testing.retention import RetentionContract
 from sqlitestream.testing.sessions import SessionsContract
 
 __all__ = ["Background", "SessionStoreContract"]
@@ -44,6 +46,7 @@ class SessionStoreContract(
     LongPollContract,
     FollowContract,
     FeedContract,
+    RetentionContract,
     BadInputContract,
     HostileValuesContract,
 ):
