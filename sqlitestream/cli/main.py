@@ -46,6 +46,7 @@ from sqlitestream.cli.reading import (
     session_id_argument,
     tail,
 )
+from sqlitestream.cli.retention import compact, trim
 from sqlitestream.cli.serve import serve
 from sqlitestream.cli.stats import stats
 from sqlitestream.cli.transfer import copy, export_, import_
@@ -243,6 +244,7 @@ def _session_row(record: dict[str, Any], stream: Any, *, saved: bool) -> dict[st
         **record,
         "saved": saved,
         "event_count": 0 if stream is None else stream.event_count,
+        "first_sequence": 1 if stream is None else stream.first_sequence,
         "latest_sequence": 0 if stream is None else stream.latest_sequence,
         "last_event_at": None if stream is None else stream.to_dict()["last_event_at"],
     }
@@ -489,7 +491,20 @@ def demo(count: int, interval_ms: int) -> None:
     click.echo(f"  sqlitestream{db} stats")
 
 
-for _command in (events, latest, tail, consumers, export_, import_, copy, backup, stats, serve):
+for _command in (
+    events,
+    latest,
+    tail,
+    consumers,
+    export_,
+    import_,
+    copy,
+    backup,
+    stats,
+    trim,
+    compact,
+    serve,
+):
     cli.add_command(_command)
 
 

@@ -22,6 +22,9 @@ SYNCHRONOUS_LEVELS = {"normal": "NORMAL", "full": "FULL"}
 """``synchronous`` choices. ``normal`` (WAL): a commit survives a process crash; ``full``: it
 also survives power loss or an OS crash, at the cost of an fsync per commit."""
 
+INCREMENTAL_VACUUM = 2
+"""``PRAGMA auto_vacuum`` of every new store: pages a trim empties can be handed back to the
+file system (``PRAGMA incremental_vacuum``) instead of waiting on the free list."""
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 """Bytes the WAL file is truncated back to after a checkpoint, so it does not stay huge."""
 

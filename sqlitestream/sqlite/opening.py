@@ -16,7 +16,13 @@ import apsw
 
 from sqlitestream.errors import SchemaVersionError, StorageError
 from sqlitestream.sqlite import schema as _schema
-from sqlitestream.sqlite.connection import apply_settings, enable_wal, frozen_location, open_connection
+from sqlitestream.sqlite.connection import (
+    INCREMENTAL_VACUUM,
+    apply_settings,
+    enable_wal,
+    frozen_location,
+    open_connection,
+)
 from sqlitestream.sqlite.files import StoreFiles
 from sqlitestream.sqlite.sidelock import SideLock
 from sqlitestream.sqlite.transaction import Writer
@@ -55,6 +61,9 @@ def open_file(path: str, *, readonly: bool, synchronous: str, busy_timeout_ms: i
         state = _schema.read_state(conn, path)
         _schema.check_state(state, path, readonly=readonly)
         if not readonly:
+            if state.is_blank:
+                # Only possible before the first table exists and before the switch to WAL.
+                conn.pragma("auto_vacuum", INCREMENTAL_VACUUM)
             enable_wal(conn, busy_timeout_ms)
             writer = Writer(conn, path, busy_timeout_ms=busy_timeout_ms, side_lock=_open_side_lock(path))
             writer.files = StoreFiles((path,))  # the file this connection has open

@@ -6,7 +6,7 @@ large trim never holds the write lock for long (appends from other threads and p
 between the chunks) and a reader only ever sees the first sequence rise. Each chunk first raises
 the feed's floor, so positions held by deleted events are never handed out again.
 
-New stores are created with ``auto_vacuum = INCREMENTAL``: after a trim, pages emptied by it
+New stores are created with ``auto_vacuum = INCREMENTAL_VACUUM``: after a trim, pages emptied by it
 are handed back in bounded ``incremental_vacuum`` steps, and the file shrinks at the next
 checkpoint. A store created before that keeps its freed pages on SQLite's free list, where
 later appends reuse them; :func:`compact` rewrites such a file (once) to incremental mode.
@@ -26,8 +26,9 @@ from sqlitestream.admin import StreamInfo
 from sqlitestream.models import from_micros
 from sqlitestream.retention import TrimRule
 from sqlitestream.sqlite import feed as _feed
+from sqlitestream.sqlite.connection import INCREMENTAL_VACUUM
 
-__all__ = ["TRIM_CHUNK", "compact", "stream_info", "trim", "trimmable_sessions"]
+__all__ = ["TRIM_CHUNK", "compact", "count_trim", "stream_info", "trim", "trimmable_sessions"]
 
 Fetch = Callable[[str, str, tuple[Any, ...]], list[Any]]
 Write = Callable[[str], AbstractContextManager[apsw.Connection]]
@@ -38,15 +39,11 @@ TRIM_CHUNK = 50_000
 VACUUM_STEP_PAGES = 4096
 """Free pages handed back per ``incremental_vacuum`` transaction (16 MiB at 4 KiB pages)."""
 
-INCREMENTAL = 2
-"""``PRAGMA auto_vacuum`` for incremental vacuum."""
-
 _FACTS = (
     "SELECT (SELECT latest_seq FROM streams WHERE session_id = ?1), "
     "(SELECT min(seq) FROM events WHERE session_id = ?1)"
 )
 _FIRST_RECENT = "SELECT seq FROM events WHERE session_id = ?1 AND ts >= ?2 ORDER BY seq LIMIT 1"
-_COUNT_BELOW = "SELECT count(*) FROM events WHERE session_id = ? AND seq < ?"
 _DELETE_RANGE = "DELETE FROM events WHERE session_id = ? AND seq >= ? AND seq < ?"
 _STREAM_INFO = (
     "SELECT (SELECT latest_seq FROM streams WHERE session_id = ?1), count(*), min(seq), "
@@ -56,26 +53,35 @@ _STREAM_INFO = (
 _SESSIONS_WITH_EVENTS = "SELECT DISTINCT session_id FROM events"
 
 
-def _bound(conn: apsw.Connection, session_id: str, rule: TrimRule) -> tuple[int, int]:
+Query = Callable[[str, tuple[Any, ...]], list[Any]]
+
+
+def _bound(query: Query, session_id: str, rule: TrimRule) -> tuple[int, int]:
     """The session's lowest retained sequence and the trim's exclusive bound (equal when there
     is nothing to trim)."""
-    latest, lowest = conn.execute(_FACTS, (session_id,)).fetchall()[0]
+    latest, lowest = query(_FACTS, (session_id,))[0]
     if lowest is None:
         return 0, 0
     first_recent = None
     if rule.older_than_micros is not None:
-        found = conn.execute(_FIRST_RECENT, (session_id, rule.older_than_micros)).fetchall()
-        first_recent = int(found[0][0]) if found else None  # type: ignore[arg-type]
+        found = query(_FIRST_RECENT, (session_id, rule.older_than_micros))
+        first_recent = int(found[0][0]) if found else None
     return int(lowest), max(int(lowest), rule.before(int(latest or 0), first_recent))
 
 
-def trim(write: Write, session_id: str, rule: TrimRule, *, dry_run: bool) -> int:
+def count_trim(fetch: Fetch, session_id: str, rule: TrimRule) -> int:
+    """A dry run: how many events :func:`trim` would remove now (a read; writes nothing)."""
+    lowest, bound = _bound(lambda sql, bindings: fetch("count a trim", sql, bindings), session_id, rule)
+    return bound - lowest
+
+
+def trim(write: Write, session_id: str, rule: TrimRule) -> int:
     """:meth:`RetentionStore.apply_trim`: delete chunk by chunk; returns the events removed."""
     removed = 0
     with write("trim a session") as conn:
-        lowest, bound = _bound(conn, session_id, rule)
-        if dry_run or bound <= lowest:
-            return int(conn.execute(_COUNT_BELOW, (session_id, bound)).get) if dry_run else 0
+        lowest, bound = _bound(lambda sql, bindings: conn.execute(sql, bindings).fetchall(), session_id, rule)
+        if bound <= lowest:
+            return 0
         removed += _delete(conn, session_id, lowest, min(bound, lowest + TRIM_CHUNK))
     start = lowest + TRIM_CHUNK
     while start < bound:
@@ -98,7 +104,9 @@ def _give_back_pages(write: Write) -> None:
     store without incremental auto-vacuum: its free pages wait for later appends)."""
     while True:
         with write("give trimmed pages back") as conn:
-            if int(conn.pragma("auto_vacuum")) != INCREMENTAL or not int(conn.pragma("freelist_count")):
+            if int(conn.pragma("auto_vacuum")) != INCREMENTAL_VACUUM or not int(
+                conn.pragma("freelist_count")
+            ):
                 return
             conn.execute(f"PRAGMA incremental_vacuum({VACUUM_STEP_PAGES})").fetchall()
 
@@ -108,7 +116,7 @@ def compact(conn: apsw.Connection) -> None:
     writer connection, outside any transaction (``VACUUM`` cannot run inside one) and under the
     writer's thread lock. ``VACUUM`` is atomic (a crash leaves the old file or the new one) and
     needs as much free disk as the file's size."""
-    conn.pragma("auto_vacuum", INCREMENTAL)
+    conn.pragma("auto_vacuum", INCREMENTAL_VACUUM)
     conn.execute("VACUUM")
 
 

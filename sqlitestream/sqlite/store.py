@@ -611,7 +611,9 @@ class SQLiteSessionStore(AdminStore, FeedStore, RetentionStore, SessionProducers
     def apply_trim(self, session_id: str, rule: TrimRule, *, dry_run: bool) -> int:
         """See :meth:`RetentionStore.apply_trim`; here in transactions of at most
         ``TRIM_CHUNK`` events, then a bounded incremental vacuum (see sqlite/retention.py)."""
-        return _retention.trim(self._write, session_id, rule, dry_run=dry_run)
+        if dry_run:
+            return _retention.count_trim(self._fetch, session_id, rule)
+        return _retention.trim(self._write, session_id, rule)
 
     def trimmable_sessions(self) -> list[str]:
         return _retention.trimmable_sessions(self._fetch)
