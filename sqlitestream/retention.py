@@ -124,7 +124,11 @@ class RetentionStore(SessionStore):
         """
         checked = check_id(session_id, "session_id")
         rule = TrimRule.build(before_sequence=before_sequence, keep_last=keep_last, older_than=older_than)
-        return self.apply_trim(checked, rule, dry_run=_check_flag(dry_run, "dry_run"))
+        dry = _check_flag(dry_run, "dry_run")
+        removed = self.apply_trim(checked, rule, dry_run=dry)
+        if removed and not dry:
+            self.reclaim_space()
+        return removed
 
     def trim_store(
         self,
@@ -152,11 +156,17 @@ class RetentionStore(SessionStore):
             removed += self.apply_trim(session_id, rule, dry_run=dry)
             if on_progress is not None:
                 on_progress(done, len(session_ids))
+        if removed and not dry:
+            self.reclaim_space()
         return removed
 
     @abc.abstractmethod
     def apply_trim(self, session_id: str, rule: TrimRule, *, dry_run: bool) -> int:
         """:meth:`trim_session` for checked arguments: what a store implements."""
+
+    def reclaim_space(self) -> None:
+        """Called once after a trim removed events: give the space back where the storage
+        needs to be told (the SQLite store's incremental vacuum). By default nothing."""
 
     @abc.abstractmethod
     def trimmable_sessions(self) -> Iterable[str]:

@@ -309,6 +309,42 @@ def test_an_offset_of_a_session_deleted_and_written_again_is_gone(
     assert [event["sequence_number"] for event in plain.json()] == [5]
 
 
+def test_a_trim_keeps_the_offsets_of_the_events_it_keeps(
+    store: SQLiteSessionStore, client: httpx.Client
+) -> None:
+    store.append_events([Event("message_sent", "s1") for _ in range(6)])
+    pages = [client.get("/v1/sessions/s1", params={"offset": "-1"})]
+    after_four = pages[0].headers["stream-next-offset"]
+    store.append_events([Event("message_sent", "s1") for _ in range(2)])
+    store.trim_session("s1", keep_last=4)  # 5..8 stay: a reader at 6 has missed nothing
+    resumed = client.get("/v1/sessions/s1", params={"offset": after_four})
+    assert [event["sequence_number"] for event in resumed.json()] == [7, 8]
+    assert client.head("/v1/sessions/s1", params={"offset": after_four}).status_code == 200
+
+
+def test_an_offset_whose_next_events_were_trimmed_is_gone(
+    store: SQLiteSessionStore, client: httpx.Client
+) -> None:
+    store.append_events([Event("message_sent", "s1") for _ in range(3)])
+    early = client.get("/v1/sessions/s1", params={"offset": "-1"}).headers["stream-next-offset"]
+    store.append_events([Event("message_sent", "s1") for _ in range(5)])
+    store.trim_session("s1", keep_last=2)  # 4..6 went: a reader at 3 would miss them
+    gone = client.get("/v1/sessions/s1", params={"offset": early})
+    assert (gone.status_code, gone.json()["error"]["code"]) == (410, "offset_trimmed")
+    assert "4..6" in gone.json()["error"]["message"]
+    assert client.get("/v1/sessions/s1", params={"offset": early, "live": "long-poll"}).status_code == 410
+    assert client.head("/v1/sessions/s1", params={"offset": early}).status_code == 410
+    fresh = client.get("/v1/sessions/s1", params={"offset": "-1"})
+    assert [event["sequence_number"] for event in fresh.json()] == [7, 8]
+    store.trim_session("s1", keep_last=0)  # nothing left: the tail offset still resumes
+    tail = client.head("/v1/sessions/s1").headers["stream-next-offset"]
+    assert tail.startswith("0000000000000008_")
+    store.append_event(Event("message_sent", "s1"))
+    assert [e["sequence_number"] for e in client.get("/v1/sessions/s1", params={"offset": tail}).json()] == [
+        9
+    ]
+
+
 def test_an_open_sse_response_ends_when_its_session_is_deleted(
     store: SQLiteSessionStore, client: httpx.Client
 ) -> None:

@@ -2,9 +2,13 @@
 
 Its messages are the session's events in the export format (``Event.to_dict()``), in sequence
 order; the offset after sequence N is ``format_offset(N, G)``, so a resume is a cursor read
-(``after=N``); G is the log's generation, a number made from its first event's id, so an offset
-of a session since deleted and written again is told apart (410) instead of resuming in the
-middle of the new log. A session without events reads as 404. POST appends one event object or an
+(``after=N``); M is a mark of event N, its id hashed to 48 bits (0 where there is no event to
+mark: the start, or a log whose events were all trimmed). So an offset of a session since
+deleted and written again is told apart (410 ``session_replaced``) instead of resuming in the
+middle of the new log, while a trim leaves the offsets of the events it keeps as they were and
+a copy of the log (export and import keep ids) has the same offsets. An
+offset whose next events were trimmed away is refused (410 ``offset_trimmed``), as the
+protocol answers an offset past retention. A session without events reads as 404. POST appends one event object or an
 array of them as one batch (``append_events``: contiguous sequences, all or nothing,
 duplicate ids return the stored events); with producer headers the batch is appended with
 :meth:`~sqlitestream.producers.SessionProducers.append_events_as` (epoch fencing, sequence gaps,
@@ -44,20 +48,32 @@ _EVENT_FIELDS = ("id", "type", "session_id", "run_id", "timestamp", "data", "met
 _FIELD_IN_MESSAGE = re.compile(r"\A(id|type|session_id|run_id|timestamp|data|metadata)\b")
 
 
-def _generation_of(first_event_id: str) -> int:
-    """A log's generation: its first event's id, hashed to 48 bits (plus one, so 0 stays free
-    for offsets minted without one). A session deleted and written again starts with another
-    id, so its offsets change even where its sequences are the same."""
-    digest = hashlib.blake2b(first_event_id.encode("utf-8"), digest_size=6).digest()
-    return int.from_bytes(digest, "big") + 1
-
-
 def _replaced(session_id: str) -> Response:
     return json_error(
         410,
         "session_replaced",
         f"session {session_id!r} was deleted and written again since this offset: read it from -1",
     )
+
+
+def _trimmed(session_id: str, after: int, first: int) -> Response:
+    return json_error(
+        410,
+        "offset_trimmed",
+        f"events {after + 1}..{first - 1} of session {session_id!r} were trimmed: read on from -1 "
+        f"(the first retained event is {first})",
+    )
+
+
+def _mark(event_id: str) -> int:
+    """An event's mark in offsets: its id hashed to 48 bits, plus one so that 0 stays free for
+    offsets that mark no event."""
+    digest = hashlib.blake2b(event_id.encode("utf-8"), digest_size=6).digest()
+    return int.from_bytes(digest, "big") + 1
+
+
+def _offset(event: StoredEvent) -> str:
+    return format_offset(event.sequence_number or 0, _mark(event.id))
 
 
 def _body(events: list[StoredEvent]) -> bytes:
@@ -99,22 +115,37 @@ class SessionRoutes:
             raise _no_session(session_id)
         return latest
 
-    async def _generation(self, session_id: str) -> int:
-        """The generation of the session's log now (0 while it has no events)."""
-        first = await self._store.get_events(session_id, after=0, limit=1)
-        return _generation_of(first[0].id) if first else 0
+    async def _tail_offset(self, session_id: str, latest: int) -> str:
+        """The offset after the session's latest event."""
+        found = await self._store.get_events(session_id, after=latest - 1, limit=1)
+        return _offset(found[0]) if found else format_offset(latest, 0)
+
+    async def _refusal(self, session_id: str, after: int, mark: int) -> Response | None:
+        """Why a read from the offset ``(after, mark)`` cannot go on (a 410), or None."""
+        if after == 0:
+            return None
+        found = await self._store.get_events(session_id, after=after - 1, limit=1)
+        if found and found[0].sequence_number == after:
+            return None if mark in (0, _mark(found[0].id)) else _replaced(session_id)
+        latest = await self._store.get_latest_sequence(session_id)
+        if after > latest:
+            return _replaced(session_id)
+        first = found[0].sequence_number or 0 if found else latest + 1
+        return _trimmed(session_id, after, first) if after < first - 1 else None
 
     async def _get(self, request: Request, session_id: str) -> Response:
         latest = await self._latest(session_id)
-        generation = await self._generation(session_id)
-
-        def _offset(sequence: int) -> str:
-            return format_offset(sequence, generation)
-
         if request.method == "HEAD":
+            # With an offset, HEAD also says whether a read from it could go on (the viewer
+            # asks before it reconnects: an EventSource cannot see a 410).
+            given = request.query_params.get("offset")
+            if given not in (None, "-1", "now"):
+                refusal = await self._refusal(session_id, *parse_offset(given))
+                if refusal is not None:
+                    return Response(status_code=refusal.status_code, headers={"cache-control": "no-store"})
             headers = {
                 "content-type": JSON_TYPE,
-                protocol.NEXT_OFFSET: _offset(latest),
+                protocol.NEXT_OFFSET: await self._tail_offset(session_id, latest),
                 "cache-control": "no-store",
             }
             return Response(status_code=200, headers=headers)
@@ -124,12 +155,17 @@ class SessionRoutes:
             raise ValidationError(f"live must be long-poll or sse, got {live!r}")
         if live is not None and offset is None:
             raise ValidationError("live reads need an offset")
-        after, given = (latest, generation) if offset == "now" else parse_offset(offset or "-1")
-        if given not in (0, generation):
-            return _replaced(session_id)
+        if offset == "now":
+            after, mark = parse_offset(await self._tail_offset(session_id, latest))
+        else:
+            after, mark = parse_offset(offset or "-1")
+            refusal = await self._refusal(session_id, after, mark)
+            if refusal is not None:
+                return refusal
+        start = format_offset(after, mark)
         if live == "sse":
             return StreamingResponse(
-                self._sse(session_id, after, generation, params.get("cursor")),
+                self._sse(session_id, after, start, params.get("cursor")),
                 headers={
                     "content-type": "text/event-stream",
                     "cache-control": "no-cache",
@@ -140,14 +176,14 @@ class SessionRoutes:
         events, more = await self._page(session_id, after, wait_ms)
         if live == "long-poll" and not events:
             headers = {
-                protocol.NEXT_OFFSET: _offset(after),
+                protocol.NEXT_OFFSET: start,
                 protocol.UP_TO_DATE: "true",
                 protocol.CURSOR: protocol.cursor(params.get("cursor")),
                 "cache-control": "no-store",
             }
             return Response(status_code=204, headers=headers)
-        end = events[-1].sequence_number if events else after
-        headers = {"content-type": JSON_TYPE, protocol.NEXT_OFFSET: _offset(end)}
+        end = _offset(events[-1]) if events else start
+        headers = {"content-type": JSON_TYPE, protocol.NEXT_OFFSET: end}
         if not more:
             headers[protocol.UP_TO_DATE] = "true"
         if live == "long-poll":
@@ -155,7 +191,7 @@ class SessionRoutes:
         if offset == "now":
             headers["cache-control"] = "no-store"
             return Response(b"[]", status_code=200, headers=headers)
-        tag = f'"session:{session_id}:{_offset(after)}:{_offset(end)}"'
+        tag = f'"session:{session_id}:{start}:{end}"'
         headers["etag"] = tag
         headers["cache-control"] = "private, max-age=60, stale-while-revalidate=300" if events else "no-store"
         if protocol.etag_matches(request.headers.get("if-none-match"), tag):
@@ -195,7 +231,7 @@ class SessionRoutes:
                 task.cancel()
 
     async def _sse(
-        self, session_id: str, after: int, generation: int, client_cursor: str | None
+        self, session_id: str, after: int, next_offset: str, client_cursor: str | None
     ) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SSE_MAX_SECONDS
@@ -215,10 +251,10 @@ class SessionRoutes:
                     return
                 if events:
                     yield protocol.sse_data(_body(events), base64_encoded=False)
-                    after = events[-1].sequence_number
+                    after, next_offset = events[-1].sequence_number or after, _offset(events[-1])
                 if events or announce:
                     control: dict[str, Any] = {
-                        "streamNextOffset": format_offset(after, generation),
+                        "streamNextOffset": next_offset,
                         "streamCursor": protocol.cursor(client_cursor),
                     }
                     if not more:
@@ -248,9 +284,8 @@ class SessionRoutes:
         events = [_event(item, session_id, index, stamp) for index, item in enumerate(items)]
         if producer is None or not fenced:
             stored = await self._store.append_events(events)
-            generation = await self._generation(session_id)
-            tail = max(event.sequence_number for event in stored)
-            headers = {protocol.NEXT_OFFSET: format_offset(tail, generation)}
+            tail = max(stored, key=lambda event: event.sequence_number or 0)
+            headers = {protocol.NEXT_OFFSET: _offset(tail)}
             if producer is None:
                 return Response(status_code=204, headers=headers)
             headers[protocol.PRODUCER_EPOCH] = str(producer.epoch)
@@ -258,13 +293,12 @@ class SessionRoutes:
             return Response(status_code=200, headers=headers)
         result = await self._store.append_events_as(producer, events)
         headers = {protocol.PRODUCER_EPOCH: str(result.epoch), protocol.PRODUCER_SEQ: str(result.seq)}
-        generation = await self._generation(session_id)
         if result.duplicate:  # stored before: as for byte streams, 204 and the tail as it is now
             latest = await self._store.get_latest_sequence(session_id)
-            headers[protocol.NEXT_OFFSET] = format_offset(latest, generation)
+            headers[protocol.NEXT_OFFSET] = await self._tail_offset(session_id, latest)
             return Response(status_code=204, headers=headers)
-        tail = max(event.sequence_number for event in result.events)
-        headers[protocol.NEXT_OFFSET] = format_offset(tail, generation)
+        tail = max(result.events, key=lambda event: event.sequence_number or 0)
+        headers[protocol.NEXT_OFFSET] = _offset(tail)
         return Response(status_code=200, headers=headers)
 
 

@@ -28,7 +28,15 @@ from sqlitestream.retention import TrimRule
 from sqlitestream.sqlite import feed as _feed
 from sqlitestream.sqlite.connection import INCREMENTAL_VACUUM
 
-__all__ = ["TRIM_CHUNK", "compact", "count_trim", "stream_info", "trim", "trimmable_sessions"]
+__all__ = [
+    "TRIM_CHUNK",
+    "compact",
+    "count_trim",
+    "give_back_pages",
+    "stream_info",
+    "trim",
+    "trimmable_sessions",
+]
 
 Fetch = Callable[[str, str, tuple[Any, ...]], list[Any]]
 Write = Callable[[str], AbstractContextManager[apsw.Connection]]
@@ -88,8 +96,6 @@ def trim(write: Write, session_id: str, rule: TrimRule) -> int:
         with write("trim a session") as conn:
             removed += _delete(conn, session_id, start, min(bound, start + TRIM_CHUNK))
         start += TRIM_CHUNK
-    if removed:
-        _give_back_pages(write)
     return removed
 
 
@@ -99,7 +105,7 @@ def _delete(conn: apsw.Connection, session_id: str, start: int, stop: int) -> in
     return conn.changes()
 
 
-def _give_back_pages(write: Write) -> None:
+def give_back_pages(write: Write) -> None:
     """Hand emptied pages back to the file system, a bounded step per transaction (nothing on a
     store without incremental auto-vacuum: its free pages wait for later appends)."""
     while True:

@@ -610,10 +610,14 @@ class SQLiteSessionStore(AdminStore, FeedStore, RetentionStore, SessionProducers
 
     def apply_trim(self, session_id: str, rule: TrimRule, *, dry_run: bool) -> int:
         """See :meth:`RetentionStore.apply_trim`; here in transactions of at most
-        ``TRIM_CHUNK`` events, then a bounded incremental vacuum (see sqlite/retention.py)."""
+        ``TRIM_CHUNK`` events (see sqlite/retention.py)."""
         if dry_run:
             return _retention.count_trim(self._fetch, session_id, rule)
         return _retention.trim(self._write, session_id, rule)
+
+    def reclaim_space(self) -> None:
+        """Hand the pages a trim emptied back to the file system (see sqlite/retention.py)."""
+        _retention.give_back_pages(self._write)
 
     def trimmable_sessions(self) -> list[str]:
         return _retention.trimmable_sessions(self._fetch)

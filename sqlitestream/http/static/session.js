@@ -417,15 +417,17 @@ async function loadRuns() {
   schedule();
 }
 
-// An offset's second half is the log's generation (made from its first event): a session deleted
-// and written again has another, even once the new log is longer than the one shown.
-const generation = (value) => value.split("_")[1];
-
+// A HEAD with our offset answers 410 when the server cannot go on from it: the session was
+// deleted and written again (even once the new log is longer than the one shown), or the events
+// after it were trimmed. An EventSource could not tell us: it sees no status codes.
 async function replaced() {
   if (offset === "-1") return false;
-  const response = await fetch(`v1/sessions/${encodeURIComponent(sessionId)}`, { method: "HEAD", cache: "no-store" });
-  const tail = response.ok ? response.headers.get("Stream-Next-Offset") : null;
-  return tail !== null && generation(tail) !== generation(offset);
+  const params = new URLSearchParams({ offset });
+  const response = await fetch(`v1/sessions/${encodeURIComponent(sessionId)}?${params}`, {
+    method: "HEAD",
+    cache: "no-store",
+  });
+  return response.status === 410;
 }
 
 function retry(state, text, delay = retryMs) {
@@ -459,7 +461,7 @@ async function connect() {
     return;
   }
   if (again) {
-    // Deleted and written again while we were away: its log starts at sequence 1 again.
+    // Deleted and written again, or trimmed past us, while we were away: read it from the start.
     startOver();
   }
   loadRuns().catch(() => {});
