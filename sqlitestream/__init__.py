@@ -34,6 +34,8 @@ _PUBLIC: dict[str, str] = {
     "FeedStore": "feed",
     "FeedFilter": "feed",
     "ConsumerCursor": "feed",
+    "RetentionStore": "retention",
+    "TrimRule": "retention",
     "InMemorySessionStore": "memory",
     "SQLiteSessionStore": "sqlite",
     "PostgresSessionStore": "postgres",
@@ -153,6 +155,8 @@ if TYPE_CHECKING:  # for type checkers only; must list exactly _PUBLIC (a test c
     from .models import SessionStatus as SessionStatus
     from .models import StoredEvent as StoredEvent
     from .postgres import PostgresSessionStore as PostgresSessionStore
+    from .retention import RetentionStore as RetentionStore
+    from .retention import TrimRule as TrimRule
     from .sqlite import SQLiteSessionStore as SQLiteSessionStore
     from .store import EventFilter as EventFilter
     from .store import SessionStore as SessionStore

@@ -24,13 +24,14 @@ import dataclasses
 import functools
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from sqlitestream._core.validate import check_int, describe
 from sqlitestream._core.waiting import FEED, WakeHub
 from sqlitestream._following import OnRestart
+from sqlitestream.admin import StreamInfo
 from sqlitestream.bytestreams import Producer
 from sqlitestream.errors import StoreClosedError, ValidationError
 from sqlitestream.feed import ConsumerCursor, FeedFilter, FeedStore
@@ -44,6 +45,7 @@ from sqlitestream.models import (
     StoredEvent,
 )
 from sqlitestream.producers import ProducerAppend, SessionProducers
+from sqlitestream.retention import RetentionStore
 from sqlitestream.store import EventFilter, SessionStore
 from sqlitestream.streaming import DEFAULT_WAIT_TIMEOUT_MS, afollow
 
@@ -284,6 +286,48 @@ class AsyncStore:
     async def delete_cursor(self, name: str) -> None:
         """See :meth:`FeedStore.delete_cursor`."""
         await self._call(self._feed_store().delete_cursor, name)
+
+    # Retention (a RetentionStore's) ----------------------------------------------------------
+
+    def _retention_store(self) -> RetentionStore:
+        if not isinstance(self._store, RetentionStore):
+            raise ValidationError(f"the store cannot trim (it is not a RetentionStore): {self._store!r}")
+        return self._store
+
+    async def trim_session(
+        self,
+        session_id: str,
+        *,
+        before_sequence: int | None = None,
+        keep_last: int | None = None,
+        older_than: timedelta | datetime | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        """See :meth:`RetentionStore.trim_session`."""
+        return await self._call(
+            self._retention_store().trim_session,
+            session_id,
+            before_sequence=before_sequence,
+            keep_last=keep_last,
+            older_than=older_than,
+            dry_run=dry_run,
+        )
+
+    async def trim_store(
+        self,
+        *,
+        keep_last: int | None = None,
+        older_than: timedelta | datetime | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        """See :meth:`RetentionStore.trim_store` (progress is the sync API's: this awaits the whole run)."""
+        return await self._call(
+            self._retention_store().trim_store, keep_last=keep_last, older_than=older_than, dry_run=dry_run
+        )
+
+    async def get_stream_info(self, session_id: str) -> StreamInfo:
+        """See :meth:`RetentionStore.get_stream_info`."""
+        return await self._call(self._retention_store().get_stream_info, session_id)
 
     def follow(
         self,

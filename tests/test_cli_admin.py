@@ -194,7 +194,9 @@ def test_check_finds_a_sequence_gap(store: SQLiteSessionStore, tmp_path: Path) -
     assert "sequence 3 is missing" in report.findings[0].message
 
 
-def test_check_accepts_a_trimmed_log_but_not_a_gap_inside_it(store: SQLiteSessionStore, tmp_path: Path) -> None:
+def test_check_accepts_a_trimmed_log_but_not_a_gap_inside_it(
+    store: SQLiteSessionStore, tmp_path: Path
+) -> None:
     store.trim_session("s1", before_sequence=2)
     assert _check(tmp_path / "store.db").ok
     raw(tmp_path / "store.db", "DELETE FROM events WHERE session_id = 's1' AND seq = 3")
@@ -215,7 +217,9 @@ def test_check_finds_events_without_a_counter(store: SQLiteSessionStore, tmp_pat
     assert _kinds(_check(tmp_path / "store.db")) == [("missing_counter", "s2")]
 
 
-def test_check_accepts_a_counter_whose_events_were_all_trimmed(store: SQLiteSessionStore, tmp_path: Path) -> None:
+def test_check_accepts_a_counter_whose_events_were_all_trimmed(
+    store: SQLiteSessionStore, tmp_path: Path
+) -> None:
     assert store.trim_session("s2", keep_last=0) == 1
     assert _check(tmp_path / "store.db").ok
 

@@ -34,6 +34,7 @@ from sqlitestream import (
     SQLiteSessionStore,
     StoredEvent,
 )
+from sqlitestream.retention import RetentionStore
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 PLUS5 = timezone(timedelta(hours=5))
@@ -59,7 +60,8 @@ class Model:
 
     sessions: dict[str, Session] = field(default_factory=dict)
     runs: dict[str, Run] = field(default_factory=dict)
-    logs: dict[str, list[StoredEvent]] = field(default_factory=dict)
+    logs: dict[str, list[StoredEvent]] = field(default_factory=dict)  # the retained events
+    counters: dict[str, int] = field(default_factory=dict)  # latest sequences: trims keep them
     last_position: int = 0
     cursors: dict[str, int] = field(default_factory=dict)
 
@@ -80,10 +82,15 @@ class Model:
         return None
 
     def latest(self, session_id: str) -> int:
-        return len(self.logs.get(session_id, []))
+        return self.counters.get(session_id, 0)
+
+    def first(self, session_id: str) -> int:
+        log = self.logs.get(session_id)
+        return (log[0].sequence_number or 0) if log else self.latest(session_id) + 1
 
     def store(self, event: Event) -> StoredEvent:
         log = self.logs.setdefault(event.session_id, [])
+        self.counters[event.session_id] = self.latest(event.session_id) + 1
         self.last_position += 1  # every store hands out the next one, and never one twice
         stored = StoredEvent(
             type=event.type,
@@ -93,7 +100,7 @@ class Model:
             run_id=event.run_id,
             id=event.id,
             timestamp=event.timestamp,
-            sequence_number=len(log) + 1,
+            sequence_number=self.counters[event.session_id],
             position=self.last_position,
         )
         log.append(stored)
@@ -188,6 +195,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.store.delete_session(session_id)
         self.model.sessions.pop(session_id, None)
         self.model.logs.pop(session_id, None)
+        self.model.counters.pop(session_id, None)
         for run_id in [r.id for r in self.model.runs.values() if r.session_id == session_id]:
             del self.model.runs[run_id]
 
@@ -378,6 +386,62 @@ class StoreMachine(RuleBasedStateMachine):
             session_id, after=after, before=before, limit=limit, type=type_, run_id=run_id, since=since
         )
         assert [_key(e) for e in got] == [_key(e) for e in expected]
+
+    # Retention ------------------------------------------------------------------------------
+
+    @rule(
+        session_id=session_ids,
+        data=st.data(),
+        keep_last=st.one_of(st.none(), st.integers(0, 4)),
+        older_than=st.one_of(st.none(), st.none(), aware_moments),
+        dry_run=st.booleans(),
+        now=st.integers(0, 2),
+    )
+    def trim(
+        self,
+        session_id: str,
+        data: st.DataObject,
+        keep_last: int | None,
+        older_than: datetime | None,
+        dry_run: bool,
+        now: int,
+    ) -> None:
+        if now:  # trims are rarer than appends, so that logs grow
+            return
+        latest = self.model.latest(session_id)
+        before = data.draw(st.one_of(st.none(), st.integers(1, latest + 2)), label="before_sequence")
+        if before is None and keep_last is None and older_than is None:
+            keep_last = 1
+        log = self.model.logs.get(session_id, [])
+        bounds = [1]
+        if before is not None:
+            bounds.append(before)
+        if keep_last is not None:
+            bounds.append(latest - keep_last + 1)
+        if older_than is not None:
+            recent = [e.sequence_number or 0 for e in log if e.timestamp >= older_than]
+            bounds.append(recent[0] if recent else latest + 1)
+        bound = min(max(bounds), latest + 1)
+        kept = [e for e in log if (e.sequence_number or 0) >= bound]
+        assert isinstance(self.store, RetentionStore)
+        removed = self.store.trim_session(
+            session_id, before_sequence=before, keep_last=keep_last, older_than=older_than, dry_run=dry_run
+        )
+        assert removed == len(log) - len(kept)
+        if not dry_run and log:
+            self.model.logs[session_id] = kept
+
+    @invariant()
+    def stream_infos_match(self) -> None:
+        assert isinstance(self.store, RetentionStore)
+        for session_id in ["s1", "s2", "s3", "s'%_"]:
+            info = self.store.get_stream_info(session_id)
+            log = self.model.logs.get(session_id, [])
+            assert (info.first_sequence, info.latest_sequence, info.event_count) == (
+                self.model.first(session_id),
+                self.model.latest(session_id),
+                len(log),
+            )
 
     # The feed and consumer cursors ------------------------------------------------------------
 

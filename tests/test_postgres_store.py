@@ -601,3 +601,32 @@ def test_follower_survives_losing_its_listen_connection(
     second = _Background(follower.get_events, "s1", after=1, wait_timeout_ms=int(DEADLINE * 1000))
     writer.append_event(_event(id="next"))
     assert [e.id for e in second.result()] == ["next"]
+
+
+def test_trims_on_one_node_racing_appends_on_another_keep_the_log_gap_free(
+    open_store: Callable[..., PostgresSessionStore],
+) -> None:
+    appending, trimming = open_store(pool_size=4), open_store(pool_size=2)
+    done = threading.Event()
+    sequences: list[int] = []
+
+    def append() -> None:
+        try:
+            for _ in range(80):
+                sequences.append(appending.append_event(_event("s1")).sequence_number or 0)
+        finally:
+            done.set()
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    trims = 0
+    while not done.is_set() or trims == 0:
+        trims += 1
+        trimming.trim_session("s1", keep_last=10)
+    writer.join()
+    assert sequences == list(range(1, 81))
+    retained = [event.sequence_number or 0 for event in trimming.get_events("s1")]
+    assert retained == list(range(retained[0], 81)) and len(retained) >= 10
+    info = trimming.get_stream_info("s1")
+    assert (info.first_sequence, info.latest_sequence) == (retained[0], 80)
+    assert trimming.check_integrity().ok

@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 from sqlitestream import Event, InMemorySessionStore, SQLiteSessionStore
 from sqlitestream.cli import cli
 from sqlitestream.sqlite import retention as sqlite_retention
+from sqlitestream.testing import Background
 
 
 def fill(store: SQLiteSessionStore, count: int, session_id: str = "s1", size: int = 200) -> None:
@@ -207,3 +208,23 @@ def test_sessions_lists_the_first_retained_sequence(db: Path) -> None:
     run(db, "trim", "--keep-last", "3")
     result = run(db, "sessions", "--json")
     assert '"first_sequence":18' in result.stdout.replace(" ", "")
+
+
+def test_a_trim_through_another_store_object_does_not_release_a_waiter(tmp_path: Path) -> None:
+    # Each round: a waiter on a session, a trim of all its events through another store
+    # object, then a probe append that wakes a second waiter only once this store's watcher has
+    # looked at the file after the trim; only then the append the first waiter must get. A
+    # round where a waiter registers late proves nothing, but cannot fail either; of 20 rounds
+    # most have the order that a watcher taking the trim for a new log fails.
+    path = tmp_path / "store.db"
+    with SQLiteSessionStore(path) as waiting, SQLiteSessionStore(path) as trimming:
+        for n in range(20):
+            session_id, probe = f"s{n}", f"probe{n}"
+            trimming.append_events([Event(session_id=session_id, type="message_sent") for _ in range(3)])
+            waiter = Background(waiting.get_events, session_id, after=3, wait_timeout_ms=60_000)
+            prober = Background(waiting.get_events, probe, wait_timeout_ms=60_000)
+            trimming.trim_session(session_id, keep_last=0)  # the first (and the latest) event go
+            trimming.append_event(Event(session_id=probe, type="message_sent"))
+            assert len(prober.result()) == 1
+            trimming.append_event(Event(session_id=session_id, type="message_sent", id=f"after-trim-{n}"))
+            assert [event.id for event in waiter.result()] == [f"after-trim-{n}"]

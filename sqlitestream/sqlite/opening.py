@@ -22,6 +22,7 @@ from sqlitestream.sqlite.connection import (
     enable_wal,
     frozen_location,
     open_connection,
+    translating,
 )
 from sqlitestream.sqlite.files import StoreFiles
 from sqlitestream.sqlite.sidelock import SideLock
@@ -63,7 +64,8 @@ def open_file(path: str, *, readonly: bool, synchronous: str, busy_timeout_ms: i
         if not readonly:
             if state.is_blank:
                 # Only possible before the first table exists and before the switch to WAL.
-                conn.pragma("auto_vacuum", INCREMENTAL_VACUUM)
+                with translating(f"create the store {path!r}"):
+                    conn.pragma("auto_vacuum", INCREMENTAL_VACUUM)
             enable_wal(conn, busy_timeout_ms)
             writer = Writer(conn, path, busy_timeout_ms=busy_timeout_ms, side_lock=_open_side_lock(path))
             writer.files = StoreFiles((path,))  # the file this connection has open

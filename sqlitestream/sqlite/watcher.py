@@ -45,27 +45,31 @@ from sqlitestream.sqlite.walhint import WalHint
 # followers, a server) those hand-offs dominate. Measured on 5,000 sessions: alone, 15-24 ms a
 # look row by row and 29-36 ms as JSON; beside three busy threads, 400-430 ms and 100-150 ms.
 # The argument maps each session to the sequence last seen (null: no such session; -1: never
-# seen), so only sessions that changed come back, each with its first event's id.
+# seen), so only sessions that changed come back, each with its latest event's id and the id
+# of the event now at the sequence last seen: another id there means another log. (Not the
+# first event's id: a trim removes the first events, and must not look like a new log.)
 _CHANGED = (
     "SELECT json_group_array(json_array(k.key, s.latest_seq, "
-    "(SELECT id FROM events WHERE session_id = k.key AND seq = 1))) "
+    "(SELECT id FROM events WHERE session_id = k.key AND seq = s.latest_seq), "
+    "(SELECT id FROM events WHERE session_id = k.key AND seq = k.value))) "
     "FROM json_each(?) AS k LEFT JOIN streams AS s ON s.session_id = k.key "
     "WHERE s.latest_seq IS NOT k.value"
 )
-# The same, the argument mapping each session to [sequence, first event id]: it also finds a
-# session deleted and written again to as many events. Reading every first event makes it about
-# 3x the cost of _CHANGED (10,000 sessions: 38-45 ms against 12 ms on a loaded machine), so it
-# runs at most every _FULL_LOOK_S, and always within that of a commit.
+# The same, the argument mapping each session to [sequence, id of the event at it]: it also
+# finds a session deleted and written again to as many events. Reading the event at every seen
+# sequence makes it about 3x the cost of _CHANGED (10,000 sessions: 38-45 ms against 12 ms on a
+# loaded machine), so it runs at most every _FULL_LOOK_S, and always within that of a commit.
 _CHANGED_OR_REPLACED = (
-    "SELECT json_group_array(json_array(k.key, s.latest_seq, f.id)) "
+    "SELECT json_group_array(json_array(k.key, s.latest_seq, "
+    "(SELECT id FROM events WHERE session_id = k.key AND seq = s.latest_seq), o.id)) "
     "FROM json_each(?) AS k LEFT JOIN streams AS s ON s.session_id = k.key "
-    "LEFT JOIN events AS f ON f.session_id = k.key AND f.seq = 1 "
-    "WHERE s.latest_seq IS NOT k.value ->> 0 OR f.id IS NOT k.value ->> 1"
+    "LEFT JOIN events AS o ON o.session_id = k.key AND o.seq = k.value ->> 0 "
+    "WHERE s.latest_seq IS NOT k.value ->> 0 OR o.id IS NOT k.value ->> 1"
 )
 _FULL_LOOK_S = 0.5
 _TIP_OF = (
-    "SELECT latest_seq, (SELECT id FROM events WHERE session_id = ?1 AND seq = 1) "
-    "FROM streams WHERE session_id = ?1"
+    "SELECT latest_seq, (SELECT id FROM events AS e WHERE e.session_id = ?1 AND e.seq = s.latest_seq) "
+    "FROM streams AS s WHERE session_id = ?1"
 )
 
 
@@ -73,9 +77,9 @@ _TIP_OF = (
 class WatchQueries:
     """What a watcher reads, for one kind of key: ``changed`` and ``changed_or_replaced`` take
     the JSON map of keys to last-seen tips and return the keys whose tip differs, as one JSON
-    array of ``[key, number, identity]``; ``tip_of`` returns one key's ``(number, identity)``.
-    A tip's number only grows while its identity stays; a new identity means the thing was
-    deleted and made again."""
+    array of ``[key, number, identity, identity at the number last seen]``; ``tip_of`` returns
+    one key's ``(number, identity)``. A tip's number only grows while the thing lives; another
+    identity at the number last seen means it was deleted and made again."""
 
     changed: str
     changed_or_replaced: str
@@ -83,13 +87,13 @@ class WatchQueries:
 
 
 SESSIONS = WatchQueries(_CHANGED, _CHANGED_OR_REPLACED, _TIP_OF)
-"""Sessions: the latest sequence and the first event's id."""
+"""Sessions: the latest sequence and the id of the event at it."""
 
 BYTE_STREAMS = WatchQueries(
-    "SELECT json_group_array(json_array(k.key, s.version, CAST(s.id AS TEXT))) "
+    "SELECT json_group_array(json_array(k.key, s.version, CAST(s.id AS TEXT), CAST(s.id AS TEXT))) "
     "FROM json_each(?) AS k LEFT JOIN ds_streams AS s ON s.name = k.key "
     "WHERE s.version IS NOT k.value",
-    "SELECT json_group_array(json_array(k.key, s.version, CAST(s.id AS TEXT))) "
+    "SELECT json_group_array(json_array(k.key, s.version, CAST(s.id AS TEXT), CAST(s.id AS TEXT))) "
     "FROM json_each(?) AS k LEFT JOIN ds_streams AS s ON s.name = k.key "
     "WHERE s.version IS NOT k.value ->> 0 OR CAST(s.id AS TEXT) IS NOT k.value ->> 1",
     "SELECT version, CAST(id AS TEXT) FROM ds_streams WHERE name = ?1",
@@ -337,15 +341,21 @@ class DataVersionWatcher:
             last_seen = {session_id: _as_seen(before[session_id], full) for session_id in chunk}
             sql = self._queries.changed_or_replaced if full else self._queries.changed
             rows = json.loads(str(conn.execute(sql, (orjson.dumps(last_seen),)).get))
-            now: dict[str, _Tip | None] = {
-                str(session_id): None if seq is None else (int(seq), None if tip_id is None else str(tip_id))
-                for session_id, seq, tip_id in rows
-            }
-            self._wake_changed(now, before, watched)
+            now: dict[str, _Tip | None] = {}
+            at_seen: dict[str, str | None] = {}
+            for session_id, seq, tip_id, seen_id in rows:
+                key = str(session_id)
+                now[key] = None if seq is None else (int(seq), None if tip_id is None else str(tip_id))
+                at_seen[key] = None if seen_id is None else str(seen_id)
+            self._wake_changed(now, at_seen, before, watched)
             known.update((session_id, now.get(session_id, before[session_id])) for session_id in chunk)
 
     def _wake_changed(
-        self, now: dict[str, _Tip | None], before: dict[str, object], watched: set[str]
+        self,
+        now: dict[str, _Tip | None],
+        at_seen: dict[str, str | None],
+        before: dict[str, object],
+        watched: set[str],
     ) -> None:
         changed = []
         for session_id, tip in now.items():
@@ -358,7 +368,7 @@ class DataVersionWatcher:
                 # Its tip is from before its present waiters queried: whatever happened since
                 # (even a delete) happened before they queried, so they only re-query.
                 changed.append(session_id)
-            elif tip is None or _replaced(was, tip):  # type: ignore[arg-type]
+            elif tip is None or _replaced(was, tip, at_seen[session_id]):  # type: ignore[arg-type]
                 # Deleted by another process (and maybe refilled since the last look): its
                 # waiters return [] as they do when this process deletes it.
                 self._hub.release(session_id)
@@ -379,8 +389,10 @@ def _as_seen(tip: object, full: bool) -> object:
     return list(tip) if full else tip[0]
 
 
-def _replaced(before: _Tip, now: _Tip) -> bool:
+def _replaced(before: _Tip, now: _Tip, id_at_seen: str | None) -> bool:
     """Whether the session was deleted and written again between two looks: its counter went
-    down or its first event is another one. With no first event to compare (a damaged log),
-    only the counter tells."""
-    return now[0] < before[0] or (before[1] is not None and now[1] != before[1])
+    down, or the event now at the sequence last seen is another one. With no event there to
+    compare (trimmed since, or a damaged log), only the counter tells."""
+    return now[0] < before[0] or (
+        before[1] is not None and id_at_seen is not None and id_at_seen != before[1]
+    )

@@ -7,13 +7,15 @@ A store that is not a ``RetentionStore`` skips these tests.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sqlitestream.admin import AdminStore
+from sqlitestream.admin import AdminStore, StreamInfo
+from sqlitestream.aio import AsyncStore
 from sqlitestream.errors import ValidationError
 from sqlitestream.feed import FeedStore
 from sqlitestream.memory import InMemorySessionStore
@@ -242,3 +244,16 @@ class RetentionContract(ContractBase):
         report = retention.import_records(records)
         assert (report.events_added, report.events_skipped) == (0, 4)
         assert seqs(retention.get_events("s1")) == [4]
+
+    def test_the_asyncio_facade_trims_and_reports(self, store: SessionStore) -> None:
+        retention = filled(store, 5)
+
+        async def trim() -> tuple[int, int, int, StreamInfo]:
+            async with AsyncStore(retention) as facade:
+                dry = await facade.trim_session("s1", keep_last=2, dry_run=True)
+                one = await facade.trim_session("s1", keep_last=2)
+                every = await facade.trim_store(keep_last=1)
+                return dry, one, every, await facade.get_stream_info("s1")
+
+        dry, one, every, info = asyncio.run(trim())
+        assert (dry, one, every, info.first_sequence, info.event_count) == (3, 3, 1, 5, 1)
