@@ -150,14 +150,23 @@ class RetentionStore(SessionStore):
         dry = _check_flag(dry_run, "dry_run")
         if on_progress is not None and not callable(on_progress):
             raise ValidationError(f"on_progress must be callable, got {describe(on_progress)}")
-        session_ids = list(self.trimmable_sessions())
-        removed = 0
-        for done, session_id in enumerate(session_ids, 1):
-            removed += self.apply_trim(session_id, rule, dry_run=dry)
-            if on_progress is not None:
-                on_progress(done, len(session_ids))
+        removed = self.apply_trims(
+            list(self.trimmable_sessions()), rule, dry_run=dry, on_progress=on_progress
+        )
         if removed and not dry:
             self.reclaim_space()
+        return removed
+
+    def apply_trims(
+        self, session_ids: list[str], rule: TrimRule, *, dry_run: bool, on_progress: ProgressCallback | None
+    ) -> int:
+        """:meth:`trim_store`'s work: :meth:`apply_trim` for each session, reporting progress
+        after each. A store may override it to share transactions between sessions."""
+        removed = 0
+        for done, session_id in enumerate(session_ids, 1):
+            removed += self.apply_trim(session_id, rule, dry_run=dry_run)
+            if on_progress is not None:
+                on_progress(done, len(session_ids))
         return removed
 
     @abc.abstractmethod

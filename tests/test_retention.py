@@ -80,6 +80,25 @@ def test_a_long_trim_goes_in_several_transactions_and_removes_exactly_the_prefix
         assert store.check_integrity().ok
 
 
+def test_a_store_trim_shares_transactions_between_sessions_and_reports_each_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_retention, "TRIM_CHUNK", 7)
+    with SQLiteSessionStore(tmp_path / "store.db") as store:
+        sizes = {"a": 5, "b": 20, "c": 3, "d": 1}
+        for session_id, size in sizes.items():
+            fill(store, size, session_id, size=1)
+        progress: list[tuple[int, int]] = []
+        removed = store.trim_store(
+            keep_last=1, on_progress=lambda done, total: progress.append((done, total))
+        )
+        assert removed == sum(size - 1 for size in sizes.values())
+        assert progress == [(n, 4) for n in range(1, 5)]
+        for session_id, size in sizes.items():
+            assert [e.sequence_number for e in store.get_events(session_id)] == [size]
+        assert store.check_integrity().ok
+
+
 def test_trims_racing_appends_in_threads_keep_every_log_gap_free(tmp_path: Path) -> None:
     with SQLiteSessionStore(tmp_path / "store.db") as store:
         stop = threading.Event()

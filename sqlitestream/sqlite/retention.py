@@ -22,7 +22,7 @@ from typing import Any
 
 import apsw
 
-from sqlitestream.admin import StreamInfo
+from sqlitestream.admin import ProgressCallback, StreamInfo
 from sqlitestream.models import from_micros
 from sqlitestream.retention import TrimRule
 from sqlitestream.sqlite import feed as _feed
@@ -83,26 +83,39 @@ def count_trim(fetch: Fetch, session_id: str, rule: TrimRule) -> int:
     return bound - lowest
 
 
-def trim(write: Write, session_id: str, rule: TrimRule) -> int:
-    """:meth:`RetentionStore.apply_trim`: delete chunk by chunk; returns the events removed."""
-    removed = 0
-    with write("trim a session") as conn:
-        lowest, bound = _bound(lambda sql, bindings: conn.execute(sql, bindings).fetchall(), session_id, rule)
-        if bound <= lowest:
-            return 0
-        removed += _delete(conn, session_id, lowest, min(bound, lowest + TRIM_CHUNK))
-    start = lowest + TRIM_CHUNK
-    while start < bound:
-        with write("trim a session") as conn:
-            removed += _delete(conn, session_id, start, min(bound, start + TRIM_CHUNK))
-        start += TRIM_CHUNK
+def trim(
+    write: Write, session_ids: list[str], rule: TrimRule, on_progress: ProgressCallback | None = None
+) -> int:
+    """Trim each session by ``rule``, sharing write transactions between sessions: each deletes
+    up to :data:`TRIM_CHUNK` events, from one session or several. Deleting a few events from
+    each of many sessions per transaction, rather than a transaction per session, matters: a
+    session's events are spread over every page of the id and position indexes, so each
+    transaction rewrites most of those pages (a transaction per session made a 1M-event trim
+    over 100 sessions 3x slower than one transaction, same run). Returns the events removed;
+    ``on_progress(done, total)`` is called after the commit that finished each session."""
+    removed, index = 0, 0
+    while index < len(session_ids):
+        budget, finished = TRIM_CHUNK, index
+        with write("trim sessions") as conn:
+            conn.execute(_feed.RAISE_FLOOR)
+            while finished < len(session_ids) and budget > 0:
+                session_id = session_ids[finished]
+                lowest, bound = _bound(
+                    lambda sql, bindings: conn.execute(sql, bindings).fetchall(), session_id, rule
+                )
+                stop = min(bound, lowest + budget)
+                if stop > lowest:
+                    conn.execute(_DELETE_RANGE, (session_id, lowest, stop))
+                    budget -= stop - lowest
+                    removed += conn.changes()
+                if stop < bound:
+                    break  # the budget ran out inside this session: the next transaction goes on
+                finished += 1
+        if on_progress is not None:
+            for done in range(index + 1, finished + 1):
+                on_progress(done, len(session_ids))
+        index = finished
     return removed
-
-
-def _delete(conn: apsw.Connection, session_id: str, start: int, stop: int) -> int:
-    conn.execute(_feed.RAISE_FLOOR)
-    conn.execute(_DELETE_RANGE, (session_id, start, stop))
-    return conn.changes()
 
 
 def give_back_pages(write: Write) -> None:

@@ -613,7 +613,16 @@ class SQLiteSessionStore(AdminStore, FeedStore, RetentionStore, SessionProducers
         ``TRIM_CHUNK`` events (see sqlite/retention.py)."""
         if dry_run:
             return _retention.count_trim(self._fetch, session_id, rule)
-        return _retention.trim(self._write, session_id, rule)
+        return _retention.trim(self._write, [session_id], rule)
+
+    def apply_trims(
+        self, session_ids: list[str], rule: TrimRule, *, dry_run: bool, on_progress: ProgressCallback | None
+    ) -> int:
+        """See :meth:`RetentionStore.apply_trims`; here sessions share transactions of at most
+        ``TRIM_CHUNK`` events (see sqlite/retention.py for why)."""
+        if dry_run:
+            return super().apply_trims(session_ids, rule, dry_run=True, on_progress=on_progress)
+        return _retention.trim(self._write, session_ids, rule, on_progress)
 
     def reclaim_space(self) -> None:
         """Hand the pages a trim emptied back to the file system (see sqlite/retention.py)."""
