@@ -35,7 +35,7 @@ def backup(dest: str, overwrite: bool, progress: bool | None) -> None:
       sqlitestream --db events.db backup events-backup.db
     """
     from sqlitestream import SQLiteSessionStore
-    from sqlitestream.cli.output import Progress
+    from sqlitestream.cli.output import ProgressCallback
     from sqlitestream.locations import is_postgres_location
 
     if is_postgres_location(store_location()):
@@ -47,19 +47,9 @@ def backup(dest: str, overwrite: bool, progress: bool | None) -> None:
     store = open_store(readonly=True)
     if not isinstance(store, SQLiteSessionStore):
         raise click.ClickException(f"{store.path} is not a SQLite store file; nothing to back up")
-    bar: Progress | None = None
-    shown = 0
-
-    def on_progress(done: int, total: int) -> None:
-        nonlocal bar, shown
-        if bar is None:  # the page count is known after the first step
-            bar = Progress("backing up (pages)", total, enabled=progress)
-        bar.update(done - shown)
-        shown = done
-
+    on_progress = ProgressCallback("backing up (pages)", enabled=progress)
     try:
         written = store.backup(dest, overwrite=overwrite, on_progress=on_progress)
     finally:
-        if bar is not None:
-            bar.finish()
+        on_progress.finish()
     click.echo(f"backed up {store.path} to {written}")

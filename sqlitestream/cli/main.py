@@ -415,22 +415,14 @@ def check(fmt: str, progress: bool | None) -> None:
     Example:
       sqlitestream --db events.db check
     """
-    from sqlitestream.cli.output import FINDING_COLUMNS, Progress
+    from sqlitestream.cli.output import FINDING_COLUMNS, ProgressCallback
 
     store = open_store(readonly=True)
-    bar: Progress | None = None
-
-    def on_progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = Progress("checking sessions", total, enabled=progress)
-        bar.update()
-
+    on_progress = ProgressCallback("checking sessions", enabled=progress)
     try:
         report = store.check_integrity(on_progress=on_progress)
     finally:
-        if bar is not None:
-            bar.finish()
+        on_progress.finish()
     if fmt in ("json", "jsonl"):
         write_one(fmt, report.to_dict(), FINDING_COLUMNS)
     else:

@@ -414,3 +414,25 @@ class Progress:
             text = f"{self._label} {self._done}"
         self._stream.write(text + (" done\n" if final else "\n"))
         self._stream.flush()
+
+
+class ProgressCallback:
+    """An ``on_progress(done, total)`` callback for the API's long operations, drawing a
+    :class:`Progress` that starts at the first call (when the total is known) and is ended by
+    :meth:`finish` (call it in a ``finally``)."""
+
+    def __init__(self, label: str, *, enabled: bool | None) -> None:
+        self._label = label
+        self._enabled = enabled
+        self._bar: Progress | None = None
+        self._shown = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            self._bar = Progress(self._label, total, enabled=self._enabled)
+        self._bar.update(done - self._shown)
+        self._shown = done
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.finish()

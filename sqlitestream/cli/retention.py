@@ -71,7 +71,7 @@ def trim(
       sqlitestream trim --older-than 30d
       sqlitestream trim --session ses_1 --before-sequence 500
     """
-    from sqlitestream.cli.output import Progress
+    from sqlitestream.cli.output import ProgressCallback
     from sqlitestream.retention import RetentionStore
 
     if keep_last is None and older_than is None and before_sequence is None:
@@ -92,28 +92,20 @@ def trim(
         )
         click.echo(f"{verb} {removed} event(s) from session {session_id}")
         return
-    bar: Progress | None = None
-
-    def on_progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = Progress("trimming sessions", total, enabled=progress)
-        bar.update()
-
+    bar = ProgressCallback("trimming sessions", enabled=progress)
     sessions = 0
 
-    def counted(done: int, total: int) -> None:
+    def on_progress(done: int, total: int) -> None:
         nonlocal sessions
         sessions = total
-        on_progress(done, total)
+        bar(done, total)
 
     try:
         removed = store.trim_store(
-            keep_last=keep_last, older_than=older_than, dry_run=dry_run, on_progress=counted
+            keep_last=keep_last, older_than=older_than, dry_run=dry_run, on_progress=on_progress
         )
     finally:
-        if bar is not None:
-            bar.finish()
+        bar.finish()
     click.echo(f"{verb} {removed} event(s) from {sessions} session(s)")
 
 

@@ -17,7 +17,6 @@ Like :mod:`sqlitestream.sqlite.feed`, the functions take the store's accessors e
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
 import apsw
@@ -27,6 +26,7 @@ from sqlitestream.models import from_micros
 from sqlitestream.retention import TrimRule
 from sqlitestream.sqlite import feed as _feed
 from sqlitestream.sqlite.connection import INCREMENTAL_VACUUM
+from sqlitestream.sqlite.feed import Fetch, Write
 
 __all__ = [
     "TRIM_CHUNK",
@@ -38,8 +38,6 @@ __all__ = [
     "trimmable_sessions",
 ]
 
-Fetch = Callable[[str, str, tuple[Any, ...]], list[Any]]
-Write = Callable[[str], AbstractContextManager[apsw.Connection]]
 
 TRIM_CHUNK = 50_000
 """Events deleted per write transaction: about 0.3 s of holding the lock on two cores."""
