@@ -8,7 +8,10 @@ moment, then checks the file:
 
 * the store opens and ``PRAGMA integrity_check`` is ``ok``;
 * every acknowledged event is present with the sequence it was acknowledged with;
-* each session's sequences are exactly 1..latest, and the stored latest sequence is the maximum;
+* each session's sequences are gap-free from its first retained one, which is 1 unless a trim
+  reached that far (in mixed mode writers also trim sessions: an acknowledged trim removed
+  everything below its bound, an interrupted one only a prefix of it; an acknowledged event
+  may be missing only below a trim's bound), and the stored latest sequence is the maximum;
 * every batch is all there or not there at all, contiguous per session, in input order;
 * a session delete (mixed mode) is whole: an acknowledged one left nothing, one cut short by
   the kill left the session, its run, its events and its counter all there or all gone;
@@ -94,7 +97,18 @@ def writer_main(
 def _append_forever(store: SQLiteSessionStore, name: str, mode: str, sessions: int, seed: int) -> None:
     rng = random.Random(seed)
     counter = 0
+    seen: dict[str, int] = {}  # the highest sequence this writer was given, per session
     while True:
+        if mode == "mixed" and seen and rng.random() < 0.05:
+            session_id = rng.choice(sorted(seen))
+            before = seen[session_id] - 3
+            if before > 1:
+                try:
+                    _trim(store, session_id, before)
+                except Exception as exc:
+                    _emit(json.dumps({"error": f"trim: {type(exc).__name__}: {exc}"}))
+                    return
+            continue
         if mode == "mixed" and rng.random() < 0.1:
             counter += 1
             try:
@@ -106,16 +120,21 @@ def _append_forever(store: SQLiteSessionStore, name: str, mode: str, sessions: i
         batch = mode == "batch" or (mode == "mixed" and rng.random() < 0.5)
         size = rng.randint(2, 12) if batch else 1
         batch_id = f"{name}-{counter}"
+        # Each member names every member's session, so that a check can tell a member a trim
+        # took from one that went missing.
+        targets = [f"s{rng.randrange(sessions)}" for _ in range(size)]
         events = []
-        for index in range(size):
+        for index, session_id in enumerate(targets):
             counter += 1
             events.append(
                 Event(
                     "message_sent",
-                    f"s{rng.randrange(sessions)}",
+                    session_id,
                     id=f"{name}-e{counter}",
                     data={"pad": "x" * rng.randrange(0, 3000), "i": counter},
-                    metadata={"batch": batch_id, "size": size, "index": index} if batch else {},
+                    metadata={"batch": batch_id, "size": size, "index": index, "sessions": targets}
+                    if batch
+                    else {},
                 )
             )
         try:
@@ -123,7 +142,16 @@ def _append_forever(store: SQLiteSessionStore, name: str, mode: str, sessions: i
         except Exception as exc:
             _emit(json.dumps({"error": f"append: {type(exc).__name__}: {exc}"}))
             return
+        for event in stored:
+            seen[event.session_id] = max(seen.get(event.session_id, 0), event.sequence_number or 0)
         _emit(json.dumps({"acked": [[e.id, e.session_id, e.sequence_number] for e in stored]}))
+
+
+def _trim(store: SQLiteSessionStore, session_id: str, before: int) -> None:
+    """A trim of the events below ``before``, reported before and after."""
+    _emit(json.dumps({"trimming": [session_id, before]}))
+    store.trim_session(session_id, before_sequence=before)
+    _emit(json.dumps({"trimmed": [session_id, before]}))
 
 
 def _delete_cycle(store: SQLiteSessionStore, session_id: str) -> None:
@@ -210,6 +238,16 @@ class Child:
         attempted.update({m["deleted"]: True for m in self.messages if "deleted" in m})
         return attempted
 
+    def trims(self, key: str) -> dict[str, int]:
+        """The highest bound per session of the trims attempted (``"trimming"``) or
+        acknowledged (``"trimmed"``)."""
+        bounds: dict[str, int] = {}
+        for message in self.messages:
+            if key in message:
+                session_id, before = message[key]
+                bounds[session_id] = max(bounds.get(session_id, 0), int(before))
+        return bounds
+
     def errors(self) -> list[str]:
         return [m["error"] for m in self.messages if "error" in m]
 
@@ -224,6 +262,7 @@ class Summary:
     batches_seen: int = 0
     deletes_acknowledged: int = 0
     deletes_interrupted: int = 0
+    sessions_trimmed: int = 0
     upgrade_rounds: int = 0
     upgrade_killed_before_commit: int = 0
     upgrade_killed_after_commit: int = 0
@@ -237,7 +276,8 @@ class Summary:
                 f"{self.committed_unacknowledged}; stored in total: {self.stored}"
             ),
             f"batches found whole: {self.batches_seen}; session deletes acknowledged: "
-            f"{self.deletes_acknowledged}, cut short by a kill: {self.deletes_interrupted}",
+            f"{self.deletes_acknowledged}, cut short by a kill: {self.deletes_interrupted}; "
+            f"sessions trimmed: {self.sessions_trimmed}",
             (
                 f"upgrade rounds: {self.upgrade_rounds} (killed still at version 2: "
                 f"{self.upgrade_killed_before_commit}, after the upgrade committed: "
@@ -263,10 +303,14 @@ def check_store(
     acked: dict[str, tuple[str, int]],
     prefix: str = "",
     deletes: dict[str, bool] | None = None,
+    trims: tuple[dict[str, int], dict[str, int]] = ({}, {}),
 ) -> tuple[list[str], dict[str, Any]]:
     """Every invariant of the file after a crash: (violations, facts). ``deletes`` maps each
-    session whose deletion was attempted to whether it was acknowledged."""
+    session whose deletion was attempted to whether it was acknowledged; ``trims`` gives, per
+    session, the highest bound of the trims attempted and of those acknowledged: events below
+    the first may be gone (a prefix only), events below the second must be."""
     deletes = deletes or {}
+    attempted, acknowledged_trims = trims
     violations: list[str] = []
     facts: dict[str, Any] = {"stored": 0, "batches": 0, "unacked": 0}
     try:
@@ -286,11 +330,23 @@ def check_store(
             conn.close()
         stored_at: dict[str, tuple[str, int]] = {}
         batches: dict[str, list[Event]] = {}
+        first_of: dict[str, int] = {}
         for session_id in sorted(set(counters) | sessions_with_events):
             events = store.get_events(session_id)
             seqs = [e.sequence_number for e in events]
-            if seqs != list(range(1, len(seqs) + 1)):
-                violations.append(f"{prefix}session {session_id}: sequences are not 1..N: {_gaps(seqs)}")
+            first = seqs[0] or 0 if seqs else 1
+            first_of[session_id] = first
+            if seqs != list(range(first, first + len(seqs))):
+                violations.append(f"{prefix}session {session_id}: sequences are not gap-free: {_gaps(seqs)}")
+            if first != 1 and first > attempted.get(session_id, 1):
+                violations.append(
+                    f"{prefix}session {session_id}: starts at {first} but no trim went that far"
+                )
+            if seqs and first < acknowledged_trims.get(session_id, 0):
+                violations.append(
+                    f"{prefix}session {session_id}: an acknowledged trim below "
+                    f"{acknowledged_trims[session_id]} left sequence {first}"
+                )
             latest = store.get_latest_sequence(session_id)
             if latest != (seqs[-1] if seqs else 0):
                 violations.append(
@@ -317,6 +373,8 @@ def check_store(
             if where[0] in gone:
                 continue
             found = stored_at.get(event_id)
+            if found is None and where[1] < min(attempted.get(where[0], 0), first_of.get(where[0], 1)):
+                continue  # trimmed
             if found is None:
                 violations.append(f"{prefix}acknowledged event {event_id} {where} is missing")
             elif found != where:
@@ -325,7 +383,20 @@ def check_store(
             size = members[0].metadata["size"]
             indexes = sorted(e.metadata["index"] for e in members)
             if indexes != list(range(size)):
-                violations.append(f"{prefix}batch {batch_id} is partial: {len(members)} of {size} events")
+                targets = members[0].metadata["sessions"]
+                kept: dict[str, int] = {}
+                for e in members:
+                    kept[e.session_id] = min(
+                        kept.get(e.session_id, e.sequence_number or 0), e.sequence_number or 0
+                    )
+                # A trim may take a batch's first members in a session: only those.
+                trimmed = all(
+                    targets[i] in attempted
+                    and kept.get(targets[i], first_of.get(targets[i])) == first_of.get(targets[i])
+                    for i in set(range(size)) - set(indexes)
+                )
+                if not trimmed:
+                    violations.append(f"{prefix}batch {batch_id} is partial: {len(members)} of {size} events")
                 continue
             by_index = sorted(members, key=lambda e: e.metadata["index"])
             for session_id in {e.session_id for e in members}:
@@ -370,8 +441,11 @@ def kill_round(
     max_delay_s: float,
     rng: random.Random,
     threads: int = 1,
+    trims: tuple[dict[str, int], dict[str, int]] | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
-    """One round: start the writers, kill each at a random moment, check the file."""
+    """One round: start the writers, kill each at a random moment, check the file. ``trims``
+    (attempted and acknowledged trim bounds per session) is updated from the writers."""
+    trims = trims if trims is not None else ({}, {})
     children = [
         Child(
             [
@@ -405,8 +479,11 @@ def kill_round(
         for event_id, session_id, seq in child.acked():
             acked[event_id] = (session_id, seq)
         deletes.update(child.deletes())
+        for known, key in zip(trims, ("trimming", "trimmed"), strict=True):
+            for session_id, before in child.trims(key).items():
+                known[session_id] = max(known.get(session_id, 0), before)
     found, facts = check_store(
-        path, acked, prefix=f"round {round_no} ({mode}, {synchronous}): ", deletes=deletes
+        path, acked, prefix=f"round {round_no} ({mode}, {synchronous}): ", deletes=deletes, trims=trims
     )
     return violations + found, facts
 
@@ -537,6 +614,7 @@ def run(
     path = workdir / "crash.db"
     acked: dict[str, tuple[str, int]] = {}
     deletes: dict[str, bool] = {}
+    trims: tuple[dict[str, int], dict[str, int]] = ({}, {})
     for round_no in range(rounds):
         mode = modes[round_no % len(modes)]
         level = synchronous[(round_no // len(modes)) % len(synchronous)]
@@ -552,6 +630,7 @@ def run(
             max_delay_s=max_delay_s,
             rng=rng,
             threads=threads,
+            trims=trims,
         )
         summary.rounds += 1
         summary.kills += writers
@@ -566,6 +645,7 @@ def run(
     summary.acknowledged = len(acked)
     summary.deletes_acknowledged = sum(deletes.values())
     summary.deletes_interrupted = len(deletes) - summary.deletes_acknowledged
+    summary.sessions_trimmed = len(trims[0])
     if upgrade_rounds:
         template = workdir / "version-2.db"
         make_version_2_store(template, upgrade_runs)
