@@ -71,7 +71,8 @@ def test_kill_during_schema_upgrade_leaves_old_or_new_version(tmp_path: Path) ->
 
 def test_checker_catches_planted_damage(tmp_path: Path) -> None:
     """The crash checks are not vacuous: a lost event, a gap, a wrong counter, a partial batch,
-    a moved sequence and a half-done delete are each reported."""
+    a moved sequence, a half-done delete, a log starting where no trim went and a trim that did
+    not remove what it acknowledged are each reported."""
     path = tmp_path / "damaged.db"
     with SQLiteSessionStore(path) as store:
         acked = {
@@ -80,26 +81,38 @@ def test_checker_catches_planted_damage(tmp_path: Path) -> None:
         }
         batch = store.append_events(
             [
-                Event("message_sent", "s2", id=f"b{n}", metadata={"batch": "B", "size": 3, "index": n})
+                Event(
+                    "message_sent",
+                    "s2",
+                    id=f"b{n}",
+                    metadata={"batch": "B", "size": 3, "index": n, "sessions": ["s2"] * 3},
+                )
                 for n in range(3)
             ]
         )
+        store.append_events([Event("message_sent", "s3", id=f"t{n}") for n in range(1, 4)])
+        store.trim_session("s3", before_sequence=2)  # a trim the writers reported
+        store.append_events([Event("message_sent", "s4", id=f"u{n}") for n in range(1, 4)])
         store.save_session(Session(agent_id="a", id="d1"))
         store.save_run(Run(session_id="d1", id="d1-run"))
         store.append_events([Event("message_sent", "d1", id=f"d1-{n}") for n in range(3)])
-    assert crashtest.check_store(path, acked, deletes={"d1": False})[0] == []
+    trims = ({"s3": 2}, {"s3": 2})
+    assert crashtest.check_store(path, acked, deletes={"d1": False}, trims=trims)[0] == []
 
     conn = apsw.Connection(str(path))
     with conn:
         conn.execute("DELETE FROM events WHERE id IN ('e3', ?)", (batch[1].id,))
         conn.execute("UPDATE streams SET latest_seq = 9 WHERE session_id = 's1'")
         conn.execute("DELETE FROM events WHERE session_id = 'd1'")  # half a delete
+        conn.execute("DELETE FROM events WHERE id = 'u1'")  # a first event gone with no trim
     conn.close()
     acked["e5"] = ("s1", 4)  # acknowledged with another sequence than stored
-    violations = crashtest.check_store(path, acked, deletes={"d1": False})[0]
+    violations = crashtest.check_store(path, acked, deletes={"d1": False}, trims=({"s3": 2}, {"s3": 3}))[0]
     text = "\n".join(violations)
     assert "acknowledged event e3" in text and "is missing" in text
-    assert "sequences are not 1..N" in text
+    assert "sequences are not gap-free" in text
+    assert "session s4: starts at 2 but no trim went that far" in text
+    assert "an acknowledged trim below 3 left sequence 2" in text
     assert "stored latest sequence 9" in text
     assert "batch B is partial" in text
     assert "acknowledged event e5 was ('s1', 4), is now ('s1', 5)" in text
