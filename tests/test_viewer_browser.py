@@ -347,6 +347,32 @@ def test_a_session_deleted_and_written_again_longer_while_away_is_shown_from_seq
     assert all(entry["source"] == "network" for entry in problems), problems
 
 
+def test_a_trimmed_session_starts_at_its_first_retained_event_and_a_trim_past_the_page_starts_over(
+    driver: Any, server: Server, db: Path
+) -> None:
+    with SQLiteSessionStore(db) as store:
+        store.append_events([Event(type="message_sent", session_id="kept", data={"n": n}) for n in range(10)])
+        store.trim_session("kept", keep_last=4)
+    driver.get(server.url + "/session?id=kept")
+    wait(driver, lambda d: [seq for seq, _ in rows_in_view(d)] == [7, 8, 9, 10], what="the retained events")
+    note = driver.find_element("css selector", "#trimmed")
+    assert note.is_displayed() and "Events 1 to 6 were trimmed" in note.text
+    assert not driver.find_element("css selector", "#banner").is_displayed()
+    server.kill()
+    with SQLiteSessionStore(db) as store:  # while the page is away, the log moves past it
+        store.append_events([Event(type="message_received", session_id="kept") for _ in range(6)])
+        store.trim_session("kept", keep_last=3)
+    server.start()
+    wait(driver, present("#banner:not([hidden])"), what="the page noticing it was trimmed past")
+    wait(
+        driver,
+        lambda d: [seq for seq, _ in rows_in_view(d)] == [14, 15, 16],
+        what="the log from its new start",
+    )
+    problems = page_problems(driver)
+    assert all(entry["source"] == "network" for entry in problems), problems
+
+
 def test_a_server_with_a_token_asks_for_it_once_then_follows_live_with_a_cookie(
     driver: Any, db: Path, tmp_path: Path
 ) -> None:

@@ -60,8 +60,9 @@ function startOver() {
   cursor = null;
   active = expanded = -1;
   runsDirty = true;
+  $("trimmed").hidden = true;
   rebuild();
-  fail("This session was deleted and written again; showing its new log from sequence 1.");
+  fail("This session was deleted and written again, or trimmed past this page, while the page was away; showing its log again from the start.");
 }
 
 function fail(message) {
@@ -81,7 +82,13 @@ function receive(batch) {
       console.warn(`sequence ${seq} received again after ${lastSeq}; dropped`);
       continue;
     }
-    if (seq !== lastSeq + 1) {
+    if (seq !== lastSeq + 1 && lastSeq === 0) {
+      // A log read from its start begins at its first retained event: the ones before it were
+      // trimmed (retention), which is no error.
+      const note = $("trimmed");
+      note.textContent = `Events 1 to ${fmtNumber(seq - 1)} were trimmed; this log starts at #${fmtNumber(seq)}.`;
+      note.hidden = false;
+    } else if (seq !== lastSeq + 1) {
       console.error(`sequence gap: expected ${lastSeq + 1}, received ${seq}`);
       fail(`Events ${lastSeq + 1} to ${seq - 1} are missing from the stream; reload the page.`);
     }
