@@ -30,7 +30,7 @@ from sqlitestream.bytestreams import format_offset, media_type, parse_offset
 from sqlitestream.errors import SessionNotFoundError, SqliteStreamError, ValidationError
 from sqlitestream.http import protocol
 from sqlitestream.http.errors import error_response, json_error
-from sqlitestream.http.live import Shutdown
+from sqlitestream.http.live import Shutdown, until_shutdown
 from sqlitestream.http.streams import SSE_MAX_SECONDS, BodyTooLarge, Limits, read_body, too_large
 from sqlitestream.models import Event, StoredEvent, parse_timestamp
 from sqlitestream.producers import SessionProducers
@@ -175,24 +175,7 @@ class SessionRoutes:
 
     async def _until_shutdown(self, call: Awaitable[T], instead: T) -> T:
         """``call``'s result, or ``instead`` once the server shuts down first."""
-        task = asyncio.ensure_future(call)
-        stop = asyncio.Event()
-        self._shutdown.watch(stop)
-        stopper = asyncio.ensure_future(stop.wait())
-        try:
-            if self._shutdown.stopping:
-                task.cancel()
-                return instead
-            await asyncio.wait((task, stopper), return_when=asyncio.FIRST_COMPLETED)
-            if task.done():
-                return task.result()
-            task.cancel()
-            return instead
-        finally:
-            self._shutdown.unwatch(stop)
-            stopper.cancel()
-            if not task.done():
-                task.cancel()
+        return await until_shutdown(self._shutdown, call, instead)
 
     async def _sse(
         self, session_id: str, after: int, generation: int, client_cursor: str | None
