@@ -86,9 +86,11 @@ class FeedRead:
             if second != 0:
                 raise ValidationError(f"offset {offset!r} is not a feed offset (its second half must be 0)")
         limit_text = params.get("limit")
-        limit = MAX_LIMIT if limit_text is None else protocol.decimal(limit_text, "limit", maximum=MAX_LIMIT)
-        if limit < 1:
-            raise ValidationError(f"limit must be from 1 to {MAX_LIMIT}, got {limit_text!r}")
+        limit = MAX_LIMIT
+        if limit_text is not None:
+            if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= MAX_LIMIT:
+                raise ValidationError(f"limit must be an integer from 1 to {MAX_LIMIT}, got {limit_text!r}")
+            limit = int(limit_text)
         types_text = params.get("types")
         types = None
         if types_text is not None:
