@@ -47,7 +47,7 @@ def role(pg_dsn: str) -> Iterator[str]:
     name = f"sqlitestream_outage_{secrets.token_hex(4)}"
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         allowed = conn.execute("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user")
-        if not allowed.fetchone() == (True,):
+        if allowed.fetchone() != (True,):
             pytest.skip("the SQLITESTREAM_PG_DSN role may not create roles (CREATEROLE)")
         database = conn.execute("SELECT current_database()").fetchone()
         assert database is not None

@@ -198,8 +198,6 @@ class FeedRoutes:
                 if remaining_ms <= 0:
                     return
                 events, more, end = await self._page(read, after, 0 if announce else remaining_ms)
-                if events:
-                    yield protocol.sse_data(_body(events), base64_encoded=False)
                 if events or announce or end != after:
                     control: dict[str, Any] = {
                         "streamNextOffset": feed_offset(end),
@@ -207,7 +205,10 @@ class FeedRoutes:
                     }
                     if not more:
                         control["upToDate"] = True
-                    yield protocol.sse_control(control)
+                    data = protocol.sse_data(_body(events), base64_encoded=False) if events else b""
+                    # One write for the data and its control event, as for byte streams: with
+                    # thousands of followers woken at once, the sends are much of the cost.
+                    yield data + protocol.sse_control(control)
                     announce = False
                 after = end
         except SqliteStreamError:
