@@ -283,3 +283,36 @@ def test_a_feed_follower_on_one_node_wakes_on_an_append_through_another(
             ("sse-through-b", "message_sent"),
             ("sse-through-b", "run_started"),
         ]
+
+
+def long_poll_from_now_while_appending(
+    client: httpx.Client, path: str, append: Callable[[int], object]
+) -> httpx.Response:
+    """A long-poll at ``offset=now`` while another thread calls ``append(n)`` every 50 ms until
+    it answers: whenever the server took "now", later appends come after it."""
+    answered = threading.Event()
+
+    def keep_appending() -> None:
+        n = 0
+        while not answered.wait(0.05):
+            append(n)
+            n += 1
+
+    appender = threading.Thread(target=keep_appending)
+    appender.start()
+    try:
+        return client.get(path, params={"offset": "now", "live": "long-poll"})
+    finally:
+        answered.set()
+        appender.join(30)
+
+
+def test_a_long_poll_from_now_returns_what_came_after_now(store: FeedStore, client: httpx.Client) -> None:
+    _stored(store, "before")
+    response = long_poll_from_now_while_appending(
+        client, "/v1/feed", lambda n: store.append_event(Event("message_sent", "after", id=f"after-{n}"))
+    )
+    assert response.status_code == 200
+    got = response.json()
+    assert got and {event["session_id"] for event in got} == {"after"}
+    assert response.headers["stream-next-offset"] == f"{got[-1]['position']:016d}_{0:016d}"

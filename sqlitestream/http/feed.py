@@ -159,7 +159,7 @@ class FeedRoutes:
             headers[protocol.UP_TO_DATE] = "true"
         if read.live == "long-poll":
             headers[protocol.CURSOR] = protocol.cursor(read.cursor)
-        if now:
+        if now and not events:
             return Response(b"[]", status_code=200, headers={**headers, "cache-control": "no-store"})
         # A page names its query: the same offsets with other types or another limit differ.
         query = f"{','.join(read.types or ())}:{read.limit}"

@@ -152,7 +152,7 @@ class SessionRoutes:
             headers[protocol.UP_TO_DATE] = "true"
         if live == "long-poll":
             headers[protocol.CURSOR] = protocol.cursor(params.get("cursor"))
-        if offset == "now":
+        if offset == "now" and not events:
             headers["cache-control"] = "no-store"
             return Response(b"[]", status_code=200, headers=headers)
         tag = f'"session:{session_id}:{_offset(after)}:{_offset(end)}"'
