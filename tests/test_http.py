@@ -387,3 +387,18 @@ def test_the_in_memory_store_serves_streams_and_sessions() -> None:
         assert client.get("/v1/stream/a").text == "x"
         assert [event["sequence_number"] for event in client.get("/v1/sessions/s1").json()] == [1]
     store.close()
+
+
+def test_a_session_long_poll_from_now_returns_what_came_after_now(
+    store: SQLiteSessionStore, client: httpx.Client
+) -> None:
+    from test_http_feed import long_poll_from_now_while_appending
+
+    store.append_event(Event("message_sent", "s1", id="before"))
+    response = long_poll_from_now_while_appending(
+        client, "/v1/sessions/s1", lambda n: store.append_event(Event("message_sent", "s1", id=f"after-{n}"))
+    )
+    assert response.status_code == 200
+    got = response.json()
+    assert got and all(event["id"].startswith("after-") for event in got)
+    assert response.headers["stream-next-offset"].startswith(f"{got[-1]['sequence_number']:016d}_")

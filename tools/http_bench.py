@@ -15,6 +15,9 @@ two writers (one per node) against two on one node, the followers split over the
    ``--client-processes`` processes (the client alone can be what is slow: the last of 2,000
    followers in one event loop reads its frame after the other 1,999). Times are taken with
    the system's monotonic clock, which all processes share.
+4. **feed SSE fan-out** (``--workloads feed_sse_fan_out``, not run by default): the same with the
+   followers on the store-wide feed (``/v1/feed?offset=now&live=sse``) and the broadcast an event
+   appended to a new session (sqlitestream only: the reference server has no feed).
 
 The reference server is npm-installed into ``.conformance/`` (as ``tools/conformance.py`` does)
 and run by node. Only ratios measured in one run mean anything on a shared machine.
@@ -32,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -275,6 +278,35 @@ def fan_out(url: str, pid: int, followers: int, more_urls: tuple[str, ...] = ())
     those of ``pid`` (``url``'s)."""
     name, path, broadcast = _new_stream(url)
 
+    async def post(client: httpx.AsyncClient) -> None:
+        await client.post(
+            f"{url}/v1/stream/{name}", content=broadcast, headers={"content-type": "text/plain"}
+        )
+
+    return _fan_out(url, pid, followers, more_urls, path, broadcast, post)
+
+
+def feed_fan_out(url: str, pid: int, followers: int, more_urls: tuple[str, ...] = ()) -> dict[str, float]:
+    """As :func:`fan_out`, the followers on the store-wide feed (``/v1/feed``, SSE), the
+    broadcast one event appended to a session."""
+    broadcast = f"broadcast-{time.monotonic_ns()}".encode()
+
+    async def post(client: httpx.AsyncClient) -> None:
+        event = {"type": "message_sent", "data": {"text": broadcast.decode()}}
+        await client.post(f"{url}/v1/sessions/fan-{time.monotonic_ns()}", json=event)
+
+    return _fan_out(url, pid, followers, more_urls, "/v1/feed?offset=now&live=sse", broadcast, post)
+
+
+def _fan_out(
+    url: str,
+    pid: int,
+    followers: int,
+    more_urls: tuple[str, ...],
+    path: str,
+    broadcast: bytes,
+    post: Callable[[httpx.AsyncClient], Awaitable[None]],
+) -> dict[str, float]:
     async def run() -> dict[str, float]:
         ready, all_in, hang_up = asyncio.Event(), asyncio.Event(), asyncio.Event()
         tasks, arrivals = await _followers(
@@ -285,9 +317,7 @@ def fan_out(url: str, pid: int, followers: int, more_urls: tuple[str, ...] = ())
         async with httpx.AsyncClient(timeout=60) as client:
             cpu = _cpu_ms(pid)
             start = time.monotonic()
-            await client.post(
-                f"{url}/v1/stream/{name}", content=broadcast, headers={"content-type": "text/plain"}
-            )
+            await post(client)
         await asyncio.wait_for(all_in.wait(), 120)
         cpu = _cpu_ms(pid) - cpu
         hang_up.set()
@@ -395,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
             "append_to_wake": lambda url, pid: append_to_wake(url, args.rounds),
             "throughput": lambda url, pid: throughput(url, args.appends),
             "sse_fan_out": lambda url, pid: fan_out(url, pid, args.followers),
+            "feed_sse_fan_out": lambda url, pid: feed_fan_out(url, pid, args.followers),
             "sse_fan_out_spread": lambda url, pid: fan_out_spread(
                 url, pid, args.followers, args.client_processes
             ),
@@ -406,9 +437,11 @@ def main(argv: list[str] | None = None) -> int:
         for label, command in servers:
             if args.only in (None, label):
                 with server(command) as (url, pid):
-                    results[label] = {name: workloads[name](url, pid) for name in chosen}
+                    # The reference server has no store-wide feed.
+                    runs = [name for name in chosen if label == "sqlitestream" or not name.startswith("feed")]
+                    results[label] = {name: workloads[name](url, pid) for name in runs}
     if args.db:
-        results.update(postgres_nodes(args.db, args.rounds, args.appends, args.followers))
+        results.update(postgres_nodes(args.db, args.rounds, args.appends, args.followers, chosen))
     for workload in chosen:
         print(workload)
         for label, figures in results.items():
@@ -421,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
             results["sqlitestream"]["throughput"]["appends_per_s"]
             / results["reference"]["throughput"]["appends_per_s"]
         )
-    if args.db:
+    if args.db and "throughput" in chosen:
         ratios["postgres 2 nodes / 1 node"] = (
             results["postgres-2-nodes"]["throughput"]["appends_per_s"]
             / results["postgres-1-node"]["throughput"]["appends_per_s"]
@@ -434,9 +467,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def postgres_nodes(
-    dsn: str, rounds: int, appends: int, followers: int
+    dsn: str, rounds: int, appends: int, followers: int, chosen: Sequence[str]
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """One and two PostgreSQL-backed ``serve`` nodes on a fresh schema of ``dsn``."""
+    """One and two PostgreSQL-backed ``serve`` nodes on a fresh schema of ``dsn``: the
+    ``chosen`` workloads but the spread fan-out (the two-node figures are the comparison)."""
     from tools.conformance import drop_schema
 
     schema = f"sqlitestream_http_bench_{time.monotonic_ns() % 10**9}"
@@ -444,18 +478,31 @@ def postgres_nodes(
     command = [sys.executable, "-m", "sqlitestream", "--db", location, "serve", "--port", "0"]
     try:
         with server(command) as (url_a, pid_a), server(command) as (url_b, _pid_b):
-            return {
-                "postgres-1-node": {
-                    "append_to_wake": append_to_wake(url_a, rounds),
-                    "throughput": parallel_throughput([url_a, url_a], appends),
-                    "sse_fan_out": fan_out(url_a, pid_a, followers),
-                },
-                "postgres-2-nodes": {
-                    "append_to_wake": append_to_wake(url_a, rounds, writer_url=url_b),
-                    "throughput": parallel_throughput([url_a, url_b], appends),
-                    "sse_fan_out": fan_out(url_a, pid_a, followers, (url_b,)),
-                },
+            workloads: dict[str, tuple[Callable[[], dict[str, float]], Callable[[], dict[str, float]]]] = {
+                "append_to_wake": (
+                    lambda: append_to_wake(url_a, rounds),
+                    lambda: append_to_wake(url_a, rounds, writer_url=url_b),
+                ),
+                "throughput": (
+                    lambda: parallel_throughput([url_a, url_a], appends),
+                    lambda: parallel_throughput([url_a, url_b], appends),
+                ),
+                "sse_fan_out": (
+                    lambda: fan_out(url_a, pid_a, followers),
+                    lambda: fan_out(url_a, pid_a, followers, (url_b,)),
+                ),
+                "feed_sse_fan_out": (
+                    lambda: feed_fan_out(url_a, pid_a, followers),
+                    lambda: feed_fan_out(url_a, pid_a, followers, (url_b,)),
+                ),
             }
+            one: dict[str, dict[str, float]] = {}
+            two: dict[str, dict[str, float]] = {}
+            for name in chosen:
+                if name in workloads:
+                    one[name] = workloads[name][0]()
+                    two[name] = workloads[name][1]()
+            return {"postgres-1-node": one, "postgres-2-nodes": two}
     finally:
         drop_schema(dsn, schema)
 

@@ -94,7 +94,8 @@ def serve(
 ) -> None:
     """Serve the store over HTTP with the Durable Streams protocol: byte streams at
     /v1/stream/NAME, each session at /v1/sessions/ID (JSON, followable by long-poll or SSE),
-    and the session viewer for a browser at / (see docs/viewer.md).
+    the store-wide feed at /v1/feed (the same, every session in commit order), and the session
+    viewer for a browser at / (see docs/viewer.md).
 
     Prints one line with the URL once it accepts connections; Ctrl-C or SIGTERM stops it,
     ending open long-polls and SSE responses. Creates the store if needed.

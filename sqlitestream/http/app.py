@@ -1,6 +1,6 @@
 """``create_app``: the ASGI application (Starlette) serving a store over HTTP with the Durable
-Streams protocol: byte streams at ``/v1/stream/{name}`` and every session at
-``/v1/sessions/{session_id}``.
+Streams protocol: byte streams at ``/v1/stream/{name}``, every session at
+``/v1/sessions/{session_id}`` and the store-wide feed at ``/v1/feed``.
 
 Every response, errors included, carries ``X-Content-Type-Options: nosniff`` and
 ``Cross-Origin-Resource-Policy: cross-origin``. With a token, every request but a CORS
@@ -25,6 +25,7 @@ from sqlitestream.bytestreams import ByteStreams
 from sqlitestream.errors import ValidationError
 from sqlitestream.http import protocol, viewer
 from sqlitestream.http.auth import AUTH_PATH, Policy, sign_in, unauthorized
+from sqlitestream.http.feed import FEED_PATH, FeedRoutes
 from sqlitestream.http.live import Shutdown
 from sqlitestream.http.sessions import SessionRoutes
 from sqlitestream.http.streams import Limits, StreamRoutes
@@ -162,6 +163,7 @@ def create_app(
     stream_routes = StreamRoutes(streams, limits, shutdown)
     async_store = AsyncStore(store)
     session_routes = SessionRoutes(async_store, limits, shutdown, allow_delete=allow_session_delete)
+    feed_routes = FeedRoutes(async_store, limits, shutdown)
     methods = ["GET", "HEAD", "PUT", "POST", "DELETE"]
 
     @contextlib.asynccontextmanager
@@ -178,6 +180,7 @@ def create_app(
         routes=[
             Route("/v1/stream/{name:path}", stream_routes.handle, methods=methods),
             Route("/v1/sessions/{session_id:path}", session_routes.handle, methods=methods),
+            Route(FEED_PATH, feed_routes.handle, methods=methods),
             *viewer.routes(async_store),
         ],
         lifespan=lifespan,

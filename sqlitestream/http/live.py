@@ -87,6 +87,29 @@ class Shutdown:
             event.set()
 
 
+async def until_shutdown(shutdown: Shutdown, call: Awaitable[T], instead: T) -> T:
+    """``call``'s result, or ``instead`` once the server shuts down first (``call`` is then
+    cancelled: a long-poll ends at once instead of holding the shutdown up)."""
+    task = asyncio.ensure_future(call)
+    stop = asyncio.Event()
+    shutdown.watch(stop)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        if shutdown.stopping:
+            task.cancel()
+            return instead
+        await asyncio.wait((task, stopper), return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        task.cancel()
+        return instead
+    finally:
+        shutdown.unwatch(stop)
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+
+
 class _Group:
     """The waiters of one stream on one loop, and the one store registration they share."""
 

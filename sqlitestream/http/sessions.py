@@ -34,7 +34,7 @@ from sqlitestream.bytestreams import format_offset, media_type, parse_offset
 from sqlitestream.errors import SessionNotFoundError, SqliteStreamError, ValidationError
 from sqlitestream.http import protocol
 from sqlitestream.http.errors import error_response, json_error
-from sqlitestream.http.live import Shutdown
+from sqlitestream.http.live import Shutdown, until_shutdown
 from sqlitestream.http.streams import SSE_MAX_SECONDS, BodyTooLarge, Limits, read_body, too_large
 from sqlitestream.models import Event, StoredEvent, parse_timestamp
 from sqlitestream.producers import SessionProducers
@@ -188,7 +188,7 @@ class SessionRoutes:
             headers[protocol.UP_TO_DATE] = "true"
         if live == "long-poll":
             headers[protocol.CURSOR] = protocol.cursor(params.get("cursor"))
-        if offset == "now":
+        if offset == "now" and not events:
             headers["cache-control"] = "no-store"
             return Response(b"[]", status_code=200, headers=headers)
         tag = f'"session:{session_id}:{start}:{end}"'
@@ -211,24 +211,7 @@ class SessionRoutes:
 
     async def _until_shutdown(self, call: Awaitable[T], instead: T) -> T:
         """``call``'s result, or ``instead`` once the server shuts down first."""
-        task = asyncio.ensure_future(call)
-        stop = asyncio.Event()
-        self._shutdown.watch(stop)
-        stopper = asyncio.ensure_future(stop.wait())
-        try:
-            if self._shutdown.stopping:
-                task.cancel()
-                return instead
-            await asyncio.wait((task, stopper), return_when=asyncio.FIRST_COMPLETED)
-            if task.done():
-                return task.result()
-            task.cancel()
-            return instead
-        finally:
-            self._shutdown.unwatch(stop)
-            stopper.cancel()
-            if not task.done():
-                task.cancel()
+        return await until_shutdown(self._shutdown, call, instead)
 
     async def _sse(
         self, session_id: str, after: int, next_offset: str, client_cursor: str | None

@@ -55,6 +55,19 @@ _Known = dict[tuple[str, str], object]
 name)`` -> (generation, version); None for absent."""
 
 
+def _readable(fds: list[int], timeout_s: float) -> list[int]:
+    """The descriptors of ``fds`` ready to read within ``timeout_s``. ``poll``, not ``select``:
+    a server process holding 2,000 follower sockets gives a listener started then descriptors
+    past 1,023, which ``select`` refuses (the thread died, and with it every cross-node wake-up
+    of that process)."""
+    if not hasattr(select, "poll"):  # Windows: select has no descriptor ceiling there
+        return select.select(fds, [], [], timeout_s)[0]
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return [fd for fd, _ in poller.poll(timeout_s * 1000)]
+
+
 def channel_for(schema: str) -> str:
     return f"sqlitestream:{schema}"
 
@@ -161,7 +174,7 @@ class NotificationListener:
                     backoff = _RECONNECT_BACKOFF_S[min(failures, len(_RECONNECT_BACKOFF_S)) - 1]
                     timeout = min(timeout, backoff)
                 fds = [self._wake_r] if conn is None else [self._wake_r, conn.fileno()]
-                readable, _, _ = select.select(fds, [], [], timeout)
+                readable = _readable(fds, timeout)
                 if self._wake_r in readable:
                     return
                 if conn is not None and readable:
