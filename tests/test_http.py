@@ -16,7 +16,7 @@ import pytest
 from http_support import LiveServer, serving
 from support import child_env
 
-from sqlitestream import Event, InMemorySessionStore, SQLiteSessionStore, ValidationError
+from sqlitestream import Event, InMemorySessionStore, SessionStore, SQLiteSessionStore, ValidationError
 from sqlitestream.http import create_app
 
 TOKEN = "s3cret-t0ken-value"
@@ -290,6 +290,46 @@ def test_an_older_producer_epoch_on_a_session_is_fenced_with_a_403(
     assert (zombie.status_code, zombie.headers["producer-epoch"]) == (403, "1")
     assert _as_producer(client, 2, 5, "bad start").status_code == 400
     assert [event.data["text"] for event in store.get_events("s1")] == ["old", "new"]
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionStore]:
+    if request.param == "postgres":
+        from sqlitestream.postgres import PostgresSessionStore
+
+        dsn = request.getfixturevalue("pg_dsn")
+        opened: SessionStore = PostgresSessionStore(dsn, schema=request.getfixturevalue("pg_schema"))
+    elif request.param == "sqlite":
+        opened = SQLiteSessionStore(tmp_path / "store.db")
+    else:
+        opened = InMemorySessionStore()
+    with opened:
+        yield opened
+
+
+def test_one_producer_id_writes_to_two_sessions_each_with_its_own_sequence(
+    any_store: SessionStore,
+) -> None:
+    def post(session_id: str, producer_id: str, seq: int, text: str) -> httpx.Response:
+        headers = {"producer-id": producer_id, "producer-epoch": "0", "producer-seq": str(seq)}
+        body = [{"type": "message_sent", "data": {"text": text}}]
+        return client.post(f"/v1/sessions/{session_id}", json=body, headers=headers)
+
+    with serving(create_app(any_store)) as live, httpx.Client(base_url=live.url, timeout=30) as client:
+        assert post("s1", "worker", 0, "one").status_code == 200
+        assert post("s2", "worker", 0, "two").status_code == 200
+        # A retry, stored once (204 where the store keeps producer state; 200 on PostgreSQL,
+        # which dedupes it by the events' ids instead).
+        assert post("s2", "worker", 0, "two").is_success
+        assert post("s2", "worker", 1, "three").status_code == 200
+        # Ids with the separator in them: session "a:b" and producer "c", session "a" and "b:c".
+        assert post("a:b", "c", 0, "four").status_code == 200
+        assert post("a", "b:c", 0, "five").status_code == 200
+    texts = {
+        session: [event.data["text"] for event in any_store.get_events(session)]
+        for session in ("s1", "s2", "a:b", "a")
+    }
+    assert texts == {"s1": ["one"], "s2": ["two", "three"], "a:b": ["four"], "a": ["five"]}
 
 
 def test_an_offset_of_a_session_deleted_and_written_again_is_gone(
