@@ -334,7 +334,10 @@ def fan_out_spread(url: str, pid: int, followers: int, processes: int) -> dict[s
         facts = _server_facts(pid)
         cpu = _cpu_ms(pid)
         start = time.monotonic()
-        httpx.post(f"{url}/v1/stream/{name}", content=broadcast, headers={"content-type": "text/plain"})
+        # The reference server answers the broadcast only after some seconds of fan-out.
+        httpx.post(
+            f"{url}/v1/stream/{name}", content=broadcast, headers={"content-type": "text/plain"}, timeout=60
+        )
         arrivals: list[float] = []
         for pipe in pipes:
             if not pipe.poll(180):
