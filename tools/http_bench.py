@@ -6,7 +6,10 @@ as one node and as two nodes on that database: the waiter on node A and the writ
 two writers (one per node) against two on one node, the followers split over the two nodes.
 
 1. **append-to-wake**: a long-poll waiter on one connection, a ``POST`` on another; the time
-   from just before the ``POST`` to the waiter holding the data (p50, p99).
+   from just before the ``POST`` to the waiter holding the data (p50, p99). Measured twice:
+   with the waiter a thread of the writer's process, and in a process of its own (in one
+   process the waiter also waits for the writer's thread to finish with the ``POST``'s
+   response: they share one interpreter lock).
 2. **append throughput**: small (64-byte) ``POST``\\ s one after another over one keep-alive
    connection (appends a second).
 3. **SSE fan-out**: N followers on one stream, one broadcast append, the time until each
@@ -121,6 +124,46 @@ def append_to_wake(url: str, rounds: int, writer_url: str | None = None) -> dict
             offset = writer.post(written, content=b"x" * 64, headers=headers).headers["stream-next-offset"]
             waiter.join()
             latencies.append((got[0] - start) * 1000)
+    return {"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)}
+
+
+def _waiter_process(stream: str, pipe: Any) -> None:
+    """The long-poll waiter of :func:`append_to_wake_across_processes`: for each offset it is
+    sent, says "armed", long-polls from it and sends back when it had the data."""
+    with httpx.Client(timeout=30) as reader:
+        while (offset := pipe.recv()) is not None:
+            pipe.send("armed")
+            response = reader.get(stream, params={"offset": offset, "live": "long-poll"})
+            pipe.send(time.monotonic())
+            assert response.status_code == 200, response.status_code
+
+
+def append_to_wake_across_processes(url: str, rounds: int) -> dict[str, float]:
+    """As :func:`append_to_wake`, with the waiter in another process: in one process the
+    waiter's thread waits for the writer's thread to finish reading the POST's response (the
+    two share one interpreter lock), which the server does not cause. Times from the system's
+    monotonic clock, which both processes share."""
+    stream = f"{url}/v1/stream/wake2-{time.monotonic_ns()}"
+    headers = {"content-type": "application/octet-stream"}
+    context = multiprocessing.get_context("spawn")
+    mine, theirs = context.Pipe()
+    child = context.Process(target=_waiter_process, args=(stream, theirs))
+    with httpx.Client(timeout=30) as writer:
+        offset = writer.put(stream, headers=headers).headers["stream-next-offset"]
+        child.start()
+        latencies = []
+        try:
+            for _ in range(rounds):
+                mine.send(offset)
+                if mine.recv() != "armed":
+                    raise SystemExit("the waiter process did not start its long-poll")
+                time.sleep(0.002)  # let the long-poll reach the server and park (a benchmark, no assertion)
+                start = time.monotonic()
+                offset = writer.post(stream, content=b"x" * 64, headers=headers).headers["stream-next-offset"]
+                latencies.append((mine.recv() - start) * 1000)
+        finally:
+            mine.send(None)
+            child.join(timeout=30)
     return {"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)}
 
 
@@ -365,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("sqlitestream", "reference"), help="run one server only")
     parser.add_argument(
         "--workloads",
-        default="append_to_wake,throughput,sse_fan_out,sse_fan_out_spread",
+        default="append_to_wake,append_to_wake_across_processes,throughput,sse_fan_out,sse_fan_out_spread",
         help="comma-separated",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -396,6 +439,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         workloads = {
             "append_to_wake": lambda url, pid: append_to_wake(url, args.rounds),
+            "append_to_wake_across_processes": lambda url, pid: append_to_wake_across_processes(
+                url, args.rounds
+            ),
             "throughput": lambda url, pid: throughput(url, args.appends),
             "sse_fan_out": lambda url, pid: fan_out(url, pid, args.followers),
             "sse_fan_out_spread": lambda url, pid: fan_out_spread(
