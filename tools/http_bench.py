@@ -17,7 +17,8 @@ two writers (one per node) against two on one node, the followers split over the
    connected; measured twice, with the followers in one asyncio client process and spread over
    ``--client-processes`` processes (the client alone can be what is slow: the last of 2,000
    followers in one event loop reads its frame after the other 1,999). Times are taken with
-   the system's monotonic clock, which all processes share.
+   the system's monotonic clock, which all processes share; the client processes' CPU time
+   for the broadcast is reported beside the server's.
 
 The reference server is npm-installed into ``.conformance/`` (as ``tools/conformance.py`` does)
 and run by node. Only ratios measured in one run mean anything on a shared machine.
@@ -325,7 +326,7 @@ def fan_out(url: str, pid: int, followers: int, more_urls: tuple[str, ...] = ())
         )
         await asyncio.wait_for(ready.wait(), 120)
         facts = _server_facts(pid)
-        async with httpx.AsyncClient(timeout=60) as client:
+        async with httpx.AsyncClient(timeout=180) as client:
             cpu = _cpu_ms(pid)
             start = time.monotonic()
             await client.post(
@@ -349,8 +350,9 @@ def _client_process(url: str, path: str, count: int, broadcast: bytes, pipe: Any
         tasks, arrivals = await _followers((url,), path, count, broadcast, ready, all_in, hang_up)
         await asyncio.wait_for(ready.wait(), 120)
         pipe.send("ready")
+        idle_cpu = time.process_time()  # connected and waiting: the broadcast costs what follows
         await asyncio.wait_for(all_in.wait(), 120)
-        pipe.send(arrivals)
+        pipe.send((arrivals, (time.process_time() - idle_cpu) * 1000))
         await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # every process has its share
         hang_up.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 120)
@@ -379,13 +381,16 @@ def fan_out_spread(url: str, pid: int, followers: int, processes: int) -> dict[s
         start = time.monotonic()
         # The reference server answers the broadcast only after some seconds of fan-out.
         httpx.post(
-            f"{url}/v1/stream/{name}", content=broadcast, headers={"content-type": "text/plain"}, timeout=60
+            f"{url}/v1/stream/{name}", content=broadcast, headers={"content-type": "text/plain"}, timeout=180
         )
         arrivals: list[float] = []
+        client_cpu_ms = 0.0
         for pipe in pipes:
             if not pipe.poll(180):
                 raise SystemExit("a client process did not report its arrivals")
-            arrivals += pipe.recv()
+            theirs, their_cpu_ms = pipe.recv()
+            arrivals += theirs
+            client_cpu_ms += their_cpu_ms
         cpu = _cpu_ms(pid) - cpu
         for pipe in pipes:
             pipe.send("hang up")
@@ -394,7 +399,12 @@ def fan_out_spread(url: str, pid: int, followers: int, processes: int) -> dict[s
             child.join(timeout=30)
             if child.is_alive():
                 child.kill()
-    return {**_figures(start, arrivals, facts, cpu), "client_processes": float(processes)}
+    return {
+        **_figures(start, arrivals, facts, cpu),
+        "client_processes": float(processes),
+        # Beside server_cpu_ms: on two cores, the clients' share of the CPU bounds the latencies too.
+        "client_cpu_ms": client_cpu_ms,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -455,7 +465,11 @@ def main(argv: list[str] | None = None) -> int:
         for label, command in servers:
             if args.only in (None, label):
                 with server(command) as (url, pid):
-                    results[label] = {name: workloads[name](url, pid) for name in chosen}
+                    results[label] = {}
+                    for name in chosen:
+                        results[label][name] = measured = workloads[name](url, pid)
+                        # As it goes too: a later workload failing (a timeout) keeps these.
+                        print(f"{label} {name}: {json.dumps(measured)}", file=sys.stderr, flush=True)
     if args.db:
         results.update(postgres_nodes(args.db, args.rounds, args.appends, args.followers))
     for workload in chosen:
