@@ -243,7 +243,10 @@ class StreamRoutes:
         """Catch up on its own from ``first``, then take the frames the stream's feed makes
         for all its followers at the tip; on its own again if it lags behind them."""
         key = (name, encoded)
-        entry = await self._feed(streams, key)
+        try:
+            entry = await self._feed(streams, key)
+        except SqliteStreamError:
+            return  # deleted before its wake-ups were registered
         feed = entry.feed
         try:
             # Read again now that wake-ups are registered: nothing between is missed.
