@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import pytest
 from http_support import LiveServer, serving
 from support import child_env
 
-from sqlitestream import Event, InMemorySessionStore, SQLiteSessionStore, ValidationError
+from sqlitestream import Event, InMemorySessionStore, SessionStore, SQLiteSessionStore, ValidationError
 from sqlitestream.http import create_app
 
 TOKEN = "s3cret-t0ken-value"
@@ -97,6 +98,97 @@ def test_sse_delivers_data_then_a_control_event(client: httpx.Client) -> None:
     assert data == "event: data\ndata:onetwo"
     assert control.startswith("event: control\ndata:")
     assert json.loads(control.split("data:", 1)[1])["streamClosed"] is True
+
+
+def _sse_until(chunks: Iterator[bytes], last_offset: str) -> bytes:
+    """The data of the SSE events read from ``chunks`` until a control event says
+    ``last_offset``, checking each data event is followed by its control event."""
+    buffer, data = b"", []
+    for chunk in chunks:
+        buffer += chunk
+        *events, buffer = buffer.split(b"\n\n")
+        for event in events:
+            kind, _, payload = event.partition(b"\ndata:")
+            if kind == b"event: data":
+                data.append(payload)
+            elif json.loads(payload)["streamNextOffset"] == last_offset:
+                return b"".join(data)
+    raise AssertionError("the response ended before the last offset")
+
+
+def test_every_sse_follower_of_a_stream_gets_every_append_in_order(client: httpx.Client) -> None:
+    text = {"content-type": "text/plain"}
+    client.put("/v1/stream/fan", headers=text)
+    tail = client.head("/v1/stream/fan").headers["stream-next-offset"]
+    parts = [f"part-{n};".encode() for n in range(30)]
+
+    def follow(connected: concurrent.futures.Future[None], last: concurrent.futures.Future[str]) -> bytes:
+        with (
+            httpx.Client(base_url=client.base_url, timeout=30) as own,
+            own.stream("GET", "/v1/stream/fan", params={"offset": tail, "live": "sse"}) as response,
+        ):
+            chunks = response.iter_raw()
+            first = next(chunks)
+            assert first.startswith(b"event: control"), first
+            connected.set_result(None)
+            return _sse_until(chunks, last.result(timeout=30))
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        connected = [concurrent.futures.Future[None]() for _ in range(8)]
+        last = concurrent.futures.Future[str]()
+        followers = [pool.submit(follow, done, last) for done in connected]
+        concurrent.futures.wait(connected, timeout=30)
+        offsets = [client.post("/v1/stream/fan", content=part, headers=text) for part in parts]
+        last.set_result(offsets[-1].headers["stream-next-offset"])
+        assert [follower.result(timeout=60) for follower in followers] == [b"".join(parts)] * 8
+
+
+def test_an_sse_follower_that_stops_reading_neither_holds_back_the_others_nor_loses_data(
+    server: LiveServer, client: httpx.Client
+) -> None:
+    text = {"content-type": "text/plain"}
+    client.put("/v1/stream/big", headers=text)
+    tail = client.head("/v1/stream/big").headers["stream-next-offset"]
+    # More than the socket buffers (to 4 MiB) and a follower's backlog (BACKLOG_BYTES) hold:
+    # the stalled follower falls behind, and reads for itself once its client reads again.
+    parts = [f"{n:06d}".encode() * 10923 for n in range(160)]  # 64 KiB each, 10 MiB
+    host, port = server.url.removeprefix("http://").split(":")
+    stalled = socket.create_connection((host, int(port)))
+    stalled.sendall(f"GET /v1/stream/big?offset={tail}&live=sse HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    head = b""
+    while b"event: control" not in head:
+        head += stalled.recv(4096)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        last = concurrent.futures.Future[str]()
+
+        def follow() -> bytes:
+            with client.stream("GET", "/v1/stream/big", params={"offset": tail, "live": "sse"}) as response:
+                return _sse_until(response.iter_raw(), last.result(timeout=60))
+
+        reader = pool.submit(follow)
+        offsets = [client.post("/v1/stream/big", content=part, headers=text) for part in parts]
+        last.set_result(offsets[-1].headers["stream-next-offset"])
+        # The stalled one has not read a byte since its first event, and the other got all.
+        assert reader.result(timeout=120) == b"".join(parts)
+
+    def stalled_chunks() -> Iterator[bytes]:
+        body = head.split(b"\r\n\r\n", 1)[1]
+        while True:
+            # Chunked transfer coding: the SSE text between the chunk-size lines.
+            while b"\r\n" in body:
+                size_line, rest = body.split(b"\r\n", 1)
+                size = int(size_line, 16)
+                if len(rest) < size + 2:
+                    break
+                yield rest[:size]
+                body = rest[size + 2 :]
+            received = stalled.recv(1 << 16)
+            if not received:
+                return
+            body += received
+
+    with stalled:
+        assert _sse_until(stalled_chunks(), last.result()) == b"".join(parts)
 
 
 def test_a_bad_stream_name_is_refused_without_touching_anything(client: httpx.Client) -> None:
@@ -290,6 +382,46 @@ def test_an_older_producer_epoch_on_a_session_is_fenced_with_a_403(
     assert (zombie.status_code, zombie.headers["producer-epoch"]) == (403, "1")
     assert _as_producer(client, 2, 5, "bad start").status_code == 400
     assert [event.data["text"] for event in store.get_events("s1")] == ["old", "new"]
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionStore]:
+    if request.param == "postgres":
+        from sqlitestream.postgres import PostgresSessionStore
+
+        dsn = request.getfixturevalue("pg_dsn")
+        opened: SessionStore = PostgresSessionStore(dsn, schema=request.getfixturevalue("pg_schema"))
+    elif request.param == "sqlite":
+        opened = SQLiteSessionStore(tmp_path / "store.db")
+    else:
+        opened = InMemorySessionStore()
+    with opened:
+        yield opened
+
+
+def test_one_producer_id_writes_to_two_sessions_each_with_its_own_sequence(
+    any_store: SessionStore,
+) -> None:
+    def post(session_id: str, producer_id: str, seq: int, text: str) -> httpx.Response:
+        headers = {"producer-id": producer_id, "producer-epoch": "0", "producer-seq": str(seq)}
+        body = [{"type": "message_sent", "data": {"text": text}}]
+        return client.post(f"/v1/sessions/{session_id}", json=body, headers=headers)
+
+    with serving(create_app(any_store)) as live, httpx.Client(base_url=live.url, timeout=30) as client:
+        assert post("s1", "worker", 0, "one").status_code == 200
+        assert post("s2", "worker", 0, "two").status_code == 200
+        # A retry, stored once (204 where the store keeps producer state; 200 on PostgreSQL,
+        # which dedupes it by the events' ids instead).
+        assert post("s2", "worker", 0, "two").is_success
+        assert post("s2", "worker", 1, "three").status_code == 200
+        # Ids with the separator in them: session "a:b" and producer "c", session "a" and "b:c".
+        assert post("a:b", "c", 0, "four").status_code == 200
+        assert post("a", "b:c", 0, "five").status_code == 200
+    texts = {
+        session: [event.data["text"] for event in any_store.get_events(session)]
+        for session in ("s1", "s2", "a:b", "a")
+    }
+    assert texts == {"s1": ["one"], "s2": ["two", "three"], "a:b": ["four"], "a": ["five"]}
 
 
 def test_an_offset_of_a_session_deleted_and_written_again_is_gone(

@@ -6,7 +6,10 @@ as one node and as two nodes on that database: the waiter on node A and the writ
 two writers (one per node) against two on one node, the followers split over the two nodes.
 
 1. **append-to-wake**: a long-poll waiter on one connection, a ``POST`` on another; the time
-   from just before the ``POST`` to the waiter holding the data (p50, p99).
+   from just before the ``POST`` to the waiter holding the data (p50, p99). Measured twice:
+   with the waiter a thread of the writer's process, and in a process of its own (in one
+   process the waiter also waits for the writer's thread to finish with the ``POST``'s
+   response: they share one interpreter lock).
 2. **append throughput**: small (64-byte) ``POST``\\ s one after another over one keep-alive
    connection (appends a second).
 3. **SSE fan-out**: N followers on one stream, one broadcast append, the time until each
@@ -14,7 +17,8 @@ two writers (one per node) against two on one node, the followers split over the
    connected; measured twice, with the followers in one asyncio client process and spread over
    ``--client-processes`` processes (the client alone can be what is slow: the last of 2,000
    followers in one event loop reads its frame after the other 1,999). Times are taken with
-   the system's monotonic clock, which all processes share.
+   the system's monotonic clock, which all processes share; the client processes' CPU time
+   for the broadcast is reported beside the server's.
 4. **feed SSE fan-out** (``--workloads feed_sse_fan_out``, not run by default): the same with the
    followers on the store-wide feed (``/v1/feed?offset=now&live=sse``) and the broadcast an event
    appended to a new session (sqlitestream only: the reference server has no feed).
@@ -124,6 +128,46 @@ def append_to_wake(url: str, rounds: int, writer_url: str | None = None) -> dict
             offset = writer.post(written, content=b"x" * 64, headers=headers).headers["stream-next-offset"]
             waiter.join()
             latencies.append((got[0] - start) * 1000)
+    return {"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)}
+
+
+def _waiter_process(stream: str, pipe: Any) -> None:
+    """The long-poll waiter of :func:`append_to_wake_across_processes`: for each offset it is
+    sent, says "armed", long-polls from it and sends back when it had the data."""
+    with httpx.Client(timeout=30) as reader:
+        while (offset := pipe.recv()) is not None:
+            pipe.send("armed")
+            response = reader.get(stream, params={"offset": offset, "live": "long-poll"})
+            pipe.send(time.monotonic())
+            assert response.status_code == 200, response.status_code
+
+
+def append_to_wake_across_processes(url: str, rounds: int) -> dict[str, float]:
+    """As :func:`append_to_wake`, with the waiter in another process: in one process the
+    waiter's thread waits for the writer's thread to finish reading the POST's response (the
+    two share one interpreter lock), which the server does not cause. Times from the system's
+    monotonic clock, which both processes share."""
+    stream = f"{url}/v1/stream/wake2-{time.monotonic_ns()}"
+    headers = {"content-type": "application/octet-stream"}
+    context = multiprocessing.get_context("spawn")
+    mine, theirs = context.Pipe()
+    child = context.Process(target=_waiter_process, args=(stream, theirs))
+    with httpx.Client(timeout=30) as writer:
+        offset = writer.put(stream, headers=headers).headers["stream-next-offset"]
+        child.start()
+        latencies = []
+        try:
+            for _ in range(rounds):
+                mine.send(offset)
+                if mine.recv() != "armed":
+                    raise SystemExit("the waiter process did not start its long-poll")
+                time.sleep(0.002)  # let the long-poll reach the server and park (a benchmark, no assertion)
+                start = time.monotonic()
+                offset = writer.post(stream, content=b"x" * 64, headers=headers).headers["stream-next-offset"]
+                latencies.append((mine.recv() - start) * 1000)
+        finally:
+            mine.send(None)
+            child.join(timeout=30)
     return {"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)}
 
 
@@ -314,7 +358,7 @@ def _fan_out(
         )
         await asyncio.wait_for(ready.wait(), 120)
         facts = _server_facts(pid)
-        async with httpx.AsyncClient(timeout=60) as client:
+        async with httpx.AsyncClient(timeout=180) as client:
             cpu = _cpu_ms(pid)
             start = time.monotonic()
             await post(client)
@@ -336,8 +380,9 @@ def _client_process(url: str, path: str, count: int, broadcast: bytes, pipe: Any
         tasks, arrivals = await _followers((url,), path, count, broadcast, ready, all_in, hang_up)
         await asyncio.wait_for(ready.wait(), 120)
         pipe.send("ready")
+        idle_cpu = time.process_time()  # connected and waiting: the broadcast costs what follows
         await asyncio.wait_for(all_in.wait(), 120)
-        pipe.send(arrivals)
+        pipe.send((arrivals, (time.process_time() - idle_cpu) * 1000))
         await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # every process has its share
         hang_up.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 120)
@@ -364,12 +409,18 @@ def fan_out_spread(url: str, pid: int, followers: int, processes: int) -> dict[s
         facts = _server_facts(pid)
         cpu = _cpu_ms(pid)
         start = time.monotonic()
-        httpx.post(f"{url}/v1/stream/{name}", content=broadcast, headers={"content-type": "text/plain"})
+        # The reference server answers the broadcast only after some seconds of fan-out.
+        httpx.post(
+            f"{url}/v1/stream/{name}", content=broadcast, headers={"content-type": "text/plain"}, timeout=180
+        )
         arrivals: list[float] = []
+        client_cpu_ms = 0.0
         for pipe in pipes:
             if not pipe.poll(180):
                 raise SystemExit("a client process did not report its arrivals")
-            arrivals += pipe.recv()
+            theirs, their_cpu_ms = pipe.recv()
+            arrivals += theirs
+            client_cpu_ms += their_cpu_ms
         cpu = _cpu_ms(pid) - cpu
         for pipe in pipes:
             pipe.send("hang up")
@@ -378,7 +429,12 @@ def fan_out_spread(url: str, pid: int, followers: int, processes: int) -> dict[s
             child.join(timeout=30)
             if child.is_alive():
                 child.kill()
-    return {**_figures(start, arrivals, facts, cpu), "client_processes": float(processes)}
+    return {
+        **_figures(start, arrivals, facts, cpu),
+        "client_processes": float(processes),
+        # Beside server_cpu_ms: on two cores, the clients' share of the CPU bounds the latencies too.
+        "client_cpu_ms": client_cpu_ms,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -392,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("sqlitestream", "reference"), help="run one server only")
     parser.add_argument(
         "--workloads",
-        default="append_to_wake,throughput,sse_fan_out,sse_fan_out_spread",
+        default="append_to_wake,append_to_wake_across_processes,throughput,sse_fan_out,sse_fan_out_spread",
         help="comma-separated",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -423,6 +479,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         workloads = {
             "append_to_wake": lambda url, pid: append_to_wake(url, args.rounds),
+            "append_to_wake_across_processes": lambda url, pid: append_to_wake_across_processes(
+                url, args.rounds
+            ),
             "throughput": lambda url, pid: throughput(url, args.appends),
             "sse_fan_out": lambda url, pid: fan_out(url, pid, args.followers),
             "feed_sse_fan_out": lambda url, pid: feed_fan_out(url, pid, args.followers),
@@ -439,7 +498,11 @@ def main(argv: list[str] | None = None) -> int:
                 with server(command) as (url, pid):
                     # The reference server has no store-wide feed.
                     runs = [name for name in chosen if label == "sqlitestream" or not name.startswith("feed")]
-                    results[label] = {name: workloads[name](url, pid) for name in runs}
+                    results[label] = {}
+                    for name in runs:
+                        results[label][name] = measured = workloads[name](url, pid)
+                        # As it goes too: a later workload failing (a timeout) keeps these.
+                        print(f"{label} {name}: {json.dumps(measured)}", file=sys.stderr, flush=True)
     if args.db:
         results.update(postgres_nodes(args.db, args.rounds, args.appends, args.followers, chosen))
     for workload in chosen:

@@ -7,15 +7,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
 from contextlib import AbstractContextManager
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
+
+from sqlitestream.errors import SqliteStreamError
 
 T = TypeVar("T")
 
 
+class _Settable(Protocol):
+    def set(self) -> None: ...
+
+
+class _Member(Protocol):
+    """What a :class:`Registrations` group wakes: called on the loop's thread."""
+
+    def deliver(self) -> None: ...
+
+
 class SharedReads:
-    """One store read for many waiters: when 2,000 SSE followers of one stream wake for one
-    append, the first starts the read and the others share it, instead of 2,000 identical reads
-    queueing for the thread pool. A caller shares only a read that began after its wake-up was
+    """One store read for many waiters: when many long-polls of one stream wake for one
+    append, the first starts the read and the others share it, instead of identical reads
+    queueing for the thread pool (SSE followers share theirs through a :class:`Feed`). A caller shares only a read that began after its wake-up was
     delivered (``since``: the :attr:`tick` then), so it never gets a snapshot older than the
     change that woke it."""
 
@@ -56,11 +68,11 @@ class LoopSignal:
 
     def set(self) -> None:
         try:
-            self._loop.call_soon_threadsafe(self._deliver)
+            self._loop.call_soon_threadsafe(self.deliver)
         except RuntimeError:  # the loop is closed: nobody waits any more
             pass
 
-    def _deliver(self) -> None:
+    def deliver(self) -> None:
         if self._reads is not None:
             self.woken_at = self._reads.tick
         self.woken = True
@@ -71,13 +83,13 @@ class Shutdown:
     """Set once when the server stops: every live response then ends."""
 
     def __init__(self) -> None:
-        self._events: set[asyncio.Event] = set()
+        self._events: set[_Settable] = set()
         self.stopping = False
 
-    def watch(self, event: asyncio.Event) -> None:
+    def watch(self, event: _Settable) -> None:
         self._events.add(event)
 
-    def unwatch(self, event: asyncio.Event) -> None:
+    def unwatch(self, event: _Settable) -> None:
         self._events.discard(event)
 
     def stop(self) -> None:
@@ -117,7 +129,7 @@ class _Group:
 
     def __init__(self, watch: Callable[[_Group], AbstractContextManager[Any]]) -> None:
         self.loop = asyncio.get_running_loop()
-        self.members: set[LoopSignal] = set()
+        self.members: set[_Member] = set()
         self.registration = watch(self)
         # On a worker thread: registering reads the stream's tip from the store (the watcher's
         # seed, a query of about 0.3 ms) that would otherwise stall every response on the loop.
@@ -132,7 +144,7 @@ class _Group:
 
     def _deliver(self) -> None:
         for member in list(self.members):
-            member._deliver()
+            member.deliver()
 
     def leave(self) -> None:
         if self.entered.done():
@@ -156,7 +168,7 @@ class Registrations:
         self._groups: dict[Hashable, _Group] = {}
 
     async def join(
-        self, key: Hashable, watch: Callable[[_Group], AbstractContextManager[Any]], signal: LoopSignal
+        self, key: Hashable, watch: Callable[[_Group], AbstractContextManager[Any]], signal: _Member
     ) -> None:
         group = self._groups.get(key)
         if group is None or (group.entered.done() and group.entered.exception() is not None):
@@ -168,7 +180,7 @@ class Registrations:
             self.leave(key, signal)
             raise
 
-    def leave(self, key: Hashable, signal: LoopSignal) -> None:
+    def leave(self, key: Hashable, signal: _Member) -> None:
         group = self._groups.get(key)
         if group is None or signal not in group.members:
             return
@@ -231,3 +243,153 @@ class Waiter:
         signal.woken = False
         signal.event.clear()
         return woken
+
+
+class Page(Protocol):
+    """A read of a stream from an offset, as a :class:`Feed` needs it."""
+
+    @property
+    def next_offset(self) -> str: ...
+    @property
+    def has_data(self) -> bool: ...
+    @property
+    def up_to_date(self) -> bool: ...
+    @property
+    def closed(self) -> bool: ...
+
+
+P = TypeVar("P", bound=Page)
+
+BACKLOG_BYTES = 1 << 22
+"""The frames a follower may have waiting to be sent (4 MiB, a page of a read) before its
+feed lets it go to read for itself: a client that stops reading holds no more than that."""
+
+
+class Follower:
+    """One SSE response at its stream's tip: the frames its :class:`Feed` formatted for it,
+    waiting to be sent, and why it ends (``ended``: the stream closed, the client went away,
+    the server stops, or the response's time is up). ``cursor`` is the client's
+    ``cursor`` parameter; ``offset`` the offset after the frames given to it so far."""
+
+    __slots__ = ("_frames", "_size", "_wake", "cursor", "ended", "lagging", "offset")
+
+    def __init__(self, cursor: str | None) -> None:
+        self.cursor = cursor
+        self.offset = ""
+        self.ended = False
+        self.lagging = False
+        self._frames: list[bytes] = []
+        self._size = 0
+        self._wake: asyncio.Future[None] | None = None
+
+    def push(self, frame: bytes, next_offset: str) -> bool:
+        """Queue ``frame``; False when that makes the backlog too large (the follower then
+        reads for itself from :attr:`offset`, after the frames it has)."""
+        self._frames.append(frame)
+        self._size += len(frame)
+        self.offset = next_offset
+        self._wake_up()
+        if self._size > BACKLOG_BYTES:
+            self.lagging = True
+        return not self.lagging
+
+    def set(self) -> None:
+        """End the response (after the frames already queued)."""
+        self.ended = True
+        self._wake_up()
+
+    def _wake_up(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def frames(self) -> list[bytes]:
+        """The frames queued, once there are some; none once the follower has ended or lags
+        and every frame queued before was taken."""
+        while not self._frames and not self.ended and not self.lagging:
+            self._wake = asyncio.get_running_loop().create_future()
+            await self._wake
+        frames, self._frames, self._size = self._frames, [], 0
+        return frames
+
+
+class Feed(Generic[P]):
+    """The SSE followers of one stream on one loop, and one reader for all of them: on each
+    change it reads once from the offset they are at and formats the frame once
+    (``frame(page, cursor)``, shared by the followers with the same ``cursor``), then hands
+    it to each. With 2,000 followers of a stream, a broadcast is one read, one frame and one
+    wake-up of each follower's task to send it, instead of each follower waking to share a
+    read, waking again for its result and formatting its own copy of the frame.
+
+    A member of the stream's :class:`Registrations` group (``deliver`` on each change).
+    Followers usually share one offset; a follower that attaches at another (it caught up
+    to a newer tip on its own) gets its own read at that offset."""
+
+    def __init__(
+        self,
+        read: Callable[[str], Awaitable[P]],
+        frame: Callable[[P, str | None], bytes],
+    ) -> None:
+        self._read = read
+        self._frame = frame
+        self.changes = 0
+        self._at: dict[str, set[Follower]] = {}
+        self._due: set[str] = set()
+        self._reader: asyncio.Future[None] | None = None
+
+    def deliver(self) -> None:
+        self.changes += 1
+        self._due.update(self._at)
+        self._start()
+
+    def attach(self, follower: Follower, offset: str, changes_seen: int) -> None:
+        """``follower`` has everything up to ``offset``, as read when :attr:`changes` was
+        ``changes_seen``: a change since then is read for it now."""
+        follower.offset = offset
+        follower.lagging = False
+        self._at.setdefault(offset, set()).add(follower)
+        if self.changes != changes_seen:
+            self._due.add(offset)
+            self._start()
+
+    def detach(self, follower: Follower) -> None:
+        followers = self._at.get(follower.offset)
+        if followers is not None:
+            followers.discard(follower)
+            if not followers:
+                del self._at[follower.offset]
+
+    def _start(self) -> None:
+        if self._due and (self._reader is None or self._reader.done()):
+            self._reader = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while self._due:
+            offset = self._due.pop()
+            if offset not in self._at:
+                continue
+            seen = self.changes
+            try:
+                page = await self._read(offset)
+            except SqliteStreamError:  # deleted, or the store closed: each client reconnects
+                for follower in self._at.pop(offset, ()):
+                    follower.set()
+                continue
+            if not (page.has_data or page.closed):
+                if self.changes != seen:
+                    self._due.add(offset)
+                continue
+            followers = self._at.pop(offset, set())
+            frames: dict[str | None, bytes] = {}
+            staying = set()
+            for follower in followers:
+                frame = frames.get(follower.cursor)
+                if frame is None:
+                    frame = frames[follower.cursor] = self._frame(page, follower.cursor)
+                if follower.push(frame, page.next_offset) and not page.closed:
+                    staying.add(follower)
+                elif page.closed:
+                    follower.set()
+            if staying:
+                self._at.setdefault(page.next_offset, set()).update(staying)
+                if self.changes != seen or not page.up_to_date:
+                    self._due.add(page.next_offset)

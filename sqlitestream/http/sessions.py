@@ -262,8 +262,14 @@ class SessionRoutes:
             raise ValidationError("the body is an empty JSON array: post at least one event")
         fenced = producer is not None and isinstance(self._store.store, SessionProducers)
         # A store without producer state (PostgreSQL, for now) still stores a retry once: the
-        # events get ids made of the stamp, so the retry's ids are duplicates.
-        stamp = None if producer is None or fenced else f"{producer.id}:{producer.epoch}:{producer.seq}"
+        # events get ids made of the stamp, so the retry's ids are duplicates. Event ids are
+        # unique store-wide, so the stamp names the session too (its length first, so that no
+        # session and producer id containing ":" make another pair's stamp).
+        stamp = (
+            None
+            if producer is None or fenced
+            else f"{len(session_id)}:{session_id}:{producer.id}:{producer.epoch}:{producer.seq}"
+        )
         events = [_event(item, session_id, index, stamp) for index, item in enumerate(items)]
         if producer is None or not fenced:
             stored = await self._store.append_events(events)
