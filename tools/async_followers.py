@@ -3,7 +3,8 @@ many asyncio long-poll followers on one event loop (sqlitestream.aio.AsyncStore 
 file), spread evenly over M sessions, woken by appends from another OS process.
 
 A writer process appends R events a second, each to a random session, for S seconds, stamping
-each with the system-wide monotonic clock. Every follower long-polls its session, re-arming
+each with the system-wide monotonic clock, once every follower has read its session and the
+process has gone quiet (its waits registered). Every follower long-polls its session, re-arming
 after each page. Reported: the wake latency (append committed -> its follower has it) as
 p50/p99/max over all deliveries, and the most threads this process ran.
 """
@@ -50,9 +51,13 @@ async def run(
     with SQLiteSessionStore(path) as store:
         store.append_events([Event("session_created", f"s{n}") for n in range(sessions)])
         async with AsyncStore(store, max_threads=max_threads) as astore:
+            armed = 0
 
             async def follow(session_id: str) -> None:
+                nonlocal armed
                 after = 1
+                await astore.get_events(session_id, after=after)
+                armed += 1
                 while True:
                     page = await astore.get_events(session_id, after=after, wait_timeout_ms=60_000)
                     now = time.monotonic()
@@ -68,7 +73,9 @@ async def run(
 
             sampler = asyncio.create_task(sample_threads())
             tasks = [asyncio.create_task(follow(f"s{n % sessions}")) for n in range(followers)]
-            await asyncio.sleep(1.0)  # a tool, not a test: let every follower arm its wait
+            while armed < followers:
+                await asyncio.sleep(0.05)
+            await _until_quiet()
             writer = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-c",
@@ -104,6 +111,17 @@ async def run(
         f"threads at most: {peak_threads} (pool {max_threads} + the watcher + main, and asyncio's "
         "child watcher for the writer process)"
     )
+
+
+async def _until_quiet(window_s: float = 0.5, limit_s: float = 120.0) -> None:
+    """Return once this process's CPU time grows by less than 5% of the wall clock over
+    ``window_s`` (the followers have registered their waits), or after ``limit_s``."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        cpu = time.process_time()
+        await asyncio.sleep(window_s)
+        if time.process_time() - cpu < 0.05 * window_s:
+            return
 
 
 def main() -> None:
