@@ -22,6 +22,7 @@ from pathlib import Path
 
 from sqlitestream import Event, SQLiteSessionStore
 from sqlitestream.aio import AsyncStore
+from tools.quiet import QUIET_WINDOW_S, FullCollections, is_quiet
 
 _WRITER = """
 import random, sys, time
@@ -47,6 +48,7 @@ async def run(
     path: str, followers: int, sessions: int, rate: float, seconds: float, max_threads: int
 ) -> None:
     latencies: list[float] = []
+    pauses = FullCollections()
     peak_threads = threading.active_count()
     with SQLiteSessionStore(path) as store:
         store.append_events([Event("session_created", f"s{n}") for n in range(sessions)])
@@ -76,6 +78,7 @@ async def run(
             while armed < followers:
                 await asyncio.sleep(0.05)
             await _until_quiet()
+            pauses.start()
             writer = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-c",
@@ -95,6 +98,7 @@ async def run(
             deadline = time.monotonic() + 60
             while len(latencies) < total and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
+            pauses.stop()
             for task in [*tasks, sampler]:
                 task.cancel()
             await asyncio.gather(*tasks, sampler, return_exceptions=True)
@@ -105,7 +109,7 @@ async def run(
     )
     print(
         f"wake latency ms: p50 {statistics.median(ordered) * 1000:.2f}  p99 {p99 * 1000:.2f}  "
-        f"max {ordered[-1] * 1000:.2f}  ({len(ordered)} of {total} delivered)"
+        f"max {ordered[-1] * 1000:.2f}  ({len(ordered)} of {total} delivered); {pauses.summary()}"
     )
     print(
         f"threads at most: {peak_threads} (pool {max_threads} + the watcher + main, and asyncio's "
@@ -113,14 +117,13 @@ async def run(
     )
 
 
-async def _until_quiet(window_s: float = 0.5, limit_s: float = 120.0) -> None:
-    """Return once this process's CPU time grows by less than 5% of the wall clock over
-    ``window_s`` (the followers have registered their waits), or after ``limit_s``."""
+async def _until_quiet(limit_s: float = 120.0) -> None:
+    """:func:`tools.quiet.until_quiet` without blocking the event loop."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         cpu = time.process_time()
-        await asyncio.sleep(window_s)
-        if time.process_time() - cpu < 0.05 * window_s:
+        await asyncio.sleep(QUIET_WINDOW_S)
+        if is_quiet(cpu):
             return
 
 

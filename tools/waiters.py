@@ -27,6 +27,7 @@ import threading
 import time
 
 from sqlitestream import SQLiteSessionStore, StoreClosedError
+from tools.quiet import FullCollections, until_quiet
 
 _WRITER = """
 import random, sys, time
@@ -58,7 +59,7 @@ def main() -> None:
     lock = threading.Lock()
     stop = threading.Event()
     armed = threading.Semaphore(0)
-    pauses = _FullCollections()
+    pauses = FullCollections()
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "waiters.db")
         with SQLiteSessionStore(path) as store:
@@ -85,7 +86,7 @@ def main() -> None:
                 thread.start()
             for _ in threads:
                 armed.acquire()
-            _until_quiet()
+            until_quiet()
             if args.gc_freeze:
                 gc.freeze()
             pauses.start()
@@ -118,44 +119,8 @@ def main() -> None:
         f"{args.waiters:,} waiters, {args.rate:g} appends/s for {args.seconds:g} s: "
         f"{len(ordered):,} of {expected:,} delivered; wake p50 {statistics.median(ordered) * 1000:.1f} ms, "
         f"p99 {p99 * 1000:.1f} ms, max {ordered[-1] * 1000:.1f} ms; threads {most_threads:,}; "
-        f"full collections {pauses.count}, longest {pauses.longest * 1000:.0f} ms"
-        + (" (gc.freeze)" if args.gc_freeze else "")
+        f"{pauses.summary()}" + (" (gc.freeze)" if args.gc_freeze else "")
     )
-
-
-def _until_quiet(window_s: float = 0.5, limit_s: float = 120.0) -> None:
-    """Return once this process's CPU time grows by less than 5% of the wall clock over
-    ``window_s`` (the waiters have registered), or after ``limit_s``."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        cpu = time.process_time()
-        time.sleep(window_s)
-        if time.process_time() - cpu < 0.05 * window_s:
-            return
-
-
-class _FullCollections:
-    """The garbage collector's full (generation 2) collections between start() and stop()."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.longest = 0.0
-        self._began = 0.0
-
-    def start(self) -> None:
-        gc.callbacks.append(self._on_collect)
-
-    def stop(self) -> None:
-        gc.callbacks.remove(self._on_collect)
-
-    def _on_collect(self, phase: str, info: dict[str, int]) -> None:
-        if info["generation"] != 2:
-            return
-        if phase == "start":
-            self._began = time.perf_counter()
-        else:
-            self.count += 1
-            self.longest = max(self.longest, time.perf_counter() - self._began)
 
 
 if __name__ == "__main__":
