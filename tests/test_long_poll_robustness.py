@@ -303,6 +303,125 @@ def test_a_counter_ahead_of_its_log_still_wakes_waiters_with_new_events(tmp_path
         ] * 5
 
 
+def _trim_in_another_process(path: Path, session_id: str, before_sequence: int) -> None:
+    """Remove the session's events below ``before_sequence`` with ``trim_session``, in a
+    process of its own."""
+    code = (
+        "import sys\n"
+        "from sqlitestream import SQLiteSessionStore\n"
+        "with SQLiteSessionStore(sys.argv[1]) as store:\n"
+        "    store.trim_session(sys.argv[2], before_sequence=int(sys.argv[3]))\n"
+    )
+    run_python(code, str(path), session_id, str(before_sequence))
+
+
+def test_a_session_trimmed_by_another_process_keeps_its_waiters(tmp_path: Path) -> None:
+    """A trim removes the first events, the counter stays: the waiters are not released (a
+    trim never wakes a waiter) and the next append wakes them with its event."""
+    path = tmp_path / "events.db"
+    threads = StoreThreads()
+    with SQLiteSessionStore(path) as store:
+        store.append_events([Event("message_sent", "s", id=f"e{i}") for i in range(3)])
+        waiters = Waiters([lambda: store.get_events("s", after=3, wait_timeout_ms=LONG)] * 5)
+        marker = Waiters([lambda: store.get_events("marker", wait_timeout_ms=LONG)])
+        wait_until(lambda: threads(waiters, marker) == 1, 30, "the store's one watching thread")
+        _trim_in_another_process(path, "s", 3)
+        _append_in_another_process(path, ["marker"])
+        assert marker.join()  # the watcher has looked since the trim
+        assert waiters.alive() == 5
+        _append_in_another_process(path, ["s"])
+        assert waiters.join()
+        assert [[(e.id, e.sequence_number) for e in r] for r in waiters.results] == [
+            [("s-message_sent-x", 4)]
+        ] * 5
+
+
+def test_a_trimmed_session_replaced_by_another_process_releases_waiters(tmp_path: Path) -> None:
+    """Trimmed (its first event gone), then deleted and written again past the waiters' cursor
+    in one transaction: the waiters are released with [], not handed the new log's events."""
+    path = tmp_path / "events.db"
+    threads = StoreThreads()
+    with SQLiteSessionStore(path) as store:
+        store.append_events([Event("message_sent", s) for s in ("doomed", "doomed", "doomed", "kept")])
+        _trim_in_another_process(path, "doomed", 3)
+        doomed = Waiters([lambda: store.get_events("doomed", after=3, wait_timeout_ms=LONG)] * 5)
+        kept = Waiters([lambda: store.get_events("kept", after=1, wait_timeout_ms=LONG)] * 5)
+        wait_until(lambda: threads(doomed, kept) == 1, 30, "the store's one watching thread")
+        _replace_in_another_process(path, "doomed", 5)
+        assert doomed.join()
+        assert doomed.results == [[]] * 5
+        assert kept.alive() == 5
+        _append_in_another_process(path, ["kept"])
+        assert kept.join()
+
+
+class _PageQueries:
+    """How many times each session's events were queried by any connection opened while this
+    is installed (apsw's connection hooks and statement tracing). A long-poll queries once
+    before it registers, once after, and once more on each wake-up: so the count tells how
+    often its waiter was woken."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> _PageQueries:
+        apsw.connection_hooks.append(self._hook)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        apsw.connection_hooks.remove(self._hook)
+
+    def _hook(self, conn: apsw.Connection) -> None:
+        conn.exec_trace = self._trace
+
+    def _trace(self, cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
+        if sql.startswith("SELECT seq, id,") and bindings:
+            with self._lock:
+                self.counts[bindings[0]] = self.counts.get(bindings[0], 0) + 1
+        return True
+
+
+def test_another_processs_commits_wake_only_the_waiters_of_their_sessions(tmp_path: Path) -> None:
+    """Appends to one session, a trim of another, a deleted session and a saved session
+    record, all by another process: only the appended session's waiter is woken (queries
+    again), the deleted one's is released, and every other waiter stays asleep."""
+    path = tmp_path / "events.db"
+    threads = StoreThreads()
+    quiet = [f"q{n}" for n in range(SESSIONS)]
+    with _PageQueries() as queries, SQLiteSessionStore(path) as store:
+        store.append_events(
+            [Event("message_sent", s) for s in ["hot", "trimmed", "trimmed", "doomed", *quiet]]
+        )
+        hot = Waiters([lambda: store.get_events("hot", after=1, limit=1, wait_timeout_ms=LONG)])
+        trimmed = Waiters([lambda: store.get_events("trimmed", after=2, wait_timeout_ms=LONG)])
+        doomed = Waiters([lambda: store.get_events("doomed", after=1, wait_timeout_ms=LONG)])
+        asleep = Waiters([lambda s=s: store.get_events(s, after=1, wait_timeout_ms=LONG) for s in quiet])
+        marker = Waiters([lambda: store.get_events("marker", wait_timeout_ms=LONG)])
+        everyone = (hot, trimmed, doomed, asleep, marker)
+        wait_until(lambda: threads(*everyone) == 1, 30, "the store's one watching thread")
+        wait_until(lambda: all(queries.counts.get(s) == 2 for s in quiet), 30, "every waiter registered")
+        code = (
+            "import sys; from sqlitestream import Event, Session, SQLiteSessionStore\n"
+            "with SQLiteSessionStore(sys.argv[1]) as store:\n"
+            "    for n in range(20):\n"
+            "        store.append_event_with_sequence(Event('message_sent', 'hot'))\n"
+            "    store.delete_session('doomed')\n"
+            "    store.create_session(Session(id='record', agent_id='a'))\n"
+        )
+        run_python(code, str(path))
+        _trim_in_another_process(path, "trimmed", 2)
+        assert hot.join() and doomed.join()
+        assert [e.sequence_number for e in hot.results[0]] == [2]
+        assert doomed.results == [[]]
+        _append_in_another_process(path, ["marker"])
+        assert marker.join()  # the watcher has looked since the trim
+        assert trimmed.alive() == 1 and asleep.alive() == len(quiet)
+        assert {s: queries.counts[s] for s in ["trimmed", *quiet]} == dict.fromkeys(["trimmed", *quiet], 2)
+        store.append_events([Event("message_sent", s) for s in ["trimmed", *quiet]])
+        assert trimmed.join() and asleep.join()
+
+
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 def test_closing_the_store_releases_every_waiter_with_store_closed(tmp_path: Path, kind: str) -> None:
     threads = StoreThreads()

@@ -3,7 +3,8 @@ many asyncio long-poll followers on one event loop (sqlitestream.aio.AsyncStore 
 file), spread evenly over M sessions, woken by appends from another OS process.
 
 A writer process appends R events a second, each to a random session, for S seconds, stamping
-each with the system-wide monotonic clock. Every follower long-polls its session, re-arming
+each with the system-wide monotonic clock, once every follower has read its session and the
+process has gone quiet (its waits registered). Every follower long-polls its session, re-arming
 after each page. Reported: the wake latency (append committed -> its follower has it) as
 p50/p99/max over all deliveries, and the most threads this process ran.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from sqlitestream import Event, SQLiteSessionStore
 from sqlitestream.aio import AsyncStore
+from tools.quiet import QUIET_WINDOW_S, FullCollections, is_quiet
 
 _WRITER = """
 import random, sys, time
@@ -46,13 +48,18 @@ async def run(
     path: str, followers: int, sessions: int, rate: float, seconds: float, max_threads: int
 ) -> None:
     latencies: list[float] = []
+    pauses = FullCollections()
     peak_threads = threading.active_count()
     with SQLiteSessionStore(path) as store:
         store.append_events([Event("session_created", f"s{n}") for n in range(sessions)])
         async with AsyncStore(store, max_threads=max_threads) as astore:
+            armed = 0
 
             async def follow(session_id: str) -> None:
+                nonlocal armed
                 after = 1
+                await astore.get_events(session_id, after=after)
+                armed += 1
                 while True:
                     page = await astore.get_events(session_id, after=after, wait_timeout_ms=60_000)
                     now = time.monotonic()
@@ -68,7 +75,10 @@ async def run(
 
             sampler = asyncio.create_task(sample_threads())
             tasks = [asyncio.create_task(follow(f"s{n % sessions}")) for n in range(followers)]
-            await asyncio.sleep(1.0)  # a tool, not a test: let every follower arm its wait
+            while armed < followers:
+                await asyncio.sleep(0.05)
+            await _until_quiet()
+            pauses.start()
             writer = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-c",
@@ -88,6 +98,7 @@ async def run(
             deadline = time.monotonic() + 60
             while len(latencies) < total and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
+            pauses.stop()
             for task in [*tasks, sampler]:
                 task.cancel()
             await asyncio.gather(*tasks, sampler, return_exceptions=True)
@@ -98,12 +109,22 @@ async def run(
     )
     print(
         f"wake latency ms: p50 {statistics.median(ordered) * 1000:.2f}  p99 {p99 * 1000:.2f}  "
-        f"max {ordered[-1] * 1000:.2f}  ({len(ordered)} of {total} delivered)"
+        f"max {ordered[-1] * 1000:.2f}  ({len(ordered)} of {total} delivered); {pauses.summary()}"
     )
     print(
         f"threads at most: {peak_threads} (pool {max_threads} + the watcher + main, and asyncio's "
         "child watcher for the writer process)"
     )
+
+
+async def _until_quiet(limit_s: float = 120.0) -> None:
+    """:func:`tools.quiet.until_quiet` without blocking the event loop."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        cpu = time.process_time()
+        await asyncio.sleep(QUIET_WINDOW_S)
+        if is_quiet(cpu):
+            return
 
 
 def main() -> None:

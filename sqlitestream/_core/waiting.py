@@ -37,13 +37,15 @@ NO_SEED: object = object()
 """What :meth:`WakeHub.seeds` gives for a session whose waiters hold no common seed."""
 
 
-class _Waiter:
-    __slots__ = ("released", "seed", "woken")
+class Waiter:
+    __slots__ = ("key", "released", "seed", "woken")
 
-    def __init__(self, woken: Signal) -> None:
+    def __init__(self, key: str, woken: Signal) -> None:
+        self.key = key
         self.woken = woken
         self.released = False
         self.seed: object = NO_SEED
+        """What the hub's ``seed`` gave; the watcher may replace it with what it has seen since."""
 
 
 class WakeHub:
@@ -60,7 +62,9 @@ class WakeHub:
         added (the SQLite store makes sure its watcher runs). Both run in the registering
         thread."""
         self._lock = threading.Lock()
-        self._waiters: dict[str, set[_Waiter]] = {}
+        self._waiters: dict[str, set[Waiter]] = {}
+        # Registered since the last newcomers() (only with a seed: a watcher drains them).
+        self._newcomers: set[Waiter] | None = None if seed is None else set()
         self._closed = False
         self._on_register = on_register
         self._seed = seed
@@ -87,23 +91,47 @@ class WakeHub:
     def has_waiters(self) -> bool:
         return bool(self._waiters)
 
+    def newcomers(self) -> list[Waiter]:
+        """The waiters registered since the last call that still wait (with a ``seed`` only:
+        otherwise none)."""
+        with self._lock:
+            if not self._newcomers:
+                return []
+            found, self._newcomers = list(self._newcomers), set()
+            return found
+
+    def waiters(self, session_ids: Iterable[str] | None = None) -> dict[str, list[Waiter]]:
+        """The waiters of the named sessions that have any (of every session: None)."""
+        with self._lock:
+            if session_ids is None:
+                return {session_id: list(group) for session_id, group in self._waiters.items()}
+            return {
+                session_id: list(group)
+                for session_id in session_ids
+                if (group := self._waiters.get(session_id)) is not None
+            }
+
     @contextmanager
-    def waiting(self, session_id: str, woken: Signal | None = None) -> Iterator[_Waiter]:
+    def waiting(self, session_id: str, woken: Signal | None = None) -> Iterator[Waiter]:
         """Registered for ``session_id`` inside the block: ``woken`` (a new
         ``threading.Event`` by default) is set on each append, delete or close."""
-        waiter = _Waiter(threading.Event() if woken is None else woken)
+        waiter = Waiter(session_id, threading.Event() if woken is None else woken)
         if self._seed is not None:
             waiter.seed = self._seed(session_id)
         with self._lock:
             if self._closed:
                 raise StoreClosedError("the store is closed")
             self._waiters.setdefault(session_id, set()).add(waiter)
+            if self._newcomers is not None:
+                self._newcomers.add(waiter)
         try:
             if self._on_register is not None:
                 self._on_register()
             yield waiter
         finally:
             with self._lock:
+                if self._newcomers is not None:
+                    self._newcomers.discard(waiter)
                 group = self._waiters.get(session_id)
                 if group is not None:
                     group.discard(waiter)
@@ -119,6 +147,18 @@ class WakeHub:
                     waiter.woken.set()
             for waiter in self._waiters.get(FEED, ()):
                 waiter.woken.set()
+
+    def wake_waiters(self, waiters: Iterable[Waiter]) -> None:
+        """Wake these waiters only (not the feed's: a watcher that picks waiters wakes the
+        feed's itself)."""
+        for waiter in waiters:
+            waiter.woken.set()
+
+    def release_waiters(self, waiters: Iterable[Waiter]) -> None:
+        """Their session was deleted (or deleted and written again): they return ``[]``."""
+        for waiter in waiters:
+            waiter.released = True
+            waiter.woken.set()
 
     def release(self, session_id: str) -> None:
         """The session was deleted: its waiters return ``[]``."""
