@@ -97,6 +97,21 @@ def test_values_json_cannot_hold_exactly_are_refused(data: dict[Any, Any]) -> No
         Event("message_sent", "s", data=data)
 
 
+def _nested(depth: int, padding: str = "") -> dict[str, Any]:
+    """A payload of ``depth`` nested containers in all (the outer dict counted)."""
+    value: Any = padding
+    for _ in range(depth - 1):
+        value = [value]
+    return {"x": value}
+
+
+@pytest.mark.parametrize("padding", ["", "p" * 300], ids=["short text", "long text"])
+def test_payloads_nest_at_most_100_levels(padding: str) -> None:
+    assert Event("message_sent", "s", data=_nested(100, padding)).data == _nested(100, padding)
+    with pytest.raises(ValidationError, match="nested more than 100 levels"):
+        Event("message_sent", "s", data=_nested(101, padding))
+
+
 def test_the_typed_event_signature_matches_the_generated_one() -> None:
     """Type checkers see Event.__init__ from models.py (it also takes a type's string value);
     it must list the same parameters, in order, with the same defaults, as the runtime one."""
