@@ -300,7 +300,7 @@ class SQLiteSessionStore(AdminStore, FeedStore, SessionProducers):
 
     def _check_open(self) -> None:
         """Refuse a closed store, and a store this process inherited through fork()."""
-        forks.refuse_if_inherited(self._pid, repr(self._path))
+        forks.refuse_if_inherited(self._pid, self._path)
         if self._closed:
             raise StoreClosedError(f"the store {self._path!r} is closed")
 
