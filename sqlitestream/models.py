@@ -193,14 +193,23 @@ class Event:
         ) -> None: ...
 
     def __post_init__(self) -> None:
-        _set(self, "type", check_choice(self.type, "type", EventType))
-        _set(self, "session_id", check_id(self.session_id, "session_id"))
-        _set(self, "data", check_json_object(self.data, "data"))
+        _set(self, "data", check_json_object(self.data, "data"))  # deep copies
         _set(self, "metadata", check_json_object(self.metadata, "metadata"))
-        _set(self, "run_id", check_optional_id(self.run_id, "run_id"))
-        _set(self, "id", check_id(self.id, "id"))
-        _set(self, "timestamp", check_aware_datetime(self.timestamp, "timestamp"))
-        _set(self, "sequence_number", check_int(self.sequence_number, "sequence_number", minimum=1))
+        # The other checks return their argument itself when it is already in normal form (an
+        # EventType, a str, a UTC datetime), as it nearly always is, and only a field whose
+        # check changed it is set again: setting a frozen field costs as much as checking it
+        # (building the benchmark's event: 53,268 -> 47,547 instructions, callgrind).
+        if (type_ := check_choice(self.type, "type", EventType)) is not self.type:
+            _set(self, "type", type_)
+        if (session_id := check_id(self.session_id, "session_id")) is not self.session_id:
+            _set(self, "session_id", session_id)
+        if (run_id := check_optional_id(self.run_id, "run_id")) is not self.run_id:
+            _set(self, "run_id", run_id)
+        if (id_ := check_id(self.id, "id")) is not self.id:
+            _set(self, "id", id_)
+        if (timestamp := check_aware_datetime(self.timestamp, "timestamp")) is not self.timestamp:
+            _set(self, "timestamp", timestamp)
+        check_int(self.sequence_number, "sequence_number", minimum=1)  # an int as given, or None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (timestamp as ISO 8601 UTC); inverse of :meth:`from_dict`."""

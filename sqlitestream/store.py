@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from sqlitestream._core import codec
 from sqlitestream._core.validate import (
@@ -105,31 +105,51 @@ def check_event(event: object, max_event_bytes: int, name: str = "event") -> Eve
 
 def event_size(event: object, max_event_bytes: int, name: str = "event") -> int:
     """The encoded data + metadata bytes of an ``Event`` that :func:`check_event` accepts."""
+    return encoded_payload(event, max_event_bytes, name)[2]
+
+
+def encoded_payload(event: object, max_event_bytes: int, name: str = "event") -> tuple[str, str, int]:
+    """The JSON texts of an ``Event``'s data and metadata (as a store writes them) and their
+    size in bytes, for an event that :func:`check_event` accepts: a store that writes the texts
+    it checked encodes each payload once."""
     if not isinstance(event, Event):
         raise ValidationError(f"{name} must be an Event, got {describe(event)}")
-    size = len(codec.encode(event.data).encode()) + len(codec.encode(event.metadata).encode())
+    data, metadata = codec.encode(event.data), codec.encode(event.metadata)
+    size = len(data.encode()) + len(metadata.encode())
     if size > max_event_bytes:
         raise ValidationError(
             f"{name} {event.id!r} has {size} bytes of data and metadata, over the store's "
             f"max_event_bytes={max_event_bytes}"
         )
-    return size
+    return data, metadata, size
 
 
 def check_events(events: object, max_event_bytes: int) -> list[Event]:
     """A list of valid events for a batch append (any iterable except a str or a single Event)."""
-    return check_sized_events(events, max_event_bytes)[0]
+    return check_encoded_events(events, max_event_bytes).events
 
 
-def check_sized_events(events: object, max_event_bytes: int) -> tuple[list[Event], int]:
-    """:func:`check_events`, and the batch's encoded data + metadata bytes."""
+class EncodedBatch(NamedTuple):
+    """A batch that :func:`check_events` accepts, with each event's :func:`encoded_payload`
+    texts (in batch order) and the batch's encoded data + metadata bytes."""
+
+    events: list[Event]
+    payloads: list[tuple[str, str]]
+    size: int
+
+
+def check_encoded_events(events: object, max_event_bytes: int) -> EncodedBatch:
+    """:func:`check_events`, with the texts and size of every event's payload."""
     if isinstance(events, (str, bytes, Event, dict)) or not isinstance(events, Iterable):
         raise ValidationError(f"events must be a list of Event, got {describe(events)}")
     checked = list(events)
+    payloads = []
     size = 0
     for index, event in enumerate(checked):
-        size += event_size(event, max_event_bytes, f"events[{index}]")
-    return checked, size
+        data, metadata, event_bytes = encoded_payload(event, max_event_bytes, f"events[{index}]")
+        payloads.append((data, metadata))
+        size += event_bytes
+    return EncodedBatch(checked, payloads, size)
 
 
 def check_max_event_bytes(value: object) -> int:

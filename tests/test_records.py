@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import pydoc
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 
 from sqlitestream import (
     Event,
+    EventType,
     InMemorySessionStore,
     Run,
     Session,
@@ -95,6 +97,35 @@ def test_numbers_around_64_bits_come_back_exactly(kind: str, tmp_path: Path) -> 
 def test_values_json_cannot_hold_exactly_are_refused(data: dict[Any, Any]) -> None:
     with pytest.raises(ValidationError):
         Event("message_sent", "s", data=data)
+
+
+class _Name(str):
+    """A str subclass, as an enum or a library's own id type may be."""
+
+
+def test_an_event_holds_its_fields_in_normal_form() -> None:
+    moment = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone(timedelta(hours=2)))
+    event = Event("message_sent", _Name("s"), run_id=_Name("r"), id=_Name("evt_1"), timestamp=moment)
+    assert event.type is EventType.MESSAGE_SENT
+    assert [type(value) for value in (event.session_id, event.run_id, event.id)] == [str, str, str]
+    assert (event.session_id, event.run_id, event.id) == ("s", "r", "evt_1")
+    assert event.timestamp.tzinfo is UTC
+    assert event.timestamp == moment
+
+
+def _nested(depth: int, padding: str = "") -> dict[str, Any]:
+    """A payload of ``depth`` nested containers in all (the outer dict counted)."""
+    value: Any = padding
+    for _ in range(depth - 1):
+        value = [value]
+    return {"x": value}
+
+
+@pytest.mark.parametrize("padding", ["", "p" * 300], ids=["short text", "long text"])
+def test_payloads_nest_at_most_100_levels(padding: str) -> None:
+    assert Event("message_sent", "s", data=_nested(100, padding)).data == _nested(100, padding)
+    with pytest.raises(ValidationError, match="nested more than 100 levels"):
+        Event("message_sent", "s", data=_nested(101, padding))
 
 
 def test_the_typed_event_signature_matches_the_generated_one() -> None:

@@ -35,12 +35,13 @@ def closed(store: object) -> None:
     _open_stores.discard(store)
 
 
-def refuse_if_inherited(owner_pid: int, store: str) -> None:
+def refuse_if_inherited(owner_pid: int, store: object) -> None:
     """Raise ``StoreClosedError`` if this process is not ``owner_pid``, the one that opened
-    ``store`` (a child of ``fork()`` inherited it)."""
+    ``store`` (a child of ``fork()`` inherited it; ``store`` names it: its path or location,
+    shown by ``repr`` only in the error, since every store call checks)."""
     if owner_pid != os.getpid():
         raise StoreClosedError(
-            f"the store {store} was opened by process {owner_pid} and this process "
+            f"the store {store!r} was opened by process {owner_pid} and this process "
             f"({os.getpid()}) inherited it through fork(), where it is unusable (a child holds "
             "none of its parent's locks): open a new store in this process after the fork"
         )

@@ -76,6 +76,15 @@ class RowCodec:
 
     def event_row(self, event: Event, seq: int, position: int) -> tuple[Any, ...]:
         """The event's row, in ``EVENT_COLUMNS`` order."""
+        return self.encoded_event_row(
+            event, seq, position, codec.encode(event.data), codec.encode(event.metadata)
+        )
+
+    def encoded_event_row(
+        self, event: Event, seq: int, position: int, data: str, metadata: str
+    ) -> tuple[Any, ...]:
+        """:meth:`event_row` with the event's payload already encoded (``codec.encode`` of its
+        ``data`` and ``metadata``), for a store that encoded it to check its size."""
         return (
             event.session_id,
             seq,
@@ -83,8 +92,8 @@ class RowCodec:
             event.type.value,
             event.run_id,
             self._to_db(event.timestamp),
-            codec.encode(event.data),
-            codec.encode(event.metadata),
+            data,
+            metadata,
             position,
         )
 

@@ -14,6 +14,10 @@ from sqlitestream._core import codec
 from sqlitestream.errors import ValidationError
 
 _MAX_DEPTH = 100
+_MAX_NESTING_CHARS = 2 * _MAX_DEPTH + 1
+"""A JSON text this short cannot nest deeper than ``_MAX_DEPTH``: each level takes two
+characters. Shorter texts skip counting their brackets (a tenth of validating a 150-byte
+payload: callgrind)."""
 _REPR_LIMIT = 80
 
 
@@ -172,7 +176,7 @@ def _round_trip(value: dict[str, Any]) -> dict[str, Any] | None:
 
     The common case, in C: about 4x faster than the walk on a typical 150-byte payload. The
     copy is valid when it equals the input (no NaN became ``null``) and no container count
-    could exceed the depth limit. Anything else (tuples, odd keys, NaN, lone surrogates, huge
+    could exceed the depth limit (only a text longer than ``_MAX_NESTING_CHARS`` may). Anything else (tuples, odd keys, NaN, lone surrogates, huge
     ints, deep or cyclic values) takes the walk, which gives the same copy or names the
     offending value.
     """
@@ -182,7 +186,7 @@ def _round_trip(value: dict[str, Any]) -> dict[str, Any] | None:
     if found is None:
         return None
     copy, text = found
-    if text.count("{") + text.count("[") > _MAX_DEPTH or copy != value:
+    if copy != value or (len(text) > _MAX_NESTING_CHARS and text.count("{") + text.count("[") > _MAX_DEPTH):
         return None
     result: dict[str, Any] = copy
     return result

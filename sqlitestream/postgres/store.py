@@ -239,7 +239,7 @@ class PostgresSessionStore(AdminStore, FeedStore, RetentionStore):
     # Running statements ---------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        forks.refuse_if_inherited(self._pid, repr(self._location))
+        forks.refuse_if_inherited(self._pid, self._location)
         if self._closed:
             raise StoreClosedError(f"the store {self._dsn!r} (schema {self._schema!r}) is closed")
 

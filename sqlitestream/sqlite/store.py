@@ -90,11 +90,12 @@ from sqlitestream.sqlite.transaction import Writer, WriteTransaction
 from sqlitestream.sqlite.watcher import DataVersionWatcher
 from sqlitestream.store import (
     DEFAULT_MAX_EVENT_BYTES,
+    EncodedBatch,
     EventFilter,
+    check_encoded_events,
     check_max_event_bytes,
     check_record,
-    check_sized_events,
-    event_size,
+    encoded_payload,
 )
 
 __all__ = ["SQLiteSessionStore"]
@@ -301,7 +302,7 @@ class SQLiteSessionStore(AdminStore, FeedStore, RetentionStore, SessionProducers
 
     def _check_open(self) -> None:
         """Refuse a closed store, and a store this process inherited through fork()."""
-        forks.refuse_if_inherited(self._pid, repr(self._path))
+        forks.refuse_if_inherited(self._pid, self._path)
         if self._closed:
             raise StoreClosedError(f"the store {self._path!r} is closed")
 
@@ -452,27 +453,31 @@ class SQLiteSessionStore(AdminStore, FeedStore, RetentionStore, SessionProducers
     def append_event_with_sequence(
         self, event: Event, *, expected_sequence: int | None = None
     ) -> StoredEvent:
-        size = event_size(event, self._max_event_bytes)
+        data, metadata, size = encoded_payload(event, self._max_event_bytes)
         expected_sequence = check_int(expected_sequence, "expected_sequence", minimum=0)
         self._check_open()  # before queueing for a lock a forked child never gets
-        stored, new = self._appends.append(
-            "append an event", functools.partial(self._append_one, event, expected_sequence), size
-        )
+        append = functools.partial(self._append_one, event, data, metadata, expected_sequence)
+        stored, new = self._appends.append("append an event", append, size)
         if new:
             self._hub.wake((event.session_id,))
         return stored
 
     def _append_one(
-        self, event: Event, expected_sequence: int | None, conn: apsw.Connection
+        self,
+        event: Event,
+        data: str,
+        metadata: str,
+        expected_sequence: int | None,
+        conn: apsw.Connection,
     ) -> tuple[StoredEvent, bool]:
         """One append's writes (inside a write transaction): the stored event, and whether it
-        is new."""
+        is new. ``data`` and ``metadata`` are the event's encoded payload."""
         # Optimistic: the id is almost always new, so the insert itself is the duplicate
         # check (one statement fewer than probing first); a taken id undoes the bump.
         latest: int = conn.execute(_BUMP_SEQUENCE, (event.session_id, 1)).get
         position = self._positions.take(conn, 1)
         try:
-            conn.execute(_INSERT_NEW_EVENT, _ROWS.event_row(event, latest, position))
+            conn.execute(_INSERT_NEW_EVENT, _ROWS.encoded_event_row(event, latest, position, data, metadata))
             if not conn.changes():
                 conn.execute(_UNBUMP_SEQUENCE, (event.session_id,))
                 self._positions.forget()
@@ -495,14 +500,14 @@ class SQLiteSessionStore(AdminStore, FeedStore, RetentionStore, SessionProducers
         return stored
 
     def append_events(self, events: Sequence[Event]) -> list[StoredEvent]:
-        batch, size = check_sized_events(events, self._max_event_bytes)
+        batch = check_encoded_events(events, self._max_event_bytes)
         self._check_open()
-        if not batch:
+        if not batch.events:
             return []
         plan, numbered = self._appends.append(
             "append a batch of events",
             functools.partial(_insert_batch, batch=batch, positions=self._positions),
-            size,
+            batch.size,
         )
         if plan.counts:
             self._hub.wake(plan.counts.keys())
@@ -510,8 +515,8 @@ class SQLiteSessionStore(AdminStore, FeedStore, RetentionStore, SessionProducers
 
     def append_events_as(self, producer: Producer, events: Sequence[Event]) -> ProducerAppend:
         check_record(producer, Producer, "producer")
-        batch, size = check_sized_events(events, self._max_event_bytes)
-        session_id = producer_session(batch)
+        batch = check_encoded_events(events, self._max_event_bytes)
+        session_id = producer_session(batch.events)
         self._check_open()
 
         def stamped(conn: apsw.Connection) -> tuple[ProducerAppend, Iterable[str]]:
@@ -523,7 +528,7 @@ class SQLiteSessionStore(AdminStore, FeedStore, RetentionStore, SessionProducers
             stored = ProducerAppend(plan.results(numbered), False, producer.epoch, producer.seq)
             return stored, list(plan.counts)
 
-        result, woken = self._appends.append("append a producer's batch of events", stamped, size)
+        result, woken = self._appends.append("append a producer's batch of events", stamped, batch.size)
         if woken:
             self._hub.wake(woken)
         return result
@@ -729,7 +734,7 @@ def _stored_with_ids(conn: apsw.Connection, batch: Sequence[Event]) -> dict[str,
 
 
 def _insert_batch(
-    conn: apsw.Connection, *, batch: Sequence[Event], positions: _feed.PositionCache
+    conn: apsw.Connection, *, batch: EncodedBatch, positions: _feed.PositionCache
 ) -> tuple[BatchPlan, list[StoredEvent]]:
     """Store a batch's new events, returning its plan and the events it numbered.
 
@@ -747,11 +752,11 @@ def _insert_batch(
 
 
 def _insert_batch_once(
-    conn: apsw.Connection, batch: Sequence[Event], positions: _feed.PositionCache
+    conn: apsw.Connection, batch: EncodedBatch, positions: _feed.PositionCache
 ) -> tuple[BatchPlan, list[StoredEvent]]:
-    plan = plan_batch(batch, {})  # refuses an id repeated under two sessions inside the batch
+    plan = plan_batch(batch.events, {})  # refuses an id repeated under two sessions inside the batch
     conn.execute("SAVEPOINT batch")
-    latest, numbered = _insert_numbered(conn, plan, _INSERT_NEW_IDS, positions)
+    latest, numbered = _insert_numbered(conn, plan, batch, _INSERT_NEW_IDS, positions)
     if all(
         conn.execute(_COUNT_AFTER, (session, latest[session] - count)).get == count
         for session, count in plan.counts.items()
@@ -761,12 +766,16 @@ def _insert_batch_once(
     conn.execute("ROLLBACK TO batch")
     conn.execute("RELEASE batch")
     positions.forget()  # those positions were rolled back with the rows
-    plan = plan_batch(batch, _stored_with_ids(conn, batch))
-    return plan, _insert_numbered(conn, plan, _INSERT_EVENT, positions)[1]
+    plan = plan_batch(batch.events, _stored_with_ids(conn, batch.events))
+    return plan, _insert_numbered(conn, plan, batch, _INSERT_EVENT, positions)[1]
 
 
 def _insert_numbered(
-    conn: apsw.Connection, plan: BatchPlan, sql: str, positions: _feed.PositionCache
+    conn: apsw.Connection,
+    plan: BatchPlan,
+    batch: EncodedBatch,
+    sql: str,
+    positions: _feed.PositionCache,
 ) -> tuple[dict[str, int], list[StoredEvent]]:
     """Raise the plan's counters and insert its new events with ``sql``: each session's new
     latest sequence, and the numbered events."""
@@ -774,7 +783,13 @@ def _insert_numbered(
     if not plan.new:
         return latest, []
     numbered = plan.numbered(latest, positions.take(conn, len(plan.new)) - 1)
-    rows = [_ROWS.event_row(event, event.sequence_number, event.position) for event in numbered]
+    if len(plan.new) == len(batch.events):  # every event is new: the payloads are in its order
+        rows = [
+            _ROWS.encoded_event_row(event, event.sequence_number, event.position, data, metadata)
+            for event, (data, metadata) in zip(numbered, batch.payloads, strict=True)
+        ]
+    else:
+        rows = [_ROWS.event_row(event, event.sequence_number, event.position) for event in numbered]
     conn.executemany(sql, rows)
     return latest, numbered
 
