@@ -33,7 +33,7 @@ from sqlitestream.feed import FeedFilter, FeedStore
 from sqlitestream.http import protocol
 from sqlitestream.http.errors import error_response, json_error
 from sqlitestream.http.live import Shutdown, until_shutdown
-from sqlitestream.http.streams import SSE_MAX_SECONDS, Limits
+from sqlitestream.http.streams import SSE_MAX_SECONDS, Limits, cached_page
 from sqlitestream.models import StoredEvent
 
 __all__ = ["FEED_PATH", "MAX_LIMIT", "FeedRoutes"]
@@ -164,13 +164,7 @@ class FeedRoutes:
         # A page names its query: the same offsets with other types or another limit differ.
         query = f"{','.join(read.types or ())}:{read.limit}"
         tag = f'"feed:{feed_offset(after)}:{feed_offset(end)}:{query}"'
-        headers["etag"] = tag
-        headers["cache-control"] = "private, max-age=60, stale-while-revalidate=300" if events else "no-store"
-        if protocol.etag_matches(request.headers.get("if-none-match"), tag):
-            return Response(
-                status_code=304, headers={k: v for k, v in headers.items() if k != "content-type"}
-            )
-        return Response(_body(events), status_code=200, headers=headers)
+        return cached_page(request, _body(events), headers, tag, has_data=bool(events))
 
     async def _page(self, read: FeedRead, after: int, wait_ms: int) -> tuple[list[StoredEvent], bool, int]:
         """Up to ``read.limit`` events after ``after`` (waiting up to ``wait_ms`` for the first,

@@ -35,7 +35,7 @@ from sqlitestream.errors import SessionNotFoundError, SqliteStreamError, Validat
 from sqlitestream.http import protocol
 from sqlitestream.http.errors import error_response, json_error
 from sqlitestream.http.live import Shutdown, until_shutdown
-from sqlitestream.http.streams import SSE_MAX_SECONDS, BodyTooLarge, Limits, read_body, too_large
+from sqlitestream.http.streams import SSE_MAX_SECONDS, BodyTooLarge, Limits, cached_page, read_body, too_large
 from sqlitestream.models import Event, StoredEvent, parse_timestamp
 from sqlitestream.producers import SessionProducers
 
@@ -192,13 +192,7 @@ class SessionRoutes:
             headers["cache-control"] = "no-store"
             return Response(b"[]", status_code=200, headers=headers)
         tag = f'"session:{session_id}:{start}:{end}"'
-        headers["etag"] = tag
-        headers["cache-control"] = "private, max-age=60, stale-while-revalidate=300" if events else "no-store"
-        if protocol.etag_matches(request.headers.get("if-none-match"), tag):
-            return Response(
-                status_code=304, headers={k: v for k, v in headers.items() if k != "content-type"}
-            )
-        return Response(_body(events), status_code=200, headers=headers)
+        return cached_page(request, _body(events), headers, tag, has_data=bool(events))
 
     async def _page(self, session_id: str, after: int, wait_ms: int) -> tuple[list[StoredEvent], bool]:
         """Up to :data:`PAGE` events after ``after`` (waiting up to ``wait_ms`` for the first,

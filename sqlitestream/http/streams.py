@@ -393,15 +393,20 @@ def _catch_up(request: Request | None, read: StreamRead, *, now: bool) -> Respon
     if now:
         headers["cache-control"] = "no-store"
         return Response(read.body(), status_code=200, headers=headers)
-    tag = protocol.etag(read)
+    return cached_page(request, read.body(), headers, protocol.etag(read), has_data=read.has_data)
+
+
+def cached_page(
+    request: Request | None, body: bytes, headers: dict[str, str], tag: str, *, has_data: bool
+) -> Response:
+    """A catch-up page under its ETag: ``304`` when the client holds it already. A page with
+    data never changes, so it may be cached; an empty page at the tail changes with the next
+    append, so it may not."""
     headers["etag"] = tag
-    # A page with data never changes; an empty page at the tail changes with the next append.
-    headers["cache-control"] = (
-        "private, max-age=60, stale-while-revalidate=300" if read.has_data else "no-store"
-    )
+    headers["cache-control"] = "private, max-age=60, stale-while-revalidate=300" if has_data else "no-store"
     if request is not None and protocol.etag_matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers={k: v for k, v in headers.items() if k != "content-type"})
-    return Response(read.body(), status_code=200, headers=headers)
+    return Response(body, status_code=200, headers=headers)
 
 
 def _fork(request: Request) -> StreamFork | None:
