@@ -51,6 +51,17 @@ def chrome(width: int = 1280, height: int = 900) -> Any:
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
+def forget_everything(driver: Any) -> None:
+    """Leave the page and drop what it left behind, so the next test meets the browser as
+    :func:`chrome` made it: no page (its live connections closed), no cookies, no cache, the
+    window's own size, and no unread console messages."""
+    driver.get("about:blank")
+    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    driver.execute_cdp_cmd("Network.clearBrowserCache", {})
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    driver.get_log("browser")
+
+
 def narrow(driver: Any, width: int = 375, height: int = 800) -> None:
     """Emulate a phone's viewport (a headless window cannot be made narrower than 500 px)."""
     driver.execute_cdp_cmd(

@@ -10,6 +10,7 @@ import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import CHILD_PACKAGE_VARIABLE, REPO_ROOT
@@ -43,6 +44,20 @@ def _scratch_in_memory() -> None:
     tempfile.tempdir = None  # this process chose its default already: choose again
 
 
+# PostgreSQL commits ------------------------------------------------------------------------
+# The same holds for the PostgreSQL server the tests share: each commit waits for its WAL to
+# reach the disk (about 1 ms here, more when other work queues on the disk), and nothing a test
+# checks depends on that: no test stops the server. synchronous_commit=off (PGOPTIONS, read by
+# libpq in this process, the xdist workers and every child) ends that wait for the tests'
+# connections only; what a commit makes visible to other connections, locks and notifications
+# are the same. Set PGOPTIONS to keep the server's own setting.
+
+
+def _postgres_commits_without_flush_wait() -> None:
+    if "PGOPTIONS" not in os.environ:
+        os.environ["PGOPTIONS"] = "-c synchronous_commit=off"
+
+
 # Child interpreters ------------------------------------------------------------------------
 # The tests start about 200 Python processes. Where PYTHONDONTWRITEBYTECODE is set (and the
 # checkout has no __pycache__: the suite never writes into it), each would compile the package
@@ -72,6 +87,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if CHILD_PACKAGE_VARIABLE in os.environ:  # an xdist worker: its controller did all this
         return
     _scratch_in_memory()
+    _postgres_commits_without_flush_wait()
     _compile_package_for_children(config)
 
 
@@ -122,69 +138,100 @@ def pg_schema(pg_dsn: str) -> Iterator[str]:
         drop_pg_schema(pg_dsn, schema)
 
 
+class _WorkerSchemas:
+    """The schemas ``pg_store_schema`` made in this process (normally one), the connection that
+    empties them and, per schema, the statements that do it; all dropped at the end."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.made: list[str] = []
+        self._emptying: dict[str, str] = {}
+        self._conn: Any = None
+
+    def empty(self, schema: str) -> None:
+        """Delete every row of every table of ``schema`` except ``schema_version``, and set
+        the one-row ``feed`` back to position 0, in one transaction and one round trip."""
+        import psycopg
+
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.dsn)
+        try:
+            script = self._emptying.get(schema)
+            if script is None:
+                script = self._emptying[schema] = _emptying_script(self._conn, schema)
+            with self._conn.transaction():
+                self._conn.execute(script)
+        except psycopg.Error:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
 @pytest.fixture(scope="session")
-def _pg_worker_schemas(pg_dsn: str) -> Iterator[list[str]]:
-    """The schemas ``pg_store_schema`` made in this process (normally one), dropped at the end."""
-    made: list[str] = []
+def _pg_worker_schemas(pg_dsn: str) -> Iterator[_WorkerSchemas]:
+    schemas = _WorkerSchemas(pg_dsn)
     try:
-        yield made
+        yield schemas
     finally:
-        for schema in made:
+        schemas.close()
+        for schema in schemas.made:
             drop_pg_schema(pg_dsn, schema)
 
 
 @pytest.fixture
-def pg_store_schema(pg_dsn: str, _pg_worker_schemas: list[str]) -> str:
+def pg_store_schema(pg_dsn: str, _pg_worker_schemas: _WorkerSchemas) -> str:
     """The schema of an empty store of the current version, for tests that use the store only
     through its API (the contract kit): one per test process, every table but the version
-    stamp emptied before each test. That costs about 20 ms of round trips where creating and
-    dropping a schema costs about 180 ms (fsyncs of catalog changes), ~90 times per run.
+    stamp emptied before each test. That costs a few ms in one round trip where creating and
+    dropping a schema costs about 180 ms (catalog changes), ~90 times per run.
     Tests about the schema itself (created, upgraded, refused, dropped) take ``pg_schema``."""
     import psycopg
 
     from sqlitestream.postgres import PostgresSessionStore
 
-    if _pg_worker_schemas:
+    if _pg_worker_schemas.made:
         try:
-            _empty_pg_schema(pg_dsn, _pg_worker_schemas[-1])
-            return _pg_worker_schemas[-1]
+            _pg_worker_schemas.empty(_pg_worker_schemas.made[-1])
+            return _pg_worker_schemas.made[-1]
         except psycopg.Error:  # a test left it locked or broken: the next tests get a new one
             pass
 
     schema = f"sqlitestream_test_{secrets.token_hex(6)}"
-    _pg_worker_schemas.append(schema)
+    _pg_worker_schemas.made.append(schema)
     PostgresSessionStore(pg_dsn, schema=schema).close()
     return schema
 
 
-def _empty_pg_schema(dsn: str, schema: str) -> None:
-    """Delete every row of every table of ``schema`` except ``schema_version``, referencing
-    tables before the tables they reference, and set the one-row ``feed`` back to position 0,
-    in one transaction."""
+def _emptying_script(conn: Any, schema: str) -> str:
+    """The statements that empty ``schema``'s tables, referencing tables before the tables they
+    reference (a store of one version always has the same tables)."""
     import graphlib
 
-    import psycopg
-
-    with psycopg.connect(dsn) as conn:
-        conn.execute("SET LOCAL lock_timeout = '5s'")  # a store a test left open: fail, not hang
-        tables = [
-            str(row[0])
-            for row in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = %s "
-                "AND tablename NOT IN ('schema_version', 'feed')",
-                (schema,),
-            )
-        ]
-        order = graphlib.TopologicalSorter({table: set() for table in tables})
-        for referencing, referenced in conn.execute(
-            "SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint "
-            "WHERE contype = 'f' AND connamespace = %s::regnamespace",
-            (f'"{schema}"',),
-        ):
-            order.add(_unqualified(referenced), _unqualified(referencing))
-        for table in order.static_order():
-            conn.execute(f'DELETE FROM "{schema}"."{table}"')
-        conn.execute(f'UPDATE "{schema}".feed SET last_position = 0')
+    tables = [
+        str(row[0])
+        for row in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s "
+            "AND tablename NOT IN ('schema_version', 'feed')",
+            (schema,),
+        )
+    ]
+    order = graphlib.TopologicalSorter({table: set() for table in tables})
+    for referencing, referenced in conn.execute(
+        "SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint "
+        "WHERE contype = 'f' AND connamespace = %s::regnamespace",
+        (f'"{schema}"',),
+    ):
+        order.add(_unqualified(referenced), _unqualified(referencing))
+    conn.rollback()
+    # A store a test left open: fail (and take a new schema), not hang.
+    statements = ["SET LOCAL lock_timeout = '5s'"]
+    statements += [f'DELETE FROM "{schema}"."{table}"' for table in order.static_order()]
+    statements.append(f'UPDATE "{schema}".feed SET last_position = 0')
+    return "; ".join(statements)
 
 
 def _unqualified(name: str) -> str:

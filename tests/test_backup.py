@@ -48,6 +48,15 @@ def store(tmp_path: Path) -> Iterator[SQLiteSessionStore]:
         yield opened
 
 
+@pytest.fixture
+def small_store(tmp_path: Path) -> Iterator[SQLiteSessionStore]:
+    """A live store of a few events, for the checks made before anything is copied (a store of
+    many pages is ``store``)."""
+    with SQLiteSessionStore(tmp_path / "live.db") as opened:
+        _fill(opened, len(SESSIONS))
+        yield opened
+
+
 def _leftovers(directory: Path) -> list[str]:
     return sorted(name for name in os.listdir(directory) if name.endswith(".backup-tmp"))
 
@@ -81,10 +90,10 @@ def test_backup_is_a_complete_store_with_sessions_runs_and_events(tmp_path: Path
 
 
 def test_backup_returns_the_absolute_path_of_a_relative_dest(
-    store: SQLiteSessionStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    small_store: SQLiteSessionStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert store.backup("relative.db") == str(tmp_path / "relative.db")
+    assert small_store.backup("relative.db") == str(tmp_path / "relative.db")
 
 
 def test_backup_holds_commits_still_in_the_wal(store: SQLiteSessionStore, tmp_path: Path) -> None:
@@ -215,9 +224,9 @@ def test_a_dest_directory_that_disappears_leaves_no_dest(store: SQLiteSessionSto
     assert sorted(os.listdir(tmp_path)) == ["live.db", "live.db-lock", "live.db-shm", "live.db-wal"]
 
 
-def test_a_missing_dest_directory_is_a_storage_error(store: SQLiteSessionStore, tmp_path: Path) -> None:
+def test_a_missing_dest_directory_is_a_storage_error(small_store: SQLiteSessionStore, tmp_path: Path) -> None:
     with pytest.raises(StorageError, match=r"the directory '.*/nope' does not exist"):
-        store.backup(tmp_path / "nope" / "copy.db")
+        small_store.backup(tmp_path / "nope" / "copy.db")
     assert not (tmp_path / "nope").exists()
 
 
@@ -275,11 +284,11 @@ def test_a_killed_backup_leaves_no_dest(store: SQLiteSessionStore, tmp_path: Pat
 # What a backup refuses or replaces ---------------------------------------------------------------
 
 
-def test_an_existing_dest_is_refused_and_left_alone(store: SQLiteSessionStore, tmp_path: Path) -> None:
+def test_an_existing_dest_is_refused_and_left_alone(small_store: SQLiteSessionStore, tmp_path: Path) -> None:
     dest = tmp_path / "copy.db"
     dest.write_text("keep me")
     with pytest.raises(ValidationError, match="already exists.*overwrite=True"):
-        store.backup(dest)
+        small_store.backup(dest)
     assert dest.read_text() == "keep me" and _leftovers(tmp_path) == []
 
 
@@ -304,36 +313,38 @@ def test_a_new_dest_gets_a_new_store_files_mode(tmp_path: Path) -> None:
     assert mode == stat.S_IMODE((tmp_path / "live.db").stat().st_mode) and mode & 0o027 == 0
 
 
-def test_a_dest_with_a_non_empty_wal_beside_it_is_refused(store: SQLiteSessionStore, tmp_path: Path) -> None:
+def test_a_dest_with_a_non_empty_wal_beside_it_is_refused(
+    small_store: SQLiteSessionStore, tmp_path: Path
+) -> None:
     (tmp_path / "copy.db-wal").write_bytes(b"frames of another store")
     with pytest.raises(ValidationError, match="copy.db-wal"):
-        store.backup(tmp_path / "copy.db")
+        small_store.backup(tmp_path / "copy.db")
     assert not (tmp_path / "copy.db").exists()
 
 
 def test_a_backup_that_was_opened_read_only_can_be_overwritten(
-    store: SQLiteSessionStore, tmp_path: Path
+    small_store: SQLiteSessionStore, tmp_path: Path
 ) -> None:
-    store.backup(tmp_path / "copy.db")
+    small_store.backup(tmp_path / "copy.db")
     with SQLiteSessionStore(tmp_path / "copy.db", readonly=True) as copy:
         copy.list_streams()  # may leave an empty -wal and a -shm beside it
-    store.backup(tmp_path / "copy.db", overwrite=True)
+    small_store.backup(tmp_path / "copy.db", overwrite=True)
 
 
 @pytest.mark.parametrize("name", ["live.db", "live.db-wal", "live.db-lock", "link.db"])
-def test_the_store_itself_is_never_a_dest(store: SQLiteSessionStore, tmp_path: Path, name: str) -> None:
-    os.symlink(store.path, tmp_path / "link.db")
+def test_the_store_itself_is_never_a_dest(small_store: SQLiteSessionStore, tmp_path: Path, name: str) -> None:
+    os.symlink(small_store.path, tmp_path / "link.db")
     with pytest.raises(ValidationError, match="the store itself"):
-        store.backup(tmp_path / name, overwrite=True)
-    assert store.check_integrity().ok
+        small_store.backup(tmp_path / name, overwrite=True)
+    assert small_store.check_integrity().ok
 
 
 @pytest.mark.parametrize("dest", [None, 3, "", ":memory:", "a\x00b"])
-def test_a_dest_that_is_not_a_file_path_is_refused(store: SQLiteSessionStore, dest: Any) -> None:
+def test_a_dest_that_is_not_a_file_path_is_refused(small_store: SQLiteSessionStore, dest: Any) -> None:
     with pytest.raises(ValidationError, match="dest"):
-        store.backup(dest)
+        small_store.backup(dest)
 
 
-def test_overwrite_must_be_a_bool(store: SQLiteSessionStore, tmp_path: Path) -> None:
+def test_overwrite_must_be_a_bool(small_store: SQLiteSessionStore, tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="overwrite"):
-        store.backup(tmp_path / "copy.db", overwrite="yes")  # type: ignore[arg-type]
+        small_store.backup(tmp_path / "copy.db", overwrite="yes")  # type: ignore[arg-type]

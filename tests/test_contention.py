@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import child_env
 
 from sqlitestream import Event, SQLiteSessionStore, StoreBusyError
 from tools import stress
@@ -144,13 +145,13 @@ def test_short_busy_timeout_gives_busy_error_or_success_never_partial(
 
 
 _START_SESSION = """
-import sys, time
+import sys
 from sqlitestream import ConflictError, ScriptedAdapter, SessionManager, SQLiteSessionStore
-path, start_at, agent = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+path, agent = sys.argv[1], sys.argv[2]
 with SQLiteSessionStore(path) as store:
     manager = SessionManager(store, ScriptedAdapter([], name="fake"))
-    while time.time() < start_at:
-        pass
+    print("ready", flush=True)
+    sys.stdin.readline()  # the parent's go, sent to every child once all are ready
     try:
         manager.start_session(agent_id=agent, session_id="ses-shared")
         print("created")
@@ -164,15 +165,22 @@ def test_processes_starting_one_session_id_have_exactly_one_winner(tmp_path: Pat
 
     path = tmp_path / "race.db"
     SQLiteSessionStore(path).close()  # created up front, so the race is only over the session
-    start_at = time.time() + 1.0
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", _START_SESSION, str(path), str(start_at), f"agent-{n}"],
+            [sys.executable, "-c", _START_SESSION, str(path), f"agent-{n}"],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            env=child_env(),
         )
         for n in range(6)
     ]
+    for child in children:  # each has opened the store and waits: the race starts together
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
     outcomes = sorted(child.communicate(timeout=60)[0].strip() for child in children)
     assert [child.returncode for child in children] == [0] * 6
     assert outcomes == ["conflict"] * 5 + ["created"]

@@ -15,54 +15,18 @@ import json
 import multiprocessing
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from spawned import FEED_DEADLINE_S, follow_feed, open_feed_store, wait_for_one_feed_event, write_feed
 
-from sqlitestream import Event, FeedStore, SQLiteSessionStore
+from sqlitestream import Event, SQLiteSessionStore
 
 WRITERS = 4
 FOLLOWERS = 2
 ROUNDS = 25  # each round: one single append to the writer's own session, one to a shared one, a batch of 3
 PER_WRITER = ROUNDS * 5
 EXPECTED = WRITERS * PER_WRITER
-DEADLINE_S = 120.0
-
-
-def _open(where: dict[str, str]) -> FeedStore:
-    if "path" in where:
-        return SQLiteSessionStore(where["path"], busy_timeout_ms=30_000)
-    from sqlitestream.postgres import PostgresSessionStore
-
-    return PostgresSessionStore(where["dsn"], schema=where["schema"], pool_size=2)
-
-
-def _write(where: dict[str, str], writer: int, start: Any, out: str) -> None:
-    acknowledged: list[tuple[str, int]] = []
-    with _open(where) as store:
-        assert start.wait(DEADLINE_S)
-        for n in range(ROUNDS):
-            for session in (f"own-{writer}", f"shared-{n % 3}"):
-                stored = store.append_event(Event("message_sent", session, id=f"w{writer}-{n}-{session}"))
-                acknowledged.append((stored.id, stored.position))
-            batch = [
-                Event("message_streamed", f"shared-{(n + k) % 3}", id=f"w{writer}-{n}-b{k}") for k in range(3)
-            ]
-            acknowledged.extend((e.id, e.position) for e in store.append_events(batch))
-    Path(out).write_text(json.dumps(acknowledged), encoding="utf-8")
-
-
-def _follow(where: dict[str, str], ready: Any, out: str) -> None:
-    seen: list[tuple[int, str]] = []
-    with _open(where) as store:
-        ready.set()
-        deadline = time.monotonic() + DEADLINE_S
-        after = 0
-        while len(seen) < EXPECTED and time.monotonic() < deadline:
-            for event in store.read_feed(after=after, limit=13, wait_timeout_ms=2_000):
-                seen.append((event.position, event.id))
-                after = event.position
-    Path(out).write_text(json.dumps(seen), encoding="utf-8")
+DEADLINE_S = FEED_DEADLINE_S
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -83,11 +47,11 @@ def test_feed_followers_end_with_exactly_the_committed_events(where: dict[str, s
     start = context.Event()
     readies = [context.Event() for _ in range(FOLLOWERS)]
     followers = [
-        context.Process(target=_follow, args=(where, readies[n], str(tmp_path / f"f{n}.json")))
+        context.Process(target=follow_feed, args=(where, EXPECTED, readies[n], str(tmp_path / f"f{n}.json")))
         for n in range(FOLLOWERS)
     ]
     writers = [
-        context.Process(target=_write, args=(where, n, start, str(tmp_path / f"w{n}.json")))
+        context.Process(target=write_feed, args=(where, n, ROUNDS, start, str(tmp_path / f"w{n}.json")))
         for n in range(WRITERS)
     ]
     for process in followers + writers:
@@ -105,7 +69,7 @@ def test_feed_followers_end_with_exactly_the_committed_events(where: dict[str, s
                 process.kill()
                 process.join()
 
-    with _open(where) as store:
+    with open_feed_store(where) as store:
         committed = [(event.position, event.id) for event in store.read_feed()]
         assert store.get_last_position() == committed[-1][0]
     assert len(committed) == EXPECTED
@@ -119,20 +83,14 @@ def test_feed_followers_end_with_exactly_the_committed_events(where: dict[str, s
         assert seen == committed, f"follower {n} skipped or repeated events"
 
 
-def _wait_for_one(where: dict[str, str], after: int, ready: Any, out: str) -> None:
-    with _open(where) as store:
-        ready.set()
-        # 60 s: without a cross-process wake-up this returns long after the test's deadline.
-        page = store.read_feed(after=after, wait_timeout_ms=60_000)
-    Path(out).write_text(json.dumps([event.id for event in page]), encoding="utf-8")
-
-
 def test_a_feed_long_poll_wakes_on_another_process_append(where: dict[str, str], tmp_path: Path) -> None:
-    with _open(where) as store:
+    with open_feed_store(where) as store:
         after = store.append_event(Event("message_sent", "before")).position
         context = multiprocessing.get_context("spawn")
         ready = context.Event()
-        waiter = context.Process(target=_wait_for_one, args=(where, after, ready, str(tmp_path / "w.json")))
+        waiter = context.Process(
+            target=wait_for_one_feed_event, args=(where, after, ready, str(tmp_path / "w.json"))
+        )
         waiter.start()
         try:
             assert ready.wait(DEADLINE_S)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import apsw
 import pytest
+from support import child_env
 
 from sqlitestream import Event, PostgresSessionStore, SQLiteSessionStore, StoreClosedError
 
@@ -79,7 +80,11 @@ def _ids_in_fresh_process(path: Path, session_id: str) -> list[str]:
         "    print(json.dumps([e.id for e in store.get_events(sys.argv[2])]))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", script, str(path), session_id], capture_output=True, text=True, check=True
+        [sys.executable, "-c", script, str(path), session_id],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=child_env(),
     )
     return list(json.loads(out.stdout))
 
@@ -142,7 +147,11 @@ def test_child_of_a_parent_that_exits_without_closing_is_refused(tmp_path: Path)
     )
     # The output pipe reaches end of file once the child, which inherited it, has exited too.
     out = subprocess.run(
-        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=child_env(),
     )
     child = json.loads(out.stdout)
     assert child["acked"] == 0, child
@@ -248,6 +257,7 @@ def test_a_child_closing_and_dropping_an_inherited_store_leaves_the_parents_file
         capture_output=True,
         text=True,
         timeout=120,
+        env=child_env(),
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) is True

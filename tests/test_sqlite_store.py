@@ -16,6 +16,7 @@ import apsw
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from spawned import append_worker, follow_worker, open_and_append
 
 from sqlitestream import (
     Event,
@@ -466,21 +467,13 @@ def test_new_files_follow_the_umask(tmp_path: Path) -> None:
 # Several processes on one file ------------------------------------------------------------------
 
 
-def _append_worker(path: str, session_ids: list[str], count: int, start: object) -> None:
-    start.wait()  # type: ignore[attr-defined]
-    with SQLiteSessionStore(path) as store:
-        for index in range(count):
-            for session_id in session_ids:
-                store.append_event(Event("message_sent", session_id, data={"pid": os.getpid(), "i": index}))
-
-
 def test_processes_appending_get_gap_free_sequences(tmp_path: Path) -> None:
     path = str(tmp_path / "events.db")
     SQLiteSessionStore(path).close()
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Event()
     workers = [
-        ctx.Process(target=_append_worker, args=(path, ["shared", f"own{n}"], 40, start)) for n in range(3)
+        ctx.Process(target=append_worker, args=(path, ["shared", f"own{n}"], 40, start)) for n in range(3)
     ]
     for worker in workers:
         worker.start()
@@ -497,25 +490,12 @@ def test_processes_appending_get_gap_free_sequences(tmp_path: Path) -> None:
             assert [e.data["i"] for e in own] == list(range(40))
 
 
-def _follow_worker(path: str, session_id: str, expected: int, ready: object, out: object) -> None:
-    seen: list[int] = []
-    with SQLiteSessionStore(path) as store:
-        ready.set()  # type: ignore[attr-defined]
-        cursor = 0
-        deadline = time.monotonic() + 60
-        while len(seen) < expected and time.monotonic() < deadline:
-            for event in store.get_events(session_id, after=cursor, wait_timeout_ms=5000):
-                seen.append(event.sequence_number or 0)
-                cursor = event.sequence_number or 0
-    out.put(seen)  # type: ignore[attr-defined]
-
-
 def test_long_poll_wakes_on_another_process_append(tmp_path: Path) -> None:
     path = str(tmp_path / "events.db")
     SQLiteSessionStore(path).close()
     ctx = multiprocessing.get_context("spawn")
     ready, out = ctx.Event(), ctx.Queue()
-    follower = ctx.Process(target=_follow_worker, args=(path, "s1", 30, ready, out))
+    follower = ctx.Process(target=follow_worker, args=(path, "s1", 30, ready, out))
     follower.start()
     assert ready.wait(60)
     with SQLiteSessionStore(path) as store:
@@ -571,23 +551,13 @@ def test_installed_package_creates_a_store_outside_the_source_tree(tmp_path: Pat
     assert result.stdout.strip() == "1"
 
 
-def _open_and_append(path: str, start: object, out: object) -> None:
-    start.wait()  # type: ignore[attr-defined]
-    try:
-        with SQLiteSessionStore(path) as store:
-            store.append_event(Event("message_sent", "s1"))
-        out.put("ok")  # type: ignore[attr-defined]
-    except Exception as exc:  # reported to the parent, which asserts on it
-        out.put(f"{type(exc).__name__}: {exc}")  # type: ignore[attr-defined]
-
-
 def test_processes_creating_the_same_new_store_at_once_all_succeed(tmp_path: Path) -> None:
     """Several processes opening one brand-new file together: one creates the schema and
     switches to WAL, the others wait for it (no StoreBusyError within the busy timeout)."""
     path = str(tmp_path / "events.db")
     ctx = multiprocessing.get_context("spawn")
     start, out = ctx.Event(), ctx.Queue()
-    workers = [ctx.Process(target=_open_and_append, args=(path, start, out)) for _ in range(4)]
+    workers = [ctx.Process(target=open_and_append, args=(path, start, out)) for _ in range(4)]
     for worker in workers:
         worker.start()
     start.set()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import apsw
 import pytest
+from support import child_env
 
 from sqlitestream import Event, SQLiteSessionStore, StorageError
 
@@ -35,7 +36,9 @@ def _append_in_other_process(path: Path, event_id: str) -> subprocess.CompletedP
         "with SQLiteSessionStore(sys.argv[1]) as store:\n"
         "    print(store.append_event_with_sequence(Event('message_sent', 's1', id=sys.argv[2])).sequence_number)\n"
     )
-    return subprocess.run([sys.executable, "-c", script, str(path), event_id], capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-c", script, str(path), event_id], capture_output=True, text=True, env=child_env()
+    )
 
 
 # One file, one name ---------------------------------------------------------------------------------

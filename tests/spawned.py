@@ -1,0 +1,101 @@
+"""What the child processes of some tests run, started with multiprocessing's ``spawn``.
+
+A spawned child imports the module its function is defined in. In a test module that means
+pytest too (and hypothesis for some), about 0.2-0.5 s of CPU in every child, more than the
+work many of them do; here a child imports only the package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlitestream import Event, FeedStore, SQLiteSessionStore
+
+# test_sqlite_store.py -------------------------------------------------------------------------
+
+
+def append_worker(path: str, session_ids: list[str], count: int, start: Any) -> None:
+    start.wait()
+    with SQLiteSessionStore(path) as store:
+        for index in range(count):
+            for session_id in session_ids:
+                store.append_event(Event("message_sent", session_id, data={"pid": os.getpid(), "i": index}))
+
+
+def follow_worker(path: str, session_id: str, expected: int, ready: Any, out: Any) -> None:
+    seen: list[int] = []
+    with SQLiteSessionStore(path) as store:
+        ready.set()
+        cursor = 0
+        deadline = time.monotonic() + 60
+        while len(seen) < expected and time.monotonic() < deadline:
+            for event in store.get_events(session_id, after=cursor, wait_timeout_ms=5000):
+                seen.append(event.sequence_number or 0)
+                cursor = event.sequence_number or 0
+    out.put(seen)
+
+
+def open_and_append(path: str, start: Any, out: Any) -> None:
+    start.wait()
+    try:
+        with SQLiteSessionStore(path) as store:
+            store.append_event(Event("message_sent", "s1"))
+        out.put("ok")
+    except Exception as exc:  # reported to the parent, which asserts on it
+        out.put(f"{type(exc).__name__}: {exc}")
+
+
+# test_feed_processes.py -----------------------------------------------------------------------
+
+FEED_DEADLINE_S = 120.0
+
+
+def open_feed_store(where: dict[str, str]) -> FeedStore:
+    if "path" in where:
+        return SQLiteSessionStore(where["path"], busy_timeout_ms=30_000)
+    from sqlitestream.postgres import PostgresSessionStore
+
+    return PostgresSessionStore(where["dsn"], schema=where["schema"], pool_size=2)
+
+
+def write_feed(where: dict[str, str], writer: int, rounds: int, start: Any, out: str) -> None:
+    """Each round: one single append to the writer's own session, one to a shared one, and a
+    batch of 3 across the shared ones; the (id, position) of each, acknowledged, into ``out``."""
+    acknowledged: list[tuple[str, int]] = []
+    with open_feed_store(where) as store:
+        assert start.wait(FEED_DEADLINE_S)
+        for n in range(rounds):
+            for session in (f"own-{writer}", f"shared-{n % 3}"):
+                stored = store.append_event(Event("message_sent", session, id=f"w{writer}-{n}-{session}"))
+                acknowledged.append((stored.id, stored.position))
+            batch = [
+                Event("message_streamed", f"shared-{(n + k) % 3}", id=f"w{writer}-{n}-b{k}") for k in range(3)
+            ]
+            acknowledged.extend((e.id, e.position) for e in store.append_events(batch))
+    Path(out).write_text(json.dumps(acknowledged), encoding="utf-8")
+
+
+def follow_feed(where: dict[str, str], expected: int, ready: Any, out: str) -> None:
+    """Read the feed by long-poll from position 0 until ``expected`` events were seen."""
+    seen: list[tuple[int, str]] = []
+    with open_feed_store(where) as store:
+        ready.set()
+        deadline = time.monotonic() + FEED_DEADLINE_S
+        after = 0
+        while len(seen) < expected and time.monotonic() < deadline:
+            for event in store.read_feed(after=after, limit=13, wait_timeout_ms=2_000):
+                seen.append((event.position, event.id))
+                after = event.position
+    Path(out).write_text(json.dumps(seen), encoding="utf-8")
+
+
+def wait_for_one_feed_event(where: dict[str, str], after: int, ready: Any, out: str) -> None:
+    with open_feed_store(where) as store:
+        ready.set()
+        # 60 s: without a cross-process wake-up this returns long after the test's deadline.
+        page = store.read_feed(after=after, wait_timeout_ms=60_000)
+    Path(out).write_text(json.dumps([event.id for event in page]), encoding="utf-8")
