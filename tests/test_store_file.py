@@ -5,6 +5,7 @@ its last connection)."""
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 from sqlitestream import Event, SQLiteSessionStore
@@ -33,3 +34,29 @@ def test_closing_one_of_two_stores_on_a_file_leaves_the_other_working(tmp_path: 
     assert [e.sequence_number for e in second.get_events("s1")] == [1, 2]
     second.close()
     assert not (tmp_path / "events.db-wal").exists()
+
+
+def _open_at_once(path: Path, start: threading.Barrier, failures: list[BaseException]) -> None:
+    start.wait()
+    try:
+        SQLiteSessionStore(path).close()
+    except BaseException as exc:
+        failures.append(exc)
+
+
+def test_store_objects_opening_one_new_file_at_once_all_open_it(tmp_path: Path) -> None:
+    """Six store objects (six connections) opening the same new file at the same moment, 60
+    times: each one opens the store that one of them created. (The schema used to be read in
+    three snapshots, and a creator's commit between them made the new store look like another
+    application's file: about one round in ten failed.)"""
+    for round_no in range(60):
+        start, failures = threading.Barrier(6), []  # type: ignore[var-annotated]
+        openers = [
+            threading.Thread(target=_open_at_once, args=(tmp_path / f"new-{round_no}.db", start, failures))
+            for _ in range(6)
+        ]
+        for opener in openers:
+            opener.start()
+        for opener in openers:
+            opener.join()
+        assert failures == [], f"round {round_no}: {failures[0]!r}"

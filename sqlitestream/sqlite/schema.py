@@ -106,12 +106,21 @@ def sniff_file(path: Path) -> None:
         )
 
 
+_STATE = (
+    "SELECT (SELECT application_id FROM pragma_application_id), "
+    "(SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_schema)"
+)
+"""One statement, so one snapshot: read one by one, another process creating the store could
+commit in between, and a new store would look like another application's file."""
+
+
 def read_state(conn: apsw.Connection, path: str) -> FileState:
     with translating(f"read the schema of {path!r}"):
+        application_id, user_version, object_count = conn.execute(_STATE).fetchall()[0]
         return FileState(
-            application_id=int(conn.pragma("application_id")),
-            user_version=int(conn.pragma("user_version")),
-            object_count=int(conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()[0][0]),  # type: ignore[arg-type]
+            application_id=int(application_id),  # type: ignore[arg-type]
+            user_version=int(user_version),  # type: ignore[arg-type]
+            object_count=int(object_count),  # type: ignore[arg-type]
         )
 
 
