@@ -3,7 +3,7 @@
 
 Fills a SQLite store with N events spread over S sessions (payloads of about B bytes), closes it
 and copies the file, then trims each copy down to FRACTION of every session's events: one with
-``trim_store(keep_last=...)`` (the store's way: 50,000-event transactions, then bounded
+``trim_store(keep_last=...)`` (the store's way: 200,000-event transactions, then bounded
 incremental vacuum), one with hand-written SQL, the raw limit of the same work on the same
 file (one ``DELETE`` per session in one transaction, then ``PRAGMA incremental_vacuum``). It
 reports both times, their ratio, and the file sizes before and after (after the store is
