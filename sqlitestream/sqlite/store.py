@@ -14,7 +14,7 @@ import json
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import apsw
 
@@ -76,7 +76,6 @@ from sqlitestream.sqlite import feed as _feed
 from sqlitestream.sqlite import retention as _retention
 from sqlitestream.sqlite import schema as _schema
 from sqlitestream.sqlite.appends import DELETE_PRODUCERS, producer_state, record_producer
-from sqlitestream.sqlite.bytestreams import SQLiteByteStreams, open_byte_streams
 from sqlitestream.sqlite.connection import (
     SYNCHRONOUS_LEVELS,
     apply_settings,
@@ -97,6 +96,9 @@ from sqlitestream.store import (
     check_record,
     encoded_payload,
 )
+
+if TYPE_CHECKING:
+    from sqlitestream.sqlite.bytestreams import SQLiteByteStreams
 
 __all__ = ["SQLiteSessionStore"]
 
@@ -572,6 +574,9 @@ class SQLiteSessionStore(AdminStore, FeedStore, RetentionStore, SessionProducers
         """The store's byte streams (:class:`~sqlitestream.bytestreams.ByteStreams`): the
         Durable Streams protocol's streams, in this file beside the sessions; their changes
         in other processes wake this process's watchers as sessions' do."""
+        # Imported here: the byte streams' rules cost short CLI commands ~8 ms of start-up.
+        from sqlitestream.sqlite.bytestreams import open_byte_streams
+
         self._check_open()
         with self._streams_lock:  # made once, by whichever thread asks first
             if self._byte_streams is None:
