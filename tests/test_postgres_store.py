@@ -630,3 +630,17 @@ def test_trims_on_one_node_racing_appends_on_another_keep_the_log_gap_free(
     info = trimming.get_stream_info("s1")
     assert (info.first_sequence, info.latest_sequence) == (retained[0], 80)
     assert trimming.check_integrity().ok
+
+
+def test_a_long_trim_goes_in_several_transactions(
+    open_store: Callable[..., PostgresSessionStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlitestream.postgres import retention as postgres_retention
+
+    monkeypatch.setattr(postgres_retention, "TRIM_CHUNK", 3)  # the chunk boundaries, without 100k events
+    store = open_store()
+    store.append_events([_event("s1") for _ in range(20)])
+    assert store.trim_session("s1", keep_last=2, dry_run=True) == 18
+    assert store.trim_session("s1", keep_last=2) == 18
+    assert [event.sequence_number for event in store.get_events("s1")] == [19, 20]
+    assert store.check_integrity().ok

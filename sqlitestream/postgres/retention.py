@@ -35,11 +35,13 @@ def _table(schema: str, name: str) -> str:
 
 
 def trim(transact: Transact[int], schema: str, session_id: str, rule: TrimRule, *, dry_run: bool) -> int:
-    """:meth:`RetentionStore.apply_trim`; returns the events removed (or that would be)."""
+    """:meth:`RetentionStore.apply_trim`; returns the events removed (or that would be). Each
+    transaction holds the counter row, deletes the next chunk below the bound (decided in the
+    first) and returns how many went; the trim ends with the first that removes none."""
     events, streams = _table(schema, "events"), _table(schema, "streams")
-    bound = 0
+    bound: int | None = None
 
-    def first_chunk(conn: Connection[Any]) -> int:
+    def step(conn: Connection[Any]) -> int:
         nonlocal bound
         locked = conn.execute(
             f"SELECT latest_seq FROM {streams} WHERE session_id = %s FOR UPDATE", (session_id,)
@@ -49,50 +51,39 @@ def trim(transact: Transact[int], schema: str, session_id: str, rule: TrimRule, 
         ).fetchone() or (None,)
         if locked is None or lowest is None:
             return 0
-        first_recent = None
-        if rule.older_than_micros is not None:
-            found = conn.execute(
-                f"SELECT seq FROM {events} WHERE session_id = %s AND ts >= %s ORDER BY seq LIMIT 1",
-                (session_id, from_micros(rule.older_than_micros)),
-            ).fetchone()
-            first_recent = None if found is None else int(found[0])
-        bound = max(int(lowest), rule.before(int(locked[0]), first_recent))
-        if dry_run:
-            return bound - int(lowest)
-        return _delete(conn, events, streams, session_id, int(lowest), min(bound, int(lowest) + TRIM_CHUNK))
-
-    removed = transact("trim a session", first_chunk)
-    if dry_run or not removed:
-        return removed
-    return removed + _rest(transact, events, streams, session_id, bound)
-
-
-def _rest(transact: Transact[int], events: str, streams: str, session_id: str, bound: int) -> int:
-    removed = 0
-    while True:
-
-        def chunk(conn: Connection[Any]) -> int:
-            conn.execute(f"SELECT 1 FROM {streams} WHERE session_id = %s FOR UPDATE", (session_id,))
-            (lowest,) = conn.execute(
-                f"SELECT min(seq) FROM {events} WHERE session_id = %s", (session_id,)
-            ).fetchone() or (None,)
-            if lowest is None or int(lowest) >= bound:
-                return 0
-            return _delete(
-                conn, events, streams, session_id, int(lowest), min(bound, int(lowest) + TRIM_CHUNK)
+        if bound is None:
+            bound = max(
+                int(lowest), rule.before(int(locked[0]), _first_recent(conn, events, session_id, rule))
             )
+        if dry_run:
+            return max(0, bound - int(lowest))
+        stop = min(bound, int(lowest) + TRIM_CHUNK)
+        if stop <= int(lowest):
+            return 0
+        deleted = conn.execute(
+            f"DELETE FROM {events} WHERE session_id = %s AND seq >= %s AND seq < %s",
+            (session_id, int(lowest), stop),
+        )
+        return deleted.rowcount
 
-        done = transact("trim a session", chunk)
-        if not done:
-            return removed
+    removed = 0
+    while done := transact("trim a session", step):
         removed += done
+        if dry_run:
+            break
+    return removed
 
 
-def _delete(conn: Connection[Any], events: str, streams: str, session_id: str, start: int, stop: int) -> int:
-    cursor = conn.execute(
-        f"DELETE FROM {events} WHERE session_id = %s AND seq >= %s AND seq < %s", (session_id, start, stop)
-    )
-    return cursor.rowcount
+def _first_recent(conn: Connection[Any], events: str, session_id: str, rule: TrimRule) -> int | None:
+    """The sequence of the session's oldest event not older than the rule's cut-off (None: none,
+    or no cut-off)."""
+    if rule.older_than_micros is None:
+        return None
+    found = conn.execute(
+        f"SELECT seq FROM {events} WHERE session_id = %s AND ts >= %s ORDER BY seq LIMIT 1",
+        (session_id, from_micros(rule.older_than_micros)),
+    ).fetchone()
+    return None if found is None else int(found[0])
 
 
 def trimmable_sessions(fetch: Fetch, schema: str) -> list[str]:
