@@ -16,7 +16,6 @@ PostgreSQL, any node.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +32,7 @@ from sqlitestream.feed import FeedFilter, FeedStore
 from sqlitestream.http import protocol
 from sqlitestream.http.errors import error_response, json_error
 from sqlitestream.http.live import Shutdown, until_shutdown
-from sqlitestream.http.streams import SSE_MAX_SECONDS, Limits, cached_page
+from sqlitestream.http.streams import Limits, cached_page, sse_slices
 from sqlitestream.models import StoredEvent
 
 __all__ = ["FEED_PATH", "MAX_LIMIT", "FeedRoutes"]
@@ -183,14 +182,9 @@ class FeedRoutes:
         return page, more, end
 
     async def _sse(self, read: FeedRead, after: int) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + SSE_MAX_SECONDS
         announce = True
         try:
-            while not self._shutdown.stopping:
-                remaining_ms = int((deadline - loop.time()) * 1000)
-                if remaining_ms <= 0:
-                    return
+            async for remaining_ms in sse_slices(self._shutdown):
                 events, more, end = await self._page(read, after, 0 if announce else remaining_ms)
                 if events or announce or end != after:
                     control: dict[str, Any] = {

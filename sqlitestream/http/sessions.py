@@ -19,7 +19,6 @@ holding no thread.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 from collections.abc import AsyncIterator, Awaitable
@@ -35,7 +34,7 @@ from sqlitestream.errors import SessionNotFoundError, SqliteStreamError, Validat
 from sqlitestream.http import protocol
 from sqlitestream.http.errors import error_response, json_error
 from sqlitestream.http.live import Shutdown, until_shutdown
-from sqlitestream.http.streams import SSE_MAX_SECONDS, BodyTooLarge, Limits, cached_page, read_body, too_large
+from sqlitestream.http.streams import BodyTooLarge, Limits, cached_page, read_body, sse_slices, too_large
 from sqlitestream.models import Event, StoredEvent, parse_timestamp
 from sqlitestream.producers import SessionProducers
 
@@ -210,14 +209,9 @@ class SessionRoutes:
     async def _sse(
         self, session_id: str, after: int, next_offset: str, client_cursor: str | None
     ) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + SSE_MAX_SECONDS
         announce = True
         try:
-            while not self._shutdown.stopping:
-                remaining_ms = int((deadline - loop.time()) * 1000)
-                if remaining_ms <= 0:
-                    return
+            async for remaining_ms in sse_slices(self._shutdown):
                 wait_ms = 0 if announce else min(remaining_ms, DELETE_CHECK_MS)
                 events, more = await self._page(session_id, after, wait_ms)
                 if not events and not announce and await self._store.get_latest_sequence(session_id) < after:

@@ -6,7 +6,7 @@ wait on the store's wake-ups (:mod:`sqlitestream.http.live`)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import unquote
@@ -331,6 +331,18 @@ def sse_frame(read: StreamRead, client_cursor: str | None, encoded: bool) -> byt
         if read.up_to_date:
             control["upToDate"] = True
     return frames + protocol.sse_control(control)
+
+
+async def sse_slices(shutdown: Shutdown) -> AsyncIterator[int]:
+    """The milliseconds left of an SSE response, before each of its reads: the response ends
+    (the iteration stops) after :data:`SSE_MAX_SECONDS`, or when the server shuts down."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SSE_MAX_SECONDS
+    while not shutdown.stopping:
+        remaining_ms = int((deadline - loop.time()) * 1000)
+        if remaining_ms <= 0:
+            return
+        yield remaining_ms
 
 
 class SseResponse(Response):
