@@ -1,14 +1,23 @@
 """A real HTTP server for the tests: ``create_app`` on uvicorn, on 127.0.0.1 and a free port,
-in a background thread."""
+in a background thread; and HTTP clients for it.
+
+Starting and stopping uvicorn costs about 150 ms (its main loop and its shutdown each sleep
+0.1 s), more than most tests take, so :func:`serving` keeps the servers it started and mounts
+each new app on an idle one, driving the app's lifespan (startup, then shutdown: which ends the
+app's open long-polls and SSE responses and releases its store) as uvicorn would.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
+import httpx
 import uvicorn
 from support import wait_until
 
@@ -16,9 +25,12 @@ from sqlitestream.http import ServerApp
 
 
 class LiveServer:
-    def __init__(self, app: ServerApp) -> None:
-        self.app = app
+    """One uvicorn server; the app mounted on it answers its requests."""
+
+    def __init__(self) -> None:
+        self.app: ServerApp | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._lifespan: _Lifespan | None = None
         outer = self
 
         class Server(uvicorn.Server):
@@ -26,33 +38,91 @@ class LiveServer:
                 outer.loop = asyncio.get_running_loop()
                 await super().startup(sockets)
 
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            self._dispatch, host="127.0.0.1", port=0, log_level="warning", lifespan="off", interface="asgi3"
+        )
         self.server = Server(config)
         self.thread = threading.Thread(target=self.server.run, name="test-uvicorn", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> None:
         self.thread.start()
         wait_until(lambda: self.server.started or not self.thread.is_alive(), what="uvicorn to start")
         assert self.server.started, "uvicorn did not start"
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        self.url = f"http://{host}:{port}"
 
-    def stop(self) -> None:
-        if self.loop is not None:
-            self.loop.call_soon_threadsafe(self.app.shutdown)
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-        assert not self.thread.is_alive(), "uvicorn did not stop"
+    async def _dispatch(self, scope: Any, receive: Any, send: Any) -> None:
+        app = self.app
+        assert app is not None, "a request reached a test server with no app mounted"
+        await app(scope, receive, send)
+
+    def _run(self, coroutine: Any, timeout: float = 30) -> Any:
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def mount(self, app: ServerApp) -> None:
+        self.app = app
+        self._lifespan = self._run(_Lifespan.start(app))
+
+    def unmount(self) -> None:
+        assert self._lifespan is not None
+        self._run(self._lifespan.shut_down())
+        self.app = self._lifespan = None
+
+
+class _Lifespan:
+    """An ASGI app's lifespan, driven the way a server drives it."""
+
+    def __init__(self, app: ServerApp) -> None:
+        self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
+        self._task = asyncio.ensure_future(app(scope, self._to_app.get, self._from_app.put))
+
+    @classmethod
+    async def start(cls, app: ServerApp) -> _Lifespan:
+        lifespan = cls(app)
+        await lifespan._step("startup")
+        return lifespan
+
+    async def shut_down(self) -> None:
+        await self._step("shutdown")
+        await self._task
+
+    async def _step(self, name: str) -> None:
+        await self._to_app.put({"type": f"lifespan.{name}"})
+        reply = await self._from_app.get()
+        assert reply["type"] == f"lifespan.{name}.complete", reply
+
+
+_idle: list[LiveServer] = []
+_idle_lock = threading.Lock()
 
 
 @contextmanager
 def serving(app: ServerApp) -> Iterator[LiveServer]:
-    server = LiveServer(app)
-    server.start()
+    """``app`` served on a real uvicorn server on loopback, for the ``with`` block."""
+    with _idle_lock:
+        server = _idle.pop() if _idle else None
+    server = server or LiveServer()
+    server.mount(app)
     try:
         yield server
     finally:
-        server.stop()
+        server.unmount()
+        with _idle_lock:
+            _idle.append(server)
+
+
+@cache
+def _tls() -> ssl.SSLContext:
+    # httpx builds a certificate store for every client it makes (20-100 ms); one serves all.
+    return ssl.create_default_context()
+
+
+def http_client(base_url: str, **options: Any) -> httpx.Client:
+    """An httpx client for ``base_url`` (the tests' servers: plain HTTP on loopback)."""
+    return httpx.Client(base_url=base_url, verify=_tls(), **options)
+
+
+def async_http_client(base_url: str, **options: Any) -> httpx.AsyncClient:
+    """:func:`http_client` for asyncio."""
+    return httpx.AsyncClient(base_url=base_url, verify=_tls(), **options)

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from http_support import http_client
 from support import child_env
 
 from sqlitestream import Event, SQLiteSessionStore
@@ -46,7 +47,7 @@ def serve(db: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_ends_open_live_responses_and_the_server_exits_cleanly(tmp_path: Path, sig: int) -> None:
     db = tmp_path / "store.db"
-    with serve(db) as (process, url), httpx.Client(base_url=url, timeout=30) as client:
+    with serve(db) as (process, url), http_client(url, timeout=30) as client:
         client.put("/v1/stream/a", headers={"content-type": "text/plain"})
         with client.stream("GET", "/v1/stream/a", params={"offset": "-1", "live": "sse"}) as response:
             parts = response.iter_text()

@@ -8,13 +8,14 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import apsw
 import httpx
 import pytest
-from http_support import LiveServer, serving
+from http_support import LiveServer, http_client, serving
 from support import child_env
 
 from sqlitestream import Event, InMemorySessionStore, SessionStore, SQLiteSessionStore, ValidationError
@@ -37,7 +38,7 @@ def server(store: SQLiteSessionStore) -> Iterator[LiveServer]:
 
 @pytest.fixture
 def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    with http_client(server.url, timeout=30) as client:
         yield client
 
 
@@ -124,7 +125,7 @@ def test_every_sse_follower_of_a_stream_gets_every_append_in_order(client: httpx
 
     def follow(connected: concurrent.futures.Future[None], last: concurrent.futures.Future[str]) -> bytes:
         with (
-            httpx.Client(base_url=client.base_url, timeout=30) as own,
+            http_client(client.base_url, timeout=30) as own,
             own.stream("GET", "/v1/stream/fan", params={"offset": tail, "live": "sse"}) as response,
         ):
             chunks = response.iter_raw()
@@ -201,7 +202,7 @@ def test_a_bad_stream_name_is_refused_without_touching_anything(client: httpx.Cl
 def test_a_body_over_the_limit_is_413_and_nothing_is_written(store: SQLiteSessionStore) -> None:
     with (
         serving(create_app(store, max_body_bytes=1000)) as live,
-        httpx.Client(base_url=live.url) as client,
+        http_client(live.url) as client,
     ):
         assert client.put("/v1/stream/big", headers={"content-type": "text/plain"}).status_code == 201
         response = client.post("/v1/stream/big", content=b"x" * 1001, headers={"content-type": "text/plain"})
@@ -287,7 +288,7 @@ def test_deleting_a_session_is_refused_unless_allowed(
 
 
 def test_a_token_is_required_on_every_request_and_never_echoed(store: SQLiteSessionStore) -> None:
-    with serving(create_app(store, token=TOKEN)) as live, httpx.Client(base_url=live.url) as client:
+    with serving(create_app(store, token=TOKEN)) as live, http_client(live.url) as client:
         refused = client.put("/v1/stream/a", headers={"authorization": "Bearer wrong"})
         assert refused.status_code == 401
         assert refused.headers["x-content-type-options"] == "nosniff"
@@ -299,7 +300,7 @@ def test_a_token_is_required_on_every_request_and_never_echoed(store: SQLiteSess
 
 def test_cors_answers_only_the_configured_origins(store: SQLiteSessionStore) -> None:
     app = create_app(store, cors_origins=["https://app.example"])
-    with serving(app) as live, httpx.Client(base_url=live.url) as client:
+    with serving(app) as live, http_client(live.url) as client:
         client.put("/v1/stream/a")
         good = client.get("/v1/stream/a", headers={"origin": "https://app.example"})
         assert good.headers["access-control-allow-origin"] == "https://app.example"
@@ -407,7 +408,7 @@ def test_one_producer_id_writes_to_two_sessions_each_with_its_own_sequence(
         body = [{"type": "message_sent", "data": {"text": text}}]
         return client.post(f"/v1/sessions/{session_id}", json=body, headers=headers)
 
-    with serving(create_app(any_store)) as live, httpx.Client(base_url=live.url, timeout=30) as client:
+    with serving(create_app(any_store)) as live, http_client(live.url, timeout=30) as client:
         assert post("s1", "worker", 0, "one").status_code == 200
         assert post("s2", "worker", 0, "two").status_code == 200
         # A retry, stored once (204 where the store keeps producer state; 200 on PostgreSQL,
@@ -481,16 +482,34 @@ def test_an_open_sse_response_ends_when_its_session_is_deleted(
     store: SQLiteSessionStore, client: httpx.Client
 ) -> None:
     store.append_event(Event("message_sent", "s1"))
+    ended = threading.Event()
+
+    def delete_until_the_response_ends() -> None:
+        # A delete releases the response's wait for events; one that lands before the wait has
+        # begun releases nothing (the response then notices at its next check, seconds later),
+        # so write the session anew and delete it again until the response has ended.
+        store.delete_session("s1")
+        while not ended.wait(0.02):
+            store.append_event(Event("message_sent", "s1"))
+            store.delete_session("s1")
+
+    deleter = threading.Thread(target=delete_until_the_response_ends)
     params = {"offset": "-1", "live": "sse"}
-    with client.stream("GET", "/v1/sessions/s1", params=params) as response:
-        seen = b""
-        for chunk in response.iter_raw():
-            seen += chunk
-            if b"event: control" in seen and b"deleted" not in seen:
-                store.delete_session("s1")
-                seen += b"deleted"
-    # The loop above ended: the response was closed by the server, not by a timeout.
+    try:
+        with client.stream("GET", "/v1/sessions/s1", params=params) as response:
+            seen = b""
+            for chunk in response.iter_raw():
+                seen += chunk
+                if b"event: control" in seen and deleter.ident is None:
+                    deleter.start()
+    finally:
+        ended.set()
+        if deleter.is_alive():
+            deleter.join()
+    # The loop above ended: the response was closed by the server, not by a timeout; and the
+    # session written anew from sequence 1 sent nothing past the offset already sent.
     assert seen.count(b"event: control") == 1
+    assert seen.count(b"event: data") == 1
 
 
 def test_a_slow_client_holds_no_read_transaction(store: SQLiteSessionStore, client: httpx.Client) -> None:
@@ -511,7 +530,7 @@ def test_a_slow_client_holds_no_read_transaction(store: SQLiteSessionStore, clie
 def test_the_in_memory_store_serves_streams_and_sessions() -> None:
     store = InMemorySessionStore()
     store.append_event(Event("message_sent", "s1"))
-    with serving(create_app(store)) as live, httpx.Client(base_url=live.url) as client:
+    with serving(create_app(store)) as live, http_client(live.url) as client:
         assert (
             client.put("/v1/stream/a", content=b"x", headers={"content-type": "text/plain"}).status_code
             == 201

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from http_support import serving
+from http_support import http_client, serving
 
 from sqlitestream import Event, SQLiteSessionStore
 from sqlitestream.http import create_app
@@ -20,7 +20,7 @@ TOKEN = "s3cret-t0ken-value"
 def client(tmp_path: Path) -> Iterator[httpx.Client]:
     with SQLiteSessionStore(tmp_path / "store.db") as store:
         store.append_event(Event("message_sent", "s1"))
-        with serving(create_app(store, token=TOKEN)) as live, httpx.Client(base_url=live.url) as client:
+        with serving(create_app(store, token=TOKEN)) as live, http_client(live.url) as client:
             yield client
 
 
@@ -83,7 +83,7 @@ def test_without_a_token_there_is_nothing_to_sign_in_to(tmp_path: Path) -> None:
     with (
         SQLiteSessionStore(tmp_path / "store.db") as store,
         serving(create_app(store)) as live,
-        httpx.Client(base_url=live.url) as client,
+        http_client(live.url) as client,
     ):
         assert client.get("/v1/auth").json() == {"token_required": False, "signed_in": True}
         assert _sign_in(client, "anything").status_code == 404

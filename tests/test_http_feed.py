@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from http_support import LiveServer, serving
+from http_support import LiveServer, http_client, serving
 from support import run_python
 from test_postgres_serve import serve
 
@@ -55,7 +55,7 @@ def server(store: SessionStore) -> Iterator[LiveServer]:
 
 @pytest.fixture
 def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    with http_client(server.url, timeout=30) as client:
         yield client
 
 
@@ -145,7 +145,7 @@ def test_a_long_poll_with_nothing_new_is_a_204_at_the_same_offset(store: FeedSto
     _stored(store, "a")
     with (
         serving(create_app(store, long_poll_timeout_ms=50)) as live,
-        httpx.Client(base_url=live.url) as client,
+        http_client(live.url) as client,
     ):
         tail = client.head("/v1/feed").headers["stream-next-offset"]
         response = client.get("/v1/feed", params={"offset": tail, "live": "long-poll"})
@@ -262,8 +262,8 @@ def test_a_feed_follower_on_one_node_wakes_on_an_append_through_another(
     with (
         serve(location) as (_a, url_a),
         serve(location) as (_b, url_b),
-        httpx.Client(base_url=url_a, timeout=30) as a,
-        httpx.Client(base_url=url_b, timeout=30) as b,
+        http_client(url_a, timeout=30) as a,
+        http_client(url_b, timeout=30) as b,
     ):
         tail = a.head("/v1/feed").headers["stream-next-offset"]
         with concurrent.futures.ThreadPoolExecutor(1) as pool:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
+from http_support import http_client
 from support import child_env
 
 from sqlitestream.postgres import PostgresSessionStore
@@ -90,8 +91,8 @@ def test_a_live_reader_on_one_node_wakes_on_an_append_through_the_other(
     with (
         serve(url) as (_a, url_a),
         serve(url) as (_b, url_b),
-        httpx.Client(base_url=url_a, timeout=30) as a,
-        httpx.Client(base_url=url_b, timeout=30) as b,
+        http_client(url_a, timeout=30) as a,
+        http_client(url_b, timeout=30) as b,
     ):
         assert a.put("/v1/stream/s", headers=TEXT).status_code == 201
         got = _follow_then_append(a, lambda: b.post("/v1/stream/s", content=b"via-b", headers=TEXT))
@@ -103,7 +104,7 @@ def test_a_live_reader_on_one_node_wakes_on_an_append_through_the_other(
 def test_a_killed_node_loses_nothing_acknowledged_and_clients_resume_from_their_offsets(url: str) -> None:
     acknowledged: list[str] = []
     with serve(url) as (node_a, url_a):
-        with httpx.Client(base_url=url_a, timeout=30) as a:
+        with http_client(url_a, timeout=30) as a:
             a.put("/v1/stream/s", headers=TEXT)
             for n in range(5):
                 response = a.post(
@@ -120,8 +121,8 @@ def test_a_killed_node_loses_nothing_acknowledged_and_clients_resume_from_their_
     with (
         serve(url) as (_a, url_a),
         serve(url) as (_b, url_b),
-        httpx.Client(base_url=url_b, timeout=30) as b,
-        httpx.Client(base_url=url_a, timeout=30) as a,
+        http_client(url_b, timeout=30) as b,
+        http_client(url_a, timeout=30) as a,
     ):
         assert b.get("/v1/stream/s", params={"offset": "-1"}).text == "0;1;2;3;4;"
         # A producer whose last acknowledgement was lost retries on the other node: stored once.
