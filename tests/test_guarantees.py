@@ -48,7 +48,9 @@ def test_every_guarantee_names_a_test() -> None:
     for title, items in sections.items():
         for number, item in enumerate(items, 1):
             assert item.startswith(f"{number}. "), f"{title}: {item[:40]}"
-            assert re.search(r"`[\w/]+\.py::\w+`", item), f"{title}: guarantee {number} names no test"
+            assert re.search(r"`[\w/]+\.py::\w+`|`\.ci/run: ", item), (
+                f"{title}: guarantee {number} names no test"
+            )
 
 
 @pytest.mark.parametrize(("path", "name"), REFERENCES, ids=[f"{p}::{n}" for p, n in REFERENCES])
@@ -57,3 +59,14 @@ def test_named_test_exists(path: str, name: str) -> None:
     assert file.is_file(), f"{path} does not exist"
     assert name.startswith("test_") or name.startswith("Test"), name
     assert name in _defined_names(file), f"{path} defines no {name}"
+
+
+CI_STEPS = sorted(set(re.findall(r"`\.ci/run: ([^`]+)`", PAGE)))
+
+
+@pytest.mark.parametrize("command", CI_STEPS)
+def test_named_ci_step_exists(command: str) -> None:
+    """A guarantee checked by a step of CI rather than by a test (the conformance suite runs
+    under node, apart from the test suite) names the step's command as ``.ci/run`` has it."""
+    steps = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert command in [line.strip() for line in steps], f".ci/run runs no {command!r}"
