@@ -65,10 +65,10 @@ class TestPostgresByteStreams(ByteStreamsContract):
 
 
 @pytest.fixture
-def nodes(pg_dsn: str, pg_schema: str) -> Iterator[tuple[ByteStreams, ByteStreams]]:
+def nodes(pg_dsn: str, pg_store_schema: str) -> Iterator[tuple[ByteStreams, ByteStreams]]:
     """Two store objects on one schema, as two `serve` nodes would hold."""
-    a = PostgresSessionStore(pg_dsn, schema=pg_schema, pool_size=8, poll_interval_ms=200)
-    b = PostgresSessionStore(pg_dsn, schema=pg_schema, pool_size=8, poll_interval_ms=200)
+    a = PostgresSessionStore(pg_dsn, schema=pg_store_schema, pool_size=8, poll_interval_ms=200)
+    b = PostgresSessionStore(pg_dsn, schema=pg_store_schema, pool_size=8, poll_interval_ms=200)
     try:
         yield a.byte_streams(), b.byte_streams()
     finally:
@@ -255,15 +255,15 @@ with PostgresSessionStore(sys.argv[1], schema=sys.argv[2], pool_size=2) as store
 """
 
 
-def test_two_processes_racing_one_producer_and_plain_appends(pg_dsn: str, pg_schema: str) -> None:
+def test_two_processes_racing_one_producer_and_plain_appends(pg_dsn: str, pg_store_schema: str) -> None:
     """Two processes send the same producer's appends (each a retry of the other's) and their
     own plain ones, released together: each producer seq is stored once, in order, and every
     plain append once."""
-    with PostgresSessionStore(pg_dsn, schema=pg_schema) as store:
+    with PostgresSessionStore(pg_dsn, schema=pg_store_schema) as store:
         store.byte_streams().create_stream("s", content_type=TEXT)
         racers = [
             subprocess.Popen(
-                [sys.executable, "-c", _RACER, pg_dsn, pg_schema, label],
+                [sys.executable, "-c", _RACER, pg_dsn, pg_store_schema, label],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -295,9 +295,9 @@ def test_a_watcher_on_one_node_wakes_on_an_append_through_the_other(
     assert a.read_stream("s").body() == b"x"
 
 
-def test_an_append_by_another_process_wakes_a_watcher(pg_dsn: str, pg_schema: str) -> None:
+def test_an_append_by_another_process_wakes_a_watcher(pg_dsn: str, pg_store_schema: str) -> None:
     # An hour between polls: only the notification can wake it within the test.
-    with PostgresSessionStore(pg_dsn, schema=pg_schema, poll_interval_ms=3_600_000) as store:
+    with PostgresSessionStore(pg_dsn, schema=pg_store_schema, poll_interval_ms=3_600_000) as store:
         streams = store.byte_streams()
         streams.create_stream("a", content_type=TEXT)
         woken = threading.Event()
@@ -309,16 +309,16 @@ def test_an_append_by_another_process_wakes_a_watcher(pg_dsn: str, pg_schema: st
                 "    s.byte_streams().append('a', b'x', content_type='text/plain')\n"
             )
             subprocess.run(
-                [sys.executable, "-c", code, pg_dsn, pg_schema], check=True, env=child_env(), timeout=60
+                [sys.executable, "-c", code, pg_dsn, pg_store_schema], check=True, env=child_env(), timeout=60
             )
             assert woken.wait(10)
         assert streams.read_stream("a").body() == b"x"
 
 
-def test_a_lost_notification_is_made_up_by_the_poll(pg_dsn: str, pg_schema: str) -> None:
+def test_a_lost_notification_is_made_up_by_the_poll(pg_dsn: str, pg_store_schema: str) -> None:
     """A change written straight to the tables (no NOTIFY, as behind a pooler that drops
     them) still wakes a watcher, by the listener's poll of the stream's version."""
-    with PostgresSessionStore(pg_dsn, schema=pg_schema, poll_interval_ms=50) as store:
+    with PostgresSessionStore(pg_dsn, schema=pg_store_schema, poll_interval_ms=50) as store:
         streams = store.byte_streams()
         streams.create_stream("a", content_type=TEXT)
         woken = threading.Event()
@@ -326,5 +326,5 @@ def test_a_lost_notification_is_made_up_by_the_poll(pg_dsn: str, pg_schema: str)
             woken.wait(5)  # the poll's first sight of a stream wakes it once
             woken.clear()
             with psycopg.connect(pg_dsn, autocommit=True) as conn:
-                conn.execute(f'UPDATE "{pg_schema}".ds_streams SET version = version + 1')
+                conn.execute(f'UPDATE "{pg_store_schema}".ds_streams SET version = version + 1')
             assert woken.wait(10)

@@ -4,6 +4,7 @@ connections, lost connections, the pool, and errors."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -88,19 +89,33 @@ def _wait_for_waiter(dsn: str, application_name: str) -> None:
     raise AssertionError("the store never started listening")
 
 
-@pytest.fixture
-def open_store(pg_dsn: str, pg_schema: str) -> Iterator[Callable[..., PostgresSessionStore]]:
-    """Opens stores on the test's schema (each its own pool: separate 'nodes'); closes them all."""
+@contextlib.contextmanager
+def _stores_on(dsn: str, schema: str) -> Iterator[Callable[..., PostgresSessionStore]]:
+    """Opens stores on ``schema`` (each its own pool: separate 'nodes'); closes them all."""
     opened: list[PostgresSessionStore] = []
 
     def open_(**options: Any) -> PostgresSessionStore:
-        store = PostgresSessionStore(pg_dsn, schema=pg_schema, **options)
+        store = PostgresSessionStore(dsn, schema=schema, **options)
         opened.append(store)
         return store
 
     yield open_
     for store in opened:
         store.close()
+
+
+@pytest.fixture
+def open_store(pg_dsn: str, pg_store_schema: str) -> Iterator[Callable[..., PostgresSessionStore]]:
+    """Stores on an empty store's schema (shared with this process's other tests)."""
+    with _stores_on(pg_dsn, pg_store_schema) as open_:
+        yield open_
+
+
+@pytest.fixture
+def open_new_store(pg_dsn: str, pg_schema: str) -> Iterator[Callable[..., PostgresSessionStore]]:
+    """Stores on a schema of the test's own, which the first of them creates."""
+    with _stores_on(pg_dsn, pg_schema) as open_:
+        yield open_
 
 
 # Opening and schema versions ---------------------------------------------------------------
@@ -142,10 +157,10 @@ def test_unreachable_server_raises_storage_error() -> None:
 
 
 def test_first_open_creates_the_schema_and_later_opens_do_not(
-    pg_dsn: str, pg_schema: str, open_store: Callable[..., PostgresSessionStore]
+    pg_dsn: str, pg_schema: str, open_new_store: Callable[..., PostgresSessionStore]
 ) -> None:
-    assert open_store().upgraded_from == 0
-    assert open_store().upgraded_from is None
+    assert open_new_store().upgraded_from == 0
+    assert open_new_store().upgraded_from is None
     tables = _sql(
         pg_dsn,
         "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1",
@@ -165,15 +180,15 @@ def _columns(dsn: str, schema: str) -> list[Any]:
 
 
 def test_version_1_store_is_upgraded_with_positions_in_commit_order(
-    pg_dsn: str, pg_schema: str, open_store: Callable[..., PostgresSessionStore]
+    pg_dsn: str, pg_schema: str, open_new_store: Callable[..., PostgresSessionStore]
 ) -> None:
-    with open_store() as store:
+    with open_new_store() as store:
         for n in range(30):
             store.append_event(_event(f"s{n % 4}", id=f"e{n}", timestamp=T0 + timedelta(seconds=n)))
         store.append_event(_event("s1", id="late", timestamp=T0))  # dated before its predecessor
         store.save_cursor("dropped", 3)
     downgrade_postgres_store(pg_dsn, pg_schema, 1)
-    with open_store() as store:
+    with open_new_store() as store:
         assert store.upgraded_from == 1
         feed = store.read_feed()
         assert [event.position for event in feed] == list(range(1, 32))
@@ -184,19 +199,19 @@ def test_version_1_store_is_upgraded_with_positions_in_commit_order(
 
 
 def test_an_upgraded_schema_has_the_columns_of_a_new_one(
-    pg_dsn: str, pg_schema: str, open_store: Callable[..., PostgresSessionStore]
+    pg_dsn: str, pg_schema: str, open_new_store: Callable[..., PostgresSessionStore]
 ) -> None:
-    open_store().close()
+    open_new_store().close()
     new = _columns(pg_dsn, pg_schema)
     downgrade_postgres_store(pg_dsn, pg_schema, 1)
-    open_store().close()
+    open_new_store().close()
     assert _columns(pg_dsn, pg_schema) == new
 
 
 def test_newer_schema_version_is_refused_unchanged(
-    pg_dsn: str, pg_schema: str, open_store: Callable[..., PostgresSessionStore]
+    pg_dsn: str, pg_schema: str, open_new_store: Callable[..., PostgresSessionStore]
 ) -> None:
-    open_store().append_event(_event(id="kept"))
+    open_new_store().append_event(_event(id="kept"))
     _sql(pg_dsn, f'UPDATE "{pg_schema}".schema_version SET version = 99')
     with pytest.raises(SchemaVersionError, match="99"):
         PostgresSessionStore(pg_dsn, schema=pg_schema)
@@ -442,16 +457,16 @@ def test_delete_in_another_store_releases_its_waiters(
 
 
 def test_fallback_poll_wakes_on_writes_that_sent_no_notification(
-    pg_dsn: str, pg_schema: str, open_store: Callable[..., PostgresSessionStore]
+    pg_dsn: str, pg_store_schema: str, open_store: Callable[..., PostgresSessionStore]
 ) -> None:
     follower = open_store(poll_interval_ms=50)
     follower.append_event(_event())
     waiter = _Background(follower.get_events, "s1", after=1, wait_timeout_ms=int(DEADLINE * 1000))
     # Another program writes the tables directly, without NOTIFY (a lost notification).
     with psycopg.connect(pg_dsn, autocommit=True) as conn, conn.transaction():
-        conn.execute(f'UPDATE "{pg_schema}".streams SET latest_seq = 2 WHERE session_id = %s', ("s1",))
+        conn.execute(f'UPDATE "{pg_store_schema}".streams SET latest_seq = 2 WHERE session_id = %s', ("s1",))
         conn.execute(
-            f'INSERT INTO "{pg_schema}".events (session_id, seq, id, type, ts, data, metadata, position) '
+            f'INSERT INTO "{pg_store_schema}".events (session_id, seq, id, type, ts, data, metadata, position) '
             "VALUES ('s1', 2, 'silent', 'message_sent', now(), '{}', '{}', 1000)"
         )
     assert [e.id for e in waiter.result()] == ["silent"]
@@ -529,7 +544,7 @@ def _wait_until_waiting_on_a_lock(dsn: str, application_name: str) -> None:
 
 
 def test_a_batch_that_loses_a_deadlock_is_retried_and_stored_once(
-    pg_dsn: str, pg_schema: str, open_store: Callable[..., PostgresSessionStore]
+    pg_dsn: str, pg_store_schema: str, open_store: Callable[..., PostgresSessionStore]
 ) -> None:
     """Another client holds s2's counter and then asks for s1's while our batch holds s1's and
     waits for s2's: PostgreSQL breaks the deadlock by aborting the batch (it waited first, so
@@ -537,7 +552,7 @@ def test_a_batch_that_loses_a_deadlock_is_retried_and_stored_once(
     the batch exactly once, with the next sequence numbers."""
     store = open_store(application_name="deadlock-victim")
     store.append_events([_event("s1", id="a1"), _event("s2", id="a2")])
-    lock_counter = f'UPDATE "{pg_schema}".streams SET latest_seq = latest_seq WHERE session_id = %s'
+    lock_counter = f'UPDATE "{pg_store_schema}".streams SET latest_seq = latest_seq WHERE session_id = %s'
     with psycopg.connect(pg_dsn) as other:
         other.execute(lock_counter, ("s2",))
         batch = _Background(store.append_events, [_event("s1", id="b1"), _event("s2", id="b2")])
