@@ -251,3 +251,27 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         reasons[reason] = reasons.get(reason, 0) + 1
     for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
         terminalreporter.write_line(f"skipped {count}: {reason}")
+
+
+# HTTP ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def server(store: Any) -> Iterator[Any]:
+    """The test module's ``store`` fixture served by ``create_app`` on a real uvicorn server on
+    loopback (``http_support.serving``), with long-polls of 20 s."""
+    from http_support import serving
+
+    from sqlitestream.http import create_app
+
+    with serving(create_app(store, long_poll_timeout_ms=20000)) as live:
+        yield live
+
+
+@pytest.fixture
+def client(server: Any) -> Iterator[Any]:
+    """An httpx client of ``server``."""
+    from http_support import http_client
+
+    with http_client(server.url, timeout=30) as opened:
+        yield opened

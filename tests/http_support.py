@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +21,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from support import wait_until
+from support import child_env, wait_until
 
 from sqlitestream.http import ServerApp
 
@@ -73,7 +75,7 @@ class _Lifespan:
 
     def __init__(self, app: ServerApp) -> None:
         self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._from_app: asyncio.Queue[Any] = asyncio.Queue()
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
         self._task = asyncio.ensure_future(app(scope, self._to_app.get, self._from_app.put))
 
@@ -126,3 +128,27 @@ def http_client(base_url: str, **options: Any) -> httpx.Client:
 def async_http_client(base_url: str, **options: Any) -> httpx.AsyncClient:
     """:func:`http_client` for asyncio."""
     return httpx.AsyncClient(base_url=base_url, verify=_tls(), **options)
+
+
+@contextmanager
+def serve_process(location: str, *options: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``sqlitestream --db location serve --port 0 *options`` as an OS process, and its URL once
+    it says it is serving; killed at the end if still running."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sqlitestream", "--db", location, "serve", "--port", "0", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("serving http://127.0.0.1:"), line + (
+            process.stderr.read() if process.stderr else ""
+        )
+        yield process, line.split()[1]
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)

@@ -8,46 +8,22 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 from click.testing import CliRunner
-from http_support import http_client
+from http_support import http_client, serve_process
 from support import child_env
 
 from sqlitestream import Event, SQLiteSessionStore
 from sqlitestream.cli import cli
 
 
-@contextmanager
-def serve(db: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sqlitestream", "--db", str(db), "serve", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(),
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("serving http://127.0.0.1:"), line + (
-            process.stderr.read() if process.stderr else ""
-        )
-        yield process, line.split()[1]
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_ends_open_live_responses_and_the_server_exits_cleanly(tmp_path: Path, sig: int) -> None:
     db = tmp_path / "store.db"
-    with serve(db) as (process, url), http_client(url, timeout=30) as client:
+    with serve_process(str(db)) as (process, url), http_client(url, timeout=30) as client:
         client.put("/v1/stream/a", headers={"content-type": "text/plain"})
         with client.stream("GET", "/v1/stream/a", params={"offset": "-1", "live": "sse"}) as response:
             parts = response.iter_text()
@@ -63,7 +39,7 @@ def test_a_signal_ends_open_live_responses_and_the_server_exits_cleanly(tmp_path
 
 def test_serve_follows_a_session_written_by_another_process(tmp_path: Path) -> None:
     db = tmp_path / "store.db"
-    with serve(db, "--long-poll-timeout-ms", "20000") as (_process, url):
+    with serve_process(str(db), "--long-poll-timeout-ms", "20000") as (_process, url):
         with SQLiteSessionStore(db) as store:
             store.append_event(Event("message_sent", "s1", data={"n": 1}))
         response = httpx.get(f"{url}/v1/sessions/s1", params={"offset": "-1"})

@@ -30,18 +30,6 @@ def store(tmp_path: Path) -> Iterator[SQLiteSessionStore]:
         yield store
 
 
-@pytest.fixture
-def server(store: SQLiteSessionStore) -> Iterator[LiveServer]:
-    with serving(create_app(store, long_poll_timeout_ms=20000)) as live:
-        yield live
-
-
-@pytest.fixture
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with http_client(server.url, timeout=30) as client:
-        yield client
-
-
 def in_other_process(path: Path, code: str) -> None:
     """Run ``code`` in a new Python process with ``store`` open on ``path``."""
     program = f"from sqlitestream import *\nwith SQLiteSessionStore({str(path)!r}) as store:\n"

@@ -14,11 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from http_support import LiveServer, serving
+from http_support import LiveServer
 from support import REPO_ROOT, SCRIPTS, child_env
 
 from sqlitestream import Event, SQLiteSessionStore
-from sqlitestream.http import create_app
 
 TS_CLIENT = REPO_ROOT / ".conformance" / "node_modules" / "@durable-streams" / "client" / "dist" / "index.js"
 
@@ -27,12 +26,6 @@ TS_CLIENT = REPO_ROOT / ".conformance" / "node_modules" / "@durable-streams" / "
 def store(tmp_path: Path) -> Iterator[SQLiteSessionStore]:
     with SQLiteSessionStore(tmp_path / "store.db") as store:
         yield store
-
-
-@pytest.fixture
-def server(store: SQLiteSessionStore) -> Iterator[LiveServer]:
-    with serving(create_app(store, long_poll_timeout_ms=20000)) as live:
-        yield live
 
 
 def append_in_other_process(path: str, session_id: str, count: int) -> None:

@@ -12,15 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from http_support import LiveServer, http_client, serving
+from http_support import http_client, serve_process, serving
 from support import run_python
-from test_postgres_serve import serve
 
 from sqlitestream import Event, InMemorySessionStore, SQLiteSessionStore
 from sqlitestream.feed import FeedStore
 from sqlitestream.http import create_app
 from sqlitestream.models import StoredEvent
-from sqlitestream.store import SessionStore
 
 STORE_KINDS = ["sqlite", "postgres"]
 
@@ -45,18 +43,6 @@ def store(location: str) -> Iterator[FeedStore]:
         yield opened
     finally:
         opened.close()
-
-
-@pytest.fixture
-def server(store: SessionStore) -> Iterator[LiveServer]:
-    with serving(create_app(store, long_poll_timeout_ms=20000)) as live:
-        yield live
-
-
-@pytest.fixture
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with http_client(server.url, timeout=30) as client:
-        yield client
 
 
 def append_in_other_process(location: str, *events: tuple[str, str]) -> None:
@@ -260,8 +246,8 @@ def test_a_feed_follower_on_one_node_wakes_on_an_append_through_another(
 ) -> None:
     location = f"{pg_dsn}{'&' if '?' in pg_dsn else '?'}schema={pg_store_schema}"
     with (
-        serve(location) as (_a, url_a),
-        serve(location) as (_b, url_b),
+        serve_process(location) as (_a, url_a),
+        serve_process(location) as (_b, url_b),
         http_client(url_a, timeout=30) as a,
         http_client(url_b, timeout=30) as b,
     ):

@@ -6,44 +6,18 @@ resume from their offsets."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import httpx
 import pytest
-from http_support import http_client
-from support import child_env
+from http_support import http_client, serve_process
 
 from sqlitestream.postgres import PostgresSessionStore
 
 pytestmark = pytest.mark.usefixtures("pg_dsn")
 
 TEXT = {"content-type": "text/plain"}
-
-
-@contextmanager
-def serve(db: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sqlitestream", "--db", db, "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(),
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("serving http://127.0.0.1:"), line + (
-            process.stderr.read() if process.stderr else ""
-        )
-        yield process, line.split()[1]
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
 
 
 @pytest.fixture
@@ -89,8 +63,8 @@ def test_a_live_reader_on_one_node_wakes_on_an_append_through_the_other(
     url: str, pg_dsn: str, pg_schema: str
 ) -> None:
     with (
-        serve(url) as (_a, url_a),
-        serve(url) as (_b, url_b),
+        serve_process(url) as (_a, url_a),
+        serve_process(url) as (_b, url_b),
         http_client(url_a, timeout=30) as a,
         http_client(url_b, timeout=30) as b,
     ):
@@ -103,7 +77,7 @@ def test_a_live_reader_on_one_node_wakes_on_an_append_through_the_other(
 
 def test_a_killed_node_loses_nothing_acknowledged_and_clients_resume_from_their_offsets(url: str) -> None:
     acknowledged: list[str] = []
-    with serve(url) as (node_a, url_a):
+    with serve_process(url) as (node_a, url_a):
         with http_client(url_a, timeout=30) as a:
             a.put("/v1/stream/s", headers=TEXT)
             for n in range(5):
@@ -119,8 +93,8 @@ def test_a_killed_node_loses_nothing_acknowledged_and_clients_resume_from_their_
         node_a.wait(timeout=30)
     assert middle.text == "2;3;4;"
     with (
-        serve(url) as (_a, url_a),
-        serve(url) as (_b, url_b),
+        serve_process(url) as (_a, url_a),
+        serve_process(url) as (_b, url_b),
         http_client(url_b, timeout=30) as b,
         http_client(url_a, timeout=30) as a,
     ):
