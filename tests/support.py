@@ -179,3 +179,34 @@ class RecordingStore(DelegatingStore):
     def call_count(self) -> int:
         with self._lock:
             return len(self.calls)
+
+
+def stderr_on_a_terminal(argv: list[str], deadline: float = 60.0) -> tuple[int, bytes]:
+    """Run ``argv`` (with :func:`child_env`, no ``SQLITESTREAM_DB``) with its stderr on a
+    pseudo-terminal; its exit code and what it printed there."""
+    import pty
+    import select
+
+    env = child_env()
+    env.pop("SQLITESTREAM_DB", None)
+    master, slave = pty.openpty()
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=slave, env=env)
+    os.close(slave)
+    printed = b""
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], deadline)
+            assert ready, "no output and no exit before the deadline"
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the process closed its end
+                break
+            if not chunk:
+                break
+            printed += chunk
+        return process.wait(deadline), printed
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+            process.wait()

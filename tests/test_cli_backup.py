@@ -4,13 +4,12 @@ progress bar on a terminal."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from support import child_env
+from support import stderr_on_a_terminal
 
 from sqlitestream import Event, SQLiteSessionStore
 from sqlitestream.cli import cli
@@ -88,41 +87,11 @@ def test_progress_lines_only_when_asked_without_a_terminal(db: Path, tmp_path: P
     assert loud.stderr.splitlines()[-1].endswith("(100%) done")
 
 
-def _stderr_on_a_terminal(argv: list[str]) -> tuple[int, bytes]:
-    """Run ``argv`` with its stderr on a pseudo-terminal; its exit code and what it printed there."""
-    import pty
-    import select
-
-    env = child_env()
-    env.pop("SQLITESTREAM_DB", None)
-    master, slave = pty.openpty()
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=slave, env=env)
-    os.close(slave)
-    printed = b""
-    try:
-        while True:
-            ready, _, _ = select.select([master], [], [], DEADLINE)
-            assert ready, "no output and no exit before the deadline"
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # EIO: the process closed its end
-                break
-            if not chunk:
-                break
-            printed += chunk
-        return process.wait(DEADLINE), printed
-    finally:
-        os.close(master)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
 def test_a_progress_bar_appears_on_a_terminal(db: Path, tmp_path: Path) -> None:
     backup = [sys.executable, "-m", "sqlitestream", "--db", str(db), "backup"]
-    code, printed = _stderr_on_a_terminal([*backup, str(tmp_path / "bar.db")])
+    code, printed = stderr_on_a_terminal([*backup, str(tmp_path / "bar.db")])
     assert code == 0
     assert b"backing up (pages)" in printed and b"100%" in printed
-    code, printed = _stderr_on_a_terminal([*backup, str(tmp_path / "none.db"), "--no-progress"])
+    code, printed = stderr_on_a_terminal([*backup, str(tmp_path / "none.db"), "--no-progress"])
     assert (code, printed) == (0, b"")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import queue
 import shutil
 import signal
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from support import child_env, wait_until
+from support import child_env, stderr_on_a_terminal, wait_until
 
 from sqlitestream import Event, SQLiteSessionStore
 
@@ -277,34 +276,6 @@ def test_export_import_round_trip_between_processes(db: Path, tmp_path: Path) ->
     assert again.stdout == dump.stdout
 
 
-def _stderr_on_a_terminal(argv: list[str]) -> tuple[int, bytes]:
-    """Run ``argv`` with its stderr on a pseudo-terminal; its exit code and what it printed there."""
-    import pty
-    import select
-
-    master, slave = pty.openpty()
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=slave, env=environment())
-    os.close(slave)
-    printed = b""
-    try:
-        while True:
-            ready, _, _ = select.select([master], [], [], DEADLINE)
-            assert ready, "no output and no exit before the deadline"
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # EIO: the process closed its end
-                break
-            if not chunk:
-                break
-            printed += chunk
-        return process.wait(DEADLINE), printed
-    finally:
-        os.close(master)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
 def test_progress_bar_appears_only_on_a_terminal(tmp_path: Path) -> None:
     path = tmp_path / "big.db"
@@ -320,13 +291,13 @@ def test_progress_bar_appears_only_on_a_terminal(tmp_path: Path) -> None:
         "-o",
         str(tmp_path / "out.jsonl"),
     ]
-    code, printed = _stderr_on_a_terminal(export)
+    code, printed = stderr_on_a_terminal(export)
     assert code == 0
     assert b"exporting events" in printed and b"100%" in printed
-    code, printed = _stderr_on_a_terminal([*export, "--no-progress"])
+    code, printed = stderr_on_a_terminal([*export, "--no-progress"])
     assert (code, printed) == (0, b"")
     check = [sys.executable, "-m", "sqlitestream", "--db", str(path), "check"]
-    code, printed = _stderr_on_a_terminal(check)
+    code, printed = stderr_on_a_terminal(check)
     assert code == 0 and b"checking sessions" in printed
     # Without a terminal (a pipe), nothing unless asked.
     quiet = subprocess.run(export, capture_output=True, env=environment(), timeout=DEADLINE)
