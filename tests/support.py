@@ -210,3 +210,25 @@ def stderr_on_a_terminal(argv: list[str], deadline: float = 60.0) -> tuple[int, 
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def run_followers_then_writers(
+    followers: list[Any], writers: list[Any], readies: list[Any], start: Any, deadline_s: float
+) -> None:
+    """Start the ``followers`` and ``writers`` processes (``multiprocessing``); once every
+    follower has set its ``readies`` event, set ``start`` for the writers; then wait for all to
+    exit with 0 (within ``deadline_s`` + 30 s each), killing what is left on a failure."""
+    for process in followers + writers:
+        process.start()
+    try:
+        for ready in readies:
+            assert ready.wait(deadline_s), "a follower did not start"
+        start.set()
+        for process in writers + followers:
+            process.join(deadline_s + 30)
+            assert process.exitcode == 0, f"{process.name} exited with {process.exitcode}"
+    finally:
+        for process in followers + writers:
+            if process.is_alive():
+                process.kill()
+                process.join()

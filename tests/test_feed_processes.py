@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from spawned import FEED_DEADLINE_S, follow_feed, open_feed_store, wait_for_one_feed_event, write_feed
+from support import run_followers_then_writers
 
 from sqlitestream import Event, SQLiteSessionStore
 
@@ -54,20 +55,7 @@ def test_feed_followers_end_with_exactly_the_committed_events(where: dict[str, s
         context.Process(target=write_feed, args=(where, n, ROUNDS, start, str(tmp_path / f"w{n}.json")))
         for n in range(WRITERS)
     ]
-    for process in followers + writers:
-        process.start()
-    try:
-        for ready in readies:
-            assert ready.wait(DEADLINE_S), "a follower did not start"
-        start.set()
-        for process in writers + followers:
-            process.join(DEADLINE_S + 30)
-            assert process.exitcode == 0, f"{process.name} exited with {process.exitcode}"
-    finally:
-        for process in followers + writers:
-            if process.is_alive():
-                process.kill()
-                process.join()
+    run_followers_then_writers(followers, writers, readies, start, DEADLINE_S)
 
     with open_feed_store(where) as store:
         committed = [(event.position, event.id) for event in store.read_feed()]

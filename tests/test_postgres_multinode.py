@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from support import run_followers_then_writers
+
 from sqlitestream import Event
 from sqlitestream.postgres import PostgresSessionStore
 
@@ -97,20 +99,7 @@ def test_nodes_append_and_follow_the_same_sessions(pg_dsn: str, pg_schema: str, 
         context.Process(target=_write, args=(pg_dsn, pg_schema, n, start, str(tmp_path / f"w{n}.json")))
         for n in range(WRITERS)
     ]
-    for process in followers + writers:
-        process.start()
-    try:
-        for ready in readies:
-            assert ready.wait(DEADLINE_S), "a follower did not start"
-        start.set()
-        for process in writers + followers:
-            process.join(DEADLINE_S + 30)
-            assert process.exitcode == 0, f"{process.name} exited with {process.exitcode}"
-    finally:
-        for process in followers + writers:
-            if process.is_alive():
-                process.kill()
-                process.join()
+    run_followers_then_writers(followers, writers, readies, start, DEADLINE_S)
 
     with PostgresSessionStore(pg_dsn, schema=pg_schema) as store:
         log = {
