@@ -4,6 +4,7 @@ command line, in real processes under a low ``RLIMIT_NOFILE``: SQLite itself onl
 
 from __future__ import annotations
 
+import concurrent.futures
 import subprocess
 import sys
 from pathlib import Path
@@ -123,26 +124,23 @@ def test_the_cli_says_file_descriptors_ran_out_wherever_they_run_out(tmp_path: P
     source = tmp_path / "source.db"
     with SQLiteSessionStore(source) as store:
         store.append_events([Event("message_sent", "s1", id=f"e{n}") for n in range(3)])
-    outcomes = []
-    for free in range(0, 14):
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                _CLI_WITH_FEW_DESCRIPTORS,
-                str(free),
-                "copy",
-                "--from",
-                str(source),
-                "--to",
-                str(tmp_path / f"copy{free}.db"),
-            ],
+
+    def copy_with(free: int) -> subprocess.CompletedProcess[str]:
+        argv = ["copy", "--from", str(source), "--to", str(tmp_path / f"copy{free}.db")]
+        return subprocess.run(
+            [sys.executable, "-c", _CLI_WITH_FEW_DESCRIPTORS, str(free), *argv],
             capture_output=True,
             text=True,
             env=child_env(),
             timeout=60,
             check=False,
         )
+
+    outcomes = []
+    # The runs are independent processes (each its own limit and its own new file): four at once.
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(copy_with, range(0, 14)))
+    for free, result in enumerate(results):
         assert "Traceback" not in result.stderr and "unable to open" not in result.stderr, result.stderr
         if result.returncode == 0:
             outcomes.append("copied")
