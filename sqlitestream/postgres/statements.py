@@ -56,6 +56,37 @@ class Statements:
             "ON CONFLICT (session_id) DO UPDATE SET latest_seq = c.latest_seq + excluded.latest_seq "
             f"RETURNING session_id, latest_seq, pg_notify(%s, {APPEND_PAYLOAD_SQL})"
         )
+        # A group's counters, locked (created at 0 if need be) in the order given (sorted: two
+        # transactions never wait for each other's rows in opposite orders), then the stored
+        # events holding its ids: rows of EVENT_COLUMNS, a counter's with only the first two.
+        # The ids are looked up in the statement's snapshot, which may predate a commit that
+        # the locking waited for: see groupcommit.py for why that is enough.
+        self.lock_and_probe = (
+            f"WITH locked AS (INSERT INTO {s}.streams AS c (session_id, latest_seq) "
+            "SELECT unnest(%s::text[]), 0 ON CONFLICT (session_id) DO UPDATE "
+            "SET latest_seq = c.latest_seq RETURNING session_id, latest_seq) "
+            "SELECT session_id, latest_seq, NULL::text, NULL::text, NULL::text, NULL::timestamptz, "
+            "NULL::text, NULL::text, NULL::bigint FROM locked "
+            f"UNION ALL SELECT {EVENT_COLUMNS} FROM {s}.events WHERE id = ANY(%s)"
+        )
+        # A group's writes in one statement, the counters already locked and the sequences
+        # planned: take N positions (the feed row, locked until commit: see feed.py), set the
+        # counters (notifying once per session) and insert the N events with the positions
+        # in the order given. Result: the last position taken and the rows inserted.
+        self.write_group = (
+            f"WITH taken AS (UPDATE {s}.feed SET last_position = last_position + %s "
+            "RETURNING last_position), "
+            f"counted AS (UPDATE {s}.streams AS c SET latest_seq = v.latest "
+            "FROM unnest(%s::text[], %s::bigint[]) AS v(sid, latest) WHERE c.session_id = v.sid "
+            f"RETURNING pg_notify(%s, {APPEND_PAYLOAD_SQL})), "
+            f"inserted AS (INSERT INTO {s}.events ({EVENT_COLUMNS}) "
+            "SELECT r.session_id, r.seq, r.id, r.type, r.run_id, r.ts, r.data, r.metadata, "
+            "taken.last_position - %s + r.n FROM unnest(%s::text[], %s::bigint[], %s::text[], "
+            "%s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[]) WITH ORDINALITY "
+            "AS r(session_id, seq, id, type, run_id, ts, data, metadata, n), taken RETURNING 1) "
+            "SELECT (SELECT last_position FROM taken), (SELECT count(*) FROM counted), "
+            "(SELECT count(*) FROM inserted)"
+        )
         self.insert_event = (
             f"INSERT INTO {s}.events ({EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
         )
