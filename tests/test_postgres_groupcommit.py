@@ -299,3 +299,47 @@ def test_many_threads_appending_at_once_keep_every_session_gap_free(store: Postg
             e.id: e.sequence_number for e in everything if e.session_id == session
         }
     assert sorted(e.position for e in everything) == list(range(1, 12 * 25 + 1))
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_an_append_interrupted_while_queued_is_never_written_and_the_queue_goes_on(
+    store: PostgresSessionStore, pg_dsn: str, pg_schema: str
+) -> None:
+    """A signal handler raising in the main thread while its append waits in the queue: the
+    append leaves the queue unwritten, and the appends around it are written."""
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise _Interrupted
+
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    main = threading.get_ident()
+    try:
+        with psycopg.connect(pg_dsn) as holder:
+            holder.execute(f'UPDATE "{pg_schema}".feed SET last_position = last_position')
+            first = _Call(lambda: store.append_event_with_sequence(_event("first")))
+            _wait_for(lambda: bool(_waiting_backends(pg_dsn)), "the first append to wait for the feed row")
+            later = _Call(lambda: store.append_event_with_sequence(_event("later")))
+            _wait_for(lambda: store.group_commit_stats().queued == 1, "the later append to queue")
+
+            def signal_when_queued() -> None:
+                _wait_for(lambda: store.group_commit_stats().queued == 2, "the main thread's append to queue")
+                signal.pthread_kill(main, signal.SIGUSR1)
+
+            signaller = threading.Thread(target=signal_when_queued)
+            signaller.start()
+            with pytest.raises(_Interrupted):
+                store.append_event_with_sequence(_event("interrupted", id="never"))
+            signaller.join()
+            assert store.group_commit_stats().queued == 1
+            holder.rollback()
+        assert isinstance(first.result(), StoredEvent)
+        assert isinstance(later.result(), StoredEvent)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert store.get_events("interrupted") == []
+    assert store.append_event_with_sequence(_event("interrupted")).sequence_number == 1
+    assert store.group_commit_stats().queued == 0
