@@ -174,6 +174,36 @@ def test_a_refused_member_of_a_group_affects_only_its_own_caller(
     assert [e.position for e in feed] == list(range(1, len(feed) + 1))
 
 
+def test_a_group_of_plain_appends_returns_originals_and_refuses_foreign_ids_one_by_one(
+    store: PostgresSessionStore, pg_dsn: str, pg_schema: str
+) -> None:
+    """Single events without expected_sequence go as one statement: the same rules apply."""
+    original = store.append_event_with_sequence(_event("p1", id="dup"))
+    store.append_event_with_sequence(_event("p2", id="theirs"))
+    calls: list[Callable[[], Any]] = [
+        lambda: store.append_event_with_sequence(_event("p1", id="dup")),
+        lambda: store.append_event_with_sequence(_event("p1", id="theirs")),
+        lambda: store.append_event_with_sequence(_event("p3", id="twin", data={"n": 1})),
+        lambda: store.append_event_with_sequence(_event("p3", id="twin", data={"n": 2})),
+        lambda: store.append_event_with_sequence(_event("p4", id="split")),
+        lambda: store.append_event_with_sequence(_event("p5", id="split")),
+        lambda: store.append_event_with_sequence(_event("p4")),
+    ]
+    _, outcomes = _in_one_group(store, pg_dsn, pg_schema, calls)
+    dup, theirs, twin_a, twin_b, split_a, split_b, plain = outcomes
+    assert dup.to_dict() == original.to_dict()
+    assert isinstance(theirs, EventIdConflictError)
+    assert twin_a.to_dict() == twin_b.to_dict() and twin_b.data == {"n": 1}  # the first one's
+    assert (split_a.session_id, split_a.sequence_number) == ("p4", 1)
+    assert isinstance(split_b, EventIdConflictError)
+    assert plain.sequence_number == 2
+    assert [e.id for e in store.get_events("p1")] == ["dup"]
+    assert [e.id for e in store.get_events("p3")] == ["twin"]
+    assert store.get_events("p5") == []
+    feed = store.read_feed(after=0, limit=100)
+    assert [e.position for e in feed] == list(range(1, len(feed) + 1))
+
+
 def _kill_when_waiting(dsn: str, times: int) -> None:
     """``times`` times: wait for a backend of the store to wait for a lock, terminate it."""
     killed: set[int] = set()

@@ -57,6 +57,8 @@ MAX_BYTES = 4 << 20
 _QUEUED, _LEAD, _TAKEN = range(3)
 _RELEASE = type(threading.Lock()).release  # C: a map over it runs no bytecode in between
 
+Run = Callable[..., None]
+"""``Database.run``: work on a pooled connection, with its retries (see ``connection.py``)."""
 Pipelined = Callable[[str, Callable[["Connection"], tuple[Callable[[], None], bool]]], None]
 """``Database.run_pipelined``: one transaction sent as a pipeline (see ``connection.py``)."""
 
@@ -131,11 +133,13 @@ class GroupCommit:
         self,
         sql: Statements,
         channel: str,
+        run: Run,
         pipelined: Pipelined,
         wake: Callable[[Iterable[str]], None],
     ) -> None:
         self._sql = sql
         self._channel = channel
+        self._run = run
         self._pipelined = pipelined
         self._wake = wake
         self._mutex = threading.Lock()  # guards the queue, the busy flag, the figures, each state
@@ -242,7 +246,10 @@ class GroupCommit:
     def _write(self, group: list[Append]) -> None:
         """Write ``group`` in one transaction and settle each member's outcome."""
         try:
-            self._pipelined("append events", lambda conn: self._transaction(conn, group))
+            if all(member.expected is None and len(member.events) == 1 for member in group):
+                self._run("append events", lambda conn: self._plain(conn, group), transaction=False)
+            else:
+                self._pipelined("append events", lambda conn: self._transaction(conn, group))
         except BaseException as exc:
             _fail(group, exc)
             if not isinstance(exc, Exception):
@@ -251,6 +258,38 @@ class GroupCommit:
         touched = {event.session_id for member in group if member.result for event in member.events}
         if touched:
             self._wake(touched)
+
+    def _plain(self, conn: Connection, group: list[Append]) -> None:
+        """A group of single events without ``expected_sequence``: one statement, its own
+        transaction, one round trip (``Statements.append_plain``), where the general path
+        takes two and plans in Python between them. Each append gets its id's row: the
+        stored original or the event inserted for the id's first occurrence in the group,
+        unless that row is another session's."""
+        events = [member.events[0] for member in group]
+        columns = [
+            [event.session_id for event in events],
+            [event.id for event in events],
+            [event.type.value for event in events],
+            [event.run_id for event in events],
+            [event.timestamp for event in events],
+            [member.payloads[0][0] for member in group],
+            [member.payloads[0][1] for member in group],
+        ]
+        first: dict[str, Event] = {}
+        for event in events:
+            first.setdefault(event.id, event)
+        found: dict[str, StoredEvent] = {}
+        for row in conn.execute(self._sql.append_plain, (*columns, self._channel)):
+            if row[0]:
+                found[row[3]] = with_sequence(first[row[3]], int(row[2]), int(row[9]))
+            else:
+                found[row[3]] = event_from_row(row[1:])
+        for member, event in zip(group, events, strict=True):
+            stored = found[event.id]
+            if stored.session_id != event.session_id:
+                member.error = EventIdConflictError(event.id, event.session_id, stored.session_id)
+            else:
+                member.result = [stored]
 
     def _transaction(self, conn: Connection, group: list[Append]) -> tuple[Callable[[], None], bool]:
         """The group's statements, and how to settle its members once they committed (their

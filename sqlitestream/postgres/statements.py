@@ -49,6 +49,37 @@ class Statements:
             "SELECT (SELECT seq FROM inserted), (SELECT position FROM inserted), e.* "
             "FROM (SELECT 1) AS one LEFT JOIN existing AS e ON true"
         )
+        # A group of plain appends (single events, no expected_sequence) in ONE statement, like
+        # `append` for one: the input in order; the ids already stored; the first occurrence
+        # of each new id; the counters bumped by each session's count (sorted: see above;
+        # notifying once per session); then, only once every counter is locked (the count(*)
+        # reads all of bump), the positions; the new events numbered in input order. Result:
+        # (true, session_id, seq, id, ..., position) per inserted event and (false,
+        # EVENT_COLUMNS) per stored one; the caller matches each append to its id's row.
+        self.append_plain = (
+            "WITH input AS (SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], "
+            "%b::timestamptz[], %b::text[], %b::text[]) WITH ORDINALITY "
+            "AS r(session_id, id, type, run_id, ts, data, metadata, n)), "
+            f"existing AS (SELECT {EVENT_COLUMNS} FROM {s}.events WHERE id IN (SELECT id FROM input)), "
+            "fresh AS (SELECT DISTINCT ON (id) * FROM input AS i "
+            "WHERE NOT EXISTS (SELECT 1 FROM existing AS x WHERE x.id = i.id) ORDER BY id, n), "
+            "counts AS (SELECT session_id, count(*) AS k FROM fresh GROUP BY session_id), "
+            f"bump AS (INSERT INTO {s}.streams AS c (session_id, latest_seq) "
+            "SELECT session_id, k FROM counts ORDER BY session_id "
+            "ON CONFLICT (session_id) DO UPDATE SET latest_seq = c.latest_seq + excluded.latest_seq "
+            f"RETURNING session_id, latest_seq, pg_notify(%s, {APPEND_PAYLOAD_SQL})), "
+            f"taken AS (UPDATE {s}.feed SET last_position = last_position + (SELECT count(*) FROM fresh) "
+            "WHERE (SELECT count(*) FROM bump) > 0 RETURNING last_position), "
+            f"inserted AS (INSERT INTO {s}.events ({EVENT_COLUMNS}) "
+            "SELECT f.session_id, b.latest_seq - c.k + row_number() OVER (PARTITION BY f.session_id "
+            "ORDER BY f.n), f.id, f.type, f.run_id, f.ts, f.data, f.metadata, "
+            "t.last_position - (SELECT count(*) FROM fresh) + row_number() OVER (ORDER BY f.n) "
+            "FROM fresh AS f JOIN bump AS b ON b.session_id = f.session_id "
+            "JOIN counts AS c ON c.session_id = f.session_id CROSS JOIN taken AS t "
+            "RETURNING session_id, seq, id, position) "
+            "SELECT true, session_id, seq, id, NULL::text, NULL::text, NULL::timestamptz, NULL::text, "
+            f"NULL::text, position FROM inserted UNION ALL SELECT false, {EVENT_COLUMNS} FROM existing"
+        )
         # A group's counters, locked (created at 0 if need be) in the order given (sorted: two
         # transactions never wait for each other's rows in opposite orders), then the stored
         # events holding its ids: rows of EVENT_COLUMNS, a counter's with only the first two.

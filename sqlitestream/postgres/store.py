@@ -180,7 +180,9 @@ class PostgresSessionStore(AdminStore, FeedStore, RetentionStore):
             fallback_interval_s=fallback / 1000.0,
             streams_hub=streams_hub,
         )
-        self._appends = GroupCommit(self._sql, self._channel, self._db.run_pipelined, self._hub.wake)
+        self._appends = GroupCommit(
+            self._sql, self._channel, self._db.run, self._db.run_pipelined, self._hub.wake
+        )
         self._byte_streams = PostgresByteStreams(
             self._run, self._wait_hub, self._schema, self._channel, streams_hub
         )
