@@ -13,10 +13,14 @@ queue; when it ends, the oldest queued append becomes the leader of the next gro
 connection, then wakes every member with its own outcome and hands the lead on. An append that
 finds nothing queued or being written goes at once, so a lone appender waits for nobody.
 
-A group is one transaction of two round trips, sent as a psycopg pipeline: lock the counters of
-every session it touches (in sorted order, so no two transactions deadlock) and look its event
-ids up; then, planned in Python, one statement that takes the positions, raises the counters
-(notifying once per session) and inserts every new event, and ``COMMIT``. Each member is
+A group of single events without ``expected_sequence`` (the common case) is one statement, so
+one transaction and one round trip, as a lone append is (``Statements.append_plain``). Any
+other group is one transaction of two round trips, sent as a psycopg pipeline: lock the
+counters of every session it touches (in sorted order, so no two transactions deadlock) and
+look its event ids up; then, planned in Python, one statement that takes the positions, raises
+the counters (notifying once per session) and inserts every new event, and ``COMMIT``. Either
+way the positions are taken once every counter is locked (counters, then the feed row: the
+order every write keeps). Each member is
 checked on its own account against the locked counters and the stored ids, as if it ran alone
 after the members before it: an ``expected_sequence`` conflict or an id held by another session
 refuses that member only, a repeated id returns the original (also one appended earlier in the
