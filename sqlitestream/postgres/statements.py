@@ -27,7 +27,6 @@ class Statements:
             f"{s}.sessions",
             f"{s}.runs",
         )
-        self.event_by_id = f"SELECT {EVENT_COLUMNS} FROM {s}.events WHERE id = %s"
         self.events_by_ids = f"SELECT {EVENT_COLUMNS} FROM {s}.events WHERE id = ANY(%b::text[])"
         # The common append, as ONE statement (its own transaction, one round trip): look the
         # id up; only if it is new, bump the counter (locking its row until commit), then take

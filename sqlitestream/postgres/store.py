@@ -400,8 +400,8 @@ class PostgresSessionStore(AdminStore, FeedStore, RetentionStore):
         return self._appends.append(mine, alone)[0]
 
     def _append_alone(self, event: Event, data: str, metadata: str) -> StoredEvent:
-        """An append with nothing queued beside it: one statement, one round trip (see
-        ``Statements.append``), where a group's transaction takes two."""
+        """An append with nothing queued or being written beside it: one statement, one round
+        trip (see ``Statements.append``), the lightest form of the plain groups'."""
         sql = self._sql
         values = (event.id, event.type.value, event.run_id, event.timestamp, data, metadata)
 
