@@ -68,20 +68,23 @@ def test_expected_sequence_append_racing_a_plain_append_of_its_id_returns_the_st
     store: PostgresSessionStore, pg_dsn: str, pg_schema: str
 ) -> None:
     """The contract: a duplicate id returns the stored event whatever expected_sequence says.
-    The plain append of x commits first; the expected-sequence append of x, queued behind it,
-    must then find x, not count it and raise SequenceConflictError."""
+    The plain append of x commits first; the expected-sequence append of x, from another store
+    object (one store's own appends queue in its group commit instead) and queued behind it on
+    the server, must then find x, not count it and raise SequenceConflictError."""
     import psycopg
 
+    other = PostgresSessionStore(pg_dsn, schema=pg_schema)
     store.append_event_with_sequence(Event("message_sent", "s", id="first"))
     with psycopg.connect(pg_dsn) as holder:
         holder.execute(f'SELECT 1 FROM "{pg_schema}".streams WHERE session_id = %s FOR UPDATE', ("s",))
         plain = _Call(lambda: store.append_event_with_sequence(Event("message_sent", "s", id="x")))
         _wait_for(lambda: _lock_waiters(pg_dsn) >= 1, "the plain append to queue on the counter")
         expecting = _Call(
-            lambda: store.append_event_with_sequence(Event("message_sent", "s", id="x"), expected_sequence=1)
+            lambda: other.append_event_with_sequence(Event("message_sent", "s", id="x"), expected_sequence=1)
         )
         _wait_for(lambda: _lock_waiters(pg_dsn) >= 2, "the expected-sequence append to queue")
         holder.commit()
+    other.close()
 
     stored, answered = plain.result(), expecting.result()
     assert not isinstance(stored, BaseException), stored

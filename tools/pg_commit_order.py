@@ -2,7 +2,10 @@
 append one autocommit statement shaped like the store's (bump the session's counter, insert
 the event), with or without the two things that can serialise commits: the feed row's update
 (positions in commit order, the row locked until commit) and ``pg_notify``. Prints, for each
-combination, one writer's rate, 16 writers' aggregate and their ratio, per repetition.
+combination, one writer's rate, 16 writers' aggregate and their ratio, per repetition. Then
+the limit group commit works against: one connection committing 16 appends (16 sessions) per
+transaction, the feed row taken once and one ``NOTIFY`` statement, against one writer's
+single appends (feed row and ``NOTIFY`` both).
 
     python -m tools.pg_commit_order --seconds 3 --reps 3 [--dsn URL] [--synchronous-commit off]
 
@@ -81,6 +84,36 @@ def rate(dsn: str, sql: str, writers: int, seconds: float, synchronous_commit: s
     return sum(counts) / seconds
 
 
+def grouped_sql(schema: str) -> str:
+    """Appends to the sessions of one array in one statement: the shape of a shared
+    transaction of the store's group commit."""
+    s = f'"{schema}"'
+    return (
+        f"WITH bump AS (INSERT INTO {s}.streams AS c SELECT unnest(%s::text[]), 1 ON CONFLICT "
+        "(session_id) DO UPDATE SET latest_seq = c.latest_seq + 1 RETURNING session_id, latest_seq), "
+        f"taken AS (UPDATE {s}.feed SET last_position = last_position + cardinality(%s::text[]) "
+        "RETURNING last_position), "
+        f"inserted AS (INSERT INTO {s}.events SELECT b.session_id, b.latest_seq, "
+        "b.session_id || '-' || b.latest_seq, %s, t.last_position - row_number() OVER () + 1 "
+        "FROM bump AS b, taken AS t RETURNING pg_notify('sqlitestream_commit_order', session_id)) "
+        "SELECT count(*) FROM inserted"
+    )
+
+
+def grouped_rate(dsn: str, schema: str, group: int, seconds: float, synchronous_commit: str) -> float:
+    """Appends a second of one connection committing ``group`` appends per transaction."""
+    sql = grouped_sql(schema)
+    sessions = [f"g{index}-{secrets.token_hex(4)}" for index in range(group)]
+    count = 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"SET synchronous_commit = {synchronous_commit}")
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            conn.execute(sql, (sessions, sessions, '{"text": "x"}')).fetchall()
+            count += group
+    return count / seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools.pg_commit_order", description=__doc__.split("\n")[0]
@@ -109,6 +142,18 @@ def main(argv: list[str] | None = None) -> int:
                     f"(per repetition {', '.join(f'{r:.2f}' for r in ratios)})",
                     flush=True,
                 )
+        single = append_sql(schema, feed_row=True, notify=True)
+        ones, groups = [], []
+        for _ in range(args.reps):
+            ones.append(rate(args.dsn, single, 1, args.seconds, args.synchronous_commit))
+            groups.append(grouped_rate(args.dsn, schema, args.writers, args.seconds, args.synchronous_commit))
+        ratios = [group / one for one, group in zip(ones, groups, strict=True)]
+        print(
+            f"{args.writers} appends per commit, one connection: {statistics.median(groups):7.0f}/s, "
+            f"ratio {statistics.median(ratios):.2f}x one writer "
+            f"(per repetition {', '.join(f'{r:.2f}' for r in ratios)})",
+            flush=True,
+        )
     finally:
         with psycopg.connect(args.dsn, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')

@@ -11,7 +11,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -346,6 +346,22 @@ class Database:
             if not lost:
                 # Jittered exponential backoff so racing writers do not collide again in step.
                 time.sleep(random.uniform(0, 0.001 * 2 ** min(attempt, 6)))
+
+    def run_pipelined(self, action: str, work: Callable[[Connection], tuple[Callable[[], T], bool]]) -> T:
+        """``work(conn)`` in one transaction sent as a psycopg pipeline, with :meth:`run`'s
+        retries: statements go out without waiting for each other's results until one is
+        read, and the ``COMMIT`` with the statements before it. ``work`` returns how to read
+        its results once committed, and whether there is anything to commit (if not, the
+        transaction is rolled back)."""
+        return self.run(action, lambda conn: self._pipelined(conn, work), transaction=False)
+
+    def _pipelined(self, conn: Connection, work: Callable[[Connection], tuple[Callable[[], T], bool]]) -> T:
+        pipeline = conn.pipeline() if self._psycopg.Pipeline.is_supported() else nullcontext()
+        with pipeline, conn.transaction():
+            finish, keep = work(conn)
+            if not keep:
+                raise self._psycopg.Rollback()
+        return finish()
 
     @staticmethod
     def _exclusively(conn: Connection, name: str, work: Callable[[Connection], T], transaction: bool) -> T:

@@ -3,7 +3,8 @@ the feed page query and consumer cursors.
 
 **Why positions are commit-ordered here.** A position taken from a sequence is not: one
 transaction can take 10, another take 11 and commit first, and a reader that saw 11 has skipped
-10 for good. So an append takes its position by updating the one row of the ``feed`` table,
+10 for good. So an append (or a group of them: see ``groupcommit.py``) takes its positions by
+updating the one row of the ``feed`` table (in the statements of ``statements.py``),
 as the last step before its commit; the row stays locked until that commit, so the next
 append's update waits for it and then reads the committed value. PostgreSQL makes a commit
 visible before it lets go of the transaction's locks, so every snapshot holds a prefix of the
@@ -11,9 +12,10 @@ positions: a reader never sees a position while a lower one can still commit.
 
 **The cost.** Appends (to any session) take their positions one transaction at a time: from
 the update of the feed row to the end of the commit (its WAL flush), nothing else appends. The
-store's append rate is then bound by the commit latency (about 1/latency transactions a second;
-batches amortise it, since a batch takes all its positions at once), where before only appends
-to the same session waited for each other. Reads never wait.
+store's transaction rate is then bound by the commit latency (about 1/latency transactions a
+second), where before only appends to the same session waited for each other; batches and
+group commit amortise it, since a transaction takes all its positions at once. Reads never
+wait.
 """
 
 from __future__ import annotations
@@ -49,8 +51,6 @@ class FeedSql:
 
     def __init__(self, schema: str) -> None:
         s = quoted(schema)
-        self.take = f"UPDATE {s}.feed SET last_position = last_position + %s RETURNING last_position"
-        """Take the next N positions (returns the last): locks the feed row until commit."""
         self.last = f"SELECT last_position FROM {s}.feed"
         self.page = (
             f"SELECT {EVENT_COLUMNS} FROM {s}.events WHERE position > %s "

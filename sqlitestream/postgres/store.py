@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlitestream._core import forks
-from sqlitestream._core.batch import plan_batch
 from sqlitestream._core.validate import check_choice, check_id, check_int, describe
 from sqlitestream._core.waiting import FEED, WakeHub, long_poll
 from sqlitestream.admin import (
@@ -31,7 +30,6 @@ from sqlitestream.errors import (
     ConflictError,
     EventIdConflictError,
     RunNotFoundError,
-    SequenceConflictError,
     SessionNotFoundError,
     StorageError,
     StoreClosedError,
@@ -56,6 +54,7 @@ from sqlitestream.postgres.connection import (
     MissingDependencyError,
     redact_dsn,
 )
+from sqlitestream.postgres.groupcommit import Append, GroupCommit, GroupCommitStats
 from sqlitestream.postgres.listener import (
     NotificationListener,
     channel_for,
@@ -64,11 +63,8 @@ from sqlitestream.postgres.listener import (
 from sqlitestream.postgres.rows import (
     RUN_COLUMNS,
     SESSION_COLUMNS,
-    event_columns,
     event_from_row,
-    event_values,
     events_from_page,
-    new_event_values,
     run_from_row,
     run_row,
     session_from_row,
@@ -82,10 +78,10 @@ from sqlitestream.retention import RetentionStore, TrimRule
 from sqlitestream.store import (
     DEFAULT_MAX_EVENT_BYTES,
     EventFilter,
-    check_event,
-    check_events,
+    check_encoded_events,
     check_max_event_bytes,
     check_record,
+    encoded_payload,
 )
 
 if TYPE_CHECKING:
@@ -183,6 +179,9 @@ class PostgresSessionStore(AdminStore, FeedStore, RetentionStore):
             is_own_backend=self._db.pool.owns_backend,
             fallback_interval_s=fallback / 1000.0,
             streams_hub=streams_hub,
+        )
+        self._appends = GroupCommit(
+            self._sql, self._channel, self._db.run, self._db.run_pipelined, self._hub.wake
         )
         self._byte_streams = PostgresByteStreams(
             self._run, self._wait_hub, self._schema, self._channel, streams_hub
@@ -390,25 +389,21 @@ class PostgresSessionStore(AdminStore, FeedStore, RetentionStore):
 
     # Events ---------------------------------------------------------------------------------
 
-    def _find(self, conn: Connection, event: Event) -> StoredEvent | None:
-        """The stored event with ``event.id``; ``EventIdConflictError`` if another session's."""
-        row = conn.execute(self._sql.event_by_id, (event.id,)).fetchone()
-        return None if row is None else self._original(event, event_from_row(row))
-
-    @staticmethod
-    def _original(event: Event, stored: StoredEvent) -> StoredEvent:
-        """``stored``, the event already holding ``event.id``, if it is in the same session."""
-        if stored.session_id != event.session_id:
-            raise EventIdConflictError(event.id, event.session_id, stored.session_id)
-        return stored
-
     def append_event_with_sequence(
         self, event: Event, *, expected_sequence: int | None = None
     ) -> StoredEvent:
-        check_event(event, self._max_event_bytes)
+        data, metadata, size = encoded_payload(event, self._max_event_bytes)
         expected_sequence = check_int(expected_sequence, "expected_sequence", minimum=0)
+        self._check_open()
+        mine = Append((event,), ((data, metadata),), size, expected_sequence)
+        alone = None if expected_sequence is not None else lambda: [self._append_alone(event, data, metadata)]
+        return self._appends.append(mine, alone)[0]
+
+    def _append_alone(self, event: Event, data: str, metadata: str) -> StoredEvent:
+        """An append with nothing queued or being written beside it: one statement, one round
+        trip (see ``Statements.append``), the lightest form of the plain groups'."""
         sql = self._sql
-        values = new_event_values(event, 0)[2:]  # the columns after session_id and seq
+        values = (event.id, event.type.value, event.run_id, event.timestamp, data, metadata)
 
         def append(conn: Connection) -> StoredEvent:
             row = conn.execute(
@@ -417,66 +412,28 @@ class PostgresSessionStore(AdminStore, FeedStore, RetentionStore):
             assert row is not None
             if row[0] is not None:
                 return with_sequence(event, int(row[0]), int(row[1]))
-            return self._original(event, event_from_row(row[2:]))
+            stored = event_from_row(row[2:])
+            if stored.session_id != event.session_id:
+                raise EventIdConflictError(event.id, event.session_id, stored.session_id)
+            return stored
 
-        def append_expecting(conn: Connection, expected: int) -> StoredEvent:
-            # The counter row first: once it is ours, every append of this session that
-            # committed before is visible (read committed), so an id stored by one of them is
-            # found below rather than counted; one still to come waits for us, fails on the
-            # unique index, and Database.run retries it, finding ours.
-            conn.execute(sql.lock_counter, (event.session_id,))
-            existing = self._find(conn, event)
-            if existing is not None:
-                return existing
-            bumped = conn.execute(sql.bump, ([event.session_id], [1], self._channel)).fetchone()
-            assert bumped is not None
-            latest = int(bumped[1])
-            if latest - 1 != expected:
-                raise SequenceConflictError(event.session_id, expected, latest - 1)
-            position = int(conn.execute(sql.feed.take, (1,)).fetchone()[0])  # type: ignore[index]
-            conn.execute(sql.insert_event, event_values(event, latest, position))
-            return with_sequence(event, latest, position)
-
-        self._check_open()
-        if expected_sequence is None:
-            stored = self._db.run("append an event", append, transaction=False)
-        else:
-            expected = expected_sequence
-            stored = self._db.run(
-                "append an event", lambda conn: append_expecting(conn, expected), transaction=True
-            )
+        stored = self._db.run("append an event", append, transaction=False)
         self._hub.wake((event.session_id,))
         return stored
 
     def append_events(self, events: Sequence[Event]) -> list[StoredEvent]:
-        batch = check_events(events, self._max_event_bytes)
+        batch = check_encoded_events(events, self._max_event_bytes)
         self._check_open()
-        if not batch:
+        if not batch.events:
             return []
-        sql = self._sql
+        return self._appends.append(Append(batch.events, batch.payloads, batch.size, None))
 
-        def append(conn: Connection) -> tuple[list[StoredEvent], list[str]]:
-            ids = list({event.id for event in batch})
-            stored = {row[2]: event_from_row(row) for row in conn.execute(sql.events_by_ids, (ids,))}
-            plan = plan_batch(batch, stored)
-            if not plan.counts:
-                return plan.results([]), []
-            sessions = list(plan.counts)
-            bumped = conn.execute(
-                sql.bump, (sessions, [plan.counts[s] for s in sessions], self._channel)
-            ).fetchall()
-            last = int(conn.execute(sql.feed.take, (len(plan.new),)).fetchone()[0])  # type: ignore[index]
-            numbered = plan.numbered(
-                {session_id: int(latest) for session_id, latest, _ in bumped}, last - len(plan.new)
-            )
-            rows = [event_values(event, event.sequence_number, event.position) for event in numbered]
-            conn.execute(sql.insert_events, event_columns(rows))
-            return plan.results(numbered), sessions
-
-        results, touched = self._db.run("append a batch of events", append, transaction=True)
-        if touched:
-            self._hub.wake(touched)
-        return results
+    def group_commit_stats(self) -> GroupCommitStats:
+        """How this store object's appends have shared transactions (see
+        :class:`~sqlitestream.postgres.GroupCommitStats`): appends from threads of one
+        process that arrive while another is being written go together in the next
+        transaction, so one commit acknowledges them all."""
+        return self._appends.stats()
 
     def read_events(self, query: EventFilter) -> list[StoredEvent]:
         sql, params = self._sql.pages.page(query, no_limit=None)
