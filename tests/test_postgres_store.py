@@ -558,13 +558,15 @@ def test_a_batch_that_loses_a_deadlock_is_retried_and_stored_once(
     pg_dsn: str, pg_store_schema: str, open_store: Callable[..., PostgresSessionStore]
 ) -> None:
     """Another client holds s2's counter and then asks for s1's while our batch holds s1's and
-    waits for s2's: PostgreSQL breaks the deadlock by aborting the batch (it waited first, so
-    its deadlock check runs first). The store retries the whole transaction, which then stores
-    the batch exactly once, with the next sequence numbers."""
+    waits for s2's: PostgreSQL breaks the deadlock by aborting the batch (the other client's
+    deadlock check waits 20 s, the batch's the server's default 1 s, so the batch's runs first
+    even on a loaded machine). The store retries the whole transaction, which then stores the
+    batch exactly once, with the next sequence numbers."""
     store = open_store(application_name="deadlock-victim")
     store.append_events([_event("s1", id="a1"), _event("s2", id="a2")])
     lock_counter = f'UPDATE "{pg_store_schema}".streams SET latest_seq = latest_seq WHERE session_id = %s'
     with psycopg.connect(pg_dsn) as other:
+        other.execute("SET deadlock_timeout = '20s'")
         other.execute(lock_counter, ("s2",))
         batch = _Background(store.append_events, [_event("s1", id="b1"), _event("s2", id="b2")])
         _wait_until_waiting_on_a_lock(pg_dsn, "deadlock-victim")
