@@ -77,9 +77,11 @@ def install_reference(directory: Path) -> Path:
 
 
 @contextmanager
-def server(command: list[str], cwd: Path | None = None) -> Iterator[tuple[str, int]]:
+def server(
+    command: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
     """A server process printing ``serving URL``; yields the URL and its pid."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=cwd)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=cwd, env=env)
     assert process.stdout is not None
     line = ""
     for line in process.stdout:  # the reference server logs its recovery first
@@ -201,16 +203,30 @@ def parallel_throughput(urls: list[str], appends: int) -> dict[str, float]:
     return {"appends_per_s": (appends // len(urls)) * len(urls) / elapsed}
 
 
+class _Broadcasts:
+    """The broadcasts of one fan-out, sent one after another (the next once every follower
+    has the last), and when each follower had each. A payload ends in ``!`` so that no
+    broadcast's payload is a prefix of a later one's."""
+
+    def __init__(self, tag: bytes, count: int, followers: int) -> None:
+        self.payloads = [tag + b"-%d!" % index for index in range(count)]
+        self.followers = followers
+        self.arrivals: list[list[float]] = [[] for _ in range(count)]
+        self.all_in = [asyncio.Event() for _ in range(count)]
+
+    def arrived(self, index: int) -> None:
+        self.arrivals[index].append(time.monotonic())
+        if len(self.arrivals[index]) == self.followers:
+            self.all_in[index].set()
+
+
 async def _follower(
     host: str,
     port: int,
     path: str,
     ready: asyncio.Event,
     counter: list[int],
-    total: int,
-    arrivals: list[float],
-    broadcast: bytes,
-    all_in: asyncio.Event,
+    broadcasts: _Broadcasts,
     hang_up: asyncio.Event,
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
@@ -218,7 +234,8 @@ async def _follower(
     await writer.drain()
     seen = b""
     announced = False
-    while True:
+    index = 0
+    while index < len(broadcasts.payloads):
         chunk = await reader.read(65536)
         if not chunk:
             break
@@ -226,26 +243,41 @@ async def _follower(
         if not announced and b"event: control" in seen:
             announced = True
             counter[0] += 1
-            if counter[0] == total:
+            if counter[0] == broadcasts.followers:
                 ready.set()
-        if broadcast in seen:
-            arrivals.append(time.monotonic())
-            if len(arrivals) == total:
-                all_in.set()
-            break
-    # Hang up only once every follower has the broadcast: 2,000 disconnections handled while
+        while index < len(broadcasts.payloads) and (at := seen.find(broadcasts.payloads[index])) >= 0:
+            broadcasts.arrived(index)
+            seen = seen[at:]
+            index += 1
+    # Hang up only once every follower has the broadcasts: 2,000 disconnections handled while
     # the server is still sending would be measured as delivery time.
     await hang_up.wait()
     writer.close()
 
 
+def _ticks_ms(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def _cpu_ms(pid: int) -> float:
-    """The CPU time (user and system) the process has used so far."""
+    """The CPU time (user and system) the process has used so far: its live threads' to the
+    nanosecond (the scheduler's ``schedstat``: ``/proc/PID/stat`` counts in 10 ms ticks, as
+    coarse as a broadcast's cost), plus in ticks that of threads that have ended."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total_ms = _ticks_ms(Path(f"/proc/{pid}/stat"))
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+    live_ms = 0.0
+    for task in tasks:
+        try:
+            exact_ms = int((task / "schedstat").read_text().split()[0]) / 1e6
+            total_ms -= _ticks_ms(task / "stat")
+        except (OSError, IndexError, ValueError):
+            continue  # the thread ended: the process's ticks hold its time
+        live_ms += exact_ms
+    return live_ms + total_ms
 
 
 def _server_facts(pid: int) -> dict[str, float]:
@@ -269,19 +301,12 @@ def _new_stream(url: str) -> tuple[str, str, bytes]:
 
 
 async def _followers(
-    urls: Sequence[str],
-    path: str,
-    count: int,
-    broadcast: bytes,
-    ready: asyncio.Event,
-    all_in: asyncio.Event,
-    hang_up: asyncio.Event,
-) -> tuple[list[asyncio.Task[None]], list[float]]:
-    """``count`` followers spread over ``urls`` (nodes of one store) round robin."""
+    urls: Sequence[str], path: str, broadcasts: _Broadcasts, ready: asyncio.Event, hang_up: asyncio.Event
+) -> list[asyncio.Task[None]]:
+    """``broadcasts.followers`` followers spread over ``urls`` (nodes of one store) round robin."""
     nodes = [httpx.URL(url) for url in urls]
     counter = [0]
-    arrivals: list[float] = []
-    tasks = [
+    return [
         asyncio.create_task(
             _follower(
                 str(nodes[n % len(nodes)].host),
@@ -289,25 +314,35 @@ async def _followers(
                 path,
                 ready,
                 counter,
-                count,
-                arrivals,
-                broadcast,
-                all_in,
+                broadcasts,
                 hang_up,
             )
         )
-        for n in range(count)
+        for n in range(broadcasts.followers)
     ]
-    return tasks, arrivals
 
 
-def _figures(start: float, arrivals: list[float], facts: dict[str, float], cpu_ms: float) -> dict[str, float]:
-    """``cpu_ms``: the server's CPU time from the broadcast to the last arrival, which a loaded
-    machine changes far less than the latencies (it is the server's cost of the fan-out)."""
-    latencies = [(arrival - start) * 1000 for arrival in arrivals]
+SETTLE_S = 0.1
+"""How long after the last arrival of a broadcast the server's CPU is read (and the next
+broadcast sent): the work it does after the last frame (the followers' tasks going back to
+wait) is part of a broadcast's cost too."""
+
+
+def _figures(
+    starts: list[float], arrivals: list[list[float]], facts: dict[str, float], cpu_ms: list[float]
+) -> dict[str, float]:
+    """The latencies of every broadcast together; ``cpu_ms``: the server's CPU time for each
+    broadcast (from it to :data:`SETTLE_S` after its last arrival), which a loaded machine
+    changes far less than the latencies (it is the server's cost of the fan-out)."""
+    latencies = [
+        (arrival - start) * 1000 for start, theirs in zip(starts, arrivals, strict=True) for arrival in theirs
+    ]
     return {
-        "server_cpu_ms": cpu_ms,
-        "followers": float(len(latencies)),
+        "broadcasts": float(len(starts)),
+        "server_cpu_ms": sum(cpu_ms) / len(cpu_ms),
+        "server_cpu_ms_min": min(cpu_ms),
+        "server_cpu_ms_max": max(cpu_ms),
+        "followers": float(len(latencies) // len(starts)),
         "first_ms": min(latencies),
         "p50_ms": percentile(latencies, 0.5),
         "p99_ms": percentile(latencies, 0.99),
@@ -316,73 +351,78 @@ def _figures(start: float, arrivals: list[float], facts: dict[str, float], cpu_m
     }
 
 
-def fan_out(url: str, pid: int, followers: int, more_urls: tuple[str, ...] = ()) -> dict[str, float]:
+def fan_out(
+    url: str, pid: int, followers: int, broadcasts: int = 1, more_urls: tuple[str, ...] = ()
+) -> dict[str, float]:
     """All followers in this process's event loop; ``more_urls``: other nodes, the followers
-    spread over all of them (round robin), the broadcast through ``url``, threads and memory
+    spread over all of them (round robin), the broadcasts through ``url``, threads and memory
     those of ``pid`` (``url``'s)."""
-    name, path, broadcast = _new_stream(url)
+    name, path, tag = _new_stream(url)
 
-    async def post(client: httpx.AsyncClient) -> None:
-        await client.post(
-            f"{url}/v1/stream/{name}", content=broadcast, headers={"content-type": "text/plain"}
-        )
+    async def post(client: httpx.AsyncClient, payload: bytes) -> None:
+        await client.post(f"{url}/v1/stream/{name}", content=payload, headers={"content-type": "text/plain"})
 
-    return _fan_out(url, pid, followers, more_urls, path, broadcast, post)
+    return _fan_out(url, pid, _Broadcasts(tag, broadcasts, followers), more_urls, path, post)
 
 
-def feed_fan_out(url: str, pid: int, followers: int, more_urls: tuple[str, ...] = ()) -> dict[str, float]:
-    """As :func:`fan_out`, the followers on the store-wide feed (``/v1/feed``, SSE), the
-    broadcast one event appended to a session."""
-    broadcast = f"broadcast-{time.monotonic_ns()}".encode()
+def feed_fan_out(
+    url: str, pid: int, followers: int, broadcasts: int = 1, more_urls: tuple[str, ...] = ()
+) -> dict[str, float]:
+    """As :func:`fan_out`, the followers on the store-wide feed (``/v1/feed``, SSE), each
+    broadcast one event appended to a new session."""
+    tag = f"broadcast-{time.monotonic_ns()}".encode()
 
-    async def post(client: httpx.AsyncClient) -> None:
-        event = {"type": "message_sent", "data": {"text": broadcast.decode()}}
+    async def post(client: httpx.AsyncClient, payload: bytes) -> None:
+        event = {"type": "message_sent", "data": {"text": payload.decode()}}
         await client.post(f"{url}/v1/sessions/fan-{time.monotonic_ns()}", json=event)
 
-    return _fan_out(url, pid, followers, more_urls, "/v1/feed?offset=now&live=sse", broadcast, post)
+    path = "/v1/feed?offset=now&live=sse"
+    return _fan_out(url, pid, _Broadcasts(tag, broadcasts, followers), more_urls, path, post)
 
 
 def _fan_out(
     url: str,
     pid: int,
-    followers: int,
+    broadcasts: _Broadcasts,
     more_urls: tuple[str, ...],
     path: str,
-    broadcast: bytes,
-    post: Callable[[httpx.AsyncClient], Awaitable[None]],
+    post: Callable[[httpx.AsyncClient, bytes], Awaitable[None]],
 ) -> dict[str, float]:
     async def run() -> dict[str, float]:
-        ready, all_in, hang_up = asyncio.Event(), asyncio.Event(), asyncio.Event()
-        tasks, arrivals = await _followers(
-            (url, *more_urls), path, followers, broadcast, ready, all_in, hang_up
-        )
+        ready, hang_up = asyncio.Event(), asyncio.Event()
+        tasks = await _followers((url, *more_urls), path, broadcasts, ready, hang_up)
         await asyncio.wait_for(ready.wait(), 120)
         facts = _server_facts(pid)
+        starts, cpu_ms = [], []
         async with httpx.AsyncClient(timeout=180) as client:
-            cpu = _cpu_ms(pid)
-            start = time.monotonic()
-            await post(client)
-        await asyncio.wait_for(all_in.wait(), 120)
-        cpu = _cpu_ms(pid) - cpu
+            for payload, all_in in zip(broadcasts.payloads, broadcasts.all_in, strict=True):
+                cpu = _cpu_ms(pid)
+                starts.append(time.monotonic())
+                await post(client, payload)
+                await asyncio.wait_for(all_in.wait(), 120)
+                await asyncio.sleep(SETTLE_S)
+                cpu_ms.append(_cpu_ms(pid) - cpu)
         hang_up.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 120)
-        return _figures(start, arrivals, facts, cpu)
+        return _figures(starts, broadcasts.arrivals, facts, cpu_ms)
 
     return asyncio.run(run())
 
 
-def _client_process(url: str, path: str, count: int, broadcast: bytes, pipe: Any) -> None:
+def _client_process(url: str, path: str, count: int, tag: bytes, broadcasts: int, pipe: Any) -> None:
     """One of the client processes: ``count`` followers; says "ready" once all are connected,
-    then sends their arrival times."""
+    then for each broadcast sends their arrival times and its CPU time for it."""
 
     async def run() -> None:
-        ready, all_in, hang_up = asyncio.Event(), asyncio.Event(), asyncio.Event()
-        tasks, arrivals = await _followers((url,), path, count, broadcast, ready, all_in, hang_up)
+        ready, hang_up = asyncio.Event(), asyncio.Event()
+        mine = _Broadcasts(tag, broadcasts, count)
+        tasks = await _followers((url,), path, mine, ready, hang_up)
         await asyncio.wait_for(ready.wait(), 120)
         pipe.send("ready")
-        idle_cpu = time.process_time()  # connected and waiting: the broadcast costs what follows
-        await asyncio.wait_for(all_in.wait(), 120)
-        pipe.send((arrivals, (time.process_time() - idle_cpu) * 1000))
+        for arrivals, all_in in zip(mine.arrivals, mine.all_in, strict=True):
+            idle_cpu = time.process_time()  # connected and waiting: the broadcast costs what follows
+            await asyncio.wait_for(all_in.wait(), 120)
+            pipe.send((arrivals, (time.process_time() - idle_cpu) * 1000))
         await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # every process has its share
         hang_up.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 120)
@@ -390,15 +430,18 @@ def _client_process(url: str, path: str, count: int, broadcast: bytes, pipe: Any
     asyncio.run(run())
 
 
-def fan_out_spread(url: str, pid: int, followers: int, processes: int) -> dict[str, float]:
+def fan_out_spread(
+    url: str, pid: int, followers: int, processes: int, broadcasts: int = 1
+) -> dict[str, float]:
     """The followers spread over ``processes`` client processes."""
-    name, path, broadcast = _new_stream(url)
+    name, path, tag = _new_stream(url)
+    payloads = _Broadcasts(tag, broadcasts, followers).payloads
     context = multiprocessing.get_context("spawn")
     pipes, children = [], []
     for index in range(processes):
         count = followers // processes + (1 if index < followers % processes else 0)
         mine, theirs = context.Pipe()
-        child = context.Process(target=_client_process, args=(url, path, count, broadcast, theirs))
+        child = context.Process(target=_client_process, args=(url, path, count, tag, broadcasts, theirs))
         child.start()
         pipes.append(mine)
         children.append(child)
@@ -407,21 +450,28 @@ def fan_out_spread(url: str, pid: int, followers: int, processes: int) -> dict[s
             if not pipe.poll(180) or pipe.recv() != "ready":
                 raise SystemExit("a client process did not connect its followers")
         facts = _server_facts(pid)
-        cpu = _cpu_ms(pid)
-        start = time.monotonic()
-        # The reference server answers the broadcast only after some seconds of fan-out.
-        httpx.post(
-            f"{url}/v1/stream/{name}", content=broadcast, headers={"content-type": "text/plain"}, timeout=180
-        )
-        arrivals: list[float] = []
+        starts, cpu_ms, arrivals = [], [], []
         client_cpu_ms = 0.0
-        for pipe in pipes:
-            if not pipe.poll(180):
-                raise SystemExit("a client process did not report its arrivals")
-            theirs, their_cpu_ms = pipe.recv()
-            arrivals += theirs
-            client_cpu_ms += their_cpu_ms
-        cpu = _cpu_ms(pid) - cpu
+        for payload in payloads:
+            cpu = _cpu_ms(pid)
+            starts.append(time.monotonic())
+            # The reference server answers the broadcast only after some seconds of fan-out.
+            httpx.post(
+                f"{url}/v1/stream/{name}",
+                content=payload,
+                headers={"content-type": "text/plain"},
+                timeout=180,
+            )
+            these: list[float] = []
+            for pipe in pipes:
+                if not pipe.poll(180):
+                    raise SystemExit("a client process did not report its arrivals")
+                theirs, their_cpu_ms = pipe.recv()
+                these += theirs
+                client_cpu_ms += their_cpu_ms
+            arrivals.append(these)
+            time.sleep(SETTLE_S)
+            cpu_ms.append(_cpu_ms(pid) - cpu)
         for pipe in pipes:
             pipe.send("hang up")
     finally:
@@ -430,10 +480,10 @@ def fan_out_spread(url: str, pid: int, followers: int, processes: int) -> dict[s
             if child.is_alive():
                 child.kill()
     return {
-        **_figures(start, arrivals, facts, cpu),
+        **_figures(starts, arrivals, facts, cpu_ms),
         "client_processes": float(processes),
         # Beside server_cpu_ms: on two cores, the clients' share of the CPU bounds the latencies too.
-        "client_cpu_ms": client_cpu_ms,
+        "client_cpu_ms": client_cpu_ms / broadcasts,
     }
 
 
@@ -442,6 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=300, help="append-to-wake round trips")
     parser.add_argument("--appends", type=int, default=3000, help="appends for the throughput")
     parser.add_argument("--followers", type=int, default=2000, help="SSE followers")
+    parser.add_argument(
+        "--broadcasts", type=int, default=3, help="broadcasts per fan-out (one after another)"
+    )
     parser.add_argument(
         "--client-processes", type=int, default=4, help="client processes for the spread fan-out"
     )
@@ -454,6 +507,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--db", help="a postgresql:// URL: also measure PostgreSQL-backed nodes")
     parser.add_argument("--no-reference", action="store_true", help="skip the reference server")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a directory holding another sqlitestream package (say, git archive of main): "
+        "also measure its serve, labelled baseline, for A/B runs",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run every server's workloads this many times, interleaved"
+    )
     args = parser.parse_args(argv)
     module = (
         None if args.no_reference or args.only == "sqlitestream" else install_reference(ROOT / ".conformance")
@@ -470,12 +532,25 @@ def main(argv: list[str] | None = None) -> int:
             "--port",
             "0",
         ]
-        servers = [("sqlitestream", ours)]
+        servers: list[tuple[str, list[str], Path | None, dict[str, str] | None]] = [
+            ("sqlitestream", ours, None, None)
+        ]
+        if args.baseline is not None and args.only in (None, "sqlitestream"):
+            # Run from its directory: ``-m`` puts the working directory first on the path.
+            baseline = args.baseline.resolve()
+            baseline_env = {**os.environ, "PYTHONPATH": str(baseline)}
+            command = [*ours[:4], os.path.join(scratch, "baseline.db"), *ours[5:]]
+            servers.append(("baseline", command, baseline, baseline_env))
         if module is not None:
             script = Path(scratch) / "reference.mjs"
             script.write_text(_NODE_SERVER)
             servers.append(
-                ("reference", ["node", str(script), str(module), os.path.join(scratch, "reference-data")])
+                (
+                    "reference",
+                    ["node", str(script), str(module), os.path.join(scratch, "reference-data")],
+                    None,
+                    None,
+                )
             )
         workloads = {
             "append_to_wake": lambda url, pid: append_to_wake(url, args.rounds),
@@ -483,26 +558,29 @@ def main(argv: list[str] | None = None) -> int:
                 url, args.rounds
             ),
             "throughput": lambda url, pid: throughput(url, args.appends),
-            "sse_fan_out": lambda url, pid: fan_out(url, pid, args.followers),
-            "feed_sse_fan_out": lambda url, pid: feed_fan_out(url, pid, args.followers),
+            "sse_fan_out": lambda url, pid: fan_out(url, pid, args.followers, args.broadcasts),
+            "feed_sse_fan_out": lambda url, pid: feed_fan_out(url, pid, args.followers, args.broadcasts),
             "sse_fan_out_spread": lambda url, pid: fan_out_spread(
-                url, pid, args.followers, args.client_processes
+                url, pid, args.followers, args.client_processes, args.broadcasts
             ),
         }
         chosen = [name.strip() for name in args.workloads.split(",") if name.strip()]
         unknown = set(chosen) - set(workloads)
         if unknown:
             parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
-        for label, command in servers:
-            if args.only in (None, label):
-                with server(command) as (url, pid):
+        for repeat in range(args.repeat):
+            for label, command, cwd, env in servers:
+                if args.only not in (None, label) and label != "baseline":
+                    continue
+                run_label = label if args.repeat == 1 else f"{label} #{repeat + 1}"
+                with server(command, cwd, env) as (url, pid):
                     # The reference server has no store-wide feed.
-                    runs = [name for name in chosen if label == "sqlitestream" or not name.startswith("feed")]
-                    results[label] = {}
+                    runs = [name for name in chosen if label != "reference" or not name.startswith("feed")]
+                    results[run_label] = {}
                     for name in runs:
-                        results[label][name] = measured = workloads[name](url, pid)
+                        results[run_label][name] = measured = workloads[name](url, pid)
                         # As it goes too: a later workload failing (a timeout) keeps these.
-                        print(f"{label} {name}: {json.dumps(measured)}", file=sys.stderr, flush=True)
+                        print(f"{run_label} {name}: {json.dumps(measured)}", file=sys.stderr, flush=True)
     if args.db:
         results.update(postgres_nodes(args.db, args.rounds, args.appends, args.followers, chosen))
     for workload in chosen:
@@ -510,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, figures in results.items():
             if workload in figures:
                 shown = ", ".join(f"{key} {value:.1f}" for key, value in figures[workload].items())
-                print(f"  {label:17} {shown}")
+                print(f"  {label:20} {shown}")
     ratios: dict[str, float] = {}
     if "throughput" in chosen and "reference" in results and "sqlitestream" in results:
         ratios["sqlitestream / reference"] = (
@@ -552,11 +630,11 @@ def postgres_nodes(
                 ),
                 "sse_fan_out": (
                     lambda: fan_out(url_a, pid_a, followers),
-                    lambda: fan_out(url_a, pid_a, followers, (url_b,)),
+                    lambda: fan_out(url_a, pid_a, followers, more_urls=(url_b,)),
                 ),
                 "feed_sse_fan_out": (
                     lambda: feed_fan_out(url_a, pid_a, followers),
-                    lambda: feed_fan_out(url_a, pid_a, followers, (url_b,)),
+                    lambda: feed_fan_out(url_a, pid_a, followers, more_urls=(url_b,)),
                 ),
             }
             one: dict[str, dict[str, float]] = {}
