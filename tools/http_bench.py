@@ -104,14 +104,18 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def append_to_wake(url: str, rounds: int, writer_url: str | None = None) -> dict[str, float]:
-    """``writer_url``: append through another node (default: the waiter's)."""
+def append_to_wake(
+    url: str, rounds: int, writer_url: str | None = None, pid: int | None = None
+) -> dict[str, float]:
+    """``writer_url``: append through another node (default: the waiter's); ``pid``: the
+    server's, for its CPU time a round trip (the writer's node's, with ``writer_url``)."""
     name = f"/v1/stream/wake-{time.monotonic_ns()}"
     stream, written = f"{url}{name}", f"{writer_url or url}{name}"
     headers = {"content-type": "application/octet-stream"}
     with httpx.Client(timeout=30) as writer, httpx.Client(timeout=30) as reader:
         offset = writer.put(written, headers=headers).headers["stream-next-offset"]
         latencies = []
+        cpu = None if pid is None else _cpu_ms(pid)
 
         def wait(at: str, armed: threading.Event, got: list[float]) -> None:
             armed.set()
@@ -130,7 +134,16 @@ def append_to_wake(url: str, rounds: int, writer_url: str | None = None) -> dict
             offset = writer.post(written, content=b"x" * 64, headers=headers).headers["stream-next-offset"]
             waiter.join()
             latencies.append((got[0] - start) * 1000)
-    return {"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)}
+    return _wake_figures(latencies, pid, cpu)
+
+
+def _wake_figures(latencies: list[float], pid: int | None, cpu: float | None) -> dict[str, float]:
+    figures = {"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)}
+    if pid is not None and cpu is not None:
+        # The server's CPU for a round trip (a long-poll, its wake-up and a POST), which a busy
+        # machine changes far less than the latencies.
+        figures["server_cpu_us"] = (_cpu_ms(pid) - cpu) * 1000 / len(latencies)
+    return figures
 
 
 def _waiter_process(stream: str, pipe: Any) -> None:
@@ -144,7 +157,7 @@ def _waiter_process(stream: str, pipe: Any) -> None:
             assert response.status_code == 200, response.status_code
 
 
-def append_to_wake_across_processes(url: str, rounds: int) -> dict[str, float]:
+def append_to_wake_across_processes(url: str, rounds: int, pid: int | None = None) -> dict[str, float]:
     """As :func:`append_to_wake`, with the waiter in another process: in one process the
     waiter's thread waits for the writer's thread to finish reading the POST's response (the
     two share one interpreter lock), which the server does not cause. Times from the system's
@@ -158,6 +171,7 @@ def append_to_wake_across_processes(url: str, rounds: int) -> dict[str, float]:
         offset = writer.put(stream, headers=headers).headers["stream-next-offset"]
         child.start()
         latencies = []
+        cpu = None if pid is None else _cpu_ms(pid)
         try:
             for _ in range(rounds):
                 mine.send(offset)
@@ -170,7 +184,7 @@ def append_to_wake_across_processes(url: str, rounds: int) -> dict[str, float]:
         finally:
             mine.send(None)
             child.join(timeout=30)
-    return {"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)}
+    return _wake_figures(latencies, pid, cpu)
 
 
 def throughput(url: str, appends: int) -> dict[str, float]:
@@ -553,9 +567,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         workloads = {
-            "append_to_wake": lambda url, pid: append_to_wake(url, args.rounds),
+            "append_to_wake": lambda url, pid: append_to_wake(url, args.rounds, pid=pid),
             "append_to_wake_across_processes": lambda url, pid: append_to_wake_across_processes(
-                url, args.rounds
+                url, args.rounds, pid
             ),
             "throughput": lambda url, pid: throughput(url, args.appends),
             "sse_fan_out": lambda url, pid: fan_out(url, pid, args.followers, args.broadcasts),
