@@ -30,7 +30,6 @@ and run by node. Only ratios measured in one run mean anything on a shared machi
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import multiprocessing
 import os
@@ -39,7 +38,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ from typing import Any
 import httpx
 
 from tools.conformance import ROOT
+from tools.http_fanout import CpuClock, fan_out, fan_out_spread, feed_fan_out, percentile
 
 REFERENCE = "@durable-streams/server"
 REFERENCE_VERSION = "0.3.7"
@@ -99,11 +99,6 @@ def server(
         process.wait(timeout=30)
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 def append_to_wake(
     url: str, rounds: int, writer_url: str | None = None, pid: int | None = None
 ) -> dict[str, float]:
@@ -115,7 +110,8 @@ def append_to_wake(
     with httpx.Client(timeout=30) as writer, httpx.Client(timeout=30) as reader:
         offset = writer.put(written, headers=headers).headers["stream-next-offset"]
         latencies = []
-        cpu = None if pid is None else _cpu_ms(pid)
+        clock = None if pid is None else CpuClock(pid)
+        cpu = None if clock is None else clock.ms()
 
         def wait(at: str, armed: threading.Event, got: list[float]) -> None:
             armed.set()
@@ -134,15 +130,15 @@ def append_to_wake(
             offset = writer.post(written, content=b"x" * 64, headers=headers).headers["stream-next-offset"]
             waiter.join()
             latencies.append((got[0] - start) * 1000)
-    return _wake_figures(latencies, pid, cpu)
+    return _wake_figures(latencies, clock, cpu)
 
 
-def _wake_figures(latencies: list[float], pid: int | None, cpu: float | None) -> dict[str, float]:
+def _wake_figures(latencies: list[float], clock: CpuClock | None, cpu: float | None) -> dict[str, float]:
     figures = {"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)}
-    if pid is not None and cpu is not None:
+    if clock is not None and cpu is not None:
         # The server's CPU for a round trip (a long-poll, its wake-up and a POST), which a busy
         # machine changes far less than the latencies.
-        figures["server_cpu_us"] = (_cpu_ms(pid) - cpu) * 1000 / len(latencies)
+        figures["server_cpu_us"] = (clock.ms() - cpu) * 1000 / len(latencies)
     return figures
 
 
@@ -171,7 +167,8 @@ def append_to_wake_across_processes(url: str, rounds: int, pid: int | None = Non
         offset = writer.put(stream, headers=headers).headers["stream-next-offset"]
         child.start()
         latencies = []
-        cpu = None if pid is None else _cpu_ms(pid)
+        clock = None if pid is None else CpuClock(pid)
+        cpu = None if clock is None else clock.ms()
         try:
             for _ in range(rounds):
                 mine.send(offset)
@@ -184,7 +181,7 @@ def append_to_wake_across_processes(url: str, rounds: int, pid: int | None = Non
         finally:
             mine.send(None)
             child.join(timeout=30)
-    return _wake_figures(latencies, pid, cpu)
+    return _wake_figures(latencies, clock, cpu)
 
 
 def throughput(url: str, appends: int) -> dict[str, float]:
@@ -215,290 +212,6 @@ def parallel_throughput(urls: list[str], appends: int) -> dict[str, float]:
         thread.join()
     elapsed = time.perf_counter() - start
     return {"appends_per_s": (appends // len(urls)) * len(urls) / elapsed}
-
-
-class _Broadcasts:
-    """The broadcasts of one fan-out, sent one after another (the next once every follower
-    has the last), and when each follower had each. A payload ends in ``!`` so that no
-    broadcast's payload is a prefix of a later one's."""
-
-    def __init__(self, tag: bytes, count: int, followers: int) -> None:
-        self.payloads = [tag + b"-%d!" % index for index in range(count)]
-        self.followers = followers
-        self.arrivals: list[list[float]] = [[] for _ in range(count)]
-        self.all_in = [asyncio.Event() for _ in range(count)]
-
-    def arrived(self, index: int) -> None:
-        self.arrivals[index].append(time.monotonic())
-        if len(self.arrivals[index]) == self.followers:
-            self.all_in[index].set()
-
-
-async def _follower(
-    host: str,
-    port: int,
-    path: str,
-    ready: asyncio.Event,
-    counter: list[int],
-    broadcasts: _Broadcasts,
-    hang_up: asyncio.Event,
-) -> None:
-    reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode())
-    await writer.drain()
-    seen = b""
-    announced = False
-    index = 0
-    while index < len(broadcasts.payloads):
-        chunk = await reader.read(65536)
-        if not chunk:
-            break
-        seen += chunk
-        if not announced and b"event: control" in seen:
-            announced = True
-            counter[0] += 1
-            if counter[0] == broadcasts.followers:
-                ready.set()
-        while index < len(broadcasts.payloads) and (at := seen.find(broadcasts.payloads[index])) >= 0:
-            broadcasts.arrived(index)
-            seen = seen[at:]
-            index += 1
-    # Hang up only once every follower has the broadcasts: 2,000 disconnections handled while
-    # the server is still sending would be measured as delivery time.
-    await hang_up.wait()
-    writer.close()
-
-
-def _ticks_ms(stat: Path) -> float:
-    fields = stat.read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_ms(pid: int) -> float:
-    """The CPU time (user and system) the process has used so far: its live threads' to the
-    nanosecond (the scheduler's ``schedstat``: ``/proc/PID/stat`` counts in 10 ms ticks, as
-    coarse as a broadcast's cost), plus in ticks that of threads that have ended."""
-    try:
-        total_ms = _ticks_ms(Path(f"/proc/{pid}/stat"))
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        return float("nan")
-    live_ms = 0.0
-    for task in tasks:
-        try:
-            exact_ms = int((task / "schedstat").read_text().split()[0]) / 1e6
-            total_ms -= _ticks_ms(task / "stat")
-        except (OSError, IndexError, ValueError):
-            continue  # the thread ended: the process's ticks hold its time
-        live_ms += exact_ms
-    return live_ms + total_ms
-
-
-def _server_facts(pid: int) -> dict[str, float]:
-    facts: dict[str, float] = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key == "Threads":
-                facts["threads"] = int(value)
-            elif key == "VmRSS":
-                facts["rss_mib"] = int(value.split()[0]) / 1024
-    except OSError:
-        pass
-    return facts
-
-
-def _new_stream(url: str) -> tuple[str, str, bytes]:
-    name = f"fan-{time.monotonic_ns()}"
-    httpx.put(f"{url}/v1/stream/{name}", headers={"content-type": "text/plain"})
-    return name, f"/v1/stream/{name}?offset=-1&live=sse", f"broadcast-{time.monotonic_ns()}".encode()
-
-
-async def _followers(
-    urls: Sequence[str], path: str, broadcasts: _Broadcasts, ready: asyncio.Event, hang_up: asyncio.Event
-) -> list[asyncio.Task[None]]:
-    """``broadcasts.followers`` followers spread over ``urls`` (nodes of one store) round robin."""
-    nodes = [httpx.URL(url) for url in urls]
-    counter = [0]
-    return [
-        asyncio.create_task(
-            _follower(
-                str(nodes[n % len(nodes)].host),
-                nodes[n % len(nodes)].port or 80,
-                path,
-                ready,
-                counter,
-                broadcasts,
-                hang_up,
-            )
-        )
-        for n in range(broadcasts.followers)
-    ]
-
-
-SETTLE_S = 0.1
-"""How long after the last arrival of a broadcast the server's CPU is read (and the next
-broadcast sent): the work it does after the last frame (the followers' tasks going back to
-wait) is part of a broadcast's cost too."""
-
-
-def _figures(
-    starts: list[float], arrivals: list[list[float]], facts: dict[str, float], cpu_ms: list[float]
-) -> dict[str, float]:
-    """The latencies of every broadcast together; ``cpu_ms``: the server's CPU time for each
-    broadcast (from it to :data:`SETTLE_S` after its last arrival), which a loaded machine
-    changes far less than the latencies (it is the server's cost of the fan-out)."""
-    latencies = [
-        (arrival - start) * 1000 for start, theirs in zip(starts, arrivals, strict=True) for arrival in theirs
-    ]
-    return {
-        "broadcasts": float(len(starts)),
-        "server_cpu_ms": sum(cpu_ms) / len(cpu_ms),
-        "server_cpu_ms_min": min(cpu_ms),
-        "server_cpu_ms_max": max(cpu_ms),
-        "followers": float(len(latencies) // len(starts)),
-        "first_ms": min(latencies),
-        "p50_ms": percentile(latencies, 0.5),
-        "p99_ms": percentile(latencies, 0.99),
-        "max_ms": max(latencies),
-        **facts,
-    }
-
-
-def fan_out(
-    url: str, pid: int, followers: int, broadcasts: int = 1, more_urls: tuple[str, ...] = ()
-) -> dict[str, float]:
-    """All followers in this process's event loop; ``more_urls``: other nodes, the followers
-    spread over all of them (round robin), the broadcasts through ``url``, threads and memory
-    those of ``pid`` (``url``'s)."""
-    name, path, tag = _new_stream(url)
-
-    async def post(client: httpx.AsyncClient, payload: bytes) -> None:
-        await client.post(f"{url}/v1/stream/{name}", content=payload, headers={"content-type": "text/plain"})
-
-    return _fan_out(url, pid, _Broadcasts(tag, broadcasts, followers), more_urls, path, post)
-
-
-def feed_fan_out(
-    url: str, pid: int, followers: int, broadcasts: int = 1, more_urls: tuple[str, ...] = ()
-) -> dict[str, float]:
-    """As :func:`fan_out`, the followers on the store-wide feed (``/v1/feed``, SSE), each
-    broadcast one event appended to a new session."""
-    tag = f"broadcast-{time.monotonic_ns()}".encode()
-
-    async def post(client: httpx.AsyncClient, payload: bytes) -> None:
-        event = {"type": "message_sent", "data": {"text": payload.decode()}}
-        await client.post(f"{url}/v1/sessions/fan-{time.monotonic_ns()}", json=event)
-
-    path = "/v1/feed?offset=now&live=sse"
-    return _fan_out(url, pid, _Broadcasts(tag, broadcasts, followers), more_urls, path, post)
-
-
-def _fan_out(
-    url: str,
-    pid: int,
-    broadcasts: _Broadcasts,
-    more_urls: tuple[str, ...],
-    path: str,
-    post: Callable[[httpx.AsyncClient, bytes], Awaitable[None]],
-) -> dict[str, float]:
-    async def run() -> dict[str, float]:
-        ready, hang_up = asyncio.Event(), asyncio.Event()
-        tasks = await _followers((url, *more_urls), path, broadcasts, ready, hang_up)
-        await asyncio.wait_for(ready.wait(), 120)
-        facts = _server_facts(pid)
-        starts, cpu_ms = [], []
-        async with httpx.AsyncClient(timeout=180) as client:
-            for payload, all_in in zip(broadcasts.payloads, broadcasts.all_in, strict=True):
-                cpu = _cpu_ms(pid)
-                starts.append(time.monotonic())
-                await post(client, payload)
-                await asyncio.wait_for(all_in.wait(), 120)
-                await asyncio.sleep(SETTLE_S)
-                cpu_ms.append(_cpu_ms(pid) - cpu)
-        hang_up.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), 120)
-        return _figures(starts, broadcasts.arrivals, facts, cpu_ms)
-
-    return asyncio.run(run())
-
-
-def _client_process(url: str, path: str, count: int, tag: bytes, broadcasts: int, pipe: Any) -> None:
-    """One of the client processes: ``count`` followers; says "ready" once all are connected,
-    then for each broadcast sends their arrival times and its CPU time for it."""
-
-    async def run() -> None:
-        ready, hang_up = asyncio.Event(), asyncio.Event()
-        mine = _Broadcasts(tag, broadcasts, count)
-        tasks = await _followers((url,), path, mine, ready, hang_up)
-        await asyncio.wait_for(ready.wait(), 120)
-        pipe.send("ready")
-        for arrivals, all_in in zip(mine.arrivals, mine.all_in, strict=True):
-            idle_cpu = time.process_time()  # connected and waiting: the broadcast costs what follows
-            await asyncio.wait_for(all_in.wait(), 120)
-            pipe.send((arrivals, (time.process_time() - idle_cpu) * 1000))
-        await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # every process has its share
-        hang_up.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), 120)
-
-    asyncio.run(run())
-
-
-def fan_out_spread(
-    url: str, pid: int, followers: int, processes: int, broadcasts: int = 1
-) -> dict[str, float]:
-    """The followers spread over ``processes`` client processes."""
-    name, path, tag = _new_stream(url)
-    payloads = _Broadcasts(tag, broadcasts, followers).payloads
-    context = multiprocessing.get_context("spawn")
-    pipes, children = [], []
-    for index in range(processes):
-        count = followers // processes + (1 if index < followers % processes else 0)
-        mine, theirs = context.Pipe()
-        child = context.Process(target=_client_process, args=(url, path, count, tag, broadcasts, theirs))
-        child.start()
-        pipes.append(mine)
-        children.append(child)
-    try:
-        for pipe in pipes:
-            if not pipe.poll(180) or pipe.recv() != "ready":
-                raise SystemExit("a client process did not connect its followers")
-        facts = _server_facts(pid)
-        starts, cpu_ms, arrivals = [], [], []
-        client_cpu_ms = 0.0
-        for payload in payloads:
-            cpu = _cpu_ms(pid)
-            starts.append(time.monotonic())
-            # The reference server answers the broadcast only after some seconds of fan-out.
-            httpx.post(
-                f"{url}/v1/stream/{name}",
-                content=payload,
-                headers={"content-type": "text/plain"},
-                timeout=180,
-            )
-            these: list[float] = []
-            for pipe in pipes:
-                if not pipe.poll(180):
-                    raise SystemExit("a client process did not report its arrivals")
-                theirs, their_cpu_ms = pipe.recv()
-                these += theirs
-                client_cpu_ms += their_cpu_ms
-            arrivals.append(these)
-            time.sleep(SETTLE_S)
-            cpu_ms.append(_cpu_ms(pid) - cpu)
-        for pipe in pipes:
-            pipe.send("hang up")
-    finally:
-        for child in children:
-            child.join(timeout=30)
-            if child.is_alive():
-                child.kill()
-    return {
-        **_figures(starts, arrivals, facts, cpu_ms),
-        "client_processes": float(processes),
-        # Beside server_cpu_ms: on two cores, the clients' share of the CPU bounds the latencies too.
-        "client_cpu_ms": client_cpu_ms / broadcasts,
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
