@@ -30,7 +30,6 @@ and run by node. Only ratios measured in one run mean anything on a shared machi
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import multiprocessing
 import os
@@ -39,7 +38,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ from typing import Any
 import httpx
 
 from tools.conformance import ROOT
+from tools.http_fanout import CpuClock, fan_out, fan_out_spread, feed_fan_out, percentile
 
 REFERENCE = "@durable-streams/server"
 REFERENCE_VERSION = "0.3.7"
@@ -77,9 +77,11 @@ def install_reference(directory: Path) -> Path:
 
 
 @contextmanager
-def server(command: list[str], cwd: Path | None = None) -> Iterator[tuple[str, int]]:
+def server(
+    command: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
     """A server process printing ``serving URL``; yields the URL and its pid."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=cwd)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=cwd, env=env)
     assert process.stdout is not None
     line = ""
     for line in process.stdout:  # the reference server logs its recovery first
@@ -97,19 +99,19 @@ def server(command: list[str], cwd: Path | None = None) -> Iterator[tuple[str, i
         process.wait(timeout=30)
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def append_to_wake(url: str, rounds: int, writer_url: str | None = None) -> dict[str, float]:
-    """``writer_url``: append through another node (default: the waiter's)."""
+def append_to_wake(
+    url: str, rounds: int, writer_url: str | None = None, pid: int | None = None
+) -> dict[str, float]:
+    """``writer_url``: append through another node (default: the waiter's); ``pid``: the
+    server's, for its CPU time a round trip (the writer's node's, with ``writer_url``)."""
     name = f"/v1/stream/wake-{time.monotonic_ns()}"
     stream, written = f"{url}{name}", f"{writer_url or url}{name}"
     headers = {"content-type": "application/octet-stream"}
     with httpx.Client(timeout=30) as writer, httpx.Client(timeout=30) as reader:
         offset = writer.put(written, headers=headers).headers["stream-next-offset"]
         latencies = []
+        clock = None if pid is None else CpuClock(pid)
+        cpu = None if clock is None else clock.ms()
 
         def wait(at: str, armed: threading.Event, got: list[float]) -> None:
             armed.set()
@@ -128,7 +130,16 @@ def append_to_wake(url: str, rounds: int, writer_url: str | None = None) -> dict
             offset = writer.post(written, content=b"x" * 64, headers=headers).headers["stream-next-offset"]
             waiter.join()
             latencies.append((got[0] - start) * 1000)
-    return {"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)}
+    return _wake_figures(latencies, clock, cpu)
+
+
+def _wake_figures(latencies: list[float], clock: CpuClock | None, cpu: float | None) -> dict[str, float]:
+    figures = {"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)}
+    if clock is not None and cpu is not None:
+        # The server's CPU for a round trip (a long-poll, its wake-up and a POST), which a busy
+        # machine changes far less than the latencies.
+        figures["server_cpu_us"] = (clock.ms() - cpu) * 1000 / len(latencies)
+    return figures
 
 
 def _waiter_process(stream: str, pipe: Any) -> None:
@@ -142,7 +153,7 @@ def _waiter_process(stream: str, pipe: Any) -> None:
             assert response.status_code == 200, response.status_code
 
 
-def append_to_wake_across_processes(url: str, rounds: int) -> dict[str, float]:
+def append_to_wake_across_processes(url: str, rounds: int, pid: int | None = None) -> dict[str, float]:
     """As :func:`append_to_wake`, with the waiter in another process: in one process the
     waiter's thread waits for the writer's thread to finish reading the POST's response (the
     two share one interpreter lock), which the server does not cause. Times from the system's
@@ -156,6 +167,8 @@ def append_to_wake_across_processes(url: str, rounds: int) -> dict[str, float]:
         offset = writer.put(stream, headers=headers).headers["stream-next-offset"]
         child.start()
         latencies = []
+        clock = None if pid is None else CpuClock(pid)
+        cpu = None if clock is None else clock.ms()
         try:
             for _ in range(rounds):
                 mine.send(offset)
@@ -168,7 +181,7 @@ def append_to_wake_across_processes(url: str, rounds: int) -> dict[str, float]:
         finally:
             mine.send(None)
             child.join(timeout=30)
-    return {"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)}
+    return _wake_figures(latencies, clock, cpu)
 
 
 def throughput(url: str, appends: int) -> dict[str, float]:
@@ -201,247 +214,14 @@ def parallel_throughput(urls: list[str], appends: int) -> dict[str, float]:
     return {"appends_per_s": (appends // len(urls)) * len(urls) / elapsed}
 
 
-async def _follower(
-    host: str,
-    port: int,
-    path: str,
-    ready: asyncio.Event,
-    counter: list[int],
-    total: int,
-    arrivals: list[float],
-    broadcast: bytes,
-    all_in: asyncio.Event,
-    hang_up: asyncio.Event,
-) -> None:
-    reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode())
-    await writer.drain()
-    seen = b""
-    announced = False
-    while True:
-        chunk = await reader.read(65536)
-        if not chunk:
-            break
-        seen += chunk
-        if not announced and b"event: control" in seen:
-            announced = True
-            counter[0] += 1
-            if counter[0] == total:
-                ready.set()
-        if broadcast in seen:
-            arrivals.append(time.monotonic())
-            if len(arrivals) == total:
-                all_in.set()
-            break
-    # Hang up only once every follower has the broadcast: 2,000 disconnections handled while
-    # the server is still sending would be measured as delivery time.
-    await hang_up.wait()
-    writer.close()
-
-
-def _cpu_ms(pid: int) -> float:
-    """The CPU time (user and system) the process has used so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
-
-
-def _server_facts(pid: int) -> dict[str, float]:
-    facts: dict[str, float] = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key == "Threads":
-                facts["threads"] = int(value)
-            elif key == "VmRSS":
-                facts["rss_mib"] = int(value.split()[0]) / 1024
-    except OSError:
-        pass
-    return facts
-
-
-def _new_stream(url: str) -> tuple[str, str, bytes]:
-    name = f"fan-{time.monotonic_ns()}"
-    httpx.put(f"{url}/v1/stream/{name}", headers={"content-type": "text/plain"})
-    return name, f"/v1/stream/{name}?offset=-1&live=sse", f"broadcast-{time.monotonic_ns()}".encode()
-
-
-async def _followers(
-    urls: Sequence[str],
-    path: str,
-    count: int,
-    broadcast: bytes,
-    ready: asyncio.Event,
-    all_in: asyncio.Event,
-    hang_up: asyncio.Event,
-) -> tuple[list[asyncio.Task[None]], list[float]]:
-    """``count`` followers spread over ``urls`` (nodes of one store) round robin."""
-    nodes = [httpx.URL(url) for url in urls]
-    counter = [0]
-    arrivals: list[float] = []
-    tasks = [
-        asyncio.create_task(
-            _follower(
-                str(nodes[n % len(nodes)].host),
-                nodes[n % len(nodes)].port or 80,
-                path,
-                ready,
-                counter,
-                count,
-                arrivals,
-                broadcast,
-                all_in,
-                hang_up,
-            )
-        )
-        for n in range(count)
-    ]
-    return tasks, arrivals
-
-
-def _figures(start: float, arrivals: list[float], facts: dict[str, float], cpu_ms: float) -> dict[str, float]:
-    """``cpu_ms``: the server's CPU time from the broadcast to the last arrival, which a loaded
-    machine changes far less than the latencies (it is the server's cost of the fan-out)."""
-    latencies = [(arrival - start) * 1000 for arrival in arrivals]
-    return {
-        "server_cpu_ms": cpu_ms,
-        "followers": float(len(latencies)),
-        "first_ms": min(latencies),
-        "p50_ms": percentile(latencies, 0.5),
-        "p99_ms": percentile(latencies, 0.99),
-        "max_ms": max(latencies),
-        **facts,
-    }
-
-
-def fan_out(url: str, pid: int, followers: int, more_urls: tuple[str, ...] = ()) -> dict[str, float]:
-    """All followers in this process's event loop; ``more_urls``: other nodes, the followers
-    spread over all of them (round robin), the broadcast through ``url``, threads and memory
-    those of ``pid`` (``url``'s)."""
-    name, path, broadcast = _new_stream(url)
-
-    async def post(client: httpx.AsyncClient) -> None:
-        await client.post(
-            f"{url}/v1/stream/{name}", content=broadcast, headers={"content-type": "text/plain"}
-        )
-
-    return _fan_out(url, pid, followers, more_urls, path, broadcast, post)
-
-
-def feed_fan_out(url: str, pid: int, followers: int, more_urls: tuple[str, ...] = ()) -> dict[str, float]:
-    """As :func:`fan_out`, the followers on the store-wide feed (``/v1/feed``, SSE), the
-    broadcast one event appended to a session."""
-    broadcast = f"broadcast-{time.monotonic_ns()}".encode()
-
-    async def post(client: httpx.AsyncClient) -> None:
-        event = {"type": "message_sent", "data": {"text": broadcast.decode()}}
-        await client.post(f"{url}/v1/sessions/fan-{time.monotonic_ns()}", json=event)
-
-    return _fan_out(url, pid, followers, more_urls, "/v1/feed?offset=now&live=sse", broadcast, post)
-
-
-def _fan_out(
-    url: str,
-    pid: int,
-    followers: int,
-    more_urls: tuple[str, ...],
-    path: str,
-    broadcast: bytes,
-    post: Callable[[httpx.AsyncClient], Awaitable[None]],
-) -> dict[str, float]:
-    async def run() -> dict[str, float]:
-        ready, all_in, hang_up = asyncio.Event(), asyncio.Event(), asyncio.Event()
-        tasks, arrivals = await _followers(
-            (url, *more_urls), path, followers, broadcast, ready, all_in, hang_up
-        )
-        await asyncio.wait_for(ready.wait(), 120)
-        facts = _server_facts(pid)
-        async with httpx.AsyncClient(timeout=180) as client:
-            cpu = _cpu_ms(pid)
-            start = time.monotonic()
-            await post(client)
-        await asyncio.wait_for(all_in.wait(), 120)
-        cpu = _cpu_ms(pid) - cpu
-        hang_up.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), 120)
-        return _figures(start, arrivals, facts, cpu)
-
-    return asyncio.run(run())
-
-
-def _client_process(url: str, path: str, count: int, broadcast: bytes, pipe: Any) -> None:
-    """One of the client processes: ``count`` followers; says "ready" once all are connected,
-    then sends their arrival times."""
-
-    async def run() -> None:
-        ready, all_in, hang_up = asyncio.Event(), asyncio.Event(), asyncio.Event()
-        tasks, arrivals = await _followers((url,), path, count, broadcast, ready, all_in, hang_up)
-        await asyncio.wait_for(ready.wait(), 120)
-        pipe.send("ready")
-        idle_cpu = time.process_time()  # connected and waiting: the broadcast costs what follows
-        await asyncio.wait_for(all_in.wait(), 120)
-        pipe.send((arrivals, (time.process_time() - idle_cpu) * 1000))
-        await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # every process has its share
-        hang_up.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), 120)
-
-    asyncio.run(run())
-
-
-def fan_out_spread(url: str, pid: int, followers: int, processes: int) -> dict[str, float]:
-    """The followers spread over ``processes`` client processes."""
-    name, path, broadcast = _new_stream(url)
-    context = multiprocessing.get_context("spawn")
-    pipes, children = [], []
-    for index in range(processes):
-        count = followers // processes + (1 if index < followers % processes else 0)
-        mine, theirs = context.Pipe()
-        child = context.Process(target=_client_process, args=(url, path, count, broadcast, theirs))
-        child.start()
-        pipes.append(mine)
-        children.append(child)
-    try:
-        for pipe in pipes:
-            if not pipe.poll(180) or pipe.recv() != "ready":
-                raise SystemExit("a client process did not connect its followers")
-        facts = _server_facts(pid)
-        cpu = _cpu_ms(pid)
-        start = time.monotonic()
-        # The reference server answers the broadcast only after some seconds of fan-out.
-        httpx.post(
-            f"{url}/v1/stream/{name}", content=broadcast, headers={"content-type": "text/plain"}, timeout=180
-        )
-        arrivals: list[float] = []
-        client_cpu_ms = 0.0
-        for pipe in pipes:
-            if not pipe.poll(180):
-                raise SystemExit("a client process did not report its arrivals")
-            theirs, their_cpu_ms = pipe.recv()
-            arrivals += theirs
-            client_cpu_ms += their_cpu_ms
-        cpu = _cpu_ms(pid) - cpu
-        for pipe in pipes:
-            pipe.send("hang up")
-    finally:
-        for child in children:
-            child.join(timeout=30)
-            if child.is_alive():
-                child.kill()
-    return {
-        **_figures(start, arrivals, facts, cpu),
-        "client_processes": float(processes),
-        # Beside server_cpu_ms: on two cores, the clients' share of the CPU bounds the latencies too.
-        "client_cpu_ms": client_cpu_ms,
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=300, help="append-to-wake round trips")
     parser.add_argument("--appends", type=int, default=3000, help="appends for the throughput")
     parser.add_argument("--followers", type=int, default=2000, help="SSE followers")
+    parser.add_argument(
+        "--broadcasts", type=int, default=3, help="broadcasts per fan-out (one after another)"
+    )
     parser.add_argument(
         "--client-processes", type=int, default=4, help="client processes for the spread fan-out"
     )
@@ -454,6 +234,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--db", help="a postgresql:// URL: also measure PostgreSQL-backed nodes")
     parser.add_argument("--no-reference", action="store_true", help="skip the reference server")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a directory holding another sqlitestream package (say, git archive of main): "
+        "also measure its serve, labelled baseline, for A/B runs",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run every server's workloads this many times, interleaved"
+    )
     args = parser.parse_args(argv)
     module = (
         None if args.no_reference or args.only == "sqlitestream" else install_reference(ROOT / ".conformance")
@@ -470,39 +259,55 @@ def main(argv: list[str] | None = None) -> int:
             "--port",
             "0",
         ]
-        servers = [("sqlitestream", ours)]
+        servers: list[tuple[str, list[str], Path | None, dict[str, str] | None]] = [
+            ("sqlitestream", ours, None, None)
+        ]
+        if args.baseline is not None and args.only in (None, "sqlitestream"):
+            # Run from its directory: ``-m`` puts the working directory first on the path.
+            baseline = args.baseline.resolve()
+            baseline_env = {**os.environ, "PYTHONPATH": str(baseline)}
+            command = [*ours[:4], os.path.join(scratch, "baseline.db"), *ours[5:]]
+            servers.append(("baseline", command, baseline, baseline_env))
         if module is not None:
             script = Path(scratch) / "reference.mjs"
             script.write_text(_NODE_SERVER)
             servers.append(
-                ("reference", ["node", str(script), str(module), os.path.join(scratch, "reference-data")])
+                (
+                    "reference",
+                    ["node", str(script), str(module), os.path.join(scratch, "reference-data")],
+                    None,
+                    None,
+                )
             )
         workloads = {
-            "append_to_wake": lambda url, pid: append_to_wake(url, args.rounds),
+            "append_to_wake": lambda url, pid: append_to_wake(url, args.rounds, pid=pid),
             "append_to_wake_across_processes": lambda url, pid: append_to_wake_across_processes(
-                url, args.rounds
+                url, args.rounds, pid
             ),
             "throughput": lambda url, pid: throughput(url, args.appends),
-            "sse_fan_out": lambda url, pid: fan_out(url, pid, args.followers),
-            "feed_sse_fan_out": lambda url, pid: feed_fan_out(url, pid, args.followers),
+            "sse_fan_out": lambda url, pid: fan_out(url, pid, args.followers, args.broadcasts),
+            "feed_sse_fan_out": lambda url, pid: feed_fan_out(url, pid, args.followers, args.broadcasts),
             "sse_fan_out_spread": lambda url, pid: fan_out_spread(
-                url, pid, args.followers, args.client_processes
+                url, pid, args.followers, args.client_processes, args.broadcasts
             ),
         }
         chosen = [name.strip() for name in args.workloads.split(",") if name.strip()]
         unknown = set(chosen) - set(workloads)
         if unknown:
             parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
-        for label, command in servers:
-            if args.only in (None, label):
-                with server(command) as (url, pid):
+        for repeat in range(args.repeat):
+            for label, command, cwd, env in servers:
+                if args.only not in (None, label) and label != "baseline":
+                    continue
+                run_label = label if args.repeat == 1 else f"{label} #{repeat + 1}"
+                with server(command, cwd, env) as (url, pid):
                     # The reference server has no store-wide feed.
-                    runs = [name for name in chosen if label == "sqlitestream" or not name.startswith("feed")]
-                    results[label] = {}
+                    runs = [name for name in chosen if label != "reference" or not name.startswith("feed")]
+                    results[run_label] = {}
                     for name in runs:
-                        results[label][name] = measured = workloads[name](url, pid)
+                        results[run_label][name] = measured = workloads[name](url, pid)
                         # As it goes too: a later workload failing (a timeout) keeps these.
-                        print(f"{label} {name}: {json.dumps(measured)}", file=sys.stderr, flush=True)
+                        print(f"{run_label} {name}: {json.dumps(measured)}", file=sys.stderr, flush=True)
     if args.db:
         results.update(postgres_nodes(args.db, args.rounds, args.appends, args.followers, chosen))
     for workload in chosen:
@@ -510,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, figures in results.items():
             if workload in figures:
                 shown = ", ".join(f"{key} {value:.1f}" for key, value in figures[workload].items())
-                print(f"  {label:17} {shown}")
+                print(f"  {label:20} {shown}")
     ratios: dict[str, float] = {}
     if "throughput" in chosen and "reference" in results and "sqlitestream" in results:
         ratios["sqlitestream / reference"] = (
@@ -552,11 +357,11 @@ def postgres_nodes(
                 ),
                 "sse_fan_out": (
                     lambda: fan_out(url_a, pid_a, followers),
-                    lambda: fan_out(url_a, pid_a, followers, (url_b,)),
+                    lambda: fan_out(url_a, pid_a, followers, more_urls=(url_b,)),
                 ),
                 "feed_sse_fan_out": (
                     lambda: feed_fan_out(url_a, pid_a, followers),
-                    lambda: feed_fan_out(url_a, pid_a, followers, (url_b,)),
+                    lambda: feed_fan_out(url_a, pid_a, followers, more_urls=(url_b,)),
                 ),
             }
             one: dict[str, dict[str, float]] = {}

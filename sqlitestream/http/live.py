@@ -271,9 +271,9 @@ class Follower:
     the server stops, or the response's time is up). ``cursor`` is the client's
     ``cursor`` parameter; ``offset`` the offset after the frames given to it so far."""
 
-    __slots__ = ("_frames", "_size", "_wake", "cursor", "ended", "lagging", "offset")
+    __slots__ = ("_frames", "_size", "_wake", "_write_now", "cursor", "ended", "lagging", "offset")
 
-    def __init__(self, cursor: str | None) -> None:
+    def __init__(self, cursor: str | None, write_now: Callable[[bytes], bool] | None = None) -> None:
         self.cursor = cursor
         self.offset = ""
         self.ended = False
@@ -281,10 +281,22 @@ class Follower:
         self._frames: list[bytes] = []
         self._size = 0
         self._wake: asyncio.Future[None] | None = None
+        self._write_now = write_now
 
     def push(self, frame: bytes, next_offset: str) -> bool:
-        """Queue ``frame``; False when that makes the backlog too large (the follower then
-        reads for itself from :attr:`offset`, after the frames it has)."""
+        """Send ``frame`` at once through ``write_now`` when the follower's task waits for
+        frames (``write_now(frame)`` True: sent, or on its way), or else queue it for the task;
+        False when that makes the backlog too large (the follower then reads for itself from
+        :attr:`offset`, after the frames it has)."""
+        if (
+            self._write_now is not None
+            and not self._frames
+            and self._wake is not None
+            and not self._wake.done()
+            and self._write_now(frame)
+        ):
+            self.offset = next_offset
+            return True
         self._frames.append(frame)
         self._size += len(frame)
         self.offset = next_offset
