@@ -9,9 +9,8 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from http_support import LiveServer, serving
+from http_support import LiveServer, http_client, serving
 
 from sqlitestream import SQLiteSessionStore
 from sqlitestream.http import create_app
@@ -56,7 +55,7 @@ def _connected_follower(server: LiveServer, path: str) -> socket.socket:
 def test_followers_hanging_up_during_a_broadcast_leave_the_others_every_append_in_order(
     server: LiveServer,
 ) -> None:
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    with http_client(server.url, timeout=30) as client:
         client.put("/v1/stream/fan", headers=TEXT)
         tail = client.head("/v1/stream/fan").headers["stream-next-offset"]
         path = f"/v1/stream/fan?offset={tail}&live=sse"
@@ -65,7 +64,7 @@ def test_followers_hanging_up_during_a_broadcast_leave_the_others_every_append_i
 
         def follow(connected: concurrent.futures.Future[None], last: concurrent.futures.Future[str]) -> bytes:
             with (
-                httpx.Client(base_url=server.url, timeout=30) as own,
+                http_client(server.url, timeout=30) as own,
                 own.stream("GET", "/v1/stream/fan", params={"offset": tail, "live": "sse"}) as response,
             ):
                 chunks = response.iter_raw()
