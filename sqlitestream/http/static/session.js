@@ -49,6 +49,9 @@ let source = null;
 let retryTimer = null;
 let dropTimer = null;
 let retryMs = 250;
+// The back-off's ceiling: a server started again (on loopback, usually) is found within 2 s of
+// listening, for one refused connection every 2 s while it is down.
+const RETRY_MAX_MS = 2000;
 let upToDate = false;
 
 function startOver() {
@@ -442,7 +445,7 @@ function retry(state, text, delay = retryMs) {
   liveState(live, state, text);
   clearTimeout(retryTimer);
   retryTimer = setTimeout(connect, delay);
-  retryMs = Math.min(retryMs * 2, 4000);
+  retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
 }
 
 async function connect() {
@@ -495,7 +498,7 @@ async function connect() {
     dropTimer = setTimeout(() => liveState(live, "down", "connection lost; resuming from the last offset"), 1000);
     clearTimeout(retryTimer);
     retryTimer = setTimeout(connect, retryMs);
-    retryMs = Math.min(retryMs * 2, 4000);
+    retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
   });
 }
 
