@@ -58,10 +58,13 @@ def append_one(
     in the error for a counter behind its log."""
     # Optimistic: the id is almost always new, so the insert itself is the duplicate
     # check (one statement fewer than probing first); a taken id undoes the bump.
-    latest: int = conn.execute(_BUMP_SEQUENCE, (event.session_id, 1)).get
+    # One cursor for both statements: Connection.execute makes a cursor per call (~3,000
+    # instructions each, callgrind).
+    cursor = conn.cursor()
+    latest: int = cursor.execute(_BUMP_SEQUENCE, (event.session_id, 1)).get
     position = positions.take(conn, 1)
     try:
-        conn.execute(_INSERT_NEW_EVENT, _ROWS.encoded_event_row(event, latest, position, data, metadata))
+        cursor.execute(_INSERT_NEW_EVENT, _ROWS.encoded_event_row(event, latest, position, data, metadata))
         if not conn.changes():
             conn.execute(_UNBUMP_SEQUENCE, (event.session_id,))
             positions.forget()
