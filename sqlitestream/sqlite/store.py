@@ -363,7 +363,7 @@ class SQLiteSessionStore(AdminStore, FeedStore, RetentionStore, SessionProducers
         expected_sequence = check_int(expected_sequence, "expected_sequence", minimum=0)
         self._check_open()  # before queueing for a lock a forked child never gets
         append = functools.partial(
-            append_one, self._positions, self._path, event, data, metadata, expected_sequence
+            append_one, self._writer, self._positions, event, data, metadata, expected_sequence
         )
         stored, new = self._appends.append("append an event", append, size)
         if new:
