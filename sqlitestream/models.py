@@ -209,7 +209,8 @@ class Event:
             _set(self, "id", id_)
         if (timestamp := check_aware_datetime(self.timestamp, "timestamp")) is not self.timestamp:
             _set(self, "timestamp", timestamp)
-        check_int(self.sequence_number, "sequence_number", minimum=1)  # an int as given, or None
+        if self.sequence_number is not None:  # None for a new event: no call (~900 instructions)
+            check_int(self.sequence_number, "sequence_number", minimum=1)  # an int, kept as given
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (timestamp as ISO 8601 UTC); inverse of :meth:`from_dict`."""
