@@ -209,7 +209,8 @@ class Event:
             _set(self, "id", id_)
         if (timestamp := check_aware_datetime(self.timestamp, "timestamp")) is not self.timestamp:
             _set(self, "timestamp", timestamp)
-        check_int(self.sequence_number, "sequence_number", minimum=1)  # an int as given, or None
+        if self.sequence_number is not None:  # None for a new event: no call (~900 instructions)
+            check_int(self.sequence_number, "sequence_number", minimum=1)  # an int, kept as given
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (timestamp as ISO 8601 UTC); inverse of :meth:`from_dict`."""
@@ -287,6 +288,7 @@ def _from_dict(raw: object, names: tuple[str, ...], times: tuple[str, ...], kind
 
 
 _new_object = object.__new__
+_bind_setattr = object.__setattr__.__get__
 
 
 def stored_event(
@@ -308,15 +310,19 @@ def stored_event(
     event where a whole page read costs about 10 us an event (``tools.bench``, read case).
     """
     event = _new_object(StoredEvent)
-    _set(event, "type", type)
-    _set(event, "session_id", session_id)
-    _set(event, "data", data)
-    _set(event, "metadata", metadata)
-    _set(event, "run_id", run_id)
-    _set(event, "id", id)
-    _set(event, "timestamp", timestamp)
-    _set(event, "sequence_number", sequence_number)
-    _set(event, "position", position)
+    # object.__setattr__ bound to the new record once: called unbound, as _set is, it copies
+    # its arguments into a new tuple on every call (nine calls: 12,205 -> 10,129 instructions,
+    # callgrind; a stored event is built for every append and every event a read returns).
+    put = _bind_setattr(event)
+    put("type", type)
+    put("session_id", session_id)
+    put("data", data)
+    put("metadata", metadata)
+    put("run_id", run_id)
+    put("id", id)
+    put("timestamp", timestamp)
+    put("sequence_number", sequence_number)
+    put("position", position)
     return event
 
 

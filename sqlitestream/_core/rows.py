@@ -89,7 +89,10 @@ class RowCodec:
             event.session_id,
             seq,
             event.id,
-            event.type.value,
+            # _value_ (the enum docs' name for a member's value, a plain attribute) rather than
+            # .value, an enum property that runs Python code: 1,934 -> 502 instructions
+            # (callgrind), on every append.
+            event.type._value_,
             event.run_id,
             self._to_db(event.timestamp),
             data,

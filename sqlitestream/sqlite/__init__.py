@@ -1,9 +1,10 @@
 """The SQLite backend: :class:`SQLiteSessionStore` on one embedded file (or ``":memory:"``).
 
-Modules by concern: ``store`` (the contract's operations), ``connection`` (opening connections,
-their settings, the one apsw error translation), ``schema`` (+ ``schema.sql``: versions and
-upgrades), ``admin`` (inspection, integrity check, import, migration), ``watcher`` and
-``walhint`` (cross-process wake-ups), ``sidelock`` (queueing writers across processes),
+Modules by concern: ``store`` (the contract's operations), ``appends`` (what one append, a
+batch and a producer's stamp write), ``records`` (sessions and runs), ``connection`` (opening
+connections, their settings, the one apsw error translation), ``schema`` (+ ``schema.sql``:
+versions and upgrades), ``admin`` (inspection, integrity check, import, migration), ``watcher``
+and ``walhint`` (cross-process wake-ups), ``sidelock`` (queueing writers across processes),
 ``groupcommit`` (appends of several threads sharing write transactions).
 Only the names re-exported here are public.
 """

@@ -107,6 +107,7 @@ class GroupCommit:
         self._transactions = 0
         self._appends = 0
         self._largest = 0
+        self._alone = 0  # appends committed by the lone-appender path, one a transaction
 
     def append(self, action: str, work: Callable[[apsw.Connection], T], size: int) -> T:
         """Run ``work(conn)`` in a write transaction, alone or with the appends queued beside
@@ -119,11 +120,10 @@ class GroupCommit:
             # anyway). A lone appender so pays nothing for the queue (its own path: ~2 us).
             # Two threads may both find it so: the second waits for the lock, as without a queue.
             with writer.transaction(action) as conn:
+                # Counted under the writer's lock: taking the mutex only to count cost this
+                # path 3,800 instructions of a single append's ~187,500 (callgrind).
+                self._alone += 1
                 result = work(conn)
-            with self._mutex:
-                self._transactions += 1
-                self._appends += 1
-                self._largest = max(self._largest, 1)
             return result
         mine = _Append(action, work, size)
         try:
@@ -148,7 +148,13 @@ class GroupCommit:
 
     def stats(self) -> GroupCommitStats:
         with self._mutex:
-            return GroupCommitStats(self._transactions, self._appends, self._largest, len(self._queue))
+            alone = self._alone
+            return GroupCommitStats(
+                self._transactions + alone,
+                self._appends + alone,
+                max(self._largest, min(alone, 1)),
+                len(self._queue),
+            )
 
     def _withdraw(self, mine: _Append[Any]) -> None:
         """Take an interrupted caller's append out of the queue (under the mutex) if nobody took

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,17 +18,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import apsw
 
 from sqlitestream._core import forks
-from sqlitestream._core.batch import BatchPlan, plan_batch
 from sqlitestream._core.rows import (
-    EVENT_COLUMNS,
     PAGE_COLUMNS,
-    RUN_COLUMNS,
-    SESSION_COLUMNS,
     RowCodec,
 )
-from sqlitestream._core.sql import EventQueries, create, insert, upsert
+from sqlitestream._core.sql import EventQueries
 from sqlitestream._core.validate import (
-    check_choice,
     check_id,
     check_int,
     check_text,
@@ -46,11 +40,6 @@ from sqlitestream.admin import (
 )
 from sqlitestream.bytestreams import Producer
 from sqlitestream.errors import (
-    ConflictError,
-    EventIdConflictError,
-    RunNotFoundError,
-    SequenceConflictError,
-    SessionNotFoundError,
     StorageError,
     StoreClosedError,
     ValidationError,
@@ -66,16 +55,21 @@ from sqlitestream.models import (
     from_micros,
     from_micros_many,
     to_micros,
-    with_sequence,
 )
 from sqlitestream.producers import ProducerAppend, SessionProducers, producer_session, producer_verdict
 from sqlitestream.retention import RetentionStore, TrimRule
 from sqlitestream.sqlite import admin as _admin
 from sqlitestream.sqlite import backup as _backup
 from sqlitestream.sqlite import feed as _feed
+from sqlitestream.sqlite import records as _records
 from sqlitestream.sqlite import retention as _retention
 from sqlitestream.sqlite import schema as _schema
-from sqlitestream.sqlite.appends import DELETE_PRODUCERS, producer_state, record_producer
+from sqlitestream.sqlite.appends import (
+    append_one,
+    insert_batch,
+    producer_state,
+    record_producer,
+)
 from sqlitestream.sqlite.connection import (
     SYNCHRONOUS_LEVELS,
     apply_settings,
@@ -89,7 +83,6 @@ from sqlitestream.sqlite.transaction import Writer, WriteTransaction
 from sqlitestream.sqlite.watcher import DataVersionWatcher
 from sqlitestream.store import (
     DEFAULT_MAX_EVENT_BYTES,
-    EncodedBatch,
     EventFilter,
     check_encoded_events,
     check_max_event_bytes,
@@ -102,23 +95,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SQLiteSessionStore"]
 
-_SELECT_EVENT_BY_ID = f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ?"
-_SELECT_EVENTS_BY_IDS = f"SELECT {EVENT_COLUMNS} FROM events WHERE id IN (SELECT value FROM json_each(?))"
-_INSERT_EVENT = insert("events", EVENT_COLUMNS, "?")
-_INSERT_NEW_EVENT = _INSERT_EVENT + " ON CONFLICT DO NOTHING"
-# Only a taken id is skipped: a taken (session_id, seq) still raises, the counter being behind.
-_INSERT_NEW_IDS = _INSERT_EVENT + " ON CONFLICT (id) DO NOTHING"
-_COUNT_AFTER = "SELECT count(*) FROM events WHERE session_id = ? AND seq > ?"
-_BUMP_SEQUENCE = (
-    "INSERT INTO streams (session_id, latest_seq) VALUES (?, ?) "
-    "ON CONFLICT (session_id) DO UPDATE SET latest_seq = latest_seq + excluded.latest_seq "
-    "RETURNING latest_seq"
-)
-_UNBUMP_SEQUENCE = "UPDATE streams SET latest_seq = latest_seq - 1 WHERE session_id = ?"
 _LATEST_SEQUENCE = "SELECT latest_seq FROM streams WHERE session_id = ?"
-_CREATE_SESSION = create("sessions", SESSION_COLUMNS, "?")
-_SAVE_SESSION = upsert("sessions", SESSION_COLUMNS, "?")
-_SAVE_RUN = upsert("runs", RUN_COLUMNS, "?")
+_LATEST_SEQUENCE = "SELECT latest_seq FROM streams WHERE session_id = ?"
 _PAGES = EventQueries("events", PAGE_COLUMNS, "?", to_micros)
 
 
@@ -336,30 +314,16 @@ class SQLiteSessionStore(AdminStore, FeedStore, RetentionStore, SessionProducers
         with self._read(action) as writer:
             return writer.execute(sql, bindings).fetchall()
 
-    # Sessions -------------------------------------------------------------------------------
+    # Sessions and runs (see records.py) --------------------------------------------------
 
     def create_session(self, session: Session) -> None:
-        check_record(session, Session, "session")
-        row = _ROWS.session_row(session)
-        with self._write("create a session") as conn:
-            conn.execute(_CREATE_SESSION, row)
-            if not conn.changes():
-                raise ConflictError(f"session {session.id!r} already exists")
+        _records.create_session(self._write, session)
 
     def save_session(self, session: Session) -> None:
-        check_record(session, Session, "session")
-        row = _ROWS.session_row(session)
-        with self._write("save a session") as conn:
-            conn.execute(_SAVE_SESSION, row)
+        _records.save_session(self._write, session)
 
     def get_session(self, session_id: str) -> Session:
-        session_id = check_id(session_id, "session_id")
-        rows = self._fetch(
-            "read a session", f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
-        )
-        if not rows:
-            raise SessionNotFoundError(session_id)
-        return _ROWS.session_from_row(rows[0])
+        return _records.get_session(self._fetch, session_id)
 
     def list_sessions(
         self,
@@ -369,136 +333,42 @@ class SQLiteSessionStore(AdminStore, FeedStore, RetentionStore, SessionProducers
         limit: int | None = None,
         offset: int | None = None,
     ) -> list[Session]:
-        wanted_status = None if status is None else check_choice(status, "status", SessionStatus)
-        wanted_agent = None if agent_id is None else check_id(agent_id, "agent_id")
-        limit = check_int(limit, "limit", minimum=1)
-        offset = check_int(offset, "offset", minimum=0)
-        rows = self._fetch(
-            "list sessions",
-            f"SELECT {SESSION_COLUMNS} FROM sessions "
-            "WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR agent_id = ?2) "
-            "ORDER BY created_at, id LIMIT ?3 OFFSET ?4",
-            (
-                None if wanted_status is None else wanted_status.value,
-                wanted_agent,
-                -1 if limit is None else limit,
-                offset or 0,
-            ),
+        return _records.list_sessions(
+            self._fetch, status=status, agent_id=agent_id, limit=limit, offset=offset
         )
-        return [_ROWS.session_from_row(row) for row in rows]
 
     def delete_session(self, session_id: str) -> None:
-        session_id = check_id(session_id, "session_id")
-        with self._write("delete a session") as conn:
-            conn.execute(_feed.RAISE_FLOOR)
-            conn.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
-            conn.execute("DELETE FROM streams WHERE session_id = ?", (session_id,))
-            conn.execute("DELETE FROM runs WHERE session_id = ?", (session_id,))
-            conn.execute(DELETE_PRODUCERS, (session_id,))
-            conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
-        self._hub.release(session_id)
-
-    # Runs -----------------------------------------------------------------------------------
+        self._hub.release(_records.delete_session(self._write, session_id))
 
     def save_run(self, run: Run) -> None:
-        check_record(run, Run, "run")
-        row = _ROWS.run_row(run)
-        with self._write("save a run") as conn:
-            if not conn.execute("SELECT 1 FROM sessions WHERE id = ?", (run.session_id,)).fetchall():
-                raise SessionNotFoundError(run.session_id)
-            conn.execute(_SAVE_RUN, row)
+        _records.save_run(self._write, run)
 
     def get_run(self, run_id: str) -> Run:
-        run_id = check_id(run_id, "run_id")
-        rows = self._fetch("read a run", f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
-        if not rows:
-            raise RunNotFoundError(run_id)
-        return _ROWS.run_from_row(rows[0])
+        return _records.get_run(self._fetch, run_id)
 
     def list_runs(
         self, session_id: str, *, status: RunStatus | str | None = None, limit: int | None = None
     ) -> list[Run]:
-        session_id = check_id(session_id, "session_id")
-        wanted = None if status is None else check_choice(status, "status", RunStatus)
-        limit = check_int(limit, "limit", minimum=1)
-        rows = self._fetch(
-            "list runs",
-            f"SELECT {RUN_COLUMNS} FROM runs WHERE session_id = ?1 AND (?2 IS NULL OR status = ?2) "
-            "ORDER BY started_at, id LIMIT ?3",
-            (session_id, None if wanted is None else wanted.value, -1 if limit is None else limit),
-        )
-        return [_ROWS.run_from_row(row) for row in rows]
+        return _records.list_runs(self._fetch, session_id, status=status, limit=limit)
 
     def get_active_run(self, session_id: str) -> Run | None:
-        session_id = check_id(session_id, "session_id")
-        rows = self._fetch(
-            "read the active run",
-            f"SELECT {RUN_COLUMNS} FROM runs WHERE session_id = ? AND status = 'running' "
-            "ORDER BY started_at DESC, id DESC LIMIT 1",
-            (session_id,),
-        )
-        return _ROWS.run_from_row(rows[0]) if rows else None
+        return _records.get_active_run(self._fetch, session_id)
 
     # Events ---------------------------------------------------------------------------------
-
-    @staticmethod
-    def _find(conn: apsw.Connection, event: Event) -> StoredEvent | None:
-        """The stored event with ``event.id``; ``EventIdConflictError`` if another session's."""
-        rows = conn.execute(_SELECT_EVENT_BY_ID, (event.id,)).fetchall()
-        if not rows:
-            return None
-        stored = _ROWS.event_from_row(rows[0])
-        if stored.session_id != event.session_id:
-            raise EventIdConflictError(event.id, event.session_id, stored.session_id)
-        return stored
 
     def append_event_with_sequence(
         self, event: Event, *, expected_sequence: int | None = None
     ) -> StoredEvent:
         data, metadata, size = encoded_payload(event, self._max_event_bytes)
-        expected_sequence = check_int(expected_sequence, "expected_sequence", minimum=0)
+        if expected_sequence is not None:  # as almost always: no call (~900 instructions)
+            expected_sequence = check_int(expected_sequence, "expected_sequence", minimum=0)
         self._check_open()  # before queueing for a lock a forked child never gets
-        append = functools.partial(self._append_one, event, data, metadata, expected_sequence)
+        append = functools.partial(
+            append_one, self._writer, self._positions, event, data, metadata, expected_sequence
+        )
         stored, new = self._appends.append("append an event", append, size)
         if new:
             self._hub.wake((event.session_id,))
-        return stored
-
-    def _append_one(
-        self,
-        event: Event,
-        data: str,
-        metadata: str,
-        expected_sequence: int | None,
-        conn: apsw.Connection,
-    ) -> tuple[StoredEvent, bool]:
-        """One append's writes (inside a write transaction): the stored event, and whether it
-        is new. ``data`` and ``metadata`` are the event's encoded payload."""
-        # Optimistic: the id is almost always new, so the insert itself is the duplicate
-        # check (one statement fewer than probing first); a taken id undoes the bump.
-        latest: int = conn.execute(_BUMP_SEQUENCE, (event.session_id, 1)).get
-        position = self._positions.take(conn, 1)
-        try:
-            conn.execute(_INSERT_NEW_EVENT, _ROWS.encoded_event_row(event, latest, position, data, metadata))
-            if not conn.changes():
-                conn.execute(_UNBUMP_SEQUENCE, (event.session_id,))
-                self._positions.forget()
-                return self._stored_as(conn, event), False
-            if expected_sequence is not None and latest - 1 != expected_sequence:
-                raise SequenceConflictError(event.session_id, expected_sequence, latest - 1)
-        except BaseException:
-            self._positions.forget()
-            raise
-        return with_sequence(event, latest, position), True
-
-    def _stored_as(self, conn: apsw.Connection, event: Event) -> StoredEvent:
-        """The event stored under ``event.id``, which an insert just found taken."""
-        stored = self._find(conn, event)
-        if stored is None:  # the insert met another constraint: the counter is behind the log
-            raise StorageError(
-                f"append an event: the sequence counter of session {event.session_id!r} is "
-                f"behind its events; run 'sqlitestream check {self._path}'"
-            )
         return stored
 
     def append_events(self, events: Sequence[Event]) -> list[StoredEvent]:
@@ -508,7 +378,7 @@ class SQLiteSessionStore(AdminStore, FeedStore, RetentionStore, SessionProducers
             return []
         plan, numbered = self._appends.append(
             "append a batch of events",
-            functools.partial(_insert_batch, batch=batch, positions=self._positions),
+            functools.partial(insert_batch, batch=batch, positions=self._positions),
             batch.size,
         )
         if plan.counts:
@@ -525,7 +395,7 @@ class SQLiteSessionStore(AdminStore, FeedStore, RetentionStore, SessionProducers
             last = producer_verdict(producer_state(conn, session_id, producer.id), producer)
             if last is not None:
                 return ProducerAppend([], True, producer.epoch, last), ()
-            plan, numbered = _insert_batch(conn, batch=batch, positions=self._positions)
+            plan, numbered = insert_batch(conn, batch=batch, positions=self._positions)
             record_producer(conn, session_id, producer)
             stored = ProducerAppend(plan.results(numbered), False, producer.epoch, producer.seq)
             return stored, list(plan.counts)
@@ -730,75 +600,3 @@ class SQLiteSessionStore(AdminStore, FeedStore, RetentionStore, SessionProducers
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("read-only" if self._readonly else "open")
         return f"SQLiteSessionStore({self._path!r}, synchronous={self._synchronous!r}, {state})"
-
-
-def _stored_with_ids(conn: apsw.Connection, batch: Sequence[Event]) -> dict[str, StoredEvent]:
-    """The stored events holding any of the batch's ids, by id (one query)."""
-    ids = json.dumps(list({event.id for event in batch}))
-    return {row[2]: _ROWS.event_from_row(row) for row in conn.execute(_SELECT_EVENTS_BY_IDS, (ids,))}
-
-
-def _insert_batch(
-    conn: apsw.Connection, *, batch: EncodedBatch, positions: _feed.PositionCache
-) -> tuple[BatchPlan, list[StoredEvent]]:
-    """Store a batch's new events, returning its plan and the events it numbered.
-
-    Optimistic, as a single append is: the ids are almost always new, so the unique index does
-    the duplicate check inside the one ``executemany`` (``ON CONFLICT (id) DO NOTHING``) instead
-    of a probe per id, and a count per session confirms every row went in. When one did not,
-    the attempt is rolled back to its savepoint and the batch planned against the stored
-    originals (the batch-100 figures are in the commit that made this change).
-    """
-    try:
-        return _insert_batch_once(conn, batch, positions)
-    except BaseException:
-        positions.forget()
-        raise
-
-
-def _insert_batch_once(
-    conn: apsw.Connection, batch: EncodedBatch, positions: _feed.PositionCache
-) -> tuple[BatchPlan, list[StoredEvent]]:
-    plan = plan_batch(batch.events, {})  # refuses an id repeated under two sessions inside the batch
-    conn.execute("SAVEPOINT batch")
-    latest, numbered = _insert_numbered(conn, plan, batch, _INSERT_NEW_IDS, positions)
-    if all(
-        conn.execute(_COUNT_AFTER, (session, latest[session] - count)).get == count
-        for session, count in plan.counts.items()
-    ):
-        conn.execute("RELEASE batch")
-        return plan, numbered
-    conn.execute("ROLLBACK TO batch")
-    conn.execute("RELEASE batch")
-    positions.forget()  # those positions were rolled back with the rows
-    plan = plan_batch(batch.events, _stored_with_ids(conn, batch.events))
-    return plan, _insert_numbered(conn, plan, batch, _INSERT_EVENT, positions)[1]
-
-
-def _insert_numbered(
-    conn: apsw.Connection,
-    plan: BatchPlan,
-    batch: EncodedBatch,
-    sql: str,
-    positions: _feed.PositionCache,
-) -> tuple[dict[str, int], list[StoredEvent]]:
-    """Raise the plan's counters and insert its new events with ``sql``: each session's new
-    latest sequence, and the numbered events."""
-    latest = {session: _bump(conn, session, count) for session, count in plan.counts.items()}
-    if not plan.new:
-        return latest, []
-    numbered = plan.numbered(latest, positions.take(conn, len(plan.new)) - 1)
-    if len(plan.new) == len(batch.events):  # every event is new: the payloads are in its order
-        rows = [
-            _ROWS.encoded_event_row(event, event.sequence_number, event.position, data, metadata)
-            for event, (data, metadata) in zip(numbered, batch.payloads, strict=True)
-        ]
-    else:
-        rows = [_ROWS.event_row(event, event.sequence_number, event.position) for event in numbered]
-    conn.executemany(sql, rows)
-    return latest, numbered
-
-
-def _bump(conn: apsw.Connection, session_id: str, count: int) -> int:
-    """Add ``count`` to the session's counter (creating it at 0) and return the new latest."""
-    return int(conn.execute(_BUMP_SEQUENCE, (session_id, count)).fetchall()[0][0])  # type: ignore[arg-type]
