@@ -33,11 +33,10 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sqlitestream._core.groupcommit import MAX_APPENDS, MAX_BYTES, GroupCommitStats, release_all
 from sqlitestream.errors import (
     EventIdConflictError,
     SequenceConflictError,
@@ -51,34 +50,15 @@ if TYPE_CHECKING:
     from sqlitestream.postgres.connection import Connection
     from sqlitestream.postgres.statements import Statements
 
-__all__ = ["MAX_APPENDS", "MAX_BYTES", "Append", "GroupCommit", "GroupCommitStats"]
+__all__ = ["Append", "GroupCommit", "GroupCommitStats"]
 
-MAX_APPENDS = 64
-"""The most appends (single events or batches) one shared transaction takes."""
-MAX_BYTES = 4 << 20
-"""The most encoded data + metadata one shared transaction takes (its first append always)."""
 
 _QUEUED, _LEAD, _TAKEN = range(3)
-_RELEASE = type(threading.Lock()).release  # C: a map over it runs no bytecode in between
 
 Run = Callable[..., None]
 """``Database.run``: work on a pooled connection, with its retries (see ``connection.py``)."""
 Pipelined = Callable[[str, Callable[["Connection"], tuple[Callable[[], None], bool]]], None]
 """``Database.run_pipelined``: one transaction sent as a pipeline (see ``connection.py``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class GroupCommitStats:
-    """How a store object's appends have shared transactions since it was opened."""
-
-    transactions: int
-    """Write transactions the appends ran in (committed or failed)."""
-    appends: int
-    """Appends those transactions carried; ``appends / transactions`` is the mean group size."""
-    largest: int
-    """The most appends one transaction carried."""
-    queued: int
-    """Appends waiting now for a transaction."""
 
 
 class Append:
@@ -244,7 +224,7 @@ class GroupCommit:
         try:
             self._write(group)
         finally:
-            deque(map(_RELEASE, wakeups), 0)
+            release_all(wakeups)
             self._hand_on()
 
     def _write(self, group: list[Append]) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlitestream._core import forks
+from sqlitestream._core.groupcommit import GroupCommitStats
 from sqlitestream._core.validate import check_choice, check_id, check_int, describe
 from sqlitestream._core.waiting import FEED, WakeHub, long_poll
 from sqlitestream.admin import (
@@ -54,7 +55,7 @@ from sqlitestream.postgres.connection import (
     MissingDependencyError,
     redact_dsn,
 )
-from sqlitestream.postgres.groupcommit import Append, GroupCommit, GroupCommitStats
+from sqlitestream.postgres.groupcommit import Append, GroupCommit
 from sqlitestream.postgres.listener import (
     NotificationListener,
     channel_for,

@@ -9,7 +9,7 @@ and ``walhint`` (cross-process wake-ups), ``sidelock`` (queueing writers across 
 Only the names re-exported here are public.
 """
 
-from sqlitestream.sqlite.groupcommit import GroupCommitStats
+from sqlitestream._core.groupcommit import GroupCommitStats
 from sqlitestream.sqlite.store import SQLiteSessionStore
 
 __all__ = ["GroupCommitStats", "SQLiteSessionStore"]

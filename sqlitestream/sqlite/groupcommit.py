@@ -27,41 +27,21 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import apsw
 
+from sqlitestream._core.groupcommit import MAX_APPENDS, MAX_BYTES, GroupCommitStats, release_all
 from sqlitestream.errors import SqliteStreamError, StorageError
 from sqlitestream.sqlite.connection import translate
 from sqlitestream.sqlite.transaction import Writer
 
 T = TypeVar("T")
 
-MAX_APPENDS = 64
-"""The most appends one shared transaction takes (a bound on how long its leader writes)."""
-MAX_BYTES = 4 << 20
-"""The most encoded data + metadata one shared transaction takes (its first append always)."""
 
 _QUEUED, _HEAD, _TAKEN, _DONE = range(4)
 _NOT_YET = [False]  # never set: the flag of an append not (yet) taken into a transaction
-_RELEASE = type(threading.Lock()).release  # C: a map over it runs no bytecode in between
-
-
-@dataclass(frozen=True, slots=True)
-class GroupCommitStats:
-    """How a store object's appends have shared transactions since it was opened."""
-
-    transactions: int
-    """Write transactions the appends ran in (committed or failed)."""
-    appends: int
-    """Appends those transactions carried; ``appends / transactions`` is the mean group size."""
-    largest: int
-    """The most appends one transaction carried."""
-    queued: int
-    """Appends waiting now for a transaction."""
 
 
 class _Append(Generic[T]):
@@ -217,7 +197,7 @@ class GroupCommit:
             if not isinstance(exc, Exception):
                 raise  # an interrupt of this thread: its caller sees it, the others an error
         finally:
-            deque(map(_RELEASE, wakeups), 0)
+            release_all(wakeups)
 
     def _take(self, group: list[_Append[Any]]) -> None:
         """Add the oldest other queued appends within the bounds to ``group`` (holding the

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import apsw
 
 from sqlitestream._core import forks
+from sqlitestream._core.groupcommit import GroupCommitStats
 from sqlitestream._core.rows import (
     PAGE_COLUMNS,
     RowCodec,
@@ -76,7 +77,7 @@ from sqlitestream.sqlite.connection import (
     open_connection,
     translating,
 )
-from sqlitestream.sqlite.groupcommit import GroupCommit, GroupCommitStats
+from sqlitestream.sqlite.groupcommit import GroupCommit
 from sqlitestream.sqlite.opening import no_store_at, open_file
 from sqlitestream.sqlite.readers import ReaderPool
 from sqlitestream.sqlite.transaction import Writer, WriteTransaction
