@@ -19,17 +19,9 @@ import apsw
 
 from sqlitestream._core import forks
 from sqlitestream._core.groupcommit import GroupCommitStats
-from sqlitestream._core.rows import (
-    PAGE_COLUMNS,
-    RowCodec,
-)
+from sqlitestream._core.rows import PAGE_COLUMNS, RowCodec
 from sqlitestream._core.sql import EventQueries
-from sqlitestream._core.validate import (
-    check_id,
-    check_int,
-    check_text,
-    describe,
-)
+from sqlitestream._core.validate import check_id, check_int, check_text, describe
 from sqlitestream._core.waiting import FEED, NO_SEED, WakeHub, long_poll
 from sqlitestream.admin import (
     AdminStore,
@@ -40,11 +32,7 @@ from sqlitestream.admin import (
     StreamInfo,
 )
 from sqlitestream.bytestreams import Producer
-from sqlitestream.errors import (
-    StorageError,
-    StoreClosedError,
-    ValidationError,
-)
+from sqlitestream.errors import StorageError, StoreClosedError, ValidationError
 from sqlitestream.feed import ConsumerCursor, FeedFilter, FeedStore, check_cursor_name
 from sqlitestream.models import (
     Event,
@@ -65,12 +53,7 @@ from sqlitestream.sqlite import feed as _feed
 from sqlitestream.sqlite import records as _records
 from sqlitestream.sqlite import retention as _retention
 from sqlitestream.sqlite import schema as _schema
-from sqlitestream.sqlite.appends import (
-    append_one,
-    insert_batch,
-    producer_state,
-    record_producer,
-)
+from sqlitestream.sqlite.appends import append_one, insert_batch, producer_state, record_producer
 from sqlitestream.sqlite.connection import (
     SYNCHRONOUS_LEVELS,
     apply_settings,
@@ -97,10 +80,7 @@ if TYPE_CHECKING:
 __all__ = ["SQLiteSessionStore"]
 
 _LATEST_SEQUENCE = "SELECT latest_seq FROM streams WHERE session_id = ?"
-_LATEST_SEQUENCE = "SELECT latest_seq FROM streams WHERE session_id = ?"
 _PAGES = EventQueries("events", PAGE_COLUMNS, "?", to_micros)
-
-
 _ROWS = RowCodec(to_micros, from_micros, from_micros_many)
 
 
