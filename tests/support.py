@@ -232,3 +232,25 @@ def run_followers_then_writers(
             if process.is_alive():
                 process.kill()
                 process.join()
+
+
+class ThreadCall:
+    """``call()`` on a thread of its own; :meth:`result` waits for it (up to 30 s) and gives
+    what it returned or the exception it raised (the test inspects either)."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self.outcome: Any = None
+
+        def run() -> None:
+            try:
+                self.outcome = call()
+            except BaseException as exc:  # the test inspects it
+                self.outcome = exc
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def result(self) -> Any:
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "the call never returned"
+        return self.outcome

@@ -10,12 +10,12 @@ failures of a shared transaction.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 import pytest
+from support import ThreadCall, wait_until
 
 from sqlitestream import (
     Event,
@@ -45,35 +45,6 @@ def _event(session_id: str, **fields: Any) -> Event:
     return Event(type="message_sent", session_id=session_id, **fields)  # type: ignore[arg-type]
 
 
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
-
-
-class _Call:
-    """One store call on its own thread; its result or exception kept."""
-
-    def __init__(self, call: Callable[[], Any]) -> None:
-        self.outcome: Any = None
-
-        def run() -> None:
-            try:
-                self.outcome = call()
-            except BaseException as exc:  # the test inspects it
-                self.outcome = exc
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-
-    def result(self) -> Any:
-        self.thread.join(30)
-        assert not self.thread.is_alive(), "the call never returned"
-        return self.outcome
-
-
 def _waiting_backends(dsn: str) -> list[int]:
     """The store's backends waiting for a lock right now."""
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -96,10 +67,10 @@ def _in_one_group(
     theirs."""
     with psycopg.connect(dsn) as holder:
         holder.execute(f'UPDATE "{schema}".feed SET last_position = last_position')
-        first = _Call(lambda: store.append_event_with_sequence(_event("first")))
-        _wait_for(lambda: bool(_waiting_backends(dsn)), "the first append to wait for the feed row")
-        queued = [_Call(call) for call in calls]
-        _wait_for(lambda: store.group_commit_stats().queued == len(calls), "the appends to queue")
+        first = ThreadCall(lambda: store.append_event_with_sequence(_event("first")))
+        wait_until(lambda: bool(_waiting_backends(dsn)), what="the first append to wait for the feed row")
+        queued = [ThreadCall(call) for call in calls]
+        wait_until(lambda: store.group_commit_stats().queued == len(calls), what="the appends to queue")
         meanwhile()
         before = store.group_commit_stats()
         holder.rollback()
@@ -208,7 +179,7 @@ def _kill_when_waiting(dsn: str, times: int) -> None:
     """``times`` times: wait for a backend of the store to wait for a lock, terminate it."""
     killed: set[int] = set()
     for _ in range(times):
-        _wait_for(lambda: bool(set(_waiting_backends(dsn)) - killed), "the group to wait for the lock")
+        wait_until(lambda: bool(set(_waiting_backends(dsn)) - killed), what="the group to wait for the lock")
         with psycopg.connect(dsn, autocommit=True) as conn:
             for pid in set(_waiting_backends(dsn)) - killed:
                 conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
@@ -228,13 +199,15 @@ def _group_behind_a_counter_lock(
         )
         with psycopg.connect(dsn) as feed:
             feed.execute(f'UPDATE "{schema}".feed SET last_position = last_position')
-            first = _Call(lambda: store.append_event_with_sequence(_event("first")))
-            _wait_for(lambda: bool(_waiting_backends(dsn)), "the first append to wait for the feed row")
+            first = ThreadCall(lambda: store.append_event_with_sequence(_event("first")))
+            wait_until(lambda: bool(_waiting_backends(dsn)), what="the first append to wait for the feed row")
             queued = [
-                _Call(lambda s=session: store.append_event_with_sequence(_event(s, id=f"{s}-1")))
+                ThreadCall(lambda s=session: store.append_event_with_sequence(_event(s, id=f"{s}-1")))
                 for session in sessions
             ]
-            _wait_for(lambda: store.group_commit_stats().queued == len(sessions), "the appends to queue")
+            wait_until(
+                lambda: store.group_commit_stats().queued == len(sessions), what="the appends to queue"
+            )
             feed.rollback()
         first_outcome = first.result()
         _kill_when_waiting(dsn, kills)
@@ -350,13 +323,17 @@ def test_an_append_interrupted_while_queued_is_never_written_and_the_queue_goes_
     try:
         with psycopg.connect(pg_dsn) as holder:
             holder.execute(f'UPDATE "{pg_schema}".feed SET last_position = last_position')
-            first = _Call(lambda: store.append_event_with_sequence(_event("first")))
-            _wait_for(lambda: bool(_waiting_backends(pg_dsn)), "the first append to wait for the feed row")
-            later = _Call(lambda: store.append_event_with_sequence(_event("later")))
-            _wait_for(lambda: store.group_commit_stats().queued == 1, "the later append to queue")
+            first = ThreadCall(lambda: store.append_event_with_sequence(_event("first")))
+            wait_until(
+                lambda: bool(_waiting_backends(pg_dsn)), what="the first append to wait for the feed row"
+            )
+            later = ThreadCall(lambda: store.append_event_with_sequence(_event("later")))
+            wait_until(lambda: store.group_commit_stats().queued == 1, what="the later append to queue")
 
             def signal_when_queued() -> None:
-                _wait_for(lambda: store.group_commit_stats().queued == 2, "the main thread's append to queue")
+                wait_until(
+                    lambda: store.group_commit_stats().queued == 2, what="the main thread's append to queue"
+                )
                 signal.pthread_kill(main, signal.SIGUSR1)
 
             signaller = threading.Thread(target=signal_when_queued)

@@ -3,12 +3,10 @@ while appends queue behind it in a known order, then lets go."""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
+from support import ThreadCall, wait_until
 
 from sqlitestream import Event, SequenceConflictError
 from sqlitestream.postgres import PostgresSessionStore
@@ -35,35 +33,6 @@ def _lock_waiters(dsn: str) -> int:
         return int(row[0]) if row else 0
 
 
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
-
-
-class _Call:
-    """One store call on its own thread; its result or exception kept."""
-
-    def __init__(self, call: Callable[[], Any]) -> None:
-        self.outcome: Any = None
-
-        def run() -> None:
-            try:
-                self.outcome = call()
-            except BaseException as exc:  # the test inspects it
-                self.outcome = exc
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-
-    def result(self) -> Any:
-        self.thread.join(30)
-        assert not self.thread.is_alive(), "the call never returned"
-        return self.outcome
-
-
 def test_expected_sequence_append_racing_a_plain_append_of_its_id_returns_the_stored_event(
     store: PostgresSessionStore, pg_dsn: str, pg_schema: str
 ) -> None:
@@ -77,12 +46,12 @@ def test_expected_sequence_append_racing_a_plain_append_of_its_id_returns_the_st
     store.append_event_with_sequence(Event("message_sent", "s", id="first"))
     with psycopg.connect(pg_dsn) as holder:
         holder.execute(f'SELECT 1 FROM "{pg_schema}".streams WHERE session_id = %s FOR UPDATE', ("s",))
-        plain = _Call(lambda: store.append_event_with_sequence(Event("message_sent", "s", id="x")))
-        _wait_for(lambda: _lock_waiters(pg_dsn) >= 1, "the plain append to queue on the counter")
-        expecting = _Call(
+        plain = ThreadCall(lambda: store.append_event_with_sequence(Event("message_sent", "s", id="x")))
+        wait_until(lambda: _lock_waiters(pg_dsn) >= 1, what="the plain append to queue on the counter")
+        expecting = ThreadCall(
             lambda: other.append_event_with_sequence(Event("message_sent", "s", id="x"), expected_sequence=1)
         )
-        _wait_for(lambda: _lock_waiters(pg_dsn) >= 2, "the expected-sequence append to queue")
+        wait_until(lambda: _lock_waiters(pg_dsn) >= 2, what="the expected-sequence append to queue")
         holder.commit()
     other.close()
 
