@@ -80,6 +80,28 @@ def _compile_package_for_children(config: pytest.Config) -> None:
     config.stash[_CHILD_PACKAGE] = directory
 
 
+# Order -------------------------------------------------------------------------------------
+# The few tests that take seconds (a browser, processes killed and restarted, servers started
+# again) run first: the workers then end together on the many short ones instead of one worker
+# starting a long test when the others have finished (longest first; worksteal hands the rest
+# round). The browser tests, first of all, mostly land on one worker, which then starts one
+# Chromium instead of one per worker.
+_SLOW_FIRST = (
+    "test_viewer_browser.py",
+    "test_postgres_outage.py",
+    "test_feed_processes.py",
+    "test_crash.py",
+    "test_sidelock_hardening.py",
+    "test_postgres_model.py",
+    "test_docs_examples.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: index for index, name in enumerate(_SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(_SLOW_FIRST)))
+
+
 _CHILD_PACKAGE = pytest.StashKey[Path]()
 
 
