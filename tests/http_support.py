@@ -10,11 +10,13 @@ app's open long-polls and SSE responses and releases its store) as uvicorn would
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from functools import cache
 from typing import Any
@@ -152,3 +154,34 @@ def serve_process(location: str, *options: str) -> Iterator[tuple[subprocess.Pop
         if process.poll() is None:
             process.kill()
         process.wait(timeout=30)
+
+
+def sse_data_until(chunks: Iterator[bytes], last_offset: str) -> bytes:
+    """The data of the SSE events read from ``chunks`` until a control event says
+    ``last_offset``."""
+    buffer, data = b"", []
+    for chunk in chunks:
+        buffer += chunk
+        *events, buffer = buffer.split(b"\n\n")
+        for event in events:
+            kind, _, payload = event.partition(b"\ndata:")
+            if kind == b"event: data":
+                data.append(payload)
+            elif json.loads(payload)["streamNextOffset"] == last_offset:
+                return b"".join(data)
+    raise AssertionError("the response ended before the last offset")
+
+
+def follow_stream(base_url: Any, path: str, offset: str, connected: Future[None], last: Future[str]) -> bytes:
+    """Follow ``path`` by SSE from ``offset`` on a client of its own: set ``connected`` once
+    the first control event is in, then return the data received until the offset ``last``
+    gives."""
+    with (
+        http_client(base_url, timeout=30) as own,
+        own.stream("GET", path, params={"offset": offset, "live": "sse"}) as response,
+    ):
+        chunks = response.iter_raw()
+        first = next(chunks)
+        assert first.startswith(b"event: control"), first
+        connected.set_result(None)
+        return sse_data_until(chunks, last.result(timeout=30))

@@ -15,7 +15,7 @@ from pathlib import Path
 import apsw
 import httpx
 import pytest
-from http_support import LiveServer, http_client, serving
+from http_support import LiveServer, follow_stream, http_client, serving, sse_data_until
 from support import child_env
 
 from sqlitestream import Event, InMemorySessionStore, SessionStore, SQLiteSessionStore, ValidationError
@@ -89,43 +89,19 @@ def test_sse_delivers_data_then_a_control_event(client: httpx.Client) -> None:
     assert json.loads(control.split("data:", 1)[1])["streamClosed"] is True
 
 
-def _sse_until(chunks: Iterator[bytes], last_offset: str) -> bytes:
-    """The data of the SSE events read from ``chunks`` until a control event says
-    ``last_offset``, checking each data event is followed by its control event."""
-    buffer, data = b"", []
-    for chunk in chunks:
-        buffer += chunk
-        *events, buffer = buffer.split(b"\n\n")
-        for event in events:
-            kind, _, payload = event.partition(b"\ndata:")
-            if kind == b"event: data":
-                data.append(payload)
-            elif json.loads(payload)["streamNextOffset"] == last_offset:
-                return b"".join(data)
-    raise AssertionError("the response ended before the last offset")
-
-
 def test_every_sse_follower_of_a_stream_gets_every_append_in_order(client: httpx.Client) -> None:
     text = {"content-type": "text/plain"}
     client.put("/v1/stream/fan", headers=text)
     tail = client.head("/v1/stream/fan").headers["stream-next-offset"]
     parts = [f"part-{n};".encode() for n in range(30)]
 
-    def follow(connected: concurrent.futures.Future[None], last: concurrent.futures.Future[str]) -> bytes:
-        with (
-            http_client(client.base_url, timeout=30) as own,
-            own.stream("GET", "/v1/stream/fan", params={"offset": tail, "live": "sse"}) as response,
-        ):
-            chunks = response.iter_raw()
-            first = next(chunks)
-            assert first.startswith(b"event: control"), first
-            connected.set_result(None)
-            return _sse_until(chunks, last.result(timeout=30))
-
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         connected = [concurrent.futures.Future[None]() for _ in range(8)]
         last = concurrent.futures.Future[str]()
-        followers = [pool.submit(follow, done, last) for done in connected]
+        followers = [
+            pool.submit(follow_stream, client.base_url, "/v1/stream/fan", tail, done, last)
+            for done in connected
+        ]
         concurrent.futures.wait(connected, timeout=30)
         offsets = [client.post("/v1/stream/fan", content=part, headers=text) for part in parts]
         last.set_result(offsets[-1].headers["stream-next-offset"])
@@ -152,7 +128,7 @@ def test_an_sse_follower_that_stops_reading_neither_holds_back_the_others_nor_lo
 
         def follow() -> bytes:
             with client.stream("GET", "/v1/stream/big", params={"offset": tail, "live": "sse"}) as response:
-                return _sse_until(response.iter_raw(), last.result(timeout=60))
+                return sse_data_until(response.iter_raw(), last.result(timeout=60))
 
         reader = pool.submit(follow)
         offsets = [client.post("/v1/stream/big", content=part, headers=text) for part in parts]
@@ -177,7 +153,7 @@ def test_an_sse_follower_that_stops_reading_neither_holds_back_the_others_nor_lo
             body += received
 
     with stalled:
-        assert _sse_until(stalled_chunks(), last.result()) == b"".join(parts)
+        assert sse_data_until(stalled_chunks(), last.result()) == b"".join(parts)
 
 
 def test_a_bad_stream_name_is_refused_without_touching_anything(client: httpx.Client) -> None:

@@ -4,13 +4,12 @@ stream's feed, sent through each response as it is broadcast (uvicorn on a loopb
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from http_support import LiveServer, http_client, serving
+from http_support import LiveServer, follow_stream, http_client, serving, sse_data_until
 
 from sqlitestream import SQLiteSessionStore
 from sqlitestream.http import create_app
@@ -22,21 +21,6 @@ TEXT = {"content-type": "text/plain"}
 def server(tmp_path: Path) -> Iterator[LiveServer]:
     with SQLiteSessionStore(tmp_path / "store.db") as store, serving(create_app(store)) as live:
         yield live
-
-
-def _sse_data_until(chunks: Iterator[bytes], last_offset: str) -> bytes:
-    """The data of the SSE events in ``chunks`` until a control event says ``last_offset``."""
-    buffer, data = b"", []
-    for chunk in chunks:
-        buffer += chunk
-        *events, buffer = buffer.split(b"\n\n")
-        for event in events:
-            kind, _, payload = event.partition(b"\ndata:")
-            if kind == b"event: data":
-                data.append(payload)
-            elif json.loads(payload)["streamNextOffset"] == last_offset:
-                return b"".join(data)
-    raise AssertionError("the response ended before the last offset")
 
 
 def _connected_follower(server: LiveServer, path: str) -> socket.socket:
@@ -62,21 +46,13 @@ def test_followers_hanging_up_during_a_broadcast_leave_the_others_every_append_i
         leaving = [_connected_follower(server, path) for _ in range(6)]
         parts = [f"part-{n};".encode() for n in range(40)]
 
-        def follow(connected: concurrent.futures.Future[None], last: concurrent.futures.Future[str]) -> bytes:
-            with (
-                http_client(server.url, timeout=30) as own,
-                own.stream("GET", "/v1/stream/fan", params={"offset": tail, "live": "sse"}) as response,
-            ):
-                chunks = response.iter_raw()
-                first = next(chunks)
-                assert first.startswith(b"event: control"), first
-                connected.set_result(None)
-                return _sse_data_until(chunks, last.result(timeout=30))
-
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
             connected = [concurrent.futures.Future[None]() for _ in range(6)]
             last = concurrent.futures.Future[str]()
-            staying = [pool.submit(follow, done, last) for done in connected]
+            staying = [
+                pool.submit(follow_stream, server.url, "/v1/stream/fan", tail, done, last)
+                for done in connected
+            ]
             concurrent.futures.wait(connected, timeout=30)
             offsets = []
             for index, part in enumerate(parts):
@@ -90,4 +66,4 @@ def test_followers_hanging_up_during_a_broadcast_leave_the_others_every_append_i
         with client.stream("GET", "/v1/stream/fan", params={"offset": tail, "live": "sse"}) as response:
             client.post("/v1/stream/fan", content=b"after;", headers=TEXT)
             end = client.head("/v1/stream/fan").headers["stream-next-offset"]
-            assert _sse_data_until(response.iter_raw(), end) == b"".join(parts) + b"after;"
+            assert sse_data_until(response.iter_raw(), end) == b"".join(parts) + b"after;"
