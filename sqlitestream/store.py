@@ -33,10 +33,37 @@ from sqlitestream.models import (
     to_micros,
 )
 
-__all__ = ["DEFAULT_MAX_EVENT_BYTES", "EventFilter", "SessionStore"]
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "EventFilter", "SessionFilter", "SessionStore"]
 
 DEFAULT_MAX_EVENT_BYTES = 1_048_576
 """Default upper bound on an event's encoded ``data`` + ``metadata`` (1 MiB)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFilter:
+    """The checked arguments of :meth:`SessionStore.list_sessions`: what every store lists by."""
+
+    status: SessionStatus | None = None
+    agent_id: str | None = None
+    limit: int | None = None
+    offset: int = 0
+
+    @classmethod
+    def build(
+        cls, *, status: object = None, agent_id: object = None, limit: object = None, offset: object = None
+    ) -> SessionFilter:
+        """Validate every argument; a bad one raises ``ValidationError`` naming it."""
+        return cls(
+            status=None if status is None else check_choice(status, "status", SessionStatus),
+            agent_id=None if agent_id is None else check_id(agent_id, "agent_id"),
+            limit=check_int(limit, "limit", minimum=1),
+            offset=check_int(offset, "offset", minimum=0) or 0,
+        )
+
+    @property
+    def status_text(self) -> str | None:
+        """The status as stored (its value), or None for any."""
+        return None if self.status is None else self.status.value
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,7 @@ from sqlitestream.retention import RetentionStore, TrimRule
 from sqlitestream.store import (
     DEFAULT_MAX_EVENT_BYTES,
     EventFilter,
+    SessionFilter,
     check_event,
     check_events,
     check_max_event_bytes,
@@ -156,20 +157,18 @@ class InMemorySessionStore(AdminStore, FeedStore, RetentionStore, SessionProduce
         limit: int | None = None,
         offset: int | None = None,
     ) -> list[Session]:
-        wanted_status = None if status is None else check_choice(status, "status", SessionStatus)
-        wanted_agent = None if agent_id is None else check_id(agent_id, "agent_id")
-        limit = check_int(limit, "limit", minimum=1)
-        start = check_int(offset, "offset", minimum=0) or 0
+        wanted = SessionFilter.build(status=status, agent_id=agent_id, limit=limit, offset=offset)
         with self._lock:
             self._check_open()
             sessions = sorted(self._sessions.values(), key=lambda s: (s.created_at, s.id))
         matching = [
             s
             for s in sessions
-            if (wanted_status is None or s.status is wanted_status)
-            and (wanted_agent is None or s.agent_id == wanted_agent)
+            if (wanted.status is None or s.status is wanted.status)
+            and (wanted.agent_id is None or s.agent_id == wanted.agent_id)
         ]
-        return [replace(s) for s in matching[start : None if limit is None else start + limit]]
+        end = None if wanted.limit is None else wanted.offset + wanted.limit
+        return [replace(s) for s in matching[wanted.offset : end]]
 
     def delete_session(self, session_id: str) -> None:
         session_id = check_id(session_id, "session_id")

@@ -79,6 +79,7 @@ from sqlitestream.retention import RetentionStore, TrimRule
 from sqlitestream.store import (
     DEFAULT_MAX_EVENT_BYTES,
     EventFilter,
+    SessionFilter,
     check_encoded_events,
     check_max_event_bytes,
     check_record,
@@ -297,22 +298,19 @@ class PostgresSessionStore(AdminStore, FeedStore, RetentionStore):
         limit: int | None = None,
         offset: int | None = None,
     ) -> list[Session]:
-        wanted_status = None if status is None else check_choice(status, "status", SessionStatus)
-        wanted_agent = None if agent_id is None else check_id(agent_id, "agent_id")
-        limit = check_int(limit, "limit", minimum=1)
-        offset = check_int(offset, "offset", minimum=0)
+        wanted = SessionFilter.build(status=status, agent_id=agent_id, limit=limit, offset=offset)
         rows = self._fetch(
             "list sessions",
             f"SELECT {SESSION_COLUMNS} FROM {self._sql.sessions} "
             "WHERE (%s::text IS NULL OR status = %s) AND (%s::text IS NULL OR agent_id = %s) "
             "ORDER BY created_at, id LIMIT %s OFFSET %s",
             (
-                None if wanted_status is None else wanted_status.value,
-                None if wanted_status is None else wanted_status.value,
-                wanted_agent,
-                wanted_agent,
-                limit,
-                offset or 0,
+                wanted.status_text,
+                wanted.status_text,
+                wanted.agent_id,
+                wanted.agent_id,
+                wanted.limit,
+                wanted.offset,
             ),
         )
         return [session_from_row(row) for row in rows]

@@ -22,7 +22,7 @@ from sqlitestream.models import (
 from sqlitestream.sqlite import feed as _feed
 from sqlitestream.sqlite.appends import DELETE_PRODUCERS
 from sqlitestream.sqlite.feed import Fetch, Write
-from sqlitestream.store import check_record
+from sqlitestream.store import SessionFilter, check_record
 
 __all__ = [
     "create_session",
@@ -74,20 +74,17 @@ def list_sessions(
     limit: int | None = None,
     offset: int | None = None,
 ) -> list[Session]:
-    wanted_status = None if status is None else check_choice(status, "status", SessionStatus)
-    wanted_agent = None if agent_id is None else check_id(agent_id, "agent_id")
-    limit = check_int(limit, "limit", minimum=1)
-    offset = check_int(offset, "offset", minimum=0)
+    wanted = SessionFilter.build(status=status, agent_id=agent_id, limit=limit, offset=offset)
     rows = fetch(
         "list sessions",
         f"SELECT {SESSION_COLUMNS} FROM sessions "
         "WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR agent_id = ?2) "
         "ORDER BY created_at, id LIMIT ?3 OFFSET ?4",
         (
-            None if wanted_status is None else wanted_status.value,
-            wanted_agent,
-            -1 if limit is None else limit,
-            offset or 0,
+            wanted.status_text,
+            wanted.agent_id,
+            -1 if wanted.limit is None else wanted.limit,
+            wanted.offset,
         ),
     )
     return [_ROWS.session_from_row(row) for row in rows]
