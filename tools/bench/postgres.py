@@ -137,3 +137,66 @@ def cross_postgres(session: str, count: int, seed: int, writer_class: Any) -> li
         writer.close()
         store.close()
         drop(location)
+
+
+_RAW_SCHEMA = (
+    "CREATE TABLE streams (session_id text PRIMARY KEY, latest_seq bigint NOT NULL)",
+    "CREATE TABLE events (session_id text NOT NULL, seq bigint NOT NULL, id text NOT NULL UNIQUE, "
+    "type text NOT NULL, ts bigint NOT NULL, data jsonb NOT NULL, PRIMARY KEY (session_id, seq))",
+)
+_RAW_BUMP = (
+    "INSERT INTO streams (session_id, latest_seq) VALUES (%s, 1) ON CONFLICT (session_id) "
+    "DO UPDATE SET latest_seq = streams.latest_seq + 1 RETURNING latest_seq"
+)
+_RAW_INSERT = "INSERT INTO events (session_id, seq, id, type, ts, data) VALUES (%s, %s, %s, %s, %s, %s)"
+
+
+class RawPsycopgSharedCommits:
+    """The single appends of ``writers`` writers (each to its own session) committed
+    ``writers`` to a transaction by one thread on one psycopg connection, each append two
+    statements (raise the session's counter, insert the event with it) and the whole
+    transaction one pipeline, so one round trip: what sharing commits can gain at most on a
+    server, with no queue, no hand-off and no pool. ``writers=1`` is a lone writer's limit."""
+
+    def __init__(self, writers: int) -> None:
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise Unavailable(f"psycopg is not installed ({exc})") from None
+        self.schema = f"bench_raw_{secrets.token_hex(5)}"
+        try:
+            self.conn = psycopg.connect(PG_DSN, autocommit=True, connect_timeout=3)
+        except psycopg.Error as exc:
+            raise Unavailable(f"PostgreSQL at {PG_DSN} unusable: {exc}".splitlines()[0]) from None
+        self.conn.execute(f'CREATE SCHEMA "{self.schema}"')
+        self.conn.execute(f'SET search_path TO "{self.schema}"')
+        for statement in _RAW_SCHEMA:
+            self.conn.execute(statement)
+        self.writers = writers
+        self.counter = 0
+
+    def append(self, n: int) -> None:
+        from psycopg.types.json import Jsonb
+
+        from .workloads import new_event_id, now_micros, payload
+
+        sessions = [f"raw{k}" for k in range(self.writers)]
+        for start in range(self.counter, self.counter + n, self.writers):
+            with self.conn.pipeline(), self.conn.transaction():
+                cursors = [(self.conn.execute(_RAW_BUMP, (session,)), session) for session in sessions]
+                for k, (cursor, session) in enumerate(cursors):
+                    seq = cursor.fetchone()[0]  # type: ignore[index]
+                    row = (
+                        session,
+                        seq,
+                        new_event_id(),
+                        "message_sent",
+                        now_micros(),
+                        Jsonb(payload(start + k)),
+                    )
+                    self.conn.execute(_RAW_INSERT, row)
+        self.counter += n
+
+    def close(self) -> None:
+        self.conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        self.conn.close()

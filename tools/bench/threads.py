@@ -8,15 +8,15 @@ import functools
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from sqlitestream import Event, EventType, SQLiteSessionStore
 
-from .measure import CaseResult, add_rows, interleave
+from .measure import CaseResult, add_rows, interleave, ratio_stat
 from .peers import Unavailable
-from .postgres import PostgresOurs
+from .postgres import PostgresOurs, RawPsycopgSharedCommits
 from .settings import Settings
-from .workloads import payload
+from .workloads import RawApsw, RawSharedCommits, payload
 
 
 class _Appenders:
@@ -60,6 +60,17 @@ class _Appenders:
         return self.threads * per_thread / elapsed
 
 
+class _Writer(Protocol):
+    def append(self, n: int) -> None: ...
+
+
+def _timed_appends(writer: _Writer, count: int) -> float:
+    """One repetition of a raw baseline: ``count`` appends, in events/s."""
+    began = time.perf_counter()
+    writer.append(count)
+    return count / (time.perf_counter() - began)
+
+
 def _sqlite_case(settings: Settings, synchronous: str, total: int) -> CaseResult:
     threads = settings.thread_count
     case = CaseResult(
@@ -80,25 +91,48 @@ def _sqlite_case(settings: Settings, synchronous: str, total: int) -> CaseResult
         "1 thread": _Appenders(stores["1 thread"], 1, "one"),
         f"{threads} threads": _Appenders(stores[f"{threads} threads"], threads, "t"),
     }
+    alone, shared = "raw apsw, 1 append a commit", f"raw apsw, {threads} appends a commit"
+    raws: dict[str, RawApsw] = {
+        alone: RawApsw(directory / "raw-1.db", synchronous),
+        shared: RawSharedCommits(directory / f"raw-{threads}.db", synchronous, threads),
+    }
     try:
-        sizes = {"1 thread": total, f"{threads} threads": max(1, total // threads)}
+        per_thread = max(1, total // threads)
+        sizes = {"1 thread": total, f"{threads} threads": per_thread}
         for label, runner in runners.items():  # warm-up
             runner.run(max(1, sizes[label] // 10))
             runner.worst_ms = 0.0
+        for raw in raws.values():
+            raw.append(threads * max(1, per_thread // 10))
         before = {label: store.group_commit_stats() for label, store in stores.items()}
-        samples = interleave(
-            {label: functools.partial(runner.run, sizes[label]) for label, runner in runners.items()},
-            settings.reps,
+        variants: dict[str, Callable[[], float]] = {
+            label: functools.partial(runner.run, sizes[label]) for label, runner in runners.items()
+        }
+        variants.update(
+            {
+                label: functools.partial(_timed_appends, raw, threads * per_thread)
+                for label, raw in raws.items()
+            }
         )
+        samples = interleave(variants, settings.reps)
         notes = {}
         for label, store in stores.items():
             stats, start = store.group_commit_stats(), before[label]
             group = (stats.appends - start.appends) / max(1, stats.transactions - start.transactions)
             notes[label] = f"worst append {runners[label].worst_ms:.1f} ms, {group:.1f} appends per commit"
+        notes[shared] = "the limit of shared commits: one thread, no hand-off"
         add_rows(case, samples, "events/s", baseline="1 thread", notes=notes)
     finally:
         for store in stores.values():
             store.close()
+        for raw in raws.values():
+            raw.close()
+    limit = ratio_stat(samples[shared], samples[alone]).median
+    case.notes.append(
+        f"raw apsw committing {threads} appends a transaction is {limit:.2f}x raw apsw committing "
+        f"each alone (same run): no group commit of {threads} threads can gain more on this "
+        "schema and machine"
+    )
     many = case.row(f"{threads} threads")
     if many is not None and many.ratio is not None:
         want = 4.0 if synchronous == "full" else 1.5
@@ -126,25 +160,44 @@ def _postgres_case(settings: Settings) -> CaseResult:
     except Unavailable as exc:
         case.skip("sqlitestream postgres", str(exc))
         return case
+    alone, shared = "raw psycopg, 1 append a commit", f"raw psycopg, {threads} appends a commit"
+    raws: dict[str, RawPsycopgSharedCommits] = {}
     try:
+        raws = {alone: RawPsycopgSharedCommits(1), shared: RawPsycopgSharedCommits(threads)}
         runners: dict[str, _Appenders] = {
             "1 thread": _Appenders(opened.store, 1, "one"),
             f"{threads} threads": _Appenders(opened.store, threads, "t"),
         }
         total = settings.pg_thread_events
         sizes = {"1 thread": total // 4, f"{threads} threads": max(1, total // threads)}
+        per_thread = max(1, total // threads)
+        raw_sizes = {alone: total // 4, shared: threads * per_thread}
         for label, runner in runners.items():
             runner.run(max(1, sizes[label] // 10))
             runner.worst_ms = 0.0
+        for raw in raws.values():
+            raw.append(threads * max(1, per_thread // 10))
         variants: dict[str, Callable[[], float]] = {
             label: functools.partial(runner.run, sizes[label]) for label, runner in runners.items()
         }
+        variants.update(
+            {label: functools.partial(_timed_appends, raw, raw_sizes[label]) for label, raw in raws.items()}
+        )
         samples = interleave(variants, settings.reps)
         notes = {label: f"worst append {runner.worst_ms:.1f} ms" for label, runner in runners.items()}
         notes["1 thread"] += f"; {opened.durability()}"
+        notes[shared] = "the limit of shared commits: one thread, one connection, no hand-off"
         add_rows(case, samples, "events/s", baseline="1 thread", notes=notes)
     finally:
         opened.close()
+        for raw in raws.values():
+            raw.close()
+    limit = ratio_stat(samples[shared], samples[alone]).median
+    case.notes.append(
+        f"raw psycopg committing {threads} appends a transaction (one pipeline) is {limit:.2f}x raw "
+        f"psycopg committing each alone (same run, same server): the most sharing commits can gain "
+        "here, with the server on the same cores as its clients"
+    )
     many = case.row(f"{threads} threads")
     if many is not None and many.ratio is not None:
         case.target(

@@ -278,6 +278,45 @@ class RawExecutemany(RawApsw):
         self.counter += n
 
 
+class RawSharedCommits(RawApsw):
+    """The single appends of ``writers`` writers (each to its own session) committed
+    ``writers`` to a transaction by one thread, each in a savepoint as a group commit runs its
+    members: what sharing commits can gain at most on this schema, with no queue, no thread
+    hand-off and no lock. Many threads of one store object cannot go faster than this, since
+    their SQLite work is serialized by the write lock and their Python work by the GIL."""
+
+    label = "raw apsw, shared commits"
+
+    def __init__(self, path: Path, synchronous: str, writers: int) -> None:
+        super().__init__(path, synchronous)
+        self.writers = writers
+
+    def append(self, n: int) -> None:
+        execute = self.conn.execute
+        sessions = [f"{self.session}{k}" for k in range(self.writers)]
+        for start in range(self.counter, self.counter + n, self.writers):
+            execute("BEGIN IMMEDIATE")
+            try:
+                for k, session in enumerate(sessions):
+                    event_id = new_event_id()
+                    data, metadata = dumps(payload(start + k)), dumps({})
+                    execute("SAVEPOINT append")
+                    if execute(_DUPLICATE, (event_id,)).fetchall():
+                        raise RuntimeError("duplicate")
+                    rows = execute(_LATEST, (session,)).fetchall()
+                    seq = (rows[0][0] if rows else 0) + 1
+                    execute(
+                        _INSERT, (session, seq, event_id, "message_sent", None, now_micros(), data, metadata)
+                    )
+                    execute(_SET_LATEST, (session, seq))
+                    execute("RELEASE append")
+                execute("COMMIT")
+            except BaseException:
+                execute("ROLLBACK")
+                raise
+        self.counter += n
+
+
 # The same on the stdlib sqlite3 module ------------------------------------------------------
 
 
