@@ -5,6 +5,7 @@ connections, lost connections, the pool, and errors."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -613,6 +614,24 @@ def test_lost_connections_are_reestablished(
     _kill_backends(pg_dsn, "st-killed")
     store.save_session(Session(agent_id="a", id="s1"))
     assert store.get_session("s1").agent_id == "a"
+
+
+def test_a_batch_on_a_connection_the_server_dropped_is_retried_without_a_word_from_psycopg(
+    pg_dsn: str, open_store: Callable[..., PostgresSessionStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    store = open_store(application_name="st-pipeline")
+    store.append_events([_event(id="a1"), _event(id="a2")])  # a batch: the pipelined path
+    ended = _sql(
+        pg_dsn,
+        "SELECT bool_and(pg_terminate_backend(pid, 10000)) FROM pg_stat_activity WHERE application_name = %s",
+        ("st-pipeline",),
+    )
+    assert ended == [(True,)]  # the pooled connection's backend is gone
+    with caplog.at_level(logging.WARNING):
+        stored = store.append_events([_event(id="b1"), _event(id="b2")])
+    assert [(e.id, e.sequence_number) for e in stored] == [("b1", 3), ("b2", 4)]
+    assert [e.id for e in store.get_events("s1")] == ["a1", "a2", "b1", "b2"]
+    assert [record.getMessage() for record in caplog.records if record.name.startswith("psycopg")] == []
 
 
 def test_follower_survives_losing_its_listen_connection(

@@ -11,7 +11,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, suppress
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -356,12 +356,41 @@ class Database:
         return self.run(action, lambda conn: self._pipelined(conn, work), transaction=False)
 
     def _pipelined(self, conn: Connection, work: Callable[[Connection], tuple[Callable[[], T], bool]]) -> T:
-        pipeline = conn.pipeline() if self._psycopg.Pipeline.is_supported() else nullcontext()
-        with pipeline, conn.transaction():
-            finish, keep = work(conn)
-            if not keep:
-                raise self._psycopg.Rollback()
+        if not self._psycopg.Pipeline.is_supported():
+            with conn.transaction():
+                finish, keep = work(conn)
+                if not keep:
+                    raise self._psycopg.Rollback()
+            return finish()
+        # BEGIN and COMMIT by hand rather than conn.transaction(), which in a pipeline wraps
+        # the block in pipelines of its own; and the block's error raised only once the
+        # pipeline has ended. A pipeline ended by an error that cannot end cleanly either (a
+        # connection the server dropped) logs that second error as a psycopg warning, which
+        # would reach the application's log or stderr; ended without one, it raises it.
+        failure: Exception | None = None
+        try:
+            with conn.pipeline():
+                try:
+                    conn.execute("BEGIN")
+                    finish, keep = work(conn)
+                    conn.execute("COMMIT" if keep else "ROLLBACK")
+                except Exception as exc:  # noqa: BLE001 - raised below, once the pipeline ended
+                    failure = exc
+        except Exception:
+            if failure is None:
+                raise  # the COMMIT failed, or the pipeline could not end
+        if failure is not None:
+            self._roll_back(conn)
+            raise failure
         return finish()
+
+    def _roll_back(self, conn: Connection) -> None:
+        """End the failed transaction of a connection still open, so the pool can lend it
+        again; one that cannot is closed by the pool instead (the server then rolls back)."""
+        if conn.broken or conn.info.transaction_status == self._psycopg.pq.TransactionStatus.IDLE:
+            return
+        with suppress(self._psycopg.Error):
+            conn.execute("ROLLBACK")
 
     @staticmethod
     def _exclusively(conn: Connection, name: str, work: Callable[[Connection], T], transaction: bool) -> T:
