@@ -55,7 +55,7 @@ def run_threads(calls: list[Callable[[], Any]]) -> list[Any]:
         start.wait()
         try:
             outcomes[index] = calls[index]()
-        except Exception as exc:  # the outcome under test
+        except BaseException as exc:  # the outcome under test (an interrupt too)
             outcomes[index] = exc
 
     threads = [threading.Thread(target=run, args=(index,)) for index in range(len(calls))]
@@ -240,6 +240,75 @@ def test_async_appends_through_the_facade_share_transactions(store: SQLiteSessio
 
 
 # Interrupts ---------------------------------------------------------------------------------
+
+
+def _interrupt_once_at(function: str, event_name: str, only_if: Callable[[Any], bool]) -> Callable[..., Any]:
+    """A trace function for ``threading.settrace`` that raises ``KeyboardInterrupt`` once, at
+    ``event_name`` ("call" or "return") of the first frame of ``function`` that ``only_if``
+    accepts: an interrupt at one exact moment, where a signal strikes only by chance."""
+    fired = threading.Lock()
+
+    def local(frame: Any, event_name_now: str, arg: Any) -> Any:
+        if event_name_now == event_name and only_if(frame) and fired.acquire(blocking=False):
+            raise KeyboardInterrupt
+        return local
+
+    def global_(frame: Any, event_name_now: str, arg: Any) -> Any:
+        if frame.f_code.co_name != function:
+            return None
+        if event_name == "call":
+            return local(frame, event_name_now, arg)
+        return local
+
+    return global_
+
+
+@pytest.mark.parametrize(
+    ("function", "event_name", "leads_others", "moment"),
+    [
+        ("_take", "return", lambda frame: len(frame.f_locals["group"]) > 1, "after taking its group"),
+        (
+            "release_all",
+            "call",
+            lambda frame: bool(frame.f_locals["wakeups"]),
+            "just before waking its group",
+        ),
+    ],
+)
+def test_an_interrupt_of_the_leader_at_any_step_leaves_no_member_waiting(
+    store: SQLiteSessionStore,
+    function: str,
+    event_name: str,
+    leads_others: Callable[[Any], bool],
+    moment: str,
+) -> None:
+    """The leader of a group is interrupted at one exact moment (before its transaction began,
+    or after its commit); every other member still gets its own outcome (nobody is left
+    waiting), and the queue goes on working."""
+    leading = _interrupt_once_at(function, event_name, leads_others)
+    calls = [lambda i=i: store.append_event_with_sequence(event(f"g{i}", id=f"e{i}")) for i in range(5)]
+    outcomes: list[Any] = []
+    threading.settrace(leading)
+    try:
+        with sqlite_lock_held(Path(store.path)):
+            runner = threading.Thread(target=lambda: outcomes.extend(run_threads(calls)), daemon=True)
+            runner.start()
+            wait_until(lambda: store.group_commit_stats().queued == len(calls) - 1, "the appends queued")
+        runner.join(20)
+    finally:
+        threading.settrace(None)
+    assert not runner.is_alive(), f"a member was left waiting (leader interrupted {moment})"
+    interrupted = [index for index, outcome in enumerate(outcomes) if isinstance(outcome, KeyboardInterrupt)]
+    assert len(interrupted) == 1, outcomes
+    for index, outcome in enumerate(outcomes):
+        stored = store.get_events(f"g{index}")
+        if index in interrupted:
+            # Before its transaction: never written. After its commit: written.
+            assert [e.id for e in stored] == ([] if function == "_take" else [f"e{index}"])
+        else:
+            assert isinstance(outcome, StoredEvent) and stored == [outcome]
+    assert store.group_commit_stats().queued == 0
+    store.append_event(event("after"))  # the queue works on
 
 
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs setitimer")

@@ -36,7 +36,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from sqlitestream._core.groupcommit import MAX_APPENDS, MAX_BYTES, GroupCommitStats, release_all
+from sqlitestream._core.groupcommit import MAX_APPENDS, MAX_BYTES, GroupCommitStats, release_all, release_rest
 from sqlitestream.errors import (
     EventIdConflictError,
     SequenceConflictError,
@@ -224,7 +224,11 @@ class GroupCommit:
         try:
             self._write(group)
         finally:
-            release_all(wakeups)
+            try:
+                release_all(wakeups)
+            except BaseException:
+                release_rest(wakeups)
+                raise
             self._hand_on()
 
     def _write(self, group: list[Append]) -> None:

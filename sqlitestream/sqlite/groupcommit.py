@@ -32,7 +32,7 @@ from typing import Any, Generic, TypeVar
 
 import apsw
 
-from sqlitestream._core.groupcommit import MAX_APPENDS, MAX_BYTES, GroupCommitStats, release_all
+from sqlitestream._core.groupcommit import MAX_APPENDS, MAX_BYTES, GroupCommitStats, release_all, release_rest
 from sqlitestream.errors import SqliteStreamError, StorageError
 from sqlitestream.sqlite.connection import translate
 from sqlitestream.sqlite.transaction import Writer
@@ -162,14 +162,18 @@ class GroupCommit:
         """Run ``mine`` and the appends queued after it in one transaction (under the writer's
         thread lock) and settle each one's outcome.
 
-        Written for an interrupt at any moment of the leader's thread: whatever was taken is
-        in ``group`` and woken by one C call in ``finally`` (no bytecode runs between the
-        wake-ups), and ``committed`` (one flag shared by the group) turns true only once the
-        transaction is over, so a member whose outcome was never set is told it is unknown.
+        Written for an interrupt at any moment of the leader's thread: one that comes before
+        the transaction begins (part way through taking the group, say) gives the other
+        members back to the queue, unwritten and still waiting, for the next head; after it,
+        whatever was taken is in ``group`` and woken by one C call in ``finally`` (no bytecode
+        runs between the wake-ups; see ``release_rest`` for an interrupt around that call),
+        and ``committed`` (one flag shared by the group) turns true only once the transaction
+        is over, so a member whose outcome was never set is told it is unknown.
         """
         group = [mine]
         committed = [False]
         wakeups: list[threading.Lock] = []
+        begun = False
         try:
             with self._mutex:
                 self._head = None
@@ -186,6 +190,7 @@ class GroupCommit:
                 self._transactions += 1
                 self._appends += len(group)
                 self._largest = max(self._largest, len(group))
+            begun = True
             if len(group) == 1:
                 with self._writer.transaction(mine.action) as conn:
                     mine.result = mine.work(conn)
@@ -193,11 +198,33 @@ class GroupCommit:
                 self._run(group)
             committed[0] = True
         except BaseException as exc:
+            if not begun:
+                self._give_back(group, wakeups)
             _fail(group, exc)
             if not isinstance(exc, Exception):
                 raise  # an interrupt of this thread: its caller sees it, the others an error
         finally:
-            release_all(wakeups)
+            try:
+                release_all(wakeups)
+            except BaseException:
+                release_rest(wakeups)
+                raise
+
+    def _give_back(self, group: list[_Append[Any]], wakeups: list[threading.Lock]) -> None:
+        """Return the other members of a group whose leader was interrupted before its
+        transaction began to the queue's front, still waiting (they are not woken: the next
+        head takes them), and leave only the leader in ``group``. Taking may have stopped at
+        any step, so each one not in the queue any more goes back."""
+        with self._mutex:
+            others = group[1:]
+            del group[1:]
+            wakeups.clear()
+            queued = set(map(id, self._queue))
+            for member in others:
+                member.state = _QUEUED
+            self._queue[:0] = [member for member in others if id(member) not in queued]
+            if self._head is None:
+                self._name_head()
 
     def _take(self, group: list[_Append[Any]]) -> None:
         """Add the oldest other queued appends within the bounds to ``group`` (holding the
