@@ -254,3 +254,24 @@ class ThreadCall:
         self.thread.join(30)
         assert not self.thread.is_alive(), "the call never returned"
         return self.outcome
+
+
+def interrupt_once_at(function: str, event_name: str, only_if: Callable[[Any], bool]) -> Callable[..., Any]:
+    """A trace function for ``threading.settrace`` that raises ``KeyboardInterrupt`` once, at
+    ``event_name`` ("call" or "return") of the first frame of ``function`` that ``only_if``
+    accepts: an interrupt at one exact moment, where a signal strikes only by chance."""
+    fired = threading.Lock()
+
+    def local(frame: Any, event_name_now: str, arg: Any) -> Any:
+        if event_name_now == event_name and only_if(frame) and fired.acquire(blocking=False):
+            raise KeyboardInterrupt
+        return local
+
+    def global_(frame: Any, event_name_now: str, arg: Any) -> Any:
+        if frame.f_code.co_name != function:
+            return None
+        if event_name == "call":
+            return local(frame, event_name_now, arg)
+        return local
+
+    return global_

@@ -22,6 +22,7 @@ from typing import Any
 
 import apsw
 import pytest
+from support import interrupt_once_at
 
 import tools.interrupts as interrupts
 from sqlitestream import (
@@ -242,27 +243,6 @@ def test_async_appends_through_the_facade_share_transactions(store: SQLiteSessio
 # Interrupts ---------------------------------------------------------------------------------
 
 
-def _interrupt_once_at(function: str, event_name: str, only_if: Callable[[Any], bool]) -> Callable[..., Any]:
-    """A trace function for ``threading.settrace`` that raises ``KeyboardInterrupt`` once, at
-    ``event_name`` ("call" or "return") of the first frame of ``function`` that ``only_if``
-    accepts: an interrupt at one exact moment, where a signal strikes only by chance."""
-    fired = threading.Lock()
-
-    def local(frame: Any, event_name_now: str, arg: Any) -> Any:
-        if event_name_now == event_name and only_if(frame) and fired.acquire(blocking=False):
-            raise KeyboardInterrupt
-        return local
-
-    def global_(frame: Any, event_name_now: str, arg: Any) -> Any:
-        if frame.f_code.co_name != function:
-            return None
-        if event_name == "call":
-            return local(frame, event_name_now, arg)
-        return local
-
-    return global_
-
-
 @pytest.mark.parametrize(
     ("function", "event_name", "leads_others", "moment"),
     [
@@ -285,7 +265,7 @@ def test_an_interrupt_of_the_leader_at_any_step_leaves_no_member_waiting(
     """The leader of a group is interrupted at one exact moment (before its transaction began,
     or after its commit); every other member still gets its own outcome (nobody is left
     waiting), and the queue goes on working."""
-    leading = _interrupt_once_at(function, event_name, leads_others)
+    leading = interrupt_once_at(function, event_name, leads_others)
     calls = [lambda i=i: store.append_event_with_sequence(event(f"g{i}", id=f"e{i}")) for i in range(5)]
     outcomes: list[Any] = []
     threading.settrace(leading)

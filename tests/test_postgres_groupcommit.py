@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from support import ThreadCall, wait_until
+from support import ThreadCall, interrupt_once_at, wait_until
 
 from sqlitestream import (
     Event,
@@ -349,4 +349,46 @@ def test_an_append_interrupted_while_queued_is_never_written_and_the_queue_goes_
         signal.signal(signal.SIGUSR1, previous)
     assert store.get_events("interrupted") == []
     assert store.append_event_with_sequence(_event("interrupted")).sequence_number == 1
+    assert store.group_commit_stats().queued == 0
+
+
+@pytest.mark.parametrize(
+    ("function", "event_name", "moment"),
+    [
+        ("_lead", "call", "named the leader of a group, before leading it"),
+        ("_count", "return", "just after claiming the write of a lone append"),
+    ],
+)
+def test_an_interrupt_at_any_step_of_the_queue_leaves_nobody_waiting(
+    store: PostgresSessionStore, pg_dsn: str, pg_schema: str, function: str, event_name: str, moment: str
+) -> None:
+    """An interrupt at one exact moment of a thread's append (traced, where a signal strikes
+    only by chance): that append raises it, every other caller gets its own outcome, and the
+    store's appends go on (neither a group nor the queue's busy flag is left behind)."""
+    calls = [lambda i=i: store.append_event_with_sequence(_event(f"g{i}", id=f"e{i}")) for i in range(3)]
+    if function == "_lead":
+        interrupt = interrupt_once_at(
+            function, event_name, lambda frame: len(frame.f_locals["mine"].group) > 1
+        )
+    else:
+        interrupt = interrupt_once_at(
+            function, event_name, lambda frame: frame.f_back.f_code.co_name == "append"
+        )
+    threading.settrace(interrupt)
+    try:
+        first, outcomes = (
+            _in_one_group(store, pg_dsn, pg_schema, calls)
+            if function == "_lead"
+            else (ThreadCall(calls[0]).result(), [ThreadCall(call).result() for call in calls[1:]])
+        )
+    finally:
+        threading.settrace(None)
+    everything = [first, *outcomes]
+    interrupted = [outcome for outcome in everything if isinstance(outcome, KeyboardInterrupt)]
+    assert len(interrupted) == 1, f"interrupted {moment}: {everything}"
+    for outcome in everything:
+        assert isinstance(outcome, (KeyboardInterrupt, StoredEvent)), outcome
+    stored = {event.id for session in ("first", "g0", "g1", "g2") for event in store.get_events(session)}
+    assert {o.id for o in everything if isinstance(o, StoredEvent)} <= stored
+    assert store.append_event_with_sequence(_event("after")).sequence_number == 1  # not stranded
     assert store.group_commit_stats().queued == 0

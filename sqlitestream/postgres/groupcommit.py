@@ -138,30 +138,34 @@ class GroupCommit:
         once committed, or raise its own error or the shared transaction's. ``alone``, if
         given, is how to write it when nothing else is queued or being written (a cheaper
         statement than a group's); otherwise it goes as a group of one."""
-        with self._mutex:
-            queued = self._busy
-            if queued:
-                mine.wakeup = threading.Lock()
-                mine.wakeup.acquire()
-                self._queue.append(mine)
-            else:
-                self._busy = True
-                self._count(1)
-        if not queued:
-            try:
+        # Written for an interrupt at any moment: from the instant ``claimed`` is set (in the
+        # same statement as the busy flag) the finally hands the lead on, and until it leads,
+        # an interrupted waiter withdraws (so neither the flag nor a group is ever stranded).
+        claimed = False
+        try:
+            with self._mutex:
+                if self._busy:
+                    mine.wakeup = threading.Lock()
+                    mine.wakeup.acquire()
+                    self._queue.append(mine)
+                else:
+                    self._busy = claimed = True
+                    self._count(1)
+            if claimed:
                 if alone is not None:
                     return alone()
                 self._write([mine])
-            finally:
-                self._hand_on()
-            return mine.outcome()
-        try:
-            mine.wakeup.acquire()  # type: ignore[union-attr]  # until led, or named the leader
+            else:
+                mine.wakeup.acquire()  # type: ignore[union-attr]  # until led, or named the leader
+                if mine.state == _LEAD:
+                    self._lead(mine)
         except BaseException:
-            self._withdraw(mine)
+            if not claimed:
+                self._withdraw(mine)
             raise
-        if mine.state == _LEAD:
-            self._lead(mine)
+        finally:
+            if claimed:
+                self._hand_on()
         return mine.outcome()
 
     def stats(self) -> GroupCommitStats:
@@ -202,9 +206,10 @@ class GroupCommit:
         unknown to its caller, as for an append interrupted just before its commit."""
         with self._mutex:
             if mine.state == _QUEUED:
-                self._queue.remove(mine)
+                if mine in self._queue:  # an interrupt may have come before it queued
+                    self._queue.remove(mine)
                 return
-            if mine.state != _LEAD:
+            if mine.state != _LEAD or not mine.group:  # not led, or its lead began: see _lead
                 return
             others = [member for member in mine.group if member is not mine]
             for member in others:
@@ -219,9 +224,9 @@ class GroupCommit:
         """Write the group ``mine`` leads, wake every other member (one C call: an interrupt
         cannot leave one asleep) and hand the lead on."""
         group = mine.group
-        mine.group = []
         wakeups = [member.wakeup for member in group if member is not mine and member.wakeup is not None]
         try:
+            mine.group = []  # from here on this lead wakes them and hands on (not _withdraw)
             self._write(group)
         finally:
             try:
