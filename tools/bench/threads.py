@@ -71,6 +71,30 @@ def _timed_appends(writer: _Writer, count: int) -> float:
     return count / (time.perf_counter() - began)
 
 
+def _warm_up(
+    runners: dict[str, _Appenders], sizes: dict[str, int], raws: dict[str, _Writer], raw_sizes: dict[str, int]
+) -> None:
+    """A tenth of a repetition of every variant, so that none is timed cold."""
+    for label, runner in runners.items():
+        runner.run(max(1, sizes[label] // 10))
+        runner.worst_ms = 0.0
+    for label, raw in raws.items():
+        raw.append(max(1, raw_sizes[label] // 10))
+
+
+def _variants(
+    runners: dict[str, _Appenders], sizes: dict[str, int], raws: dict[str, _Writer], raw_sizes: dict[str, int]
+) -> dict[str, Callable[[], float]]:
+    """One repetition of each variant, as a callable giving its rate."""
+    variants: dict[str, Callable[[], float]] = {
+        label: functools.partial(runner.run, sizes[label]) for label, runner in runners.items()
+    }
+    variants.update(
+        {label: functools.partial(_timed_appends, raw, raw_sizes[label]) for label, raw in raws.items()}
+    )
+    return variants
+
+
 def _sqlite_case(settings: Settings, synchronous: str, total: int) -> CaseResult:
     threads = settings.thread_count
     case = CaseResult(
@@ -99,22 +123,10 @@ def _sqlite_case(settings: Settings, synchronous: str, total: int) -> CaseResult
     try:
         per_thread = max(1, total // threads)
         sizes = {"1 thread": total, f"{threads} threads": per_thread}
-        for label, runner in runners.items():  # warm-up
-            runner.run(max(1, sizes[label] // 10))
-            runner.worst_ms = 0.0
-        for raw in raws.values():
-            raw.append(threads * max(1, per_thread // 10))
+        raw_sizes = dict.fromkeys(raws, threads * per_thread)
+        _warm_up(runners, sizes, dict(raws), raw_sizes)
         before = {label: store.group_commit_stats() for label, store in stores.items()}
-        variants: dict[str, Callable[[], float]] = {
-            label: functools.partial(runner.run, sizes[label]) for label, runner in runners.items()
-        }
-        variants.update(
-            {
-                label: functools.partial(_timed_appends, raw, threads * per_thread)
-                for label, raw in raws.items()
-            }
-        )
-        samples = interleave(variants, settings.reps)
+        samples = interleave(_variants(runners, sizes, dict(raws), raw_sizes), settings.reps)
         notes = {}
         for label, store in stores.items():
             stats, start = store.group_commit_stats(), before[label]
@@ -170,20 +182,9 @@ def _postgres_case(settings: Settings) -> CaseResult:
         }
         total = settings.pg_thread_events
         sizes = {"1 thread": total // 4, f"{threads} threads": max(1, total // threads)}
-        per_thread = max(1, total // threads)
-        raw_sizes = {alone: total // 4, shared: threads * per_thread}
-        for label, runner in runners.items():
-            runner.run(max(1, sizes[label] // 10))
-            runner.worst_ms = 0.0
-        for raw in raws.values():
-            raw.append(threads * max(1, per_thread // 10))
-        variants: dict[str, Callable[[], float]] = {
-            label: functools.partial(runner.run, sizes[label]) for label, runner in runners.items()
-        }
-        variants.update(
-            {label: functools.partial(_timed_appends, raw, raw_sizes[label]) for label, raw in raws.items()}
-        )
-        samples = interleave(variants, settings.reps)
+        raw_sizes = {alone: total // 4, shared: threads * max(1, total // threads)}
+        _warm_up(runners, sizes, dict(raws), raw_sizes)
+        samples = interleave(_variants(runners, sizes, dict(raws), raw_sizes), settings.reps)
         notes = {label: f"worst append {runner.worst_ms:.1f} ms" for label, runner in runners.items()}
         notes["1 thread"] += f"; {opened.durability()}"
         notes[shared] = "the limit of shared commits: one thread, one connection, no hand-off"
