@@ -15,7 +15,7 @@ from sqlitestream import Event, InMemorySessionStore, SQLiteSessionStore
 from .bigstore import cached_store
 from .measure import CaseResult, Row, Stat, add_rows, interleave, percentile, ratio_stat
 from .peers import JetStream, RedisStreams, Unavailable, open_peer
-from .postgres import EventSourcingPostgres, PostgresOurs
+from .postgres import EventSourcingPostgres, PostgresOurs, RawPsycopgSharedCommits
 from .settings import Settings
 from .workloads import NaiveMemory, OurStore, RawApsw, RawExecutemany, RawSqlite3, payload, session_name
 
@@ -134,6 +134,7 @@ def _append_targets(case: CaseResult, synchronous: str) -> None:
 
 
 _BUILT = "sqlitestream, Events built untimed"
+_RAW_PG = "raw psycopg executemany"
 
 
 def batch_cases(settings: Settings) -> list[CaseResult]:
@@ -149,6 +150,8 @@ def batch_cases(settings: Settings) -> list[CaseResult]:
         directory.mkdir(parents=True, exist_ok=True)
         factories = _writers(synchronous, settings, with_servers=synchronous == "normal")
         factories["raw executemany"] = lambda path: RawExecutemany(path, synchronous)  # noqa: B023
+        if synchronous == "normal":
+            factories[_RAW_PG] = lambda path: RawPsycopgSharedCommits(1)
         if "simplebroker" in factories:
             del factories["simplebroker"]
             case.skip("simplebroker", "no public batch-append API (Queue.write is one message per call)")
@@ -171,6 +174,13 @@ def batch_cases(settings: Settings) -> list[CaseResult]:
         finally:
             _close_all(opened)
             built.close()
+        if _RAW_PG in samples and "eventsourcing postgres" in samples:
+            limit = ratio_stat(samples[_RAW_PG], samples["eventsourcing postgres"]).median
+            case.notes.append(
+                f"raw psycopg executemany (counter, then the rows, one pipelined transaction) is "
+                f"{limit:.2f}x eventsourcing's PostgreSQL recorder (same run): the most a batch "
+                "with a per-session counter and a unique id can reach against it here"
+            )
         if "raw executemany" in samples:
             store_only = ratio_stat(samples[_BUILT], samples["raw executemany"]).median
             case.notes.append(
