@@ -243,17 +243,35 @@ def read_cases(settings: Settings) -> list[CaseResult]:
 
 def feed_cases(settings: Settings) -> list[CaseResult]:
     """Feed pages against session pages over the same events: the feed's index scan (with a
-    row look-up per event) against each session's contiguous range, both decoded."""
+    row look-up per event) against each session's contiguous range, both decoded; on the
+    SQLite store and on the PostgreSQL store."""
+    directory = settings.workdir / "feed"
+    directory.mkdir(parents=True, exist_ok=True)
+    cases = [
+        _feed_case(
+            settings,
+            "feed",
+            lambda: OurStore(SQLiteSessionStore(directory / "feed.db", **settings.store_options())),
+        )
+    ]
+    cases.append(_feed_case(settings, "feed-postgres", lambda: PostgresOurs(directory, "normal")))
+    return cases
+
+
+def _feed_case(settings: Settings, name: str, open_store: Callable[[], OurStore]) -> CaseResult:
     count = settings.read_events
     sessions = [session_name(n) for n in range(10)]
     case = CaseResult(
-        "feed",
-        f"pages of 100 (decoded) through the feed and through 10 sessions' cursors, {count:,} events (events/s)",
+        name,
+        f"pages of 100 (decoded) through the feed and through 10 sessions' cursors, {count:,} events"
+        f"{' on PostgreSQL' if name.endswith('postgres') else ''} (events/s)",
         baseline="session pages",
     )
-    directory = settings.workdir / case.name
-    directory.mkdir(parents=True, exist_ok=True)
-    store = OurStore(SQLiteSessionStore(directory / "feed.db", **settings.store_options()))
+    try:
+        store = open_store()
+    except Unavailable as exc:
+        case.skip("sqlitestream postgres", str(exc))
+        return case
     try:
         for start in range(0, count, 100):
             store.store.append_events(
@@ -276,8 +294,11 @@ def feed_cases(settings: Settings) -> list[CaseResult]:
         store.close()
     feed = case.row("feed pages")
     if feed is not None and feed.ratio is not None:
-        case.target("feed pages: >= 0.8x session pages", feed.ratio.median, feed.ratio.median >= 0.8, "x")
-    return [case]
+        where = " on PostgreSQL" if name.endswith("postgres") else ""
+        case.target(
+            f"feed pages{where}: >= 0.8x session pages", feed.ratio.median, feed.ratio.median >= 0.8, "x"
+        )
+    return case
 
 
 def scale_cases(settings: Settings) -> list[CaseResult]:
