@@ -268,10 +268,7 @@ def interrupt_once_at(function: str, event_name: str, only_if: Callable[[Any], b
         return local
 
     def global_(frame: Any, event_name_now: str, arg: Any) -> Any:
-        if frame.f_code.co_name != function:
-            return None
-        if event_name == "call":
-            return local(frame, event_name_now, arg)
-        return local
+        # Called at each frame's "call": traces the frames of ``function`` only.
+        return local(frame, event_name_now, arg) if frame.f_code.co_name == function else None
 
     return global_

@@ -87,17 +87,29 @@ def sqlite_lock_held(path: Path) -> Iterator[apsw.Connection]:
         conn.close()
 
 
-def in_one_group(store: SQLiteSessionStore, calls: list[Callable[[], Any]]) -> list[Any]:
-    """Run ``calls`` on threads of their own while SQLite's lock is held elsewhere, let the lock
-    go once all but the first are queued, and return their outcomes (they ran in two
-    transactions: the first call alone, then all the others)."""
+@contextmanager
+def queued_while_locked(
+    store: SQLiteSessionStore, calls: list[Callable[[], Any]]
+) -> Iterator[tuple[threading.Thread, list[Any]]]:
+    """Run ``calls`` on threads of their own while SQLite's lock is held elsewhere: the block
+    runs once all but the first are queued, and the lock goes when it ends. Yields the thread
+    running them (a daemon, so one left waiting fails its test, not the run) and the list
+    their outcomes go into; the thread is joined (up to 60 s) after the block."""
     outcomes: list[Any] = []
-    before = store.group_commit_stats()
     with sqlite_lock_held(Path(store.path)):
-        runner = threading.Thread(target=lambda: outcomes.extend(run_threads(calls)))
+        runner = threading.Thread(target=lambda: outcomes.extend(run_threads(calls)), daemon=True)
         runner.start()
         wait_until(lambda: store.group_commit_stats().queued == len(calls) - 1, "the appends queued")
+        yield runner, outcomes
     runner.join(60)
+
+
+def in_one_group(store: SQLiteSessionStore, calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run ``calls`` as :func:`queued_while_locked` does and return their outcomes (they ran
+    in two transactions: the first call alone, then all the others)."""
+    before = store.group_commit_stats()
+    with queued_while_locked(store, calls) as (_, outcomes):
+        pass
     after = store.group_commit_stats()
     assert after.transactions - before.transactions == 2
     assert after.largest >= len(calls) - 1
@@ -197,15 +209,10 @@ def test_a_failed_shared_commit_fails_every_caller_in_it(tmp_path: Path) -> None
     path = tmp_path / "events.db"
     store = SQLiteSessionStore(path, busy_timeout_ms=60_000)
     try:
-        outcomes: list[Any] = []
         calls = [lambda i=i: store.append_event(event(f"s{i}", id=f"e{i}")) for i in range(5)]
-        with sqlite_lock_held(path):
-            runner = threading.Thread(target=lambda: outcomes.extend(run_threads(calls)))
-            runner.start()
-            wait_until(lambda: store.group_commit_stats().queued == len(calls) - 1, "the appends queued")
+        with queued_while_locked(store, calls) as (_, outcomes):
             # Moved while they wait: a commit now would go into a file nobody opening the path reads.
             os.rename(path, tmp_path / "moved.db")
-        runner.join(60)
         assert all(isinstance(outcome, StorageError) for outcome in outcomes), outcomes
         assert all("moved or deleted" in str(outcome) for outcome in outcomes)
         assert store.group_commit_stats().largest == len(calls) - 1
@@ -267,14 +274,10 @@ def test_an_interrupt_of_the_leader_at_any_step_leaves_no_member_waiting(
     waiting), and the queue goes on working."""
     leading = interrupt_once_at(function, event_name, leads_others)
     calls = [lambda i=i: store.append_event_with_sequence(event(f"g{i}", id=f"e{i}")) for i in range(5)]
-    outcomes: list[Any] = []
     threading.settrace(leading)
     try:
-        with sqlite_lock_held(Path(store.path)):
-            runner = threading.Thread(target=lambda: outcomes.extend(run_threads(calls)), daemon=True)
-            runner.start()
-            wait_until(lambda: store.group_commit_stats().queued == len(calls) - 1, "the appends queued")
-        runner.join(20)
+        with queued_while_locked(store, calls) as (runner, outcomes):
+            pass
     finally:
         threading.settrace(None)
     assert not runner.is_alive(), f"a member was left waiting (leader interrupted {moment})"

@@ -74,28 +74,22 @@ class OurStore:
             )
         self.counter += n
 
+    def _batch(self, start: int, size: int) -> list[Event]:
+        return [
+            Event(type=EventType.MESSAGE_SENT, session_id=self.session, data=payload(i))
+            for i in range(start, start + size)
+        ]
+
     def append_batch(self, n: int, size: int) -> None:
-        store, session = self.store, self.session
         for start in range(self.counter, self.counter + n, size):
-            store.append_events(
-                [
-                    Event(type=EventType.MESSAGE_SENT, session_id=session, data=payload(i))
-                    for i in range(start, start + size)
-                ]
-            )
+            self.store.append_events(self._batch(start, size))
         self.counter += n
 
     def store_batch_rate(self, n: int, size: int) -> float:
         """:meth:`append_batch`'s rate with every ``Event`` built before the clock starts:
         the store's own cost of a batch, without the records its caller builds."""
-        store, session = self.store, self.session
-        batches = [
-            [
-                Event(type=EventType.MESSAGE_SENT, session_id=session, data=payload(i))
-                for i in range(start, start + size)
-            ]
-            for start in range(self.counter, self.counter + n, size)
-        ]
+        store = self.store
+        batches = [self._batch(start, size) for start in range(self.counter, self.counter + n, size)]
         began = time.perf_counter()
         for batch in batches:
             store.append_events(batch)
