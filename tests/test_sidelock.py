@@ -19,6 +19,7 @@ from typing import Any
 
 import apsw
 import pytest
+from support import child_env
 from test_faults import _gap_free, _integrity, interrupts
 
 from sqlitestream import Event, SQLiteSessionStore, StoreBusyError
@@ -197,6 +198,68 @@ def test_keyboard_interrupts_during_contended_writes_leave_nothing_held(tmp_path
     summary = interrupts.run(tmp_path / "events.db", writes=400, seed=2, contended=True)
     assert summary.violations == []
     assert summary.interrupted > 40, summary
+
+
+# An audit hook (sys.addaudithook) runs Python code inside fcntl.flock, before its system call,
+# so a signal handler can raise there. The hook here raises KeyboardInterrupt once, at the main
+# thread's n-th unlock of the side lock as the write ends (a contended write lets go of two file
+# descriptions), as such a handler would; the child prints "free" if another file description
+# can take the lock at once afterwards.
+_INTERRUPTED_UNLOCK = """
+import fcntl, os, sys, threading
+import apsw
+from sqlitestream import Event, SQLiteSessionStore
+path, contended, unlock = sys.argv[1], sys.argv[2] == "contended", int(sys.argv[3])
+store = SQLiteSessionStore(path, busy_timeout_ms=30_000)
+store.append_event(Event("message_sent", "s1"))
+armed = False
+def interrupt_the_unlock(event, args):
+    global armed, unlock
+    if armed and event == "fcntl.flock" and args[1] == fcntl.LOCK_UN and threading.current_thread() is threading.main_thread():
+        unlock -= 1
+        if unlock == 0:
+            armed = False
+            raise KeyboardInterrupt
+sys.addaudithook(interrupt_the_unlock)
+# SQLite's write lock held for a moment, so the write takes the side lock: at once, or when
+# "contended" (held here too) through the store's waiter thread and its own description.
+sqlite_holder = apsw.Connection(path)
+sqlite_holder.execute("BEGIN IMMEDIATE")
+other = os.open(path + "-lock", os.O_RDONLY)
+if contended:
+    fcntl.flock(other, fcntl.LOCK_EX)
+def let_go():
+    if contended:
+        fcntl.flock(other, fcntl.LOCK_UN)
+    sqlite_holder.execute("ROLLBACK")
+threading.Timer(0.05, let_go).start()
+armed = True
+try:
+    store.append_event(Event("message_sent", "s1"))
+except KeyboardInterrupt:
+    print("interrupted")
+try:
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    print("free")
+except BlockingIOError:
+    print("held")
+"""
+
+
+@pytest.mark.parametrize(("contended", "unlock"), [("uncontended", 1), ("contended", 1), ("contended", 2)])
+def test_an_interrupt_inside_the_side_locks_unlock_still_lets_it_go(
+    tmp_path: Path, contended: str, unlock: int
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_UNLOCK, str(tmp_path / "events.db"), contended, str(unlock)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["interrupted", "free"], result.stdout
 
 
 # Writers with and without the side lock ----------------------------------------------------------------

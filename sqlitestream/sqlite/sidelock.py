@@ -65,7 +65,8 @@ class SideLock:
 
     The caller's side uses only primitives implemented in C (a ``Lock`` in ``with``, a
     ``SimpleQueue``, a ``Lock`` as the grant), so an interrupt striking it anywhere leaves
-    no internal lock held; :meth:`release` then undoes whatever it got.
+    no internal lock held; :meth:`release` then undoes whatever it got, and an interrupted
+    :meth:`release` can be called again to finish.
     """
 
     @classmethod
@@ -132,8 +133,11 @@ class SideLock:
                 return
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             if self._granted:
-                self._granted = False
+                # Unlocked before it is marked: an interrupt inside ``flock`` (an audit hook runs
+                # Python code there) leaves it marked, so the release that finishes the write
+                # lets go of it; marked first, it would stay held until this object's next write.
                 fcntl.flock(self._waiter_fd, fcntl.LOCK_UN)
+                self._granted = False
 
     def close(self) -> None:
         """Release and close the files; a waiter still blocked in ``flock`` (its holder is
