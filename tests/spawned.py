@@ -1,8 +1,9 @@
-"""What the child processes of some tests run, started with multiprocessing's ``spawn``.
+"""What the child processes of some tests run, started with ``support.processes()``.
 
-A spawned child imports the module its function is defined in. In a test module that means
-pytest too (and hypothesis for some), about 0.2-0.5 s of CPU in every child, more than the
-work many of them do; here a child imports only the package.
+A child unpickles its function, and so imports the module the function is defined in. In a test
+module that means pytest too (and hypothesis for some), about 0.2-0.5 s of CPU in every child,
+more than the work many of them do; here a child imports only the package, which the context's
+server process has imported already.
 """
 
 from __future__ import annotations
@@ -14,6 +15,32 @@ from pathlib import Path
 from typing import Any
 
 from sqlitestream import Event, FeedStore, SQLiteSessionStore
+
+
+def append_until_stopped(
+    path: str, sessions: list[str], per_batch: int, payload: int, stop: Any, started: Any
+) -> None:
+    """Append batches of ``per_batch`` events (about ``payload`` bytes each, round-robin over
+    ``sessions``) until ``stop`` is set; ``started`` once three batches are committed."""
+    with SQLiteSessionStore(path) as store:
+        batches = 0
+        while not stop.is_set():
+            store.append_events(
+                [
+                    Event("message_sent", sessions[n % len(sessions)], data={"text": "x" * payload})
+                    for n in range(per_batch)
+                ]
+            )
+            batches += 1
+            if batches == 3:
+                started.set()
+
+
+def append_one_by_one(path: str, session_id: str, count: int) -> None:
+    with SQLiteSessionStore(path) as store:
+        for _ in range(count):
+            store.append_event(Event("message_sent", session_id))
+
 
 # test_sqlite_store.py -------------------------------------------------------------------------
 

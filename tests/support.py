@@ -1,6 +1,7 @@
 """Helpers shared by the test modules, each written once: ``wait_until`` (poll a condition with a
 deadline), ``child_env`` (the environment of a child Python process that imports this checkout),
-``run_python`` and the store factories of the manager, adapter and streaming tests.
+``run_python``, ``processes`` (the multiprocessing context of the tests' child processes) and
+the store factories of the manager, adapter and streaming tests.
 
 Each of those modules declares a three-line ``store`` fixture over ``STORE_KINDS`` with
 ``open_store``, so every manager test runs against the in-memory store and a SQLite file store
@@ -10,6 +11,8 @@ without duplicating the test code.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import multiprocessing.context
 import os
 import subprocess
 import sys
@@ -66,6 +69,20 @@ def child_env() -> dict[str, str]:
     env["PYTHONPATH"] = child_import_path() + (os.pathsep + existing if existing else "")
     env["PYTHONSAFEPATH"] = "1"
     return env
+
+
+def processes() -> multiprocessing.context.BaseContext:
+    """The multiprocessing context for child processes that run a function of ``spawned``.
+
+    ``forkserver``: each child is a fork of one clean, single-threaded server process (one per
+    test worker) that imported ``spawned`` and the package once, so a child starts in
+    milliseconds; a ``spawn`` child is a new interpreter that imports them again, 0.2-0.5 s of CPU
+    each, more than the work most of them do. Either way it is another OS process with its own
+    connections to the store. A test about a fresh interpreter uses ``run_python`` instead."""
+    context = multiprocessing.get_context("forkserver")
+    # Modules that cannot be imported (the PostgreSQL extra not installed) are skipped.
+    context.set_forkserver_preload(["spawned", "sqlitestream.postgres"])
+    return context
 
 
 def run_python(code: str, *args: str, timeout: float = 60) -> None:

@@ -3,7 +3,6 @@ destination file. Real files, a real writer process, real signals."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import shutil
 import signal
@@ -16,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import child_env
+from spawned import append_until_stopped
+from support import child_env, processes
 
 from sqlitestream import (
     Event,
@@ -143,16 +143,6 @@ def test_progress_counts_pages_up_to_the_total(store: SQLiteSessionStore, tmp_pa
 # Consistent while another process writes ------------------------------------------------------
 
 
-def _append_until(path: str, stop: Any, started: Any) -> None:
-    with SQLiteSessionStore(path) as store:
-        batches = 0
-        while not stop.is_set():
-            _fill(store, 8, payload=200)
-            batches += 1
-            if batches == 3:
-                started.set()
-
-
 def _wait_for_more(store: SQLiteSessionStore, seen: int) -> int:
     """The total of the sessions' latest sequences, once it has moved past ``seen``."""
     deadline = time.monotonic() + DEADLINE
@@ -166,9 +156,9 @@ def _wait_for_more(store: SQLiteSessionStore, seen: int) -> int:
 def test_backup_while_another_process_appends_is_a_gap_free_prefix(
     store: SQLiteSessionStore, tmp_path: Path
 ) -> None:
-    context = multiprocessing.get_context("spawn")
+    context = processes()
     stop, started = context.Event(), context.Event()
-    writer = context.Process(target=_append_until, args=(store.path, stop, started))
+    writer = context.Process(target=append_until_stopped, args=(store.path, SESSIONS, 8, 200, stop, started))
     writer.start()
     seen = [0]
 

@@ -4,7 +4,6 @@ integrity check, schema migration, and lossless, idempotent export/import."""
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -13,6 +12,8 @@ from typing import Any
 
 import apsw
 import pytest
+from spawned import append_until_stopped
+from support import processes
 from support import records as event_records
 
 from sqlitestream import (
@@ -270,20 +271,13 @@ def test_check_reports_sqlite_integrity_errors(tmp_path: Path) -> None:
     assert any(finding.kind == "integrity" for finding in report.findings)
 
 
-def _append_forever(path: str, stop: Any, started: Any) -> None:
-    with SQLiteSessionStore(path) as writer:
-        count = 0
-        while not stop.is_set():
-            writer.append_events([Event(type="message_sent", session_id=f"w{count % 3}") for _ in range(5)])
-            count += 1
-            if count == 5:
-                started.set()
-
-
 def test_check_is_correct_while_another_process_appends(store: SQLiteSessionStore, tmp_path: Path) -> None:
-    context = multiprocessing.get_context("spawn")
+    context = processes()
     stop, started = context.Event(), context.Event()
-    writer = context.Process(target=_append_forever, args=(str(tmp_path / "store.db"), stop, started))
+    sessions = ["w0", "w1", "w2"]
+    writer = context.Process(
+        target=append_until_stopped, args=(str(tmp_path / "store.db"), sessions, 5, 0, stop, started)
+    )
     writer.start()
     try:
         assert started.wait(30), "the writer process did not start appending"

@@ -6,7 +6,6 @@ writes."""
 from __future__ import annotations
 
 import json
-import multiprocessing
 import queue
 import shutil
 import signal
@@ -18,7 +17,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from support import child_env, stderr_on_a_terminal, wait_until
+from spawned import append_until_stopped
+from support import child_env, processes, stderr_on_a_terminal, wait_until
 
 from sqlitestream import Event, SQLiteSessionStore
 
@@ -212,20 +212,11 @@ def test_a_closed_output_pipe_ends_quietly(tmp_path: Path, args: list[str]) -> N
     assert stderr == b""
 
 
-def _append_until(path: str, stop: Any, started: Any) -> None:
-    with SQLiteSessionStore(path) as store:
-        batches = 0
-        while not stop.is_set():
-            store.append_events([Event(type="message_sent", session_id=f"w{batches % 4}") for _ in range(10)])
-            batches += 1
-            if batches == 3:
-                started.set()
-
-
 def test_read_commands_work_while_another_process_writes(db: Path, tmp_path: Path) -> None:
-    context = multiprocessing.get_context("spawn")
+    context = processes()
     stop, started = context.Event(), context.Event()
-    writer = context.Process(target=_append_until, args=(str(db), stop, started))
+    sessions = ["w0", "w1", "w2", "w3"]
+    writer = context.Process(target=append_until_stopped, args=(str(db), sessions, 10, 0, stop, started))
     writer.start()
     try:
         assert started.wait(DEADLINE)

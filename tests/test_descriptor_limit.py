@@ -4,7 +4,6 @@ command line, in real processes under a low ``RLIMIT_NOFILE``: SQLite itself onl
 
 from __future__ import annotations
 
-import concurrent.futures
 import subprocess
 import sys
 from pathlib import Path
@@ -101,20 +100,48 @@ def test_a_postgres_store_says_file_descriptors_ran_out(pg_dsn: str, pg_schema: 
     assert outcomes[0] == "ran out" and outcomes[-1] == "ok", outcomes
 
 
-# Takes every descriptor but the first argument's number, then runs the CLI on the rest.
+# Imports the CLI once, then forks one process per number of descriptors left (0, 1, 2, ...):
+# each takes every descriptor but that many under a limit of 32, runs the CLI on the rest with
+# its stderr in a file, and exits with the CLI's status. Prints "status<TAB>stderr file" each.
 _CLI_WITH_FEW_DESCRIPTORS = """
-import os, resource, sys
-resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32))
+import os, resource, sys, traceback
 from sqlitestream.cli import main
-held = []
-try:
-    while True:
-        held.append(os.open(os.devnull, os.O_RDONLY))
-except OSError:
-    pass
-for fd in held[: int(sys.argv[1])]:
-    os.close(fd)
-main(sys.argv[2:])
+directory, points, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+children = {}
+for free in range(points):
+    pid = os.fork()
+    if pid:
+        children[free] = pid
+        continue
+    status = 70
+    try:
+        err = os.open(os.path.join(directory, f"stderr{free}"), os.O_WRONLY | os.O_CREAT, 0o600)
+        os.dup2(err, 2)
+        os.close(err)
+        out = os.open(os.devnull, os.O_WRONLY)  # the report below is this process's stdout
+        os.dup2(out, 1)
+        os.close(out)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32))
+        held = []
+        try:
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+        for fd in held[:free]:
+            os.close(fd)
+        try:
+            main([arg.replace("{free}", str(free)) for arg in argv])
+            status = 0
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stderr.flush()
+        os._exit(status)
+for free, pid in children.items():
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), os.path.join(directory, f"stderr{free}"), sep="\t")
 """
 
 
@@ -124,30 +151,30 @@ def test_the_cli_says_file_descriptors_ran_out_wherever_they_run_out(tmp_path: P
     source = tmp_path / "source.db"
     with SQLiteSessionStore(source) as store:
         store.append_events([Event("message_sent", "s1", id=f"e{n}") for n in range(3)])
-
-    def copy_with(free: int) -> subprocess.CompletedProcess[str]:
-        argv = ["copy", "--from", str(source), "--to", str(tmp_path / f"copy{free}.db")]
-        return subprocess.run(
-            [sys.executable, "-c", _CLI_WITH_FEW_DESCRIPTORS, str(free), *argv],
-            capture_output=True,
-            text=True,
-            env=child_env(),
-            timeout=60,
-            check=False,
-        )
+    points = 14
+    argv = ["copy", "--from", str(source), "--to", str(tmp_path / "copy{free}.db")]
+    result = subprocess.run(
+        [sys.executable, "-c", _CLI_WITH_FEW_DESCRIPTORS, str(tmp_path), str(points), *argv],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs = [line.split("\t") for line in result.stdout.splitlines()]
+    assert len(runs) == points, result.stdout
 
     outcomes = []
-    # The runs are independent processes (each its own limit and its own new file): four at once.
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(copy_with, range(0, 14)))
-    for free, result in enumerate(results):
-        assert "Traceback" not in result.stderr and "unable to open" not in result.stderr, result.stderr
-        if result.returncode == 0:
+    for free, (status, stderr_file) in enumerate(runs):
+        stderr = Path(stderr_file).read_text(encoding="utf-8")
+        assert "Traceback" not in stderr and "unable to open" not in stderr, stderr
+        if status == "0":
             outcomes.append("copied")
             continue
-        assert result.returncode == 1, result.stderr
-        assert result.stderr.startswith("Error: ") and "file descriptors ran out" in result.stderr
-        assert "raise the limit (ulimit -n)" in result.stderr, result.stderr
+        assert status == "1", stderr
+        assert stderr.startswith("Error: ") and "file descriptors ran out" in stderr
+        assert "raise the limit (ulimit -n)" in stderr, stderr
         assert not (tmp_path / f"copy{free}.db").exists()  # a failed copy leaves no file behind
         outcomes.append("ran out")
     assert outcomes[0] == "ran out" and outcomes[-1] == "copied", outcomes

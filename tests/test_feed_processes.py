@@ -12,13 +12,12 @@ feed row, each follower missed dozens of the 500 events.)
 from __future__ import annotations
 
 import json
-import multiprocessing
 import time
 from pathlib import Path
 
 import pytest
 from spawned import FEED_DEADLINE_S, follow_feed, open_feed_store, wait_for_one_feed_event, write_feed
-from support import run_followers_then_writers
+from support import processes, run_followers_then_writers
 
 from sqlitestream import Event, SQLiteSessionStore
 
@@ -44,7 +43,7 @@ def where(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
 
 
 def test_feed_followers_end_with_exactly_the_committed_events(where: dict[str, str], tmp_path: Path) -> None:
-    context = multiprocessing.get_context("spawn")
+    context = processes()
     start = context.Event()
     readies = [context.Event() for _ in range(FOLLOWERS)]
     followers = [
@@ -74,7 +73,7 @@ def test_feed_followers_end_with_exactly_the_committed_events(where: dict[str, s
 def test_a_feed_long_poll_wakes_on_another_process_append(where: dict[str, str], tmp_path: Path) -> None:
     with open_feed_store(where) as store:
         after = store.append_event(Event("message_sent", "before")).position
-        context = multiprocessing.get_context("spawn")
+        context = processes()
         ready = context.Event()
         waiter = context.Process(
             target=wait_for_one_feed_event, args=(where, after, ready, str(tmp_path / "w.json"))

@@ -14,15 +14,14 @@ import os
 import random
 import signal
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import apsw
 import pytest
-from support import interrupt_once_at
+from support import interrupt_once_at, wait_until
 
 import tools.interrupts as interrupts
 from sqlitestream import (
@@ -47,7 +46,7 @@ def store(tmp_path: Path) -> Iterator[SQLiteSessionStore]:
     opened.close()
 
 
-def run_threads(calls: list[Callable[[], Any]]) -> list[Any]:
+def run_threads(calls: Sequence[Callable[[], Any]]) -> list[Any]:
     """Run each call on a thread of its own, all released at once; each one's result or exception."""
     outcomes: list[Any] = [None] * len(calls)
     start = threading.Barrier(len(calls))
@@ -68,13 +67,6 @@ def run_threads(calls: list[Callable[[], Any]]) -> list[Any]:
     return outcomes
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.001)
-
-
 @contextmanager
 def sqlite_lock_held(path: Path) -> Iterator[apsw.Connection]:
     """SQLite's write lock on ``path``, held by a connection of our own until the block ends."""
@@ -89,7 +81,7 @@ def sqlite_lock_held(path: Path) -> Iterator[apsw.Connection]:
 
 @contextmanager
 def queued_while_locked(
-    store: SQLiteSessionStore, calls: list[Callable[[], Any]]
+    store: SQLiteSessionStore, calls: Sequence[Callable[[], Any]]
 ) -> Iterator[tuple[threading.Thread, list[Any]]]:
     """Run ``calls`` on threads of their own while SQLite's lock is held elsewhere: the block
     runs once all but the first are queued, and the lock goes when it ends. Yields the thread
@@ -99,12 +91,12 @@ def queued_while_locked(
     with sqlite_lock_held(Path(store.path)):
         runner = threading.Thread(target=lambda: outcomes.extend(run_threads(calls)), daemon=True)
         runner.start()
-        wait_until(lambda: store.group_commit_stats().queued == len(calls) - 1, "the appends queued")
+        wait_until(lambda: store.group_commit_stats().queued == len(calls) - 1, 30, "the appends queued")
         yield runner, outcomes
     runner.join(60)
 
 
-def in_one_group(store: SQLiteSessionStore, calls: list[Callable[[], Any]]) -> list[Any]:
+def in_one_group(store: SQLiteSessionStore, calls: Sequence[Callable[[], Any]]) -> list[Any]:
     """Run ``calls`` as :func:`queued_while_locked` does and return their outcomes (they ran
     in two transactions: the first call alone, then all the others)."""
     before = store.group_commit_stats()
@@ -317,18 +309,17 @@ def test_interrupting_appends_in_group_commits_leaves_the_queue_working(tmp_path
                 assert "cannot tell whether" in str(exc), exc
                 unknown.add(mine.id)
 
+    def append_main(n: int) -> Callable[[], StoredEvent]:
+        return lambda: store.append_event(event("main", id=f"m{n}"))
+
     threads = [threading.Thread(target=background, args=(index,)) for index in range(3)]
     rng = random.Random(8)
     previous = signal.signal(signal.SIGALRM, interrupts.raise_interrupt)
     try:
         for thread in threads:
             thread.start()
-        hits = sum(
-            interrupts.interrupted(
-                lambda n=n: store.append_event(event("main", id=f"m{n}")), rng.uniform(0, 0.004)
-            )
-            for n in range(400)
-        )
+
+        hits = sum(interrupts.interrupted(append_main(n), rng.uniform(0, 0.004)) for n in range(400))
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)

@@ -8,12 +8,11 @@ each writer's own appends got increasing sequence numbers.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import time
 from pathlib import Path
 from typing import Any
 
-from support import run_followers_then_writers
+from support import processes, run_followers_then_writers
 
 from sqlitestream import Event
 from sqlitestream.postgres import PostgresSessionStore
@@ -88,7 +87,7 @@ def _follow(dsn: str, schema: str, ready: Any, out: str) -> None:
 
 def test_nodes_append_and_follow_the_same_sessions(pg_dsn: str, pg_schema: str, tmp_path: Path) -> None:
     PostgresSessionStore(pg_dsn, schema=pg_schema).close()  # create the schema once up front
-    context = multiprocessing.get_context("spawn")
+    context = processes()
     start = context.Event()
     readies = [context.Event() for _ in range(FOLLOWERS)]
     followers = [

@@ -4,7 +4,6 @@ transactions, and the ``trim`` and ``compact`` commands."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import threading
 from pathlib import Path
@@ -12,6 +11,8 @@ from pathlib import Path
 import apsw
 import pytest
 from click.testing import CliRunner, Result
+from spawned import append_one_by_one
+from support import processes
 
 from sqlitestream import Event, InMemorySessionStore, SQLiteSessionStore
 from sqlitestream.cli import cli
@@ -126,17 +127,11 @@ def test_trims_racing_appends_in_threads_keep_every_log_gap_free(tmp_path: Path)
         assert store.check_integrity().ok
 
 
-def _append_in_child(path: str, count: int) -> None:
-    with SQLiteSessionStore(path) as store:
-        for _ in range(count):
-            store.append_event(Event(session_id="s1", type="message_sent"))
-
-
 def test_a_trim_in_one_process_and_appends_in_another_agree(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     with SQLiteSessionStore(path) as store:
         fill(store, 100, size=1)
-        child = multiprocessing.get_context("spawn").Process(target=_append_in_child, args=(str(path), 100))
+        child = processes().Process(target=append_one_by_one, args=(str(path), "s1", 100))
         child.start()
         trimmed_at = 100
         while child.is_alive():  # a trim each time the child has appended five more

@@ -3,12 +3,10 @@ read-only opens, the connection settings, and several processes on one file."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sqlite3
 import stat
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from spawned import append_worker, follow_worker, open_and_append
+from support import processes
 
 from sqlitestream import (
     Event,
@@ -470,7 +469,7 @@ def test_new_files_follow_the_umask(tmp_path: Path) -> None:
 def test_processes_appending_get_gap_free_sequences(tmp_path: Path) -> None:
     path = str(tmp_path / "events.db")
     SQLiteSessionStore(path).close()
-    ctx = multiprocessing.get_context("spawn")
+    ctx = processes()
     start = ctx.Event()
     workers = [
         ctx.Process(target=append_worker, args=(path, ["shared", f"own{n}"], 40, start)) for n in range(3)
@@ -493,7 +492,7 @@ def test_processes_appending_get_gap_free_sequences(tmp_path: Path) -> None:
 def test_long_poll_wakes_on_another_process_append(tmp_path: Path) -> None:
     path = str(tmp_path / "events.db")
     SQLiteSessionStore(path).close()
-    ctx = multiprocessing.get_context("spawn")
+    ctx = processes()
     ready, out = ctx.Event(), ctx.Queue()
     follower = ctx.Process(target=follow_worker, args=(path, "s1", 30, ready, out))
     follower.start()
@@ -504,31 +503,6 @@ def test_long_poll_wakes_on_another_process_append(tmp_path: Path) -> None:
     seen = out.get(timeout=90)
     follower.join(30)
     assert seen == list(range(1, 31))
-
-
-def test_watcher_runs_only_while_someone_waits(tmp_path: Path) -> None:
-    def watcher_alive() -> bool:
-        return any(t.name == "sqlitestream-watcher" for t in threading.enumerate())
-
-    def wait_until(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return True
-            time.sleep(0.01)
-        return condition()
-
-    with SQLiteSessionStore(tmp_path / "events.db") as store:
-        assert wait_until(lambda: not watcher_alive())
-        store.append_event(Event("message_sent", "s1"))
-        assert not watcher_alive()
-        waiter = threading.Thread(
-            target=store.get_events, args=("s1",), kwargs={"after": 1, "wait_timeout_ms": 300}
-        )
-        waiter.start()
-        assert wait_until(watcher_alive)
-        waiter.join()
-        assert wait_until(lambda: not watcher_alive())
 
 
 def test_installed_package_creates_a_store_outside_the_source_tree(tmp_path: Path) -> None:
@@ -555,7 +529,7 @@ def test_processes_creating_the_same_new_store_at_once_all_succeed(tmp_path: Pat
     """Several processes opening one brand-new file together: one creates the schema and
     switches to WAL, the others wait for it (no StoreBusyError within the busy timeout)."""
     path = str(tmp_path / "events.db")
-    ctx = multiprocessing.get_context("spawn")
+    ctx = processes()
     start, out = ctx.Event(), ctx.Queue()
     workers = [ctx.Process(target=open_and_append, args=(path, start, out)) for _ in range(4)]
     for worker in workers:
