@@ -1,6 +1,6 @@
 """Helpers shared by the test modules, each written once: ``wait_until`` (poll a condition with a
 deadline), ``child_env`` (the environment of a child Python process that imports this checkout),
-``run_python``, ``processes`` (the multiprocessing context of the tests' child processes) and
+``run_python``, ``python_output``, ``processes`` (the multiprocessing context of the tests' child processes) and
 the store factories of the manager, adapter and streaming tests.
 
 Each of those modules declares a three-line ``store`` fixture over ``STORE_KINDS`` with
@@ -88,6 +88,21 @@ def processes() -> multiprocessing.context.BaseContext:
 def run_python(code: str, *args: str, timeout: float = 60) -> None:
     """Run ``code`` in a new interpreter that imports this checkout; fail the test if it fails."""
     subprocess.run([sys.executable, "-c", code, *args], check=True, env=child_env(), timeout=timeout)
+
+
+def python_output(code: str, *args: str, timeout: float = 60) -> str:
+    """What ``code`` prints, run in a new interpreter that imports this checkout; fail the test
+    (with the end of its stderr) if it fails."""
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
 
 
 def script(name: str) -> list[str]:

@@ -4,12 +4,11 @@ command line, in real processes under a low ``RLIMIT_NOFILE``: SQLite itself onl
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from support import child_env
+from support import python_output
 
 from sqlitestream import Event, SQLiteSessionStore
 
@@ -35,31 +34,17 @@ except StorageError as exc:
 
 
 def test_opening_stores_past_the_limit_says_file_descriptors_ran_out(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", _OPEN_STORES_UNTIL_IT_FAILS, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    opened, _, message = result.stdout.partition(" ")
-    assert int(opened) > 0, result.stdout
+    output = python_output(_OPEN_STORES_UNTIL_IT_FAILS, str(tmp_path))
+    opened, _, message = output.partition(" ")
+    assert int(opened) > 0, output
     assert "file descriptors ran out" in message and "(its limit: 64)" in message, message
     assert "ulimit -n" in message and "unable to open database file" not in message
 
 
-# Takes every descriptor but N (0, 1, 2, ...), then opens a PostgreSQL store and long-polls.
-_POSTGRES_WITH_FEW_DESCRIPTORS = """
-import os, resource, sys
-resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-from sqlitestream import Event, SqliteStreamError
-from sqlitestream.postgres import PostgresSessionStore
-dsn, schema = sys.argv[1], sys.argv[2]
-with PostgresSessionStore(dsn, schema=schema) as store:
-    store.append_event(Event("message_sent", "s", id="e"))
-for free in range(0, 8):
+# The child scripts' way to run short of descriptors: take every one left but ``free``.
+_TAKE_ALL_BUT = """
+import os
+def take_all_but(free):
     held = []
     try:
         while True:
@@ -68,6 +53,22 @@ for free in range(0, 8):
         pass
     for fd in held[:free]:
         os.close(fd)
+    return held[free:]
+"""
+
+# Takes every descriptor but N (0, 1, 2, ...), then opens a PostgreSQL store and long-polls.
+_POSTGRES_WITH_FEW_DESCRIPTORS = (
+    _TAKE_ALL_BUT
+    + """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+from sqlitestream import Event, SqliteStreamError
+from sqlitestream.postgres import PostgresSessionStore
+dsn, schema = sys.argv[1], sys.argv[2]
+with PostgresSessionStore(dsn, schema=schema) as store:
+    store.append_event(Event("message_sent", "s", id="e"))
+for free in range(0, 8):
+    held = take_all_but(free)
     store = None
     try:
         store = PostgresSessionStore(dsn, schema=schema)
@@ -76,26 +77,18 @@ for free in range(0, 8):
     except SqliteStreamError as exc:
         outcome = "ran out" if "file descriptors ran out" in str(exc) else f"other: {exc}"
     finally:
-        for fd in held[free:]:
+        for fd in held:
             os.close(fd)
         if store is not None:
             store.close()
     print(outcome, flush=True)
 """
+)
 
 
 def test_a_postgres_store_says_file_descriptors_ran_out(pg_dsn: str, pg_schema: str) -> None:
     """psycopg's selector raised a raw OSError, and libpq said "connection is bad"."""
-    result = subprocess.run(
-        [sys.executable, "-c", _POSTGRES_WITH_FEW_DESCRIPTORS, pg_dsn, pg_schema],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    outcomes = result.stdout.split("\n")[:-1]
+    outcomes = python_output(_POSTGRES_WITH_FEW_DESCRIPTORS, pg_dsn, pg_schema, timeout=120).splitlines()
     assert set(outcomes) <= {"ok", "ran out"}, outcomes
     assert outcomes[0] == "ran out" and outcomes[-1] == "ok", outcomes
 
@@ -103,8 +96,10 @@ def test_a_postgres_store_says_file_descriptors_ran_out(pg_dsn: str, pg_schema: 
 # Imports the CLI once, then forks one process per number of descriptors left (0, 1, 2, ...):
 # each takes every descriptor but that many under a limit of 32, runs the CLI on the rest with
 # its stderr in a file, and exits with the CLI's status. Prints "status<TAB>stderr file" each.
-_CLI_WITH_FEW_DESCRIPTORS = """
-import os, resource, sys, traceback
+_CLI_WITH_FEW_DESCRIPTORS = (
+    _TAKE_ALL_BUT
+    + """
+import resource, sys, traceback
 from sqlitestream.cli import main
 directory, points, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 children = {}
@@ -122,14 +117,7 @@ for free in range(points):
         os.dup2(out, 1)
         os.close(out)
         resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32))
-        held = []
-        try:
-            while True:
-                held.append(os.open(os.devnull, os.O_RDONLY))
-        except OSError:
-            pass
-        for fd in held[:free]:
-            os.close(fd)
+        take_all_but(free)
         try:
             main([arg.replace("{free}", str(free)) for arg in argv])
             status = 0
@@ -143,6 +131,7 @@ for free in range(points):
 for free, pid in children.items():
     print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), os.path.join(directory, f"stderr{free}"), sep="\t")
 """
+)
 
 
 def test_the_cli_says_file_descriptors_ran_out_wherever_they_run_out(tmp_path: Path) -> None:
@@ -153,17 +142,9 @@ def test_the_cli_says_file_descriptors_ran_out_wherever_they_run_out(tmp_path: P
         store.append_events([Event("message_sent", "s1", id=f"e{n}") for n in range(3)])
     points = 14
     argv = ["copy", "--from", str(source), "--to", str(tmp_path / "copy{free}.db")]
-    result = subprocess.run(
-        [sys.executable, "-c", _CLI_WITH_FEW_DESCRIPTORS, str(tmp_path), str(points), *argv],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    runs = [line.split("\t") for line in result.stdout.splitlines()]
-    assert len(runs) == points, result.stdout
+    output = python_output(_CLI_WITH_FEW_DESCRIPTORS, str(tmp_path), str(points), *argv, timeout=120)
+    runs = [line.split("\t") for line in output.splitlines()]
+    assert len(runs) == points, output
 
     outcomes = []
     for free, (status, stderr_file) in enumerate(runs):

@@ -19,7 +19,7 @@ from typing import Any
 
 import apsw
 import pytest
-from support import child_env
+from support import python_output
 from test_faults import _gap_free, _integrity, interrupts
 
 from sqlitestream import Event, SQLiteSessionStore, StoreBusyError
@@ -250,16 +250,8 @@ except BlockingIOError:
 def test_an_interrupt_inside_the_side_locks_unlock_still_lets_it_go(
     tmp_path: Path, contended: str, unlock: int
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", _INTERRUPTED_UNLOCK, str(tmp_path / "events.db"), contended, str(unlock)],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["interrupted", "free"], result.stdout
+    output = python_output(_INTERRUPTED_UNLOCK, str(tmp_path / "events.db"), contended, str(unlock))
+    assert output.split() == ["interrupted", "free"], output
 
 
 # Writers with and without the side lock ----------------------------------------------------------------
