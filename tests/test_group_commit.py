@@ -318,7 +318,6 @@ def test_interrupting_appends_in_group_commits_leaves_the_queue_working(tmp_path
     try:
         for thread in threads:
             thread.start()
-
         hits = sum(interrupts.interrupted(append_main(n), rng.uniform(0, 0.004)) for n in range(400))
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)

@@ -213,15 +213,24 @@ path, contended, unlock = sys.argv[1], sys.argv[2] == "contended", int(sys.argv[
 store = SQLiteSessionStore(path, busy_timeout_ms=30_000)
 store.append_event(Event("message_sent", "s1"))
 armed = False
+queued = threading.Event()  # the write has reached the side lock: the locks may go
 def interrupt_the_unlock(event, args):
     global armed, unlock
-    if armed and event == "fcntl.flock" and args[1] == fcntl.LOCK_UN and threading.current_thread() is threading.main_thread():
+    if not armed or event != "fcntl.flock":
+        return
+    if threading.current_thread() is not threading.main_thread():
+        if args[1] == fcntl.LOCK_EX:  # the store's waiter thread queues on it
+            queued.set()
+        return
+    if args[1] == fcntl.LOCK_EX | fcntl.LOCK_NB and not contended:  # the store takes it
+        queued.set()
+    if args[1] == fcntl.LOCK_UN:
         unlock -= 1
         if unlock == 0:
             armed = False
             raise KeyboardInterrupt
 sys.addaudithook(interrupt_the_unlock)
-# SQLite's write lock held for a moment, so the write takes the side lock: at once, or when
+# SQLite's write lock held until the write waits, so it takes the side lock: at once, or when
 # "contended" (held here too) through the store's waiter thread and its own description.
 sqlite_holder = apsw.Connection(path)
 sqlite_holder.execute("BEGIN IMMEDIATE")
@@ -229,15 +238,18 @@ other = os.open(path + "-lock", os.O_RDONLY)
 if contended:
     fcntl.flock(other, fcntl.LOCK_EX)
 def let_go():
+    queued.wait(30)
     if contended:
         fcntl.flock(other, fcntl.LOCK_UN)
     sqlite_holder.execute("ROLLBACK")
-threading.Timer(0.05, let_go).start()
+releaser = threading.Thread(target=let_go)
+releaser.start()
 armed = True
 try:
     store.append_event(Event("message_sent", "s1"))
 except KeyboardInterrupt:
     print("interrupted")
+releaser.join()
 try:
     fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
     print("free")

@@ -247,24 +247,24 @@ def feed_cases(settings: Settings) -> list[CaseResult]:
     SQLite store and on the PostgreSQL store."""
     directory = settings.workdir / "feed"
     directory.mkdir(parents=True, exist_ok=True)
-    cases = [
+    return [
         _feed_case(
             settings,
             "feed",
+            "",
             lambda: OurStore(SQLiteSessionStore(directory / "feed.db", **settings.store_options())),
-        )
+        ),
+        _feed_case(settings, "feed-postgres", " on PostgreSQL", lambda: PostgresOurs(directory, "normal")),
     ]
-    cases.append(_feed_case(settings, "feed-postgres", lambda: PostgresOurs(directory, "normal")))
-    return cases
 
 
-def _feed_case(settings: Settings, name: str, open_store: Callable[[], OurStore]) -> CaseResult:
+def _feed_case(settings: Settings, name: str, where: str, open_store: Callable[[], OurStore]) -> CaseResult:
     count = settings.read_events
     sessions = [session_name(n) for n in range(10)]
     case = CaseResult(
         name,
         f"pages of 100 (decoded) through the feed and through 10 sessions' cursors, {count:,} events"
-        f"{' on PostgreSQL' if name.endswith('postgres') else ''} (events/s)",
+        f"{where} (events/s)",
         baseline="session pages",
     )
     try:
@@ -294,7 +294,6 @@ def _feed_case(settings: Settings, name: str, open_store: Callable[[], OurStore]
         store.close()
     feed = case.row("feed pages")
     if feed is not None and feed.ratio is not None:
-        where = " on PostgreSQL" if name.endswith("postgres") else ""
         case.target(
             f"feed pages{where}: >= 0.8x session pages", feed.ratio.median, feed.ratio.median >= 0.8, "x"
         )
