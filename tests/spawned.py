@@ -8,13 +8,36 @@ server process has imported already.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 from sqlitestream import Event, FeedStore, SQLiteSessionStore
+
+IMPORTED_BY = os.getpid()
+"""The process that imported this module: the server of ``support.processes()``, not a child."""
+
+
+def run_code(code: str, argv: list[str], report: Any) -> None:
+    """Run ``code`` as ``python -c code *argv`` runs it; send ``report`` (a pipe's end) what it
+    printed, or its traceback, as ``(ok, text)``."""
+    sys.argv = ["-c", *argv]
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            exec(compile(code, "<code>", "exec"), {"__name__": "__main__"})
+    except BaseException as exc:
+        if not (isinstance(exc, SystemExit) and exc.code in (None, 0)):
+            # The end of a long traceback is the part that says what failed; the pipe stays short.
+            report.send((False, traceback.format_exc()[-4000:]))
+            raise SystemExit(1) from None
+    report.send((True, printed.getvalue()))
 
 
 def append_until_stopped(

@@ -1,6 +1,6 @@
 """Helpers shared by the test modules, each written once: ``wait_until`` (poll a condition with a
 deadline), ``child_env`` (the environment of a child Python process that imports this checkout),
-``run_python`` and ``python_output``, ``processes`` (the multiprocessing context of the tests'
+``run_in_another_process`` and ``python_output``, ``processes`` (the multiprocessing context of the tests'
 child processes) and the store factories of the manager, adapter and streaming tests.
 
 Each of those modules declares a three-line ``store`` fixture over ``STORE_KINDS`` with
@@ -11,8 +11,10 @@ without duplicating the test code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import multiprocessing.context
+import multiprocessing.forkserver
 import os
 import subprocess
 import sys
@@ -21,6 +23,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import spawned
 
 from sqlitestream import Event, InMemorySessionStore, SessionStore, SQLiteSessionStore, StoredEvent
 from sqlitestream.store import SessionStore as _Base
@@ -78,16 +82,59 @@ def processes() -> multiprocessing.context.BaseContext:
     test worker) that imported ``spawned`` and the package once, so a child starts in
     milliseconds; a ``spawn`` child is a new interpreter that imports them again, 0.2-0.5 s of CPU
     each, more than the work most of them do. Either way it is another OS process with its own
-    connections to the store. A test about a fresh interpreter uses ``run_python`` instead."""
+    connections to the store. A test about a fresh interpreter uses ``python_output`` instead."""
     context = multiprocessing.get_context("forkserver")
     # Modules that cannot be imported (the PostgreSQL extra not installed) are skipped.
     context.set_forkserver_preload(["spawned", "sqlitestream.postgres"])
+    # The server process gets the caller's sys.path only from Python 3.13 on; before that a
+    # module outside the default path (``spawned``) fails to preload without a word and every
+    # child imports it and the package again, ~0.15 s of CPU each. PYTHONPATH carries the
+    # path instead (and PYTHONSAFEPATH keeps the checkout's uncompiled package off it).
+    path = os.pathsep.join([str(Path(__file__).resolve().parent), child_import_path()])
+    with _environment(PYTHONPATH=path, PYTHONSAFEPATH="1"):
+        multiprocessing.forkserver.ensure_running()
     return context
 
 
-def run_python(code: str, *args: str, timeout: float = 60) -> None:
-    """Run ``code`` in a new interpreter that imports this checkout; fail the test if it fails."""
-    subprocess.run([sys.executable, "-c", code, *args], check=True, env=child_env(), timeout=timeout)
+@contextlib.contextmanager
+def _environment(**variables: str) -> Iterator[None]:
+    """Set ``variables`` in this process's environment for the ``with`` block."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_in_another_process(code: str, *args: str, timeout: float = 60) -> str:
+    """What ``code`` prints, run as ``python -c code *args`` runs it but in a child of
+    :func:`processes` (another OS process, with its own files and connections, that starts in
+    milliseconds); fail the test with the child's traceback if it fails. A test about a fresh
+    interpreter (imports, the environment, exit codes, signals) uses ``python_output``."""
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    child = processes().Process(target=spawned.run_code, args=(code, list(args), sender))
+    child.start()
+    sender.close()
+    try:
+        if receiver.poll(timeout):
+            ok, text = receiver.recv()
+        else:
+            ok, text = False, f"no report within {timeout} s"
+    except EOFError:
+        ok, text = False, "it ended without a report"
+    finally:
+        receiver.close()
+    child.join(timeout if ok else 0)
+    if child.is_alive():
+        child.kill()
+        child.join()
+    assert ok and child.exitcode == 0, f"the child process failed (exit code {child.exitcode}): {text}"
+    return str(text)
 
 
 def python_output(code: str, *args: str, timeout: float = 60) -> str:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +14,7 @@ import apsw
 import httpx
 import pytest
 from http_support import LiveServer, follow_stream, http_client, serving, sse_data_until
-from support import child_env
+from support import run_in_another_process
 
 from sqlitestream import Event, InMemorySessionStore, SessionStore, SQLiteSessionStore, ValidationError
 from sqlitestream.http import create_app
@@ -31,10 +29,10 @@ def store(tmp_path: Path) -> Iterator[SQLiteSessionStore]:
 
 
 def in_other_process(path: Path, code: str) -> None:
-    """Run ``code`` in a new Python process with ``store`` open on ``path``."""
+    """Run ``code`` in another OS process with ``store`` open on ``path``."""
     program = f"from sqlitestream import *\nwith SQLiteSessionStore({str(path)!r}) as store:\n"
     program += "".join(f"    {line}\n" for line in code.strip().splitlines())
-    subprocess.run([sys.executable, "-c", program], check=True, env=child_env(), timeout=60)
+    run_in_another_process(program)
 
 
 # Byte streams ------------------------------------------------------------------------------------

@@ -8,14 +8,13 @@ import json
 import queue
 import shutil
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from http_support import LiveServer
-from support import REPO_ROOT, SCRIPTS, child_env
+from support import REPO_ROOT, SCRIPTS, run_in_another_process
 
 from sqlitestream import Event, SQLiteSessionStore
 
@@ -35,7 +34,7 @@ def append_in_other_process(path: str, session_id: str, count: int) -> None:
         f"    for n in range({count}):\n"
         f"        store.append_event(Event('message_sent', {session_id!r}, data={{'n': n}}))\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, env=child_env(), timeout=60)
+    run_in_another_process(code)
 
 
 def ts_client() -> Path:

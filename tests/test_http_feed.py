@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from http_support import http_client, serve_process, serving
-from support import run_python
+from support import run_in_another_process
 
 from sqlitestream import Event, InMemorySessionStore, SQLiteSessionStore
 from sqlitestream.feed import FeedStore
@@ -48,7 +48,7 @@ def store(location: str) -> Iterator[FeedStore]:
 def append_in_other_process(location: str, *events: tuple[str, str]) -> None:
     """Append ``(session_id, type)`` events from a new Python process opening ``location``."""
     listed = ", ".join(f"Event({kind!r}, {session!r})" for session, kind in events)
-    run_python(
+    run_in_another_process(
         "from sqlitestream import Event\nfrom sqlitestream.locations import open_store\n"
         f"with open_store({location!r}) as store:\n    store.append_events([{listed}])\n"
     )

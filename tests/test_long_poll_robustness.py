@@ -20,7 +20,7 @@ from typing import Any
 
 import apsw
 import pytest
-from support import child_env, run_python, wait_until
+from support import child_env, run_in_another_process, wait_until
 
 from sqlitestream import (
     Event,
@@ -97,7 +97,7 @@ def _append_in_another_process(path: Path, session_ids: list[str], type_: str = 
         "with SQLiteSessionStore(sys.argv[1]) as store:\n"
         "    store.append_events([Event(sys.argv[2], s, id=f'{s}-{sys.argv[2]}-x') for s in sys.argv[3:]])\n"
     )
-    run_python(code, str(path), type_, *session_ids)
+    run_in_another_process(code, str(path), type_, *session_ids)
 
 
 def _delete_in_another_process(path: Path, session_id: str) -> None:
@@ -106,7 +106,7 @@ def _delete_in_another_process(path: Path, session_id: str) -> None:
         "with SQLiteSessionStore(sys.argv[1]) as store:\n"
         "    store.delete_session(sys.argv[2])\n"
     )
-    run_python(code, str(path), session_id)
+    run_in_another_process(code, str(path), session_id)
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -197,7 +197,7 @@ def test_many_waiters_wake_on_another_process_appending(tmp_path: Path) -> None:
             "    store.append_events([Event('message_received', s, id=f'{s}-message_received-x', run_id='r2')"
             " for s in sys.argv[2:]])\n"
         )
-        run_python(code, str(path), *sessions)
+        run_in_another_process(code, str(path), *sessions)
         assert waiters.join()
         _check_woken(waiters)
         print(
@@ -255,7 +255,7 @@ def _replace_in_another_process(path: Path, session_id: str, events: int) -> Non
         "conn.execute('UPDATE streams SET latest_seq = ? WHERE session_id = ?', (n, s))\n"
         "conn.execute('COMMIT')\n"
     )
-    run_python(code, str(path), session_id, str(events))
+    run_in_another_process(code, str(path), session_id, str(events))
 
 
 @pytest.mark.parametrize("refilled_to", [1, 2, 4])
@@ -312,7 +312,7 @@ def _trim_in_another_process(path: Path, session_id: str, before_sequence: int) 
         "with SQLiteSessionStore(sys.argv[1]) as store:\n"
         "    store.trim_session(sys.argv[2], before_sequence=int(sys.argv[3]))\n"
     )
-    run_python(code, str(path), session_id, str(before_sequence))
+    run_in_another_process(code, str(path), session_id, str(before_sequence))
 
 
 def test_a_session_trimmed_by_another_process_keeps_its_waiters(tmp_path: Path) -> None:
@@ -409,7 +409,7 @@ def test_another_processs_commits_wake_only_the_waiters_of_their_sessions(tmp_pa
             "    store.delete_session('doomed')\n"
             "    store.create_session(Session(id='record', agent_id='a'))\n"
         )
-        run_python(code, str(path))
+        run_in_another_process(code, str(path))
         _trim_in_another_process(path, "trimmed", 2)
         assert hot.join() and doomed.join()
         assert [e.sequence_number for e in hot.results[0]] == [2]

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import drop_pg_schema
-from support import child_env
+from support import child_env, run_in_another_process
 
 from sqlitestream import Event
 from sqlitestream.bytestreams import ByteStreams, Producer, StreamFork
@@ -308,9 +308,7 @@ def test_an_append_by_another_process_wakes_a_watcher(pg_dsn: str, pg_store_sche
                 "with PostgresSessionStore(sys.argv[1], schema=sys.argv[2]) as s:\n"
                 "    s.byte_streams().append('a', b'x', content_type='text/plain')\n"
             )
-            subprocess.run(
-                [sys.executable, "-c", code, pg_dsn, pg_store_schema], check=True, env=child_env(), timeout=60
-            )
+            run_in_another_process(code, pg_dsn, pg_store_schema)
             assert woken.wait(10)
         assert streams.read_stream("a").body() == b"x"
 

@@ -72,7 +72,9 @@ def server(db: Path, tmp_path: Path) -> Iterator[Server]:
 def wait(driver: Any, condition: Any, timeout: float = PATIENCE_S, what: str = "") -> Any:
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.01).until(condition, what)
+    # Each look is a WebDriver round trip through chromedriver into the page: at 100 a second
+    # the looking cost more CPU than the pages; 20 a second still times the 1 s deadline finely.
+    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition, what)
 
 
 def present(css: str) -> Any:
