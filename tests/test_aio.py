@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import REPO_ROOT, DelegatingStore, await_until
+from support import DelegatingStore, await_until, child_env
 
 from sqlitestream import (
     Event,
@@ -169,7 +169,7 @@ def test_many_async_followers_wake_on_another_process_with_bounded_threads(tmp_p
             await await_until(lambda: threading.active_count() >= before + max_threads, "the waits to start")
             assert threading.active_count() <= before + max_threads + 1
             child = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", _APPEND_ONE, str(path), "50", cwd=REPO_ROOT
+                sys.executable, "-c", _APPEND_ONE, str(path), "50", env=child_env()
             )
             assert await child.wait() == 0
             pages = await asyncio.wait_for(asyncio.gather(*waiters), 60)
@@ -254,7 +254,7 @@ def test_many_async_follows_share_the_pool_and_see_another_process_append(tmp_pa
             assert threading.active_count() <= before + 4 + 1
             for _ in range(2):
                 child = await asyncio.create_subprocess_exec(
-                    sys.executable, "-c", _APPEND_ONE, str(path), "30", cwd=REPO_ROOT
+                    sys.executable, "-c", _APPEND_ONE, str(path), "30", env=child_env()
                 )
                 assert await child.wait() == 0
             assert await asyncio.wait_for(asyncio.gather(*followers), 60) == [[1, 2]] * 300
