@@ -1,7 +1,7 @@
 """Helpers shared by the test modules, each written once: ``wait_until`` (poll a condition with a
 deadline), ``child_env`` (the environment of a child Python process that imports this checkout),
-``run_in_another_process`` and ``python_output``, ``processes`` (the multiprocessing context of the tests'
-child processes) and the store factories of the manager, adapter and streaming tests.
+``run_in_another_process`` and ``python_output``, ``processes`` (the multiprocessing context of
+the tests' child processes) and the store factories of the manager, adapter and streaming tests.
 
 Each of those modules declares a three-line ``store`` fixture over ``STORE_KINDS`` with
 ``open_store``, so every manager test runs against the in-memory store and a SQLite file store
