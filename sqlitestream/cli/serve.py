@@ -138,6 +138,8 @@ def serve(
         # reuses a connection at the moment the server closes it ("other side closed").
         timeout_keep_alive=30,
         server_header=False,
+        # The protocol is plain HTTP: no WebSocket upgrade to accept, nor its libraries to load.
+        ws="none",
     )
     server = _Server(config, app)
     server.run()
