@@ -86,10 +86,11 @@ def processes() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
     # Modules that cannot be imported (the PostgreSQL extra not installed) are skipped.
     context.set_forkserver_preload(["spawned", "sqlitestream.postgres"])
-    # The server process gets the caller's sys.path only from Python 3.13 on; before that a
-    # module outside the default path (``spawned``) fails to preload without a word and every
-    # child imports it and the package again, ~0.15 s of CPU each. PYTHONPATH carries the
-    # path instead (and PYTHONSAFEPATH keeps the checkout's uncompiled package off it).
+    # The server process ignores the caller's sys.path before Python 3.12.8 and 3.13.1
+    # (CPython gh-117378): a module outside the default path (``spawned``) fails to preload
+    # without a word and every child imports it and the package again, ~0.15 s of CPU each.
+    # PYTHONPATH carries the path instead, the workaround the fix names (and PYTHONSAFEPATH
+    # keeps the checkout's uncompiled package off it).
     path = os.pathsep.join([str(Path(__file__).resolve().parent), child_import_path()])
     with _environment(PYTHONPATH=path, PYTHONSAFEPATH="1"):
         multiprocessing.forkserver.ensure_running()
