@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from sqlitestream import Event, FeedStore, SQLiteSessionStore
+from sqlitestream import ConflictError, Event, FeedStore, ScriptedAdapter, SessionManager, SQLiteSessionStore
 
 IMPORTED_BY = os.getpid()
 """The process that imported this module: the server of ``support.processes()``, not a child."""
@@ -38,6 +38,20 @@ def run_code(code: str, argv: list[str], report: Any) -> None:
             report.send((False, traceback.format_exc()[-4000:]))
             raise SystemExit(1) from None
     report.send((True, printed.getvalue()))
+
+
+def start_shared_session(path: str, agent: str, ready: Any, go: Any, outcomes: Any) -> None:
+    """Open the store, release ``ready``, and once ``go`` is set start the session
+    ``ses-shared`` for ``agent``; put ``"created"`` or ``"conflict"`` in ``outcomes``."""
+    with SQLiteSessionStore(path) as store:
+        manager = SessionManager(store, ScriptedAdapter([], name="fake"))
+        ready.release()
+        go.wait()
+        try:
+            manager.start_session(agent_id=agent, session_id="ses-shared")
+            outcomes.put("created")
+        except ConflictError:
+            outcomes.put("conflict")
 
 
 def append_until_stopped(

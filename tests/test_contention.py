@@ -4,13 +4,13 @@ by a follower in each process. A short run of ``tools/stress.py``, plus thread-l
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from support import child_env
+from spawned import start_shared_session
+from support import processes
 
 from sqlitestream import Event, SQLiteSessionStore, StoreBusyError
 from tools import stress
@@ -144,45 +144,26 @@ def test_short_busy_timeout_gives_busy_error_or_success_never_partial(
     assert all(not stored & set(batch) for batch in failed)
 
 
-_START_SESSION = """
-import sys
-from sqlitestream import ConflictError, ScriptedAdapter, SessionManager, SQLiteSessionStore
-path, agent = sys.argv[1], sys.argv[2]
-with SQLiteSessionStore(path) as store:
-    manager = SessionManager(store, ScriptedAdapter([], name="fake"))
-    print("ready", flush=True)
-    sys.stdin.readline()  # the parent's go, sent to every child once all are ready
-    try:
-        manager.start_session(agent_id=agent, session_id="ses-shared")
-        print("created")
-    except ConflictError:
-        print("conflict")
-"""
-
-
 def test_processes_starting_one_session_id_have_exactly_one_winner(tmp_path: Path) -> None:
-    import subprocess
-
     path = tmp_path / "race.db"
     SQLiteSessionStore(path).close()  # created up front, so the race is only over the session
+    context = processes()
+    ready, go, outcomes = context.Semaphore(0), context.Event(), context.Queue()
     children = [
-        subprocess.Popen(
-            [sys.executable, "-c", _START_SESSION, str(path), f"agent-{n}"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=child_env(),
-        )
+        context.Process(target=start_shared_session, args=(str(path), f"agent-{n}", ready, go, outcomes))
         for n in range(6)
     ]
-    for child in children:  # each has opened the store and waits: the race starts together
-        assert child.stdout is not None and child.stdout.readline() == "ready\n"
     for child in children:
-        assert child.stdin is not None
-        child.stdin.write("go\n")
-        child.stdin.flush()
-    outcomes = sorted(child.communicate(timeout=60)[0].strip() for child in children)
-    assert [child.returncode for child in children] == [0] * 6
-    assert outcomes == ["conflict"] * 5 + ["created"]
+        child.start()
+    try:
+        for _ in children:  # each has opened the store and waits: the race starts together
+            assert ready.acquire(timeout=60)
+        go.set()
+        results = sorted(outcomes.get(timeout=60) for _ in children)
+    finally:
+        for child in children:
+            child.join(60)
+    assert [child.exitcode for child in children] == [0] * 6
+    assert results == ["conflict"] * 5 + ["created"]
     with SQLiteSessionStore(path) as store:
         assert len(store.get_events("ses-shared")) == 1

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import apsw
 import pytest
-from support import child_env
+from support import run_in_another_process
 
 from sqlitestream import Event, SQLiteSessionStore, StorageError
 
@@ -30,15 +29,18 @@ def _integrity(path: Path) -> list[str]:
         conn.close()
 
 
-def _append_in_other_process(path: Path, event_id: str) -> subprocess.CompletedProcess[str]:
+def _append_in_other_process(path: Path, event_id: str) -> str:
+    """The new event's sequence number as another process appends it to ``path``, or the
+    ``StorageError`` that process got, as ``"StorageError: ..."``."""
     script = (
-        "import sys\nfrom sqlitestream import Event, SQLiteSessionStore\n"
-        "with SQLiteSessionStore(sys.argv[1]) as store:\n"
-        "    print(store.append_event_with_sequence(Event('message_sent', 's1', id=sys.argv[2])).sequence_number)\n"
+        "import sys\nfrom sqlitestream import Event, SQLiteSessionStore, StorageError\n"
+        "try:\n"
+        "    with SQLiteSessionStore(sys.argv[1]) as store:\n"
+        "        print(store.append_event_with_sequence(Event('message_sent', 's1', id=sys.argv[2])).sequence_number)\n"
+        "except StorageError as exc:\n"
+        "    print(f'StorageError: {exc}')\n"
     )
-    return subprocess.run(
-        [sys.executable, "-c", script, str(path), event_id], capture_output=True, text=True, env=child_env()
-    )
+    return run_in_another_process(script, str(path), event_id).strip()
 
 
 # One file, one name ---------------------------------------------------------------------------------
@@ -66,7 +68,7 @@ def test_a_process_opening_a_hard_linked_name_is_refused_while_another_writes(tm
         store.append_event(Event("message_sent", "s1", id="first"))
         os.link(path, tmp_path / "alias.db")
         other = _append_in_other_process(tmp_path / "alias.db", "through-alias")
-        assert other.returncode != 0 and "hard link" in other.stderr, other.stderr
+        assert other.startswith("StorageError: ") and "hard link" in other, other
         store.append_event(Event("message_sent", "s1", id="second"))
         assert [e.id for e in store.get_events("s1")] == ["first", "second"]
     assert _integrity(path) == ["ok"]
@@ -85,7 +87,7 @@ def test_a_store_opened_through_a_symlink_keeps_every_side_file_beside_the_real_
         assert info.path == str(real)
         assert info.wal_bytes is not None and info.wal_bytes > 0  # the commit is in the real -wal
         other = _append_in_other_process(real, "through-the-target")
-        assert other.stdout.strip() == "2", other.stderr
+        assert other == "2"
         assert store.get_latest_sequence("s1") == 2
         assert sorted(os.listdir(real_dir)) == [
             "events.db",
@@ -178,7 +180,7 @@ def test_a_store_whose_file_was_deleted_leaves_a_new_store_at_the_path_whole(tmp
         with pytest.raises(StorageError, match="moved or deleted"):
             old.append_event(Event("message_sent", "s1", id="lost"))
         created = _append_in_other_process(path, "new")
-        assert created.stdout.strip() == "1", created.stderr
+        assert created == "1"
         with SQLiteSessionStore(path) as new:
             with pytest.raises(StorageError, match="moved or deleted"):
                 old.append_event(Event("message_sent", "s1", id="lost"))
