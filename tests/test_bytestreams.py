@@ -3,13 +3,11 @@ reopen; the upgrade of a version 2 file; wake-ups from another process."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import apsw
-from support import child_env
+from support import run_in_another_process
 
 from sqlitestream import Event, InMemorySessionStore, SQLiteSessionStore
 from sqlitestream.bytestreams import ByteStreams
@@ -77,7 +75,7 @@ def test_an_append_by_another_process_wakes_a_watcher(tmp_path: Path) -> None:
                 f"with SQLiteSessionStore({str(path)!r}) as s:\n"
                 "    s.byte_streams().append('a', b'x', content_type='text/plain')\n"
             )
-            subprocess.run([sys.executable, "-c", code], check=True, env=child_env(), timeout=60)
+            run_in_another_process(code)
             assert woken.wait(10)
         assert streams.read_stream("a").body() == b"x"
 

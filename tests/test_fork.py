@@ -13,8 +13,6 @@ import json
 import multiprocessing
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -23,7 +21,7 @@ from pathlib import Path
 
 import apsw
 import pytest
-from support import child_env
+from support import python_output, run_in_another_process
 
 from sqlitestream import Event, PostgresSessionStore, SQLiteSessionStore, StoreClosedError
 
@@ -79,14 +77,7 @@ def _ids_in_fresh_process(path: Path, session_id: str) -> list[str]:
         "with SQLiteSessionStore(sys.argv[1]) as store:\n"
         "    print(json.dumps([e.id for e in store.get_events(sys.argv[2])]))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(path), session_id],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=child_env(),
-    )
-    return list(json.loads(out.stdout))
+    return list(json.loads(run_in_another_process(script, str(path), session_id)))
 
 
 def _integrity(path: Path) -> list[str]:
@@ -146,14 +137,7 @@ def test_child_of_a_parent_that_exits_without_closing_is_refused(tmp_path: Path)
         """
     )
     # The output pipe reaches end of file once the child, which inherited it, has exited too.
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=child_env(),
-    )
-    child = json.loads(out.stdout)
+    child = json.loads(python_output(script, str(path), timeout=120))
     assert child["acked"] == 0, child
     assert "fork" in child["refused"]
     with SQLiteSessionStore(path) as later:  # a short-lived process's open, append and close
@@ -252,15 +236,7 @@ def test_a_child_closing_and_dropping_an_inherited_store_leaves_the_parents_file
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "events.db"
-    out = subprocess.run(
-        [sys.executable, "-c", _CHILD_CLOSES_AND_EXITS, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=child_env(),
-    )
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) is True
+    assert json.loads(python_output(_CHILD_CLOSES_AND_EXITS, str(path), timeout=120)) is True
     assert _ids_in_fresh_process(path, "s1") == ["before-fork", "after-fork"]
     assert _integrity(path) == ["ok"]
 
