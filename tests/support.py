@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.forkserver
@@ -91,10 +92,16 @@ def processes() -> multiprocessing.context.BaseContext:
     # without a word and every child imports it and the package again, ~0.15 s of CPU each.
     # PYTHONPATH carries the path instead, the workaround the fix names (and PYTHONSAFEPATH
     # keeps the checkout's uncompiled package off it).
+    _start_forkserver(os.getpid())
+    return context
+
+
+@functools.cache
+def _start_forkserver(pid: int) -> None:
+    """Start this process's forkserver once (``pid``: a forked test process starts its own)."""
     path = os.pathsep.join([str(Path(__file__).resolve().parent), child_import_path()])
     with _environment(PYTHONPATH=path, PYTHONSAFEPATH="1"):
         multiprocessing.forkserver.ensure_running()
-    return context
 
 
 @contextlib.contextmanager

@@ -161,6 +161,7 @@ def test_processes_starting_one_session_id_have_exactly_one_winner(tmp_path: Pat
         go.set()
         results = sorted(outcomes.get(timeout=60) for _ in children)
     finally:
+        go.set()  # a failed wait above must not leave the children waiting for it
         for child in children:
             child.join(60)
     assert [child.exitcode for child in children] == [0] * 6
