@@ -4,6 +4,7 @@ started again on its port, and readers of what the pages show."""
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from support import child_env
+from support import CommandProcess, child_env
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -116,45 +117,29 @@ class Server:
         self._token = token
         self.port = 0
         self.url = ""
-        self._process: subprocess.Popen[str] | None = None
+        self._process: CommandProcess | None = None
 
     def start(self) -> None:
-        argv = [
-            sys.executable,
-            "-m",
-            "sqlitestream",
-            "--db",
-            str(self._db),
-            "serve",
-            "--port",
-            str(self.port),
-        ]
-        env = child_env()
-        if self._token is not None:  # from the environment: not in the command line ps shows
-            env["SQLITESTREAM_TOKEN"] = self._token
-        with self._log.open("a") as log:
-            self._process = subprocess.Popen(
-                argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=env
-            )
-        assert self._process.stdout is not None
+        argv = ["--db", str(self._db), "serve", "--port", str(self.port)]
+        # The token from the environment: not in the command line ps shows.
+        environment = {} if self._token is None else {"SQLITESTREAM_TOKEN": self._token}
+        self._process = CommandProcess(argv, environment=environment, stderr_path=self._log)
         line = _Lines(self._process.stdout).next(timeout=30)
         assert line.startswith("serving http://"), f"serve printed {line!r}; log: {self._log.read_text()}"
         self.url = line.split()[1]
         self.port = int(self.url.rsplit(":", 1)[1])
 
     def kill(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait(timeout=30)
+        if self._process is not None:
+            self._process.close()
+            self._process = None
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
+        if self._process is not None:
             self._process.terminate()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):  # killed then
                 self._process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+            self.kill()
 
 
 class Writer:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -23,7 +21,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from support import child_env, wait_until
+from support import CommandProcess, wait_until
 
 from sqlitestream.http import ServerApp
 
@@ -133,27 +131,15 @@ def async_http_client(base_url: str, **options: Any) -> httpx.AsyncClient:
 
 
 @contextmanager
-def serve_process(location: str, *options: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """``sqlitestream --db location serve --port 0 *options`` as an OS process, and its URL once
-    it says it is serving; killed at the end if still running."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sqlitestream", "--db", location, "serve", "--port", "0", *options],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(),
-    )
-    try:
-        assert process.stdout is not None
+def serve_process(location: str, *options: str) -> Iterator[tuple[CommandProcess, str]]:
+    """``sqlitestream --db location serve --port 0 *options`` in another OS process, and its URL
+    once it says it is serving; killed at the end if still running."""
+    with CommandProcess(["--db", location, "serve", "--port", "0", *options]) as process:
         line = process.stdout.readline()
         assert line.startswith("serving http://127.0.0.1:"), line + (
             process.stderr.read() if process.stderr else ""
         )
         yield process, line.split()[1]
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
 
 
 def sse_data_until(chunks: Iterator[bytes], last_offset: str) -> bytes:

@@ -40,6 +40,24 @@ def run_code(code: str, argv: list[str], report: Any) -> None:
     report.send((True, printed.getvalue()))
 
 
+def run_command(argv: list[str], environment: dict[str, str], stdout: Any, stderr: Any) -> None:
+    """``sqlitestream *argv`` as its console script runs it, with ``environment`` added to this
+    process's; what it prints goes to ``stdout`` (a pipe's end), its errors to ``stderr`` (a
+    pipe's end, or the path of a file to append to)."""
+    from sqlitestream.cli.main import main
+
+    os.environ.update(environment)
+    os.dup2(stdout.fileno(), 1)
+    stdout.close()
+    if isinstance(stderr, str):
+        with open(stderr, "ab") as log:
+            os.dup2(log.fileno(), 2)
+    else:
+        os.dup2(stderr.fileno(), 2)
+        stderr.close()
+    main(argv)
+
+
 def start_shared_session(path: str, agent: str, ready: Any, go: Any, outcomes: Any) -> None:
     """Open the store, release ``ready``, and once ``go`` is set start the session
     ``ses-shared`` for ``agent``; put ``"created"`` or ``"conflict"`` in ``outcomes``."""

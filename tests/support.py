@@ -1,7 +1,8 @@
 """Helpers shared by the test modules, each written once: ``wait_until`` (poll a condition with a
 deadline), ``child_env`` (the environment of a child Python process that imports this checkout),
 ``run_in_another_process`` and ``python_output``, ``processes`` (the multiprocessing context of
-the tests' child processes) and the store factories of the manager, adapter and streaming tests.
+the tests' child processes), ``CommandProcess`` (a ``sqlitestream`` command in one of them) and
+the store factories of the manager, adapter and streaming tests.
 
 Each of those modules declares a three-line ``store`` fixture over ``STORE_KINDS`` with
 ``open_store``, so every manager test runs against the in-memory store and a SQLite file store
@@ -17,6 +18,7 @@ import multiprocessing
 import multiprocessing.context
 import multiprocessing.forkserver
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -85,8 +87,8 @@ def processes() -> multiprocessing.context.BaseContext:
     each, more than the work most of them do. Either way it is another OS process with its own
     connections to the store. A test about a fresh interpreter uses ``python_output`` instead."""
     context = multiprocessing.get_context("forkserver")
-    # Modules that cannot be imported (the PostgreSQL extra not installed) are skipped.
-    context.set_forkserver_preload(["spawned", "sqlitestream.postgres"])
+    # Modules that cannot be imported (an extra not installed) are skipped.
+    context.set_forkserver_preload(list(_PRELOADED))
     # The server process ignores the caller's sys.path before Python 3.12.8 and 3.13.1
     # (CPython gh-117378): a module outside the default path (``spawned``) fails to preload
     # without a word and every child imports it and the package again, ~0.15 s of CPU each.
@@ -94,6 +96,19 @@ def processes() -> multiprocessing.context.BaseContext:
     # keeps the checkout's uncompiled package off it).
     _start_forkserver(os.getpid())
     return context
+
+
+_PRELOADED = (
+    "spawned",
+    "sqlitestream.postgres",
+    "sqlitestream.sqlite",
+    # What ``sqlitestream serve`` imports (see CommandProcess), about 0.35 s of CPU per node.
+    "sqlitestream.cli.main",
+    "sqlitestream.http",
+    "uvicorn.main",
+    "uvicorn.loops.uvloop",
+    "uvicorn.protocols.http.httptools_impl",
+)
 
 
 @functools.cache
@@ -143,6 +158,78 @@ def run_in_another_process(code: str, *args: str, timeout: float = 60) -> str:
         child.join()
     assert ok and child.exitcode == 0, f"the child process failed (exit code {child.exitcode}): {text}"
     return str(text)
+
+
+class CommandProcess:
+    """``sqlitestream *argv`` run by its entry point in a child of :func:`processes`, with
+    ``environment`` added to the child's: another OS process that starts in milliseconds where a
+    new interpreter imports the package, the HTTP stack and uvicorn again (0.3-0.5 s of CPU for
+    every ``serve`` node). What the tests use of ``subprocess.Popen``: ``pid``, ``stdout`` and
+    ``stderr`` (text; ``stderr`` is None when it goes to the file ``stderr_path``), ``poll``,
+    ``wait``, ``send_signal``, ``terminate``, ``kill``; as a context manager it kills the command if it still
+    runs (``close``). A test about the command as a program (its console script, its interpreter) starts it
+    with ``subprocess`` instead."""
+
+    def __init__(
+        self, argv: list[str], *, environment: dict[str, str] | None = None, stderr_path: Path | None = None
+    ) -> None:
+        self.args = ["sqlitestream", *argv]
+        out_receiver, out_sender = multiprocessing.Pipe(duplex=False)
+        err_receiver, err_sender = multiprocessing.Pipe(duplex=False) if stderr_path is None else (None, None)
+        self._process = processes().Process(
+            target=spawned.run_command,
+            args=(argv, dict(environment or {}), out_sender, err_sender or str(stderr_path)),
+        )
+        self._process.start()
+        self.pid = self._process.pid
+        self.stdout = _text(out_sender, out_receiver)
+        self.stderr = None if err_receiver is None else _text(err_sender, err_receiver)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        return self._process.exitcode
+
+    def send_signal(self, sig: int) -> None:
+        if self._process.exitcode is None:
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def close(self) -> None:
+        """Kill the command if it still runs, wait for it, and close the streams."""
+        self.kill()
+        self.wait(timeout=30)
+        for stream in (self.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+
+    def __enter__(self) -> CommandProcess:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def _text(sender: Any, receiver: Any) -> Any:
+    """This process's end of a pipe a child writes to, as a text stream (its copy of the
+    child's end closed, so the stream ends when the child does)."""
+    sender.close()
+    stream = open(os.dup(receiver.fileno()), encoding="utf-8")  # noqa: SIM115 (closed by its owner)
+    receiver.close()
+    return stream
 
 
 def python_output(code: str, *args: str, timeout: float = 60) -> str:
