@@ -1,5 +1,6 @@
 """The viewer's HTTP side: its pages and files, and the JSON endpoints the pages read
-(``/v1/sessions``, ``/v1/runs``, ``/v1/export``), through the ASGI app."""
+(``/v1/sessions``, ``/v1/runs``, ``/v1/export``), over HTTP from a real uvicorn server on
+loopback (``client``: conftest.py's, on this module's ``store``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 
 pytest.importorskip("starlette", reason="the viewer needs the http extra (starlette)")
 
-from starlette.testclient import TestClient
+import httpx
+from http_support import http_client, serving
 
 from sqlitestream import Event, InMemorySessionStore, Run, Session, SQLiteSessionStore
 from sqlitestream.http import create_app
@@ -24,12 +26,6 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 def store(tmp_path: Path) -> Iterator[SQLiteSessionStore]:
     with SQLiteSessionStore(tmp_path / "viewer.db") as opened:
         yield opened
-
-
-@pytest.fixture
-def client(store: SQLiteSessionStore) -> Iterator[TestClient]:
-    with TestClient(create_app(store)) as test_client:
-        yield test_client
 
 
 def _session(store: SQLiteSessionStore, session_id: str, agent: str, status: str, minutes: int) -> None:
@@ -49,7 +45,9 @@ def _events(store: SQLiteSessionStore, session_id: str, count: int, minutes: int
     )
 
 
-def test_the_sessions_page_and_its_files_are_served_with_a_strict_content_policy(client: TestClient) -> None:
+def test_the_sessions_page_and_its_files_are_served_with_a_strict_content_policy(
+    client: httpx.Client,
+) -> None:
     for path, script in (("/", "static/sessions.js"), ("/session", "static/session.js")):
         page = client.get(path)
         assert page.status_code == 200
@@ -68,7 +66,9 @@ def test_the_pages_load_nothing_from_another_origin() -> None:
         assert "http://" not in text and "https://" not in text, file.name
 
 
-def test_listing_has_every_field_newest_activity_first(store: SQLiteSessionStore, client: TestClient) -> None:
+def test_listing_has_every_field_newest_activity_first(
+    store: SQLiteSessionStore, client: httpx.Client
+) -> None:
     _session(store, "old", "coder", "completed", 0)
     _session(store, "new", "reviewer", "active", 10)
     _session(store, "quiet", "coder", "active", 5)
@@ -95,7 +95,7 @@ def test_listing_has_every_field_newest_activity_first(store: SQLiteSessionStore
     assert listing["agents"] == ["coder", "reviewer"]
 
 
-def test_listing_filters_by_status_agent_and_id(store: SQLiteSessionStore, client: TestClient) -> None:
+def test_listing_filters_by_status_agent_and_id(store: SQLiteSessionStore, client: httpx.Client) -> None:
     _session(store, "ses_a1", "coder", "active", 0)
     _session(store, "ses_b2", "coder", "failed", 1)
     _session(store, "SES_A3", "reviewer", "active", 2)
@@ -120,7 +120,7 @@ def test_listing_filters_by_status_agent_and_id(store: SQLiteSessionStore, clien
     [({"status": "sleeping"}, "status"), ({"limit": "0"}, "limit"), ({"limit": "x"}, "limit")],
 )
 def test_bad_listing_parameters_are_a_400_naming_them(
-    client: TestClient, params: dict[str, str], named: str
+    client: httpx.Client, params: dict[str, str], named: str
 ) -> None:
     response = client.get("/v1/sessions", params=params)
     assert response.status_code == 400
@@ -128,7 +128,7 @@ def test_bad_listing_parameters_are_a_400_naming_them(
 
 
 def test_an_unchanged_listing_is_a_304_and_a_change_a_new_etag(
-    store: SQLiteSessionStore, client: TestClient
+    store: SQLiteSessionStore, client: httpx.Client
 ) -> None:
     _session(store, "s1", "coder", "active", 0)
     first = client.get("/v1/sessions")
@@ -141,7 +141,7 @@ def test_an_unchanged_listing_is_a_304_and_a_change_a_new_etag(
     assert changed.json()["sessions"][0]["latest_sequence"] == 1
 
 
-def test_runs_lists_the_sessions_saved_runs(store: SQLiteSessionStore, client: TestClient) -> None:
+def test_runs_lists_the_sessions_saved_runs(store: SQLiteSessionStore, client: httpx.Client) -> None:
     _session(store, "s1", "coder", "active", 0)
     run = Run(session_id="s1", id="r1", status="completed", token_usage={"input_tokens": 5}, started_at=T0)
     store.save_run(run)
@@ -153,7 +153,7 @@ def test_runs_lists_the_sessions_saved_runs(store: SQLiteSessionStore, client: T
 
 
 def test_export_downloads_the_session_in_the_export_format(
-    store: SQLiteSessionStore, client: TestClient
+    store: SQLiteSessionStore, client: httpx.Client
 ) -> None:
     _session(store, "a/b c", "coder", "active", 0)
     store.save_run(Run(session_id="a/b c", id="r1", started_at=T0))
@@ -173,14 +173,18 @@ def test_export_downloads_the_session_in_the_export_format(
     assert kinds == ["header", "session", "run", "event", "event", "event"]
 
 
-def test_export_of_an_unknown_session_is_a_404(client: TestClient) -> None:
+def test_export_of_an_unknown_session_is_a_404(client: httpx.Client) -> None:
     response = client.get("/v1/export", params={"session_id": "nope"})
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
 
 
 def test_listing_works_on_a_store_without_admin_methods() -> None:
-    with InMemorySessionStore() as store, TestClient(create_app(store)) as client:
+    with (
+        InMemorySessionStore() as store,
+        serving(create_app(store)) as live,
+        http_client(live.url, timeout=30) as client,
+    ):
         store.save_session(Session(id="s1", agent_id="coder"))
         store.append_event(Event(type="message_sent", session_id="s1"))
         row = client.get("/v1/sessions").json()["sessions"][0]
@@ -215,7 +219,8 @@ def test_the_viewer_works_mounted_under_a_prefix(store: SQLiteSessionStore) -> N
 
     _session(store, "s1", "coder", "active", 0)
     outer = Starlette(routes=[Mount("/tools", app=create_app(store))])
-    with TestClient(outer) as client:
+    # serving() takes any ASGI app; it is typed for the ServerApp most tests mount.
+    with serving(outer) as live, http_client(live.url, timeout=30) as client:  # type: ignore[arg-type]
         page = client.get("/tools/")
         assert page.status_code == 200 and 'href="static/viewer.css"' in page.text
         assert client.get("/tools/static/viewer.css").status_code == 200
