@@ -24,6 +24,7 @@ from typing import Any
 
 import apsw
 import pytest
+from support import INTERRUPTS_IN_FINALIZERS_ARE_EXPECTED
 
 import tools.interrupts as interrupts
 from sqlitestream import (
@@ -67,10 +68,7 @@ def _gap_free(store: SQLiteSessionStore, session_ids: list[str]) -> None:
 
 
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs setitimer")
-# An alarm that strikes while Python runs a finalizer or a weakref callback cannot propagate
-# from there: Python reports it as ignored, which pytest turns into a warning. That is one of
-# the random moments, not a fault; any other exception reported there still shows.
-@pytest.mark.filterwarnings("ignore:(?ms).*^KeyboardInterrupt$:pytest.PytestUnraisableExceptionWarning")
+@INTERRUPTS_IN_FINALIZERS_ARE_EXPECTED
 def test_keyboard_interrupts_at_random_moments_leave_every_write_whole_and_nothing_held(
     tmp_path: Path,
 ) -> None:

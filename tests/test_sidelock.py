@@ -19,7 +19,7 @@ from typing import Any
 
 import apsw
 import pytest
-from support import python_output
+from support import INTERRUPTS_IN_FINALIZERS_ARE_EXPECTED, python_output
 from test_faults import _gap_free, _integrity, interrupts
 
 from sqlitestream import Event, SQLiteSessionStore, StoreBusyError
@@ -191,6 +191,7 @@ def test_a_busy_timeout_of_zero_fails_at_once_when_both_locks_are_held(
 # Interrupts during a contended write ------------------------------------------------------------------
 
 
+@INTERRUPTS_IN_FINALIZERS_ARE_EXPECTED
 def test_keyboard_interrupts_during_contended_writes_leave_nothing_held(tmp_path: Path) -> None:
     """Every write meets both locks held (a failed first attempt, a wait for the side lock in
     its waiter thread, then SQLite's busy handler) and a real SIGALRM raising KeyboardInterrupt
