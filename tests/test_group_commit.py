@@ -21,7 +21,7 @@ from typing import Any
 
 import apsw
 import pytest
-from support import interrupt_once_at, wait_until
+from support import INTERRUPTS_IN_FINALIZERS_ARE_EXPECTED, interrupt_once_at, wait_until
 
 import tools.interrupts as interrupts
 from sqlitestream import (
@@ -287,6 +287,7 @@ def test_an_interrupt_of_the_leader_at_any_step_leaves_no_member_waiting(
 
 
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs setitimer")
+@INTERRUPTS_IN_FINALIZERS_ARE_EXPECTED
 def test_interrupting_appends_in_group_commits_leaves_the_queue_working(tmp_path: Path) -> None:
     """A real SIGALRM raising KeyboardInterrupt at a random moment of each of 400 appends of the
     main thread while three other threads append on the same store object, so the interrupt
