@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pytest
 import spawned
@@ -88,6 +88,19 @@ def child_env() -> dict[str, str]:
     return env
 
 
+_PRELOADED = (
+    "spawned",
+    "sqlitestream.postgres",
+    "sqlitestream.sqlite",
+    # What ``sqlitestream serve`` imports (see CommandProcess), about 0.35 s of CPU per node.
+    "sqlitestream.cli.main",
+    "sqlitestream.http",
+    "uvicorn.main",
+    "uvicorn.loops.uvloop",
+    "uvicorn.protocols.http.httptools_impl",
+)
+
+
 def processes() -> multiprocessing.context.BaseContext:
     """The multiprocessing context for child processes that run a function of ``spawned``.
 
@@ -106,19 +119,6 @@ def processes() -> multiprocessing.context.BaseContext:
     # keeps the checkout's uncompiled package off it).
     _start_forkserver(os.getpid())
     return context
-
-
-_PRELOADED = (
-    "spawned",
-    "sqlitestream.postgres",
-    "sqlitestream.sqlite",
-    # What ``sqlitestream serve`` imports (see CommandProcess), about 0.35 s of CPU per node.
-    "sqlitestream.cli.main",
-    "sqlitestream.http",
-    "uvicorn.main",
-    "uvicorn.loops.uvloop",
-    "uvicorn.protocols.http.httptools_impl",
-)
 
 
 @functools.cache
@@ -174,30 +174,30 @@ class CommandProcess:
     """``sqlitestream *argv`` run by its entry point in a child of :func:`processes`, with
     ``environment`` added to the child's: another OS process that starts in milliseconds where a
     new interpreter imports the package, the HTTP stack and uvicorn again (0.3-0.5 s of CPU for
-    every ``serve`` node). What the tests use of ``subprocess.Popen``: ``pid``, ``stdout`` and
-    ``stderr`` (text; ``stderr`` is None when it goes to the file ``stderr_path``), ``poll``,
-    ``wait``, ``send_signal``, ``terminate``, ``kill``; as a context manager it kills the command if it still
-    runs (``close``). A test about the command as a program (its console script, its interpreter) starts it
-    with ``subprocess`` instead."""
+    every ``serve`` node). It has what the tests use of ``subprocess.Popen``: ``pid``, ``stdout``
+    and ``stderr`` (text; ``stderr`` is None when it goes to the file ``stderr_path``), ``poll``,
+    ``wait``, ``send_signal``, ``terminate`` and ``kill``; ``close`` (or leaving it as a context
+    manager) kills the command if it still runs. A test about the command as a program (its
+    console script, its interpreter) starts it with ``subprocess`` instead."""
 
     def __init__(
         self, argv: list[str], *, environment: dict[str, str] | None = None, stderr_path: Path | None = None
     ) -> None:
         self.args = ["sqlitestream", *argv]
         out_receiver, out_sender = multiprocessing.Pipe(duplex=False)
-        err_receiver, err_sender = multiprocessing.Pipe(duplex=False) if stderr_path is None else (None, None)
+        if stderr_path is None:
+            err_receiver, err_sender = multiprocessing.Pipe(duplex=False)
+            stderr: Any = err_sender
+        else:
+            err_receiver = None
+            stderr = str(stderr_path)
         self._process = processes().Process(
-            target=spawned.run_command,
-            args=(argv, dict(environment or {}), out_sender, err_sender or str(stderr_path)),
+            target=spawned.run_command, args=(argv, dict(environment or {}), out_sender, stderr)
         )
         self._process.start()
         self.pid = self._process.pid
         self.stdout = _text(out_sender, out_receiver)
         self.stderr = None if err_receiver is None else _text(err_sender, err_receiver)
-
-    @property
-    def returncode(self) -> int | None:
-        return self._process.exitcode
 
     def poll(self) -> int | None:
         return self._process.exitcode
@@ -233,7 +233,7 @@ class CommandProcess:
         self.close()
 
 
-def _text(sender: Any, receiver: Any) -> Any:
+def _text(sender: Any, receiver: Any) -> TextIO:
     """This process's end of a pipe a child writes to, as a text stream (its copy of the
     child's end closed, so the stream ends when the child does)."""
     sender.close()
