@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from support import CommandProcess, child_env
+from support import child_env, command_process
+
+from tools import forked
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -117,13 +119,13 @@ class Server:
         self._token = token
         self.port = 0
         self.url = ""
-        self._process: CommandProcess | None = None
+        self._process: forked.Child | None = None
 
     def start(self) -> None:
         argv = ["--db", str(self._db), "serve", "--port", str(self.port)]
         # The token from the environment: not in the command line ps shows.
         environment = {} if self._token is None else {"SQLITESTREAM_TOKEN": self._token}
-        self._process = CommandProcess(argv, environment=environment, stderr_path=self._log)
+        self._process = command_process(argv, environment=environment, stderr_path=self._log)
         line = _Lines(self._process.stdout).next(timeout=30)
         assert line.startswith("serving http://"), f"serve printed {line!r}; log: {self._log.read_text()}"
         self.url = line.split()[1]

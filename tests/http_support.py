@@ -21,9 +21,10 @@ from typing import Any
 
 import httpx
 import uvicorn
-from support import CommandProcess, wait_until
+from support import command_process, wait_until
 
 from sqlitestream.http import ServerApp
+from tools import forked
 
 
 class LiveServer:
@@ -131,10 +132,10 @@ def async_http_client(base_url: str, **options: Any) -> httpx.AsyncClient:
 
 
 @contextmanager
-def serve_process(location: str, *options: str) -> Iterator[tuple[CommandProcess, str]]:
+def serve_process(location: str, *options: str) -> Iterator[tuple[forked.Child, str]]:
     """``sqlitestream --db location serve --port 0 *options`` in another OS process, and its URL
     once it says it is serving; killed at the end if still running."""
-    with CommandProcess(["--db", location, "serve", "--port", "0", *options]) as process:
+    with command_process(["--db", location, "serve", "--port", "0", *options]) as process:
         line = process.stdout.readline()
         assert line.startswith("serving http://127.0.0.1:"), line + (
             process.stderr.read() if process.stderr else ""

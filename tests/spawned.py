@@ -40,22 +40,19 @@ def run_code(code: str, argv: list[str], report: Any) -> None:
     report.send((True, printed.getvalue()))
 
 
-def run_command(argv: list[str], environment: dict[str, str], stdout: Any, stderr: Any) -> None:
-    """``sqlitestream *argv`` as its console script runs it, with ``environment`` added to this
-    process's; what it prints goes to ``stdout`` (a pipe's end), its errors to ``stderr`` (a
-    pipe's end, or the path of a file to append to)."""
-    from sqlitestream.cli.main import main
+def echo_upper(environment_variable: str) -> int:
+    """Print ``environment_variable``'s value, then each line of stdin in capitals; exit with the
+    number of lines read."""
+    print(os.environ.get(environment_variable, ""), flush=True)
+    count = 0
+    for line in sys.stdin:
+        print(line.upper(), end="")
+        count += 1
+    return count
 
-    os.environ.update(environment)
-    os.dup2(stdout.fileno(), 1)
-    stdout.close()
-    if isinstance(stderr, str):
-        with open(stderr, "ab") as log:
-            os.dup2(log.fileno(), 2)
-    else:
-        os.dup2(stderr.fileno(), 2)
-        stderr.close()
-    main(argv)
+
+def fail(message: str) -> None:
+    raise RuntimeError(message)
 
 
 def start_shared_session(path: str, agent: str, ready: Any, go: Any, outcomes: Any) -> None:

@@ -1,7 +1,7 @@
 """Helpers shared by the test modules, each written once: ``wait_until`` (poll a condition with a
 deadline), ``child_env`` (the environment of a child Python process that imports this checkout),
 ``run_in_another_process`` and ``python_output``, ``processes`` (the multiprocessing context of
-the tests' child processes), ``CommandProcess`` (a ``sqlitestream`` command in one of them) and
+the tests' child processes), ``command_process`` (a ``sqlitestream`` command in one of them) and
 the store factories of the manager, adapter and streaming tests.
 
 Each of those modules declares a three-line ``store`` fixture over ``STORE_KINDS`` with
@@ -12,26 +12,24 @@ without duplicating the test code.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import multiprocessing
 import multiprocessing.context
-import multiprocessing.forkserver
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import pytest
 import spawned
 
 from sqlitestream import Event, InMemorySessionStore, SessionStore, SQLiteSessionStore, StoredEvent
+from sqlitestream.cli.main import main
 from sqlitestream.store import SessionStore as _Base
+from tools import forked
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
@@ -92,56 +90,30 @@ _PRELOADED = (
     "spawned",
     "sqlitestream.postgres",
     "sqlitestream.sqlite",
-    # What ``sqlitestream serve`` imports (see CommandProcess), about 0.35 s of CPU per node.
+    # What ``sqlitestream serve`` imports (see command_process), about 0.35 s of CPU per node.
     "sqlitestream.cli.main",
     "sqlitestream.http",
     "uvicorn.main",
     "uvicorn.loops.uvloop",
     "uvicorn.protocols.http.httptools_impl",
 )
+# Before any test starts a child: this worker's server (tools.forked) imports these, with this
+# directory (``spawned``) and the compiled copy of the package first on its path.
+forked.configure(
+    preload=_PRELOADED, path=[str(Path(__file__).resolve().parent), *child_import_path().split(os.pathsep)]
+)
 
 
 def processes() -> multiprocessing.context.BaseContext:
     """The multiprocessing context for child processes that run a function of ``spawned``.
 
-    ``forkserver``: each child is a fork of one clean, single-threaded server process (one per
-    test worker) that imported ``spawned`` and the package once, so a child starts in
-    milliseconds; a ``spawn`` child is a new interpreter that imports them again, 0.2-0.5 s of CPU
-    each, more than the work most of them do. Either way it is another OS process with its own
-    connections to the store. A test about a fresh interpreter uses ``python_output`` instead."""
-    context = multiprocessing.get_context("forkserver")
-    # Modules that cannot be imported (an extra not installed) are skipped.
-    context.set_forkserver_preload(list(_PRELOADED))
-    # The server process ignores the caller's sys.path before Python 3.12.8 and 3.13.1
-    # (CPython gh-117378): a module outside the default path (``spawned``) fails to preload
-    # without a word and every child imports it and the package again, ~0.15 s of CPU each.
-    # PYTHONPATH carries the path instead, the workaround the fix names (and PYTHONSAFEPATH
-    # keeps the checkout's uncompiled package off it).
-    _start_forkserver(os.getpid())
-    return context
-
-
-@functools.cache
-def _start_forkserver(pid: int) -> None:
-    """Start this process's forkserver once (``pid``: a forked test process starts its own)."""
-    path = os.pathsep.join([str(Path(__file__).resolve().parent), child_import_path()])
-    with _environment(PYTHONPATH=path, PYTHONSAFEPATH="1"):
-        multiprocessing.forkserver.ensure_running()
-
-
-@contextlib.contextmanager
-def _environment(**variables: str) -> Iterator[None]:
-    """Set ``variables`` in this process's environment for the ``with`` block."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    ``forkserver`` (``tools.forked``): each child is a fork of one clean, single-threaded server
+    process (one per test worker) that imported ``spawned`` and the package once, so a child
+    starts in milliseconds; a ``spawn`` child is a new interpreter that imports them again,
+    0.2-0.5 s of CPU each, more than the work most of them do. Either way it is another OS
+    process with its own connections to the store. A test about a fresh interpreter uses
+    ``python_output`` instead."""
+    return forked.context()
 
 
 def run_in_another_process(code: str, *args: str, timeout: float = 60) -> str:
@@ -170,76 +142,15 @@ def run_in_another_process(code: str, *args: str, timeout: float = 60) -> str:
     return str(text)
 
 
-class CommandProcess:
+def command_process(
+    argv: list[str], *, environment: dict[str, str] | None = None, stderr_path: Path | None = None
+) -> forked.Child:
     """``sqlitestream *argv`` run by its entry point in a child of :func:`processes`, with
     ``environment`` added to the child's: another OS process that starts in milliseconds where a
     new interpreter imports the package, the HTTP stack and uvicorn again (0.3-0.5 s of CPU for
-    every ``serve`` node). It has what the tests use of ``subprocess.Popen``: ``pid``, ``stdout``
-    and ``stderr`` (text; ``stderr`` is None when it goes to the file ``stderr_path``), ``poll``,
-    ``wait``, ``send_signal``, ``terminate`` and ``kill``; ``close`` (or leaving it as a context
-    manager) kills the command if it still runs. A test about the command as a program (its
-    console script, its interpreter) starts it with ``subprocess`` instead."""
-
-    def __init__(
-        self, argv: list[str], *, environment: dict[str, str] | None = None, stderr_path: Path | None = None
-    ) -> None:
-        self.args = ["sqlitestream", *argv]
-        out_receiver, out_sender = multiprocessing.Pipe(duplex=False)
-        if stderr_path is None:
-            err_receiver, err_sender = multiprocessing.Pipe(duplex=False)
-            stderr: Any = err_sender
-        else:
-            err_receiver = None
-            stderr = str(stderr_path)
-        self._process = processes().Process(
-            target=spawned.run_command, args=(argv, dict(environment or {}), out_sender, stderr)
-        )
-        self._process.start()
-        self.pid = self._process.pid
-        self.stdout = _text(out_sender, out_receiver)
-        self.stderr = None if err_receiver is None else _text(err_sender, err_receiver)
-
-    def poll(self) -> int | None:
-        return self._process.exitcode
-
-    def wait(self, timeout: float | None = None) -> int:
-        self._process.join(timeout)
-        if self._process.exitcode is None:
-            raise subprocess.TimeoutExpired(self.args, timeout or 0)
-        return self._process.exitcode
-
-    def send_signal(self, sig: int) -> None:
-        if self._process.exitcode is None:
-            os.kill(self.pid, sig)
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
-    def close(self) -> None:
-        """Kill the command if it still runs, wait for it, and close the streams."""
-        self.kill()
-        self.wait(timeout=30)
-        for stream in (self.stdout, self.stderr):
-            if stream is not None:
-                stream.close()
-
-    def __enter__(self) -> CommandProcess:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-
-def _text(sender: Any, receiver: Any) -> TextIO:
-    """This process's end of a pipe a child writes to, as a text stream (its copy of the
-    child's end closed, so the stream ends when the child does)."""
-    sender.close()
-    stream = open(os.dup(receiver.fileno()), encoding="utf-8")  # noqa: SIM115 (closed by its owner)
-    receiver.close()
-    return stream
+    every ``serve`` node). A test about the command as a program (its console script, its
+    interpreter) starts it with ``subprocess`` instead."""
+    return forked.Child(main, (argv,), environment=environment, stderr_path=stderr_path)
 
 
 def python_output(code: str, *args: str, timeout: float = 60) -> str:

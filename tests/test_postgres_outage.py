@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from support import child_env
 
 from tools.outage import Workload, nodes, problems
 
@@ -75,7 +74,7 @@ def test_killing_every_backend_of_the_store_loses_nothing_acknowledged(
 ) -> None:
     location = _as_role(pg_dsn, role, pg_schema)
     killed: list[int] = []
-    with nodes(location, 2, env=child_env()) as (a, b):
+    with nodes(location, 2) as (a, b):
         workload = Workload(location, [a.url, b.url], events=EVENTS, deadline_s=120)
         workload.start()
         total = EVENTS * len(workload.writers)
@@ -91,7 +90,7 @@ def test_a_node_killed_and_restarted_loses_nothing_and_its_clients_resume(
     pg_dsn: str, pg_store_schema: str
 ) -> None:
     location = f"{pg_dsn}{'&' if '?' in pg_dsn else '?'}schema={pg_store_schema}"
-    with nodes(location, 2, env=child_env()) as (a, b):
+    with nodes(location, 2) as (a, b):
         workload = Workload(location, [a.url, b.url], events=EVENTS, deadline_s=120)
         workload.start()
         total = EVENTS * len(workload.writers)

@@ -29,12 +29,12 @@ prints a summary and exits 1 on any violation. ``tests/test_crash.py`` runs a fe
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -46,20 +46,19 @@ from typing import Any
 
 import apsw
 
-try:
-    import sqlitestream
-except ImportError:  # run from a checkout without installing: use the source tree
+if importlib.util.find_spec("sqlitestream") is None:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import sqlitestream
 from sqlitestream import Event, Run, Session, SessionNotFoundError, SQLiteSessionStore
 
-if __package__ in (None, ""):  # run as a script: its children too; tools/ is then not a package
+if __package__ in (None, ""):  # run as a script: tools/ is then not a package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tools import forked
 from tools.oldstores import downgrade_sqlite_store
+
+forked.configure(preload=["tools.crashtest"])
 
 MODES = ("single", "batch", "mixed")
 SYNCHRONOUS = ("normal", "full")
-_PACKAGE_ROOT = str(Path(sqlitestream.__file__).resolve().parent.parent)
 
 
 # The writer process -----------------------------------------------------------------------------
@@ -187,24 +186,21 @@ def upgrader_main(path: str) -> None:
 
 
 class Child:
-    """A child process whose stdout lines are collected by a reader thread."""
+    """A child process (``tools.forked``: forked from a server that has imported this module, so
+    a round does not wait for new interpreters) whose stdout lines a reader thread collects."""
 
     def __init__(self, args: list[str]) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
-        self.process = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
+        # By this module's name: run as a script or with -m, this module is __main__, which the
+        # server's children cannot import by that name.
+        from tools.crashtest import child_main
+
+        self.process = forked.Child(child_main, (args,), text=False)
         self.messages: list[dict[str, Any]] = []
         self._ready = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
-        assert self.process.stdout is not None
         for raw in self.process.stdout:
             if not raw.endswith(b"\n"):
                 break  # cut off by the kill: never acknowledged
@@ -218,15 +214,12 @@ class Child:
         return self._ready.wait(timeout) and any("ready" in m for m in self.messages)
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+        self.process.kill()
         self.process.wait()
         self._reader.join()
         assert self.process.stderr is not None
         self.stderr = self.process.stderr.read().decode(errors="replace")
-        self.process.stderr.close()
-        assert self.process.stdout is not None
-        self.process.stdout.close()
+        self.process.close()
 
     def acked(self) -> Iterable[tuple[str, str, int]]:
         for message in self.messages:
@@ -723,11 +716,17 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if summary.violations else 0
 
 
-if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "writer":
-        _, _, path, name, mode, synchronous, sessions, seed, threads = sys.argv
+def child_main(argv: list[str]) -> None:
+    """What a :class:`Child` runs: ``writer PATH NAME MODE SYNCHRONOUS SESSIONS SEED THREADS``
+    or ``upgrade PATH``."""
+    if argv[0] == "writer":
+        path, name, mode, synchronous, sessions, seed, threads = argv[1:]
         writer_main(path, name, mode, synchronous, int(sessions), int(seed), int(threads))
-    elif len(sys.argv) > 1 and sys.argv[1] == "upgrade":
-        upgrader_main(sys.argv[2])
+    elif argv[0] == "upgrade":
+        upgrader_main(argv[1])
     else:
-        sys.exit(main())
+        raise SystemExit(f"unknown child command {argv[0]!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

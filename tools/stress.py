@@ -23,11 +23,10 @@ exits 1 on any violation. ``tests/test_contention.py`` runs a small version.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,14 +37,15 @@ from typing import Any
 
 import apsw
 
-try:
-    import sqlitestream
-except ImportError:  # run from a checkout without installing: use the source tree
+if importlib.util.find_spec("sqlitestream") is None:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import sqlitestream
 from sqlitestream import Event, SequenceConflictError, SQLiteSessionStore
 
-_PACKAGE_ROOT = str(Path(sqlitestream.__file__).resolve().parent.parent)
+if __package__ in (None, ""):  # run as a script: tools/ is then not a package
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tools import forked
+
+forked.configure(preload=["tools.stress"])
 _CAS_SESSION = "cas"
 
 
@@ -256,17 +256,17 @@ class Report:
         ]
 
 
-def _start_worker(plan: Plan, worker: int) -> subprocess.Popen[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
-    return subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "worker", json.dumps(plan.__dict__), str(worker)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+def _start_worker(plan: Plan, worker: int) -> forked.Child:
+    # By this module's name: run as a script or with -m, this module is __main__, which the
+    # server's children (tools.forked) cannot import by that name.
+    from tools.stress import worker_process
+
+    return forked.Child(worker_process, (plan.__dict__, worker), stdin=True)
+
+
+def worker_process(plan: dict[str, Any], worker: int) -> None:
+    """What a worker process runs: :func:`worker_main`, its report printed as JSON."""
+    print(json.dumps(worker_main(Plan(**plan), worker)))
 
 
 def run(plan: Plan) -> Report:
@@ -396,8 +396,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "worker":
-        result = worker_main(Plan(**json.loads(sys.argv[2])), int(sys.argv[3]))
-        print(json.dumps(result))
-    else:
-        sys.exit(main())
+    sys.exit(main())

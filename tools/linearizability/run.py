@@ -8,18 +8,17 @@ acknowledged event is in the log at the sequence it was given.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from sqlitestream import open_store
+from tools import forked
 
+from . import worker as worker_module
 from .history import Kind, Operation, read_history
 from .workload import Workload
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-"""The checkout holding ``tools/``: the workers run from it so they import the same code."""
+forked.configure(preload=["tools.linearizability.worker"])
 
 START_MARGIN_NS = 50_000_000
 """How far ahead of "every worker is ready" the common start time is set."""
@@ -31,13 +30,7 @@ def record(workload: Workload, directory: Path, *, timeout_s: float = 600.0) -> 
     outputs = [directory / f"history-p{n}.jsonl" for n in range(workload.processes)]
     config = json.dumps(workload.to_dict())
     workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tools.linearizability.worker", config, str(n), str(out)],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        forked.Child(worker_module.main, ([config, str(n), str(out)],), stdin=True)
         for n, out in enumerate(outputs)
     ]
     try:
@@ -58,11 +51,7 @@ def record(workload: Workload, directory: Path, *, timeout_s: float = 600.0) -> 
                 raise RuntimeError(f"a worker exited with code {code}")
     finally:
         for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait()
-            if worker.stdout is not None:
-                worker.stdout.close()
+            worker.close()
     return read_history(outputs) + final_reads(workload)
 
 

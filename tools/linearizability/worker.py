@@ -1,4 +1,6 @@
-"""One worker process: ``python -m tools.linearizability.worker WORKLOAD_JSON PROCESS OUT``.
+"""One worker process: :func:`main` with ``[WORKLOAD_JSON, PROCESS, OUT]``, which ``run.record``
+forks (``tools.forked``) and ``python -m tools.linearizability.worker WORKLOAD_JSON PROCESS OUT``
+runs.
 
 Opens the store, prints ``ready``, reads a start time (``time.monotonic_ns()``, shared by every
 process on the machine) from stdin, starts its client threads at that instant, and writes
