@@ -89,8 +89,9 @@ class Child:
     streams are text unless ``text=False``. Like ``Popen``: ``pid``, ``poll``, ``wait``,
     ``communicate``, ``send_signal``, ``terminate``, ``kill``. Its exit code is what ``target``
     returns, as a console script's is what its ``main`` returns (None: 0), or its
-    ``SystemExit`` code; 1 when it raises (the traceback on its stderr), ``-N`` after signal N. ``close`` (or leaving it as a context manager) kills it if it still
-    runs and closes the streams."""
+    ``SystemExit`` code; 1 when it raises (the traceback on its stderr), ``-N`` after signal
+    N. ``close`` (or leaving it as a context manager) kills it if it still runs and closes the
+    streams."""
 
     def __init__(
         self,
