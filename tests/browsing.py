@@ -4,7 +4,6 @@ started again on its port, and readers of what the pages show."""
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import shutil
 import subprocess
@@ -138,10 +137,8 @@ class Server:
 
     def stop(self) -> None:
         if self._process is not None:
-            self._process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):  # killed then
-                self._process.wait(timeout=30)
-            self.kill()
+            self._process.stop()
+            self._process = None
 
 
 class Writer:

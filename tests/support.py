@@ -27,7 +27,6 @@ import pytest
 import spawned
 
 from sqlitestream import Event, InMemorySessionStore, SessionStore, SQLiteSessionStore, StoredEvent
-from sqlitestream.cli.main import main
 from sqlitestream.store import SessionStore as _Base
 from tools import forked
 
@@ -150,6 +149,8 @@ def command_process(
     new interpreter imports the package, the HTTP stack and uvicorn again (0.3-0.5 s of CPU for
     every ``serve`` node). A test about the command as a program (its console script, its
     interpreter) starts it with ``subprocess`` instead."""
+    from sqlitestream.cli.main import main
+
     return forked.Child(main, (argv,), environment=environment, stderr_path=stderr_path)
 
 

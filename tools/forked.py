@@ -87,11 +87,11 @@ class Child:
     to the file ``stderr_path`` instead when given, and ``stderr`` is then None); with
     ``stdin=True`` its standard input is a pipe too (``stdin``), otherwise it reads nothing. The
     streams are text unless ``text=False``. Like ``Popen``: ``pid``, ``poll``, ``wait``,
-    ``communicate``, ``send_signal``, ``terminate``, ``kill``. Its exit code is what ``target``
-    returns, as a console script's is what its ``main`` returns (None: 0), or its
-    ``SystemExit`` code; 1 when it raises (the traceback on its stderr), ``-N`` after signal
-    N. ``close`` (or leaving it as a context manager) kills it if it still runs and closes the
-    streams."""
+    ``communicate``, ``send_signal``, ``terminate``, ``kill``; ``stop`` terminates it and kills it
+    if it lingers. Its exit code is what ``target`` returns, as a console script's is what its
+    ``main`` returns (None: 0), or its ``SystemExit`` code; 1 when it raises (the traceback on
+    its stderr), ``-N`` after signal N. ``close`` (or leaving it as a context manager) kills it
+    if it still runs and closes the streams."""
 
     def __init__(
         self,
@@ -164,6 +164,13 @@ class Child:
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM, a wait of up to ``timeout`` seconds for it to end, then :meth:`close`."""
+        self.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):  # killed by close() then
+            self.wait(timeout)
+        self.close()
 
     def close(self) -> None:
         self.kill()

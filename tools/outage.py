@@ -21,10 +21,8 @@ Errors during an outage are expected (503s, 500s, refused connections); every cl
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -94,10 +92,8 @@ class Node:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):  # killed then
-                self.process.wait(timeout=30)
-            self.kill()
+            self.process.stop()
+            self.process = None
 
 
 @contextmanager
