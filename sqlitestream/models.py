@@ -245,6 +245,22 @@ class StoredEvent(Event):
     sequence_number: int = field(kw_only=True)
     position: int = field(kw_only=True)
 
+    if TYPE_CHECKING:
+        # As Event's: type checkers also accept the string value of an EventType.
+        def __init__(
+            self,
+            type: EventType | str,
+            session_id: str,
+            data: dict[str, Any] = ...,
+            metadata: dict[str, Any] = ...,
+            run_id: str | None = None,
+            id: str = ...,
+            timestamp: datetime = ...,
+            *,
+            sequence_number: int,
+            position: int,
+        ) -> None: ...
+
     def __post_init__(self) -> None:
         # Event.__post_init__ by name: zero-argument super() fails in a slotted dataclass.
         Event.__post_init__(self)
@@ -343,7 +359,10 @@ def with_sequence(event: Event, seq: int, position: int) -> StoredEvent:
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """A saved session: who runs it, its status, and free-form metadata and context."""
+    """A saved session: who runs it, its status, and free-form metadata and context.
+
+    ``status`` is a :class:`SessionStatus` or its string value.
+    """
 
     agent_id: str
     id: str = field(default_factory=lambda: new_id("ses_"))
@@ -354,6 +373,22 @@ class Session:
     tags: list[str] = field(default_factory=list)
     created_at: datetime = field(default_factory=utc_now)
     updated_at: datetime = field(default_factory=utc_now)
+
+    if TYPE_CHECKING:
+        # The generated __init__'s signature, except that type checkers also accept the
+        # string value of a SessionStatus, as __post_init__ does.
+        def __init__(
+            self,
+            agent_id: str,
+            id: str = ...,
+            status: SessionStatus | str = SessionStatus.PENDING,
+            parent_session_id: str | None = None,
+            metadata: dict[str, Any] = ...,
+            context: dict[str, Any] = ...,
+            tags: list[str] = ...,
+            created_at: datetime = ...,
+            updated_at: datetime = ...,
+        ) -> None: ...
 
     def __post_init__(self) -> None:
         _set(self, "agent_id", check_id(self.agent_id, "agent_id"))
@@ -386,7 +421,10 @@ class Session:
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """One agent run inside a session: its input, outcome, token usage and timing."""
+    """One agent run inside a session: its input, outcome, token usage and timing.
+
+    ``status`` is a :class:`RunStatus` or its string value.
+    """
 
     session_id: str
     id: str = field(default_factory=lambda: new_id("run_"))
@@ -399,6 +437,24 @@ class Run:
     token_usage: dict[str, Any] = field(default_factory=dict)
     started_at: datetime = field(default_factory=utc_now)
     ended_at: datetime | None = None
+
+    if TYPE_CHECKING:
+        # The generated __init__'s signature, except that type checkers also accept the
+        # string value of a RunStatus, as __post_init__ does.
+        def __init__(
+            self,
+            session_id: str,
+            id: str = ...,
+            status: RunStatus | str = RunStatus.PENDING,
+            input: dict[str, Any] | None = None,
+            output: dict[str, Any] | None = None,
+            error: dict[str, Any] | None = None,
+            metadata: dict[str, Any] = ...,
+            turn_count: int = 0,
+            token_usage: dict[str, Any] = ...,
+            started_at: datetime = ...,
+            ended_at: datetime | None = None,
+        ) -> None: ...
 
     def __post_init__(self) -> None:
         _set(self, "session_id", check_id(self.session_id, "session_id"))
