@@ -165,7 +165,7 @@ class AsyncStore:
             self._store.append_event_with_sequence, event, expected_sequence=expected_sequence
         )
 
-    async def append_events(self, events: Sequence[Event]) -> list[StoredEvent]:
+    async def append_events(self, events: Iterable[Event]) -> list[StoredEvent]:
         """See :meth:`SessionStore.append_events`."""
         return await self._call(self._store.append_events, events)
 

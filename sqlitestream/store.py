@@ -7,7 +7,7 @@ shared contract tests in :mod:`sqlitestream.testing`.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -304,14 +304,16 @@ class SessionStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def append_events(self, events: Sequence[Event]) -> list[StoredEvent]:
+    def append_events(self, events: Iterable[Event]) -> list[StoredEvent]:
         """Append a batch atomically: all events are stored, or none (on any error).
 
-        Sequences are contiguous per session in input order; results are in input order. An id
-        already stored, or repeated inside the batch, in the same session yields the original
-        stored event; in another session it raises ``EventIdConflictError`` and nothing of the
-        batch is written. An empty batch returns ``[]``. This is the throughput path: one
-        transaction, one commit.
+        ``events`` is any iterable of events (a list, a generator): it is read to its end
+        before anything is written, so an error it raises writes nothing. Sequences are
+        contiguous per session in input order; results are in input order. An id already
+        stored, or repeated inside the batch, in the same session yields the original stored
+        event; in another session it raises ``EventIdConflictError`` and nothing of the batch is
+        written. An empty batch returns ``[]``. This is the throughput path: one transaction,
+        one commit.
         """
 
     def get_events(

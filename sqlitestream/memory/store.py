@@ -267,7 +267,7 @@ class InMemorySessionStore(AdminStore, FeedStore, RetentionStore, SessionProduce
         self._hub.wake([stored.session_id])
         return _copy(stored)
 
-    def append_events(self, events: Sequence[Event]) -> list[StoredEvent]:
+    def append_events(self, events: Iterable[Event]) -> list[StoredEvent]:
         batch = check_events(events, self._max_event_bytes)
         with self._lock:
             self._check_open()

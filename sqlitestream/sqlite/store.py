@@ -352,7 +352,7 @@ class SQLiteSessionStore(AdminStore, FeedStore, RetentionStore, SessionProducers
             self._hub.wake((event.session_id,))
         return stored
 
-    def append_events(self, events: Sequence[Event]) -> list[StoredEvent]:
+    def append_events(self, events: Iterable[Event]) -> list[StoredEvent]:
         batch = check_encoded_events(events, self._max_event_bytes)
         self._check_open()
         if not batch.events:

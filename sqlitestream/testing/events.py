@@ -4,12 +4,14 @@ concurrency with ``expected_sequence``, all-or-nothing batches."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from sqlitestream.errors import EventIdConflictError, SequenceConflictError, ValidationError
+from sqlitestream.models import Event
 from sqlitestream.store import SessionStore
 from sqlitestream.testing._base import T0, ContractBase, new_event, seqs
 
@@ -221,6 +223,21 @@ class EventsContract(ContractBase):
         with pytest.raises(ValidationError, match=r"events\[1\]"):
             store.append_events([new_event(), "not an event"])  # type: ignore[list-item]
         assert store.get_latest_sequence("s1") == 0
+
+    def test_batch_may_be_any_iterable_and_its_error_writes_nothing(self, store: SessionStore) -> None:
+        stored = store.append_events(new_event(id=f"g{n}") for n in range(3))
+        assert [(e.id, e.sequence_number) for e in stored] == [("g0", 1), ("g1", 2), ("g2", 3)]
+
+        class Broken(Exception):
+            pass
+
+        def failing() -> Iterator[Event]:
+            yield new_event("s2", id="before-the-failure")
+            raise Broken("the caller's generator failed")
+
+        with pytest.raises(Broken):
+            store.append_events(failing())
+        assert store.get_latest_sequence("s2") == 0
 
     def test_batch_repeating_an_id_across_sessions_writes_nothing(self, store: SessionStore) -> None:
         with pytest.raises(EventIdConflictError):
