@@ -9,6 +9,7 @@ thousands (1,500 waiters on 300 sessions, 2,000 under the descriptor limit).
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -27,6 +28,7 @@ from sqlitestream import (
     SessionStore,
     SQLiteSessionStore,
     StoreClosedError,
+    StoredEvent,
 )
 
 WAITERS = int(os.environ.get("SQLITESTREAM_LONG_POLL_WAITERS", "300"))
@@ -61,12 +63,12 @@ class StoreThreads:
 class Waiters:
     """Threads each running one ``get_events`` call; results and errors kept by index."""
 
-    def __init__(self, calls: list[Callable[[], list[Event]]]) -> None:
+    def __init__(self, calls: list[Callable[[], list[StoredEvent]]]) -> None:
         self.results: list[Any] = [None] * len(calls)
         self.returned_at: list[float] = [0.0] * len(calls)
         self.started = threading.Semaphore(0)
 
-        def run(index: int, call: Callable[[], list[Event]]) -> None:
+        def run(index: int, call: Callable[[], list[StoredEvent]]) -> None:
             self.started.release()
             try:
                 self.results[index] = call()
@@ -88,6 +90,44 @@ class Waiters:
 
     def alive(self) -> int:
         return sum(thread.is_alive() for thread in self.threads)
+
+
+class _PageQueries:
+    """How many times each session's events were queried by any connection opened while this
+    is installed (apsw's connection hooks and statement tracing). A long-poll queries once
+    before it registers, once after, and once more on each wake-up: so the count tells how
+    often its waiter was woken."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> _PageQueries:
+        apsw.connection_hooks.append(self._hook)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        apsw.connection_hooks.remove(self._hook)
+
+    def _hook(self, conn: apsw.Connection) -> None:
+        conn.exec_trace = self._trace
+
+    def _trace(self, cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
+        if sql.startswith("SELECT seq, id,") and bindings:
+            with self._lock:
+                self.counts[bindings[0]] = self.counts.get(bindings[0], 0) + 1
+        return True
+
+
+def _until_registered(queries: _PageQueries, waiters: dict[str, int]) -> None:
+    """Wait until ``waiters[session]`` waiters of each session have registered (queried twice):
+    until then a waiter has not read the log, and what another process does to it meanwhile
+    decides what that waiter's first query returns, not what a registered waiter is given."""
+    wait_until(
+        lambda: all(queries.counts.get(session, 0) >= 2 * n for session, n in waiters.items()),
+        30,
+        "every waiter registered",
+    )
 
 
 def _append_in_another_process(path: Path, session_ids: list[str], type_: str = "message_sent") -> None:
@@ -120,25 +160,25 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionSto
 # Waking -------------------------------------------------------------------------------------------
 
 
-def _waiter_calls(store: SessionStore) -> list[Callable[[], list[Event]]]:
+def _waiter_calls(store: SessionStore) -> list[Callable[[], list[StoredEvent]]]:
     """Five waiters per session with different filters: any type, one type, one run, a limit,
     and a cursor past the first event."""
-    calls: list[Callable[[], list[Event]]] = []
+    calls: list[Callable[[], list[StoredEvent]]] = []
     for index in range(WAITERS):
         session_id = f"s{index % SESSIONS}"
         kind = (index // SESSIONS) % 5
         if kind == 0:
-            calls.append(lambda s=session_id: store.get_events(s, after=0, wait_timeout_ms=LONG))
+            calls.append(functools.partial(store.get_events, session_id, after=0, wait_timeout_ms=LONG))
         elif kind == 1:
             calls.append(
-                lambda s=session_id: store.get_events(s, type="message_received", wait_timeout_ms=LONG)
+                functools.partial(store.get_events, session_id, type="message_received", wait_timeout_ms=LONG)
             )
         elif kind == 2:
-            calls.append(lambda s=session_id: store.get_events(s, run_id="r2", wait_timeout_ms=LONG))
+            calls.append(functools.partial(store.get_events, session_id, run_id="r2", wait_timeout_ms=LONG))
         elif kind == 3:
-            calls.append(lambda s=session_id: store.get_events(s, limit=1, wait_timeout_ms=LONG))
+            calls.append(functools.partial(store.get_events, session_id, limit=1, wait_timeout_ms=LONG))
         else:
-            calls.append(lambda s=session_id: store.get_events(s, after=1, wait_timeout_ms=LONG))
+            calls.append(functools.partial(store.get_events, session_id, after=1, wait_timeout_ms=LONG))
     return calls
 
 
@@ -225,11 +265,12 @@ def test_deleting_a_session_releases_only_its_waiters(store: SessionStore) -> No
 def test_a_session_deleted_by_another_process_releases_waiters(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
     threads = StoreThreads()
-    with SQLiteSessionStore(path) as store:
+    with _PageQueries() as queries, SQLiteSessionStore(path) as store:
         store.append_events([Event("message_sent", s) for s in ("doomed", "kept")])
         doomed = Waiters([lambda: store.get_events("doomed", after=1, wait_timeout_ms=LONG)] * CROWD)
         kept = Waiters([lambda: store.get_events("kept", after=1, wait_timeout_ms=LONG)] * CROWD)
         wait_until(lambda: threads(doomed, kept) == 1, 30, "the store's one watching thread")
+        _until_registered(queries, {"doomed": CROWD, "kept": CROWD})
         _delete_in_another_process(path, "doomed")
         assert doomed.join()
         assert doomed.results == [[]] * CROWD
@@ -266,11 +307,12 @@ def test_a_session_replaced_by_another_process_between_looks_releases_waiters(
     (as many events) or handed events of the new log (more)."""
     path = tmp_path / "events.db"
     threads = StoreThreads()
-    with SQLiteSessionStore(path) as store:
+    with _PageQueries() as queries, SQLiteSessionStore(path) as store:
         store.append_events([Event("message_sent", s) for s in ("doomed", "doomed", "kept")])
         doomed = Waiters([lambda: store.get_events("doomed", after=2, wait_timeout_ms=LONG)] * 20)
         kept = Waiters([lambda: store.get_events("kept", after=1, wait_timeout_ms=LONG)] * 20)
         wait_until(lambda: threads(doomed, kept) == 1, 30, "the store's one watching thread")
+        _until_registered(queries, {"doomed": 20, "kept": 20})
         _replace_in_another_process(path, "doomed", refilled_to)
         assert doomed.join()
         assert doomed.results == [[]] * 20
@@ -340,45 +382,19 @@ def test_a_trimmed_session_replaced_by_another_process_releases_waiters(tmp_path
     in one transaction: the waiters are released with [], not handed the new log's events."""
     path = tmp_path / "events.db"
     threads = StoreThreads()
-    with SQLiteSessionStore(path) as store:
+    with _PageQueries() as queries, SQLiteSessionStore(path) as store:
         store.append_events([Event("message_sent", s) for s in ("doomed", "doomed", "doomed", "kept")])
         _trim_in_another_process(path, "doomed", 3)
         doomed = Waiters([lambda: store.get_events("doomed", after=3, wait_timeout_ms=LONG)] * 5)
         kept = Waiters([lambda: store.get_events("kept", after=1, wait_timeout_ms=LONG)] * 5)
         wait_until(lambda: threads(doomed, kept) == 1, 30, "the store's one watching thread")
+        _until_registered(queries, {"doomed": 5, "kept": 5})
         _replace_in_another_process(path, "doomed", 5)
         assert doomed.join()
         assert doomed.results == [[]] * 5
         assert kept.alive() == 5
         _append_in_another_process(path, ["kept"])
         assert kept.join()
-
-
-class _PageQueries:
-    """How many times each session's events were queried by any connection opened while this
-    is installed (apsw's connection hooks and statement tracing). A long-poll queries once
-    before it registers, once after, and once more on each wake-up: so the count tells how
-    often its waiter was woken."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> _PageQueries:
-        apsw.connection_hooks.append(self._hook)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        apsw.connection_hooks.remove(self._hook)
-
-    def _hook(self, conn: apsw.Connection) -> None:
-        conn.exec_trace = self._trace
-
-    def _trace(self, cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
-        if sql.startswith("SELECT seq, id,") and bindings:
-            with self._lock:
-                self.counts[bindings[0]] = self.counts.get(bindings[0], 0) + 1
-        return True
 
 
 def test_another_processs_commits_wake_only_the_waiters_of_their_sessions(tmp_path: Path) -> None:
@@ -395,7 +411,9 @@ def test_another_processs_commits_wake_only_the_waiters_of_their_sessions(tmp_pa
         hot = Waiters([lambda: store.get_events("hot", after=1, limit=1, wait_timeout_ms=LONG)])
         trimmed = Waiters([lambda: store.get_events("trimmed", after=2, wait_timeout_ms=LONG)])
         doomed = Waiters([lambda: store.get_events("doomed", after=1, wait_timeout_ms=LONG)])
-        asleep = Waiters([lambda s=s: store.get_events(s, after=1, wait_timeout_ms=LONG) for s in quiet])
+        asleep = Waiters(
+            [functools.partial(store.get_events, s, after=1, wait_timeout_ms=LONG) for s in quiet]
+        )
         marker = Waiters([lambda: store.get_events("marker", wait_timeout_ms=LONG)])
         everyone = (hot, trimmed, doomed, asleep, marker)
         wait_until(lambda: threads(*everyone) == 1, 30, "the store's one watching thread")
@@ -429,7 +447,7 @@ def test_closing_the_store_releases_every_waiter_with_store_closed(tmp_path: Pat
     )
     waiters = Waiters(
         [
-            lambda n=n: store.get_events(f"s{n % 50}", after=n % 3, wait_timeout_ms=LONG)
+            functools.partial(store.get_events, f"s{n % 50}", after=n % 3, wait_timeout_ms=LONG)
             for n in range(WAITERS * 2 // 3)
         ]
     )
@@ -467,12 +485,12 @@ def test_timeouts_are_never_cut_short_under_load(store: SessionStore) -> None:
     churner.start()
     began: list[float] = [0.0] * len(timeouts)
 
-    def call(index: int) -> list[Event]:
+    def call(index: int) -> list[StoredEvent]:
         began[index] = time.monotonic()
         return store.get_events(f"t{index % 20}", type="policy_violation", wait_timeout_ms=timeouts[index])
 
     try:
-        waiters = Waiters([lambda i=i: call(i) for i in range(len(timeouts))])
+        waiters = Waiters([functools.partial(call, i) for i in range(len(timeouts))])
         assert waiters.join()
     finally:
         stop.set()
