@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +103,7 @@ forked.configure(
 )
 
 
-def processes() -> multiprocessing.context.BaseContext:
+def processes() -> multiprocessing.context.ForkServerContext:
     """The multiprocessing context for child processes that run a function of ``spawned``.
 
     ``forkserver`` (``tools.forked``): each child is a fork of one clean, single-threaded server
@@ -179,7 +179,7 @@ def records(events: list[StoredEvent]) -> list[dict[str, Any]]:
     return [Event.to_dict(event) for event in events]
 
 
-def types(events: list[Event]) -> list[str]:
+def types(events: Sequence[Event]) -> list[str]:
     return [event.type.value for event in events]
 
 
@@ -234,10 +234,12 @@ class DelegatingStore(_Base):
     def get_active_run(self, session_id: str) -> Any:
         return self.inner.get_active_run(session_id)
 
-    def append_event_with_sequence(self, event: Event, *, expected_sequence: int | None = None) -> Event:
+    def append_event_with_sequence(
+        self, event: Event, *, expected_sequence: int | None = None
+    ) -> StoredEvent:
         return self.inner.append_event_with_sequence(event, expected_sequence=expected_sequence)
 
-    def append_events(self, events: Any) -> list[Event]:
+    def append_events(self, events: Any) -> list[StoredEvent]:
         return self.inner.append_events(events)
 
     def read_events(self, query: Any) -> Any:
@@ -261,7 +263,7 @@ class RecordingStore(DelegatingStore):
         self.entered = threading.Event()
         self._lock = threading.Lock()
 
-    def get_events(self, session_id: str, **kwargs: Any) -> list[Event]:
+    def get_events(self, session_id: str, **kwargs: Any) -> list[StoredEvent]:
         started = time.monotonic()
         self.entered.set()
         if self.ignore_wait:  # a store without long-poll: answers at once

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from sqlitestream import (
     ValidationError,
     normalise_event_type,
 )
-from sqlitestream.adapters import EVENT_TYPE_ALIASES
+from sqlitestream.adapters import EVENT_TYPE_ALIASES, Emit
 from sqlitestream.models import Run, Session
 
 
@@ -120,13 +120,24 @@ def _run_and_session() -> tuple[Run, Session]:
     return Run(session_id=session.id), session
 
 
+def _recording_emit(emitted: list[Any], session: Session) -> Emit:
+    """An ``emit`` that keeps the event data it is given. Its answer stands in for the stored
+    event, which ScriptedAdapter does not read."""
+
+    def emit(event_data: Mapping[str, Any]) -> Event:
+        emitted.append(event_data)
+        return Event(EventType.MESSAGE_STREAMED, session.id)
+
+    return emit
+
+
 def test_scripted_adapter_replays_its_events_and_returns_its_outcome() -> None:
     outcome = RunOutcome(output={"a": 1})
     adapter = ScriptedAdapter([{"type": "delta"}, {"type": "done"}], outcome=outcome)
     emitted: list[Any] = []
     run, session = _run_and_session()
 
-    assert adapter.execute(run, session, emitted.append) is outcome
+    assert adapter.execute(run, session, _recording_emit(emitted, session)) is outcome
     assert emitted == [{"type": "delta"}, {"type": "done"}]
     assert isinstance(adapter, ProviderAdapter)
 
@@ -137,7 +148,7 @@ def test_scripted_adapter_raises_its_error_after_the_events() -> None:
     run, session = _run_and_session()
 
     with pytest.raises(ProviderError, match="nope"):
-        adapter.execute(run, session, emitted.append)
+        adapter.execute(run, session, _recording_emit(emitted, session))
     assert emitted == [{"type": "delta"}]
 
 
@@ -147,8 +158,9 @@ def test_scripted_adapter_cancel_interrupts_the_delay() -> None:
     first = threading.Event()
     errors: list[BaseException] = []
 
-    def emit(event: Any) -> None:
+    def emit(event_data: Mapping[str, Any]) -> Event:
         first.set()
+        return Event(EventType.MESSAGE_STREAMED, session.id)
 
     def execute() -> None:
         try:

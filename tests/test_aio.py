@@ -243,7 +243,7 @@ def test_many_async_follows_share_the_pool_and_see_another_process_append(tmp_pa
     async def main() -> None:
         async with AsyncStore(store, max_threads=4) as astore:
 
-            async def first_two(session_id: str) -> list[int | None]:
+            async def first_two(session_id: str) -> list[int]:
                 events = astore.follow(session_id, wait_timeout_ms=60_000)
                 seen = [(await anext(events)).sequence_number for _ in range(2)]
                 await events.aclose()

@@ -23,7 +23,7 @@ SCHEMA_VERSION = SQLiteSessionStore.SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-COMMANDS = sorted(cli.commands)  # type: ignore[attr-defined]
+COMMANDS = sorted(cli.commands)
 
 
 def run(

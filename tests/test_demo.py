@@ -5,12 +5,18 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 from support import child_env
 
 from sqlitestream import SQLiteSessionStore, ValidationError
 from sqlitestream.cli.demo import DemoSummary, demo_script, run_demo
+
+
+class DemoArguments(TypedDict, total=False):
+    events: int
+    interval_ms: int
 
 
 def test_demo_follows_every_event_of_the_writer_process(tmp_path: Path) -> None:
@@ -98,7 +104,7 @@ def test_writer_side_reports_errors_without_a_traceback(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "named"), [({"events": 4}, "events"), ({"interval_ms": -1}, "interval_ms")]
 )
-def test_bad_demo_arguments_create_nothing(tmp_path: Path, kwargs: dict[str, int], named: str) -> None:
+def test_bad_demo_arguments_create_nothing(tmp_path: Path, kwargs: DemoArguments, named: str) -> None:
     with pytest.raises(ValidationError, match=named):
         run_demo(tmp_path / "never.db", **kwargs)
     assert not (tmp_path / "never.db").exists()

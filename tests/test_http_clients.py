@@ -62,7 +62,12 @@ def test_the_typescript_client_follows_and_appends_to_a_session(
     lines: queue.Queue[str] = queue.Queue()
     assert node.stdout is not None
     stdout = node.stdout
-    threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
+
+    def forward_lines() -> None:
+        for line in stdout:
+            lines.put(line)
+
+    threading.Thread(target=forward_lines, daemon=True).start()
     try:
         first = json.loads(lines.get(timeout=60))  # following live before the other process writes
         assert (first["sequence_number"], first["data"]) == (1, {"n": "first"})

@@ -9,6 +9,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -141,10 +142,10 @@ def test_a_long_poll_with_nothing_new_is_a_204_at_the_same_offset(store: FeedSto
 
 def _sse_events(
     client: httpx.Client, params: dict[str, str], count: int, on_live: Callable[[], object]
-) -> list[dict[str, object]]:
+) -> list[dict[str, Any]]:
     """The events of the first ``count`` messages of an SSE response; ``on_live()`` runs once,
     after the first control event (the follower has caught up and is waiting)."""
-    got: list[dict[str, object]] = []
+    got: list[dict[str, Any]] = []
     called = False
     with client.stream("GET", "/v1/feed", params={**params, "live": "sse"}) as response:
         assert response.headers["content-type"].startswith("text/event-stream")

@@ -27,11 +27,12 @@ from sqlitestream import (
     SessionStore,
     SqliteStreamError,
     StorageError,
+    StoredEvent,
     ValidationError,
 )
 from sqlitestream.models import Run, Session
 
-SUCCESS_SCRIPT = [
+SUCCESS_SCRIPT: list[dict[str, Any]] = [
     {"type": "run_started"},
     {"type": "delta", "data": {"text": "Hel"}},
     {"type": "chunk", "data": {"text": "lo"}},
@@ -196,7 +197,8 @@ def test_naive_timestamp_fails_the_run_naming_it(store: SessionStore) -> None:
     assert "message_streamed" not in types(stored)
     [failed] = [event for event in stored if event.type is EventType.RUN_FAILED]
     assert failed.data["error_code"] == "invalid_event"
-    assert store.list_runs(session.id)[0].error["code"] == "invalid_event"
+    error = store.list_runs(session.id)[0].error
+    assert error is not None and error["code"] == "invalid_event"
 
 
 def test_adapter_metadata_is_merged_and_provider_overrides(store: SessionStore) -> None:
@@ -361,7 +363,9 @@ class _SwallowingAdapter:
 class _FailingAppends(DelegatingStore):
     """Fails every append of a message_streamed event with a StorageError."""
 
-    def append_event_with_sequence(self, event: Event, *, expected_sequence: int | None = None) -> Event:
+    def append_event_with_sequence(
+        self, event: Event, *, expected_sequence: int | None = None
+    ) -> StoredEvent:
         if event.type is EventType.MESSAGE_STREAMED:
             raise StorageError("disk I/O error", sqlite_code=10)
         return super().append_event_with_sequence(event, expected_sequence=expected_sequence)
@@ -394,7 +398,8 @@ def test_callback_error_fails_the_run_and_is_raised(store: SessionStore) -> None
         manager_with(store).run_once({"prompt": "x"}, event_callback=callback)
 
     [session] = store.list_sessions()
-    assert store.list_runs(session.id)[0].error["code"] == "callback_error"
+    error = store.list_runs(session.id)[0].error
+    assert error is not None and error["code"] == "callback_error"
     assert store.get_session(session.id).status is SessionStatus.FAILED
 
 

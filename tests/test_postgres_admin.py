@@ -58,7 +58,7 @@ def test_store_info_reports_counts_and_versions(store: PostgresSessionStore, pg_
         2,
         2,
     )
-    assert info.table_bytes > 0 and info.synchronous_commit
+    assert info.table_bytes is not None and info.table_bytes > 0 and info.synchronous_commit
     assert set(info.to_dict()) >= {"dsn", "schema", "server_version", "events"}
 
 
@@ -122,7 +122,7 @@ def test_readonly_store_reads_and_refuses_every_write(
     with PostgresSessionStore(pg_dsn, schema=pg_schema, readonly=True) as reader:
         assert reader.readonly and "read-only" in repr(reader)
         assert [e.id for e in reader.get_events("s1")] == ["e1"]
-        writes = [
+        writes: list[Callable[[], object]] = [
             lambda: reader.append_event(Event("message_sent", "s1")),
             lambda: reader.append_events([Event("message_sent", "s1")]),
             lambda: reader.save_session(Session(agent_id="x")),

@@ -42,7 +42,12 @@ def store(pg_dsn: str, pg_schema: str) -> Iterator[PostgresSessionStore]:
 
 
 def _event(session_id: str, **fields: Any) -> Event:
-    return Event(type="message_sent", session_id=session_id, **fields)  # type: ignore[arg-type]
+    return Event(type="message_sent", session_id=session_id, **fields)
+
+
+def _appending(store: PostgresSessionStore, session_id: str, event_id: str) -> Callable[[], StoredEvent]:
+    """A call that appends the event ``event_id`` to ``session_id``, building it when it runs."""
+    return lambda: store.append_event_with_sequence(_event(session_id, id=event_id))
 
 
 def _waiting_backends(dsn: str) -> list[int]:
@@ -85,9 +90,7 @@ def _in_one_group(
 def test_queued_appends_share_one_transaction_and_each_gets_its_own_sequence(
     store: PostgresSessionStore, pg_dsn: str, pg_schema: str
 ) -> None:
-    calls: list[Callable[[], Any]] = [
-        lambda n=n: store.append_event_with_sequence(_event(f"s{n % 3}", id=f"e{n}")) for n in range(9)
-    ]
+    calls: list[Callable[[], Any]] = [_appending(store, f"s{n % 3}", f"e{n}") for n in range(9)]
     first, outcomes = _in_one_group(store, pg_dsn, pg_schema, calls)
     assert isinstance(first, StoredEvent)
     assert all(isinstance(stored, StoredEvent) for stored in outcomes), outcomes
@@ -201,10 +204,7 @@ def _group_behind_a_counter_lock(
             feed.execute(f'UPDATE "{schema}".feed SET last_position = last_position')
             first = ThreadCall(lambda: store.append_event_with_sequence(_event("first")))
             wait_until(lambda: bool(_waiting_backends(dsn)), what="the first append to wait for the feed row")
-            queued = [
-                ThreadCall(lambda s=session: store.append_event_with_sequence(_event(s, id=f"{s}-1")))
-                for session in sessions
-            ]
+            queued = [ThreadCall(_appending(store, session, f"{session}-1")) for session in sessions]
             wait_until(
                 lambda: store.group_commit_stats().queued == len(sessions), what="the appends to queue"
             )
@@ -365,7 +365,7 @@ def test_an_interrupt_at_any_step_of_the_queue_leaves_nobody_waiting(
     """An interrupt at one exact moment of a thread's append (traced, where a signal strikes
     only by chance): that append raises it, every other caller gets its own outcome, and the
     store's appends go on (neither a group nor the queue's busy flag is left behind)."""
-    calls = [lambda i=i: store.append_event_with_sequence(_event(f"g{i}", id=f"e{i}")) for i in range(3)]
+    calls = [_appending(store, f"g{i}", f"e{i}") for i in range(3)]
     if function == "_lead":
         interrupt = interrupt_once_at(
             function, event_name, lambda frame: len(frame.f_locals["mine"].group) > 1

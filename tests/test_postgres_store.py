@@ -39,7 +39,7 @@ DEADLINE = 30.0  # seconds a background step may take before the test fails
 
 
 def _event(session_id: str = "s1", **fields: Any) -> Event:
-    return Event(type="message_sent", session_id=session_id, **fields)  # type: ignore[arg-type]
+    return Event(type="message_sent", session_id=session_id, **fields)
 
 
 def _sql(dsn: str, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
@@ -263,7 +263,7 @@ def test_repr_and_dsn_hide_the_password(pg_dsn: str, pg_schema: str) -> None:
     params = psycopg.conninfo.conninfo_to_dict(pg_dsn)
     params["password"] = "s3cret-pw"
     # trust auth ignores the password, so the store opens; it must not show it anywhere.
-    with PostgresSessionStore(psycopg.conninfo.make_conninfo(**params), schema=pg_schema) as store:
+    with PostgresSessionStore(psycopg.conninfo.make_conninfo("", **params), schema=pg_schema) as store:
         assert "s3cret-pw" not in repr(store) and "s3cret-pw" not in store.dsn
         assert pg_schema in repr(store)
 

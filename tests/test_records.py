@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("record", [Event, StoredEvent, Session, Run])
-def test_a_records_fields_are_its_constructor_arguments(record: type) -> None:
+def test_a_records_fields_are_its_constructor_arguments(record: type[Event | Session | Run]) -> None:
     names = [field.name for field in dataclasses.fields(record)]
     assert not [name for name in names if name.startswith("_")]
     assert set(names) == set(record.__init__.__code__.co_varnames[1 : len(names) + 1])
@@ -67,7 +67,7 @@ def test_a_stored_event_needs_a_position() -> None:
         StoredEvent.from_dict(Event.to_dict(event))
 
 
-EDGE_NUMBERS = {
+EDGE_NUMBERS: dict[str, Any] = {
     "ints": [2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63), -(2**63) - 1, 10**30, -(10**30)],
     "floats": [1e-7, 1e16, 1e22, 5e-324, 1.7976931348623157e308, -0.0, 0.1 + 0.2],
     "nested": {"deep": [[2**64 + 1, 1.5], {"k": -(2**63) - 1}]},

@@ -24,11 +24,11 @@ def _schema(path: Path) -> list[tuple[object, ...]]:
 
 class TestSQLiteSessionProducers(SessionProducersContract):
     def make_store(self, tmp_path: Path) -> SessionProducers:
-        self.store = SQLiteSessionStore(tmp_path / "store.db")
-        return self.store
+        self.sqlite_store = SQLiteSessionStore(tmp_path / "store.db")
+        return self.sqlite_store
 
     def close_store(self) -> None:
-        self.store.close()
+        self.sqlite_store.close()
 
 
 class TestInMemorySessionProducers(SessionProducersContract):

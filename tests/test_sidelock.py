@@ -20,9 +20,10 @@ from typing import Any
 import apsw
 import pytest
 from support import INTERRUPTS_IN_FINALIZERS_ARE_EXPECTED, python_output
-from test_faults import _gap_free, _integrity, interrupts
+from test_faults import _gap_free, _integrity
 
 from sqlitestream import Event, SQLiteSessionStore, StoreBusyError
+from tools import interrupts
 from tools.interrupts import side_lock_free
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="flock and SIGSTOP semantics")

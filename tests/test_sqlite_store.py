@@ -24,6 +24,7 @@ from sqlitestream import (
     Session,
     SQLiteSessionStore,
     StorageError,
+    StoredEvent,
     ValidationError,
 )
 from sqlitestream.sqlite.schema import APPLICATION_ID, SCHEMA_VERSION, schema_sql
@@ -356,7 +357,7 @@ def test_readonly_store_sees_a_live_writer(tmp_path: Path) -> None:
         waiter = threading.Thread(
             target=lambda: results.append(reader.get_events("s1", after=1, wait_timeout_ms=10_000))
         )
-        results: list[list[Event]] = []
+        results: list[list[StoredEvent]] = []
         waiter.start()
         writer.append_event(Event("message_sent", "s1", id="second"))
         waiter.join(15)

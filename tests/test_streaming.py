@@ -8,10 +8,10 @@ import contextlib
 import json
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 from support import (
@@ -30,6 +30,7 @@ from sqlitestream import (
     SessionManager,
     SessionStore,
     SQLiteSessionStore,
+    StoredEvent,
     ValidationError,
 )
 from sqlitestream.testing import Background
@@ -40,16 +41,23 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionSto
     yield from open_store(request.param, tmp_path)
 
 
+class FollowMode(TypedDict, total=False):
+    """How a follower waits for new events: the stream_session_events arguments of a mode."""
+
+    poll_interval_ms: int
+    wait_timeout_ms: int
+
+
 def append(
     store: SessionStore, session_id: str, count: int, type: str = "message_streamed", **fields: Any
-) -> list[Event]:
+) -> list[StoredEvent]:
     return [
         store.append_event_with_sequence(Event(type=type, session_id=session_id, **fields))
         for _ in range(count)
     ]
 
 
-def seqs(events: list[Event]) -> list[int | None]:
+def seqs(events: Sequence[Event]) -> list[int | None]:
     return [event.sequence_number for event in events]
 
 
@@ -151,7 +159,7 @@ def _follow_in_thread(stream: Any, count: int) -> tuple[threading.Thread, list[E
     "mode", [{"poll_interval_ms": 5}, {"wait_timeout_ms": 5000}], ids=["poll", "longpoll"]
 )
 def test_follower_sees_events_appended_by_other_threads_exactly_once(
-    store: SessionStore, mode: dict[str, int]
+    store: SessionStore, mode: FollowMode
 ) -> None:
     writers = 3
     per_writer = 40
@@ -187,7 +195,7 @@ def test_long_poll_forwards_wait_timeout_ms(store: SessionStore) -> None:
     [{"poll_interval_ms": 40}, {"poll_interval_ms": 40, "wait_timeout_ms": 60_000}],
     ids=["polling", "store-ignores-long-poll"],
 )
-def test_empty_pages_are_followed_by_a_sleep_never_a_spin(mode: dict[str, int]) -> None:
+def test_empty_pages_are_followed_by_a_sleep_never_a_spin(mode: FollowMode) -> None:
     inner = InMemorySessionStore()
     recording = RecordingStore(inner, ignore_wait=True)
     stream = SessionManager(recording).stream_session_events("s", **mode)

@@ -5,13 +5,14 @@ Runs one session through SessionManager with a ScriptedAdapter emitting EVENTS d
 """
 
 import sys
+from typing import Any
 
 from sqlitestream import RunOutcome, ScriptedAdapter, SessionManager, SQLiteSessionStore
 
 
 def main() -> None:
     db, session_id, count, delay_ms = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    script = [{"type": "run_started"}]
+    script: list[dict[str, Any]] = [{"type": "run_started"}]
     script += [{"type": "delta", "data": {"n": index}} for index in range(count)]
     script += [{"type": "done"}]
     adapter = ScriptedAdapter(script, delay_ms=delay_ms, outcome=RunOutcome(output={"ok": True}))
