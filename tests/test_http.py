@@ -16,7 +16,14 @@ import pytest
 from http_support import LiveServer, follow_stream, http_client, serving, sse_data_until
 from support import run_in_another_process
 
-from sqlitestream import Event, InMemorySessionStore, SessionStore, SQLiteSessionStore, ValidationError
+from sqlitestream import (
+    Event,
+    InMemorySessionStore,
+    NotFoundError,
+    SessionStore,
+    SQLiteSessionStore,
+    ValidationError,
+)
 from sqlitestream.http import create_app
 
 TOKEN = "s3cret-t0ken-value"
@@ -159,6 +166,24 @@ def test_a_bad_stream_name_is_refused_without_touching_anything(client: httpx.Cl
         response = client.put(path)
         assert response.status_code == 400, path
         assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_path_that_is_not_utf8_is_a_400_and_nothing_is_written(
+    store: SQLiteSessionStore, client: httpx.Client
+) -> None:
+    """The server reads %-escapes that are not UTF-8 as replacement characters, so two such
+    names (%FF, %FE) would be one session or stream: they are refused instead."""
+    for path in ("/v1/sessions/%FF", "/v1/sessions/a%FEb", "/v1/stream/%FF"):
+        response = client.post(path, json={"type": "message_sent"})
+        assert response.status_code == 400, (path, response.text)
+        assert "not UTF-8" in response.json()["error"]["message"]
+        assert client.put(path, content=b"x").status_code == 400
+    assert store.list_streams() == []
+    with pytest.raises(NotFoundError):
+        store.byte_streams().stream_state("\ufffd")
+    encoded = client.post("/v1/sessions/%C3%A9t%C3%A9", json={"type": "message_sent"})
+    assert encoded.status_code == 204, encoded.text
+    assert store.get_latest_sequence("\u00e9t\u00e9") == 1
 
 
 def test_a_body_over_the_limit_is_413_and_nothing_is_written(store: SQLiteSessionStore) -> None:

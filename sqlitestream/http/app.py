@@ -15,6 +15,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -25,6 +26,7 @@ from sqlitestream.bytestreams import ByteStreams
 from sqlitestream.errors import ValidationError
 from sqlitestream.http import protocol, viewer
 from sqlitestream.http.auth import AUTH_PATH, Policy, sign_in, unauthorized
+from sqlitestream.http.errors import error_response
 from sqlitestream.http.feed import FEED_PATH, FeedRoutes
 from sqlitestream.http.live import Shutdown
 from sqlitestream.http.sessions import SessionRoutes
@@ -84,6 +86,10 @@ class ServerApp:
         if scope["method"] == "OPTIONS":
             await _preflight(headers, send_with_headers)
             return
+        if not _path_is_utf8(scope):
+            refused = ValidationError("the request path is not UTF-8 once its %-escapes are decoded")
+            await error_response(refused)(scope, receive, send_with_headers)
+            return
         root = scope.get("root_path") or ""
         path = scope["path"][len(root) :] if root and scope["path"].startswith(root) else scope["path"]
         if path == AUTH_PATH:
@@ -93,6 +99,20 @@ class ServerApp:
             await unauthorized()(scope, receive, send_with_headers)
             return
         await self._app(scope, receive, send_with_headers)
+
+
+def _path_is_utf8(scope: Scope) -> bool:
+    """Whether the path's %-escapes decode to UTF-8. ASGI servers decode the others to
+    replacement characters, which would make every such name (``%FF``, ``%FE``) the same
+    session or stream."""
+    raw = scope.get("raw_path")
+    if raw is None:
+        return True
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 async def _preflight(headers: dict[str, str], send: Send) -> None:
