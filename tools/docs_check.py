@@ -12,6 +12,8 @@ import re
 import sys
 from pathlib import Path
 
+from tools.docs_roles import ROLES
+
 PUBLIC_PACKAGES = (
     "sqlitestream",
     "sqlitestream.sqlite",
@@ -21,7 +23,7 @@ PUBLIC_PACKAGES = (
     "sqlitestream.testing",
 )
 _ANCHOR = re.compile(r'\bid="(sqlitestream(?:\.\w+)+)"')
-_RAW_ROLE = re.compile(r":(?:py:)?(?:class|meth|func|attr|mod|data|exc|obj):")
+_RAW_ROLE = re.compile(rf":(?:py:)?(?:{ROLES}):")
 
 
 def undocumented(anchors: set[str]) -> list[str]:
@@ -41,25 +43,24 @@ def undocumented(anchors: set[str]) -> list[str]:
     return missing
 
 
-def raw_roles(site: Path) -> list[str]:
+def raw_roles(pages: dict[str, str]) -> list[str]:
     """The pages that show a Sphinx role as written, with the first one on each."""
-    found = []
-    for page in sorted(site.rglob("*.html")):
-        if match := _RAW_ROLE.search(page.read_text(encoding="utf-8")):
-            found.append(f"{page.relative_to(site)}: {match.group()}")
-    return found
+    return [f"{name}: {match.group()}" for name, text in pages.items() if (match := _RAW_ROLE.search(text))]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("site", type=Path, help="the directory mkdocs built the site into")
     args = parser.parse_args(argv)
-    pages = sorted(args.site.rglob("*.html"))
+    pages = {
+        str(page.relative_to(args.site)): page.read_text(encoding="utf-8")
+        for page in sorted(args.site.rglob("*.html"))
+    }
     if not pages:
         parser.error(f"no built pages in {args.site}")
-    anchors = {anchor for page in pages for anchor in _ANCHOR.findall(page.read_text(encoding="utf-8"))}
+    anchors = {anchor for text in pages.values() for anchor in _ANCHOR.findall(text)}
     problems = [f"no reference entry: {name}" for name in undocumented(anchors)]
-    problems += [f"a Sphinx role shown as written: {where}" for where in raw_roles(args.site)]
+    problems += [f"a Sphinx role shown as written: {where}" for where in raw_roles(pages)]
     for problem in problems:
         print(problem, file=sys.stderr)
     print(f"{len(pages)} pages, {len(anchors)} reference anchors: {len(problems) or 'no'} problems")

@@ -18,7 +18,9 @@ from typing import Any
 
 import griffe
 
-_ROLE = re.compile(r":(?:py:)?(?P<role>class|meth|func|attr|mod|data|exc|obj):`(?P<target>[^`]+)`")
+ROLES = "class|meth|func|attr|mod|data|exc|obj"
+"""The Sphinx roles rewritten (as a regex alternation): ``tools.docs_check`` looks for them too."""
+_ROLE = re.compile(rf":(?:py:)?(?P<role>{ROLES}):`(?P<target>[^`]+)`")
 _TITLED = re.compile(r"(?P<title>.+?)\s*<(?P<target>[^>]+)>$")
 _CALLABLE_ROLES = frozenset({"meth", "func"})
 
@@ -62,21 +64,26 @@ def _reference(scope: griffe.Object, match: re.Match[str]) -> str:
 def _resolve(scope: griffe.Object, target: str) -> str | None:
     """The canonical path of ``target`` as seen from ``scope``, or None where it is not an
     object of the package (the standard library's, say)."""
-    first, _, rest = target.partition(".")
-    path = target if first == scope.package.name else None
-    for where in _scopes(scope) if path is None else ():
-        try:
-            found = where.resolve(first)
-        except griffe.NameResolutionError:
-            continue
-        path = f"{found}.{rest}" if rest else found
-        break
+    path = _full_path(scope, target)
     if path is None:
         return None
     try:
         return str(scope.modules_collection[path].canonical_path)
     except (KeyError, griffe.AliasResolutionError, griffe.CyclicAliasError):
         return None
+
+
+def _full_path(scope: griffe.Object, target: str) -> str | None:
+    first, _, rest = target.partition(".")
+    if first == scope.package.name:
+        return target
+    for where in _scopes(scope):
+        try:
+            found = where.resolve(first)
+        except griffe.NameResolutionError:
+            continue
+        return f"{found}.{rest}" if rest else found
+    return None
 
 
 def _scopes(scope: griffe.Object) -> list[griffe.Object]:
